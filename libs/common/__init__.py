@@ -1,0 +1,1 @@
+"""Code shared by every hookpost service: settings, ids, secrets, signing, db, broker."""

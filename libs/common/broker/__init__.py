@@ -1,0 +1,1 @@
+"""Everything that names or shapes RabbitMQ traffic lives in this package."""

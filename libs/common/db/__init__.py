@@ -1,0 +1,1 @@
+"""PostgreSQL access: the pool, JSON codecs and versioned migrations."""

@@ -1,0 +1,55 @@
+"""Every knob of hookpost, read from `HOOKPOST_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKPOST_", extra="ignore")
+
+    env: Literal["dev", "prod"] = "prod"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/hookpost"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    broker_prefix: str = "hookpost"
+
+    # Scales every retry tier; tests run the real schedule a hundred times faster.
+    retry_delay_scale: float = Field(default=1.0, gt=0)
+    send_timeout_s: float = Field(default=30.0, gt=0)
+
+    # base64 of 32 bytes; required in prod, a fixed development key otherwise.
+    encryption_key: str | None = None
+    admin_token: str | None = None
+
+    # CIDRs a customer may deliver to even in prod (private networks they really own).
+    allowed_private_cidrs: list[str] = Field(default_factory=list)
+
+    # Consumer concurrency: prefetch is the number of messages in flight per replica.
+    sender_prefetch: int = Field(default=256, ge=1)
+    dispatcher_prefetch: int = Field(default=64, ge=1)
+
+    # Outbox relay: republish events whose publish was not confirmed after this long.
+    outbox_relay_interval_s: float = Field(default=2.0, gt=0)
+    outbox_relay_grace_s: float = Field(default=5.0, ge=0)
+
+    payload_cap_bytes: int = 64 * 1024
+    backpressure_pending_limit: int = 10_000
+    active_endpoint_quota: int = 10
+    shutdown_grace_s: float = 35.0
+
+    # Dispatcher and sender serve /healthz, /readyz and /metrics here (the api on its own port).
+    ops_host: str = "0.0.0.0"
+    ops_port: int = Field(default=9100, ge=0, le=65535)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

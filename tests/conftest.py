@@ -1,0 +1,80 @@
+"""Shared fixtures: each test run gets its own database and broker prefix on the real servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import asyncpg
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:8]
+TEST_ENV = {
+    "HOOKPOST_ENV": "dev",
+    "HOOKPOST_DATABASE_URL": os.environ.get(
+        "HOOKPOST_TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/hookpost_test_{RUN_ID}"
+    ),
+    "HOOKPOST_AMQP_URL": os.environ.get("HOOKPOST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    "HOOKPOST_BROKER_PREFIX": f"hookpost_test_{RUN_ID}",
+    "HOOKPOST_RETRY_DELAY_SCALE": "0.01",
+    "HOOKPOST_ENCRYPTION_KEY": "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcyEhISE=",
+    "HOOKPOST_ADMIN_TOKEN": "admin-test-token",
+    "HOOKPOST_OUTBOX_RELAY_INTERVAL_S": "0.5",
+    "HOOKPOST_OUTBOX_RELAY_GRACE_S": "1",
+}
+# Settings are read from the environment: set it before any hookpost module reads them.
+os.environ.update(TEST_ENV)
+
+from libs.common.db.migrate import migrate  # noqa: E402
+from libs.common.db.pool import create_pool  # noqa: E402
+from libs.common.plans import Plan  # noqa: E402
+from libs.common.settings import get_settings  # noqa: E402
+from services.api.organizations.service import (  # noqa: E402
+    CreatedOrganization,
+    create_organization,
+)
+from tests.support.receiver import Receiver  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def test_env() -> dict[str, str]:
+    return dict(TEST_ENV)
+
+
+@pytest.fixture(scope="session")
+async def db_pool() -> AsyncIterator[asyncpg.Pool]:
+    get_settings.cache_clear()
+    dsn = get_settings().database_url
+    await migrate(dsn)
+    pool = await create_pool(dsn)
+    yield pool
+    await pool.close()
+    if "HOOKPOST_TEST_DATABASE_URL" not in os.environ:
+        base, _, name = dsn.rpartition("/")
+        admin = await asyncpg.connect(f"{base}/postgres")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def make_org(db_pool: asyncpg.Pool) -> Callable:
+    async def make(plan: Plan = Plan.FREE, name: str | None = None) -> CreatedOrganization:
+        return await create_organization(db_pool, name or f"org-{uuid.uuid4().hex[:6]}", plan)
+
+    return make
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_broker_objects_after_run() -> Iterator[None]:
+    yield
+    from tests.support.broker_cleanup import delete_prefixed_objects
+
+    delete_prefixed_objects(TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"])
