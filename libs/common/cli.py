@@ -51,6 +51,12 @@ def _orgs_create(args: argparse.Namespace) -> None:
     print(asyncio.run(create()))
 
 
+def _listen(args: argparse.Namespace) -> None:
+    from libs.common.listen import listen
+
+    listen(args.host, args.port, args.secret, args.tolerance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookpost", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("dispatcher", help="run the dispatcher").set_defaults(func=_dispatcher)
     commands.add_parser("sender", help="run a sender replica").set_defaults(func=_sender)
+
+    listen = commands.add_parser("listen", help="receive, verify and print deliveries locally")
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=9200)
+    listen.add_argument(
+        "--secret", action="append", required=True, help="signing secret (repeat while rotating)"
+    )
+    listen.add_argument("--tolerance", type=int, default=300, help="max signature age, seconds")
+    listen.set_defaults(func=_listen)
 
     orgs = commands.add_parser("orgs", help="administer organizations")
     orgs_commands = orgs.add_subparsers(dest="orgs_command", required=True)

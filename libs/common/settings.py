@@ -13,7 +13,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOOKPOST_", extra="ignore")
 
     env: Literal["dev", "prod"] = "prod"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/hookpost"
+    database_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/hookpost"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_prefix: str = "hookpost"
 

@@ -1,0 +1,47 @@
+# hookpost — every entry point sets up what it needs on a fresh machine.
+#   make run     venv + RabbitMQ + PostgreSQL + migrate + all services + a demo delivery
+#   make test    the same preparation, then lint and the whole suite on the real servers
+#   make install only the venv, with the `hookpost` script in .venv/bin/
+#   make bench   the benchmarks (BENCHMARKS.md)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install infra migrate run test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@scripts/ensure-python.sh "$(PYTHON)" "$(VENV)"
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+infra:
+	@scripts/ensure-infra.sh
+
+migrate: install infra
+	$(BIN)/hookpost migrate
+
+run: install infra
+	$(BIN)/python scripts/run_demo.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install infra lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install infra
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hookpost *.egg-info

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Make sure RabbitMQ and PostgreSQL answer on 127.0.0.1: reuse running ones, else start the
+# installed ones, else docker compose where an engine runs, else install Debian's packages
+# (root only), else say exactly what is missing.
+set -euo pipefail
+
+AMQP_PORT=${HOOKPOST_AMQP_PORT:-5672}
+PG_PORT=${HOOKPOST_PG_PORT:-5432}
+ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+
+say() { printf '[infra] %s\n' "$*"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port seconds
+  local i
+  for ((i = 0; i < $2 * 2; i++)); do port_open "$1" && return 0; sleep 0.5; done
+  return 1
+}
+is_root() { [ "$(id -u)" = 0 ]; }
+docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+apt_updated=""
+apt_install() {
+  is_root && command -v apt-get >/dev/null || return 1
+  [ -n "$apt_updated" ] || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+start_rabbitmq() {
+  if port_open "$AMQP_PORT"; then say "RabbitMQ is up on :$AMQP_PORT"; return 0; fi
+  if ! command -v rabbitmq-server >/dev/null; then
+    if docker_engine; then
+      say "starting RabbitMQ with docker compose"
+      docker compose -f "$ROOT_DIR/compose.yaml" up -d rabbitmq
+    else
+      say "installing rabbitmq-server from Debian's packages"
+      apt_install rabbitmq-server || {
+        say "RabbitMQ is not reachable on 127.0.0.1:$AMQP_PORT and cannot be installed here."
+        say "Install RabbitMQ >= 3.10 (or run: docker compose up -d rabbitmq) and retry."
+        return 1
+      }
+    fi
+  fi
+  if ! port_open "$AMQP_PORT" && command -v rabbitmq-server >/dev/null; then
+    say "starting RabbitMQ (rabbitmq-server -detached)"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+  fi
+  wait_port "$AMQP_PORT" 90 || { say "RabbitMQ did not come up on :$AMQP_PORT"; return 1; }
+  # The port opens before the node accepts AMQP logins; wait for the node itself.
+  if command -v rabbitmqctl >/dev/null; then rabbitmqctl await_startup >/dev/null 2>&1 || true; fi
+  say "RabbitMQ is up on :$AMQP_PORT"
+}
+
+start_postgres() {
+  if port_open "$PG_PORT"; then say "PostgreSQL is up on :$PG_PORT"; return 0; fi
+  if ! command -v pg_ctlcluster >/dev/null; then
+    if docker_engine; then
+      say "starting PostgreSQL with docker compose"
+      docker compose -f "$ROOT_DIR/compose.yaml" up -d postgres
+    else
+      say "installing postgresql from Debian's packages"
+      apt_install postgresql || {
+        say "PostgreSQL is not reachable on 127.0.0.1:$PG_PORT and cannot be installed here."
+        say "Install PostgreSQL >= 14 (or run: docker compose up -d postgres) and retry."
+        return 1
+      }
+      local installed=1
+    fi
+  fi
+  if ! port_open "$PG_PORT" && command -v pg_ctlcluster >/dev/null; then
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    say "starting PostgreSQL $version (pg_ctlcluster)"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  wait_port "$PG_PORT" 60 || { say "PostgreSQL did not come up on :$PG_PORT"; return 1; }
+  if [ -n "${installed:-}" ]; then
+    # A fresh Debian cluster wants a password over TCP: give postgres the one our DSN uses.
+    su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  fi
+  say "PostgreSQL is up on :$PG_PORT"
+}
+
+start_rabbitmq
+start_postgres
