@@ -83,42 +83,73 @@ def main() -> None:
         created = json.loads(
             subprocess.run(
                 [str(BIN / "hookpost"), "orgs", "create", "demo", "--plan", "PRO"],
-                env=env, check=True, capture_output=True, text=True,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
         )
         token = created["apiToken"]
         auth = {"Authorization": f"Bearer {token}"}
         receiver_url = f"http://127.0.0.1:{args.listen_port}/webhooks"
-        subscription = httpx.post(
-            f"{api}/api/v1/webhook-subscriptions",
-            headers=auth,
-            json={"name": "demo receiver", "webhookUrl": receiver_url,
-                  "events": ["MAPPING_COMPLETED", "MAPPING_ERROR_RESOLVED"]},
-        ).raise_for_status().json()
+        subscription = (
+            httpx.post(
+                f"{api}/api/v1/webhook-subscriptions",
+                headers=auth,
+                json={
+                    "name": "demo receiver",
+                    "webhookUrl": receiver_url,
+                    "events": ["MAPPING_COMPLETED", "MAPPING_ERROR_RESOLVED"],
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
         print("hookpost: demo receiver (hookpost listen) prints each verified delivery below")
         procs.append(
-            start("listen", ["listen", "--port", str(args.listen_port),
-                             "--secret", subscription["signingSecret"]], env, to_terminal=True)
+            start(
+                "listen",
+                [
+                    "listen",
+                    "--port",
+                    str(args.listen_port),
+                    "--secret",
+                    subscription["signingSecret"],
+                ],
+                env,
+                to_terminal=True,
+            )
         )
         time.sleep(1.0)
-        event = httpx.post(
-            f"{api}/api/v1/events", headers=auth,
-            json={"type": "mapping.completed",
-                  "data": {"mappingJobId": "job_demo", "status": "COMPLETED", "rowCount": 4821}},
-        ).raise_for_status().json()
-        test = httpx.post(
-            f"{api}/api/v1/webhook-subscriptions/{subscription['id']}/test", headers=auth
-        ).raise_for_status().json()
+        event = (
+            httpx.post(
+                f"{api}/api/v1/events",
+                headers=auth,
+                json={
+                    "type": "mapping.completed",
+                    "data": {"mappingJobId": "job_demo", "status": "COMPLETED", "rowCount": 4821},
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
+        test = (
+            httpx.post(
+                f"{api}/api/v1/webhook-subscriptions/{subscription['id']}/test", headers=auth
+            )
+            .raise_for_status()
+            .json()
+        )
 
         print(f"""
 hookpost is running.
   API + docs        {api}/docs
-  organization      {created['organizationId']}
+  organization      {created["organizationId"]}
   API token         {token}
-  subscription      {subscription['id']}  -> {receiver_url}
-  fired             event {event['eventId']} (mapping.completed), test delivery {test['deliveryId']}
+  subscription      {subscription["id"]}  -> {receiver_url}
+  fired             event {event["eventId"]} (mapping.completed), test delivery {test["deliveryId"]}
   watch attempts    curl -s -H 'Authorization: Bearer {token}' \\
-                      {api}/api/v1/webhook-subscriptions/{subscription['id']}/deliveries
+                      {api}/api/v1/webhook-subscriptions/{subscription["id"]}/deliveries
   fire another      curl -s -X POST -H 'Authorization: Bearer {token}' \\
                       -H 'Content-Type: application/json' {api}/api/v1/events \\
                       -d '{{"type":"mapping.completed","data":{{"mappingJobId":"job_2"}}}}'

@@ -13,7 +13,8 @@ RUN_ID = uuid.uuid4().hex[:8]
 TEST_ENV = {
     "HOOKPOST_ENV": "dev",
     "HOOKPOST_DATABASE_URL": os.environ.get(
-        "HOOKPOST_TEST_DATABASE_URL", f"postgresql://postgres:postgres@127.0.0.1:5432/hookpost_test_{RUN_ID}"
+        "HOOKPOST_TEST_DATABASE_URL",
+        f"postgresql://postgres:postgres@127.0.0.1:5432/hookpost_test_{RUN_ID}",
     ),
     "HOOKPOST_AMQP_URL": os.environ.get("HOOKPOST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "HOOKPOST_BROKER_PREFIX": f"hookpost_test_{RUN_ID}",

@@ -29,9 +29,7 @@ CATALOGUE: dict[EventType, EventTypeInfo] = {
     info.type: info
     for info in (
         EventTypeInfo(EventType.MAPPING_COMPLETED, Plan.FREE, "A mapping job completed."),
-        EventTypeInfo(
-            EventType.MAPPING_ERROR_RESOLVED, Plan.PRO, "A mapping error was resolved."
-        ),
+        EventTypeInfo(EventType.MAPPING_ERROR_RESOLVED, Plan.PRO, "A mapping error was resolved."),
         EventTypeInfo(
             EventType.INVENTORY_DUPLICATE_RESOLVED, Plan.PRO, "An inventory duplicate was resolved."
         ),
