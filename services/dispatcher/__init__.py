@@ -1,0 +1,1 @@
+"""The dispatcher: one event in, one delivery task out per matching endpoint."""

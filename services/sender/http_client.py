@@ -1,0 +1,174 @@
+"""Outbound POSTs: one shared aiohttp session, SSRF checks on every resolved address.
+
+The connector's resolver is wrapped so that every address a name resolves to is checked
+and only checked addresses are returned: aiohttp then connects to exactly those (no second
+lookup, so DNS rebinding cannot slip a private address in), while the Host header and TLS
+SNI keep the name. aiohttp never calls a resolver for a literal IP, so those are checked
+here before the request starts. Redirects are never followed; only ~4 KB of an answer is read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from libs.common.url_safety import (
+    SafetyPolicy,
+    UnsafeURLError,
+    check_address,
+    check_url_shape,
+    literal_address,
+)
+
+EXCERPT_BYTES = 4096
+USER_AGENT = "hookpost/0.1 (+webhooks)"
+
+
+class SafeResolver(AbstractResolver):
+    """Resolves with the default resolver, then refuses the name unless every address passes."""
+
+    def __init__(self, policy: SafetyPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = DefaultResolver()
+        results = await self._inner.resolve(host, port, family)
+        if not results:
+            raise UnsafeURLError(f"webhook URL host {host!r} does not resolve")
+        for result in results:
+            # a scoped IPv6 address ("fe80::1%eth0") is judged without its zone
+            check_address(ipaddress.ip_address(result["host"].split("%", 1)[0]), self._policy)
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    succeeded: bool
+    http_status: int | None
+    error: str | None
+    response_excerpt: str | None
+    duration_ms: int
+    refused: bool = False  # the URL failed the safety checks: no connection was made
+
+
+def _clean_text(raw: bytes) -> str:
+    # Postgres text cannot hold NUL; a receiver's body may.
+    return raw.decode("utf-8", errors="replace").replace("\x00", "")
+
+
+async def read_excerpt(content: aiohttp.StreamReader, limit: int = EXCERPT_BYTES) -> bytes:
+    """At most `limit` bytes of a body, never the whole of a large one."""
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = await content.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+class HttpClient:
+    def __init__(self, policy: SafetyPolicy, timeout_s: float, max_connections: int) -> None:
+        self._policy = policy
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> HttpClient:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            resolver=SafeResolver(self._policy),
+            ttl_dns_cache=10,  # cached answers are the checked ones
+            keepalive_timeout=30,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one customer's cookies
+            headers={"User-Agent": USER_AGENT},
+            auto_decompress=False,
+            trust_env=False,  # no proxy from the environment: the address check is the rule
+        )
+        return self
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def preflight(self, url: str) -> None:
+        """Checks that need no DNS: scheme, host, and a literal IP host's address."""
+        host, _port = check_url_shape(url, self._policy)
+        literal = literal_address(host)
+        if literal is not None:
+            check_address(literal, self._policy)
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
+    ) -> HttpResult:
+        assert self._session is not None, "start() the client first"
+        started = time.monotonic()
+
+        def elapsed_ms() -> int:
+            return int((time.monotonic() - started) * 1000)
+
+        def failure(error: str, refused: bool = False) -> HttpResult:
+            return HttpResult(
+                succeeded=False,
+                http_status=None,
+                error=error.replace(url, url_masked)[:1000],
+                response_excerpt=None,
+                duration_ms=elapsed_ms(),
+                refused=refused,
+            )
+
+        try:
+            self.preflight(url)
+            async with self._session.post(
+                url, data=body, headers=dict(headers), allow_redirects=False
+            ) as response:
+                status = response.status
+                excerpt = _clean_text(await read_excerpt(response.content))
+        except UnsafeURLError as exc:
+            return failure(f"refused: {exc}", refused=True)
+        except TimeoutError:
+            return failure(f"timeout: no complete answer within {self._timeout_s:g}s")
+        except aiohttp.ClientConnectorError as exc:
+            return failure(f"connection failed: {exc.os_error or exc}")
+        except aiohttp.ClientError as exc:
+            return failure(f"request failed: {type(exc).__name__}: {exc}")
+        except (OSError, ValueError) as exc:
+            return failure(f"request failed: {type(exc).__name__}: {exc}")
+
+        succeeded = 200 <= status < 300
+        if succeeded:
+            error = None
+        elif 300 <= status < 400:
+            error = f"HTTP {status}: redirects are not followed"
+        else:
+            error = f"HTTP {status}"
+        return HttpResult(
+            succeeded=succeeded,
+            http_status=status,
+            error=error,
+            response_excerpt=excerpt,
+            duration_ms=elapsed_ms(),
+        )

@@ -1,0 +1,143 @@
+"""Test-only rows: endpoints, events and deliveries inserted straight into Postgres.
+
+The API normally creates these; pipeline tests insert them directly (which is also how a
+test gets an endpoint the API would refuse, e.g. a loopback URL in prod mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from libs.common.broker.messages import EventMessage
+from libs.common.crypto import encrypt, encrypt_optional
+from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.common.ids import IdPrefix, new_id
+from libs.common.secrets import generate_signing_secret, mask_secret
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    id: str
+    organization_id: str
+    url: str
+    secret: str
+    events: list[str] = field(default_factory=list)
+
+
+async def make_endpoint(
+    pool: asyncpg.Pool,
+    organization_id: str,
+    url: str,
+    events: list[str],
+    *,
+    kind: EndpointKind = EndpointKind.DESTINATION,
+    status: EndpointStatus = EndpointStatus.ACTIVE,
+    secret: str | None = None,
+    previous_secret: str | None = None,
+    previous_secret_expires_at: datetime | None = None,
+    api_key_name: str | None = None,
+    api_key_value: str | None = None,
+    additional_headers: dict[str, str] | None = None,
+    config: dict[str, Any] | None = None,
+) -> EndpointRow:
+    prefix = IdPrefix.DESTINATION if kind is EndpointKind.DESTINATION else IdPrefix.SUBSCRIPTION
+    endpoint_id = new_id(prefix)
+    secret = secret or generate_signing_secret()
+    await pool.execute(
+        """
+        INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events,
+                               status, secret_enc, secret_masked, previous_secret_enc,
+                               previous_secret_expires_at, api_key_name, api_key_value_enc,
+                               additional_headers, config)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+        """,
+        endpoint_id,
+        organization_id,
+        kind.value,
+        f"test {endpoint_id}",
+        encrypt(url),
+        url.split("?", 1)[0],
+        events,
+        status.value,
+        encrypt(secret),
+        mask_secret(secret),
+        encrypt_optional(previous_secret),
+        previous_secret_expires_at,
+        api_key_name,
+        encrypt_optional(api_key_value),
+        additional_headers or {},
+        config or {},
+    )
+    return EndpointRow(endpoint_id, organization_id, url, secret, events)
+
+
+def event_message(
+    organization_id: str,
+    event_type: str = "mapping.completed",
+    data: dict[str, Any] | None = None,
+    *,
+    target_endpoint_id: str | None = None,
+    target_delivery_id: str | None = None,
+) -> EventMessage:
+    return EventMessage(
+        id=new_id(IdPrefix.EVENT),
+        organization_id=organization_id,
+        type=event_type,
+        data=data if data is not None else {"mappingJobId": "job_1", "rowCount": 3},
+        created_at=datetime.now(UTC),
+        target_endpoint_id=target_endpoint_id,
+        target_delivery_id=target_delivery_id,
+    )
+
+
+async def insert_event(pool: asyncpg.Pool, event: EventMessage) -> None:
+    """The row the API writes before publishing (the dispatcher upserts it otherwise)."""
+    await pool.execute(
+        """
+        INSERT INTO events (id, organization_id, type, data, target_endpoint_id,
+                            target_delivery_id, created_at, published_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+        """,
+        event.id,
+        event.organization_id,
+        event.type,
+        event.data,
+        event.target_endpoint_id,
+        event.target_delivery_id,
+        event.created_at,
+    )
+
+
+async def insert_pending_delivery(
+    pool: asyncpg.Pool, organization_id: str, endpoint_id: str
+) -> str:
+    """A PENDING delivery (of a fresh, already dispatched event) that no queue holds."""
+    event = event_message(organization_id)
+    await insert_event(pool, event)
+    delivery_id = new_id(IdPrefix.DELIVERY)
+    await pool.execute(
+        "INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)"
+        " VALUES ($1, $2, $3, $4)",
+        delivery_id,
+        event.id,
+        endpoint_id,
+        organization_id,
+    )
+    return delivery_id
+
+
+async def deliveries_of(pool: asyncpg.Pool, event_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM deliveries WHERE event_id = $1 ORDER BY endpoint_id", event_id
+    )
+
+
+async def attempts_of(pool: asyncpg.Pool, delivery_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt_number",
+        delivery_id,
+    )
