@@ -10,11 +10,12 @@ from pydantic import BaseModel
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
 from libs.common.secrets import generate_api_token
+from services.api.organizations import repository
 
 
 class CreatedOrganization(BaseModel):
-    organizationId: str  # noqa: N815 - printed as the CLI's JSON
-    apiToken: str  # noqa: N815
+    organizationId: str  # camelCase: printed as the CLI's JSON
+    apiToken: str
 
 
 def hash_token(token: str) -> bytes:
@@ -27,26 +28,16 @@ async def create_organization(
     org_id = new_id(IdPrefix.ORGANIZATION)
     token = generate_api_token()
     async with _acquire(conn) as c, c.transaction():
-        await c.execute(
-            "INSERT INTO organizations (id, name, plan) VALUES ($1, $2, $3)", org_id, name, plan
-        )
-        await c.execute(
-            "INSERT INTO api_tokens (token_hash, organization_id) VALUES ($1, $2)",
-            hash_token(token),
-            org_id,
-        )
+        await repository.insert_organization(c, org_id, name, plan.value)
+        await repository.insert_token(c, hash_token(token), org_id)
     return CreatedOrganization(organizationId=org_id, apiToken=token)
 
 
 async def organization_for_token(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        "SELECT o.id, o.plan FROM api_tokens t JOIN organizations o ON o.id = t.organization_id"
-        " WHERE t.token_hash = $1",
-        hash_token(token),
-    )
+    return await repository.organization_for_token_hash(pool, hash_token(token))
 
 
-class _acquire:  # noqa: N801 - used like a function
+class _acquire:  # lowercase: used like a function
     """Accept a pool or a connection alike."""
 
     def __init__(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.api.admin import service
+from services.api.admin.schemas import PlanChanged, PlanIn
+from services.api.auth import Admin
+from services.api.state import State
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Admin])
+
+
+@router.put("/organizations/{organization_id}/plan", response_model=PlanChanged)
+async def change_plan(organization_id: str, body: PlanIn, state: State) -> PlanChanged:
+    """Set an org's plan (HOOKPOST_ADMIN_TOKEN). A downgrade deactivates every ACTIVE
+    endpoint holding an event the new plan lacks, with deactivatedReason PLAN_DOWNGRADE."""
+    deactivated = await service.change_plan(state.pool, organization_id, body.plan)
+    return PlanChanged(
+        organization_id=organization_id, plan=body.plan, deactivated_endpoints=deactivated
+    )

@@ -1,0 +1,86 @@
+"""The FastAPI application: routes, error shapes, and the lifespan that owns connections."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from libs.common.broker.topology import Topology
+from libs.common.db.pool import create_pool
+from libs.common.settings import Settings, get_settings
+from services.api import health
+from services.api.admin.router import router as admin_router
+from services.api.audit.router import router as audit_router
+from services.api.broker import BrokerLink
+from services.api.deliveries.router import router as deliveries_router
+from services.api.errors import install_error_handlers
+from services.api.events.outbox import OutboxRelay
+from services.api.events.router import router as events_router
+from services.api.metrics import HTTP_RESPONSES
+from services.api.state import ApiState
+from services.api.webhook_subscriptions.router import router as subscriptions_router
+
+log = logging.getLogger("hookpost.api")
+
+API_PREFIX = "/api/v1"
+
+
+def _api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    for domain in (subscriptions_router, events_router, deliveries_router, audit_router):
+        router.include_router(domain)
+    router.include_router(admin_router)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+        pool = await create_pool(settings.database_url)
+        # The broker connects in the background: the API serves (and fills the outbox)
+        # while RabbitMQ is away; /readyz says so.
+        broker = BrokerLink(settings.amqp_url, topology)
+        broker.start()
+        await broker.wait_connected(timeout=5.0)
+        relay = OutboxRelay(
+            pool,
+            broker,
+            topology,
+            interval_s=settings.outbox_relay_interval_s,
+            grace_s=settings.outbox_relay_grace_s,
+        )
+        relay.start()
+        app.state.api = ApiState(settings=settings, pool=pool, broker=broker, topology=topology)
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await broker.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="hookpost",
+        version="0.1.0",
+        description="Signed, retried, logged webhook delivery.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(_api_router())
+
+    @app.middleware("http")
+    async def count_responses(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        HTTP_RESPONSES.labels(status_class=f"{response.status_code // 100}xx").inc()
+        return response
+
+    return app

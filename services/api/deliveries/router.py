@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from libs.common.endpoint_kinds import DeliveryStatus
+from services.api.auth import Org
+from services.api.deliveries import service
+from services.api.deliveries.schemas import RetryAccepted
+from services.api.state import State
+
+router = APIRouter(prefix="/deliveries", tags=["deliveries"])
+
+
+@router.post(
+    "/{delivery_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=RetryAccepted
+)
+async def retry_delivery(delivery_id: str, state: State, org: Org) -> RetryAccepted:
+    """Re-send a DEAD (or FAILED) delivery with the same eventId → 202 `{deliveryId, status}`.
+
+    409 when the delivery is not DEAD/FAILED; 503 when the broker cannot take it right now
+    (nothing changes then).
+    """
+    await service.retry_delivery(
+        state.pool, state.broker, state.topology, state.settings, org.id, delivery_id
+    )
+    return RetryAccepted(delivery_id=delivery_id, status=DeliveryStatus.PENDING.value)

@@ -1,0 +1,85 @@
+"""Delivery history for the front doors, and the manual retry of a DEAD delivery."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import asyncpg
+
+from libs.common.broker.messages import DeliveryTask
+from libs.common.broker.topology import Topology
+from libs.common.endpoint_kinds import DeliveryStatus
+from libs.common.envelope import capped_data
+from libs.common.settings import Settings
+from services.api.audit import service as audit
+from services.api.broker import BrokerLink, BrokerUnavailable
+from services.api.deliveries import repository
+from services.api.deliveries.publishing import publish_delivery_task
+from services.api.errors import ConflictError, NotFoundError, ServiceUnavailableError
+from services.api.metrics import PUBLISH_FAILURES
+
+RETRYABLE = (DeliveryStatus.DEAD.value, DeliveryStatus.FAILED.value)
+
+
+async def list_for_endpoint(
+    pool: asyncpg.Pool, org_id: str, endpoint_id: str, limit: int
+) -> list[tuple[asyncpg.Record, list[asyncpg.Record]]]:
+    """Newest deliveries first, each with its attempts in order."""
+    deliveries = await repository.list_for_endpoint(pool, org_id, endpoint_id, limit)
+    attempts: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    if deliveries:
+        for attempt in await repository.attempts_for(pool, [d["id"] for d in deliveries]):
+            attempts[attempt["delivery_id"]].append(attempt)
+    return [(d, attempts[d["id"]]) for d in deliveries]
+
+
+async def retry_delivery(
+    pool: asyncpg.Pool,
+    broker: BrokerLink,
+    topology: Topology,
+    settings: Settings,
+    org_id: str,
+    delivery_id: str,
+) -> None:
+    """Re-send a DEAD/FAILED delivery (same eventId) with a fresh retry schedule.
+
+    The status change commits only when the broker confirmed the task: a task that never
+    left must not leave the delivery PENDING forever.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        row = await repository.lock_for_retry(conn, org_id, delivery_id)
+        if row is None:
+            raise NotFoundError(f"delivery {delivery_id!r} not found")
+        if row["status"] not in RETRYABLE:
+            raise ConflictError(
+                f"only DEAD or FAILED deliveries can be retried; this one is {row['status']}",
+                status=row["status"],
+            )
+        attempt = row["attempt_count"] + 1
+        await repository.reopen(conn, delivery_id, schedule_start=attempt)
+        await audit.record(
+            conn, org_id, audit.AuditAction.DELIVERY_RETRIED, {"deliveryId": delivery_id}
+        )
+        task = DeliveryTask(
+            delivery_id=row["id"],
+            event_id=row["event_id"],
+            endpoint_id=row["endpoint_id"],
+            organization_id=row["organization_id"],
+            type=row["type"],
+            event_created_at=row["event_created_at"],
+            data=capped_data(
+                row["event_id"],
+                row["type"],
+                row["event_created_at"],
+                row["data"],
+                settings.payload_cap_bytes,
+            ),
+        )
+        try:
+            await publish_delivery_task(broker, topology, task, attempt, schedule_start=attempt)
+        except BrokerUnavailable as exc:
+            PUBLISH_FAILURES.labels(what="delivery").inc()
+            # Raising inside the transaction rolls the status change back.
+            raise ServiceUnavailableError(
+                "the message broker is unavailable; the delivery was not retried, try again"
+            ) from exc

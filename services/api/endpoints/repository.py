@@ -1,0 +1,194 @@
+"""All SQL for the `endpoints` table, which every front door shares (one row per endpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+_COLUMNS = (
+    "id, organization_id, kind, name, url_masked, events, status, deactivated_reason,"
+    " signature_scheme, secret_masked, api_key_name, api_key_value_enc, additional_headers,"
+    " config, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    """The columns a front door writes (secrets already encrypted by the service)."""
+
+    name: str | None
+    url_enc: bytes
+    url_masked: str
+    events: list[str]
+    status: str
+    deactivated_reason: str | None
+    signature_scheme: str
+    api_key_name: str | None
+    api_key_value_enc: bytes | None
+    additional_headers: dict[str, str]
+    config: dict[str, Any]
+
+
+async def lock_org_endpoints(conn: asyncpg.Connection, org_id: str) -> None:
+    """Serialize quota checks of one org until the transaction ends (no two 10th endpoints)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('endpoints:' || $1))", org_id)
+
+
+async def count_active(
+    conn: Executor, org_id: str, kinds: list[str], exclude_id: str | None = None
+) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM endpoints WHERE organization_id = $1 AND status = 'ACTIVE'"
+        " AND kind = ANY($2::text[]) AND ($3::text IS NULL OR id <> $3)",
+        org_id,
+        kinds,
+        exclude_id,
+    )
+    return count
+
+
+async def insert(
+    conn: Executor,
+    endpoint_id: str,
+    org_id: str,
+    kind: str,
+    row: EndpointRow,
+    secret_enc: bytes,
+    secret_masked: str,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events,"
+        " status, deactivated_reason, signature_scheme, secret_enc, secret_masked, api_key_name,"
+        " api_key_value_enc, additional_headers, config)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        f" RETURNING {_COLUMNS}",
+        endpoint_id,
+        org_id,
+        kind,
+        row.name,
+        row.url_enc,
+        row.url_masked,
+        row.events,
+        row.status,
+        row.deactivated_reason,
+        row.signature_scheme,
+        secret_enc,
+        secret_masked,
+        row.api_key_name,
+        row.api_key_value_enc,
+        row.additional_headers,
+        row.config,
+    )
+
+
+async def get(
+    conn: Executor, org_id: str, endpoint_id: str, kind: str, for_update: bool = False
+) -> asyncpg.Record | None:
+    """The endpoint, or None when it does not exist, is another org's, or another kind."""
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM endpoints WHERE id = $1 AND organization_id = $2 AND kind = $3"
+        + lock,
+        endpoint_id,
+        org_id,
+        kind,
+    )
+
+
+async def list_for_org(
+    conn: Executor, org_id: str, kind: str, active_only: bool
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_COLUMNS} FROM endpoints WHERE organization_id = $1 AND kind = $2"
+        " AND (NOT $3 OR status = 'ACTIVE') ORDER BY created_at, id",
+        org_id,
+        kind,
+        active_only,
+    )
+
+
+async def replace(
+    conn: Executor, org_id: str, endpoint_id: str, kind: str, row: EndpointRow
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE endpoints SET name = $4, url_enc = $5, url_masked = $6, events = $7,"
+        " status = $8, deactivated_reason = $9, signature_scheme = $10, api_key_name = $11,"
+        " api_key_value_enc = $12, additional_headers = $13, config = $14, updated_at = now()"
+        f" WHERE id = $1 AND organization_id = $2 AND kind = $3 RETURNING {_COLUMNS}",
+        endpoint_id,
+        org_id,
+        kind,
+        row.name,
+        row.url_enc,
+        row.url_masked,
+        row.events,
+        row.status,
+        row.deactivated_reason,
+        row.signature_scheme,
+        row.api_key_name,
+        row.api_key_value_enc,
+        row.additional_headers,
+        row.config,
+    )
+
+
+async def delete(conn: Executor, org_id: str, endpoint_id: str, kind: str) -> bool:
+    """Deliveries and their attempts go with it (ON DELETE CASCADE)."""
+    deleted = await conn.fetchval(
+        "DELETE FROM endpoints WHERE id = $1 AND organization_id = $2 AND kind = $3 RETURNING id",
+        endpoint_id,
+        org_id,
+        kind,
+    )
+    return deleted is not None
+
+
+async def set_secret(
+    conn: Executor,
+    org_id: str,
+    endpoint_id: str,
+    kind: str,
+    secret_enc: bytes,
+    secret_masked: str,
+    grace_s: int,
+) -> bool:
+    """Install a new secret; the old one stays valid for `grace_s` seconds (0: not at all)."""
+    updated = await conn.fetchval(
+        "UPDATE endpoints SET"
+        " previous_secret_enc = CASE WHEN $6::int > 0 THEN secret_enc END,"
+        " previous_secret_expires_at ="
+        " CASE WHEN $6::int > 0 THEN now() + make_interval(secs => $6::int) END,"
+        " secret_enc = $4, secret_masked = $5, updated_at = now()"
+        " WHERE id = $1 AND organization_id = $2 AND kind = $3 RETURNING id",
+        endpoint_id,
+        org_id,
+        kind,
+        secret_enc,
+        secret_masked,
+        grace_s,
+    )
+    return updated is not None
+
+
+async def deactivate_for_plan(
+    conn: Executor,
+    org_id: str,
+    disallowed_events: list[str],
+    disallowed_kinds: list[str],
+    reason: str,
+) -> list[str]:
+    """Set INACTIVE every ACTIVE endpoint holding a disallowed event or of a disallowed kind."""
+    rows = await conn.fetch(
+        "UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = $4, updated_at = now()"
+        " WHERE organization_id = $1 AND status = 'ACTIVE'"
+        " AND (events && $2::text[] OR kind = ANY($3::text[])) RETURNING id",
+        org_id,
+        disallowed_events,
+        disallowed_kinds,
+        reason,
+    )
+    return sorted(row["id"] for row in rows)

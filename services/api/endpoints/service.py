@@ -1,0 +1,331 @@
+"""The one endpoints domain behind every front door: validation, secrets, quota, plan gates.
+
+Front doors (webhook subscriptions, delivery destinations, export webhooks, agent sinks,
+job webhooks) translate their wire format into an EndpointSpec and back from an Endpoint;
+everything they share lives here. Event types are EventType values here, never a door's
+spelling of them, so plan-gate failures come back as EventsNotAllowed for the door to name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from libs.common import crypto
+from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.common.event_types import CATALOGUE, EventType, not_allowed
+from libs.common.ids import IdPrefix, new_id
+from libs.common.plans import Plan
+from libs.common.secrets import generate_signing_secret, mask_secret
+from libs.common.settings import Settings
+from libs.common.url_safety import SafetyPolicy, UnsafeURLError, check_url
+from services.api.audit import service as audit
+from services.api.endpoints import repository
+from services.api.endpoints.headers import (
+    InvalidHeaders,
+    check_additional_headers,
+    check_api_key,
+)
+from services.api.endpoints.masking import mask_url
+from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
+
+# Endpoints of these kinds share the per-org quota of ACTIVE endpoints (SPEC §4: A and B).
+QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
+# Kinds a plan must reach to have at all (SPEC §3: agent results sinks need PRO_MAX).
+KIND_MINIMUM_PLAN: dict[EndpointKind, Plan] = {EndpointKind.AGENT_SINK: Plan.PRO_MAX}
+PLAN_DOWNGRADE = "PLAN_DOWNGRADE"
+URL_CHECK_TIMEOUT_S = 5.0
+
+_NOUNS: dict[EndpointKind, str] = {
+    EndpointKind.SUBSCRIPTION: "subscription",
+    EndpointKind.DESTINATION: "destination",
+    EndpointKind.EXPORT_WEBHOOK: "export_webhook",
+    EndpointKind.AGENT_SINK: "agent_sink",
+    EndpointKind.JOB_WEBHOOK: "job_webhook",
+}
+
+
+class EventsNotAllowed(Exception):
+    """Some requested event types need a higher plan than the org has."""
+
+    def __init__(self, events: list[EventType]) -> None:
+        super().__init__(", ".join(events))
+        self.events = events
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What a front door asks for: plaintext in, the service encrypts and masks."""
+
+    url: str
+    events: list[EventType]
+    name: str | None = None
+    status: EndpointStatus = EndpointStatus.ACTIVE
+    api_key_name: str | None = None
+    api_key_value: str | None = None
+    additional_headers: Mapping[str, str] = field(default_factory=dict)
+    signature_scheme: str = "v1"
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A stored endpoint as responses may show it: no plaintext secret in here."""
+
+    id: str
+    organization_id: str
+    kind: EndpointKind
+    name: str | None
+    url_masked: str
+    events: list[EventType]
+    status: EndpointStatus
+    deactivated_reason: str | None
+    signature_scheme: str
+    secret_masked: str | None
+    api_key_name: str | None
+    api_key_value_masked: str | None
+    additional_headers: dict[str, str]
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EndpointWithSecret:
+    endpoint: Endpoint
+    signing_secret: str  # shown once, on create and rotate
+
+
+def _from_record(record: asyncpg.Record) -> Endpoint:
+    api_key_value = crypto.decrypt_optional(record["api_key_value_enc"])
+    return Endpoint(
+        id=record["id"],
+        organization_id=record["organization_id"],
+        kind=EndpointKind(record["kind"]),
+        name=record["name"],
+        url_masked=record["url_masked"],
+        events=[EventType(name) for name in record["events"]],
+        status=EndpointStatus(record["status"]),
+        deactivated_reason=record["deactivated_reason"],
+        signature_scheme=record["signature_scheme"],
+        secret_masked=record["secret_masked"],
+        api_key_name=record["api_key_name"],
+        api_key_value_masked=None if api_key_value is None else mask_secret(api_key_value),
+        additional_headers=dict(record["additional_headers"] or {}),
+        config=dict(record["config"] or {}),
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )
+
+
+def _not_found(kind: EndpointKind, endpoint_id: str) -> NotFoundError:
+    return NotFoundError(f"{_NOUNS[kind].replace('_', ' ')} {endpoint_id!r} not found")
+
+
+def _check_events(plan: Plan, events: list[EventType]) -> list[EventType]:
+    unique = list(dict.fromkeys(events))
+    if not unique:
+        raise BadRequestError("at least one event type is required")
+    synthetic = [t for t in unique if not CATALOGUE[t].subscribable]
+    if synthetic:
+        raise BadRequestError(f"{', '.join(synthetic)} cannot be subscribed to")
+    forbidden = not_allowed(plan, unique)
+    if forbidden:
+        raise EventsNotAllowed(forbidden)
+    return unique
+
+
+async def _check_url(url: str, settings: Settings) -> None:
+    policy = SafetyPolicy.from_settings(settings.is_dev, settings.allowed_private_cidrs)
+    try:
+        await asyncio.wait_for(check_url(url, policy), URL_CHECK_TIMEOUT_S)
+    except UnsafeURLError as exc:
+        raise BadRequestError(str(exc)) from exc
+    except TimeoutError as exc:
+        raise BadRequestError("webhook URL host did not resolve in time") from exc
+
+
+def _check_kind(kind: EndpointKind, plan: Plan) -> None:
+    minimum = KIND_MINIMUM_PLAN.get(kind)
+    if minimum is not None and not plan.at_least(minimum):
+        noun = _NOUNS[kind].replace("_", " ")
+        raise ForbiddenError(f"a {noun} needs the {minimum} plan or above", events=[])
+
+
+async def _validated_row(
+    spec: EndpointSpec, plan: Plan, settings: Settings, deactivated_reason: str | None
+) -> repository.EndpointRow:
+    events = _check_events(plan, spec.events)
+    try:
+        check_api_key(spec.api_key_name, spec.api_key_value)
+        check_additional_headers(spec.additional_headers, spec.api_key_name)
+    except InvalidHeaders as exc:
+        raise BadRequestError(str(exc)) from exc
+    await _check_url(spec.url, settings)
+    return repository.EndpointRow(
+        name=spec.name,
+        url_enc=crypto.encrypt(spec.url),
+        url_masked=mask_url(spec.url),
+        events=[t.value for t in events],
+        status=spec.status.value,
+        deactivated_reason=deactivated_reason,
+        signature_scheme=spec.signature_scheme,
+        api_key_name=spec.api_key_name,
+        api_key_value_enc=crypto.encrypt_optional(spec.api_key_value),
+        additional_headers=dict(spec.additional_headers),
+        config=dict(spec.config),
+    )
+
+
+async def _check_quota(
+    conn: asyncpg.Connection,
+    org_id: str,
+    kind: EndpointKind,
+    settings: Settings,
+    exclude_id: str | None = None,
+) -> None:
+    if kind not in QUOTA_KINDS:
+        return
+    await repository.lock_org_endpoints(conn, org_id)
+    active = await repository.count_active(conn, org_id, [k.value for k in QUOTA_KINDS], exclude_id)
+    if active >= settings.active_endpoint_quota:
+        raise BadRequestError(
+            f"quota exceeded: at most {settings.active_endpoint_quota} ACTIVE endpoints"
+            " per organization (deactivate or delete one first)"
+        )
+
+
+async def create_endpoint(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    org_id: str,
+    plan: Plan,
+    kind: EndpointKind,
+    id_prefix: IdPrefix,
+    spec: EndpointSpec,
+) -> EndpointWithSecret:
+    _check_kind(kind, plan)
+    row = await _validated_row(spec, plan, settings, deactivated_reason=None)
+    secret = generate_signing_secret()
+    endpoint_id = new_id(id_prefix)
+    async with pool.acquire() as conn, conn.transaction():
+        if spec.status == EndpointStatus.ACTIVE:
+            await _check_quota(conn, org_id, kind, settings)
+        record = await repository.insert(
+            conn, endpoint_id, org_id, kind.value, row, crypto.encrypt(secret), mask_secret(secret)
+        )
+        await audit.record(
+            conn,
+            org_id,
+            f"{_NOUNS[kind]}.created",
+            {"endpointId": endpoint_id, "name": spec.name, "url": row.url_masked},
+        )
+    return EndpointWithSecret(endpoint=_from_record(record), signing_secret=secret)
+
+
+async def get_endpoint(
+    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str
+) -> Endpoint:
+    record = await repository.get(pool, org_id, endpoint_id, kind.value)
+    if record is None:
+        raise _not_found(kind, endpoint_id)
+    return _from_record(record)
+
+
+async def list_endpoints(
+    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, active_only: bool
+) -> list[Endpoint]:
+    return [
+        _from_record(r)
+        for r in await repository.list_for_org(pool, org_id, kind.value, active_only)
+    ]
+
+
+async def replace_endpoint(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    org_id: str,
+    plan: Plan,
+    kind: EndpointKind,
+    endpoint_id: str,
+    spec: EndpointSpec,
+) -> Endpoint:
+    # Existence first: another org's id is a 404 even when the body is also wrong.
+    await get_endpoint(pool, org_id, kind, endpoint_id)
+    _check_kind(kind, plan)
+    # Validate (DNS included) before taking any lock.
+    row = await _validated_row(spec, plan, settings, deactivated_reason=None)
+    async with pool.acquire() as conn, conn.transaction():
+        current = await repository.get(conn, org_id, endpoint_id, kind.value, for_update=True)
+        if current is None:
+            raise _not_found(kind, endpoint_id)
+        # An endpoint the user leaves INACTIVE keeps the reason it was deactivated for;
+        # making it ACTIVE (or deactivating it themselves) clears it.
+        if (
+            spec.status == EndpointStatus.INACTIVE
+            and current["status"] == EndpointStatus.INACTIVE.value
+        ):
+            row = dataclasses.replace(row, deactivated_reason=current["deactivated_reason"])
+        if spec.status == EndpointStatus.ACTIVE:
+            await _check_quota(conn, org_id, kind, settings, exclude_id=endpoint_id)
+        record = await repository.replace(conn, org_id, endpoint_id, kind.value, row)
+        assert record is not None  # locked above
+        await audit.record(
+            conn,
+            org_id,
+            f"{_NOUNS[kind]}.updated",
+            {"endpointId": endpoint_id, "status": spec.status.value, "url": row.url_masked},
+        )
+    return _from_record(record)
+
+
+async def delete_endpoint(
+    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await repository.delete(conn, org_id, endpoint_id, kind.value):
+            raise _not_found(kind, endpoint_id)
+        await audit.record(conn, org_id, f"{_NOUNS[kind]}.deleted", {"endpointId": endpoint_id})
+
+
+async def rotate_secret(
+    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str, grace_s: int = 0
+) -> str:
+    """A new signing secret (returned once); the old one is valid for `grace_s` more seconds."""
+    secret = generate_signing_secret()
+    async with pool.acquire() as conn, conn.transaction():
+        updated = await repository.set_secret(
+            conn,
+            org_id,
+            endpoint_id,
+            kind.value,
+            crypto.encrypt(secret),
+            mask_secret(secret),
+            grace_s,
+        )
+        if not updated:
+            raise _not_found(kind, endpoint_id)
+        await audit.record(
+            conn,
+            org_id,
+            f"{_NOUNS[kind]}.secret_rotated",
+            {"endpointId": endpoint_id, "gracePeriodSeconds": grace_s},
+        )
+    return secret
+
+
+async def deactivate_for_plan(conn: asyncpg.Connection, org_id: str, plan: Plan) -> list[str]:
+    """Inside the caller's transaction: switch off what `plan` no longer allows."""
+    disallowed_events = [t.value for t in EventType if not plan.at_least(CATALOGUE[t].minimum_plan)]
+    disallowed_kinds = [
+        k.value for k, minimum in KIND_MINIMUM_PLAN.items() if not plan.at_least(minimum)
+    ]
+    return await repository.deactivate_for_plan(
+        conn, org_id, disallowed_events, disallowed_kinds, PLAN_DOWNGRADE
+    )

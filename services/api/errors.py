@@ -1,0 +1,151 @@
+"""Every error the API answers has one shape: `{"error": {"code", "message", ...extra}}`.
+
+Handlers below turn FastAPI's own failures (422 validation, 404/405 routing, unexpected
+exceptions) into that shape too, so no client input can produce an unshaped answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("hookpost.api")
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+class BadRequestError(ApiError):
+    status_code = 400
+    code = "BAD_REQUEST"
+
+
+class UnauthorizedError(ApiError):
+    status_code = 401
+    code = "UNAUTHORIZED"
+
+
+class ForbiddenError(ApiError):
+    """Carries `events`: the event names the caller's plan does not allow."""
+
+    status_code = 403
+    code = "FORBIDDEN"
+
+    def __init__(self, message: str, events: Sequence[str]) -> None:
+        super().__init__(message, events=list(events))
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+    code = "NOT_FOUND"
+
+
+class ConflictError(ApiError):
+    status_code = 409
+    code = "CONFLICT"
+
+
+class ServiceUnavailableError(ApiError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+
+
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def error_response(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **extra}},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    # ("body", "events", 0) reads better as "events[0]"; the "body"/"query" prefix is noise.
+    parts = list(loc[1:]) if loc and loc[0] in {"body", "query", "path", "header"} else list(loc)
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
+    details = []
+    for error in exc.errors():
+        details.append({"field": _location(error.get("loc", ())), "message": error.get("msg", "")})
+    return details
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return "request body is not valid JSON"
+    first = errors[0] if errors else {}
+    message = f"{_location(first.get('loc', ()))}: {first.get('msg', 'invalid request')}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s), see details)"
+    return message
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else None
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI says 422; the product's contract (seed 002) says malformed input is a 400.
+    return error_response(
+        400, "BAD_REQUEST", _validation_message(exc), details=_validation_details(exc)
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "ERROR")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = "no such route"
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    return error_response(500, "INTERNAL_ERROR", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

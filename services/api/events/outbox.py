@@ -1,0 +1,86 @@
+"""The outbox relay: republish events whose publish was never confirmed.
+
+The API publishes each event right after storing it; this loop only catches what that
+missed (broker down, timeout, crash between commit and publish). It must outlive broker
+and database outages, so every failure is logged and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from libs.common.broker.topology import Topology
+from services.api.broker import BrokerLink
+from services.api.events import repository
+from services.api.events.publishing import publish_event, to_message
+from services.api.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES
+
+log = logging.getLogger("hookpost.api.outbox")
+
+BATCH_SIZE = 500
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: BrokerLink,
+        topology: Topology,
+        interval_s: float,
+        grace_s: float,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._topology = topology
+        self._interval_s = interval_s
+        self._grace_s = grace_s
+        self._batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay round failed; trying again")
+            await asyncio.sleep(self._interval_s)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of overdue events; return how many the broker confirmed."""
+        if not await self._broker.is_connected():
+            return 0  # nothing could be confirmed; do not hold row locks for nothing
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await repository.claim_unpublished(conn, self._grace_s, self._batch_size)
+            if not rows:
+                return 0
+            # Concurrent publishes share the channel; confirms come back per message.
+            results = await asyncio.gather(
+                *(publish_event(self._broker, self._topology, to_message(r)) for r in rows),
+                return_exceptions=True,
+            )
+            confirmed = [r["id"] for r, result in zip(rows, results, strict=True) if result is None]
+            await repository.mark_published(conn, confirmed)
+        failed = len(rows) - len(confirmed)
+        if confirmed:
+            EVENTS_PUBLISHED.labels(path="relay").inc(len(confirmed))
+            log.info("outbox relay published events", extra={"count": len(confirmed)})
+        if failed:
+            PUBLISH_FAILURES.labels(what="event").inc(failed)
+        return len(confirmed)

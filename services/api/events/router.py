@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, status
+
+from services.api.auth import Org
+from services.api.events import service
+from services.api.events.schemas import EventAccepted, EventIn, EventOut
+from services.api.state import State
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted)
+async def ingest_event(
+    body: EventIn,
+    state: State,
+    org: Org,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> EventAccepted:
+    """Accept an event for delivery to every matching endpoint → 202 `{"eventId"}`.
+
+    The event is stored before the answer and published with broker confirms (an outbox
+    relay publishes it later if the broker is away). With `Idempotency-Key`, repeating the
+    same request returns the same `eventId`; reusing the key with another body is a 409.
+    """
+    event_type = service.parse_ingest_type(body.type)
+    event_id = await service.record_and_publish(
+        state.pool,
+        state.broker,
+        state.topology,
+        org.id,
+        event_type,
+        body.data,
+        idempotency_key=idempotency_key,
+    )
+    return EventAccepted(event_id=event_id)
+
+
+@router.get("/{event_id}", response_model=EventOut)
+async def get_event(event_id: str, state: State, org: Org) -> EventOut:
+    """An event with its full data (what a truncated delivery's `dataRef` points at)."""
+    record = await service.get_event(state.pool, org.id, event_id)
+    return EventOut.model_validate(dict(record))

@@ -1,0 +1,29 @@
+"""What a running API process holds: settings, the database pool, the broker link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+from libs.common.broker.topology import Topology
+from libs.common.settings import Settings
+from services.api.broker import BrokerLink
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    pool: asyncpg.Pool
+    broker: BrokerLink
+    topology: Topology
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
