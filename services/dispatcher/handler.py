@@ -31,16 +31,14 @@ class Verdict(StrEnum):
     REQUEUE = "requeue"  # a dependency failed mid-way: try again later
 
 
-class DispatchTx(Protocol):
-    async def already_dispatched(self) -> bool: ...
-
+class EventLock(Protocol):
     async def insert_deliveries(
         self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
-    ) -> list[PendingDelivery]: ...
+    ) -> list[PendingDelivery] | None: ...
 
     async def mark_dispatched(self) -> None: ...
 
-    async def __aenter__(self) -> DispatchTx: ...
+    async def __aenter__(self) -> EventLock: ...
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None: ...
 
@@ -50,7 +48,7 @@ class Repository(Protocol):
 
     async def drop(self, event_id: str, hour: str) -> int | None: ...
 
-    def dispatch_transaction(self, event_id: str) -> DispatchTx: ...
+    def event_lock(self, event_id: str) -> EventLock: ...
 
 
 class Publisher(Protocol):
@@ -138,12 +136,14 @@ class Dispatcher:
         else:
             delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in endpoint_ids]
 
-        async with self._repo.dispatch_transaction(event.id) as tx:
-            if await tx.already_dispatched():
+        async with self._repo.event_lock(event.id) as lock:
+            pending = await lock.insert_deliveries(
+                event.organization_id, delivery_ids, endpoint_ids
+            )
+            if pending is None:
                 log.info("duplicate event message ignored", extra=ids)
                 metrics.EVENTS.labels("duplicate").inc()
                 return Verdict.ACK
-            pending = await tx.insert_deliveries(event.organization_id, delivery_ids, endpoint_ids)
             if pending:
                 data = capped_data(
                     event.id, event.type, event.created_at, event.data, self._payload_cap
@@ -162,7 +162,7 @@ class Dispatcher:
                         for delivery in pending
                     ]
                 )
-            await tx.mark_dispatched()
+            await lock.mark_dispatched()
         metrics.EVENTS.labels("dispatched").inc()
         metrics.DELIVERIES_PUBLISHED.inc(len(pending))
         log.info("event dispatched", extra={**ids, "deliveries": len(pending)})

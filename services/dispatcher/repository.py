@@ -47,21 +47,31 @@ LEFT JOIN events existing ON existing.id = $1
 
 # (d): every delivery in one statement; the second half returns deliveries an earlier,
 # interrupted run inserted but never sent (the new rows are not visible to it: same snapshot).
+# (d): every delivery in one statement, unless the event was dispatched meanwhile; the
+# second half returns deliveries an earlier, interrupted run inserted but never sent (this
+# statement's own new rows are not visible to it: one snapshot per statement).
 _INSERT_DELIVERIES = """
-WITH inserted AS (
+WITH open_event AS (
+    SELECT id FROM events WHERE id = $1 AND dispatched_at IS NULL
+), inserted AS (
     INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)
-    SELECT new.id, $1, new.endpoint_id, $2
-    FROM unnest($3::text[], $4::text[]) AS new (id, endpoint_id)
+    SELECT candidate.id, open_event.id, candidate.endpoint_id, $2
+    FROM unnest($3::text[], $4::text[]) AS candidate (id, endpoint_id), open_event
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING id, endpoint_id
 )
-SELECT id, endpoint_id FROM inserted
+SELECT id, endpoint_id, true AS open FROM inserted
 UNION ALL
-SELECT id, endpoint_id FROM deliveries
-WHERE event_id = $1 AND status = 'PENDING' AND attempt_count = 0
+SELECT d.id, d.endpoint_id, true FROM deliveries d, open_event
+WHERE d.event_id = $1 AND d.status = 'PENDING' AND d.attempt_count = 0
+UNION ALL
+SELECT NULL, NULL, false WHERE NOT EXISTS (SELECT 1 FROM open_event)
 """
 
-_LOCK_EVENT = "SELECT dispatched_at FROM events WHERE id = $1 FOR UPDATE"
+# A session-level advisory lock per event, held from "is it dispatched?" to "it is": the
+# deliveries are committed (visible to senders) before their tasks are published.
+_LOCK_EVENT = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+_UNLOCK_EVENT = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 
 _MARK_DISPATCHED = "UPDATE events SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL"
 
@@ -131,55 +141,51 @@ class DispatcherRepository:
         """Mark a dropped event dispatched and count it; the hour's total, None if counted."""
         return await self._pool.fetchval(_DROP, event_id, BACKPRESSURE_ACTION, hour)
 
-    def dispatch_transaction(self, event_id: str) -> DispatchTransaction:
-        return DispatchTransaction(self._pool, event_id)
+    def event_lock(self, event_id: str) -> EventLock:
+        return EventLock(self._pool, event_id)
 
 
-class DispatchTransaction:
-    """Holds the event's row lock from "is it dispatched?" to "it is dispatched".
+class EventLock:
+    """Serializes the dispatch of one event across messages and dispatcher replicas.
 
     Two copies of one event message (a producer's retry, a redelivery) can be handled at
-    the same moment; the lock makes the second wait and then see `dispatched_at` set, so a
-    delivery task is never published twice for one message pair.
+    the same moment; the second waits here, then finds the event dispatched and publishes
+    nothing. Deliveries are inserted outside any long transaction, so a sender never gets a
+    task whose row it cannot see yet. A crashed dispatcher's lock dies with its connection.
     """
 
     def __init__(self, pool: asyncpg.Pool, event_id: str) -> None:
         self._pool = pool
         self._event_id = event_id
         self._conn: asyncpg.Connection | None = None
-        self._tx: asyncpg.transaction.Transaction | None = None
 
-    async def __aenter__(self) -> DispatchTransaction:
+    async def __aenter__(self) -> EventLock:
         self._conn = await self._pool.acquire()
         try:
-            self._tx = self._conn.transaction()
-            await self._tx.start()
+            await self._conn.execute(_LOCK_EVENT, self._event_id)
         except BaseException:
             await self._pool.release(self._conn)
             raise
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        assert self._conn is not None and self._tx is not None
-        try:
-            if exc_type is None:
-                await self._tx.commit()
-            else:
-                await self._tx.rollback()
-        finally:
-            await self._pool.release(self._conn)
-
-    async def already_dispatched(self) -> bool:
         assert self._conn is not None
-        return await self._conn.fetchval(_LOCK_EVENT, self._event_id) is not None
+        try:
+            await self._conn.execute(_UNLOCK_EVENT, self._event_id)
+        finally:
+            # (release also resets the session, which drops any advisory lock still held)
+            await self._pool.release(self._conn)
 
     async def insert_deliveries(
         self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
-    ) -> list[PendingDelivery]:
+    ) -> list[PendingDelivery] | None:
+        """The deliveries to publish, or None when the event is already dispatched."""
         assert self._conn is not None
         rows = await self._conn.fetch(
             _INSERT_DELIVERIES, self._event_id, organization_id, delivery_ids, endpoint_ids
         )
+        if any(not row["open"] for row in rows):
+            return None
         return [PendingDelivery(row["id"], row["endpoint_id"]) for row in rows]
 
     async def mark_dispatched(self) -> None:
