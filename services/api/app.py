@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # while RabbitMQ is away; /readyz says so.
         broker = BrokerLink(settings.amqp_url, topology)
         broker.start()
-        await broker.wait_connected(timeout=5.0)
+        await broker.wait_first_attempt()
         relay = OutboxRelay(
             pool,
             broker,

@@ -45,13 +45,19 @@ class BrokerLink:
         self._broker: RabbitBroker | None = None
         self._task: asyncio.Task[None] | None = None
         self.connected_once = asyncio.Event()
+        self._first_attempt_done = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop(), name="broker-connect")
 
-    async def wait_connected(self, timeout: float) -> bool:
+    async def wait_first_attempt(self, timeout: float = CONNECT_TIMEOUT_S + 1) -> bool:
+        """Wait for the first connection attempt to end; return whether it connected.
+
+        Startup waits this long so the first requests can publish inline, but never for a
+        broker that refused: that api serves on, with the outbox relay catching up later.
+        """
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.connected_once.wait(), timeout)
+            await asyncio.wait_for(self._first_attempt_done.wait(), timeout)
         return self.connected_once.is_set()
 
     async def stop(self) -> None:
@@ -85,10 +91,12 @@ class BrokerLink:
                 log.warning("broker not reachable, retrying", extra={"error": repr(exc)})
                 with contextlib.suppress(Exception):
                     await broker.stop()
+                self._first_attempt_done.set()
                 await asyncio.sleep(self._reconnect_interval_s)
                 continue
             self._broker = broker
             self.connected_once.set()
+            self._first_attempt_done.set()
             log.info("broker connected")
             return
 
