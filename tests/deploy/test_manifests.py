@@ -1,0 +1,793 @@
+"""deploy/k8s, rendered per overlay (tests/deploy/kustomize_lite.py) and checked offline.
+
+Built-in kinds are validated against the Kubernetes OpenAPI schemas that the
+`kubernetes-validate` package ships (strict: an unknown field is an error). The operators'
+custom resources have no schema there, so the fields the services rely on are checked here
+one by one. Every check is a function returning its problems; `test_checks_can_fail` breaks
+the real manifests in one place at a time and asserts the matching check notices.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from libs.common.broker.topology import Topology
+from libs.common.cli import build_parser
+from libs.common.settings import Settings
+from tests.deploy.kustomize_lite import Resource, resource_key, split_image
+
+Docs = list[Resource]
+Problems = list[str]
+
+# The Kubernetes versions the manifests must be valid for: the oldest we support, the newest
+# the schema package knows (catches removed APIs).
+K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
+CUSTOM_RESOURCES = {
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+}
+EXPECTED_SIZE = {"dev": 1, "prod": 3}  # RabbitMQ nodes and PostgreSQL instances
+COMPONENTS = ("api", "dispatcher", "sender")
+APP_SECRET = "hookpost-secrets"
+SETTINGS_ENV = {f"HOOKPOST_{name.upper()}" for name in Settings.model_fields}
+FORBIDDEN_NETWORKS = [
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    )
+]
+
+
+# lookups
+
+
+def find(docs: Docs, kind: str, name: str | None = None) -> list[Resource]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def the(docs: Docs, kind: str, name: str | None = None) -> Resource:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def config(docs: Docs) -> dict[str, str]:
+    return the(docs, "ConfigMap", "hookpost-config")["data"]
+
+
+def deployment(docs: Docs, component: str) -> Resource:
+    return the(docs, "Deployment", f"hookpost-{component}")
+
+
+def pod_spec(workload: Resource) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def all_containers(workload: Resource) -> list[dict[str, Any]]:
+    spec = pod_spec(workload)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def secret_ref(entry: dict[str, Any] | None) -> tuple[str, str] | None:
+    ref = ((entry or {}).get("valueFrom") or {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def quantity(value: str | int | float) -> float:
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def rabbitmq_name(docs: Docs) -> str:
+    return the(docs, "RabbitmqCluster")["metadata"]["name"]
+
+
+def postgres_name(docs: Docs) -> str:
+    return the(docs, "Cluster")["metadata"]["name"]
+
+
+def shutdown_budget_s(docs: Docs) -> float:
+    data, defaults = config(docs), Settings.model_fields
+    timeout = float(data.get("HOOKPOST_SEND_TIMEOUT_S", defaults["send_timeout_s"].default))
+    grace = float(data.get("HOOKPOST_SHUTDOWN_GRACE_S", defaults["shutdown_grace_s"].default))
+    return timeout + grace
+
+
+# checks: each returns what is wrong, [] when nothing is
+
+
+def check_workloads(docs: Docs) -> Problems:
+    problems: Problems = []
+    ops_port = int(config(docs).get("HOOKPOST_OPS_PORT", Settings.model_fields["ops_port"].default))
+    for component in COMPONENTS:
+        found = find(docs, "Deployment", f"hookpost-{component}")
+        if len(found) != 1:
+            problems.append(f"no Deployment hookpost-{component}")
+            continue
+        workload = found[0]
+        where = f"Deployment {component}"
+        template_labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        if not labels_match(workload["spec"]["selector"].get("matchLabels", {}), template_labels):
+            problems.append(f"{where}: selector does not match the pod template labels")
+        if template_labels.get("app.kubernetes.io/component") != component:
+            problems.append(f"{where}: pod template lacks app.kubernetes.io/component")
+        spec = pod_spec(workload)
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if grace <= shutdown_budget_s(docs):
+            problems.append(
+                f"{where}: terminationGracePeriodSeconds {grace} <= send timeout + shutdown "
+                f"grace {shutdown_budget_s(docs)}"
+            )
+        pod_security = spec.get("securityContext", {})
+        for container in all_containers(workload):
+            name = f"{where}/{container['name']}"
+            security = {**pod_security, **container.get("securityContext", {})}
+            if security.get("runAsNonRoot") is not True or security.get("runAsUser", 1) == 0:
+                problems.append(f"{name}: may run as root")
+            if security.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{name}: allows privilege escalation")
+            resources = container.get("resources", {})
+            for bound in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    if resource not in resources.get(bound, {}):
+                        problems.append(f"{name}: no {bound}.{resource}")
+            for resource in ("cpu", "memory"):
+                request = resources.get("requests", {}).get(resource)
+                limit = resources.get("limits", {}).get(resource)
+                if request and limit and quantity(request) > quantity(limit):
+                    problems.append(f"{name}: {resource} request above its limit")
+            for variable in env_of(container):
+                if variable.startswith("HOOKPOST_") and variable not in SETTINGS_ENV:
+                    problems.append(f"{name}: {variable} is no setting")
+        init = {c["name"]: c for c in spec.get("initContainers", [])}
+        if init.get("migrate", {}).get("args") != ["migrate"]:
+            problems.append(f"{where}: no `hookpost migrate` init container")
+        main = [c for c in spec["containers"] if c["name"] == component]
+        if len(main) != 1:
+            problems.append(f"{where}: no container named {component}")
+            continue
+        problems += _check_main_container(where, component, main[0], ops_port)
+    return problems
+
+
+def _check_main_container(
+    where: str, component: str, container: dict[str, Any], ops_port: int
+) -> Problems:
+    problems: Problems = []
+    args = container.get("args", [])
+    try:
+        parsed = build_parser().parse_args(args)
+    except SystemExit:
+        return [f"{where}: `hookpost {' '.join(args)}` is not a valid command"]
+    if parsed.command != component:
+        problems.append(f"{where}: runs `hookpost {parsed.command}`")
+    expected_port = parsed.port if component == "api" else ops_port
+    if component == "api" and parsed.host != "0.0.0.0":
+        problems.append(f"{where}: the api listens on {parsed.host}, unreachable from the pod IP")
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    if expected_port not in ports.values():
+        problems.append(f"{where}: port {expected_port} is not declared")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http = container.get(probe, {}).get("httpGet")
+        if not http:
+            problems.append(f"{where}: no {probe}")
+            continue
+        if http.get("path") != path:
+            problems.append(f"{where}: {probe} asks {http.get('path')}, not {path}")
+        port = ports.get(http["port"], http["port"])
+        if port != expected_port:
+            problems.append(f"{where}: {probe} on port {port}, service listens on {expected_port}")
+    return problems
+
+
+def check_migrations_job(docs: Docs) -> Problems:
+    jobs = find(docs, "Job", "hookpost-migrate")
+    if len(jobs) != 1:
+        return ["no migrations Job hookpost-migrate"]
+    spec = pod_spec(jobs[0])
+    problems: Problems = []
+    if spec.get("restartPolicy") not in {"OnFailure", "Never"}:
+        problems.append("migrations Job: bad restartPolicy")
+    if [c.get("args") for c in spec["containers"]] != [["migrate"]]:
+        problems.append("migrations Job: does not run `hookpost migrate`")
+    security = {
+        **spec.get("securityContext", {}),
+        **spec["containers"][0].get("securityContext", {}),
+    }
+    if security.get("runAsNonRoot") is not True:
+        problems.append("migrations Job: may run as root")
+    return problems
+
+
+def check_secrets_and_urls(docs: Docs) -> Problems:
+    """Secret names and keys are the operators' conventions; URLs are built from them."""
+    rabbit, postgres = rabbitmq_name(docs), postgres_name(docs)
+    allowed = {
+        f"{rabbit}-default-user": {"username", "password", "host", "port"},
+        f"{postgres}-app": {"uri", "username", "password", "host", "port", "dbname"},
+        APP_SECRET: {"encryption-key", "admin-token"},
+    }
+    problems: Problems = []
+    workloads = [*find(docs, "Deployment"), *find(docs, "Job")]
+    for workload in workloads:
+        for container in all_containers(workload):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            env = env_of(container)
+            for entry in env.values():
+                ref = secret_ref(entry)
+                if ref and ref[1] not in allowed.get(ref[0], set()):
+                    problems.append(f"{where}: {entry['name']} reads unknown secret key {ref}")
+            for secret in ("HOOKPOST_ENCRYPTION_KEY", "HOOKPOST_ADMIN_TOKEN"):
+                if secret in env and secret_ref(env[secret]) is None:
+                    problems.append(f"{where}: {secret} is not read from a Secret")
+            if "HOOKPOST_DATABASE_URL" in env or container["name"] == "migrate":
+                if secret_ref(env.get("HOOKPOST_DATABASE_URL")) != (f"{postgres}-app", "uri"):
+                    problems.append(f"{where}: HOOKPOST_DATABASE_URL is not {postgres}-app/uri")
+            if container["name"] in COMPONENTS:
+                problems += _check_amqp_url(where, container, f"{rabbit}-default-user")
+    for name, needs in (
+        ("api", {"HOOKPOST_ENCRYPTION_KEY", "HOOKPOST_ADMIN_TOKEN"}),
+        ("sender", {"HOOKPOST_ENCRYPTION_KEY"}),
+    ):
+        for workload in find(docs, "Deployment", f"hookpost-{name}"):
+            env = env_of(pod_spec(workload)["containers"][0])
+            for variable in needs - set(env):
+                problems.append(f"{name}: no {variable}")
+    leaked = {k for k in config(docs) if "KEY" in k or "TOKEN" in k or "PASS" in k}
+    problems += [f"ConfigMap holds secret-looking {k}" for k in sorted(leaked)]
+    return problems
+
+
+def _check_amqp_url(where: str, container: dict[str, Any], secret: str) -> Problems:
+    entries = container.get("env", [])
+    names = [e["name"] for e in entries]
+    if "HOOKPOST_AMQP_URL" not in names:
+        return [f"{where}: no HOOKPOST_AMQP_URL"]
+    position = names.index("HOOKPOST_AMQP_URL")
+    value = entries[position].get("value", "")
+    match = re.fullmatch(r"amqp://\$\((\w+)\):\$\((\w+)\)@\$\((\w+)\):5672/", value)
+    if not match:
+        return [f"{where}: HOOKPOST_AMQP_URL {value!r} is not amqp://$(USER):$(PASS)@$(HOST):5672/"]
+    problems: Problems = []
+    earlier = {e["name"]: e for e in entries[:position]}  # $(VAR) expands earlier entries only
+    for variable, key in zip(match.groups(), ("username", "password", "host"), strict=True):
+        if secret_ref(earlier.get(variable)) != (secret, key):
+            problems.append(f"{where}: $({variable}) is not {secret}/{key} defined before it")
+    return problems
+
+
+def check_sender_scaling(docs: Docs) -> Problems:
+    problems: Problems = []
+    data = config(docs)
+    queue = Topology(data.get("HOOKPOST_BROKER_PREFIX", "hookpost")).sender_queue.name
+    scaled = find(docs, "ScaledObject")
+    if len(scaled) != 1:
+        return ["no single ScaledObject"]
+    spec = scaled[0]["spec"]
+    target = spec["scaleTargetRef"]
+    if target.get("kind", "Deployment") != "Deployment" or not find(
+        docs, "Deployment", target["name"]
+    ):
+        problems.append(f"ScaledObject targets {target}, not a Deployment here")
+    elif target["name"] != "hookpost-sender":
+        problems.append(f"ScaledObject scales {target['name']}, not the sender")
+    if "replicas" in deployment(docs, "sender")["spec"]:
+        problems.append("the sender Deployment sets replicas: it would fight KEDA")
+    low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if not 1 <= low < high:
+        problems.append(f"sender replicas {low}..{high}: need 1 <= min < max")
+    behavior = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior")
+    window = (behavior or {}).get("scaleDown", {}).get("stabilizationWindowSeconds", 0)
+    if window < 300:
+        problems.append(f"sender scale-down stabilization window {window}s < 300s")
+    triggers = spec.get("triggers", [])
+    if len(triggers) != 1 or triggers[0].get("type") != "rabbitmq":
+        return [*problems, "ScaledObject needs exactly one rabbitmq trigger"]
+    metadata = triggers[0]["metadata"]
+    expected = {
+        "protocol": "http",  # counts unacked (in-flight) messages too
+        "mode": "QueueLength",
+        "queueName": queue,
+        "vhostName": "/",
+        "value": str(data.get("HOOKPOST_SENDER_PREFETCH", "256")),
+    }
+    for field, want in expected.items():
+        if metadata.get(field) != want:
+            problems.append(f"rabbitmq trigger {field} = {metadata.get(field)!r}, want {want!r}")
+    if "host" in metadata:
+        problems.append("rabbitmq trigger has an inline host: credentials belong in a Secret")
+    auth = triggers[0].get("authenticationRef", {}).get("name")
+    auths = find(docs, "TriggerAuthentication", auth)
+    if not auths:
+        problems.append(f"no TriggerAuthentication {auth}")
+    elif [r.get("parameter") for r in auths[0]["spec"].get("secretTargetRef", [])] != ["host"]:
+        problems.append("TriggerAuthentication must read `host` (the management URL) from a Secret")
+    return problems
+
+
+def check_api_scaling_and_service(docs: Docs) -> Problems:
+    problems: Problems = []
+    api = deployment(docs, "api")
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    if "replicas" in api["spec"]:
+        problems.append("the api Deployment sets replicas: it would fight its HPA")
+    hpa = find(docs, "HorizontalPodAutoscaler", "hookpost-api")
+    if not hpa:
+        problems.append("no HPA for the api")
+    else:
+        spec = hpa[0]["spec"]
+        if spec["scaleTargetRef"] != {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "hookpost-api",
+        }:
+            problems.append("the api HPA does not target the api Deployment")
+        if not any(m.get("resource", {}).get("name") == "cpu" for m in spec.get("metrics", [])):
+            problems.append("the api HPA does not scale on CPU")
+        if not 1 <= spec.get("minReplicas", 1) < spec["maxReplicas"]:
+            problems.append("the api HPA needs 1 <= minReplicas < maxReplicas")
+    services = [s for s in find(docs, "Service") if labels_match(s["spec"]["selector"], labels)]
+    if len(services) != 1:
+        problems.append("no Service selects the api pods")
+    else:
+        container = pod_spec(api)["containers"][0]
+        ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
+        for port in services[0]["spec"]["ports"]:
+            if port["targetPort"] not in {*ports, *ports.values()}:
+                problems.append(f"api Service targets {port['targetPort']}, no such port")
+    return problems
+
+
+def check_disruption_budgets(docs: Docs) -> Problems:
+    problems: Problems = []
+    budgets = find(docs, "PodDisruptionBudget")
+    for component in COMPONENTS:
+        labels = deployment(docs, component)["spec"]["template"]["metadata"]["labels"]
+        matching = [
+            b for b in budgets if labels_match(b["spec"]["selector"]["matchLabels"], labels)
+        ]
+        if len(matching) != 1:
+            problems.append(f"{component}: {len(matching)} PodDisruptionBudgets, want 1")
+        elif matching[0]["spec"].get("maxUnavailable", 0) < 1:
+            # minAvailable would block every node drain of a one-replica (dev) install.
+            problems.append(f"{component}: PodDisruptionBudget must allow maxUnavailable >= 1")
+    return problems
+
+
+def check_sender_network_policy(docs: Docs) -> Problems:
+    sender_labels = deployment(docs, "sender")["spec"]["template"]["metadata"]["labels"]
+    policies = [
+        p
+        for p in find(docs, "NetworkPolicy")
+        if labels_match(p["spec"]["podSelector"].get("matchLabels", {}), sender_labels)
+    ]
+    if len(policies) != 1:
+        return [f"{len(policies)} NetworkPolicies select the sender pods, want 1"]
+    spec = policies[0]["spec"]
+    problems: Problems = []
+    if "Egress" not in spec.get("policyTypes", []):
+        problems.append("sender NetworkPolicy does not restrict egress")
+    rabbit, postgres = rabbitmq_name(docs), postgres_name(docs)
+    reached: set[str] = set()
+    for rule in spec.get("egress", []):
+        ports = {(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])}
+        if not rule.get("to"):
+            problems.append("an egress rule without `to` allows every destination")
+            continue
+        if not ports:
+            problems.append("an egress rule without ports allows every port")
+        for peer in rule["to"]:
+            pods = (peer.get("podSelector") or {}).get("matchLabels", {})
+            namespaces = (peer.get("namespaceSelector") or {}).get("matchLabels", {})
+            if "ipBlock" in peer:
+                block = peer["ipBlock"]
+                network = ipaddress.ip_network(block["cidr"])
+                excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                for forbidden in FORBIDDEN_NETWORKS:
+                    if forbidden.version != network.version or not network.overlaps(forbidden):
+                        continue
+                    if not any(forbidden.subnet_of(e) for e in excepted):
+                        problems.append(f"sender egress to {network} reaches {forbidden}")
+                if ports != {("TCP", 443)}:
+                    problems.append(f"sender egress to {network} on {sorted(ports)}, want 443")
+                reached.add(f"ipv{network.version}")
+            elif pods == {"app.kubernetes.io/name": rabbit} and not namespaces:
+                reached.add("rabbitmq")
+                if ports != {("TCP", 5672)}:
+                    problems.append(f"sender egress to RabbitMQ on {sorted(ports)}")
+            elif pods == {"cnpg.io/cluster": postgres} and not namespaces:
+                reached.add("postgres")
+                if ports != {("TCP", 5432)}:
+                    problems.append(f"sender egress to PostgreSQL on {sorted(ports)}")
+            elif pods.get("k8s-app") == "kube-dns":
+                reached.add("dns")
+                if ports != {("UDP", 53), ("TCP", 53)}:
+                    problems.append("sender egress to DNS must be UDP and TCP 53")
+            elif namespaces.get("kubernetes.io/metadata.name") and not pods:
+                pass  # one named namespace (the OpenTelemetry collector's), ports checked above
+            else:
+                problems.append(f"sender egress to an unexpected peer {peer}")
+    for needed in ("rabbitmq", "postgres", "dns", "ipv4"):
+        if needed not in reached:
+            problems.append(f"sender NetworkPolicy does not let senders reach {needed}")
+    return problems
+
+
+def check_datastores(docs: Docs, overlay: str) -> Problems:
+    problems: Problems = []
+    rabbit = the(docs, "RabbitmqCluster")["spec"]
+    if rabbit.get("replicas", 1) != EXPECTED_SIZE[overlay]:
+        problems.append(f"{overlay}: RabbitmqCluster replicas {rabbit.get('replicas', 1)}")
+    if "rabbitmq_prometheus" not in rabbit.get("rabbitmq", {}).get("additionalPlugins", []):
+        problems.append("RabbitMQ without rabbitmq_prometheus: the queue-depth alert has no data")
+    if "prometheus.return_per_object_metrics = true" not in rabbit.get("rabbitmq", {}).get(
+        "additionalConfig", ""
+    ):
+        problems.append("RabbitMQ without per-object metrics: the alert needs the queue label")
+    postgres = the(docs, "Cluster")["spec"]
+    if postgres.get("instances", 1) != EXPECTED_SIZE[overlay]:
+        problems.append(f"{overlay}: CNPG Cluster instances {postgres.get('instances', 1)}")
+    if not postgres.get("bootstrap", {}).get("initdb", {}).get("database"):
+        problems.append("CNPG Cluster creates no application database")
+    return problems
+
+
+def check_labels(docs: Docs) -> Problems:
+    problems: Problems = []
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        where = f"{doc['kind']} {doc['metadata']['name']}"
+        if labels.get("app.kubernetes.io/part-of") != "hookpost":
+            problems.append(f"{where}: no app.kubernetes.io/part-of=hookpost")
+        if not labels.get("app.kubernetes.io/name"):
+            problems.append(f"{where}: no app.kubernetes.io/name")
+        if doc["kind"] not in {"Namespace", "ConfigMap", "Secret", "ServiceAccount"} and not (
+            labels.get("app.kubernetes.io/component")
+        ):
+            problems.append(f"{where}: no app.kubernetes.io/component")
+        if doc["kind"] != "Namespace" and doc["metadata"].get("namespace") != "hookpost":
+            problems.append(f"{where}: not in namespace hookpost")
+    return problems
+
+
+def hookpost_images(docs: Docs) -> set[str]:
+    return {
+        c["image"]
+        for d in [*find(docs, "Deployment"), *find(docs, "Job")]
+        for c in all_containers(d)
+    }
+
+
+def check_images(docs: Docs, overlay: str) -> Problems:
+    images = hookpost_images(docs)
+    if len(images) != 1:
+        return [f"{overlay}: services run different images {sorted(images)}"]
+    name, suffix = split_image(images.pop())
+    if overlay == "prod" and (suffix in {"", ":latest", ":dev"} or "/" not in name):
+        return [f"prod runs {name}{suffix}: pin a registry image and version"]
+    return []
+
+
+CHECKS: dict[str, Callable[[Docs, str], Problems]] = {
+    "workloads": lambda docs, _: check_workloads(docs),
+    "migrations": lambda docs, _: check_migrations_job(docs),
+    "secrets": lambda docs, _: check_secrets_and_urls(docs),
+    "sender-scaling": lambda docs, _: check_sender_scaling(docs),
+    "api-scaling": lambda docs, _: check_api_scaling_and_service(docs),
+    "budgets": lambda docs, _: check_disruption_budgets(docs),
+    "network": lambda docs, _: check_sender_network_policy(docs),
+    "datastores": check_datastores,
+    "labels": lambda docs, _: check_labels(docs),
+    "images": check_images,
+}
+
+
+# the tests
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+@pytest.mark.parametrize("check", sorted(CHECKS))
+def test_overlay_passes_check(rendered: dict[str, Docs], overlay: str, check: str) -> None:
+    assert CHECKS[check](rendered[overlay], overlay) == []
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_builtin_kinds_match_the_kubernetes_schema(
+    rendered: dict[str, Docs], overlay: str, version: str
+) -> None:
+    checked = 0
+    for doc in rendered[overlay]:
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_RESOURCES:
+            continue
+        # SchemaNotFoundError (an unknown kind or a removed apiVersion) fails the test too.
+        kubernetes_validate.validate(doc, version, strict=True)
+        checked += 1
+    assert checked >= 10
+
+
+def test_only_known_custom_resources(rendered: dict[str, Docs]) -> None:
+    for docs in rendered.values():
+        custom = {(d["apiVersion"], d["kind"]) for d in docs if "." in d["apiVersion"]}
+        custom -= {(a, k) for a, k in custom if a.split("/")[0].endswith(".k8s.io")}
+        assert custom == CUSTOM_RESOURCES
+
+
+def test_prod_differs_from_dev_where_it_should(rendered: dict[str, Docs]) -> None:
+    dev, prod = rendered["dev"], rendered["prod"]
+
+    def sender_min(docs: Docs) -> int:
+        return the(docs, "ScaledObject")["spec"]["minReplicaCount"]
+
+    def api_min(docs: Docs) -> int:
+        return the(docs, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+
+    assert the(prod, "RabbitmqCluster")["spec"]["replicas"] == 3
+    assert the(dev, "RabbitmqCluster")["spec"]["replicas"] == 1
+    assert the(prod, "Cluster")["spec"]["instances"] == 3
+    assert the(dev, "Cluster")["spec"]["instances"] == 1
+    assert config(prod)["HOOKPOST_ENV"] == "prod"
+    assert config(dev)["HOOKPOST_ENV"] == "dev"
+    assert sender_min(prod) >= 2 and sender_min(prod) > sender_min(dev)
+    assert api_min(prod) >= 2 and api_min(prod) > api_min(dev)
+    dispatchers = [deployment(d, "dispatcher")["spec"]["replicas"] for d in (dev, prod)]
+    assert dispatchers[1] > dispatchers[0] >= 1
+    assert hookpost_images(prod) != hookpost_images(dev)
+    # Real secrets never live in the repository; dev ships throwaway ones.
+    assert find(prod, "Secret") == []
+    assert [s["metadata"]["name"] for s in find(dev, "Secret")] == [APP_SECRET]
+    assert set(the(dev, "Secret", APP_SECRET)["stringData"]) == {"encryption-key", "admin-token"}
+
+
+def test_identities_are_unique_and_namespaced(rendered: dict[str, Docs]) -> None:
+    for docs in rendered.values():
+        keys = [resource_key(d) for d in docs]
+        assert len(keys) == len(set(keys))
+        assert the(docs, "Namespace")["metadata"]["name"] == "hookpost"
+
+
+# Every check must be able to fail: break the real prod manifests in one place at a time.
+
+
+def _sender_container(docs: Docs) -> dict[str, Any]:
+    return pod_spec(deployment(docs, "sender"))["containers"][0]
+
+
+def _sender_policy(docs: Docs) -> dict[str, Any]:
+    return the(docs, "NetworkPolicy", "hookpost-sender")["spec"]
+
+
+def _public_v4_rule(docs: Docs) -> dict[str, Any]:
+    return next(
+        r
+        for r in _sender_policy(docs)["egress"]
+        if r["to"][0].get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
+    )
+
+
+def _set_env(container: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
+    container["env"] = [entry if e["name"] == name else e for e in container["env"]]
+
+
+MUTATIONS: dict[str, tuple[str, Callable[[Docs], None], str]] = {
+    "no readiness probe": (
+        "workloads",
+        lambda d: _sender_container(d).pop("readinessProbe"),
+        "no readinessProbe",
+    ),
+    "liveness on /readyz": (
+        "workloads",
+        lambda d: _sender_container(d)["livenessProbe"]["httpGet"].update(path="/readyz"),
+        "livenessProbe asks /readyz",
+    ),
+    "probe on the wrong port": (
+        "workloads",
+        lambda d: pod_spec(deployment(d, "api"))["containers"][0]["args"].__setitem__(-1, "8080"),
+        "port 8080 is not declared",
+    ),
+    "no memory limit": (
+        "workloads",
+        lambda d: _sender_container(d)["resources"]["limits"].pop("memory"),
+        "no limits.memory",
+    ),
+    "runs as root": (
+        "workloads",
+        lambda d: pod_spec(deployment(d, "dispatcher"))["securityContext"].update(runAsUser=0),
+        "may run as root",
+    ),
+    "grace period too short": (
+        "workloads",
+        lambda d: pod_spec(deployment(d, "sender")).update(terminationGracePeriodSeconds=65),
+        "terminationGracePeriodSeconds 65",
+    ),
+    "unknown command": (
+        "workloads",
+        lambda d: _sender_container(d).update(args=["senders"]),
+        "not a valid command",
+    ),
+    "setting typo": (
+        "workloads",
+        lambda d: _sender_container(d)["env"].append(
+            {"name": "HOOKPOST_SENDR_PREFETCH", "value": "1"}
+        ),
+        "HOOKPOST_SENDR_PREFETCH is no setting",
+    ),
+    "no migrate init container": (
+        "workloads",
+        lambda d: pod_spec(deployment(d, "api")).pop("initContainers"),
+        "no `hookpost migrate` init container",
+    ),
+    "wrong CNPG secret": (
+        "secrets",
+        lambda d: _set_env(
+            _sender_container(d),
+            "HOOKPOST_DATABASE_URL",
+            {
+                "name": "HOOKPOST_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": "hookpost-postgres-app", "key": "uri"}},
+            },
+        ),
+        "is not hookpost-pg-app/uri",
+    ),
+    "literal encryption key": (
+        "secrets",
+        lambda d: _set_env(
+            _sender_container(d),
+            "HOOKPOST_ENCRYPTION_KEY",
+            {"name": "HOOKPOST_ENCRYPTION_KEY", "value": "aG9va3Bvc3Q="},
+        ),
+        "HOOKPOST_ENCRYPTION_KEY is not read from a Secret",
+    ),
+    "AMQP URL before its parts": (
+        "secrets",
+        lambda d: _sender_container(d).update(
+            env=sorted(_sender_container(d)["env"], key=lambda e: e["name"])
+        ),
+        "defined before it",
+    ),
+    "operator secret misnamed": (
+        "secrets",
+        lambda d: the(d, "RabbitmqCluster")["metadata"].update(name="rabbitmq"),
+        "reads unknown secret key",
+    ),
+    "KEDA over amqp": (
+        "sender-scaling",
+        lambda d: the(d, "ScaledObject")["spec"]["triggers"][0]["metadata"].update(protocol="amqp"),
+        "protocol = 'amqp'",
+    ),
+    "KEDA watches another queue": (
+        "sender-scaling",
+        lambda d: the(d, "ScaledObject")["spec"]["triggers"][0]["metadata"].update(
+            queueName="hookpost.dispatcher"
+        ),
+        "queueName = 'hookpost.dispatcher'",
+    ),
+    "KEDA scales the dispatcher": (
+        "sender-scaling",
+        lambda d: the(d, "ScaledObject")["spec"]["scaleTargetRef"].update(
+            name="hookpost-dispatcher"
+        ),
+        "not the sender",
+    ),
+    "sender replicas pinned": (
+        "sender-scaling",
+        lambda d: deployment(d, "sender")["spec"].update(replicas=2),
+        "would fight KEDA",
+    ),
+    "no scale-down window": (
+        "sender-scaling",
+        lambda d: the(d, "ScaledObject")["spec"].pop("advanced"),
+        "stabilization window 0s",
+    ),
+    "HPA on the wrong target": (
+        "api-scaling",
+        lambda d: the(d, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].update(name="api"),
+        "does not target the api Deployment",
+    ),
+    "no sender PDB": (
+        "budgets",
+        lambda d: d.remove(the(d, "PodDisruptionBudget", "hookpost-sender")),
+        "sender: 0 PodDisruptionBudgets",
+    ),
+    "metadata service reachable": (
+        "network",
+        lambda d: _public_v4_rule(d)["to"][0]["ipBlock"]["except"].remove("169.254.0.0/16"),
+        "reaches 169.254.0.0/16",
+    ),
+    "RFC 1918 partly reachable": (
+        "network",
+        lambda d: _public_v4_rule(d)["to"][0]["ipBlock"]["except"].__setitem__(0, "10.0.0.0/9"),
+        "reaches 10.0.0.0/8",
+    ),
+    "public egress on any port": (
+        "network",
+        lambda d: _public_v4_rule(d)["ports"].append({"protocol": "TCP", "port": 80}),
+        "want 443",
+    ),
+    "egress to everything": (
+        "network",
+        lambda d: _sender_policy(d)["egress"].append({"ports": [{"port": 22}]}),
+        "without `to`",
+    ),
+    "no egress policy": (
+        "network",
+        lambda d: _sender_policy(d).update(policyTypes=["Ingress"]),
+        "does not restrict egress",
+    ),
+    "one RabbitMQ node in prod": (
+        "datastores",
+        lambda d: the(d, "RabbitmqCluster")["spec"].update(replicas=1),
+        "RabbitmqCluster replicas 1",
+    ),
+    "aggregated RabbitMQ metrics": (
+        "datastores",
+        lambda d: the(d, "RabbitmqCluster")["spec"]["rabbitmq"].pop("additionalConfig"),
+        "per-object metrics",
+    ),
+    "one PostgreSQL instance in prod": (
+        "datastores",
+        lambda d: the(d, "Cluster")["spec"].pop("instances"),
+        "CNPG Cluster instances 1",
+    ),
+    "unlabelled resource": (
+        "labels",
+        lambda d: the(d, "Service", "hookpost-api")["metadata"]["labels"].clear(),
+        "no app.kubernetes.io/part-of",
+    ),
+    "latest in prod": (
+        "images",
+        lambda d: [
+            c.update(image="ghcr.io/hookpost/hookpost:latest")
+            for c in all_containers(deployment(d, "api"))
+        ],
+        "services run different images",
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_checks_can_fail(rendered: dict[str, Docs], mutation: str) -> None:
+    check, mutate, expected = MUTATIONS[mutation]
+    docs = copy.deepcopy(rendered["prod"])
+    assert CHECKS[check](docs, "prod") == []
+    mutate(docs)
+    problems = CHECKS[check](docs, "prod")
+    assert any(expected in p for p in problems), problems
+
+
+def test_schema_validation_can_fail(rendered: dict[str, Docs]) -> None:
+    api = copy.deepcopy(deployment(rendered["prod"], "api"))
+    pod_spec(api)["containers"][0]["readinessProbes"] = {}  # a typo: strict schemas refuse it
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(api, K8S_VERSIONS[0], strict=True)
