@@ -1,0 +1,211 @@
+"""Crashes, shutdowns, backpressure and send-time SSRF: each test owns its sender processes.
+
+All run on `isolated_pipeline` (a dispatcher alone, backpressure limit 3), so no other
+sender replica can pick up a task the test means to watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.pipeline.conftest import BACKPRESSURE_LIMIT
+from tests.pipeline.harness import ConnectionCounter, Pipeline, TlsReceiver, eventually
+from tests.support.factories import (
+    attempts_of,
+    deliveries_of,
+    event_message,
+    insert_pending_delivery,
+    make_endpoint,
+)
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_sigkilled_sender_in_flight_delivery_is_redelivered_and_completes(
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    org = await make_org()
+    await make_endpoint(
+        db_pool,
+        org.organizationId,
+        receiver.script("/slow-kill", [200], delay_s=3.0),
+        ["mapping.completed"],
+    )
+    doomed = await isolated_pipeline.start("sender")
+    event = event_message(org.organizationId)
+    await isolated_pipeline.publish(event)
+
+    [first] = await receiver.wait_for("/slow-kill", 1)
+    assert doomed.proc is not None
+    doomed.proc.kill()  # SIGKILL while the POST is in flight
+    assert await asyncio.to_thread(doomed.wait, 10) == -signal.SIGKILL
+    [delivery] = await deliveries_of(db_pool, event.id)
+    assert delivery["status"] == "PENDING" and delivery["attempt_count"] == 0
+
+    replacement = await isolated_pipeline.start("sender")
+    try:
+        requests = await receiver.wait_for("/slow-kill", 2, timeout=20)
+        [delivery] = await eventually(
+            lambda: deliveries_of(db_pool, event.id),
+            lambda rows: rows[0]["status"] == "SUCCEEDED",
+        )
+    finally:
+        await asyncio.to_thread(replacement.stop)
+    # Same attempt again (at-least-once): same delivery id, same eventId, recorded once.
+    assert [r.headers["X-Webhook-Delivery"] for r in requests] == [delivery["id"]] * 2
+    assert requests[1].json()["eventId"] == first.json()["eventId"] == event.id
+    [attempt] = await attempts_of(db_pool, delivery["id"])
+    assert attempt["succeeded"] is True and delivery["attempt_count"] == 1
+
+
+async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    org = await make_org()
+    await make_endpoint(
+        db_pool,
+        org.organizationId,
+        receiver.script("/slow-term", [200], delay_s=2.0),
+        ["mapping.completed"],
+    )
+    sender = await isolated_pipeline.start("sender")
+    events = [event_message(org.organizationId) for _ in range(3)]
+    for event in events:
+        await isolated_pipeline.publish(event)
+    await receiver.wait_for("/slow-term", 3)
+
+    signalled_at = time.monotonic()
+    sender.signal(signal.SIGTERM)
+    exit_code = await asyncio.to_thread(sender.wait, 30)
+    assert exit_code == 0, sender.log_tail()
+    # It waited for the in-flight POSTs (2 s each) instead of dropping them.
+    assert time.monotonic() - signalled_at >= 1.0
+    for event in events:
+        [delivery] = await deliveries_of(db_pool, event.id)
+        assert delivery["status"] == "SUCCEEDED", delivery
+        [attempt] = await attempts_of(db_pool, delivery["id"])
+        assert attempt["succeeded"] is True
+    assert len(receiver.on("/slow-term")) == 3
+    # Nothing left behind for the next replica to send again.
+    assert await isolated_pipeline.queue_depth(isolated_pipeline.topology.sender_queue.name) == 0
+
+
+async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, forget_orgs
+) -> None:
+    crowded, calm = await make_org(), await make_org()
+    forget_orgs(crowded.organizationId)
+    forget_orgs(calm.organizationId)
+    url = "http://127.0.0.1:9/never-called"
+    crowded_endpoint = await make_endpoint(
+        db_pool, crowded.organizationId, url, ["mapping.completed"]
+    )
+    calm_endpoint = await make_endpoint(db_pool, calm.organizationId, url, ["mapping.completed"])
+    for _ in range(BACKPRESSURE_LIMIT + 1):
+        await insert_pending_delivery(db_pool, crowded.organizationId, crowded_endpoint.id)
+    for _ in range(BACKPRESSURE_LIMIT):  # at the limit, not over it
+        await insert_pending_delivery(db_pool, calm.organizationId, calm_endpoint.id)
+
+    dropped = [event_message(crowded.organizationId) for _ in range(3)]
+    kept = event_message(calm.organizationId)
+    for event in [*dropped, kept]:
+        await isolated_pipeline.publish(event)
+
+    for event in [*dropped, kept]:
+        await eventually(
+            lambda event=event: db_pool.fetchval(
+                "SELECT dispatched_at FROM events WHERE id = $1", event.id
+            ),
+            lambda value: value is not None,
+        )
+    for event in dropped:
+        assert await deliveries_of(db_pool, event.id) == []
+    assert len(await deliveries_of(db_pool, kept.id)) == 1
+
+    hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+    rows = await db_pool.fetch(
+        "SELECT organization_id, action, details, dedup_key FROM audit_log"
+        " WHERE action = 'events.dropped.backpressure'"
+        " AND organization_id = ANY($1::text[])",
+        [crowded.organizationId, calm.organizationId],
+    )
+    assert len(rows) == 1
+    [row] = rows
+    assert row["organization_id"] == crowded.organizationId
+    assert row["dedup_key"] == hour
+    details = row["details"] if isinstance(row["details"], dict) else json.loads(row["details"])
+    assert details == {"dropped": 3, "hour": hour}
+
+
+async def test_prod_sender_refuses_loopback_at_send_time_without_connecting(
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, forget_orgs
+) -> None:
+    counter = await ConnectionCounter().start()
+    org = await make_org()
+    forget_orgs(org.organizationId)
+    # Stored straight into the database: registration would have refused them.
+    literal = await make_endpoint(
+        db_pool, org.organizationId, f"https://127.0.0.1:{counter.port}/hook", ["export.ready"]
+    )
+    named = await make_endpoint(
+        db_pool, org.organizationId, f"https://localhost:{counter.port}/hook", ["export.ready"]
+    )
+    sender = await isolated_pipeline.start("sender", HOOKPOST_ENV="prod")
+    try:
+        event = event_message(org.organizationId, "export.ready", {"exportFileId": "ef_9"})
+        await isolated_pipeline.publish(event)
+        rows = await eventually(
+            lambda: deliveries_of(db_pool, event.id),
+            lambda rows: len(rows) == 2 and all(r["attempt_count"] >= 1 for r in rows),
+        )
+        errors = {}
+        for row in rows:
+            first = (await attempts_of(db_pool, row["id"]))[0]
+            assert first["succeeded"] is False and first["http_status"] is None
+            errors[row["endpoint_id"]] = first["error"]
+        assert "non-public address (127.0.0.1)" in errors[literal.id]
+        assert "non-public address" in errors[named.id]
+        assert all(error.startswith("refused") for error in errors.values())
+        await asyncio.sleep(0.3)
+        assert counter.connections == 0
+    finally:
+        await asyncio.to_thread(sender.stop)
+        await counter.stop()
+
+
+async def test_prod_sender_delivers_to_an_explicitly_allowed_private_cidr(
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    receiver = await TlsReceiver(tmp_path).start()
+    org = await make_org()
+    await make_endpoint(
+        db_pool, org.organizationId, receiver.script("/allowed", [200]), ["mapping.completed"]
+    )
+    sender = await isolated_pipeline.start(
+        "sender",
+        HOOKPOST_ENV="prod",
+        HOOKPOST_ALLOWED_PRIVATE_CIDRS='["127.0.0.0/8"]',
+        SSL_CERT_FILE=str(receiver.ca_path),  # trust the test receiver's certificate
+    )
+    try:
+        event = event_message(org.organizationId)
+        await isolated_pipeline.publish(event)
+        [request] = await receiver.wait_for("/allowed", 1)
+        assert request.json()["eventId"] == event.id
+        [delivery] = await eventually(
+            lambda: deliveries_of(db_pool, event.id),
+            lambda rows: rows[0]["status"] != "PENDING",
+        )
+        assert delivery["status"] == "SUCCEEDED"
+    finally:
+        await asyncio.to_thread(sender.stop)
+        await receiver.stop()
