@@ -110,6 +110,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     if any(error.get("type") == "json_invalid" for error in errors):
         return "request body is not valid JSON"
     first = errors[0] if errors else {}
+    if tuple(first.get("loc", ())) == ("body",):
+        # The body as a whole is wrong: say so plainly rather than "body: Field required".
+        if first.get("type") == "missing":
+            return "a JSON request body is required"
+        return "the request body must be a JSON object"
     message = f"{_location(first.get('loc', ()))}: {first.get('msg', 'invalid request')}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s), see details)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -139,7 +140,7 @@ async def test_broker_down_still_accepts_and_the_relay_publishes_later(
         event_id = response.json()["eventId"]
         # This api's relay runs too (and fails quietly): give it a few rounds past the grace.
         time_to_wait = settings.outbox_relay_grace_s + 3 * settings.outbox_relay_interval_s
-        await _sleep(time_to_wait)
+        await asyncio.sleep(time_to_wait)
         row = await db_pool.fetchrow("SELECT published_at FROM events WHERE id = $1", event_id)
         assert row["published_at"] is None
         # Stored before the answer: readable even though it never reached the broker.
@@ -158,7 +159,17 @@ async def test_broker_down_still_accepts_and_the_relay_publishes_later(
         await wait_until(marked)
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
+async def test_concurrent_requests_with_one_key_make_one_event(
+    client: Client, db_pool: asyncpg.Pool
+) -> None:
+    body = {"type": "mapping.completed", "data": {"n": 1}}
+    headers = {"Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(client.post(EVENTS, json=body, headers=headers) for _ in range(8))
+    )
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["eventId"] for r in responses}) == 1
+    count = await db_pool.fetchval(
+        "SELECT count(*) FROM events WHERE organization_id = $1", client.org_id
+    )
+    assert count == 1

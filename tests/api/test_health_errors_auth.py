@@ -178,3 +178,22 @@ async def test_bad_query_parameters_are_400(client: Client, query: str) -> None:
     assert_error(await client.get(path), 400, "BAD_REQUEST")
     if query.startswith("limit"):
         assert_error(await client.get(f"/api/v1/audit-log?{query}"), 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"type": "mapping.completed", "data": {}}', "text/plain"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        (b'{"data": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001, "application/json"),
+        (b"\xff\xfe\x00", "application/json"),
+        (b"", "application/json"),
+        (b"null", "application/json"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/webhook-subscriptions"])
+async def test_hostile_raw_bodies_are_400(
+    client: Client, path: str, content: bytes, content_type: str
+) -> None:
+    response = await client.post(path, content=content, headers={"Content-Type": content_type})
+    assert_error(response, 400, "BAD_REQUEST")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import orjson
 import pytest
 
 from libs.common import crypto
 from libs.common.plans import Plan
+from services.api.endpoints import repository as endpoints_repository
 from tests.api.conftest import (
     Client,
     MakeClient,
@@ -357,3 +360,25 @@ async def test_authorization_may_be_the_api_key_header(client: Client) -> None:
     created = await create(client, apiKeyName="Authorization", apiKeyValue="Bearer abcdefghijkl")
     assert created["apiKeyName"] == "Authorization"
     assert created["apiKeyValueMasked"] == "••••ijkl"
+
+
+async def test_concurrent_creates_never_exceed_the_quota(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(9):
+        await create(client)
+    # Widen the race window: every request lingers between counting and inserting.
+    count_active = endpoints_repository.count_active
+
+    async def slow_count(*args: object, **kwargs: object) -> int:
+        counted = await count_active(*args, **kwargs)  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        return counted
+
+    monkeypatch.setattr(endpoints_repository, "count_active", slow_count)
+    responses = await asyncio.gather(
+        *(client.post(SUBS, json=subscription_body()) for _ in range(6))
+    )
+    assert sorted(r.status_code for r in responses) == [201, 400, 400, 400, 400, 400]
+    active = (await client.get(f"{SUBS}?activeOnly=true")).json()["subscriptions"]
+    assert len(active) == 10
