@@ -41,9 +41,10 @@ class Stack:
         return json.loads(out)
 
 
-def start_api(env: dict[str, str], port: int | None = None) -> ServiceProcess:
-    port = port or free_port()
-    return ServiceProcess("api", ["api", "--port", str(port)], env, ops_port=port).start()
+def start_api(env: dict[str, str], ready_path: str = "/readyz") -> ServiceProcess:
+    port = free_port()
+    api = ServiceProcess("api", ["api", "--port", str(port)], env, ops_port=port)
+    return api.start(ready_path=ready_path)
 
 
 def start_worker(name: str, env: dict[str, str]) -> ServiceProcess:

@@ -172,7 +172,10 @@ async def test_event_accepted_while_the_broker_is_unreachable_is_relayed_later(
     await create_subscription(api_client, org, receiver.script("/relayed", [200]))
 
     # An api whose broker is unreachable still accepts: the event waits in the outbox.
-    cut_off = start_api(service_env(stack.env, HOOKPOST_AMQP_URL="amqp://guest:guest@127.0.0.1:1/"))
+    cut_off = start_api(
+        service_env(stack.env, HOOKPOST_AMQP_URL="amqp://guest:guest@127.0.0.1:1/"),
+        ready_path="/healthz",  # not ready by design: its broker is unreachable
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cut_off.ops_port}") as client:
             response = await client.post(

@@ -34,17 +34,18 @@ class ServiceProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{name}-{ops_port}.log"
 
-    def start(self, ready_timeout: float = 30.0) -> ServiceProcess:
+    def start(self, ready_timeout: float = 30.0, ready_path: str = "/readyz") -> ServiceProcess:
+        """Start and wait until `ready_path` answers 200 (`/healthz` when its broker is away)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(HOOKPOST_BIN), *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
-        self.wait_ready(ready_timeout)
+        self.wait_ready(ready_timeout, ready_path)
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.ops_port}/readyz"
+        url = f"http://127.0.0.1:{self.ops_port}{path}"
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
