@@ -76,6 +76,25 @@ def build_broker(settings: Settings, prefetch: int) -> RabbitBroker:
     )
 
 
+async def stop_consuming(broker: RabbitBroker) -> None:
+    """basic.cancel every consumer, so no new message arrives while in-flight ones finish.
+
+    FastStream's own stop waits for running handlers first and cancels afterwards, so the
+    broker would keep handing this replica messages (held unprocessed until the channel
+    closes) for the whole grace period; cancelling first sends them to other replicas.
+    """
+    for subscriber in broker.subscribers:
+        queue = getattr(subscriber, "_queue_obj", None)
+        tag = getattr(subscriber, "_consumer_tag", None)
+        if queue is None or tag is None:
+            continue
+        try:
+            await queue.cancel(tag)
+            subscriber._consumer_tag = None  # FastStream's stop must not cancel it again
+        except Exception:
+            log.warning("could not cancel a consumer", exc_info=True)
+
+
 async def wait_for_stop_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,9 +142,10 @@ async def serve(settings: Settings) -> None:
         log.info(
             "stopping: finishing in-flight events", extra={"grace_s": settings.shutdown_grace_s}
         )
+        await stop_consuming(broker)
     finally:
-        # Stops consuming, waits for running handlers (graceful_timeout), then closes the
-        # channel: anything not acknowledged by then goes back to the queue.
+        # Waits for running handlers (graceful_timeout), then closes the channel: anything
+        # not acknowledged by then goes back to the queue.
         await broker.stop()
         await ops.cleanup()
         with contextlib.suppress(Exception):

@@ -3,10 +3,10 @@
 Prefetch is the concurrency limit: aio-pika runs every delivered message as its own task,
 so at most `sender_prefetch` POSTs are in flight per replica.
 
-SIGTERM: FastStream's subscriber stop marks the consumer as not running (messages that
-still arrive are left unacknowledged), waits up to `shutdown_grace_s` for running handlers
-to finish (each records its attempt and settles its message), cancels the consumer and
-closes the channel, which returns anything unacknowledged to the queue. Then exit 0.
+SIGTERM: every consumer is cancelled first (basic.cancel: the broker sends this replica
+nothing new), then FastStream's broker stop waits up to `shutdown_grace_s` for running
+handlers to finish (each records its attempt and settles its message) and closes the
+channel, which returns anything still unacknowledged to the queue. Then exit 0.
 """
 
 from __future__ import annotations
@@ -72,6 +72,25 @@ async def settle(message: RabbitMessage, verdict: Verdict) -> None:
     except Exception:
         # The channel is gone: the broker redelivers the message, which is safe.
         log.warning("could not settle a message", extra={"verdict": verdict.value}, exc_info=True)
+
+
+async def stop_consuming(broker: RabbitBroker) -> None:
+    """basic.cancel every consumer, so no new message arrives while in-flight ones finish.
+
+    FastStream's own stop waits for running handlers first and cancels afterwards, so the
+    broker would keep handing this replica messages (held unprocessed until the channel
+    closes) for the whole grace period; cancelling first sends them to other replicas.
+    """
+    for subscriber in broker.subscribers:
+        queue = getattr(subscriber, "_queue_obj", None)
+        tag = getattr(subscriber, "_consumer_tag", None)
+        if queue is None or tag is None:
+            continue
+        try:
+            await queue.cancel(tag)
+            subscriber._consumer_tag = None  # FastStream's stop must not cancel it again
+        except Exception:
+            log.warning("could not cancel a consumer", exc_info=True)
 
 
 async def wait_for_stop_signal() -> None:
@@ -147,7 +166,10 @@ async def serve(settings: Settings) -> None:
     try:
         await wait_for_stop_signal()
         log.info("stopping: finishing in-flight deliveries")
+        await stop_consuming(broker)
     finally:
+        # Waits for running handlers (graceful_timeout), then closes the channel: anything
+        # not acknowledged by then goes back to the queue.
         await broker.stop()
         await http.close()
         await ops.cleanup()

@@ -68,15 +68,14 @@ async def test_sigkilled_sender_in_flight_delivery_is_redelivered_and_completes(
 
 
 async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
-    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver, forget_orgs
 ) -> None:
-    org = await make_org()
-    await make_endpoint(
-        db_pool,
-        org.organizationId,
-        receiver.script("/slow-term", [200], delay_s=2.0),
-        ["mapping.completed"],
-    )
+    # Two orgs: the isolated dispatcher's backpressure limit (3 pending) is per org.
+    org, late_org = await make_org(), await make_org()
+    url = receiver.script("/slow-term", [200], delay_s=2.0)
+    for each in (org, late_org):
+        forget_orgs(each.organizationId)
+        await make_endpoint(db_pool, each.organizationId, url, ["mapping.completed"])
     sender = await isolated_pipeline.start("sender")
     events = [event_message(org.organizationId) for _ in range(3)]
     for event in events:
@@ -85,6 +84,17 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
 
     signalled_at = time.monotonic()
     sender.signal(signal.SIGTERM)
+    await eventually(
+        lambda: asyncio.to_thread(sender.log_tail),
+        lambda tail: "finishing in-flight deliveries" in tail,
+        timeout=5,
+    )
+    await asyncio.sleep(0.3)
+    # Published while it drains: a stopping sender takes nothing new.
+    late = [event_message(late_org.organizationId) for _ in range(2)]
+    for event in late:
+        await isolated_pipeline.publish(event)
+
     exit_code = await asyncio.to_thread(sender.wait, 30)
     assert exit_code == 0, sender.log_tail()
     # It waited for the in-flight POSTs (2 s each) instead of dropping them.
@@ -95,8 +105,23 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
         [attempt] = await attempts_of(db_pool, delivery["id"])
         assert attempt["succeeded"] is True
     assert len(receiver.on("/slow-term")) == 3
-    # Nothing left behind for the next replica to send again.
-    assert await isolated_pipeline.queue_depth(isolated_pipeline.topology.sender_queue.name) == 0
+    for event in late:
+        [delivery] = await deliveries_of(db_pool, event.id)
+        assert delivery["status"] == "PENDING" and delivery["attempt_count"] == 0
+    # Nothing in flight was left behind; the late tasks wait in the queue for a replica.
+    sender_queue = isolated_pipeline.topology.sender_queue.name
+    assert await isolated_pipeline.queue_depth(sender_queue) == len(late)
+
+    successor = await isolated_pipeline.start("sender")
+    try:
+        await receiver.wait_for("/slow-term", 5)
+        for event in late:
+            await eventually(
+                lambda event=event: deliveries_of(db_pool, event.id),
+                lambda rows: rows[0]["status"] == "SUCCEEDED",
+            )
+    finally:
+        await asyncio.to_thread(successor.stop)
 
 
 async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
