@@ -1,4 +1,6 @@
-"""The v1 signature scheme (Stripe-compatible): the sender signs, receivers verify.
+"""Webhook signatures, the one place that signs and verifies: v1 and Standard Webhooks.
+
+v1 (Stripe-compatible, the default):
 
 `X-Webhook-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>…]` where each hex is
 HMAC-SHA256(key = the whole secret string as UTF-8, msg = f"{t}.{raw_body}").
@@ -7,10 +9,13 @@ Several `v1=` appear while a rotated secret is still in its grace window.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
 DEFAULT_TOLERANCE_S = 300
@@ -73,4 +78,112 @@ def verify_v1(
         expected = _hmac_hex(secret, timestamp, body)
         if any(hmac.compare_digest(expected, given) for given in signatures):
             return timestamp
+    raise SignatureVerificationError("no signature matches the secret")
+
+
+# --- Standard Webhooks (https://www.standardwebhooks.com), opt-in per endpoint ------------
+#
+# `webhook-id: <msg id>`, `webhook-timestamp: <unix seconds>`,
+# `webhook-signature: v1,<base64> [v1,<base64> …]` where each base64 is
+# HMAC-SHA256(key = base64-decode(secret without `whsec_`), msg = f"{id}.{ts}.{raw_body}").
+# Several space-separated signatures appear while a rotated secret is in its grace window.
+
+STANDARD_ID_HEADER = "webhook-id"
+STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+_STANDARD_SECRET_PREFIX = "whsec_"
+
+
+class SignatureScheme(StrEnum):
+    """How an endpoint's deliveries are signed (`endpoints.signature_scheme`)."""
+
+    V1 = "v1"
+    STANDARD_WEBHOOKS = "standard-webhooks"
+
+
+def _standard_key(secret: str) -> bytes:
+    encoded = secret.removeprefix(_STANDARD_SECRET_PREFIX)
+    try:
+        # Padding is added because some issuers strip it; b64decode ignores extra padding.
+        key = base64.b64decode(encoded + "==", validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("a Standard Webhooks secret must be whsec_ + base64") from exc
+    if not key:
+        raise ValueError("a Standard Webhooks secret may not be empty")
+    return key
+
+
+def _standard_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
+    message = f"{msg_id}.{timestamp}.".encode() + body
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def sign_standard_webhooks(msg_id: str, timestamp: int, body: bytes, secrets: Sequence[str]) -> str:
+    """The `webhook-signature` value: `v1,<base64>` per secret (newest first), space-separated."""
+    if not secrets:
+        raise ValueError("at least one secret is needed to sign")
+    return " ".join(
+        "v1,"
+        + base64.b64encode(_standard_signature(_standard_key(s), msg_id, timestamp, body)).decode(
+            "ascii"
+        )
+        for s in secrets
+    )
+
+
+def standard_webhooks_headers(
+    msg_id: str, timestamp: int, body: bytes, secrets: Sequence[str]
+) -> dict[str, str]:
+    return {
+        STANDARD_ID_HEADER: msg_id,
+        STANDARD_TIMESTAMP_HEADER: str(timestamp),
+        STANDARD_SIGNATURE_HEADER: sign_standard_webhooks(msg_id, timestamp, body, secrets),
+    }
+
+
+def verify_standard_webhooks(
+    body: bytes,
+    msg_id: str,
+    timestamp: str | int,
+    signature_header: str,
+    secrets: str | Iterable[str],
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> int:
+    """Return the signed timestamp, or raise SignatureVerificationError.
+
+    Accepts when ANY `v1,` signature matches ANY secret, comparing in constant time;
+    signatures of other versions are ignored, as the specification asks.
+    """
+    candidates = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not msg_id:
+        raise SignatureVerificationError(f"no {STANDARD_ID_HEADER} header")
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError) as exc:
+        raise SignatureVerificationError(f"{STANDARD_TIMESTAMP_HEADER} is not an integer") from exc
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance_s:
+        raise SignatureVerificationError("timestamp outside the tolerance window")
+    given: list[bytes] = []
+    for item in signature_header.split():
+        version, _, value = item.partition(",")
+        if version != "v1" or not value:
+            continue
+        try:
+            given.append(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    if not given:
+        raise SignatureVerificationError(
+            f"no v1 signature in the {STANDARD_SIGNATURE_HEADER} header"
+        )
+    for secret in candidates:
+        try:
+            key = _standard_key(secret)
+        except ValueError as exc:
+            raise SignatureVerificationError(str(exc)) from exc
+        expected = _standard_signature(key, msg_id, ts, body)
+        if any(hmac.compare_digest(expected, signature) for signature in given):
+            return ts
     raise SignatureVerificationError("no signature matches the secret")
