@@ -16,6 +16,7 @@ from services.api.admin.router import router as admin_router
 from services.api.audit.router import router as audit_router
 from services.api.broker import BrokerLink
 from services.api.deliveries.router import router as deliveries_router
+from services.api.delivery_destinations.router import router as destinations_router
 from services.api.errors import install_error_handlers
 from services.api.events.outbox import OutboxRelay
 from services.api.events.router import router as events_router
@@ -30,7 +31,13 @@ API_PREFIX = "/api/v1"
 
 def _api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for domain in (subscriptions_router, events_router, deliveries_router, audit_router):
+    for domain in (
+        subscriptions_router,
+        destinations_router,
+        events_router,
+        deliveries_router,
+        audit_router,
+    ):
         router.include_router(domain)
     router.include_router(admin_router)
     return router

@@ -35,6 +35,7 @@ RESPONSE_FIELDS = {
     "status",
     "deactivatedReason",
     "signingSecretMasked",
+    "signatureScheme",
     "createdAt",
     "updatedAt",
 }

@@ -157,13 +157,34 @@ async def set_secret(
     grace_s: int,
 ) -> bool:
     """Install a new secret; the old one stays valid for `grace_s` seconds (0: not at all)."""
-    updated = await conn.fetchval(
+    rotated = await install_secret(
+        conn, org_id, endpoint_id, kind, secret_enc, secret_masked, grace_s
+    )
+    return rotated is not None
+
+
+async def install_secret(
+    conn: Executor,
+    org_id: str,
+    endpoint_id: str,
+    kind: str,
+    secret_enc: bytes,
+    secret_masked: str,
+    grace_s: int,
+) -> asyncpg.Record | None:
+    """As set_secret; the row's `previous_secret_expires_at` (None when grace_s is 0).
+
+    None when there is no such endpoint. The expiry is computed by the database clock, the
+    same clock the sender compares it with.
+    """
+    return await conn.fetchrow(
         "UPDATE endpoints SET"
         " previous_secret_enc = CASE WHEN $6::int > 0 THEN secret_enc END,"
         " previous_secret_expires_at ="
         " CASE WHEN $6::int > 0 THEN now() + make_interval(secs => $6::int) END,"
         " secret_enc = $4, secret_masked = $5, updated_at = now()"
-        " WHERE id = $1 AND organization_id = $2 AND kind = $3 RETURNING id",
+        " WHERE id = $1 AND organization_id = $2 AND kind = $3"
+        " RETURNING id, previous_secret_expires_at",
         endpoint_id,
         org_id,
         kind,
@@ -171,7 +192,6 @@ async def set_secret(
         secret_masked,
         grace_s,
     )
-    return updated is not None
 
 
 async def deactivate_for_plan(

@@ -41,6 +41,7 @@ QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
 KIND_MINIMUM_PLAN: dict[EndpointKind, Plan] = {EndpointKind.AGENT_SINK: Plan.PRO_MAX}
 PLAN_DOWNGRADE = "PLAN_DOWNGRADE"
 URL_CHECK_TIMEOUT_S = 5.0
+MAX_GRACE_S = 86_400  # a rotated secret keeps signing for at most a day
 
 _NOUNS: dict[EndpointKind, str] = {
     EndpointKind.SUBSCRIPTION: "subscription",
@@ -294,13 +295,33 @@ async def delete_endpoint(
         await audit.record(conn, org_id, f"{_NOUNS[kind]}.deleted", {"endpointId": endpoint_id})
 
 
+@dataclass(frozen=True)
+class RotatedSecret:
+    secret: str  # shown once
+    previous_secret_expires_at: datetime | None  # None: the old secret stopped at once
+
+
 async def rotate_secret(
     pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str, grace_s: int = 0
 ) -> str:
     """A new signing secret (returned once); the old one is valid for `grace_s` more seconds."""
+    rotated = await rotate_secret_with_grace(pool, org_id, kind, endpoint_id, grace_s)
+    return rotated.secret
+
+
+async def rotate_secret_with_grace(
+    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str, grace_s: int
+) -> RotatedSecret:
+    """As rotate_secret, also saying until when the old secret still signs.
+
+    During the window the sender signs with both secrets (newest first). A second rotation
+    inside a window keeps only the secret it replaces: at most two secrets sign at once.
+    """
+    if not 0 <= grace_s <= MAX_GRACE_S:
+        raise BadRequestError(f"gracePeriodSeconds must be between 0 and {MAX_GRACE_S}")
     secret = generate_signing_secret()
     async with pool.acquire() as conn, conn.transaction():
-        updated = await repository.set_secret(
+        record = await repository.install_secret(
             conn,
             org_id,
             endpoint_id,
@@ -309,7 +330,7 @@ async def rotate_secret(
             mask_secret(secret),
             grace_s,
         )
-        if not updated:
+        if record is None:
             raise _not_found(kind, endpoint_id)
         await audit.record(
             conn,
@@ -317,7 +338,7 @@ async def rotate_secret(
             f"{_NOUNS[kind]}.secret_rotated",
             {"endpointId": endpoint_id, "gracePeriodSeconds": grace_s},
         )
-    return secret
+    return RotatedSecret(secret, record["previous_secret_expires_at"])
 
 
 async def deactivate_for_plan(conn: asyncpg.Connection, org_id: str, plan: Plan) -> list[str]:

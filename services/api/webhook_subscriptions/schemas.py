@@ -8,6 +8,7 @@ from pydantic import Field
 
 from libs.common.endpoint_kinds import EndpointStatus
 from libs.common.event_types import enum_name
+from libs.common.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 
@@ -24,6 +25,10 @@ class SubscriptionIn(ApiModel):
     api_key_value: StorableText | None = Field(default=None, description="Stored encrypted.")
     additional_headers: dict[StorableText, StorableText] = Field(default_factory=dict)
     status: EndpointStatus = EndpointStatus.ACTIVE
+    signature_scheme: SignatureScheme = Field(
+        default=SignatureScheme.V1,
+        description="`v1` (X-Webhook-Signature, Stripe-compatible) or `standard-webhooks`.",
+    )
 
 
 class SubscriptionOut(ApiModel):
@@ -38,6 +43,7 @@ class SubscriptionOut(ApiModel):
     status: EndpointStatus
     deactivated_reason: str | None
     signing_secret_masked: str | None
+    signature_scheme: str
     created_at: datetime
     updated_at: datetime
 
@@ -67,6 +73,7 @@ def _fields(endpoint: Endpoint) -> dict[str, object]:
         "status": endpoint.status,
         "deactivated_reason": endpoint.deactivated_reason,
         "signing_secret_masked": endpoint.secret_masked,
+        "signature_scheme": endpoint.signature_scheme,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
     }

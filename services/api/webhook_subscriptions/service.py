@@ -56,6 +56,7 @@ def _spec(body: SubscriptionIn) -> EndpointSpec:
         api_key_name=body.api_key_name,
         api_key_value=body.api_key_value,
         additional_headers=body.additional_headers,
+        signature_scheme=body.signature_scheme.value,
     )
 
 
