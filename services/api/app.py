@@ -18,6 +18,7 @@ from services.api.broker import BrokerLink
 from services.api.deliveries.router import router as deliveries_router
 from services.api.delivery_destinations.router import router as destinations_router
 from services.api.errors import install_error_handlers
+from services.api.event_types.router import router as event_types_router
 from services.api.events.outbox import OutboxRelay
 from services.api.events.router import router as events_router
 from services.api.metrics import HTTP_RESPONSES
@@ -35,6 +36,7 @@ def _api_router() -> APIRouter:
         subscriptions_router,
         destinations_router,
         events_router,
+        event_types_router,
         deliveries_router,
         audit_router,
     ):
