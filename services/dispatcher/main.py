@@ -24,6 +24,7 @@ from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
 
 log = logging.getLogger("hookpost.dispatcher")
+DB_POOL_SIZE = 10
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
@@ -46,6 +47,20 @@ async def wait_for_database(pool: asyncpg.Pool, max_wait_s: float = 30.0) -> Non
             return
         except Exception:
             await asyncio.sleep(0.5)
+
+
+async def connect_database(dsn: str, max_size: int, max_wait_s: float = 60.0) -> asyncpg.Pool:
+    """The pool, waiting (bounded) for a Postgres that is restarting or out of connections."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+    while True:
+        try:
+            return await create_pool(dsn, min_size=1, max_size=max_size)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("database not reachable yet, retrying", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)
 
 
 async def settle(message: RabbitMessage, verdict: Verdict) -> None:
@@ -107,8 +122,9 @@ async def wait_for_stop_signal() -> None:
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
-    pool = await create_pool(
-        settings.database_url, min_size=1, max_size=max(2, min(settings.dispatcher_prefetch, 20))
+    # An event holds one connection while its tasks are published (the event's lock).
+    pool = await connect_database(
+        settings.database_url, max_size=max(2, min(settings.dispatcher_prefetch, DB_POOL_SIZE))
     )
     broker = build_broker(settings, settings.dispatcher_prefetch)
     dispatcher = Dispatcher(

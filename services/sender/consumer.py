@@ -15,10 +15,11 @@ step is redone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -179,12 +180,16 @@ class DeliverySender:
         *,
         retry_delay_scale: float,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        db_backoff: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0.5),
+        record_tries: int = 5,
     ) -> None:
         self._repo = repository
         self._http = http
         self._retries = retries
         self._scale = retry_delay_scale
         self._now = now
+        self._db_backoff = db_backoff
+        self._record_tries = record_tries
 
     async def handle(self, body: bytes, headers: Mapping[str, Any]) -> Verdict:
         try:
@@ -241,7 +246,7 @@ class DeliverySender:
                 else None
             )
             try:
-                status = await self._repo.record(
+                status = await self._record(
                     AttemptRecord(
                         attempt_id=attempt_id,
                         delivery_id=task.delivery_id,
@@ -275,6 +280,28 @@ class DeliverySender:
             return Verdict.REJECT
         metrics.DELIVERIES_FINISHED.labels(decision.status.value).inc()
         return Verdict.ACK
+
+    async def _record(self, attempt: AttemptRecord) -> str | None:
+        """Record a POST that already happened, riding out a short Postgres outage.
+
+        Requeueing instead would POST the same attempt again; the statement is idempotent,
+        so trying it again is safe. A deleted delivery is not an outage: raise at once.
+        """
+        for remaining in range(self._record_tries - 1, -1, -1):
+            try:
+                return await self._repo.record(attempt)
+            except asyncpg.ForeignKeyViolationError:
+                raise
+            except Exception:
+                if remaining == 0:
+                    raise
+                log.warning(
+                    "could not record an attempt, trying again",
+                    extra={"delivery_id": attempt.delivery_id},
+                    exc_info=True,
+                )
+                await self._db_backoff()
+        raise AssertionError("unreachable")
 
     async def _attempt(
         self, task: DeliveryTask, row: DeliveryRow, attempt_id: str, ids: Mapping[str, Any]

@@ -37,6 +37,8 @@ from services.sender.retries import BrokerRetryPublisher
 
 log = logging.getLogger("hookpost.sender")
 DEAD_LETTER_PREFETCH = 32
+# Two short statements per delivery, none held across the POST: a few connections go far.
+DB_POOL_SIZE = 10
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
@@ -59,6 +61,20 @@ async def wait_for_database(pool: asyncpg.Pool, max_wait_s: float = 30.0) -> Non
             return
         except Exception:
             await asyncio.sleep(0.5)
+
+
+async def connect_database(dsn: str, max_size: int, max_wait_s: float = 60.0) -> asyncpg.Pool:
+    """The pool, waiting (bounded) for a Postgres that is restarting or out of connections."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+    while True:
+        try:
+            return await create_pool(dsn, min_size=1, max_size=max_size)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("database not reachable yet, retrying", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)
 
 
 async def settle(message: RabbitMessage, verdict: Verdict) -> None:
@@ -105,7 +121,7 @@ async def wait_for_stop_signal() -> None:
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=20)
+    pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     repository = SenderRepository(pool)
     broker = RabbitBroker(
         settings.amqp_url,
@@ -129,6 +145,7 @@ async def serve(settings: Settings) -> None:
         http,
         BrokerRetryPublisher(broker, topology),
         retry_delay_scale=settings.retry_delay_scale,
+        db_backoff=lambda: wait_for_database(pool),
     )
     dead_letters = DeadLetterHandler(repository)
 

@@ -362,7 +362,8 @@ async def test_two_sender_replicas_share_the_work(
         assert (await delivered(db_pool, event.id))[0]["status"] == "SUCCEEDED"
     after = [metric_value(s, name, 'outcome="succeeded"') for s in pipeline.senders]
     shares = [a - b for a, b in zip(after, before, strict=True)]
-    assert sum(shares) == 20
+    # (more than 20 only if a replica had to re-send: at-least-once under Postgres pressure)
+    assert sum(shares) >= 20
     assert all(share >= 3 for share in shares), shares
     # 20 × 200 ms one after the other would take 4 s: they ran concurrently.
     assert elapsed < 3.0

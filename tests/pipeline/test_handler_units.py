@@ -171,11 +171,15 @@ async def test_read_excerpt_stops_at_the_limit() -> None:
 class FakeSenderRepo:
     row: DeliveryRow | None
     recorded: list[AttemptRecord] = field(default_factory=list)
+    record_failures: int = 0
 
     async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
         return self.row
 
     async def record(self, attempt: AttemptRecord) -> str | None:
+        if self.record_failures:
+            self.record_failures -= 1
+            raise ConnectionError("postgres restarting")
         self.recorded.append(attempt)
         return attempt.new_status
 
@@ -239,8 +243,14 @@ OK = HttpResult(True, 200, None, "ok", 5)
 FAIL_500 = HttpResult(False, 500, "HTTP 500", "no", 5)
 
 
+async def no_wait() -> None:
+    pass
+
+
 def sender(repo: FakeSenderRepo, http: FakeHttp, retries: FakeRetries) -> DeliverySender:
-    return DeliverySender(repo, http, retries, retry_delay_scale=0.01, now=lambda: NOW)
+    return DeliverySender(
+        repo, http, retries, retry_delay_scale=0.01, now=lambda: NOW, db_backoff=no_wait
+    )
 
 
 def headers(attempt: int, start: int = 1) -> dict[str, int]:
@@ -273,6 +283,19 @@ async def test_sender_failure_with_attempts_left_publishes_the_next_tier_then_ac
     assert record.new_status == "PENDING"
     assert record.next_attempt_at is not None and record.next_attempt_at > NOW
     assert retries.published == [(300, 3, 1)]
+
+
+async def test_sender_rides_out_a_short_database_outage_without_posting_again() -> None:
+    repo, http, retries = (
+        FakeSenderRepo(delivery_row(), record_failures=2),
+        FakeHttp(OK),
+        FakeRetries(),
+    )
+    assert await sender(repo, http, retries).handle(TASK.to_bytes(), headers(1)) is Verdict.ACK
+    assert len(http.calls) == 1 and len(repo.recorded) == 1
+    repo, http = FakeSenderRepo(delivery_row(), record_failures=99), FakeHttp(OK)
+    assert await sender(repo, http, retries).handle(TASK.to_bytes(), headers(1)) is Verdict.REQUEUE
+    assert len(http.calls) == 1
 
 
 async def test_sender_requeues_when_the_retry_cannot_be_published() -> None:
