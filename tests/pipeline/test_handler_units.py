@@ -14,7 +14,7 @@ from libs.common.broker.messages import DeliveryTask, EventMessage
 from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
 from libs.common.crypto import encrypt
 from libs.common.retry_policy import WEBHOOK_POLICY, agent_sink_policy
-from libs.common.signing import verify_v1
+from libs.common.signing import verify_standard_webhooks, verify_v1
 from libs.common.url_safety import SafetyPolicy, UnsafeURLError
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.handler import Verdict as DispatchVerdict
@@ -90,6 +90,12 @@ def test_signature_headers_sign_with_every_current_secret() -> None:
         verify_v1(body, header, secret, now=1000)
     with pytest.raises(UnsupportedSignatureScheme):
         signature_headers(SigningKeys("hmac-md5", ["whsec_new"]), body, "a", "e", 1000)
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    standard = signature_headers(
+        SigningKeys("standard-webhooks", [secret]), body, "a", "evt_9", 1000
+    )
+    assert standard["webhook-id"] == "evt_9" and standard["webhook-timestamp"] == "1000"
+    verify_standard_webhooks(body, "evt_9", "1000", standard["webhook-signature"], secret, now=1000)
     with pytest.raises(UnsupportedSignatureScheme):
         signature_headers(SigningKeys("v1", []), body, "a", "e", 1000)
 
