@@ -38,5 +38,8 @@ def signature_headers(
         return {SIGNATURE_HEADER: sign_v1(body, endpoint.secrets, timestamp)}
     if endpoint.scheme == SignatureScheme.STANDARD_WEBHOOKS:
         # webhook-id is the eventId: stable across attempts, the receiver's idempotency key.
-        return standard_webhooks_headers(event_id, timestamp, body, endpoint.secrets)
+        try:
+            return standard_webhooks_headers(event_id, timestamp, body, endpoint.secrets)
+        except ValueError as exc:  # a secret that is not whsec_ + base64: a failed attempt
+            raise UnsupportedSignatureScheme(str(exc)) from exc
     raise UnsupportedSignatureScheme(f"signature scheme {endpoint.scheme!r} is not supported")
