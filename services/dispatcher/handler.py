@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -19,16 +18,11 @@ from libs.common.envelope import capped_data
 from libs.common.event_types import EventType, allowed_for
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
+from libs.common.worker import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.repository import EventContext, PendingDelivery
 
 log = logging.getLogger("hookpost.dispatcher")
-
-
-class Verdict(StrEnum):
-    ACK = "ack"  # done (dispatched, duplicate or dropped)
-    REJECT = "reject"  # can never succeed: dead-letter it
-    REQUEUE = "requeue"  # a dependency failed mid-way: try again later
 
 
 class EventLock(Protocol):

@@ -33,9 +33,11 @@ from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
 from libs.common.crypto import decrypt, decrypt_optional
 from libs.common.endpoint_kinds import DeliveryStatus, EndpointKind
 from libs.common.envelope import build_envelope
+from libs.common.headers import DELIVERY_HEADER, EVENT_HEADER, RESERVED_HEADERS
+from libs.common.headers import HEADER_NAME as _TOKEN
 from libs.common.ids import IdPrefix, new_id
 from libs.common.retry_policy import RetryPolicy, policy_for, scaled_ms
-from libs.common.signing import SIGNATURE_HEADER
+from libs.common.worker import Verdict
 from services.sender import metrics
 from services.sender.http_client import HttpResult
 from services.sender.repository import AttemptRecord, DeliveryRow
@@ -43,39 +45,7 @@ from services.sender.signatures import SigningKeys, UnsupportedSignatureScheme, 
 
 log = logging.getLogger("hookpost.sender")
 
-EVENT_HEADER = "X-Webhook-Event"
-DELIVERY_HEADER = "X-Webhook-Delivery"
-# Never settable through apiKeyName or additionalHeaders (compared case-insensitively).
-RESERVED_HEADERS = frozenset(
-    name.lower()
-    for name in (
-        SIGNATURE_HEADER,
-        EVENT_HEADER,
-        DELIVERY_HEADER,
-        "Content-Type",
-        "Content-Length",
-        "Content-Encoding",
-        "Transfer-Encoding",
-        "Host",
-        "Connection",
-        "Keep-Alive",
-        "Upgrade",
-        "TE",
-        "Trailer",
-        "Expect",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-    )
-)
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-
-
-class Verdict(StrEnum):
-    ACK = "ack"
-    REJECT = "reject"  # no attempts left: dead-letter through <prefix>.dead
-    REQUEUE = "requeue"  # Postgres or the broker failed: let the broker redeliver it
 
 
 class Step(StrEnum):

@@ -11,8 +11,8 @@ import logging
 from pydantic import ValidationError
 
 from libs.common.broker.messages import DeliveryTask
+from libs.common.worker import Verdict
 from services.sender import metrics
-from services.sender.consumer import Verdict
 from services.sender.repository import SenderRepository
 
 log = logging.getLogger("hookpost.sender.dead")

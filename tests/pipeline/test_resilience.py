@@ -86,7 +86,7 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     sender.signal(signal.SIGTERM)
     await eventually(
         lambda: asyncio.to_thread(sender.log_tail),
-        lambda tail: "finishing in-flight deliveries" in tail,
+        lambda tail: "stopping: finishing in-flight work" in tail,
         timeout=5,
     )
     await asyncio.sleep(0.3)

@@ -9,36 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# RFC 9110 token characters.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+from libs.common.headers import HEADER_NAME as _TOKEN
+from libs.common.headers import RESERVED_HEADERS
+
 # Visible ASCII, space and tab; CR/LF would split the header (response splitting).
 _VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 
-RESERVED_HEADERS = frozenset(
-    name.lower()
-    for name in (
-        "X-Webhook-Signature",
-        "X-Webhook-Event",
-        "X-Webhook-Delivery",
-        "X-MT-Signature",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "Content-Type",
-        "Content-Length",
-        "Content-Encoding",
-        "Transfer-Encoding",
-        "Host",
-        "Connection",
-        "Keep-Alive",
-        "Upgrade",
-        "TE",
-        "Trailer",
-        "Proxy-Authorization",
-        "traceparent",
-        "tracestate",
-    )
-)
 # Authorization is allowed as apiKeyName (whose value is stored encrypted) but not as a
 # plain additional header, whose values are stored as they are.
 _NOT_ADDITIONAL = RESERVED_HEADERS | {"authorization"}
