@@ -14,18 +14,17 @@ from typing import TextIO
 
 from aiohttp import web
 
-from libs.common.signing import SIGNATURE_HEADER, SignatureVerificationError, verify_v1
+from libs.common.webhooks_sdk import WebhookVerificationError, detect_scheme, verify_signature
 
 
 def describe_delivery(
     body: bytes, headers: dict[str, str], secrets: Sequence[str], tolerance_s: int
 ) -> tuple[bool, str]:
     """(verified, human-readable block) for one received request."""
-    header = headers.get(SIGNATURE_HEADER, "")
     try:
-        verify_v1(body, header, secrets, tolerance_s=tolerance_s)
-        verdict, verified = "signature OK", True
-    except SignatureVerificationError as exc:
+        verify_signature(body, headers, secrets, tolerance_s=tolerance_s)
+        verdict, verified = f"signature OK ({detect_scheme(headers).value})", True
+    except WebhookVerificationError as exc:
         verdict, verified = f"signature REJECTED ({exc})", False
     try:
         envelope = json.loads(body)
@@ -36,7 +35,7 @@ def describe_delivery(
     title = (
         f"[{now}] {headers.get('X-Webhook-Event', envelope.get('type', '?'))}"
         f"  event={envelope.get('eventId', '?')}"
-        f"  delivery={headers.get('X-Webhook-Delivery', '?')}  {verdict}"
+        f"  delivery={headers.get('X-Webhook-Delivery', envelope.get('id', '?'))}  {verdict}"
     )
     return verified, f"{title}\n{pretty}\n"
 
