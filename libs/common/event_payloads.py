@@ -21,12 +21,20 @@ class EventData(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
+class MappingStats(EventData):
+    total: int = Field(ge=0, description="Rows the job read.")
+    matched: int = Field(ge=0, description="Rows matched to a reference record.")
+    unmatched: int = Field(ge=0, description="Rows left without a match.")
+
+
 class MappingCompletedData(EventData):
     """A mapping job finished successfully."""
 
     mapping_job_id: str = Field(description="The job that completed (`job_…`).")
     status: Literal["COMPLETED"] = "COMPLETED"
     row_count: int = Field(ge=0, description="Rows the job mapped.")
+    agent_id: str | None = Field(default=None, description="The agent that ran the job.")
+    stats: MappingStats | None = None
     export_file_id: str | None = Field(
         default=None, description="The export produced for the job, when one was."
     )

@@ -14,6 +14,13 @@ class IdPrefix(StrEnum):
     EVENT = "evt"
     DELIVERY = "del"
     API_TOKEN = "hpk"
+    MAPPING_JOB = "job"
+    AGENT = "agt"
+    WORKSPACE = "ws"
+    DATA_SOURCE = "ds"
+    EXPORT_WEBHOOK = "ewh"
+    EXPORT_FILE = "exp"
+    JOB_WEBHOOK = "jwh"
 
 
 def new_id(prefix: IdPrefix) -> str:

@@ -35,7 +35,22 @@ SELECT
     ) AS pending) AS pending,
     CASE WHEN $5::text IS NULL THEN ARRAY(
         SELECT e.id FROM endpoints e
+        LEFT JOIN agents a ON a.id = e.agent_id
         WHERE e.organization_id = $2 AND e.status = 'ACTIVE' AND $3 = ANY (e.events)
+          -- a per-job webhook hears only its own job
+          AND (e.mapping_job_id IS NULL OR e.mapping_job_id = $4::jsonb ->> 'mappingJobId')
+          -- an agent sink hears completions of its agent's jobs, when the agent's rules
+          -- opted in to outbound push and the plan still includes sinks
+          AND (e.kind <> 'AGENT_SINK' OR (
+              org.plan IN ('PRO_MAX', 'ENTERPRISE')
+              AND a.status = 'ACTIVE'
+              AND COALESCE((a.rules #>> '{data_sinks,auto_push_on_job_complete}')::boolean, false)
+              AND EXISTS (
+                  SELECT 1 FROM mapping_jobs j
+                  WHERE j.id = $4::jsonb ->> 'mappingJobId'
+                    AND j.organization_id = $2 AND j.agent_id = e.agent_id
+              )
+          ))
         ORDER BY e.id
     ) ELSE ARRAY(
         SELECT e.id FROM endpoints e WHERE e.id = $5 AND e.organization_id = $2
@@ -45,8 +60,6 @@ FROM org
 LEFT JOIN events existing ON existing.id = $1
 """
 
-# (d): every delivery in one statement; the second half returns deliveries an earlier,
-# interrupted run inserted but never sent (the new rows are not visible to it: same snapshot).
 # (d): every delivery in one statement, unless the event was dispatched meanwhile; the
 # second half returns deliveries an earlier, interrupted run inserted but never sent (this
 # statement's own new rows are not visible to it: one snapshot per statement).
