@@ -62,7 +62,7 @@ async def observed_stack(test_env: dict[str, str], suffix: str) -> AsyncIterator
         await otlp.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def stack(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[ObservedStack]:
     # db_pool: the database exists and is migrated before any service starts.
     async with observed_stack(test_env, "obs_traces") as observed:
