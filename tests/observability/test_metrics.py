@@ -161,6 +161,28 @@ async def test_counts_on_every_services_metrics_match_the_run(
         )
         assert value(api, "hookpost_api_outbox_backlog") == unpublished
 
+        # The dead-letter hop continues the DEAD delivery's trace (headers survive the DLX).
+        [dead_delivery] = await deliveries_of(db_pool, events["dead"][0])
+        spans = await stack.otlp.wait_for(
+            lambda spans: any(
+                s.name.endswith(".dead process")
+                and s.attr("hookpost.delivery_id") == dead_delivery["id"]
+                for s in spans
+            )
+        )
+        [server] = [
+            s
+            for s in spans
+            if s.attr("hookpost.event_id") == events["dead"][0] and s.kind == "SERVER"
+        ]
+        in_trace = stack.otlp.in_trace(server.trace_id)
+        [dead_hop] = [s for s in in_trace if s.name.endswith(".dead process")]
+        last_retry = [s for s in in_trace if s.name.endswith(".retry publish")]
+        assert len(last_retry) == 3  # before attempts 2, 3 and 4
+        [to_fourth] = [s for s in last_retry if s.attr("hookpost.next_attempt") == 4]
+        assert dead_hop.parent_span_id == to_fourth.span_id  # the message it dead-lettered
+        assert len([s for s in in_trace if s.name == "POST"]) == 4
+
         # No URL, secret or endpoint id in any label of any service.
         for found in (sender, dispatcher, api):
             for _, labels in found:
