@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     ops_host: str = "0.0.0.0"
     ops_port: int = Field(default=9100, ge=0, le=65535)
 
+    # Send `traceparent`/`tracestate` to customer endpoints too. Off: a receiver learns
+    # nothing of our traces (and cannot join or pollute them) unless an operator opts in.
+    propagate_trace_to_endpoints: bool = False
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"

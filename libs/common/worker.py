@@ -11,10 +11,12 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
@@ -131,6 +133,39 @@ async def wait_for_stop_signal() -> None:
         loop.remove_signal_handler(sig)
 
 
+class Readiness:
+    """What `/readyz` asks: not ready until the service has its broker and database, then
+    ready only while both answer."""
+
+    def __init__(self) -> None:
+        self._broker: RabbitBroker | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    def attach(self, broker: RabbitBroker, pool: asyncpg.Pool) -> None:
+        self._broker, self._pool = broker, pool
+
+    async def __call__(self) -> bool:
+        if self._broker is None or self._pool is None:
+            return False
+        if not await self._broker.ping(timeout=1.0):
+            return False
+        return await asyncio.wait_for(self._pool.fetchval("SELECT 1"), timeout=1.0) == 1
+
+
+@dataclass
+class OpsEndpoints:
+    runner: web.AppRunner
+    readiness: Readiness
+
+
+async def start_ops(settings: Settings) -> OpsEndpoints:
+    """Serve /healthz, /readyz and /metrics from the first moment: a replica still waiting
+    for its database is alive (no restart) but not ready."""
+    readiness = Readiness()
+    runner = await start_ops_server(settings.ops_host, settings.ops_port, readiness)
+    return OpsEndpoints(runner, readiness)
+
+
 async def run_until_stopped(
     name: str,
     settings: Settings,
@@ -138,16 +173,13 @@ async def run_until_stopped(
     pool: asyncpg.Pool,
     on_started: Callable[[], Awaitable[None]] | None = None,
     on_stopped: Callable[[], Awaitable[None]] | None = None,
+    ops: OpsEndpoints | None = None,
 ) -> None:
     """Start consuming and serving ops endpoints; on SIGTERM drain, close, return (exit 0)."""
-
-    async def ready() -> bool:
-        if not await broker.ping(timeout=1.0):
-            return False
-        return await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=1.0) == 1
-
     await broker.start()
-    ops = await start_ops_server(settings.ops_host, settings.ops_port, ready)
+    if ops is None:
+        ops = await start_ops(settings)
+    ops.readiness.attach(broker, pool)
     if on_started:
         await on_started()
     log.info("consuming", extra={"service": name})
@@ -161,7 +193,7 @@ async def run_until_stopped(
         await broker.stop()
         if on_stopped:
             await on_stopped()
-        await ops.cleanup()
+        await ops.runner.cleanup()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pool.close(), timeout=5.0)
         log.info("stopped", extra={"service": name})

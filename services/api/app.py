@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
@@ -28,6 +29,12 @@ from services.api.webhook_subscriptions.router import router as subscriptions_ro
 log = logging.getLogger("hookpost.api")
 
 API_PREFIX = "/api/v1"
+# Probes and scrapes would be most of the api's spans and tell nothing.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in UNTRACED_PATHS
 
 
 def _api_router() -> APIRouter:
@@ -79,6 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Signed, retried, logged webhook delivery.",
         lifespan=lifespan,
         docs_url="/docs",
+        # FastAPI's built-in OpenTelemetry: one SERVER span per request (continuing a
+        # caller's traceparent) on the provider libs/common/telemetry.py installs; no
+        # per-dependency spans, so the event's publish is a direct child of the request.
+        telemetry={"operation_spans": False, "exclude": _untraced},
     )
     install_error_handlers(app)
     app.include_router(health.router)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.api.backlog import gauges
 from services.api.state import State
 
 router = APIRouter(tags=["operations"])
@@ -40,5 +41,6 @@ async def readyz(state: State) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(state: State) -> Response:
+    await gauges.refresh(state.pool)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -10,6 +10,7 @@ import uvicorn
 
 from libs.common.logs import configure_logging
 from libs.common.settings import get_settings
+from libs.common.telemetry import configure_tracing
 from services.api.app import create_app
 
 
@@ -20,6 +21,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def run(host: str, port: int) -> None:
     settings = get_settings()
     configure_logging("api")
+    configure_tracing("api")
     # uvicorn handles SIGTERM/SIGINT itself (stop accepting, finish requests, run the
     # lifespan shutdown) and then re-raises the signal to the handler installed before it:
     # this one, so a graceful stop ends with exit status 0 rather than death by signal.

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from libs.common import telemetry
 from libs.common.broker.messages import DeliveryTask, EventMessage
 from libs.common.envelope import capped_data
 from libs.common.event_types import EventType, allowed_for
@@ -81,6 +82,7 @@ class Dispatcher:
             metrics.EVENTS.labels("rejected").inc()
             return Verdict.REJECT
         ids = {"event_id": event.id, "organization_id": event.organization_id}
+        telemetry.annotate(**ids)
         try:
             verdict = await self._dispatch(event, ids)
         except Exception:

@@ -7,10 +7,18 @@ import asyncio
 from faststream import AckPolicy
 from faststream.rabbit.annotations import RabbitMessage
 
+from libs.common import telemetry
 from libs.common.broker.topology import Topology, declare_topology
 from libs.common.logs import configure_logging
 from libs.common.settings import Settings, get_settings
-from libs.common.worker import build_broker, connect_database, run_until_stopped, settle
+from libs.common.worker import (
+    build_broker,
+    connect_database,
+    run_until_stopped,
+    settle,
+    start_ops,
+)
+from services.dispatcher import metrics
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
@@ -20,6 +28,7 @@ DB_POOL_SIZE = 10
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+    ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     # An event holds one connection while its tasks are published (the event's lock).
     pool = await connect_database(
         settings.database_url, max_size=max(2, min(settings.dispatcher_prefetch, DB_POOL_SIZE))
@@ -36,14 +45,23 @@ async def serve(settings: Settings) -> None:
         topology.dispatcher_queue, topology.events_exchange, ack_policy=AckPolicy.MANUAL
     )
     async def on_event(message: RabbitMessage) -> None:
-        await settle(message, await dispatcher.handle(message.body), pool)
+        with (
+            metrics.IN_FLIGHT.track_inprogress(),
+            telemetry.consumer_span(
+                f"{topology.dispatcher_queue.name} process",
+                message.headers,
+                topology.dispatcher_queue.name,
+            ),
+        ):
+            await settle(message, await dispatcher.handle(message.body), pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped("dispatcher", settings, broker, pool)
+    await run_until_stopped("dispatcher", settings, broker, pool, ops=ops)
 
 
 def run() -> None:
     settings = get_settings()
     configure_logging("dispatcher")
+    telemetry.configure_tracing("dispatcher")
     asyncio.run(serve(settings))

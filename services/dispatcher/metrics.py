@@ -1,8 +1,11 @@
-"""Prometheus counters of the dispatcher (served on the ops port's /metrics)."""
+"""Prometheus metrics of the dispatcher (served on the ops port's /metrics).
+
+Labels are bounded: an outcome from a fixed list, never an id, URL or organization.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 EVENTS = Counter(
     "hookpost_dispatcher_events_total",
@@ -14,6 +17,11 @@ DELIVERIES_PUBLISHED = Counter(
     "Delivery tasks published (first attempts).",
 )
 EVENTS_DROPPED_BACKPRESSURE = Counter(
-    "hookpost_events_dropped_backpressure_total",
-    "Events dropped because their organization had too many PENDING deliveries.",
+    "hookpost_dispatcher_events_dropped_backpressure_total",
+    "Events dropped because their organization had too many PENDING deliveries"
+    " (counted once per event, however often its message is redelivered).",
+)
+IN_FLIGHT = Gauge(
+    "hookpost_dispatcher_in_flight",
+    "Event messages being handled by this replica right now (at most its prefetch).",
 )

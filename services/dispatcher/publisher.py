@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from faststream.rabbit import RabbitBroker
 
+from libs.common import telemetry
 from libs.common.broker.messages import DeliveryTask
 from libs.common.broker.topology import (
     ATTEMPT_HEADER,
@@ -28,13 +29,20 @@ class DeliveryPublisher:
         await asyncio.gather(*(self._publish(task) for task in tasks))
 
     async def _publish(self, task: DeliveryTask) -> None:
-        await self._broker.publish(
-            task.to_bytes(),
-            exchange=self._exchange,
-            routing_key=SEND_ROUTING_KEY,
-            persist=True,
-            mandatory=True,
-            headers=dict(FIRST_ATTEMPT_HEADERS),
-            message_id=task.delivery_id,
-            content_type="application/json",
-        )
+        with telemetry.producer_span(
+            f"{self._exchange.name} publish",
+            self._exchange.name,
+            SEND_ROUTING_KEY,
+            delivery_id=task.delivery_id,
+            endpoint_id=task.endpoint_id,
+        ) as trace_headers:
+            await self._broker.publish(
+                task.to_bytes(),
+                exchange=self._exchange,
+                routing_key=SEND_ROUTING_KEY,
+                persist=True,
+                mandatory=True,
+                headers={**FIRST_ATTEMPT_HEADERS, **trace_headers},
+                message_id=task.delivery_id,
+                content_type="application/json",
+            )

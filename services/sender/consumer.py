@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import asyncpg
 from pydantic import ValidationError
 
+from libs.common import telemetry
 from libs.common.broker.messages import DeliveryTask
 from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
 from libs.common.crypto import decrypt, decrypt_optional
@@ -172,6 +173,7 @@ class DeliverySender:
             "event_id": task.event_id,
             "endpoint_id": task.endpoint_id,
         }
+        telemetry.annotate(**ids, organization_id=task.organization_id)
         try:
             return await self._handle(task, body, headers, ids)
         except Exception:
@@ -189,6 +191,7 @@ class DeliverySender:
         attempt = header_attempt or row.attempt_count + 1
         schedule_start = _int_header(headers, SCHEDULE_START_HEADER) or row.schedule_start
         ids = {**ids, "attempt": attempt}  # type: ignore[dict-item]
+        telemetry.annotate(attempt=attempt)
         if row.status != DeliveryStatus.PENDING:
             log.info("delivery already %s, skipping", row.status, extra=ids)
             return Verdict.ACK
@@ -210,6 +213,8 @@ class DeliverySender:
             result = await self._attempt(task, row, attempt_id, ids)
             decision = decide(policy, result.succeeded, result.http_status, attempt, schedule_start)
             attempted_at = self._now() - timedelta(milliseconds=result.duration_ms)
+            if attempt == 1:
+                metrics.observe_first_attempt(attempted_at, task.event_created_at)
             next_attempt_at = (
                 self._now() + timedelta(milliseconds=scaled_ms(decision.delay_s, self._scale))
                 if decision.delay_s is not None
@@ -243,7 +248,6 @@ class DeliverySender:
             await self._retries.publish_retry(
                 body, task.delivery_id, decision.delay_s, attempt + 1, schedule_start
             )
-            metrics.RETRIES_SCHEDULED.inc()
             return Verdict.ACK
         if decision.step is Step.EXHAUSTED:
             log.info("no attempts left, dead-lettering", extra=ids)
@@ -322,8 +326,7 @@ class DeliverySender:
 
     @staticmethod
     def _observe(result: HttpResult, row: DeliveryRow, ids: Mapping[str, Any]) -> None:
-        outcome = "succeeded" if result.succeeded else "refused" if result.refused else "failed"
-        metrics.ATTEMPTS.labels(outcome).inc()
+        metrics.ATTEMPTS.labels(metrics.outcome_class(result)).inc()
         extra = {
             **ids,
             "url": row.url_masked,

@@ -10,6 +10,7 @@ import logging
 
 from pydantic import ValidationError
 
+from libs.common import telemetry
 from libs.common.broker.messages import DeliveryTask
 from libs.common.worker import Verdict
 from services.sender import metrics
@@ -33,6 +34,7 @@ class DeadLetterHandler:
             "event_id": task.event_id,
             "endpoint_id": task.endpoint_id,
         }
+        telemetry.annotate(**ids, organization_id=task.organization_id)
         try:
             marked = await self._repo.mark_dead(task.delivery_id)
         except Exception:

@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from libs.common import telemetry
 from libs.common.url_safety import (
     SafetyPolicy,
     UnsafeURLError,
@@ -64,6 +65,7 @@ class HttpResult:
     response_excerpt: str | None
     duration_ms: int
     refused: bool = False  # the URL failed the safety checks: no connection was made
+    timed_out: bool = False  # no complete answer within the send timeout
 
 
 def _clean_text(raw: bytes) -> str:
@@ -85,8 +87,16 @@ async def read_excerpt(content: aiohttp.StreamReader, limit: int = EXCERPT_BYTES
 
 
 class HttpClient:
-    def __init__(self, policy: SafetyPolicy, timeout_s: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        policy: SafetyPolicy,
+        timeout_s: float,
+        max_connections: int,
+        propagate_trace: bool = False,
+    ) -> None:
         self._policy = policy
+        # No aiohttp instrumentation: nothing adds `traceparent` unless this says so.
+        self._propagate_trace = propagate_trace
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -124,13 +134,25 @@ class HttpClient:
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
     ) -> HttpResult:
+        """One attempt's POST, in a CLIENT span that records only the masked URL."""
+        with telemetry.client_span("POST", url_masked) as span:
+            sent = telemetry.strip_trace_headers(headers)
+            if self._propagate_trace:
+                sent.update(telemetry.trace_headers())
+            result = await self._post(url, body, sent, url_masked)
+            telemetry.record_http_outcome(span, result.http_status, result.error)
+            return result
+
+    async def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
+    ) -> HttpResult:
         assert self._session is not None, "start() the client first"
         started = time.monotonic()
 
         def elapsed_ms() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        def failure(error: str, refused: bool = False) -> HttpResult:
+        def failure(error: str, refused: bool = False, timed_out: bool = False) -> HttpResult:
             return HttpResult(
                 succeeded=False,
                 http_status=None,
@@ -138,6 +160,7 @@ class HttpClient:
                 response_excerpt=None,
                 duration_ms=elapsed_ms(),
                 refused=refused,
+                timed_out=timed_out,
             )
 
         try:
@@ -150,7 +173,9 @@ class HttpClient:
         except UnsafeURLError as exc:
             return failure(f"refused: {exc}", refused=True)
         except TimeoutError:
-            return failure(f"timeout: no complete answer within {self._timeout_s:g}s")
+            return failure(
+                f"timeout: no complete answer within {self._timeout_s:g}s", timed_out=True
+            )
         except aiohttp.ClientConnectorError as exc:
             return failure(f"connection failed: {exc.os_error or exc}")
         except aiohttp.ClientError as exc:

@@ -17,6 +17,7 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
+from libs.common import telemetry
 from libs.common.broker.topology import Topology, declare_topology
 from libs.common.logs import configure_logging
 from libs.common.settings import Settings, get_settings
@@ -26,8 +27,10 @@ from libs.common.worker import (
     connect_database,
     run_until_stopped,
     settle,
+    start_ops,
     wait_for_database,
 )
+from services.sender import metrics
 from services.sender.consumer import DeliverySender
 from services.sender.dead_letters import DeadLetterHandler
 from services.sender.http_client import HttpClient
@@ -41,6 +44,7 @@ DB_POOL_SIZE = 10
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+    ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     repository = SenderRepository(pool)
     broker = build_broker(settings, settings.sender_prefetch)
@@ -48,6 +52,7 @@ async def serve(settings: Settings) -> None:
         SafetyPolicy.from_settings(settings.is_dev, settings.allowed_private_cidrs),
         timeout_s=settings.send_timeout_s,
         max_connections=settings.sender_prefetch,
+        propagate_trace=settings.propagate_trace_to_endpoints,
     ).start()
     sender = DeliverySender(
         repository,
@@ -62,7 +67,15 @@ async def serve(settings: Settings) -> None:
         topology.sender_queue, topology.deliveries_exchange, ack_policy=AckPolicy.MANUAL
     )
     async def on_task(message: RabbitMessage) -> None:
-        await settle(message, await sender.handle(message.body, message.headers), pool)
+        with (
+            metrics.IN_FLIGHT.track_inprogress(),
+            telemetry.consumer_span(
+                f"{topology.sender_queue.name} process",
+                message.headers,
+                topology.sender_queue.name,
+            ),
+        ):
+            await settle(message, await sender.handle(message.body, message.headers), pool)
 
     @broker.subscriber(
         topology.dead_deliveries_queue,
@@ -71,14 +84,20 @@ async def serve(settings: Settings) -> None:
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_dead_letter(message: RabbitMessage) -> None:
-        await settle(message, await dead_letters.handle(message.body), pool)
+        with telemetry.consumer_span(
+            f"{topology.dead_deliveries_queue.name} process",
+            message.headers,
+            topology.dead_deliveries_queue.name,
+        ):
+            await settle(message, await dead_letters.handle(message.body), pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=http.close)
+    await run_until_stopped("sender", settings, broker, pool, on_stopped=http.close, ops=ops)
 
 
 def run() -> None:
     settings = get_settings()
     configure_logging("sender")
+    telemetry.configure_tracing("sender")
     asyncio.run(serve(settings))

@@ -16,6 +16,7 @@ from libs.common.broker.messages import EventMessage
 from libs.common.crypto import encrypt, encrypt_optional
 from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.common.ids import IdPrefix, new_id
+from libs.common.masking import mask_url
 from libs.common.secrets import generate_signing_secret, mask_secret
 
 
@@ -60,7 +61,7 @@ async def make_endpoint(
         kind.value,
         f"test {endpoint_id}",
         encrypt(url),
-        url.split("?", 1)[0],
+        mask_url(url),  # what the api stores
         events,
         status.value,
         encrypt(secret),

@@ -19,14 +19,21 @@ class WireModel(BaseModel):
 class EventMessage(WireModel):
     """Published to `<prefix>.events` with routing key = event type; message_id = id."""
 
-    id: str
-    organization_id: str
-    type: str
-    data: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime
+    id: str = Field(description="`evt_` + a ULID, unique per event: the idempotency key.")
+    organization_id: str = Field(description="The organization whose endpoints receive it.")
+    type: str = Field(description="The event type; also the routing key.")
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The payload; its schema per type is served by GET /api/v1/event-types.",
+    )
+    created_at: datetime = Field(description="When the event happened (RFC 3339).")
     # A /test call aims its synthetic event at one endpoint and names the delivery up front.
-    target_endpoint_id: str | None = None
-    target_delivery_id: str | None = None
+    target_endpoint_id: str | None = Field(
+        default=None, description="Internal (the api's /test calls): producers leave it out."
+    )
+    target_delivery_id: str | None = Field(
+        default=None, description="Internal (the api's /test calls): producers leave it out."
+    )
 
 
 class DeliveryTask(WireModel):

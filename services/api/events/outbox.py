@@ -72,7 +72,10 @@ class OutboxRelay:
                 return 0
             # Concurrent publishes share the channel; confirms come back per message.
             results = await asyncio.gather(
-                *(publish_event(self._broker, self._topology, to_message(r)) for r in rows),
+                *(
+                    publish_event(self._broker, self._topology, to_message(r), r["trace_context"])
+                    for r in rows
+                ),
                 return_exceptions=True,
             )
             confirmed = [r["id"] for r, result in zip(rows, results, strict=True) if result is None]

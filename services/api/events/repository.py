@@ -10,7 +10,7 @@ Executor = asyncpg.Connection | asyncpg.Pool
 
 _COLUMNS = (
     "id, organization_id, type, data, idempotency_key, idempotency_fingerprint,"
-    " target_endpoint_id, target_delivery_id, created_at, published_at"
+    " target_endpoint_id, target_delivery_id, created_at, published_at, trace_context"
 )
 
 
@@ -24,12 +24,13 @@ async def insert_event(
     fingerprint: str | None = None,
     target_endpoint_id: str | None = None,
     target_delivery_id: str | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> asyncpg.Record | None:
     """The new row, or None when the org already used this idempotency key."""
     return await conn.fetchrow(
         "INSERT INTO events (id, organization_id, type, data, idempotency_key,"
-        " idempotency_fingerprint, target_endpoint_id, target_delivery_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " idempotency_fingerprint, target_endpoint_id, target_delivery_id, trace_context)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         f" ON CONFLICT (organization_id, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
         event_id,
         org_id,
@@ -39,6 +40,7 @@ async def insert_event(
         fingerprint,
         target_endpoint_id,
         target_delivery_id,
+        trace_context,
     )
 
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, status
 
+from libs.common import telemetry
 from services.api.auth import Org
 from services.api.events import service
 from services.api.events.schemas import EventAccepted, EventIn, EventOut
@@ -25,6 +26,8 @@ async def ingest_event(
     relay publishes it later if the broker is away). With `Idempotency-Key`, repeating the
     same request returns the same `eventId`; reusing the key with another body is a 409.
     """
+    # FastAPI's SERVER span (app.py) starts the event's trace, or continues the caller's.
+    telemetry.annotate(organization_id=org.id)
     event_type = service.parse_ingest_type(body.type)
     event_id = await service.record_and_publish(
         state.pool,

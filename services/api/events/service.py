@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from libs.common import telemetry
 from libs.common.broker.topology import Topology
 from libs.common.event_types import CATALOGUE, EventType
 from libs.common.ids import IdPrefix, new_id
@@ -82,6 +83,8 @@ async def record_and_publish(
         fingerprint=fingerprint if idempotency_key is not None else None,
         target_endpoint_id=target_endpoint_id,
         target_delivery_id=target_delivery_id,
+        # The accepting request's context: the relay, if it publishes, continues this trace.
+        trace_context=telemetry.trace_headers() or None,
     )
     if record is None:
         assert idempotency_key is not None  # only a key can conflict
@@ -96,6 +99,7 @@ async def record_and_publish(
         # Published already, or the relay will: a repeat never publishes twice on purpose.
         return str(existing["id"])
     EVENTS_ACCEPTED.labels(type=event_type.value).inc()
+    telemetry.annotate(event_id=record["id"], organization_id=org_id)
     await publish_now(pool, broker, topology, record)
     return str(record["id"])
 

@@ -1,0 +1,221 @@
+"""One trace per event, across real processes: api → dispatcher → sender → HTTP, retries
+included, exported over OTLP/HTTP and decoded by a receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+
+from libs.common.ids import IdPrefix, new_id
+from tests.observability.conftest import ObservedStack
+from tests.pipeline.harness import eventually
+from tests.support.factories import deliveries_of, make_endpoint
+from tests.support.otlp_receiver import ReceivedSpan
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+def one(spans: list[ReceivedSpan], attempt: int | None = None, **match: object) -> ReceivedSpan:
+    """The single span with these fields (and `hookpost.attempt`, when given)."""
+    found = [
+        s
+        for s in spans
+        if all(getattr(s, k) == v for k, v in match.items())
+        and (attempt is None or s.attr("hookpost.attempt") == attempt)
+    ]
+    assert len(found) == 1, (match, [(s.service, s.name, s.attributes) for s in spans])
+    return found[0]
+
+
+def child_of(span: ReceivedSpan, parent: ReceivedSpan) -> None:
+    assert span.trace_id == parent.trace_id, (span.name, parent.name)
+    assert span.parent_span_id == parent.span_id, (span.name, "is not a child of", parent.name)
+
+
+def attempt_spans_complete(prefix: str, attempts: int):
+    def done(spans: list[ReceivedSpan]) -> bool:
+        posts = [s for s in spans if s.name == "POST" and s.kind == "CLIENT"]
+        consumed = [s for s in spans if s.name == f"{prefix}.sender process"]
+        return len(posts) >= attempts and len(consumed) >= attempts
+
+    return done
+
+
+async def test_one_event_is_one_trace_through_a_retried_attempt(
+    stack: ObservedStack, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    prefix = stack.pipe.prefix
+    org = await make_org()
+    token = secrets.token_hex(8)
+    url = receiver.script("/traced", [500, 200]) + f"?token={token}"
+    endpoint = await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as client:
+        response = await client.post(
+            "/api/v1/events",
+            json={"type": "mapping.completed", "data": {"mappingJobId": "job_t", "rowCount": 1}},
+            headers={"Authorization": f"Bearer {org.apiToken}"},
+        )
+    assert response.status_code == 202, response.text
+    event_id = response.json()["eventId"]
+
+    requests = await receiver.wait_for("/traced", 2, timeout=30)
+    [delivery] = await eventually(
+        lambda: deliveries_of(db_pool, event_id), lambda r: r and r[0]["status"] == "SUCCEEDED"
+    )
+    otlp = stack.otlp
+    await otlp.wait_for(attempt_spans_complete(prefix, 2))
+
+    [server] = [
+        s
+        for s in otlp.spans
+        if s.name == "POST /api/v1/events" and s.attr("hookpost.event_id") == event_id
+    ]
+    spans = otlp.in_trace(server.trace_id)
+    event_publish = one(spans, name=f"{prefix}.events publish")
+    dispatched = one(spans, name=f"{prefix}.dispatcher process")
+    task_publish = one(spans, name=f"{prefix}.deliveries publish")
+    first = one(spans, name=f"{prefix}.sender process", attempt=1)
+    retry_publish = one(spans, name=f"{prefix}.retry publish")
+    second = one(spans, name=f"{prefix}.sender process", attempt=2)
+    post_1 = one(spans, name="POST", parent_span_id=first.span_id)
+    post_2 = one(spans, name="POST", parent_span_id=second.span_id)
+
+    assert server.parent_span_id == ""  # the caller sent no trace context: a new trace
+    assert server.kind == "SERVER" and server.service == "hookpost-api"
+    child_of(event_publish, server)
+    child_of(dispatched, event_publish)
+    child_of(task_publish, dispatched)
+    child_of(first, task_publish)
+    child_of(post_1, first)
+    child_of(retry_publish, first)  # the retry tier's TTL hop keeps the headers
+    child_of(second, retry_publish)
+    child_of(post_2, second)
+    assert {s.trace_id for s in spans} == {server.trace_id}
+    assert (event_publish.kind, dispatched.kind, first.kind, post_1.kind) == (
+        "PRODUCER",
+        "CONSUMER",
+        "CONSUMER",
+        "CLIENT",
+    )
+    assert dispatched.service == "hookpost-dispatcher" and first.service == "hookpost-sender"
+
+    # Ids and outcomes on the spans; the URL only masked, never the token.
+    assert server.attr("hookpost.event_id") == event_id
+    assert server.attr("hookpost.organization_id") == org.organizationId
+    assert dispatched.attr("hookpost.event_id") == event_id
+    assert task_publish.attr("hookpost.delivery_id") == delivery["id"]
+    for attempt in (first, second):
+        assert attempt.attr("hookpost.delivery_id") == delivery["id"]
+        assert attempt.attr("hookpost.endpoint_id") == endpoint.id
+        assert attempt.attr("hookpost.organization_id") == org.organizationId
+    assert post_1.attr("http.response.status_code") == 500
+    assert post_2.attr("http.response.status_code") == 200
+    assert post_1.attr("url.full") == receiver.url("/traced") + "?token=••••"
+    assert all(token.encode() not in body for body in otlp.raw_bodies)
+
+    # Trace headers stay inside hookpost unless an operator opts in.
+    for request in requests:
+        assert not {"traceparent", "tracestate"} & {h.lower() for h in request.headers}
+
+    # The sender's log lines carry the same trace, and the ids.
+    lines = [json.loads(line) for line in stack.sender.log_path.read_text().splitlines()]
+    failed = [line for line in lines if line.get("msg") == "attempt failed: HTTP 500"]
+    [line] = [line for line in failed if line.get("delivery_id") == delivery["id"]]
+    assert line["trace_id"] == server.trace_id
+    assert line["span_id"] == first.span_id
+    assert line["event_id"] == event_id and line["endpoint_id"] == endpoint.id
+    assert line["url"] == receiver.url("/traced") + "?token=••••"
+    assert token not in stack.sender.log_path.read_text()
+
+
+async def test_an_amqp_producers_traceparent_is_continued(
+    stack: ObservedStack, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """Published straight to the broker with aio-pika, carrying the producer's own trace."""
+    prefix = stack.pipe.prefix
+    org = await make_org()
+    await make_endpoint(
+        db_pool, org.organizationId, receiver.script("/amqp-traced", [200]), ["mapping.completed"]
+    )
+    producer_trace, producer_span = secrets.token_hex(16), secrets.token_hex(8)
+    event_id = new_id(IdPrefix.EVENT)
+    body = {
+        "id": event_id,
+        "organizationId": org.organizationId,
+        "type": "mapping.completed",
+        "data": {"mappingJobId": "job_amqp", "rowCount": 2},
+        "createdAt": datetime.now(UTC).isoformat(),
+    }
+    connection = await aio_pika.connect(stack.pipe.env["HOOKPOST_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(f"{prefix}.events")
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps(body).encode(),
+                message_id=event_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={"traceparent": f"00-{producer_trace}-{producer_span}-01"},
+            ),
+            routing_key="mapping.completed",
+            mandatory=True,
+        )
+
+    [request] = await receiver.wait_for("/amqp-traced", 1, timeout=30)
+    assert request.json()["eventId"] == event_id
+    assert "traceparent" not in {h.lower() for h in request.headers}
+    await stack.otlp.wait_for(
+        lambda spans: any(s.name == "POST" and s.trace_id == producer_trace for s in spans)
+    )
+    spans = stack.otlp.in_trace(producer_trace)
+    dispatched = one(spans, name=f"{prefix}.dispatcher process")
+    assert dispatched.parent_span_id == producer_span
+    assert dispatched.attr("hookpost.event_id") == event_id
+    task_publish = one(spans, name=f"{prefix}.deliveries publish")
+    child_of(task_publish, dispatched)
+    attempt = one(spans, name=f"{prefix}.sender process")
+    child_of(attempt, task_publish)
+    child_of(one(spans, name="POST"), attempt)
+
+
+async def test_an_event_the_outbox_relay_publishes_continues_its_stored_trace(
+    stack: ObservedStack, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """An event stored with a trace context but never published (the broker was away)."""
+    prefix = stack.pipe.prefix
+    org = await make_org()
+    await make_endpoint(
+        db_pool, org.organizationId, receiver.script("/relayed", [200]), ["mapping.completed"]
+    )
+    stored_trace, stored_span = secrets.token_hex(16), secrets.token_hex(8)
+    event_id = new_id(IdPrefix.EVENT)
+    await db_pool.execute(
+        "INSERT INTO events (id, organization_id, type, data, created_at, trace_context)"
+        " VALUES ($1, $2, 'mapping.completed', $3, $4, $5)",
+        event_id,
+        org.organizationId,
+        {"mappingJobId": "job_relay", "rowCount": 1},
+        datetime.now(UTC) - timedelta(seconds=5),  # older than the relay's grace period
+        {"traceparent": f"00-{stored_trace}-{stored_span}-01"},
+    )
+
+    [request] = await receiver.wait_for("/relayed", 1, timeout=30)
+    assert request.json()["eventId"] == event_id
+    await stack.otlp.wait_for(
+        lambda spans: any(s.name == "POST" and s.trace_id == stored_trace for s in spans)
+    )
+    spans = stack.otlp.in_trace(stored_trace)
+    relay_publish = one(spans, name=f"{prefix}.events publish")
+    assert relay_publish.parent_span_id == stored_span
+    assert relay_publish.service == "hookpost-api"
+    child_of(one(spans, name=f"{prefix}.dispatcher process"), relay_publish)
+    child_of(one(spans, name="POST"), one(spans, name=f"{prefix}.sender process"))
