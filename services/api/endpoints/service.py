@@ -73,6 +73,9 @@ class EndpointSpec:
     additional_headers: Mapping[str, str] = field(default_factory=dict)
     signature_scheme: str = "v1"
     config: Mapping[str, Any] = field(default_factory=dict)
+    # A secret the user chose (agent sinks' auth secret); None: the service generates one.
+    secret: str | None = None
+    agent_id: str | None = None  # the agent an AGENT_SINK belongs to
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Endpoint:
     config: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    agent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def _from_record(record: asyncpg.Record) -> Endpoint:
         config=dict(record["config"] or {}),
         created_at=record["created_at"],
         updated_at=record["updated_at"],
+        agent_id=record["agent_id"],
     )
 
 
@@ -181,6 +186,7 @@ async def _validated_row(
         api_key_value_enc=crypto.encrypt_optional(spec.api_key_value),
         additional_headers=dict(spec.additional_headers),
         config=dict(spec.config),
+        agent_id=spec.agent_id,
     )
 
 
@@ -213,7 +219,7 @@ async def create_endpoint(
 ) -> EndpointWithSecret:
     _check_kind(kind, plan)
     row = await _validated_row(spec, plan, settings, deactivated_reason=None)
-    secret = generate_signing_secret()
+    secret = spec.secret if spec.secret is not None else generate_signing_secret()
     endpoint_id = new_id(id_prefix)
     async with pool.acquire() as conn, conn.transaction():
         if spec.status == EndpointStatus.ACTIVE:
