@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,13 @@ import orjson
 import pytest
 
 from libs.common.ids import IdPrefix, new_id
+from libs.common.webhooks_sdk import (
+    WebhookVerificationError,
+    parse_sink_payload,
+    verify_sink_signature,
+)
 from tests.e2e.conftest import Stack
+from tests.sdk.test_docs_snippets import NODE, run_node, snippet
 from tests.support.receiver import ReceivedRequest, Receiver
 
 AGENTS = "/api/v1/agents"
@@ -337,3 +344,64 @@ async def test_test_route_pushes_a_signed_synthetic_payload(
     [sync] = await syncs_until(api_client, org, agent["id"], sink["id"], settled("SUCCEEDED", 1))
     assert sync["deliveryId"] == delivery_id and sync["eventType"] == "webhook.test"
     assert sync["jobId"] == payload["jobId"]
+
+
+@pytest.fixture
+async def sink_delivery(
+    stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
+) -> ReceivedRequest:
+    """A real, signed /test push to an HmacSha256 sink."""
+    org = stack.create_org("PRO_MAX")
+    agent = await make_agent(api_client, org, push=False)
+    sink = await make_sink(api_client, org, agent["id"], receiver.script("/doc-sink", [200]))
+    response = await api_client.post(
+        f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}/test", headers=auth(org)
+    )
+    assert response.status_code == 202, response.text
+    [request] = await receiver.wait_for("/doc-sink", 1)
+    return request
+
+
+def sink_cases(request: ReceivedRequest) -> list[tuple[bytes, str, bool]]:
+    """(body, secret, should verify): the real push, a wrong secret, a tampered body."""
+    return [
+        (request.body, HMAC_SECRET, True),
+        (request.body, "not-the-secret", False),
+        (request.body.replace(b'"results"', b'"resultz"'), HMAC_SECRET, False),
+    ]
+
+
+def test_docs_python_sink_snippet_and_sdk_verify_a_real_push(
+    sink_delivery: ReceivedRequest,
+) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet("python-agent-sink"), "verifying-signatures.md", "exec"), namespace)
+    header = sink_delivery.headers["X-MT-Signature"]
+    for body, secret, ok in sink_cases(sink_delivery):
+        assert namespace["verify_sink_signature"](body, header, secret) is ok
+        if ok:
+            verify_sink_signature(body, sink_delivery.headers, [secret])
+        else:
+            with pytest.raises(WebhookVerificationError):
+                verify_sink_signature(body, sink_delivery.headers, secret)
+    payload = parse_sink_payload(sink_delivery.body)
+    assert payload.job_id.startswith("job_") and payload.stats is not None
+    assert payload.stats.total == 2
+
+
+@pytest.mark.skipif(not Path(NODE).exists(), reason="node is not installed")
+def test_docs_node_sink_snippet_verifies_a_real_push(
+    sink_delivery: ReceivedRequest, tmp_path: Path
+) -> None:
+    header = sink_delivery.headers["X-MT-Signature"]
+    cases = sink_cases(sink_delivery)
+    results = run_node(
+        snippet("node-agent-sink"),
+        "verifySinkSignature(body, c.header, c.secret)",
+        [
+            {"body": base64.b64encode(body).decode(), "header": header, "secret": secret}
+            for body, secret, _ in cases
+        ],
+        tmp_path,
+    )
+    assert results == [ok for _, _, ok in cases]
