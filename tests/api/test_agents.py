@@ -377,6 +377,7 @@ def sink_routes(agent_id: str, ds_id: str) -> list[tuple[str, str, dict[str, Any
         ("post", base, {"json": sink_body()}),
         ("get", base, {}),
         ("get", f"{base}/{ds_id}", {}),
+        ("put", f"{base}/{ds_id}", {"json": sink_body()}),
         ("delete", f"{base}/{ds_id}", {}),
         ("post", f"{base}/{ds_id}/test", {}),
         ("get", f"{base}/{ds_id}/syncs", {}),
@@ -492,3 +493,54 @@ async def test_job_results_route(max_client: Client, db_pool: asyncpg.Pool) -> N
     assert response.json() == {"jobId": job_id, "agentId": agent["id"], "results": results}
     wrong = await max_client.get(f"{AGENTS}/{other_agent['id']}/jobs/{job_id}/results")
     assert_error(wrong, 404, "NOT_FOUND")
+
+
+async def test_put_data_source_replaces_it_and_reactivates_after_a_downgrade(
+    max_client: Client, db_pool: asyncpg.Pool, settings: Any
+) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    url = f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}"
+    admin = {"Authorization": f"Bearer {settings.admin_token}"}
+    plan_url = f"/api/v1/admin/organizations/{max_client.org_id}/plan"
+
+    down = await max_client.http.put(plan_url, headers=admin, json={"plan": "PRO"})
+    assert down.status_code == 200, down.text
+    assert sink["id"] in down.json()["deactivatedEndpoints"]
+    assert_error(await max_client.get(url), 403, "FORBIDDEN")
+    up = await max_client.http.put(plan_url, headers=admin, json={"plan": "PRO_MAX"})
+    assert up.status_code == 200
+    off = (await max_client.get(url)).json()
+    assert off["status"] == "INACTIVE" and off["deactivatedReason"] == "PLAN_DOWNGRADE"
+
+    body = sink_body(
+        name="renamed",
+        config={"url": "https://localhost/v2", "authScheme": "Basic"},
+        secret={"value": "ingest:n3w-password"},
+    )
+    replaced = await max_client.put(url, json=body)
+    assert replaced.status_code == 200, replaced.text
+    assert "n3w-password" not in replaced.text
+    out = replaced.json()
+    assert out["status"] == "ACTIVE" and out["deactivatedReason"] is None
+    assert out["name"] == "renamed" and out["config"] == {
+        "url": "https://localhost/v2",
+        "authScheme": "Basic",
+    }
+    assert out["secret"] == {"valueMasked": "••••word"}
+    assert (await max_client.get(url)).json() == out
+    row = await db_pool.fetchrow(
+        "SELECT signature_scheme, secret_enc, agent_id FROM endpoints WHERE id = $1", sink["id"]
+    )
+    assert row["signature_scheme"] == "basic" and row["agent_id"] == agent["id"]
+    assert crypto.decrypt(row["secret_enc"]) == "ingest:n3w-password"
+
+    bad = sink_body(config={"url": "https://localhost/v2", "authScheme": "Basic"})
+    assert_error(
+        await max_client.put(url, json={**bad, "secret": {"value": "x"}}), 400, "BAD_REQUEST"
+    )
+    assert_error(
+        await max_client.put(f"{AGENTS}/{agent['id']}/data-sources/ds_nope", json=body),
+        404,
+        "NOT_FOUND",
+    )

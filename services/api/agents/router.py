@@ -150,6 +150,18 @@ async def get_data_source(agent_id: str, ds_id: str, state: State, org: Org) -> 
     return _data_source_out(found)
 
 
+@router.put("/{agent_id}/data-sources/{ds_id}", response_model=DataSourceOut)
+async def replace_data_source(
+    agent_id: str, ds_id: str, body: DataSourceIn, state: State, org: Org
+) -> DataSourceOut:
+    """Replace the sink (same body as create, secret included); `"status": "ACTIVE"`
+    re-activates a sink a plan downgrade switched off."""
+    updated = await service.replace_data_source(
+        state.pool, state.settings, org.id, org.plan, agent_id, ds_id, body
+    )
+    return _data_source_out(updated)
+
+
 @router.delete("/{agent_id}/data-sources/{ds_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_data_source(agent_id: str, ds_id: str, state: State, org: Org) -> Response:
     """Delete the sink and its sync history."""

@@ -104,6 +104,10 @@ class DataSourceIn(ApiModel):
     config: DataSourceConfigIn
     secret: DataSourceSecretIn
     format: Literal["JSON"] = "JSON"
+    status: EndpointStatus = Field(
+        default=EndpointStatus.ACTIVE,
+        description="PUT it back to ACTIVE after a plan downgrade deactivated the sink.",
+    )
 
 
 class DataSourceConfigOut(ApiModel):

@@ -159,6 +159,21 @@ async def _sink_of(pool: asyncpg.Pool, org_id: str, agent_id: str, ds_id: str) -
     return endpoint
 
 
+def _sink_spec(agent_id: str, body: DataSourceIn) -> EndpointSpec:
+    scheme = AUTH_SCHEMES[body.config.auth_scheme]
+    _check_secret(scheme, body.secret.value)
+    return EndpointSpec(
+        url=body.config.url,
+        events=SINK_EVENTS,
+        name=body.name,
+        status=body.status,
+        signature_scheme=scheme.value,
+        config={"format": body.format},
+        secret=body.secret.value,
+        agent_id=agent_id,
+    )
+
+
 async def create_data_source(
     pool: asyncpg.Pool,
     settings: Settings,
@@ -169,21 +184,26 @@ async def create_data_source(
 ) -> Endpoint:
     require_sink_plan(plan)
     await get_agent(pool, org_id, agent_id)
-    scheme = AUTH_SCHEMES[body.config.auth_scheme]
-    _check_secret(scheme, body.secret.value)
-    spec = EndpointSpec(
-        url=body.config.url,
-        events=SINK_EVENTS,
-        name=body.name,
-        signature_scheme=scheme.value,
-        config={"format": body.format},
-        secret=body.secret.value,
-        agent_id=agent_id,
-    )
+    spec = _sink_spec(agent_id, body)
     created = await endpoints.create_endpoint(
         pool, settings, org_id, plan, DOOR.kind, DOOR.id_prefix, spec
     )
     return created.endpoint
+
+
+async def replace_data_source(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    org_id: str,
+    plan: Plan,
+    agent_id: str,
+    ds_id: str,
+    body: DataSourceIn,
+) -> Endpoint:
+    """Replace the whole sink, secret included (it is never shown, so it is always given)."""
+    await get_data_source(pool, org_id, plan, agent_id, ds_id)
+    spec = _sink_spec(agent_id, body)
+    return await endpoints.replace_endpoint(pool, settings, org_id, plan, DOOR.kind, ds_id, spec)
 
 
 async def list_data_sources(

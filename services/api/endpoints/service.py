@@ -281,6 +281,18 @@ async def replace_endpoint(
             row = dataclasses.replace(row, deactivated_reason=current["deactivated_reason"])
         if spec.status == EndpointStatus.ACTIVE:
             await _check_quota(conn, org_id, kind, settings, exclude_id=endpoint_id)
+        if spec.secret is not None:
+            # A user-chosen secret (agent sinks) is replaced with the rest, at once: first,
+            # so the row returned below already shows its mask.
+            await repository.set_secret(
+                conn,
+                org_id,
+                endpoint_id,
+                kind.value,
+                crypto.encrypt(spec.secret),
+                mask_secret(spec.secret),
+                0,
+            )
         record = await repository.replace(conn, org_id, endpoint_id, kind.value, row)
         assert record is not None  # locked above
         await audit.record(
