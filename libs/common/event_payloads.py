@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from libs.common.event_types import EventType
+from libs.common.sink_payload import SinkPayload
 
 
 class EventData(BaseModel):
@@ -89,6 +90,12 @@ class WebhookTestData(EventData):
     message: str
     subscription_id: str | None = None
     destination_id: str | None = None
+    data_source_id: str | None = Field(
+        default=None, description="The agent results sink a /test call targets (`ds_…`)."
+    )
+    sink_payload: SinkPayload | None = Field(
+        default=None, description="What that sink's /test call sends instead of an envelope."
+    )
 
 
 class TruncatedData(EventData):

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     outbox_relay_grace_s: float = Field(default=5.0, ge=0)
 
     payload_cap_bytes: int = 64 * 1024
+    # Agent results sinks carry a job's full results, up to this; above it, a resultsRef.
+    sink_payload_cap_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     backpressure_pending_limit: int = 10_000
     active_endpoint_quota: int = 10
     shutdown_grace_s: float = 35.0

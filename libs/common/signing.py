@@ -187,3 +187,49 @@ def verify_standard_webhooks(
         if any(hmac.compare_digest(expected, signature) for signature in given):
             return ts
     raise SignatureVerificationError("no signature matches the secret")
+
+
+# --- Agent results sinks (seed 003) -------------------------------------------------------
+#
+# A sink chooses how it authenticates us: `X-MT-Signature: sha256=<hex>` with hex =
+# HMAC-SHA256(key = the user's secret as UTF-8, msg = raw_body) — no timestamp, exactly as
+# the seed's Node snippet checks it — or an Authorization header (Bearer / Basic).
+
+MT_SIGNATURE_HEADER = "X-MT-Signature"
+_MT_PREFIX = "sha256="
+
+
+class SinkAuthScheme(StrEnum):
+    """How an agent sink's deliveries are authenticated (`endpoints.signature_scheme`)."""
+
+    HMAC_SHA256 = "mt-hmac-sha256"
+    BEARER = "bearer"
+    BASIC = "basic"
+
+
+def sign_mt(body: bytes, secret: str) -> str:
+    """The `X-MT-Signature` value: `sha256=<hex HMAC-SHA256(secret, body)>`."""
+    if not secret:
+        raise ValueError("a secret is needed to sign")
+    return _MT_PREFIX + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify_mt(body: bytes, header: str, secrets: str | Iterable[str]) -> None:
+    """Raise SignatureVerificationError unless `header` is `sha256=<hex>` of body by a secret."""
+    candidates = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not header.startswith(_MT_PREFIX):
+        raise SignatureVerificationError(f"{MT_SIGNATURE_HEADER} must start with {_MT_PREFIX}")
+    given = header[len(_MT_PREFIX) :].strip()
+    for secret in candidates:
+        if secret and hmac.compare_digest(sign_mt(body, secret)[len(_MT_PREFIX) :], given):
+            return
+    raise SignatureVerificationError("no signature matches the secret")
+
+
+def sink_authorization(scheme: SinkAuthScheme, secret: str) -> str:
+    """The Authorization header value of a Bearer or Basic sink ("user:password" for Basic)."""
+    if scheme is SinkAuthScheme.BEARER:
+        return f"Bearer {secret}"
+    if scheme is SinkAuthScheme.BASIC:
+        return "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+    raise ValueError(f"{scheme} does not authenticate with an Authorization header")

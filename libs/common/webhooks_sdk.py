@@ -25,23 +25,29 @@ from libs.common.event_payloads import EventData, parse_data
 from libs.common.event_types import EventType
 from libs.common.signing import (
     DEFAULT_TOLERANCE_S,
+    MT_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     STANDARD_ID_HEADER,
     STANDARD_SIGNATURE_HEADER,
     STANDARD_TIMESTAMP_HEADER,
     SignatureScheme,
     SignatureVerificationError,
+    verify_mt,
     verify_standard_webhooks,
     verify_v1,
 )
+from libs.common.sink_payload import SinkPayload
 
 __all__ = [
+    "SinkPayload",
     "WebhookEvent",
     "WebhookPayloadError",
     "WebhookVerificationError",
     "detect_scheme",
     "parse_event",
+    "parse_sink_payload",
     "verify_signature",
+    "verify_sink_signature",
 ]
 
 WebhookVerificationError = SignatureVerificationError
@@ -142,3 +148,29 @@ def parse_event(payload: bytes | str) -> WebhookEvent:
     except ValidationError as exc:
         raise WebhookPayloadError(f"not a valid hookpost event: {exc}") from exc
     return envelope.model_copy(update={"data": typed})
+
+
+# --- Agent results sinks (seed 003) -------------------------------------------------------
+
+
+def verify_sink_signature(
+    payload: bytes | str, headers: Mapping[str, str], secrets: str | Sequence[str]
+) -> None:
+    """Check an HmacSha256 sink push: `X-MT-Signature: sha256=<hex HMAC(secret, raw body)>`.
+
+    The scheme carries no timestamp (deduplicate on `jobId`). Raises
+    WebhookVerificationError when the header is missing or no secret matches.
+    """
+    body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    header = _lowered(headers).get(MT_SIGNATURE_HEADER.lower())
+    if header is None:
+        raise WebhookVerificationError(f"no {MT_SIGNATURE_HEADER} header")
+    verify_mt(body, header, secrets)
+
+
+def parse_sink_payload(payload: bytes | str) -> SinkPayload:
+    """A sink push's body: {jobId, agentId, workspaceId, completedAt, stats, results}."""
+    try:
+        return SinkPayload.model_validate_json(payload)
+    except ValidationError as exc:
+        raise WebhookPayloadError(f"not a valid agent sink payload: {exc}") from exc

@@ -14,6 +14,7 @@ from libs.common.db.pool import create_pool
 from libs.common.settings import Settings, get_settings
 from services.api import health
 from services.api.admin.router import router as admin_router
+from services.api.agents.router import router as agents_router
 from services.api.audit.router import router as audit_router
 from services.api.broker import BrokerLink
 from services.api.deliveries.router import router as deliveries_router
@@ -46,6 +47,7 @@ def _api_router() -> APIRouter:
         event_types_router,
         deliveries_router,
         audit_router,
+        agents_router,
     ):
         router.include_router(domain)
     router.include_router(admin_router)

@@ -33,7 +33,6 @@ from libs.common.broker.messages import DeliveryTask
 from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
 from libs.common.crypto import decrypt, decrypt_optional
 from libs.common.endpoint_kinds import DeliveryStatus, EndpointKind
-from libs.common.envelope import build_envelope
 from libs.common.headers import DELIVERY_HEADER, EVENT_HEADER, RESERVED_HEADERS
 from libs.common.headers import HEADER_NAME as _TOKEN
 from libs.common.ids import IdPrefix, new_id
@@ -41,6 +40,7 @@ from libs.common.retry_policy import RetryPolicy, policy_for, scaled_ms
 from libs.common.worker import Verdict
 from services.sender import metrics
 from services.sender.http_client import HttpResult
+from services.sender.payloads import UnsendablePayload, request_body
 from services.sender.repository import AttemptRecord, DeliveryRow
 from services.sender.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
 
@@ -153,6 +153,7 @@ class DeliverySender:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         db_backoff: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0.5),
         record_tries: int = 5,
+        sink_payload_cap_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self._repo = repository
         self._http = http
@@ -161,6 +162,7 @@ class DeliverySender:
         self._now = now
         self._db_backoff = db_backoff
         self._record_tries = record_tries
+        self._sink_cap = sink_payload_cap_bytes
 
     async def handle(self, body: bytes, headers: Mapping[str, Any]) -> Verdict:
         try:
@@ -280,11 +282,10 @@ class DeliverySender:
     async def _attempt(
         self, task: DeliveryTask, row: DeliveryRow, attempt_id: str, ids: Mapping[str, Any]
     ) -> HttpResult:
-        envelope = build_envelope(
-            attempt_id, task.event_id, task.type, task.event_created_at, task.data
-        )
         started = time.monotonic()
         try:
+            # The door's payload shape: the envelope, or an agent sink's job payload.
+            envelope = request_body(task, row, attempt_id, self._sink_cap)
             secrets = [decrypt(row.secret_enc)] if row.secret_enc is not None else []
             previous = decrypt_optional(row.previous_secret_enc)
             if previous is not None:
@@ -298,7 +299,7 @@ class DeliverySender:
             )
             url = decrypt(row.url_enc)
             api_key_value = decrypt_optional(row.api_key_value_enc)
-        except UnsupportedSignatureScheme as exc:
+        except (UnsupportedSignatureScheme, UnsendablePayload) as exc:
             result = HttpResult(False, None, f"not sent: {exc}", None, 0, refused=True)
             self._observe(result, row, ids)
             return result

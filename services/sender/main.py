@@ -60,6 +60,7 @@ async def serve(settings: Settings) -> None:
         BrokerRetryPublisher(broker, topology),
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
+        sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
     )
     dead_letters = DeadLetterHandler(repository)
 

@@ -10,6 +10,9 @@ import asyncpg
 
 # The delivery, its endpoint (and the org's webhook secret for per-job webhooks) and, when a
 # redelivered message finds its attempt already recorded, that attempt's outcome: one query.
+# An agent sink also gets its agent's retry_failed_push (merged into config: the rules are
+# read at send time) and the completed job it pushes (the event's mappingJobId, of this
+# agent), results as stored JSON text so the sender embeds them without parsing.
 _LOAD = """
 SELECT d.status, d.attempt_count, d.schedule_start,
        e.kind, e.url_enc, e.url_masked, e.signature_scheme,
@@ -17,11 +20,21 @@ SELECT d.status, d.attempt_count, d.schedule_start,
             ELSE e.secret_enc END AS secret_enc,
        CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_enc
        END AS previous_secret_enc,
-       e.api_key_name, e.api_key_value_enc, e.additional_headers, e.config,
-       a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status
+       e.api_key_name, e.api_key_value_enc, e.additional_headers,
+       CASE WHEN e.kind = 'AGENT_SINK' THEN e.config || jsonb_build_object(
+                'retryFailedPush', ag.rules #> '{data_sinks,retry_failed_push}')
+            ELSE e.config END AS config,
+       a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status,
+       e.agent_id, ag.workspace_id,
+       j.id AS job_id, j.completed_at AS job_completed_at, j.stats AS job_stats,
+       j.results::text AS job_results_json
 FROM deliveries d
 JOIN endpoints e ON e.id = d.endpoint_id
 JOIN organizations o ON o.id = e.organization_id
+LEFT JOIN agents ag ON ag.id = e.agent_id
+LEFT JOIN events ev ON e.kind = 'AGENT_SINK' AND ev.id = d.event_id
+LEFT JOIN mapping_jobs j ON j.id = ev.data ->> 'mappingJobId'
+    AND j.organization_id = e.organization_id AND j.agent_id = e.agent_id
 LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = $2
 WHERE d.id = $1
 """
@@ -76,6 +89,13 @@ class DeliveryRow:
     config: dict[str, Any]
     recorded_succeeded: bool | None  # this attempt number was already recorded
     recorded_http_status: int | None
+    # Agent sinks only: the sink's agent and the job a mapping.completed delivery pushes.
+    agent_id: str | None = None
+    workspace_id: str | None = None
+    job_id: str | None = None
+    job_completed_at: datetime | None = None
+    job_stats: Any = None
+    job_results_json: str | None = None
 
 
 @dataclass(frozen=True)

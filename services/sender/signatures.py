@@ -3,6 +3,8 @@
 - `v1` (default): Stripe-compatible `X-Webhook-Signature: t=…,v1=…[,v1=…]`.
 - `standard-webhooks`: `webhook-id` (= eventId), `webhook-timestamp`, `webhook-signature`.
 Both sign with every secret given (the current one, then a rotated one in its grace window).
+- Agent sinks (`mt-hmac-sha256`, `bearer`, `basic`): `X-MT-Signature: sha256=<hex>` or an
+  Authorization header, from the user's own secret (sinks have no rotation).
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from libs.common.signing import (
+    MT_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     SignatureScheme,
+    SinkAuthScheme,
+    sign_mt,
     sign_v1,
+    sink_authorization,
     standard_webhooks_headers,
 )
 
@@ -42,4 +48,9 @@ def signature_headers(
             return standard_webhooks_headers(event_id, timestamp, body, endpoint.secrets)
         except ValueError as exc:  # a secret that is not whsec_ + base64: a failed attempt
             raise UnsupportedSignatureScheme(str(exc)) from exc
+    if endpoint.scheme == SinkAuthScheme.HMAC_SHA256:
+        return {MT_SIGNATURE_HEADER: sign_mt(body, endpoint.secrets[0])}
+    if endpoint.scheme in (SinkAuthScheme.BEARER, SinkAuthScheme.BASIC):
+        scheme = SinkAuthScheme(endpoint.scheme)
+        return {"Authorization": sink_authorization(scheme, endpoint.secrets[0])}
     raise UnsupportedSignatureScheme(f"signature scheme {endpoint.scheme!r} is not supported")

@@ -12,7 +12,7 @@ Executor = asyncpg.Connection | asyncpg.Pool
 _COLUMNS = (
     "id, organization_id, kind, name, url_masked, events, status, deactivated_reason,"
     " signature_scheme, secret_masked, api_key_name, api_key_value_enc, additional_headers,"
-    " config, created_at, updated_at"
+    " config, agent_id, created_at, updated_at"
 )
 
 
@@ -31,6 +31,7 @@ class EndpointRow:
     api_key_value_enc: bytes | None
     additional_headers: dict[str, str]
     config: dict[str, Any]
+    agent_id: str | None = None  # an agent results sink's agent (set on insert only)
 
 
 async def lock_org_endpoints(conn: asyncpg.Connection, org_id: str) -> None:
@@ -63,8 +64,8 @@ async def insert(
     return await conn.fetchrow(
         "INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events,"
         " status, deactivated_reason, signature_scheme, secret_enc, secret_masked, api_key_name,"
-        " api_key_value_enc, additional_headers, config)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        " api_key_value_enc, additional_headers, config, agent_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         f" RETURNING {_COLUMNS}",
         endpoint_id,
         org_id,
@@ -82,6 +83,7 @@ async def insert(
         row.api_key_value_enc,
         row.additional_headers,
         row.config,
+        row.agent_id,
     )
 
 

@@ -73,6 +73,9 @@ class EndpointSpec:
     additional_headers: Mapping[str, str] = field(default_factory=dict)
     signature_scheme: str = "v1"
     config: Mapping[str, Any] = field(default_factory=dict)
+    # A secret the user chose (agent sinks' auth secret); None: the service generates one.
+    secret: str | None = None
+    agent_id: str | None = None  # the agent an AGENT_SINK belongs to
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Endpoint:
     config: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    agent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def _from_record(record: asyncpg.Record) -> Endpoint:
         config=dict(record["config"] or {}),
         created_at=record["created_at"],
         updated_at=record["updated_at"],
+        agent_id=record["agent_id"],
     )
 
 
@@ -181,6 +186,7 @@ async def _validated_row(
         api_key_value_enc=crypto.encrypt_optional(spec.api_key_value),
         additional_headers=dict(spec.additional_headers),
         config=dict(spec.config),
+        agent_id=spec.agent_id,
     )
 
 
@@ -213,7 +219,7 @@ async def create_endpoint(
 ) -> EndpointWithSecret:
     _check_kind(kind, plan)
     row = await _validated_row(spec, plan, settings, deactivated_reason=None)
-    secret = generate_signing_secret()
+    secret = spec.secret if spec.secret is not None else generate_signing_secret()
     endpoint_id = new_id(id_prefix)
     async with pool.acquire() as conn, conn.transaction():
         if spec.status == EndpointStatus.ACTIVE:
@@ -275,6 +281,18 @@ async def replace_endpoint(
             row = dataclasses.replace(row, deactivated_reason=current["deactivated_reason"])
         if spec.status == EndpointStatus.ACTIVE:
             await _check_quota(conn, org_id, kind, settings, exclude_id=endpoint_id)
+        if spec.secret is not None:
+            # A user-chosen secret (agent sinks) is replaced with the rest, at once: first,
+            # so the row returned below already shows its mask.
+            await repository.set_secret(
+                conn,
+                org_id,
+                endpoint_id,
+                kind.value,
+                crypto.encrypt(spec.secret),
+                mask_secret(spec.secret),
+                0,
+            )
         record = await repository.replace(conn, org_id, endpoint_id, kind.value, row)
         assert record is not None  # locked above
         await audit.record(

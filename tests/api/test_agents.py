@@ -1,0 +1,546 @@
+"""The agents door (seed 003): agents, rules, results sinks (data sources), /test, syncs,
+the PRO_MAX gate, tenancy, secrets stored encrypted and only ever shown masked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from libs.common import crypto
+from libs.common.ids import IdPrefix, new_id
+from libs.common.plans import Plan
+from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery
+
+AGENTS = "/api/v1/agents"
+SECRET = "s3cr3t-0123456789abcdef0123456789abcdef"
+AGENT_FIELDS = {
+    "id",
+    "organizationId",
+    "name",
+    "workspaceId",
+    "status",
+    "rules",
+    "createdAt",
+    "updatedAt",
+}
+DEFAULT_RULES = {"data_sinks": {"auto_push_on_job_complete": False, "retry_failed_push": 2}}
+DS_FIELDS = {
+    "id",
+    "agentId",
+    "organizationId",
+    "role",
+    "type",
+    "name",
+    "config",
+    "secret",
+    "format",
+    "status",
+    "deactivatedReason",
+    "createdAt",
+    "updatedAt",
+}
+
+
+def sink_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "role": "RESULTS_SINK",
+        "type": "HTTPS_WEBHOOK",
+        "name": "Internal BI ingest",
+        "config": {
+            "url": "https://localhost/mapping-results?token=tok-abc",
+            "authScheme": "HmacSha256",
+        },
+        "secret": {"value": SECRET},
+        "format": "JSON",
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_agent(client: Client, name: str = "Hotel mapper") -> dict[str, Any]:
+    response = await client.post(AGENTS, json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def create_sink(client: Client, agent_id: str, **overrides: Any) -> dict[str, Any]:
+    response = await client.post(f"{AGENTS}/{agent_id}/data-sources", json=sink_body(**overrides))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+async def max_client(make_client: MakeClient) -> Client:
+    return await make_client(Plan.PRO_MAX)
+
+
+# --- agents -------------------------------------------------------------------------------
+
+
+async def test_create_agent_defaults(client: Client) -> None:
+    agent = await create_agent(client)
+    assert set(agent) == AGENT_FIELDS
+    assert agent["id"].startswith("agt_") and len(agent["id"]) == 30
+    assert agent["workspaceId"] == "ws_" + client.org_id.removeprefix("org_")
+    assert agent["organizationId"] == client.org_id
+    assert agent["status"] == "ACTIVE"
+    assert agent["name"] == "Hotel mapper"
+    # Outbound push is opt-in.
+    assert agent["rules"] == DEFAULT_RULES
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"name": ""}, {"name": "x" * 201}, {"name": 5}, {"name": "a\x00b"}]
+)
+async def test_create_agent_bad_body_is_400(client: Client, body: dict[str, Any]) -> None:
+    assert_error(await client.post(AGENTS, json=body), 400, "BAD_REQUEST")
+
+
+async def test_create_agent_non_json_is_400(client: Client) -> None:
+    response = await client.post(
+        AGENTS, content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "BAD_REQUEST")
+
+
+async def test_agents_need_a_token(client: Client) -> None:
+    response = await client.http.get(AGENTS)
+    assert_error(response, 401, "UNAUTHORIZED")
+
+
+async def test_list_and_get_are_per_org(client: Client, make_client: MakeClient) -> None:
+    mine = [await create_agent(client, f"a{i}") for i in range(2)]
+    other = await make_client(Plan.FREE)
+    theirs = await create_agent(other)
+
+    listed = await client.get(AGENTS)
+    assert listed.status_code == 200
+    assert [a["id"] for a in listed.json()["agents"]] == [a["id"] for a in mine]
+
+    got = await client.get(f"{AGENTS}/{mine[1]['id']}")
+    assert got.status_code == 200 and got.json() == mine[1]
+
+    for method, path, kw in [
+        ("get", "", {}),
+        ("patch", "", {"json": {"status": "INACTIVE"}}),
+        ("delete", "", {}),
+        ("get", "/rules", {}),
+        ("put", "/rules", {"json": DEFAULT_RULES}),
+        ("get", f"/jobs/{new_id(IdPrefix.MAPPING_JOB)}/results", {}),
+    ]:
+        url = f"{AGENTS}/{theirs['id']}{path}"
+        if method == "patch":
+            response = await client.http.patch(
+                url, headers={"Authorization": f"Bearer {client.token}"}, **kw
+            )
+        else:
+            response = await getattr(client, method)(url, **kw)
+        assert_error(response, 404, "NOT_FOUND")
+    # Untouched.
+    assert (await other.get(f"{AGENTS}/{theirs['id']}")).json()["status"] == "ACTIVE"
+
+
+async def patch(client: Client, url: str, body: Any) -> Any:
+    return await client.http.patch(
+        url, json=body, headers={"Authorization": f"Bearer {client.token}"}
+    )
+
+
+async def test_activate_and_deactivate(client: Client) -> None:
+    agent = await create_agent(client)
+    url = f"{AGENTS}/{agent['id']}"
+    off = await patch(client, url, {"status": "INACTIVE"})
+    assert off.status_code == 200, off.text
+    assert off.json()["status"] == "INACTIVE" and off.json()["name"] == agent["name"]
+    assert (await client.get(url)).json()["status"] == "INACTIVE"
+    on = await patch(client, url, {"status": "ACTIVE", "name": "renamed"})
+    assert on.status_code == 200
+    assert on.json()["status"] == "ACTIVE" and on.json()["name"] == "renamed"
+
+
+@pytest.mark.parametrize("body", [{}, {"status": "PAUSED"}, {"name": ""}, [1]])
+async def test_patch_bad_body_is_400(client: Client, body: Any) -> None:
+    agent = await create_agent(client)
+    assert_error(await patch(client, f"{AGENTS}/{agent['id']}", body), 400, "BAD_REQUEST")
+
+
+async def test_patch_unknown_agent_is_404(client: Client) -> None:
+    response = await patch(client, f"{AGENTS}/agt_nope", {"status": "ACTIVE"})
+    assert_error(response, 404, "NOT_FOUND")
+
+
+async def test_delete_agent_takes_its_sinks(max_client: Client, db_pool: asyncpg.Pool) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    job_id = new_id(IdPrefix.MAPPING_JOB)
+    await db_pool.execute(
+        "INSERT INTO mapping_jobs (id, organization_id, agent_id) VALUES ($1, $2, $3)",
+        job_id,
+        max_client.org_id,
+        agent["id"],
+    )
+    response = await max_client.delete(f"{AGENTS}/{agent['id']}")
+    assert response.status_code == 204 and response.content == b""
+    assert_error(await max_client.get(f"{AGENTS}/{agent['id']}"), 404, "NOT_FOUND")
+    assert await db_pool.fetchval("SELECT count(*) FROM endpoints WHERE id = $1", sink["id"]) == 0
+    # The job stays, without an agent.
+    assert await db_pool.fetchval("SELECT agent_id FROM mapping_jobs WHERE id = $1", job_id) is None
+    assert_error(await max_client.delete(f"{AGENTS}/{agent['id']}"), 404, "NOT_FOUND")
+    actions = await db_pool.fetch(
+        "SELECT action FROM audit_log WHERE organization_id = $1 ORDER BY id", max_client.org_id
+    )
+    assert [r["action"] for r in actions] == [
+        "agent.created",
+        "agent_sink.created",
+        "agent.deleted",
+    ]
+
+
+# --- rules --------------------------------------------------------------------------------
+
+
+async def test_rules_get_and_put(client: Client, db_pool: asyncpg.Pool) -> None:
+    agent = await create_agent(client)
+    url = f"{AGENTS}/{agent['id']}/rules"
+    got = await client.get(url)
+    assert got.status_code == 200 and got.json() == DEFAULT_RULES
+
+    wanted = {"data_sinks": {"auto_push_on_job_complete": True, "retry_failed_push": 0}}
+    put = await client.put(url, json=wanted)
+    assert put.status_code == 200, put.text
+    assert put.json() == wanted
+    assert (await client.get(url)).json() == wanted
+    assert (await client.get(f"{AGENTS}/{agent['id']}")).json()["rules"] == wanted
+    stored = await db_pool.fetchval("SELECT rules FROM agents WHERE id = $1", agent["id"])
+    assert stored == wanted
+
+    # PUT replaces: an omitted key takes its default.
+    partial = await client.put(url, json={"data_sinks": {"auto_push_on_job_complete": True}})
+    assert partial.json() == {
+        "data_sinks": {"auto_push_on_job_complete": True, "retry_failed_push": 2}
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data_sinks": {"retry_failed_push": 4}},
+        {"data_sinks": {"retry_failed_push": -1}},
+        {"data_sinks": {"retry_failed_push": "2"}},
+        {"data_sinks": {"retry_failed_push": 1.5}},
+        {"data_sinks": {"auto_push_on_job_complete": "yes"}},
+        {"data_sinks": {"auto_push": True}},  # a typo must not silently keep push off
+        {"dataSinks": {}},
+        {},
+        [],
+    ],
+)
+async def test_rules_out_of_range_or_unknown_is_400(client: Client, body: Any) -> None:
+    agent = await create_agent(client)
+    url = f"{AGENTS}/{agent['id']}/rules"
+    error = assert_error(await client.put(url, json=body), 400, "BAD_REQUEST")
+    assert error["message"]
+    assert (await client.get(url)).json() == DEFAULT_RULES
+
+
+# --- data sources -------------------------------------------------------------------------
+
+
+async def test_create_data_source(max_client: Client, db_pool: asyncpg.Pool) -> None:
+    agent = await create_agent(max_client)
+    response = await max_client.post(f"{AGENTS}/{agent['id']}/data-sources", json=sink_body())
+    assert response.status_code == 201, response.text
+    assert SECRET not in response.text and "tok-abc" not in response.text
+    sink = response.json()
+    assert set(sink) == DS_FIELDS
+    assert sink["id"].startswith("ds_")
+    assert sink["agentId"] == agent["id"]
+    assert sink["role"] == "RESULTS_SINK" and sink["type"] == "HTTPS_WEBHOOK"
+    assert sink["format"] == "JSON" and sink["status"] == "ACTIVE"
+    assert sink["name"] == "Internal BI ingest"
+    assert sink["config"]["authScheme"] == "HmacSha256"
+    assert sink["config"]["url"].startswith("https://localhost/mapping-results?token=")
+    assert sink["secret"] == {"valueMasked": "••••" + SECRET[-4:]}
+
+    row = await db_pool.fetchrow("SELECT * FROM endpoints WHERE id = $1", sink["id"])
+    assert row["kind"] == "AGENT_SINK"
+    assert row["agent_id"] == agent["id"]
+    assert row["events"] == ["mapping.completed"]
+    assert row["signature_scheme"] == "mt-hmac-sha256"
+    assert crypto.decrypt(row["secret_enc"]) == SECRET
+    assert SECRET.encode() not in bytes(row["secret_enc"])
+    assert crypto.decrypt(row["url_enc"]) == "https://localhost/mapping-results?token=tok-abc"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "secret", "stored"),
+    [("Bearer", "tok_live_123456", "bearer"), ("Basic", "ingest:p@ss:word", "basic")],
+)
+async def test_create_bearer_and_basic_sinks(
+    max_client: Client, db_pool: asyncpg.Pool, scheme: str, secret: str, stored: str
+) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(
+        max_client,
+        agent["id"],
+        config={"url": "https://localhost/in", "authScheme": scheme},
+        secret={"value": secret},
+    )
+    assert sink["config"]["authScheme"] == scheme
+    row = await db_pool.fetchrow(
+        "SELECT signature_scheme, secret_enc FROM endpoints WHERE id = $1", sink["id"]
+    )
+    assert row["signature_scheme"] == stored
+    assert crypto.decrypt(row["secret_enc"]) == secret
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"role": "SOURCE"},
+        {"type": "SFTP"},
+        {"format": "CSV"},
+        {"config": {"url": "https://localhost/x", "authScheme": "Digest"}},
+        {"config": {"url": "https://localhost/x"}},
+        {"config": {"url": "ftp://localhost/x", "authScheme": "Bearer"}},
+        {"config": {"url": "not a url", "authScheme": "Bearer"}},
+        {"secret": {"value": ""}},
+        {"secret": {}},
+        {
+            "config": {"url": "https://localhost/x", "authScheme": "Basic"},
+            "secret": {"value": "nocolon"},
+        },
+        {
+            "config": {"url": "https://localhost/x", "authScheme": "Basic"},
+            "secret": {"value": ":pw"},
+        },
+        {
+            "config": {"url": "https://localhost/x", "authScheme": "Bearer"},
+            "secret": {"value": "a\r\nX: y"},
+        },
+        {
+            "config": {"url": "https://localhost/x", "authScheme": "Bearer"},
+            "secret": {"value": "tøken"},
+        },
+    ],
+)
+async def test_create_data_source_bad_body_is_400(
+    max_client: Client, db_pool: asyncpg.Pool, overrides: dict[str, Any]
+) -> None:
+    agent = await create_agent(max_client)
+    body = sink_body(**overrides)
+    response = await max_client.post(f"{AGENTS}/{agent['id']}/data-sources", json=body)
+    assert_error(response, 400, "BAD_REQUEST")
+    count = await db_pool.fetchval(
+        "SELECT count(*) FROM endpoints WHERE agent_id = $1", agent["id"]
+    )
+    assert count == 0
+
+
+async def test_list_get_delete_data_sources(max_client: Client) -> None:
+    agent = await create_agent(max_client)
+    other_agent = await create_agent(max_client, "other")
+    sinks = [await create_sink(max_client, agent["id"], name=f"s{i}") for i in range(2)]
+    await create_sink(max_client, other_agent["id"])
+    base = f"{AGENTS}/{agent['id']}/data-sources"
+
+    listed = await max_client.get(base)
+    assert listed.status_code == 200
+    assert SECRET not in listed.text and "tok-abc" not in listed.text
+    assert listed.json() == {"dataSources": sinks}
+
+    got = await max_client.get(f"{base}/{sinks[0]['id']}")
+    assert got.status_code == 200 and got.json() == sinks[0]
+    # A sink of another agent of the same org is not this agent's.
+    other_sink = (await max_client.get(f"{AGENTS}/{other_agent['id']}/data-sources")).json()
+    other_id = other_sink["dataSources"][0]["id"]
+    assert_error(await max_client.get(f"{base}/{other_id}"), 404, "NOT_FOUND")
+    assert_error(await max_client.delete(f"{base}/{other_id}"), 404, "NOT_FOUND")
+
+    deleted = await max_client.delete(f"{base}/{sinks[0]['id']}")
+    assert deleted.status_code == 204
+    assert_error(await max_client.get(f"{base}/{sinks[0]['id']}"), 404, "NOT_FOUND")
+    assert [s["id"] for s in (await max_client.get(base)).json()["dataSources"]] == [sinks[1]["id"]]
+
+
+async def test_enterprise_may_add_sinks(make_client: MakeClient) -> None:
+    enterprise = await make_client(Plan.ENTERPRISE)
+    agent = await create_agent(enterprise)
+    await create_sink(enterprise, agent["id"])
+
+
+def sink_routes(agent_id: str, ds_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    base = f"{AGENTS}/{agent_id}/data-sources"
+    return [
+        ("post", base, {"json": sink_body()}),
+        ("get", base, {}),
+        ("get", f"{base}/{ds_id}", {}),
+        ("put", f"{base}/{ds_id}", {"json": sink_body()}),
+        ("delete", f"{base}/{ds_id}", {}),
+        ("post", f"{base}/{ds_id}/test", {}),
+        ("get", f"{base}/{ds_id}/syncs", {}),
+    ]
+
+
+@pytest.mark.parametrize("plan", [Plan.FREE, Plan.PRO])
+async def test_sinks_need_pro_max(
+    make_client: MakeClient, max_client: Client, db_pool: asyncpg.Pool, plan: Plan
+) -> None:
+    client = await make_client(plan)
+    agent = await create_agent(client)
+    for method, url, kw in sink_routes(agent["id"], "ds_whatever"):
+        error = assert_error(await getattr(client, method)(url, **kw), 403, "FORBIDDEN")
+        assert "PRO_MAX" in error["message"]
+    assert (
+        await db_pool.fetchval(
+            "SELECT count(*) FROM endpoints WHERE organization_id = $1", client.org_id
+        )
+        == 0
+    )
+
+
+async def test_another_orgs_agent_and_sink_are_404(
+    max_client: Client, make_client: MakeClient
+) -> None:
+    other = await make_client(Plan.PRO_MAX)
+    their_agent = await create_agent(other)
+    their_sink = await create_sink(other, their_agent["id"])
+    my_agent = await create_agent(max_client)
+    # Their agent under my token, and their sink under my agent.
+    for agent_id in (their_agent["id"], my_agent["id"]):
+        for method, url, kw in sink_routes(agent_id, their_sink["id"]):
+            if agent_id == my_agent["id"] and url.endswith("/data-sources"):
+                continue  # my agent's collection routes are mine
+            response = await getattr(max_client, method)(url, **kw)
+            assert_error(response, 404, "NOT_FOUND")
+    still = await other.get(f"{AGENTS}/{their_agent['id']}/data-sources/{their_sink['id']}")
+    assert still.status_code == 200
+
+
+async def test_test_route_queues_a_synthetic_sink_payload(
+    max_client: Client, db_pool: asyncpg.Pool
+) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    response = await max_client.post(f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}/test")
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["deliveryId"]
+    assert delivery_id.startswith("del_")
+    event = await db_pool.fetchrow(
+        "SELECT type, data, target_endpoint_id, target_delivery_id FROM events"
+        " WHERE target_delivery_id = $1",
+        delivery_id,
+    )
+    assert event["type"] == "webhook.test"
+    assert event["target_endpoint_id"] == sink["id"]
+    payload = event["data"]["sinkPayload"]
+    assert set(payload) == {"jobId", "agentId", "workspaceId", "completedAt", "stats", "results"}
+    assert payload["agentId"] == agent["id"] and payload["workspaceId"] == agent["workspaceId"]
+    assert payload["jobId"].startswith("job_")
+    assert payload["stats"] == {"total": 2, "matched": 1, "unmatched": 1}
+    assert len(payload["results"]) == 2
+    assert event["data"]["dataSourceId"] == sink["id"]
+
+
+async def test_syncs_list_every_attempt(max_client: Client, db_pool: asyncpg.Pool) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    _, delivery_id = await insert_delivery(
+        db_pool,
+        max_client.org_id,
+        sink["id"],
+        status="DEAD",
+        attempt_count=3,
+        data={"mappingJobId": "job_42"},
+        attempts=[(500, "HTTP 500", False), (None, "timeout", False), (503, "HTTP 503", False)],
+    )
+    url = f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}/syncs"
+    response = await max_client.get(url)
+    assert response.status_code == 200, response.text
+    syncs = response.json()["syncs"]
+    assert len(syncs) == 3
+    assert {s["attemptNumber"] for s in syncs} == {1, 2, 3}
+    for sync in syncs:
+        assert sync["deliveryId"] == delivery_id
+        assert sync["jobId"] == "job_42"
+        assert sync["eventType"] == "mapping.completed"
+        assert sync["status"] == "FAILED" and sync["succeeded"] is False
+        assert sync["deliveryStatus"] == "DEAD"
+        assert sync["durationMs"] == 12
+    assert {s["httpStatus"] for s in syncs} == {500, None, 503}
+    limited = await max_client.get(url, params={"limit": 2})
+    assert len(limited.json()["syncs"]) == 2
+    assert_error(await max_client.get(url, params={"limit": 0}), 400, "BAD_REQUEST")
+
+
+async def test_job_results_route(max_client: Client, db_pool: asyncpg.Pool) -> None:
+    agent = await create_agent(max_client)
+    other_agent = await create_agent(max_client, "other")
+    job_id = new_id(IdPrefix.MAPPING_JOB)
+    results = [{"partnerRowId": "row_1", "referenceHotelId": None}]
+    await db_pool.execute(
+        "INSERT INTO mapping_jobs (id, organization_id, agent_id, status, results)"
+        " VALUES ($1, $2, $3, 'COMPLETED', $4)",
+        job_id,
+        max_client.org_id,
+        agent["id"],
+        results,
+    )
+    response = await max_client.get(f"{AGENTS}/{agent['id']}/jobs/{job_id}/results")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"jobId": job_id, "agentId": agent["id"], "results": results}
+    wrong = await max_client.get(f"{AGENTS}/{other_agent['id']}/jobs/{job_id}/results")
+    assert_error(wrong, 404, "NOT_FOUND")
+
+
+async def test_put_data_source_replaces_it_and_reactivates_after_a_downgrade(
+    max_client: Client, db_pool: asyncpg.Pool, settings: Any
+) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    url = f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}"
+    admin = {"Authorization": f"Bearer {settings.admin_token}"}
+    plan_url = f"/api/v1/admin/organizations/{max_client.org_id}/plan"
+
+    down = await max_client.http.put(plan_url, headers=admin, json={"plan": "PRO"})
+    assert down.status_code == 200, down.text
+    assert sink["id"] in down.json()["deactivatedEndpoints"]
+    assert_error(await max_client.get(url), 403, "FORBIDDEN")
+    up = await max_client.http.put(plan_url, headers=admin, json={"plan": "PRO_MAX"})
+    assert up.status_code == 200
+    off = (await max_client.get(url)).json()
+    assert off["status"] == "INACTIVE" and off["deactivatedReason"] == "PLAN_DOWNGRADE"
+
+    body = sink_body(
+        name="renamed",
+        config={"url": "https://localhost/v2", "authScheme": "Basic"},
+        secret={"value": "ingest:n3w-password"},
+    )
+    replaced = await max_client.put(url, json=body)
+    assert replaced.status_code == 200, replaced.text
+    assert "n3w-password" not in replaced.text
+    out = replaced.json()
+    assert out["status"] == "ACTIVE" and out["deactivatedReason"] is None
+    assert out["name"] == "renamed" and out["config"] == {
+        "url": "https://localhost/v2",
+        "authScheme": "Basic",
+    }
+    assert out["secret"] == {"valueMasked": "••••word"}
+    assert (await max_client.get(url)).json() == out
+    row = await db_pool.fetchrow(
+        "SELECT signature_scheme, secret_enc, agent_id FROM endpoints WHERE id = $1", sink["id"]
+    )
+    assert row["signature_scheme"] == "basic" and row["agent_id"] == agent["id"]
+    assert crypto.decrypt(row["secret_enc"]) == "ingest:n3w-password"
+
+    bad = sink_body(config={"url": "https://localhost/v2", "authScheme": "Basic"})
+    assert_error(
+        await max_client.put(url, json={**bad, "secret": {"value": "x"}}), 400, "BAD_REQUEST"
+    )
+    assert_error(
+        await max_client.put(f"{AGENTS}/{agent['id']}/data-sources/ds_nope", json=body),
+        404,
+        "NOT_FOUND",
+    )
