@@ -119,6 +119,8 @@ def customer_headers(
 class Repository(Protocol):
     async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None: ...
 
+    async def await_writers(self, delivery_id: str) -> None: ...
+
     async def record(self, attempt: AttemptRecord) -> str | None: ...
 
 
@@ -190,8 +192,22 @@ class DeliverySender:
         if row is None:
             log.info("delivery no longer exists (endpoint deleted), skipping", extra=ids)
             return Verdict.ACK
+        header_schedule = _int_header(headers, SCHEDULE_START_HEADER)
+        if (
+            row.status != DeliveryStatus.PENDING
+            and header_schedule is not None
+            and header_schedule > row.schedule_start
+        ):
+            # A manual retry publishes its task before its transaction reopens the delivery
+            # commits (so a task that never left never leaves a delivery PENDING): wait for
+            # that transaction, then judge the row it left behind.
+            await self._repo.await_writers(task.delivery_id)
+            row = await self._repo.load(task.delivery_id, header_attempt or 1)
+            if row is None:
+                log.info("delivery no longer exists (endpoint deleted), skipping", extra=ids)
+                return Verdict.ACK
         attempt = header_attempt or row.attempt_count + 1
-        schedule_start = _int_header(headers, SCHEDULE_START_HEADER) or row.schedule_start
+        schedule_start = header_schedule or row.schedule_start
         ids = {**ids, "attempt": attempt}  # type: ignore[dict-item]
         telemetry.annotate(attempt=attempt)
         if row.status != DeliveryStatus.PENDING:

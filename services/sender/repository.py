@@ -65,6 +65,10 @@ WHERE id = $2 AND status = 'PENDING'
 RETURNING status
 """
 
+# A share lock waits for a writer's commit or rollback (the api's manual retry holds the
+# row FOR UPDATE while its task is being published).
+_AWAIT_WRITERS = "SELECT 1 FROM deliveries WHERE id = $1 FOR SHARE"
+
 _MARK_DEAD = """
 UPDATE deliveries SET status = 'DEAD', next_attempt_at = NULL, updated_at = now()
 WHERE id = $1 AND status = 'PENDING'
@@ -120,6 +124,11 @@ class SenderRepository:
     async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
         row = await self._pool.fetchrow(_LOAD, delivery_id, attempt_number)
         return None if row is None else DeliveryRow(**dict(row))
+
+    async def await_writers(self, delivery_id: str) -> None:
+        """Return once no open transaction holds the delivery row for update."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_AWAIT_WRITERS, delivery_id)
 
     async def record(self, attempt: AttemptRecord) -> str | None:
         """Store the attempt; the delivery's status after it, None if it was not PENDING.

@@ -179,8 +179,17 @@ class FakeSenderRepo:
     recorded: list[AttemptRecord] = field(default_factory=list)
     record_failures: int = 0
 
+    # what the row becomes once the transaction writing it commits (a manual retry's reopen)
+    committed_row: DeliveryRow | None = None
+    awaited_writers: int = 0
+
     async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
         return self.row
+
+    async def await_writers(self, delivery_id: str) -> None:
+        self.awaited_writers += 1
+        if self.committed_row is not None:
+            self.row = self.committed_row
 
     async def record(self, attempt: AttemptRecord) -> str | None:
         if self.record_failures:
@@ -341,6 +350,27 @@ async def test_sender_skips_gone_finished_and_stale_tasks(row: DeliveryRow | Non
     repo, http, retries = FakeSenderRepo(row), FakeHttp(OK), FakeRetries()
     assert await sender(repo, http, retries).handle(TASK.to_bytes(), headers(2)) is Verdict.ACK
     assert http.calls == [] and repo.recorded == [] and retries.published == []
+
+
+async def test_sender_waits_for_a_manual_retry_reopen_that_has_not_committed_yet() -> None:
+    # The api publishes the retry (attempt 5, new schedule from 5) before its transaction
+    # commits: the first read still sees DEAD. The attempt must be sent, not skipped.
+    dead = delivery_row(status="DEAD", attempt_count=4, schedule_start=1)
+    repo = FakeSenderRepo(dead, committed_row=replace(dead, status="PENDING", schedule_start=5))
+    http = FakeHttp(OK)
+    reopened = headers(5, 5)
+    assert await sender(repo, http, FakeRetries()).handle(TASK.to_bytes(), reopened) is Verdict.ACK
+    assert repo.awaited_writers == 1 and len(http.calls) == 1
+    assert [(a.attempt_number, a.new_status) for a in repo.recorded] == [(5, "SUCCEEDED")]
+
+
+async def test_sender_skips_a_manual_retry_that_rolled_back() -> None:
+    dead = delivery_row(status="DEAD", attempt_count=4, schedule_start=1)
+    repo = FakeSenderRepo(dead)  # the reopen never commits: the row stays DEAD
+    http = FakeHttp(OK)
+    reopened = headers(5, 5)
+    assert await sender(repo, http, FakeRetries()).handle(TASK.to_bytes(), reopened) is Verdict.ACK
+    assert repo.awaited_writers == 1 and http.calls == [] and repo.recorded == []
 
 
 async def test_sender_rejects_a_malformed_task() -> None:
