@@ -3,6 +3,7 @@ complete, fail, their 404s and 409s, the job webhook's endpoint row, and the out
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -256,3 +257,34 @@ async def test_malformed_fail_bodies_are_400(client: Client, body: dict) -> None
 async def test_unauthenticated_is_401(client: Client) -> None:
     response = await client.http.post(JOBS, json={})
     assert_error(response, 401, "UNAUTHORIZED")
+
+
+async def test_concurrent_moves_of_one_job_let_exactly_one_win(
+    client: Client, db_pool: asyncpg.Pool
+) -> None:
+    job = await create_job(client)
+    stats = {"total": 1, "matched": 1, "unmatched": 0}
+    fail = {"error": {"code": "boom", "message": "m"}}
+    calls = []
+    for n in range(6):
+        if n % 2:
+            calls.append(client.post(f"{JOBS}/{job['jobId']}/fail", json=fail))
+        else:
+            calls.append(client.post(f"{JOBS}/{job['jobId']}/complete", json={"stats": stats}))
+    responses = await asyncio.gather(*calls)
+    assert sorted(r.status_code for r in responses) == [200, 409, 409, 409, 409, 409]
+    events = await events_of(db_pool, client.org_id)
+    assert len(events) == 1  # one move, one event
+    final = (await client.get(f"{JOBS}/{job['jobId']}")).json()["status"]
+    assert (
+        events[0]["type"] == {"COMPLETED": "mapping.completed", "FAILED": "mapping.failed"}[final]
+    )
+
+
+async def test_mapping_failed_names_the_agent(client: Client, db_pool: asyncpg.Pool) -> None:
+    agent = await make_agent(db_pool, client.org_id)
+    job = await create_job(client, agentId=agent)
+    fail = {"error": {"code": "x", "message": "y"}}
+    assert (await client.post(f"{JOBS}/{job['jobId']}/fail", json=fail)).status_code == 200
+    [event] = await events_of(db_pool, client.org_id)
+    assert event["data"]["agentId"] == agent

@@ -153,11 +153,15 @@ async def fail_job(
     async with pool.acquire() as conn, conn.transaction():
         await _lock_in_state(conn, org_id, job_id, RUNNING, "fail")
         failed = await repository.fail(conn, job_id, error)
-        data = MappingFailedData(mapping_job_id=job_id, error=error, failed_at=failed["failed_at"])
-        wire = _wire(data)
-        if failed["agent_id"] is not None:
-            wire["agentId"] = failed["agent_id"]  # as on mapping.completed
-        event = await events.record_in_transaction(conn, org_id, EventType.MAPPING_FAILED, wire)
+        data = MappingFailedData(
+            mapping_job_id=job_id,
+            error=error,
+            agent_id=failed["agent_id"],
+            failed_at=failed["failed_at"],
+        )
+        event = await events.record_in_transaction(
+            conn, org_id, EventType.MAPPING_FAILED, _wire(data)
+        )
         job = await repository.get(conn, org_id, job_id)
     await events.publish_recorded(pool, broker, topology, [event])
     return job
