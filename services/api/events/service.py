@@ -118,7 +118,13 @@ async def record_in_transaction(
     """
     check_storable(data)
     record = await repository.insert_event(
-        conn, new_id(IdPrefix.EVENT), org_id, event_type.value, data
+        conn,
+        new_id(IdPrefix.EVENT),
+        org_id,
+        event_type.value,
+        data,
+        # As in record_and_publish: a relayed publish continues the request's trace.
+        trace_context=telemetry.trace_headers() or None,
     )
     assert record is not None  # no idempotency key: nothing can conflict
     return record
@@ -130,6 +136,7 @@ async def publish_recorded(
     """Publish events record_in_transaction wrote, once their transaction has committed."""
     for record in records:
         EVENTS_ACCEPTED.labels(type=record["type"]).inc()
+        telemetry.annotate(organization_id=record["organization_id"])
         await publish_now(pool, broker, topology, record)
 
 
