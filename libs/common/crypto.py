@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from functools import lru_cache
 
@@ -28,14 +30,25 @@ def _cipher(key_b64: str) -> AESGCM:
     return AESGCM(key)
 
 
-def _current_cipher() -> AESGCM:
+def _current_key() -> str:
     settings = get_settings()
     key = settings.encryption_key
     if not key:
         if not settings.is_dev:
             raise EncryptionKeyMissing("HOOKPOST_ENCRYPTION_KEY is required when HOOKPOST_ENV=prod")
         key = _DEV_KEY
-    return _cipher(key)
+    return key
+
+
+def _current_cipher() -> AESGCM:
+    return _cipher(_current_key())
+
+
+def derived_key(purpose: str) -> bytes:
+    """A 32-byte key for one purpose (e.g. signing download links), derived from the
+    encryption key so no second secret has to be configured, and useless for decrypting."""
+    master = base64.b64decode(_current_key())
+    return hmac.new(master, b"hookpost/" + purpose.encode("utf-8"), hashlib.sha256).digest()
 
 
 def encrypt(plaintext: str) -> bytes:

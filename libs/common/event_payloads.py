@@ -53,6 +53,7 @@ class MappingFailedData(EventData):
     mapping_job_id: str
     status: Literal["FAILED"] = "FAILED"
     error: MappingError
+    agent_id: str | None = Field(default=None, description="The agent that ran the job.")
     failed_at: datetime | None = None
 
 

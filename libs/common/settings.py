@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     outbox_relay_interval_s: float = Field(default=2.0, gt=0)
     outbox_relay_grace_s: float = Field(default=5.0, ge=0)
 
+    # Export files: download links in export.ready point here and stay valid this long.
+    public_base_url: str = "http://127.0.0.1:8000"
+    export_link_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+
     payload_cap_bytes: int = 64 * 1024
     # Agent results sinks carry a job's full results, up to this; above it, a resultsRef.
     sink_payload_cap_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

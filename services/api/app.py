@@ -23,7 +23,11 @@ from services.api.errors import install_error_handlers
 from services.api.event_types.router import router as event_types_router
 from services.api.events.outbox import OutboxRelay
 from services.api.events.router import router as events_router
+from services.api.export_webhooks.router import router as export_webhooks_router
+from services.api.exports.router import router as exports_router
+from services.api.mapping_jobs.router import router as mapping_jobs_router
 from services.api.metrics import HTTP_RESPONSES
+from services.api.organizations.router import router as organization_router
 from services.api.state import ApiState
 from services.api.webhook_subscriptions.router import router as subscriptions_router
 
@@ -43,6 +47,10 @@ def _api_router() -> APIRouter:
     for domain in (
         subscriptions_router,
         destinations_router,
+        export_webhooks_router,
+        mapping_jobs_router,
+        exports_router,
+        organization_router,
         events_router,
         event_types_router,
         deliveries_router,

@@ -16,6 +16,7 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
     received_at: float  # time.time()
+    query: str = ""  # the raw query string, exactly as it arrived
 
     def json(self) -> dict:
         import orjson
@@ -70,6 +71,7 @@ class Receiver:
             headers=dict(request.headers),
             body=await request.read(),
             received_at=time.time(),
+            query=request.query_string,
         )
         nth = len(self.on(request.path))
         self.requests.append(received)

@@ -52,20 +52,36 @@ async def count_active(
     return count
 
 
+async def has_active_for_event(conn: Executor, org_id: str, event_type: str) -> bool:
+    """Whether any ACTIVE endpoint of the org subscribes to this event type (any kind)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM endpoints WHERE organization_id = $1"
+        " AND status = 'ACTIVE' AND $2 = ANY (events))",
+        org_id,
+        event_type,
+    )
+    return found
+
+
 async def insert(
     conn: Executor,
     endpoint_id: str,
     org_id: str,
     kind: str,
     row: EndpointRow,
-    secret_enc: bytes,
-    secret_masked: str,
+    secret_enc: bytes | None,
+    secret_masked: str | None,
+    *,
+    mapping_job_id: str | None = None,
 ) -> asyncpg.Record:
+    """A NULL secret is only for kinds the sender signs with another secret (job webhooks:
+    the org's webhook secret)."""
     return await conn.fetchrow(
         "INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events,"
         " status, deactivated_reason, signature_scheme, secret_enc, secret_masked, api_key_name,"
-        " api_key_value_enc, additional_headers, config, agent_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        " api_key_value_enc, additional_headers, config, mapping_job_id, agent_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+        " $17, $18)"
         f" RETURNING {_COLUMNS}",
         endpoint_id,
         org_id,
@@ -83,6 +99,7 @@ async def insert(
         row.api_key_value_enc,
         row.additional_headers,
         row.config,
+        mapping_job_id,
         row.agent_id,
     )
 

@@ -217,23 +217,63 @@ async def create_endpoint(
     id_prefix: IdPrefix,
     spec: EndpointSpec,
 ) -> EndpointWithSecret:
-    _check_kind(kind, plan)
-    row = await _validated_row(spec, plan, settings, deactivated_reason=None)
+    row = await prepare_row(settings, plan, kind, spec)
+    # A door may take the user's own secret (agent sinks); every other endpoint gets ours.
     secret = spec.secret if spec.secret is not None else generate_signing_secret()
-    endpoint_id = new_id(id_prefix)
     async with pool.acquire() as conn, conn.transaction():
-        if spec.status == EndpointStatus.ACTIVE:
-            await _check_quota(conn, org_id, kind, settings)
-        record = await repository.insert(
-            conn, endpoint_id, org_id, kind.value, row, crypto.encrypt(secret), mask_secret(secret)
-        )
-        await audit.record(
-            conn,
-            org_id,
-            f"{_NOUNS[kind]}.created",
-            {"endpointId": endpoint_id, "name": spec.name, "url": row.url_masked},
-        )
-    return EndpointWithSecret(endpoint=_from_record(record), signing_secret=secret)
+        return await insert_prepared(conn, settings, org_id, kind, id_prefix, row, secret)
+
+
+async def prepare_row(
+    settings: Settings, plan: Plan, kind: EndpointKind, spec: EndpointSpec
+) -> repository.EndpointRow:
+    """Validate a spec (plan, headers, URL safety with DNS) before any transaction starts."""
+    _check_kind(kind, plan)
+    return await _validated_row(spec, plan, settings, deactivated_reason=None)
+
+
+async def insert_prepared(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    org_id: str,
+    kind: EndpointKind,
+    id_prefix: IdPrefix,
+    row: repository.EndpointRow,
+    secret: str | None,
+    *,
+    mapping_job_id: str | None = None,
+) -> EndpointWithSecret:
+    """Inside the caller's transaction: quota, the row, its audit entry.
+
+    A `secret` of None stores none: the sender signs such an endpoint with the org's
+    webhook secret (job webhooks), and `signing_secret` comes back empty.
+    """
+    endpoint_id = new_id(id_prefix)
+    if row.status == EndpointStatus.ACTIVE.value:
+        await _check_quota(conn, org_id, kind, settings)
+    record = await repository.insert(
+        conn,
+        endpoint_id,
+        org_id,
+        kind.value,
+        row,
+        crypto.encrypt_optional(secret),
+        None if secret is None else mask_secret(secret),
+        mapping_job_id=mapping_job_id,
+    )
+    await audit.record(
+        conn,
+        org_id,
+        f"{_NOUNS[kind]}.created",
+        {"endpointId": endpoint_id, "name": row.name, "url": row.url_masked},
+    )
+    return EndpointWithSecret(endpoint=_from_record(record), signing_secret=secret or "")
+
+
+async def has_active_for_event(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: str, event_type: EventType
+) -> bool:
+    return await repository.has_active_for_event(conn, org_id, event_type.value)
 
 
 async def get_endpoint(

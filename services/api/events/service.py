@@ -104,6 +104,42 @@ async def record_and_publish(
     return str(record["id"])
 
 
+def check_storable(data: dict[str, Any]) -> None:
+    """Raise a 400 for data jsonb cannot hold (what every stored payload must pass)."""
+    _serialized(data)
+
+
+async def record_in_transaction(
+    conn: asyncpg.Connection, org_id: str, event_type: EventType, data: dict[str, Any]
+) -> asyncpg.Record:
+    """Write an outbox event inside the caller's transaction (with the state change it
+    reports): it exists exactly when that change committed. Publish it after the commit with
+    publish_recorded; if that publish fails, the outbox relay publishes it later.
+    """
+    check_storable(data)
+    record = await repository.insert_event(
+        conn,
+        new_id(IdPrefix.EVENT),
+        org_id,
+        event_type.value,
+        data,
+        # As in record_and_publish: a relayed publish continues the request's trace.
+        trace_context=telemetry.trace_headers() or None,
+    )
+    assert record is not None  # no idempotency key: nothing can conflict
+    return record
+
+
+async def publish_recorded(
+    pool: asyncpg.Pool, broker: BrokerLink, topology: Topology, records: list[asyncpg.Record]
+) -> None:
+    """Publish events record_in_transaction wrote, once their transaction has committed."""
+    for record in records:
+        EVENTS_ACCEPTED.labels(type=record["type"]).inc()
+        telemetry.annotate(organization_id=record["organization_id"])
+        await publish_now(pool, broker, topology, record)
+
+
 async def get_event(pool: asyncpg.Pool, org_id: str, event_id: str) -> asyncpg.Record:
     record = await repository.get_event(pool, org_id, event_id)
     if record is None:

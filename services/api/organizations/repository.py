@@ -7,9 +7,22 @@ import asyncpg
 Executor = asyncpg.Connection | asyncpg.Pool
 
 
-async def insert_organization(conn: Executor, org_id: str, name: str, plan: str) -> None:
+async def insert_organization(
+    conn: Executor,
+    org_id: str,
+    name: str,
+    plan: str,
+    webhook_secret_enc: bytes | None = None,
+    webhook_secret_masked: str | None = None,
+) -> None:
     await conn.execute(
-        "INSERT INTO organizations (id, name, plan) VALUES ($1, $2, $3)", org_id, name, plan
+        "INSERT INTO organizations (id, name, plan, webhook_secret_enc, webhook_secret_masked)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        org_id,
+        name,
+        plan,
+        webhook_secret_enc,
+        webhook_secret_masked,
     )
 
 
@@ -37,4 +50,36 @@ async def lock_organization(conn: asyncpg.Connection, org_id: str) -> asyncpg.Re
 async def update_plan(conn: asyncpg.Connection, org_id: str, plan: str) -> None:
     await conn.execute(
         "UPDATE organizations SET plan = $2, updated_at = now() WHERE id = $1", org_id, plan
+    )
+
+
+async def webhook_secret_masked(conn: Executor, org_id: str) -> str | None:
+    masked: str | None = await conn.fetchval(
+        "SELECT webhook_secret_masked FROM organizations WHERE id = $1", org_id
+    )
+    return masked
+
+
+async def set_webhook_secret_if_missing(
+    conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str
+) -> None:
+    """Give an org that predates webhook secrets one; a concurrent caller's secret wins."""
+    await conn.execute(
+        "UPDATE organizations SET webhook_secret_enc = $2, webhook_secret_masked = $3,"
+        " updated_at = now() WHERE id = $1 AND webhook_secret_enc IS NULL",
+        org_id,
+        secret_enc,
+        secret_masked,
+    )
+
+
+async def replace_webhook_secret(
+    conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str
+) -> None:
+    await conn.execute(
+        "UPDATE organizations SET webhook_secret_enc = $2, webhook_secret_masked = $3,"
+        " updated_at = now() WHERE id = $1",
+        org_id,
+        secret_enc,
+        secret_masked,
     )

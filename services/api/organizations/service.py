@@ -1,4 +1,5 @@
-"""Organizations and their API tokens (only a SHA-256 of a token is ever stored)."""
+"""Organizations, their API tokens (only a SHA-256 of a token is ever stored) and the org
+webhook secret that signs per-job webhooks (seed 004)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import hashlib
 import asyncpg
 from pydantic import BaseModel
 
+from libs.common import crypto
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
-from libs.common.secrets import generate_api_token
+from libs.common.secrets import generate_api_token, generate_signing_secret, mask_secret
+from services.api.audit import service as audit
 from services.api.organizations import repository
+
+WEBHOOK_SECRET_ROTATED = "organization.webhook_secret_rotated"
 
 
 class CreatedOrganization(BaseModel):
@@ -27,14 +32,45 @@ async def create_organization(
 ) -> CreatedOrganization:
     org_id = new_id(IdPrefix.ORGANIZATION)
     token = generate_api_token()
+    # The webhook secret exists before the org's first job webhook can be sent.
+    secret = generate_signing_secret()
     async with _acquire(conn) as c, c.transaction():
-        await repository.insert_organization(c, org_id, name, plan.value)
+        await repository.insert_organization(
+            c, org_id, name, plan.value, crypto.encrypt(secret), mask_secret(secret)
+        )
         await repository.insert_token(c, hash_token(token), org_id)
     return CreatedOrganization(organizationId=org_id, apiToken=token)
 
 
 async def organization_for_token(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
     return await repository.organization_for_token_hash(pool, hash_token(token))
+
+
+async def ensure_webhook_secret(conn: asyncpg.Connection | asyncpg.Pool, org_id: str) -> str:
+    """The org's masked webhook secret, generating one for orgs created before they existed."""
+    masked = await repository.webhook_secret_masked(conn, org_id)
+    if masked is not None:
+        return masked
+    secret = generate_signing_secret()
+    await repository.set_webhook_secret_if_missing(
+        conn, org_id, crypto.encrypt(secret), mask_secret(secret)
+    )
+    masked = await repository.webhook_secret_masked(conn, org_id)
+    assert masked is not None  # set just now, or by a concurrent caller
+    return masked
+
+
+async def rotate_webhook_secret(pool: asyncpg.Pool, org_id: str) -> str:
+    """A new org webhook secret, returned once; the old one stops signing at once (v1)."""
+    secret = generate_signing_secret()
+    async with pool.acquire() as conn, conn.transaction():
+        await repository.replace_webhook_secret(
+            conn, org_id, crypto.encrypt(secret), mask_secret(secret)
+        )
+        await audit.record(
+            conn, org_id, WEBHOOK_SECRET_ROTATED, {"webhookSecretMasked": mask_secret(secret)}
+        )
+    return secret
 
 
 class _acquire:  # lowercase: used like a function

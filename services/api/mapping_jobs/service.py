@@ -1,0 +1,189 @@
+"""Mapping jobs (seed 004): the producer calls that move a job and announce it.
+
+A job is RUNNING until /complete or /fail moves it, once. The move and its outbox events
+(mapping.completed or mapping.failed, plus export.ready when an export was produced) commit
+in one transaction, and are published after it: every event exists exactly when its job
+moved. The job's own webhook is an endpoint row of kind JOB_WEBHOOK tied to the job; the
+dispatcher sends it only this job's events and the sender signs it with the org webhook
+secret. Subscriptions, destinations, export webhooks and agent sinks hear the same events
+through the same pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from libs.common.broker.topology import Topology
+from libs.common.endpoint_kinds import EndpointKind
+from libs.common.event_payloads import MappingCompletedData, MappingFailedData
+from libs.common.event_types import EventType
+from libs.common.ids import IdPrefix, new_id
+from libs.common.plans import Plan
+from libs.common.settings import Settings
+from services.api.broker import BrokerLink
+from services.api.endpoints import service as endpoints
+from services.api.endpoints.service import EndpointSpec
+from services.api.errors import ConflictError, NotFoundError
+from services.api.events import service as events
+from services.api.exports import service as exports
+from services.api.exports.service import ExportFile
+from services.api.mapping_jobs import repository
+from services.api.mapping_jobs.schemas import CompleteIn, FailIn, MappingJobIn
+from services.api.organizations import service as organizations
+
+JOB_WEBHOOK_EVENTS = [EventType.MAPPING_COMPLETED, EventType.MAPPING_FAILED]
+RUNNING, COMPLETED = "RUNNING", "COMPLETED"
+
+
+@dataclass(frozen=True)
+class Completion:
+    job: asyncpg.Record
+    export_file_id: str | None
+
+
+def _not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(f"mapping job {job_id!r} not found")
+
+
+async def create_job(
+    pool: asyncpg.Pool, settings: Settings, org_id: str, plan: Plan, body: MappingJobIn
+) -> asyncpg.Record:
+    row = None
+    if body.webhook is not None:
+        # URL safety (DNS included) before any transaction, exactly as every door checks it.
+        spec = EndpointSpec(url=body.webhook.url, events=JOB_WEBHOOK_EVENTS, name="job webhook")
+        row = await endpoints.prepare_row(settings, plan, EndpointKind.JOB_WEBHOOK, spec)
+    job_id = new_id(IdPrefix.MAPPING_JOB)
+    async with pool.acquire() as conn, conn.transaction():
+        if body.agent_id is not None and not await repository.agent_in_org(
+            conn, org_id, body.agent_id
+        ):
+            raise NotFoundError(f"agent {body.agent_id!r} not found")
+        await repository.insert(conn, job_id, org_id, body.agent_id)
+        if row is not None:
+            # The org secret signs this webhook: it must exist before the first send.
+            await organizations.ensure_webhook_secret(conn, org_id)
+            await endpoints.insert_prepared(
+                conn,
+                settings,
+                org_id,
+                EndpointKind.JOB_WEBHOOK,
+                IdPrefix.JOB_WEBHOOK,
+                row,
+                own_secret=False,
+                mapping_job_id=job_id,
+            )
+        job = await repository.get(conn, org_id, job_id)
+    assert job is not None
+    return job
+
+
+async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
+    job = await repository.get(pool, org_id, job_id)
+    if job is None:
+        raise _not_found(job_id)
+    return job
+
+
+async def _lock_in_state(
+    conn: asyncpg.Connection, org_id: str, job_id: str, wanted: str, action: str
+) -> asyncpg.Record:
+    locked = await repository.lock(conn, org_id, job_id)
+    if locked is None:
+        raise _not_found(job_id)
+    if locked["status"] != wanted:
+        raise ConflictError(
+            f"mapping job {job_id!r} is {locked['status']}: only a {wanted} job can {action}",
+            status=locked["status"],
+        )
+    return locked
+
+
+async def complete_job(
+    pool: asyncpg.Pool,
+    broker: BrokerLink,
+    topology: Topology,
+    settings: Settings,
+    org_id: str,
+    job_id: str,
+    body: CompleteIn,
+) -> Completion:
+    stats = None if body.stats is None else body.stats.model_dump()
+    results: list[dict[str, Any]] = body.results
+    events.check_storable({"stats": stats, "results": results})
+    outbox: list[asyncpg.Record] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock_in_state(conn, org_id, job_id, RUNNING, "complete")
+        export = None
+        if await endpoints.has_active_for_event(conn, org_id, EventType.EXPORT_READY):
+            export = await exports.produce_in_transaction(conn, settings, org_id, job_id, results)
+        done = await repository.complete(conn, job_id, stats, results)
+        data = MappingCompletedData(
+            mapping_job_id=job_id,
+            row_count=stats["total"] if stats is not None else len(results),
+            agent_id=done["agent_id"],
+            stats=stats,
+            export_file_id=None if export is None else export.file.id,
+            completed_at=done["completed_at"],
+        )
+        outbox.append(
+            await events.record_in_transaction(
+                conn, org_id, EventType.MAPPING_COMPLETED, _wire(data)
+            )
+        )
+        if export is not None:
+            outbox.append(export.event)
+        job = await repository.get(conn, org_id, job_id)
+    await events.publish_recorded(pool, broker, topology, outbox)
+    return Completion(job=job, export_file_id=None if export is None else export.file.id)
+
+
+async def fail_job(
+    pool: asyncpg.Pool,
+    broker: BrokerLink,
+    topology: Topology,
+    org_id: str,
+    job_id: str,
+    body: FailIn,
+) -> asyncpg.Record:
+    error = body.error.model_dump()
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock_in_state(conn, org_id, job_id, RUNNING, "fail")
+        failed = await repository.fail(conn, job_id, error)
+        data = MappingFailedData(
+            mapping_job_id=job_id,
+            error=error,
+            agent_id=failed["agent_id"],
+            failed_at=failed["failed_at"],
+        )
+        event = await events.record_in_transaction(
+            conn, org_id, EventType.MAPPING_FAILED, _wire(data)
+        )
+        job = await repository.get(conn, org_id, job_id)
+    await events.publish_recorded(pool, broker, topology, [event])
+    return job
+
+
+async def export_job(
+    pool: asyncpg.Pool,
+    broker: BrokerLink,
+    topology: Topology,
+    settings: Settings,
+    org_id: str,
+    job_id: str,
+) -> ExportFile:
+    """An export of a COMPLETED job's results, announced with export.ready (seed 000)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock_in_state(conn, org_id, job_id, COMPLETED, "be exported")
+        results = await repository.results(conn, job_id)
+        export = await exports.produce_in_transaction(conn, settings, org_id, job_id, results)
+    await events.publish_recorded(pool, broker, topology, [export.event])
+    return export.file
+
+
+def _wire(data: Any) -> dict[str, Any]:
+    wire: dict[str, Any] = data.model_dump(mode="json", by_alias=True)
+    return wire

@@ -1,0 +1,97 @@
+"""The org webhook secret that signs per-job webhooks (seed 004): masked on GET, shown once
+on rotate, created with the org, lazily for orgs that predate it, audited when rotated."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import asyncpg
+
+from libs.common.crypto import decrypt
+from libs.common.secrets import mask_secret
+from tests.api.conftest import Client, assert_error
+
+SECRET = "/api/v1/organization/webhook-secret"
+MASKED = re.compile(r"^whsec_••••.{4}$")
+
+
+async def stored_secret(pool: asyncpg.Pool, org_id: str) -> str | None:
+    blob = await pool.fetchval("SELECT webhook_secret_enc FROM organizations WHERE id = $1", org_id)
+    return None if blob is None else decrypt(blob)
+
+
+async def test_a_new_org_has_a_secret_shown_masked(client: Client, db_pool: asyncpg.Pool) -> None:
+    secret = await stored_secret(db_pool, client.org_id)
+    assert secret is not None and secret.startswith("whsec_")
+    response = await client.get(SECRET)
+    assert response.status_code == 200
+    assert response.json() == {"webhookSecretMasked": mask_secret(secret)}
+    assert MASKED.match(response.json()["webhookSecretMasked"])
+    assert secret not in response.text
+
+
+async def test_rotate_shows_the_new_secret_once_and_audits(
+    client: Client, db_pool: asyncpg.Pool
+) -> None:
+    old = await stored_secret(db_pool, client.org_id)
+    response = await client.post(f"{SECRET}/rotate")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    new = body["webhookSecret"]
+    assert new.startswith("whsec_") and new != old
+    assert body["webhookSecretMasked"] == mask_secret(new)
+    assert await stored_secret(db_pool, client.org_id) == new
+    assert (await client.get(SECRET)).json() == {"webhookSecretMasked": mask_secret(new)}
+
+    entries = (await client.get("/api/v1/audit-log")).json()["entries"]
+    rotations = [e for e in entries if e["action"] == "organization.webhook_secret_rotated"]
+    assert len(rotations) == 1
+    assert new not in str(entries)
+
+
+async def test_an_org_without_a_secret_gets_one_lazily(
+    client: Client, db_pool: asyncpg.Pool
+) -> None:
+    await db_pool.execute(
+        "UPDATE organizations SET webhook_secret_enc = NULL, webhook_secret_masked = NULL"
+        " WHERE id = $1",
+        client.org_id,
+    )
+    response = await client.get(SECRET)
+    assert response.status_code == 200
+    secret = await stored_secret(db_pool, client.org_id)
+    assert secret is not None
+    assert response.json() == {"webhookSecretMasked": mask_secret(secret)}
+    # A second GET shows the same secret: it is created once, not per call.
+    assert (await client.get(SECRET)).json() == response.json()
+
+
+async def test_creating_a_job_webhook_creates_a_missing_secret(
+    client: Client, db_pool: asyncpg.Pool
+) -> None:
+    await db_pool.execute(
+        "UPDATE organizations SET webhook_secret_enc = NULL, webhook_secret_masked = NULL"
+        " WHERE id = $1",
+        client.org_id,
+    )
+    response = await client.post(
+        "/api/v1/mapping-jobs", json={"webhook": {"url": "http://127.0.0.1:9/h"}}
+    )
+    assert response.status_code == 201, response.text
+    assert await stored_secret(db_pool, client.org_id) is not None
+
+
+async def test_each_org_has_its_own_secret(
+    client: Client, make_client: Callable, db_pool: asyncpg.Pool
+) -> None:
+    other = await make_client()
+    assert await stored_secret(db_pool, client.org_id) != await stored_secret(db_pool, other.org_id)
+    await other.post(f"{SECRET}/rotate")
+    entries = (await client.get("/api/v1/audit-log")).json()["entries"]
+    assert not [e for e in entries if e["action"] == "organization.webhook_secret_rotated"]
+
+
+async def test_unauthenticated_is_401(client: Client) -> None:
+    assert_error(await client.http.get(SECRET), 401, "UNAUTHORIZED")
+    assert_error(await client.http.post(f"{SECRET}/rotate"), 401, "UNAUTHORIZED")
