@@ -88,7 +88,7 @@ async def job_results(
 ) -> asyncpg.Record | None:
     """A job of this agent with its results as stored JSON text (served without parsing)."""
     return await conn.fetchrow(
-        "SELECT id, agent_id, status, COALESCE(results, '[]'::jsonb)::text AS results_json"
+        "SELECT id, agent_id, status, COALESCE(results::text, '[]') AS results_json"
         " FROM mapping_jobs WHERE id = $1 AND organization_id = $2 AND agent_id = $3",
         job_id,
         org_id,
