@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp.abc import AbstractResolver
 from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
@@ -39,7 +40,8 @@ DEAD_LETTER_PREFETCH = 32
 DB_POOL_SIZE = 10
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, resolver: AbstractResolver | None = None) -> None:
+    """Run until SIGTERM; `resolver` replaces aiohttp's name lookup (the checks stay)."""
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     repository = SenderRepository(pool)
@@ -48,6 +50,7 @@ async def serve(settings: Settings) -> None:
         SafetyPolicy.from_settings(settings.is_dev, settings.allowed_private_cidrs),
         timeout_s=settings.send_timeout_s,
         max_connections=settings.sender_prefetch,
+        resolver=resolver,
     ).start()
     sender = DeliverySender(
         repository,

@@ -14,7 +14,14 @@ import pytest
 from libs.common.plans import Plan
 from libs.common.settings import Settings
 from services.api.organizations.service import create_organization
+from tests.api import conftest as api_fixtures
 from tests.api.conftest import Client, running_api
+
+# The api tests' fixtures, shared here (pytest finds fixtures by their module-level name).
+http = api_fixtures.http
+settings = api_fixtures.settings
+make_client = api_fixtures.make_client
+client = api_fixtures.client
 
 
 def settings_from_env(**variables: str) -> Settings:
@@ -33,11 +40,11 @@ def prod_api(db_pool: asyncpg.Pool) -> ProdApi:
 
     @asynccontextmanager
     async def start(plan: Plan = Plan.PRO, **variables: str) -> AsyncIterator[Client]:
-        settings = settings_from_env(HOOKPOST_ENV="prod", **variables)
-        assert not settings.is_dev
+        prod = settings_from_env(HOOKPOST_ENV="prod", **variables)
+        assert not prod.is_dev
         org = await create_organization(db_pool, "security", plan)
-        async with running_api(settings) as http:
-            assert isinstance(http, httpx.AsyncClient)
-            yield Client(http=http, org_id=org.organizationId, token=org.apiToken)
+        async with running_api(prod) as app_client:
+            assert isinstance(app_client, httpx.AsyncClient)
+            yield Client(http=app_client, org_id=org.organizationId, token=org.apiToken)
 
     return start
