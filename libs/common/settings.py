@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     payload_cap_bytes: int = 64 * 1024
     # Agent results sinks carry a job's full results, up to this; above it, a resultsRef.
     sink_payload_cap_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The api refuses larger request bodies with 413 (a route may declare its own limit).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # POST /api/v1/events per organization: a token bucket refilled at `rate_per_s`, holding
+    # at most `burst` (both per api replica). 0 turns the limit off.
+    events_rate_per_s: float = Field(default=200.0, ge=0)
+    events_rate_burst: int = Field(default=400, ge=1)
     backpressure_pending_limit: int = 10_000
     active_endpoint_quota: int = 10
     shutdown_grace_s: float = 35.0

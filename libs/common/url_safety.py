@@ -35,9 +35,9 @@ DENIED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tup
         "224.0.0.0/4",  # multicast
         "240.0.0.0/4",
         "255.255.255.255/32",
-        "::/128",
-        "::1/128",
+        "::/96",  # includes ::/128, ::1 and the deprecated IPv4-compatible ::a.b.c.d
         "::ffff:0:0/96",  # IPv4-mapped: judged by the embedded IPv4 address below
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT): ::ffff:0:7f00:1 is 127.0.0.1 too
         "64:ff9b::/96",  # NAT64
         "64:ff9b:1::/48",
         "100::/64",
@@ -46,6 +46,7 @@ DENIED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tup
         "2002::/16",  # 6to4
         "fc00::/7",  # ULA
         "fe80::/10",  # link-local
+        "fec0::/10",  # deprecated site-local: still private wherever it is routed
         "ff00::/8",  # multicast
     )
 )

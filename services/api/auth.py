@@ -1,4 +1,10 @@
-"""Bearer-token authentication: an org API token for the API, the admin token for /admin."""
+"""Bearer-token authentication: an org API token for the API, the admin token for /admin.
+
+The checks run twice over, cheaply: `request_guard.RequestGuard` authenticates every route
+that depends on `current_org` / `require_admin` BEFORE the body is read (so a request with
+no valid token is a 401 even when its body is malformed or huge) and leaves the org in the
+request state, where the dependency below picks it up instead of querying again.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+import asyncpg
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from libs.common.plans import Plan
 from services.api.errors import UnauthorizedError
@@ -19,6 +27,8 @@ _bearer = HTTPBearer(auto_error=False, description="An organization API token (h
 _admin_bearer = HTTPBearer(
     auto_error=False, scheme_name="AdminToken", description="HOOKPOST_ADMIN_TOKEN"
 )
+# Where RequestGuard leaves the authenticated org (Starlette's request.state is scope["state"]).
+ORG_STATE_KEY = "hookpost_org"
 
 
 @dataclass(frozen=True)
@@ -27,28 +37,47 @@ class CurrentOrg:
     plan: Plan
 
 
-async def current_org(
-    state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> CurrentOrg:
-    if credentials is None or not credentials.credentials:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, as HTTPBearer reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+async def authenticate_org(pool: asyncpg.Pool, token: str | None) -> CurrentOrg:
+    if not token:
         raise UnauthorizedError("missing bearer token")
-    row = await organization_for_token(state.pool, credentials.credentials)
+    row = await organization_for_token(pool, token)
     if row is None:
         raise UnauthorizedError("invalid bearer token")
     return CurrentOrg(id=row["id"], plan=Plan(row["plan"]))
+
+
+def authenticate_admin(expected: str | None, token: str | None) -> None:
+    # With no admin token configured the admin routes are closed, never open.
+    if not expected or not token:
+        raise UnauthorizedError("missing or invalid admin token")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise UnauthorizedError("missing or invalid admin token")
+
+
+async def current_org(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CurrentOrg:
+    authenticated = getattr(request.state, ORG_STATE_KEY, None)
+    if isinstance(authenticated, CurrentOrg):
+        return authenticated
+    return await authenticate_org(state.pool, credentials.credentials if credentials else None)
 
 
 async def require_admin(
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
 ) -> None:
-    expected = state.settings.admin_token
-    # With no admin token configured the admin routes are closed, never open.
-    if not expected or credentials is None:
-        raise UnauthorizedError("missing or invalid admin token")
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise UnauthorizedError("missing or invalid admin token")
+    authenticate_admin(state.settings.admin_token, credentials.credentials if credentials else None)
 
 
 Org = Annotated[CurrentOrg, Depends(current_org)]

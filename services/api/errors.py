@@ -30,6 +30,12 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers())
+
 
 class BadRequestError(ApiError):
     status_code = 400
@@ -39,6 +45,9 @@ class BadRequestError(ApiError):
 class UnauthorizedError(ApiError):
     status_code = 401
     code = "UNAUTHORIZED"
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class ForbiddenError(ApiError):
@@ -61,6 +70,30 @@ class ConflictError(ApiError):
     code = "CONFLICT"
 
 
+class PayloadTooLargeError(ApiError):
+    """Carries `maxBytes`: the limit of the route that refused the body."""
+
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"request body is larger than {max_bytes} bytes", maxBytes=max_bytes)
+
+
+class RateLimitedError(ApiError):
+    """Carries `retryAfterSeconds`, also sent as the `Retry-After` header."""
+
+    status_code = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, retryAfterSeconds=retry_after_s)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class ServiceUnavailableError(ApiError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
@@ -75,6 +108,7 @@ _STATUS_CODES = {
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
     503: "SERVICE_UNAVAILABLE",
 }
 
@@ -123,8 +157,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else None
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    return exc.response()
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from libs.common.broker.topology import Topology
 from libs.common.settings import Settings
 from services.api.broker import BrokerLink
+from services.api.rate_limit import OrgRateLimiter
 
 
 @dataclass
@@ -19,6 +20,12 @@ class ApiState:
     pool: asyncpg.Pool
     broker: BrokerLink
     topology: Topology
+    events_limiter: OrgRateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events_limiter = OrgRateLimiter(
+            self.settings.events_rate_per_s, self.settings.events_rate_burst
+        )
 
 
 def get_state(request: Request) -> ApiState:

@@ -93,19 +93,23 @@ class HttpClient:
         timeout_s: float,
         max_connections: int,
         propagate_trace: bool = False,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self._policy = policy
         # No aiohttp instrumentation: nothing adds `traceparent` unless this says so.
         self._propagate_trace = propagate_trace
         self._timeout_s = timeout_s
         self._max_connections = max_connections
+        # The name lookup behind the safety checks: aiohttp's default unless one is given
+        # (the security tests give a scripted one to play DNS rebinding against a real sender).
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
-            resolver=SafeResolver(self._policy),
+            resolver=SafeResolver(self._policy, self._resolver),
             ttl_dns_cache=10,  # cached answers are the checked ones
             keepalive_timeout=30,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp.abc import AbstractResolver
 from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
@@ -42,7 +43,8 @@ DEAD_LETTER_PREFETCH = 32
 DB_POOL_SIZE = 10
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, resolver: AbstractResolver | None = None) -> None:
+    """Run until SIGTERM; `resolver` replaces aiohttp's name lookup (the checks stay)."""
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
@@ -53,6 +55,7 @@ async def serve(settings: Settings) -> None:
         timeout_s=settings.send_timeout_s,
         max_connections=settings.sender_prefetch,
         propagate_trace=settings.propagate_trace_to_endpoints,
+        resolver=resolver,
     ).start()
     sender = DeliverySender(
         repository,

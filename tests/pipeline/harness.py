@@ -194,7 +194,8 @@ def _self_signed(cert_dir: Path) -> tuple[Path, ssl.SSLContext]:
 class ConnectionCounter:
     """A bare TCP listener that counts every connection it accepts (and closes it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -204,7 +205,7 @@ class ConnectionCounter:
             self.connections += 1
             writer.close()
 
-        self._server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(accepted, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

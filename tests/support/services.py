@@ -25,9 +25,18 @@ def free_port() -> int:
 class ServiceProcess:
     """One service subprocess; its ops port serves /healthz and /readyz."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], ops_port: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        ops_port: int,
+        command: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.args = args
+        # The program to run: `hookpost <args>` unless a test wraps a service in its own.
+        self.command = command or [str(HOOKPOST_BIN), *args]
         self.env = env
         self.ops_port = ops_port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -38,7 +47,7 @@ class ServiceProcess:
         """Start and wait until `ready_path` answers 200 (`/healthz` when its broker is away)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(HOOKPOST_BIN), *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         self.wait_ready(ready_timeout, ready_path)
         return self

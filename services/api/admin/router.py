@@ -5,9 +5,10 @@ from fastapi import APIRouter
 from services.api.admin import service
 from services.api.admin.schemas import PlanChanged, PlanIn
 from services.api.auth import Admin
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Admin])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Admin], route_class=ApiRoute)
 
 
 @router.put("/organizations/{organization_id}/plan", response_model=PlanChanged)

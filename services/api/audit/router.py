@@ -8,9 +8,10 @@ from services.api.audit import service
 from services.api.audit.schemas import AuditEntryOut, AuditLogOut
 from services.api.auth import Org
 from services.api.limits import clamp_limit
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(prefix="/audit-log", tags=["audit log"])
+router = APIRouter(prefix="/audit-log", tags=["audit log"], route_class=ApiRoute)
 
 
 @router.get("", response_model=AuditLogOut)

@@ -6,9 +6,10 @@ from libs.common.endpoint_kinds import DeliveryStatus
 from services.api.auth import Org
 from services.api.deliveries import service
 from services.api.deliveries.schemas import RetryAccepted
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(prefix="/deliveries", tags=["deliveries"])
+router = APIRouter(prefix="/deliveries", tags=["deliveries"], route_class=ApiRoute)
 
 
 @router.post(

@@ -16,10 +16,13 @@ from services.api.delivery_destinations.schemas import (
     RotateSecretIn,
 )
 from services.api.limits import DEFAULT_LIMIT, clamp_limit
+from services.api.routing import ApiRoute
 from services.api.state import State
 from services.api.webhook_subscriptions.schemas import TestQueued
 
-router = APIRouter(prefix="/delivery-destinations", tags=["delivery destinations"])
+router = APIRouter(
+    prefix="/delivery-destinations", tags=["delivery destinations"], route_class=ApiRoute
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DestinationCreated)

@@ -15,9 +15,10 @@ from libs.common.event_payloads import data_schema
 from libs.common.event_types import CATALOGUE, EventType, enum_name
 from libs.common.plans import Plan
 from services.api.auth import Org
+from services.api.routing import ApiRoute
 from services.api.schemas import ApiModel
 
-router = APIRouter(prefix="/event-types", tags=["event types"])
+router = APIRouter(prefix="/event-types", tags=["event types"], route_class=ApiRoute)
 
 
 class EventTypeOut(ApiModel):

@@ -7,13 +7,20 @@ from fastapi import APIRouter, Header, status
 from libs.common import telemetry
 from services.api.auth import Org
 from services.api.events import service
+from services.api.events.rate_limit import IngestRateLimit
 from services.api.events.schemas import EventAccepted, EventIn, EventOut
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=ApiRoute)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAccepted,
+    dependencies=[IngestRateLimit],
+)
 async def ingest_event(
     body: EventIn,
     state: State,
@@ -25,6 +32,8 @@ async def ingest_event(
     The event is stored before the answer and published with broker confirms (an outbox
     relay publishes it later if the broker is away). With `Idempotency-Key`, repeating the
     same request returns the same `eventId`; reusing the key with another body is a 409.
+    Each organization may send `HOOKPOST_EVENTS_RATE_PER_S` events per second (bursts of
+    `HOOKPOST_EVENTS_RATE_BURST`); beyond that the answer is 429 with `Retry-After`.
     """
     # FastAPI's SERVER span (app.py) starts the event's trace, or continues the caller's.
     telemetry.annotate(organization_id=org.id)

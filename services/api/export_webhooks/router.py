@@ -12,9 +12,10 @@ from services.api.export_webhooks.schemas import (
     ExportWebhookList,
     ExportWebhookOut,
 )
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(prefix="/export-webhooks", tags=["export webhooks"])
+router = APIRouter(prefix="/export-webhooks", tags=["export webhooks"], route_class=ApiRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ExportWebhookCreated)

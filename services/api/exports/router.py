@@ -7,9 +7,10 @@ from fastapi import APIRouter, Query, Response
 from services.api.auth import Org
 from services.api.exports import service
 from services.api.exports.schemas import ExportFileOut, ExportFormatIn, ExportFormatOut
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(tags=["exports"])
+router = APIRouter(tags=["exports"], route_class=ApiRoute)
 
 
 @router.get("/export-format", response_model=ExportFormatOut)

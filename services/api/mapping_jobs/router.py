@@ -16,9 +16,14 @@ from services.api.mapping_jobs.schemas import (
     MappingJobIn,
     MappingJobOut,
 )
+from services.api.routing import ApiRoute, MiB, max_body
 from services.api.state import State
 
-router = APIRouter(prefix="/mapping-jobs", tags=["mapping jobs"])
+# A completion carries the job's full results: agent sinks push up to 10 MiB of them
+# (HOOKPOST_SINK_PAYLOAD_CAP_BYTES), so the body may be larger than other requests.
+COMPLETE_MAX_BODY = 16 * MiB
+
+router = APIRouter(prefix="/mapping-jobs", tags=["mapping jobs"], route_class=ApiRoute)
 
 
 def _fields(job: asyncpg.Record) -> dict[str, Any]:
@@ -54,7 +59,9 @@ async def get_job(job_id: str, state: State, org: Org) -> MappingJobOut:
     return MappingJobOut(**_fields(await service.get_job(state.pool, org.id, job_id)))
 
 
-@router.post("/{job_id}/complete", response_model=JobCompleted)
+@router.post(
+    "/{job_id}/complete", response_model=JobCompleted, dependencies=[max_body(COMPLETE_MAX_BODY)]
+)
 async def complete_job(job_id: str, body: CompleteIn, state: State, org: Org) -> JobCompleted:
     """Producer call: a RUNNING job completed with `stats` and `results` (409 otherwise).
 

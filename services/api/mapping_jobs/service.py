@@ -73,7 +73,7 @@ async def create_job(
                 EndpointKind.JOB_WEBHOOK,
                 IdPrefix.JOB_WEBHOOK,
                 row,
-                own_secret=False,
+                None,
                 mapping_job_id=job_id,
             )
         job = await repository.get(conn, org_id, job_id)

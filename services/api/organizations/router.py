@@ -6,9 +6,10 @@ from libs.common.secrets import mask_secret
 from services.api.auth import Org
 from services.api.organizations import service
 from services.api.organizations.schemas import WebhookSecretOut, WebhookSecretRotated
+from services.api.routing import ApiRoute
 from services.api.state import State
 
-router = APIRouter(prefix="/organization", tags=["organization"])
+router = APIRouter(prefix="/organization", tags=["organization"], route_class=ApiRoute)
 
 
 @router.get("/webhook-secret", response_model=WebhookSecretOut)

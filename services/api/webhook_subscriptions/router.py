@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 from services.api.auth import Org
 from services.api.deliveries.schemas import AttemptOut, DeliveryList, DeliveryOut
 from services.api.limits import DEFAULT_LIMIT, clamp_limit
+from services.api.routing import ApiRoute
 from services.api.state import State
 from services.api.webhook_subscriptions import service
 from services.api.webhook_subscriptions.schemas import (
@@ -18,7 +19,9 @@ from services.api.webhook_subscriptions.schemas import (
     TestQueued,
 )
 
-router = APIRouter(prefix="/webhook-subscriptions", tags=["webhook subscriptions"])
+router = APIRouter(
+    prefix="/webhook-subscriptions", tags=["webhook subscriptions"], route_class=ApiRoute
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SubscriptionCreated)

@@ -1,0 +1,224 @@
+"""Secrets never leave where they belong: a full run, then every log, metric, response and row.
+
+The api, a dispatcher and a sender run as real subprocesses (on their own broker prefix).
+The run creates a subscription and destinations carrying apiKeyValues and `?token=` URL
+secrets, rotates signing secrets, replaces a destination with new secrets, and sends events
+that succeed, fail to DEAD and fail to connect. Then: no secret in any api response after
+the one that created it, in any service's /metrics, in any log line any service wrote, or
+in plaintext in any row of any table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.e2e.conftest import start_api, start_worker
+from tests.pipeline.harness import eventually
+from tests.support.broker_cleanup import delete_prefixed_objects
+from tests.support.receiver import Receiver
+from tests.support.services import HOOKPOST_BIN, LOG_DIR, ServiceProcess, free_port, service_env
+
+SUBS = "/api/v1/webhook-subscriptions"
+DESTS = "/api/v1/delivery-destinations"
+
+
+@pytest.fixture(scope="module")
+def services(test_env: dict[str, str], db_pool: object) -> Iterator[list[ServiceProcess]]:
+    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_secrets"
+    # 1m/5m/30m tiers become 120 ms / 600 ms / 3.6 s: a failing delivery is DEAD in ~5 s.
+    env = service_env(test_env, HOOKPOST_BROKER_PREFIX=prefix, HOOKPOST_RETRY_DELAY_SCALE="0.002")
+    started: list[ServiceProcess] = []
+    try:
+        started.append(start_api(env))
+        started.append(start_worker("dispatcher", env))
+        started.append(start_worker("sender", env))
+        yield started
+    finally:
+        for service in reversed(started):
+            service.stop()
+        delete_prefixed_objects(env["HOOKPOST_AMQP_URL"], prefix)
+
+
+def new_secret(kind: str) -> str:
+    return f"{kind}{secrets.token_hex(16)}"
+
+
+def leaks(text: str, found_secrets: dict[str, str]) -> list[str]:
+    return [name for name, value in found_secrets.items() if value in text]
+
+
+def secret_forms(name: str, value: str) -> dict[str, str]:
+    """A secret and the parts of it a careless log line might print instead."""
+    forms = {name: value}
+    if value.startswith("whsec_"):
+        forms[f"{name} (key part)"] = value.removeprefix("whsec_")
+    return forms
+
+
+async def test_no_secret_escapes_a_full_run(
+    services: list[ServiceProcess], receiver: Receiver, db_pool: asyncpg.Pool
+) -> None:
+    api, _dispatcher, sender = services
+    created_org = await asyncio.to_thread(
+        subprocess.run,
+        [str(HOOKPOST_BIN), "orgs", "create", "secrets", "--plan", "PRO"],
+        env=api.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    org = json.loads(created_org.stdout)
+    made: dict[str, str] = {"org api token": org["apiToken"]}
+    after_creation: list[tuple[str, httpx.Response]] = []  # responses that may show none
+
+    ok_token, fail_token, fail_token_2, closed_token = (new_secret("tok") for _ in range(4))
+    sub_key, dest_key, dest_key_2 = (new_secret("key") for _ in range(3))
+    made |= {
+        "ok url token": ok_token,
+        "fail url token": fail_token,
+        "replaced url token": fail_token_2,
+        "closed-port url token": closed_token,
+        "subscription apiKeyValue": sub_key,
+        "destination apiKeyValue": dest_key,
+        "replaced apiKeyValue": dest_key_2,
+    }
+    receiver.script("/fail", [500])
+    closed_url = f"http://127.0.0.1:{free_port()}/gone?token={closed_token}"
+
+    headers = {"Authorization": f"Bearer {org['apiToken']}"}
+    async with httpx.AsyncClient(base_url=api_url(api), headers=headers, timeout=30) as http:
+        sub = await http.post(
+            SUBS,
+            json={
+                "webhookUrl": f"{receiver.url('/ok')}?token={ok_token}",
+                "events": ["MAPPING_COMPLETED"],
+                "apiKeyName": "X-Api-Key",
+                "apiKeyValue": sub_key,
+            },
+        )
+        assert sub.status_code == 201, sub.text
+        dest = await http.post(
+            DESTS, json=destination(f"{receiver.url('/fail')}?t={fail_token}", dest_key)
+        )
+        closed = await http.post(DESTS, json=destination(closed_url, None))
+        assert dest.status_code == 201 and closed.status_code == 201, (dest.text, closed.text)
+        for created, plain in ((sub, ok_token), (dest, fail_token), (closed, closed_token)):
+            made |= secret_forms(
+                f"signing secret of {created.json()['id']}", created.json()["signingSecret"]
+            )
+            # the create answer shows the signing secret once, and no other secret
+            assert leaks(created.text.replace(created.json()["signingSecret"], ""), made) == []
+            assert plain not in created.text
+        sub_id, dest_id, closed_id = sub.json()["id"], dest.json()["id"], closed.json()["id"]
+
+        rotated_sub = await http.post(f"{SUBS}/{sub_id}/rotate-secret")
+        rotated_dest = await http.post(f"{DESTS}/{dest_id}/rotate-secret", json={})
+        for rotated in (rotated_sub, rotated_dest):
+            assert rotated.status_code == 200, rotated.text
+            new = rotated.json()["signingSecret"]
+            made |= secret_forms(f"rotated secret of {rotated.json()['id']}", new)
+            assert leaks(rotated.text.replace(new, ""), made) == []
+
+        replaced = await http.put(
+            f"{DESTS}/{dest_id}",
+            json=destination(f"{receiver.url('/fail')}?t={fail_token_2}&x=1", dest_key_2),
+        )
+        assert replaced.status_code == 200, replaced.text
+        after_creation.append(("PUT destination", replaced))
+
+        event = await http.post(
+            "/api/v1/events", json={"type": "mapping.completed", "data": {"mappingJobId": "j"}}
+        )
+        assert event.status_code == 202, event.text
+        event_id = event.json()["eventId"]
+
+        # the secrets were really in use: the receiver got the key and the token
+        [delivered] = await receiver.wait_for("/ok", 1, timeout=60)
+        assert delivered.headers["X-Api-Key"] == sub_key
+        rows = await eventually(
+            lambda: db_pool.fetch(
+                "SELECT endpoint_id, status FROM deliveries WHERE event_id = $1", event_id
+            ),
+            lambda rows: len(rows) == 3 and all(r["status"] != "PENDING" for r in rows),
+            timeout=90,
+        )
+        assert {r["endpoint_id"]: r["status"] for r in rows} == {
+            sub_id: "SUCCEEDED",
+            dest_id: "DEAD",
+            closed_id: "DEAD",
+        }
+        assert receiver.on("/fail")[0].headers["X-Api-Key"] == dest_key_2
+
+        for name, path in [
+            ("list subscriptions", SUBS),
+            ("get subscription", f"{SUBS}/{sub_id}"),
+            ("subscription deliveries", f"{SUBS}/{sub_id}/deliveries"),
+            ("list destinations", DESTS),
+            ("get destination", f"{DESTS}/{dest_id}"),
+            ("destination deliveries", f"{DESTS}/{dest_id}/deliveries"),
+            ("closed destination deliveries", f"{DESTS}/{closed_id}/deliveries"),
+            ("event", f"/api/v1/events/{event_id}"),
+            ("audit log", "/api/v1/audit-log"),
+        ]:
+            response = await http.get(path)
+            assert response.status_code == 200, (name, response.text)
+            after_creation.append((name, response))
+        # failed attempts were recorded with errors (and those are checked too)
+        failed = (await http.get(f"{DESTS}/{closed_id}/deliveries")).json()["deliveries"][0]
+        assert failed["attempts"] and all(a["error"] for a in failed["attempts"])
+
+    for name, response in after_creation:
+        assert leaks(response.text, made) == [], f"{name} shows {leaks(response.text, made)}"
+
+    async with httpx.AsyncClient(timeout=10) as plain:
+        pages = [
+            (service, (await plain.get(f"http://127.0.0.1:{service.ops_port}/metrics")).text)
+            for service in services
+        ]
+    for service, metrics in pages:
+        assert "hookpost" in metrics or "python_" in metrics  # a real metrics page
+        assert leaks(metrics, made) == [], f"{service.name} /metrics shows {leaks(metrics, made)}"
+
+    for service in reversed(services):  # stopped: every line they will write is on disk
+        await asyncio.to_thread(service.stop)
+    logs = {path: path.read_text(errors="replace") for path in LOG_DIR.glob("*.log")}
+    ours = [service.log_path for service in services]
+    assert all(path in logs and logs[path] for path in ours)
+    # the logs hold the run (so the grep below reads something): failures, with their ids
+    assert "attempt failed" in logs[sender.log_path] and dest_id in logs[sender.log_path]
+    for path, text in logs.items():
+        assert leaks(text, made) == [], f"{path.name} shows {leaks(text, made)}"
+
+    await assert_no_plaintext_in_any_table(db_pool, made)
+
+
+async def assert_no_plaintext_in_any_table(db_pool: asyncpg.Pool, made: dict[str, str]) -> None:
+    tables = await db_pool.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+    )
+    assert {"endpoints", "delivery_attempts", "audit_log"} <= {t["tablename"] for t in tables}
+    for table in tables:
+        name = table["tablename"]
+        rows = await db_pool.fetch(f'SELECT t::text AS row FROM "{name}" t')
+        text = "\n".join(r["row"] for r in rows)
+        assert leaks(text, made) == [], f"table {name} holds {leaks(text, made)} in plaintext"
+
+
+def api_url(api: ServiceProcess) -> str:
+    return f"http://127.0.0.1:{api.ops_port}"
+
+
+def destination(url: str, api_key_value: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "WEBHOOK", "webhookUrl": url, "events": ["mapping.completed"]}
+    if api_key_value is not None:
+        body |= {"apiKeyName": "X-Api-Key", "apiKeyValue": api_key_value}
+    return body
