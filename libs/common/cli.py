@@ -37,11 +37,12 @@ def _sender(_: argparse.Namespace) -> None:
 
 
 def _orgs_create(args: argparse.Namespace) -> None:
-    from libs.common.db.pool import create_pool
+    from libs.common.worker import connect_database
     from services.api.organizations.service import create_organization
 
     async def create() -> str:
-        pool = await create_pool(get_settings().database_url, min_size=1, max_size=1)
+        # Waits (bounded) for a Postgres that is restarting or out of connections.
+        pool = await connect_database(get_settings().database_url, max_size=1)
         try:
             created = await create_organization(pool, args.name, Plan(args.plan))
         finally:

@@ -31,14 +31,14 @@ class Stack:
         return [self.api, self.dispatcher, *self.senders]
 
     def create_org(self, plan: str = "PRO") -> dict[str, str]:
-        out = subprocess.run(
+        done = subprocess.run(
             [str(HOOKPOST_BIN), "orgs", "create", "e2e", "--plan", plan],
             env=self.env,
-            check=True,
             capture_output=True,
             text=True,
-        ).stdout
-        return json.loads(out)
+        )
+        assert done.returncode == 0, f"hookpost orgs create failed:\n{done.stderr[-3000:]}"
+        return json.loads(done.stdout)
 
 
 def start_api(env: dict[str, str], ready_path: str = "/readyz") -> ServiceProcess:
