@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
@@ -39,11 +40,16 @@ def child_of(span: ReceivedSpan, parent: ReceivedSpan) -> None:
     assert span.parent_span_id == parent.span_id, (span.name, "is not a child of", parent.name)
 
 
-def attempt_spans_complete(prefix: str, attempts: int):
+def spans_arrived(required: Counter[str], trace_id: str | None = None):
+    """A wait condition: at least these many spans of each name (in one trace, if given).
+
+    Every service exports in its own batches, so the last span of a chain to end is not
+    necessarily the last to arrive: wait for each span an assertion will look at.
+    """
+
     def done(spans: list[ReceivedSpan]) -> bool:
-        posts = [s for s in spans if s.name == "POST" and s.kind == "CLIENT"]
-        consumed = [s for s in spans if s.name == f"{prefix}.sender process"]
-        return len(posts) >= attempts and len(consumed) >= attempts
+        seen = Counter(s.name for s in spans if trace_id is None or s.trace_id == trace_id)
+        return all(seen[name] >= count for name, count in required.items())
 
     return done
 
@@ -71,13 +77,30 @@ async def test_one_event_is_one_trace_through_a_retried_attempt(
         lambda: deliveries_of(db_pool, event_id), lambda r: r and r[0]["status"] == "SUCCEEDED"
     )
     otlp = stack.otlp
-    await otlp.wait_for(attempt_spans_complete(prefix, 2))
 
+    def server_span(spans: list[ReceivedSpan]) -> bool:
+        return any(
+            s.name == "POST /api/v1/events" and s.attr("hookpost.event_id") == event_id
+            for s in spans
+        )
+
+    await otlp.wait_for(server_span)
     [server] = [
         s
         for s in otlp.spans
         if s.name == "POST /api/v1/events" and s.attr("hookpost.event_id") == event_id
     ]
+    chain = Counter(
+        {
+            f"{prefix}.events publish": 1,
+            f"{prefix}.dispatcher process": 1,
+            f"{prefix}.deliveries publish": 1,
+            f"{prefix}.sender process": 2,
+            f"{prefix}.retry publish": 1,
+            "POST": 2,
+        }
+    )
+    await otlp.wait_for(spans_arrived(chain, server.trace_id))
     spans = otlp.in_trace(server.trace_id)
     event_publish = one(spans, name=f"{prefix}.events publish")
     dispatched = one(spans, name=f"{prefix}.dispatcher process")
@@ -173,9 +196,9 @@ async def test_an_amqp_producers_traceparent_is_continued(
     [request] = await receiver.wait_for("/amqp-traced", 1, timeout=30)
     assert request.json()["eventId"] == event_id
     assert "traceparent" not in {h.lower() for h in request.headers}
-    await stack.otlp.wait_for(
-        lambda spans: any(s.name == "POST" and s.trace_id == producer_trace for s in spans)
-    )
+    chain = [f"{prefix}.{step}" for step in ("dispatcher process", "deliveries publish")]
+    chain += [f"{prefix}.sender process", "POST"]
+    await stack.otlp.wait_for(spans_arrived(Counter(chain), producer_trace))
     spans = stack.otlp.in_trace(producer_trace)
     dispatched = one(spans, name=f"{prefix}.dispatcher process")
     assert dispatched.parent_span_id == producer_span
@@ -210,9 +233,9 @@ async def test_an_event_the_outbox_relay_publishes_continues_its_stored_trace(
 
     [request] = await receiver.wait_for("/relayed", 1, timeout=30)
     assert request.json()["eventId"] == event_id
-    await stack.otlp.wait_for(
-        lambda spans: any(s.name == "POST" and s.trace_id == stored_trace for s in spans)
-    )
+    chain = [f"{prefix}.{step}" for step in ("events publish", "dispatcher process")]
+    chain += [f"{prefix}.sender process", "POST"]
+    await stack.otlp.wait_for(spans_arrived(Counter(chain), stored_trace))
     spans = stack.otlp.in_trace(stored_trace)
     relay_publish = one(spans, name=f"{prefix}.events publish")
     assert relay_publish.parent_span_id == stored_span
