@@ -153,6 +153,9 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A session PostgreSQL terminated (57P01, as a restart does) can fail its next statement
+    # with "cannot switch to state 12; another operation is in progress" (asyncpg#1069).
+    asyncpg.InternalClientError,
     ConnectionError,  # refused or reset before PostgreSQL said anything
 )
 DATABASE_RETRY_AFTER_S = 5

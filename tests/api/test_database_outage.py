@@ -59,3 +59,40 @@ async def test_database_down_is_a_503_and_the_api_recovers_by_itself(
             assert asyncio.get_running_loop().time() < deadline, "the api did not recover"
             await asyncio.sleep(0.2)
         assert await count_events(db_pool, org.organizationId) == 2
+
+
+async def test_sessions_terminated_by_postgres_are_a_503_at_worst_never_a_500(
+    settings: Settings, make_org: Callable, db_pool: asyncpg.Pool
+) -> None:
+    """What a PostgreSQL restart does to idle pooled sessions: FATAL 57P01 on each of them.
+
+    asyncpg can then fail the next statement on such a session with InternalClientError
+    ("cannot switch to state 12; another operation is in progress", MagicStack/asyncpg#1069)
+    instead of a connection error; that too is the database going away, not a server bug.
+    """
+    org = await make_org()
+    headers = {"Authorization": f"Bearer {org.apiToken}"}
+    body = {"type": "mapping.completed", "data": {"mappingJobId": "job_terminated"}}
+    name = f"api-terminated-{org.organizationId[-8:]}"
+    separator = "&" if "?" in settings.database_url else "?"
+    tagged = settings.model_copy(
+        update={"database_url": f"{settings.database_url}{separator}application_name={name}"}
+    )
+    async with running_api(tagged) as http:
+        for _ in range(12):  # the asyncpg race shows in about one round in ten
+            statuses = await asyncio.gather(
+                *(http.post(EVENTS, headers=headers, json=body) for _ in range(8))
+            )
+            assert {r.status_code for r in statuses} == {202}
+            terminated = await db_pool.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                name,
+            )
+            assert terminated >= 1
+            answers = await asyncio.gather(
+                *(http.post(EVENTS, headers=headers, json=body) for _ in range(8))
+            )
+            for response in answers:
+                if response.status_code != 202:
+                    assert_error(response, 503, "SERVICE_UNAVAILABLE")
