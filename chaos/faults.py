@@ -120,9 +120,14 @@ async def _restart_postgres(stack: Stack) -> list[str]:
 async def _rolling_deploy(stack: Stack) -> list[str]:
     notes = []
     for proc in stack.services():
+        started = time.time()
         code = await stack.terminate(proc)
+        exited = time.time()
         await stack.restart(proc)
-        notes.append(f"{proc.name}: SIGTERM → exit {code}, started again")
+        notes.append(
+            f"{proc.name}: SIGTERM → exit {code} in {exited - started:.1f} s,"
+            f" ready again {time.time() - exited:.1f} s later"
+        )
     return notes
 
 

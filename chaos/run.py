@@ -11,8 +11,9 @@
        delivery is PENDING; SIGTERM everything; account (chaos/verify.py); print
 
 The last line is machine-readable: `chaos: events=… deliveries=… lost=… duplicates=… stuck=…
-…`. Exit status 1 when anything was lost, stuck, inconsistent, or a service crashed.
-Knobs: CHAOS_EVENTS (5000), CHAOS_RATE (events/s, 30), CHAOS_GAP_S (s of plain load
+…`. Exit status 1 when anything was lost, stuck or inconsistent, a service crashed or exited
+non-zero on SIGTERM, or the api answered a 500.
+Knobs: CHAOS_EVENTS (5000), CHAOS_RATE (events/s, 20), CHAOS_GAP_S (s of plain load
 between faults, 8), CHAOS_DRAIN_S (s to wait for the last deliveries, 300), CHAOS_SEED (4).
 """
 
@@ -44,7 +45,7 @@ from chaos.stack import DATABASE, Stack, log_dir_for
 from libs.common.db.pool import create_pool
 
 TARGET_EVENTS = int(os.environ.get("CHAOS_EVENTS", 5000))
-RATE = float(os.environ.get("CHAOS_RATE", 30))
+RATE = float(os.environ.get("CHAOS_RATE", 20))
 GAP_S = float(os.environ.get("CHAOS_GAP_S", 8))
 DRAIN_S = float(os.environ.get("CHAOS_DRAIN_S", 300))
 SEED = int(os.environ.get("CHAOS_SEED", 4))
@@ -115,7 +116,6 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
     await stack.start_services()
     log(f"api {stack.api_url}, dispatcher, 2 senders, receiver {stack.receiver_url}")
     orgs = await create_orgs(stack.env, list(LAYOUT))
-    pool = await create_pool(stack.infra.postgres.dsn(DATABASE), min_size=1, max_size=2)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await create_destinations(session, stack, orgs)
@@ -130,7 +130,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         before = time.time()
         baseline = await prober.delivered_after(before)
         baseline_s = None if baseline is None else baseline - before
-        log(f"baseline: a probe event is delivered in {baseline_s} s")
+        log(f"baseline: a probe event is delivered in {baseline_s and round(baseline_s, 2)} s")
 
         faults = []
         for name, what, harm in FAULTS:
@@ -151,6 +151,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         stats = await load_task
         load_end = time.time()
         log(f"load stopped: {len(stats.accepted)} accepted of {len(stats.answers)} requests")
+        pool = await create_pool(stack.infra.postgres.dsn(DATABASE), min_size=1, max_size=2)
         drain_s, left = await wait_settled(pool, DRAIN_S)
         log(f"settled {drain_s:.1f} s after the load stopped (PENDING, undispatched) = {left}")
         await stack.check_alive("drain")
@@ -168,6 +169,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         deliveries=deliveries,
         posts=posts,
     )
+    server_errors = sum(n for outcome, n in stats.outcomes().items() if outcome == "500")
     nonzero_exits = {
         name: codes for name, codes in stack.exit_codes.items() if any(c != 0 for c in codes)
     }
@@ -180,6 +182,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         "requests": len(stats.answers),
         "api_answers": dict(stats.outcomes()),
         "unshaped_errors": len(stats.unshaped()),
+        "api_500": server_errors,
         "load_s": round(load_end - stats.answers[0].sent, 1),
         "drain_s": round(drain_s, 1),
         "baseline_probe_s": None if baseline_s is None else round(baseline_s, 2),
@@ -209,7 +212,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
             "problems": dict(report.problems),
             "examples": dict(report.examples),
         },
-        "passed": report.ok and not stack.crashes and not nonzero_exits,
+        "passed": report.ok and not stack.crashes and not nonzero_exits and not server_errors,
     }
 
 
@@ -245,7 +248,8 @@ def print_summary(result: dict[str, Any], figures: Path) -> None:
     print(
         f"chaos: events={r['accepted']} deliveries={r['deliveries']} lost={r['lost']}"
         f" duplicates={r['duplicate_posts']} stuck={r['stuck']}"
-        f" inconsistent={r['inconsistent']} crashes={len(result['crashes'])} {recovery}"
+        f" inconsistent={r['inconsistent']} crashes={len(result['crashes'])}"
+        f" api_500={result['api_500']} {recovery}"
         f" elapsed_s={result['elapsed_s']} result={'PASS' if result['passed'] else 'FAIL'}"
     )
 
@@ -256,7 +260,7 @@ def _raise_on_sigterm(*_: object) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
-    for noisy in ("aiormq", "aio_pika", "asyncio"):
+    for noisy in ("aiormq", "aio_pika", "asyncio", "asyncpg"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     run_id = uuid.uuid4().hex[:8]
