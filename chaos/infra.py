@@ -161,15 +161,21 @@ class PrivatePostgres:
             self.log_path.touch()
             for path in (self.dir, self.log_path):
                 os.chown(path, user.pw_uid, user.pw_gid)
-        self.started = False
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *argv: str, timeout: float = 120.0) -> None:
         prefix = ["runuser", "-u", self._owner, "--"] if self._owner else []
+        # Its own session: the postmaster pg_ctl leaves behind must not get the terminal's
+        # Ctrl-C before close() stops it in order.
         result = subprocess.run(
-            [*prefix, *argv], capture_output=True, text=True, timeout=timeout, cwd=self.dir
+            [*prefix, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.dir,
+            start_new_session=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {result.stdout}\n{result.stderr}")
@@ -204,18 +210,21 @@ class PrivatePostgres:
             "90",
             "start",
         )
-        self.started = True
 
     def stop(self, mode: str = "fast") -> None:
         """`pg_ctl stop -m fast`: every session is disconnected, as in a real restart."""
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
-        self.started = False
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
 
     def close(self) -> None:
-        if self.started:
-            try:
-                self.stop("fast")
-            except Exception:
+        if not self.running():
+            return
+        try:
+            self.stop("fast")
+        except Exception:
+            if self.running():
                 self.stop("immediate")
 
     async def create_database(self, name: str) -> None:

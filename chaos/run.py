@@ -13,8 +13,9 @@
 The last line is machine-readable: `chaos: events=… deliveries=… lost=… duplicates=… stuck=…
 …`. Exit status 1 when anything was lost, stuck or inconsistent, a service crashed or exited
 non-zero on SIGTERM, or the api answered a 500.
-Knobs: CHAOS_EVENTS (5000), CHAOS_RATE (events/s, 20), CHAOS_GAP_S (s of plain load
-between faults, 8), CHAOS_DRAIN_S (s to wait for the last deliveries, 300), CHAOS_SEED (4).
+Knobs: CHAOS_EVENTS (5000), CHAOS_RATE (events/s, 20), CHAOS_GAP_S (s of plain load before
+and between faults, 25: spreads the faults over the load), CHAOS_DRAIN_S (s to wait for the
+last deliveries, 300), CHAOS_SEED (4).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from libs.common.db.pool import create_pool
 
 TARGET_EVENTS = int(os.environ.get("CHAOS_EVENTS", 5000))
 RATE = float(os.environ.get("CHAOS_RATE", 20))
-GAP_S = float(os.environ.get("CHAOS_GAP_S", 8))
+GAP_S = float(os.environ.get("CHAOS_GAP_S", 25))
 DRAIN_S = float(os.environ.get("CHAOS_DRAIN_S", 300))
 SEED = int(os.environ.get("CHAOS_SEED", 4))
 RETRY_DELAY_SCALE = "0.01"  # 1m / 5m / 30m tiers → 0.6 s / 3 s / 18 s
@@ -144,9 +145,12 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
             )
             await asyncio.sleep(GAP_S)
 
+        waited = 0
         while len(generator.stats.accepted) < TARGET_EVENTS:
-            log(f"  {len(generator.stats.accepted)} accepted, load goes on to {TARGET_EVENTS}")
-            await asyncio.sleep(5)
+            if waited % 20 == 0:
+                log(f"  {len(generator.stats.accepted)} accepted, load goes on to {TARGET_EVENTS}")
+            await asyncio.sleep(1)
+            waited += 1
         generator.stop()
         stats = await load_task
         load_end = time.time()
@@ -275,6 +279,9 @@ def main() -> int:
     log(f"chaos run {run_id}: logs in {log_dir}")
     try:
         result = asyncio.run(chaos(stack, run_id))
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything this run started")
+        return 130
     finally:
         stack.close()
         infra.close(keep_logs_in=log_dir)
