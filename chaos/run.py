@@ -162,6 +162,10 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         await stack.stop_services()
 
         events, endpoints, plans, deliveries = await verify.read_rows(pool)
+        for table in ("events", "deliveries", "delivery_attempts"):  # for a post-mortem
+            await pool.copy_from_table(
+                table, output=str(stack.log_dir / f"{table}.csv"), format="csv", header=True
+            )
         posts = await receiver_posts(session, stack)
     await pool.close()
 
