@@ -162,6 +162,8 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         await stack.stop_services()
 
         events, endpoints, plans, deliveries = await verify.read_rows(pool)
+        accepted = [*stats.accepted, *prober.accepted]
+        (stack.log_dir / "accepted.txt").write_text("\n".join(accepted) + "\n")
         for table in ("events", "deliveries", "delivery_attempts"):  # for a post-mortem
             await pool.copy_from_table(
                 table, output=str(stack.log_dir / f"{table}.csv"), format="csv", header=True
@@ -170,7 +172,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
     await pool.close()
 
     report = verify.account(
-        accepted=[*stats.accepted, *prober.accepted],
+        accepted=accepted,
         events=events,
         endpoints=endpoints,
         plans=plans,
