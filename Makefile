@@ -3,6 +3,7 @@
 #   make test    the same preparation, then lint and the whole suite on the real servers
 #   make install only the venv, with the `hookpost` script in .venv/bin/
 #   make bench   the benchmarks (BENCHMARKS.md)
+#   make chaos   faults under load on a private RabbitMQ + PostgreSQL (RELIABILITY.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install infra migrate run test lint format bench clean
+.PHONY: install infra migrate run test lint format bench chaos clean
 
 install: $(STAMP)
 
@@ -42,6 +43,9 @@ format: install
 
 bench: install infra
 	$(BIN)/python -m benchmarks.run
+
+chaos: install infra
+	$(BIN)/python -m chaos.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hookpost *.egg-info

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -177,6 +178,36 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
+# PostgreSQL restarting, refusing connections or gone mid-statement: a 503 the client can
+# retry, not a 500 (an event is accepted only once committed, and then answered 202).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # incl. a connection closed mid-statement
+    asyncpg.CannotConnectNowError,  # "the database system is starting up / shutting down"
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    # A session PostgreSQL terminated (57P01, as a restart does) can fail its next statement
+    # with "cannot switch to state 12; another operation is in progress" (asyncpg#1069).
+    asyncpg.InternalClientError,
+    ConnectionError,  # refused or reset before PostgreSQL said anything
+)
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "database unavailable, answering 503",
+        extra={"path": request.url.path, "error": repr(exc)},
+    )
+    return error_response(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "the database is unavailable: the request may not have been carried out; retry"
+        " later (with the same Idempotency-Key, which keeps a retried event from doubling)",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
     return error_response(500, "INTERNAL_ERROR", "internal error")
@@ -186,4 +217,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(database_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

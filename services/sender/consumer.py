@@ -258,7 +258,7 @@ class DeliverySender:
                 log.info("delivery deleted during the attempt, skipping", extra=ids)
                 return Verdict.ACK
             if status is None:
-                log.info("delivery changed state during the attempt, skipping", extra=ids)
+                log.info("delivery ended or deleted during the attempt, skipping", extra=ids)
                 return Verdict.ACK
 
         if decision.step is Step.RETRY:

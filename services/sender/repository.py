@@ -41,11 +41,18 @@ WHERE d.id = $1
 
 # The attempt and the delivery's new state in one statement (one implicit transaction).
 # A redelivered message that re-sends the same attempt overwrites its row: counted once.
+# Both writes happen only while the delivery is PENDING, under its row lock: two copies of
+# one task (a redelivery racing the original) must not let the later, failed copy overwrite
+# the attempt of a delivery the other copy already ended SUCCEEDED (found by `make chaos`).
 _RECORD = """
-WITH attempt AS (
+WITH open_delivery AS (
+    SELECT id FROM deliveries WHERE id = $2 AND status = 'PENDING' FOR UPDATE
+), attempt AS (
     INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at,
                                    duration_ms, http_status, error, response_excerpt, succeeded)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    SELECT $1::text, open_delivery.id, $3::int, $4::timestamptz, $5::int, $6::int, $7::text,
+           $8::text, $9::boolean
+    FROM open_delivery
     ON CONFLICT (delivery_id, attempt_number) DO UPDATE SET
         id = EXCLUDED.id,
         attempted_at = EXCLUDED.attempted_at,
@@ -61,8 +68,9 @@ UPDATE deliveries SET
     status = $10,
     next_attempt_at = $11,
     updated_at = now()
-WHERE id = $2 AND status = 'PENDING'
-RETURNING status
+FROM open_delivery
+WHERE deliveries.id = open_delivery.id
+RETURNING deliveries.status
 """
 
 # A share lock waits for a writer's commit or rollback (the api's manual retry holds the
@@ -131,9 +139,8 @@ class SenderRepository:
             await conn.execute(_AWAIT_WRITERS, delivery_id)
 
     async def record(self, attempt: AttemptRecord) -> str | None:
-        """Store the attempt; the delivery's status after it, None if it was not PENDING.
-
-        Raises asyncpg.ForeignKeyViolationError when the delivery was deleted meanwhile.
+        """Store the attempt; the delivery's status after it, None (and nothing stored) when
+        the delivery is no longer PENDING or no longer exists.
         """
         return await self._pool.fetchval(
             _RECORD,

@@ -1,5 +1,9 @@
-"""A TCP forwarder on 127.0.0.1 that a test can cut and restore: one service loses its
-database (or broker) while the shared server keeps running for everyone else."""
+"""A real TCP forwarder on 127.0.0.1 that a test can cut and restore: a server going away.
+
+Cutting closes the listening socket (new connections are refused) and aborts every
+forwarded connection (their clients see a reset mid-conversation), which is what a
+restarting PostgreSQL or RabbitMQ looks like to a client, without touching the shared server.
+"""
 
 from __future__ import annotations
 
