@@ -177,7 +177,7 @@ class EventLock:
         try:
             await self._conn.execute(_LOCK_EVENT, self._event_id)
         except BaseException:
-            await self._pool.release(self._conn)
+            await self._discard()
             raise
         return self
 
@@ -185,9 +185,18 @@ class EventLock:
         assert self._conn is not None
         try:
             await self._conn.execute(_UNLOCK_EVENT, self._event_id)
-        finally:
-            # (release also resets the session, which drops any advisory lock still held)
-            await self._pool.release(self._conn)
+        except BaseException:
+            await self._discard()
+            raise
+        await self._pool.release(self._conn)
+
+    async def _discard(self) -> None:
+        """The pool releases connections without a reset query (libs/common/db/pool.py), so a
+        lock whose unlock failed, or that may have been granted after a cancelled wait, must
+        not go back to the pool: closing the connection drops it on the server."""
+        assert self._conn is not None
+        self._conn.terminate()
+        await self._pool.release(self._conn)
 
     async def insert_deliveries(
         self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]

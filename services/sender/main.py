@@ -38,7 +38,8 @@ from services.sender.repository import SenderRepository
 from services.sender.retries import BrokerRetryPublisher
 
 DEAD_LETTER_PREFETCH = 32
-# Two short statements per delivery, none held across the POST: a few connections go far.
+# Loads and records are batched across in-flight deliveries (repository.py), none held
+# across the POST: a few connections go far.
 DB_POOL_SIZE = 10
 
 
@@ -94,7 +95,12 @@ async def serve(settings: Settings) -> None:
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=http.close, ops=ops)
+
+    async def on_stopped() -> None:
+        await repository.close()
+        await http.close()
+
+    await run_until_stopped("sender", settings, broker, pool, on_stopped=on_stopped, ops=ops)
 
 
 def run() -> None:
