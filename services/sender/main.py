@@ -65,17 +65,18 @@ async def serve(settings: Settings) -> None:
     )
     dead_letters = DeadLetterHandler(repository)
 
+    # Topology's queues are properties that build a RabbitQueue per access: name them once
+    # (py-spy: 3 % of the sender's main thread when read per message).
+    sender_queue = topology.sender_queue.name
+    dead_queue = topology.dead_deliveries_queue.name
+
     @broker.subscriber(
         topology.sender_queue, topology.deliveries_exchange, ack_policy=AckPolicy.MANUAL
     )
     async def on_task(message: RabbitMessage) -> None:
         with (
             metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(
-                f"{topology.sender_queue.name} process",
-                message.headers,
-                topology.sender_queue.name,
-            ),
+            telemetry.consumer_span(f"{sender_queue} process", message.headers, sender_queue),
         ):
             await settle(message, await sender.handle(message.body, message.headers), pool)
 
@@ -86,11 +87,7 @@ async def serve(settings: Settings) -> None:
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_dead_letter(message: RabbitMessage) -> None:
-        with telemetry.consumer_span(
-            f"{topology.dead_deliveries_queue.name} process",
-            message.headers,
-            topology.dead_deliveries_queue.name,
-        ):
+        with telemetry.consumer_span(f"{dead_queue} process", message.headers, dead_queue):
             await settle(message, await dead_letters.handle(message.body), pool)
 
     await broker.connect()
