@@ -1,10 +1,13 @@
 """Many concurrent callers, one statement: a small async batcher for database round trips.
 
 Each caller `submit`s one item and awaits its own result. Items are collected until a batch
-holds `max_items` or the first item has waited `max_delay_s`, then `write` gets the whole
-batch and answers one result per item, in order. If `write` raises, every caller in that
-batch gets the exception (nothing is half-answered); a caller is never left waiting: a batch
-is always written by a timer or by size, and `close` writes what is still collected.
+holds `max_items` or the first item has waited `max_delay_s`; then the batch waits for one
+of `max_concurrent_writes` write slots, still taking items while it waits (group commit:
+the busier the database, the bigger the batches, with no fixed delay when it is idle), and
+`write` gets the whole batch and answers one result per item, in order. If `write` raises,
+every caller in that batch gets the exception (nothing is half-answered); a caller is never
+left waiting: a batch is always started by a timer or by size, and `close` starts what is
+still collected.
 
 `key` keeps items that must not share a statement apart (two rows for one delivery in one
 `INSERT … ON CONFLICT DO UPDATE` is an error): an item whose key is already in the batch
@@ -29,6 +32,7 @@ class _Batch(Generic[T, R]):
     waiters: list[asyncio.Future[R]] = field(default_factory=list)
     keys: set[Hashable] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
+    started: bool = False  # waiting for a write slot, or being written
 
 
 class BatchError(RuntimeError):
@@ -69,7 +73,7 @@ class Batcher(Generic[T, R]):
             batch.keys.add(key)
         if len(batch.items) >= self._max_items:
             self._start(batch)
-        elif batch.timer is None:
+        elif batch.timer is None and not batch.started:
             batch.timer = loop.call_later(self._max_delay_s, self._start, batch)
         # A cancelled caller leaves its item in the batch: it is written all the same (a
         # POST that happened is recorded even if its handler is being torn down).
@@ -84,9 +88,9 @@ class Batcher(Generic[T, R]):
         return batch
 
     def _start(self, batch: _Batch[T, R]) -> None:
-        if batch not in self._collecting:
-            return  # already started (size and timer can both fire)
-        self._collecting.remove(batch)
+        if batch.started:
+            return  # size and timer can both fire
+        batch.started = True
         if batch.timer is not None:
             batch.timer.cancel()
         task = asyncio.get_running_loop().create_task(self._run(batch))
@@ -96,10 +100,15 @@ class Batcher(Generic[T, R]):
     async def _run(self, batch: _Batch[T, R]) -> None:
         try:
             async with self._writes:
+                # Sealed only now: while it waited for a slot, the batch kept collecting.
+                if batch in self._collecting:
+                    self._collecting.remove(batch)
                 results = await self._write(batch.items)
             if len(results) != len(batch.items):
                 raise BatchError(f"{len(results)} results for {len(batch.items)} items")
         except BaseException as exc:
+            if batch in self._collecting:  # failed while waiting for a slot: take no more
+                self._collecting.remove(batch)
             for waiter in batch.waiters:
                 if waiter.done():
                     continue

@@ -144,11 +144,12 @@ class RecordBatchFailed(RuntimeError):
     unrecorded and its caller tries again (then the deleted one is seen as gone)."""
 
 
-# Loads wait at most 2 ms for company (they come before the POST, so they add latency);
-# records 10 ms (they come after it: only the ack waits). Sizes keep a statement's
-# parameters small. Concurrent writes stay below the pool size, leaving room for the rest.
-LOAD_BATCH = {"max_items": 100, "max_delay_s": 0.002}
-RECORD_BATCH = {"max_items": 200, "max_delay_s": 0.010}
+# Loads come before the POST, so they wait for no timer: a batch is whatever arrived in the
+# same event-loop turn plus whatever arrives while every write slot is busy (batching.py).
+# Records come after it (only the ack waits): up to 5 ms for company. Sizes keep a
+# statement's parameters small; write slots stay below the pool size.
+LOAD_BATCH = {"max_items": 100, "max_delay_s": 0.0}
+RECORD_BATCH = {"max_items": 200, "max_delay_s": 0.005}
 MAX_CONCURRENT_BATCHES = 3
 
 

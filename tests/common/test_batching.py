@@ -127,3 +127,21 @@ async def test_a_cancelled_caller_does_not_stop_its_item_being_written() -> None
     gone.cancel()
     assert await asyncio.wait_for(batcher.submit(2), timeout=10) == 4
     assert writer.batches == [[1, 2]]
+
+
+async def test_a_batch_waiting_for_a_write_slot_keeps_collecting() -> None:
+    writer = Writer()
+    writer.release.clear()  # the first write holds the only slot
+    batcher: Batcher[int, int] = Batcher(
+        writer, max_items=100, max_delay_s=0, max_concurrent_writes=1
+    )
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.wait_for(writer.entered.wait(), timeout=10)
+    later = [asyncio.ensure_future(batcher.submit(2))]
+    for _ in range(5):
+        await asyncio.sleep(0)  # its timer fires: the batch now waits for the slot
+    later += [asyncio.ensure_future(batcher.submit(n)) for n in (3, 4)]
+    await asyncio.sleep(0)
+    writer.release.set()
+    assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=10) == [2, 4, 6, 8]
+    assert writer.batches == [[1], [2, 3, 4]]
