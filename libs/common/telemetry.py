@@ -17,6 +17,7 @@ still travels, but nothing is exported). `OTEL_TRACES_SAMPLER` / `_ARG` choose s
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -106,7 +107,12 @@ def shutdown_tracing() -> None:
         shutdown()
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """One tracer per process. The SDK's get_tracer registers a warnings filter and compares
+    instrumentation scopes (attribute mappings) on every call: py-spy put that at ~30 % of
+    the dispatcher's main thread at fan-out 10 (BENCHMARKS.md). Caching is safe before
+    configure_tracing too: the API's proxy tracer follows the provider installed later."""
     return trace.get_tracer(TRACER_NAME)
 
 

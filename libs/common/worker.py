@@ -36,9 +36,13 @@ class Verdict(StrEnum):
     REQUEUE = "requeue"  # Postgres or the broker failed mid-way: let the broker redeliver it
 
 
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    """Skip FastStream's JSON decoding: each handler parses the body once, itself."""
-    return message.body
+async def _whole_message(message: StreamMessage[Any]) -> StreamMessage[Any]:
+    """Hand the handler the message itself: it parses the body once, itself, and settles it.
+
+    With FastDepends off (`apply_types=False`) FastStream calls the handler with whatever the
+    decoder returns; this is how the handler still gets body, headers and ack/nack.
+    """
+    return message
 
 
 def build_broker(settings: Settings, prefetch: int) -> RabbitBroker:
@@ -52,7 +56,12 @@ def build_broker(settings: Settings, prefetch: int) -> RabbitBroker:
             on_return_raises=True,
         ),
         graceful_timeout=settings.shutdown_grace_s,
-        decoder=_raw_body,
+        decoder=_whole_message,
+        # No dependency injection: FastDepends resolves a `RabbitMessage` Context through a
+        # sync field, which it runs in AnyIO's thread pool (plus a task group) for every
+        # message; py-spy showed that hop at 5-14 % of the sender's and dispatcher's main
+        # thread (BENCHMARKS.md). Handlers take the message as their one argument instead.
+        apply_types=False,
         log_level=logging.DEBUG,  # FastStream's per-message lines stay below INFO
     )
 
@@ -63,7 +72,7 @@ async def connect_database(dsn: str, max_size: int, max_wait_s: float = 60.0) ->
     deadline = loop.time() + max_wait_s
     while True:
         try:
-            return await create_pool(dsn, min_size=1, max_size=max_size)
+            return await create_pool(dsn, min_size=1, max_size=max_size, reset_session=False)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if loop.time() > deadline:
                 raise

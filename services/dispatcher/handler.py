@@ -27,6 +27,8 @@ log = logging.getLogger("hookpost.dispatcher")
 
 
 class EventLock(Protocol):
+    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None: ...
+
     async def insert_deliveries(
         self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
     ) -> list[PendingDelivery] | None: ...
@@ -39,8 +41,6 @@ class EventLock(Protocol):
 
 
 class Repository(Protocol):
-    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None: ...
-
     async def drop(self, event_id: str, hour: str) -> int | None: ...
 
     def event_lock(self, event_id: str) -> EventLock: ...
@@ -94,7 +94,14 @@ class Dispatcher:
         return verdict
 
     async def _dispatch(self, event: EventMessage, ids: dict[str, str]) -> Verdict:
-        ctx = await self._repo.prepare(event, self._pending_limit)
+        # The event's lock is taken by the same statement that stores and reads the event.
+        async with self._repo.event_lock(event.id) as lock:
+            return await self._dispatch_locked(event, ids, lock)
+
+    async def _dispatch_locked(
+        self, event: EventMessage, ids: dict[str, str], lock: EventLock
+    ) -> Verdict:
+        ctx = await lock.prepare(event, self._pending_limit)
         if ctx is None:
             log.warning("event for an unknown organization, dead-lettering", extra=ids)
             metrics.EVENTS.labels("rejected").inc()
@@ -132,33 +139,30 @@ class Dispatcher:
         else:
             delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in endpoint_ids]
 
-        async with self._repo.event_lock(event.id) as lock:
-            pending = await lock.insert_deliveries(
-                event.organization_id, delivery_ids, endpoint_ids
+        pending = await lock.insert_deliveries(event.organization_id, delivery_ids, endpoint_ids)
+        if pending is None:
+            log.info("duplicate event message ignored", extra=ids)
+            metrics.EVENTS.labels("duplicate").inc()
+            return Verdict.ACK
+        if pending:
+            data = capped_data(
+                event.id, event.type, event.created_at, event.data, self._payload_cap
             )
-            if pending is None:
-                log.info("duplicate event message ignored", extra=ids)
-                metrics.EVENTS.labels("duplicate").inc()
-                return Verdict.ACK
-            if pending:
-                data = capped_data(
-                    event.id, event.type, event.created_at, event.data, self._payload_cap
-                )
-                await self._publisher.publish_first_attempts(
-                    [
-                        DeliveryTask(
-                            delivery_id=delivery.id,
-                            event_id=event.id,
-                            endpoint_id=delivery.endpoint_id,
-                            organization_id=event.organization_id,
-                            type=event.type,
-                            event_created_at=event.created_at,
-                            data=data,
-                        )
-                        for delivery in pending
-                    ]
-                )
-            await lock.mark_dispatched()
+            await self._publisher.publish_first_attempts(
+                [
+                    DeliveryTask(
+                        delivery_id=delivery.id,
+                        event_id=event.id,
+                        endpoint_id=delivery.endpoint_id,
+                        organization_id=event.organization_id,
+                        type=event.type,
+                        event_created_at=event.created_at,
+                        data=data,
+                    )
+                    for delivery in pending
+                ]
+            )
+        await lock.mark_dispatched()
         metrics.EVENTS.labels("dispatched").inc()
         metrics.DELIVERIES_PUBLISHED.inc(len(pending))
         log.info("event dispatched", extra={**ids, "deliveries": len(pending)})

@@ -41,17 +41,15 @@ async def serve(settings: Settings) -> None:
         payload_cap_bytes=settings.payload_cap_bytes,
     )
 
+    queue = topology.dispatcher_queue.name  # a property that builds a RabbitQueue: once
+
     @broker.subscriber(
         topology.dispatcher_queue, topology.events_exchange, ack_policy=AckPolicy.MANUAL
     )
     async def on_event(message: RabbitMessage) -> None:
         with (
             metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(
-                f"{topology.dispatcher_queue.name} process",
-                message.headers,
-                topology.dispatcher_queue.name,
-            ),
+            telemetry.consumer_span(f"{queue} process", message.headers, queue),
         ):
             await settle(message, await dispatcher.handle(message.body), pool)
 

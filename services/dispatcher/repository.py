@@ -11,9 +11,12 @@ from libs.common.broker.messages import EventMessage
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
 
-# (a) + (b) + (c) in one round trip. The INSERT's row is invisible to the outer SELECT (one
-# snapshot per statement), so `dispatched_at` is NULL for a new event and the stored value
-# for a known one. No row at all means the organization does not exist.
+# (a) + (b) + (c), and the event's lock, in one round trip. The INSERT's row is invisible to
+# the outer SELECT (one snapshot per statement), so `dispatched_at` is NULL for a new event and
+# the stored value for a known one. No row at all means the organization does not exist (and
+# no lock was taken: the select list, which takes it, is evaluated once per returned row).
+# The snapshot predates a wait for the lock, so `dispatched_at` may be stale here: the
+# deliveries statement, run afterwards under the lock with a fresh snapshot, has the last word.
 _PREPARE = """
 WITH org AS (
     SELECT id, plan FROM organizations WHERE id = $2
@@ -55,7 +58,8 @@ SELECT
     ) ELSE ARRAY(
         SELECT e.id FROM endpoints e WHERE e.id = $5 AND e.organization_id = $2
     ) END AS endpoint_ids,
-    (SELECT count(*) FROM inserted) AS inserted
+    (SELECT count(*) FROM inserted) AS inserted,
+    pg_advisory_lock(hashtextextended($1, 0)) IS NULL AS lock_failed
 FROM org
 LEFT JOIN events existing ON existing.id = $1
 """
@@ -81,9 +85,9 @@ UNION ALL
 SELECT NULL, NULL, false WHERE NOT EXISTS (SELECT 1 FROM open_event)
 """
 
-# A session-level advisory lock per event, held from "is it dispatched?" to "it is": the
-# deliveries are committed (visible to senders) before their tasks are published.
-_LOCK_EVENT = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+# A session-level advisory lock per event (taken by _PREPARE), held from "is it dispatched?"
+# to "it is": the deliveries are committed (visible to senders) before their tasks are
+# published.
 _UNLOCK_EVENT = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 
 _MARK_DISPATCHED = "UPDATE events SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL"
@@ -127,29 +131,6 @@ class DispatcherRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None:
-        """Store the event if it is new; None when its organization does not exist."""
-        row = await self._pool.fetchrow(
-            _PREPARE,
-            event.id,
-            event.organization_id,
-            event.type,
-            event.data,
-            event.target_endpoint_id,
-            event.target_delivery_id,
-            event.created_at,
-            pending_limit,
-        )
-        if row is None:
-            return None
-        return EventContext(
-            plan=row["plan"],
-            stored_organization_id=row["stored_organization_id"],
-            dispatched_at=row["dispatched_at"],
-            pending=row["pending"],
-            endpoint_ids=list(row["endpoint_ids"]),
-        )
-
     async def drop(self, event_id: str, hour: str) -> int | None:
         """Mark a dropped event dispatched and count it; the hour's total, None if counted."""
         return await self._pool.fetchval(_DROP, event_id, BACKPRESSURE_ACTION, hour)
@@ -171,23 +152,62 @@ class EventLock:
         self._pool = pool
         self._event_id = event_id
         self._conn: asyncpg.Connection | None = None
+        self._locked = False
 
     async def __aenter__(self) -> EventLock:
         self._conn = await self._pool.acquire()
-        try:
-            await self._conn.execute(_LOCK_EVENT, self._event_id)
-        except BaseException:
-            await self._pool.release(self._conn)
-            raise
         return self
 
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        assert self._conn is not None
+    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None:
+        """Store the event if it is new and take its lock; None when its organization does
+        not exist (then nothing is locked)."""
+        assert self._conn is not None and event.id == self._event_id
         try:
-            await self._conn.execute(_UNLOCK_EVENT, self._event_id)
-        finally:
-            # (release also resets the session, which drops any advisory lock still held)
-            await self._pool.release(self._conn)
+            row = await self._conn.fetchrow(
+                _PREPARE,
+                event.id,
+                event.organization_id,
+                event.type,
+                event.data,
+                event.target_endpoint_id,
+                event.target_delivery_id,
+                event.created_at,
+                pending_limit,
+            )
+        except BaseException:
+            # A cancelled or failed wait may still have been granted on the server.
+            await self._discard()
+            raise
+        if row is None:
+            return None
+        self._locked = True
+        return EventContext(
+            plan=row["plan"],
+            stored_organization_id=row["stored_organization_id"],
+            dispatched_at=row["dispatched_at"],
+            pending=row["pending"],
+            endpoint_ids=list(row["endpoint_ids"]),
+        )
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._conn is None:
+            return  # discarded
+        if self._locked:
+            try:
+                await self._conn.execute(_UNLOCK_EVENT, self._event_id)
+            except BaseException:
+                await self._discard()
+                raise
+        await self._pool.release(self._conn)
+
+    async def _discard(self) -> None:
+        """The pool releases connections without a reset query (libs/common/db/pool.py), so a
+        lock whose unlock failed, or that may have been granted after a cancelled wait, must
+        not go back to the pool: closing the connection drops it on the server."""
+        assert self._conn is not None
+        conn, self._conn = self._conn, None
+        conn.terminate()
+        await self._pool.release(conn)
 
     async def insert_deliveries(
         self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]

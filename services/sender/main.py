@@ -39,7 +39,8 @@ from services.sender.repository import SenderRepository
 from services.sender.retries import BrokerRetryPublisher
 
 DEAD_LETTER_PREFETCH = 32
-# Two short statements per delivery, none held across the POST: a few connections go far.
+# Loads and records are batched across in-flight deliveries (repository.py), none held
+# across the POST: a few connections go far.
 DB_POOL_SIZE = 10
 
 
@@ -67,17 +68,18 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     )
     dead_letters = DeadLetterHandler(repository)
 
+    # Topology's queues are properties that build a RabbitQueue per access: name them once
+    # (py-spy: 3 % of the sender's main thread when read per message).
+    sender_queue = topology.sender_queue.name
+    dead_queue = topology.dead_deliveries_queue.name
+
     @broker.subscriber(
         topology.sender_queue, topology.deliveries_exchange, ack_policy=AckPolicy.MANUAL
     )
     async def on_task(message: RabbitMessage) -> None:
         with (
             metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(
-                f"{topology.sender_queue.name} process",
-                message.headers,
-                topology.sender_queue.name,
-            ),
+            telemetry.consumer_span(f"{sender_queue} process", message.headers, sender_queue),
         ):
             await settle(message, await sender.handle(message.body, message.headers), pool)
 
@@ -88,16 +90,17 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_dead_letter(message: RabbitMessage) -> None:
-        with telemetry.consumer_span(
-            f"{topology.dead_deliveries_queue.name} process",
-            message.headers,
-            topology.dead_deliveries_queue.name,
-        ):
+        with telemetry.consumer_span(f"{dead_queue} process", message.headers, dead_queue):
             await settle(message, await dead_letters.handle(message.body), pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=http.close, ops=ops)
+
+    async def on_stopped() -> None:
+        await repository.close()
+        await http.close()
+
+    await run_until_stopped("sender", settings, broker, pool, on_stopped=on_stopped, ops=ops)
 
 
 def run() -> None:

@@ -8,13 +8,16 @@ from typing import Any
 
 import asyncpg
 
+from libs.common.batching import Batcher
+
 # The delivery, its endpoint (and the org's webhook secret for per-job webhooks) and, when a
-# redelivered message finds its attempt already recorded, that attempt's outcome: one query.
+# redelivered message finds its attempt already recorded, that attempt's outcome: one query
+# for a whole batch of (delivery id, attempt number) pairs; `ord` says which pair a row is for.
 # An agent sink also gets its agent's retry_failed_push (merged into config: the rules are
 # read at send time) and the completed job it pushes (the event's mappingJobId, of this
 # agent), results as stored JSON text so the sender embeds them without parsing.
 _LOAD = """
-SELECT d.status, d.attempt_count, d.schedule_start,
+SELECT want.ord, d.status, d.attempt_count, d.schedule_start,
        e.kind, e.url_enc, e.url_masked, e.signature_scheme,
        CASE WHEN e.kind = 'JOB_WEBHOOK' THEN COALESCE(e.secret_enc, o.webhook_secret_enc)
             ELSE e.secret_enc END AS secret_enc,
@@ -28,31 +31,45 @@ SELECT d.status, d.attempt_count, d.schedule_start,
        e.agent_id, ag.workspace_id,
        j.id AS job_id, j.completed_at AS job_completed_at, j.stats AS job_stats,
        j.results::text AS job_results_json
-FROM deliveries d
+FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS want (delivery_id, attempt_number, ord)
+JOIN deliveries d ON d.id = want.delivery_id
 JOIN endpoints e ON e.id = d.endpoint_id
 JOIN organizations o ON o.id = e.organization_id
 LEFT JOIN agents ag ON ag.id = e.agent_id
 LEFT JOIN events ev ON e.kind = 'AGENT_SINK' AND ev.id = d.event_id
 LEFT JOIN mapping_jobs j ON j.id = ev.data ->> 'mappingJobId'
     AND j.organization_id = e.organization_id AND j.agent_id = e.agent_id
-LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = $2
-WHERE d.id = $1
+LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
 """
 
-# The attempt and the delivery's new state in one statement (one implicit transaction).
-# A redelivered message that re-sends the same attempt overwrites its row: counted once.
-# Both writes happen only while the delivery is PENDING, under its row lock: two copies of
-# one task (a redelivery racing the original) must not let the later, failed copy overwrite
-# the attempt of a delivery the other copy already ended SUCCEEDED (found by `make chaos`).
+# Attempts and their deliveries' new states for a whole batch, in one statement (one implicit
+# transaction, one WAL flush). A redelivered message that re-sends the same attempt overwrites
+# its row: counted once. Per input row (by `ord`): the delivery's status after it (NULL when it
+# was not PENDING) and whether the delivery still exists. A delivery id appears at most once
+# per batch (the batcher's key): ON CONFLICT DO UPDATE cannot touch one row twice.
+# Both writes happen only while the delivery is PENDING, under its row lock: two copies of one
+# task (a redelivery racing the original) must not let the later, failed copy overwrite the
+# attempt of a delivery the other copy already ended SUCCEEDED (found by `make chaos`). Rows
+# are locked and inserted in id order so two concurrent batches never deadlock.
 _RECORD = """
-WITH open_delivery AS (
-    SELECT id FROM deliveries WHERE id = $2 AND status = 'PENDING' FOR UPDATE
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[],
+                         $6::int[], $7::text[], $8::text[], $9::bool[], $10::text[],
+                         $11::timestamptz[]) WITH ORDINALITY
+        AS i (attempt_id, delivery_id, attempt_number, attempted_at, duration_ms, http_status,
+              error, response_excerpt, succeeded, new_status, next_attempt_at, ord)
+), open_delivery AS (
+    SELECT d.id FROM deliveries d
+    WHERE d.id IN (SELECT delivery_id FROM input) AND d.status = 'PENDING'
+    ORDER BY d.id
+    FOR UPDATE
 ), attempt AS (
     INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at,
                                    duration_ms, http_status, error, response_excerpt, succeeded)
-    SELECT $1::text, open_delivery.id, $3::int, $4::timestamptz, $5::int, $6::int, $7::text,
-           $8::text, $9::boolean
-    FROM open_delivery
+    SELECT i.attempt_id, i.delivery_id, i.attempt_number, i.attempted_at, i.duration_ms,
+           i.http_status, i.error, i.response_excerpt, i.succeeded
+    FROM input i JOIN open_delivery o ON o.id = i.delivery_id
+    ORDER BY i.delivery_id
     ON CONFLICT (delivery_id, attempt_number) DO UPDATE SET
         id = EXCLUDED.id,
         attempted_at = EXCLUDED.attempted_at,
@@ -61,16 +78,20 @@ WITH open_delivery AS (
         error = EXCLUDED.error,
         response_excerpt = EXCLUDED.response_excerpt,
         succeeded = EXCLUDED.succeeded
+), updated AS (
+    UPDATE deliveries d SET
+        attempt_count = GREATEST(d.attempt_count, i.attempt_number),
+        last_attempt_at = i.attempted_at,
+        status = i.new_status,
+        next_attempt_at = i.next_attempt_at,
+        updated_at = now()
+    FROM input i JOIN open_delivery o ON o.id = i.delivery_id
+    WHERE d.id = i.delivery_id
+    RETURNING d.id, d.status
 )
-UPDATE deliveries SET
-    attempt_count = GREATEST(attempt_count, $3),
-    last_attempt_at = $4,
-    status = $10,
-    next_attempt_at = $11,
-    updated_at = now()
-FROM open_delivery
-WHERE deliveries.id = open_delivery.id
-RETURNING deliveries.status
+SELECT i.ord, u.status,
+       EXISTS (SELECT 1 FROM deliveries d WHERE d.id = i.delivery_id) AS found
+FROM input i LEFT JOIN updated u ON u.id = i.delivery_id
 """
 
 # A share lock waits for a writer's commit or rollback (the api's manual retry holds the
@@ -125,13 +146,50 @@ class AttemptRecord:
     next_attempt_at: datetime | None
 
 
+class RecordBatchFailed(RuntimeError):
+    """A batch's statement hit a delivery deleted after it started: every attempt in it is
+    unrecorded and its caller tries again (then the deleted one is seen as gone)."""
+
+
+# Loads come before the POST, so they wait for no timer: a batch is whatever arrived in the
+# same event-loop turn plus whatever arrives while every write slot is busy (batching.py).
+# Records come after it (only the ack waits): up to 5 ms for company. Sizes keep a
+# statement's parameters small; write slots stay below the pool size.
+LOAD_BATCH = {"max_items": 100, "max_delay_s": 0.0}
+RECORD_BATCH = {"max_items": 200, "max_delay_s": 0.005}
+MAX_CONCURRENT_BATCHES = 3
+
+
 class SenderRepository:
+    """The sender's SQL. `load` and `record` are batched across the replica's in-flight
+    deliveries (libs/common/batching.py): each caller still awaits its own row or its own
+    committed record, so a message is acknowledged only after its attempt is stored."""
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._loads: Batcher[tuple[str, int], DeliveryRow | None] = Batcher(
+            self._load_many, max_concurrent_writes=MAX_CONCURRENT_BATCHES, **LOAD_BATCH
+        )
+        self._records: Batcher[AttemptRecord, str | _Gone | None] = Batcher(
+            self._record_many,
+            key=lambda attempt: attempt.delivery_id,
+            max_concurrent_writes=MAX_CONCURRENT_BATCHES,
+            **RECORD_BATCH,
+        )
 
     async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
-        row = await self._pool.fetchrow(_LOAD, delivery_id, attempt_number)
-        return None if row is None else DeliveryRow(**dict(row))
+        return await self._loads.submit((delivery_id, attempt_number))
+
+    async def _load_many(self, wanted: list[tuple[str, int]]) -> list[DeliveryRow | None]:
+        rows = await self._pool.fetch(
+            _LOAD, [delivery_id for delivery_id, _ in wanted], [number for _, number in wanted]
+        )
+        found: list[DeliveryRow | None] = [None] * len(wanted)
+        for row in rows:
+            values = dict(row)
+            position = values.pop("ord") - 1
+            found[position] = DeliveryRow(**values)
+        return found
 
     async def await_writers(self, delivery_id: str) -> None:
         """Return once no open transaction holds the delivery row for update."""
@@ -142,20 +200,48 @@ class SenderRepository:
         """Store the attempt; the delivery's status after it, None (and nothing stored) when
         the delivery is no longer PENDING or no longer exists.
         """
-        return await self._pool.fetchval(
-            _RECORD,
-            attempt.attempt_id,
-            attempt.delivery_id,
-            attempt.attempt_number,
-            attempt.attempted_at,
-            attempt.duration_ms,
-            attempt.http_status,
-            attempt.error,
-            attempt.response_excerpt,
-            attempt.succeeded,
-            attempt.new_status,
-            attempt.next_attempt_at,
+        outcome = await self._records.submit(attempt)
+        if isinstance(outcome, _Gone):
+            raise asyncpg.ForeignKeyViolationError(
+                f"delivery {attempt.delivery_id} no longer exists"
+            )
+        return outcome
+
+    async def _record_many(self, attempts: list[AttemptRecord]) -> list[str | _Gone | None]:
+        columns = (
+            [a.attempt_id for a in attempts],
+            [a.delivery_id for a in attempts],
+            [a.attempt_number for a in attempts],
+            [a.attempted_at for a in attempts],
+            [a.duration_ms for a in attempts],
+            [a.http_status for a in attempts],
+            [a.error for a in attempts],
+            [a.response_excerpt for a in attempts],
+            [a.succeeded for a in attempts],
+            [a.new_status for a in attempts],
+            [a.next_attempt_at for a in attempts],
         )
+        try:
+            rows = await self._pool.fetch(_RECORD, *columns)
+        except asyncpg.ForeignKeyViolationError as exc:
+            # Not "this delivery is gone" for every caller: only one of them raced a delete.
+            raise RecordBatchFailed(str(exc)) from exc
+        outcomes: list[str | _Gone | None] = [None] * len(attempts)
+        for row in rows:
+            outcomes[row["ord"] - 1] = row["status"] if row["found"] else _GONE
+        return outcomes
 
     async def mark_dead(self, delivery_id: str) -> bool:
         return await self._pool.fetchval(_MARK_DEAD, delivery_id) is not None
+
+    async def close(self) -> None:
+        """Finish every collected load and record (after the consumers have stopped)."""
+        await self._loads.close()
+        await self._records.close()
+
+
+class _Gone:
+    """The delivery was deleted before its attempt could be recorded."""
+
+
+_GONE = _Gone()

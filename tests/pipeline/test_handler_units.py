@@ -391,6 +391,9 @@ class FakeLock:
     async def __aexit__(self, *exc: object) -> None:
         pass
 
+    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None:
+        return self.repo.ctx
+
     async def insert_deliveries(
         self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
     ) -> list[PendingDelivery] | None:
@@ -408,9 +411,6 @@ class FakeDispatchRepo:
     dispatched_under_lock: bool = False
     marked: bool = False
     drops: list[str] = field(default_factory=list)
-
-    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None:
-        return self.ctx
 
     async def drop(self, event_id: str, hour: str) -> int | None:
         self.drops.append(hour)
