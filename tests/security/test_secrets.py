@@ -70,7 +70,7 @@ async def test_no_secret_escapes_a_full_run(
     api, _dispatcher, sender = services
     created_org = await asyncio.to_thread(
         subprocess.run,
-        [str(HOOKPOST_BIN), "orgs", "create", "secrets", "--plan", "PRO"],
+        [str(HOOKPOST_BIN), "orgs", "create", "secrets", "--plan", "PRO_MAX"],
         env=api.env,
         check=True,
         capture_output=True,
@@ -158,7 +158,65 @@ async def test_no_secret_escapes_a_full_run(
         }
         assert receiver.on("/fail")[0].headers["X-Api-Key"] == dest_key_2
 
+        # The other doors' secrets: an agent sink's own secret, an export webhook's URL
+        # token and signing secret, a job webhook's URL token, the org webhook secret.
+        sink_secret = new_secret("sink")
+        export_token, job_token = new_secret("tok"), new_secret("tok")
+        made |= {"sink secret": sink_secret, "export url token": export_token}
+        made |= {"job url token": job_token}
+        agent_id = (await http.post("/api/v1/agents", json={"name": "bi"})).json()["id"]
+        rules = {"data_sinks": {"auto_push_on_job_complete": True, "retry_failed_push": 0}}
+        assert (await http.put(f"/api/v1/agents/{agent_id}/rules", json=rules)).is_success
+        sink = await http.post(
+            f"/api/v1/agents/{agent_id}/data-sources",
+            json={
+                "role": "RESULTS_SINK",
+                "type": "HTTPS_WEBHOOK",
+                "config": {"url": receiver.url("/sink"), "authScheme": "Bearer"},
+                "secret": {"value": sink_secret},
+                "format": "JSON",
+            },
+        )
+        assert sink.status_code == 201, sink.text
+        after_creation.append(("create sink", sink))  # the user's own secret: never shown
+        sink_id = sink.json()["id"]
+        export_hook = await http.post(
+            "/api/v1/export-webhooks",
+            json={"url": f"{receiver.url('/export')}?secret={export_token}", "active": True},
+        )
+        assert export_hook.status_code == 201, export_hook.text
+        made |= secret_forms("export signing secret", export_hook.json()["signingSecret"])
+        assert export_token not in export_hook.text
+        org_secret = await http.post("/api/v1/organization/webhook-secret/rotate")
+        assert org_secret.status_code == 200, org_secret.text
+        made |= secret_forms("org webhook secret", org_secret.json()["webhookSecret"])
+        job = await http.post(
+            "/api/v1/mapping-jobs",
+            json={"agentId": agent_id, "webhook": {"url": f"{receiver.url('/job')}?k={job_token}"}},
+        )
+        assert job.status_code == 201, job.text
+        after_creation.append(("create job", job))
+        job_id = job.json()["jobId"]
+        completed = await http.post(
+            f"/api/v1/mapping-jobs/{job_id}/complete",
+            json={"stats": {"total": 1, "matched": 1, "unmatched": 0}, "results": [{"r": 1}]},
+        )
+        assert completed.status_code == 200, completed.text
+        # in use: the sink got its bearer token, the export and job URLs their tokens
+        [pushed] = await receiver.wait_for("/sink", 1, timeout=60)
+        assert pushed.headers["Authorization"] == f"Bearer {sink_secret}"
+        [exported] = await receiver.wait_for("/export", 1, timeout=60)
+        assert exported.query == f"secret={export_token}"
+        [job_hook] = await receiver.wait_for("/job", 1, timeout=60)
+        assert job_hook.query == f"k={job_token}"
+
         for name, path in [
+            ("list sinks", f"/api/v1/agents/{agent_id}/data-sources"),
+            ("get sink", f"/api/v1/agents/{agent_id}/data-sources/{sink_id}"),
+            ("sink syncs", f"/api/v1/agents/{agent_id}/data-sources/{sink_id}/syncs"),
+            ("list export webhooks", "/api/v1/export-webhooks"),
+            ("get job", f"/api/v1/mapping-jobs/{job_id}"),
+            ("org webhook secret", "/api/v1/organization/webhook-secret"),
             ("list subscriptions", SUBS),
             ("get subscription", f"{SUBS}/{sub_id}"),
             ("subscription deliveries", f"{SUBS}/{sub_id}/deliveries"),
