@@ -82,7 +82,8 @@ def main() -> None:
 
         created = json.loads(
             subprocess.run(
-                [str(BIN / "hookpost"), "orgs", "create", "demo", "--plan", "PRO"],
+                # PRO_MAX: every front door is open to it, agent results sinks included.
+                [str(BIN / "hookpost"), "orgs", "create", "demo", "--plan", "PRO_MAX"],
                 env=env,
                 check=True,
                 capture_output=True,
