@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-import asyncpg
 from pydantic import ValidationError
 
 from libs.common import telemetry
@@ -238,25 +237,21 @@ class DeliverySender:
                 if decision.delay_s is not None
                 else None
             )
-            try:
-                status = await self._record(
-                    AttemptRecord(
-                        attempt_id=attempt_id,
-                        delivery_id=task.delivery_id,
-                        attempt_number=attempt,
-                        attempted_at=attempted_at,
-                        duration_ms=result.duration_ms,
-                        http_status=result.http_status,
-                        error=result.error,
-                        response_excerpt=result.response_excerpt,
-                        succeeded=result.succeeded,
-                        new_status=decision.status.value,
-                        next_attempt_at=next_attempt_at,
-                    )
+            status = await self._record(
+                AttemptRecord(
+                    attempt_id=attempt_id,
+                    delivery_id=task.delivery_id,
+                    attempt_number=attempt,
+                    attempted_at=attempted_at,
+                    duration_ms=result.duration_ms,
+                    http_status=result.http_status,
+                    error=result.error,
+                    response_excerpt=result.response_excerpt,
+                    succeeded=result.succeeded,
+                    new_status=decision.status.value,
+                    next_attempt_at=next_attempt_at,
                 )
-            except asyncpg.ForeignKeyViolationError:
-                log.info("delivery deleted during the attempt, skipping", extra=ids)
-                return Verdict.ACK
+            )
             if status is None:
                 log.info("delivery ended or deleted during the attempt, skipping", extra=ids)
                 return Verdict.ACK
@@ -277,13 +272,11 @@ class DeliverySender:
         """Record a POST that already happened, riding out a short Postgres outage.
 
         Requeueing instead would POST the same attempt again; the statement is idempotent,
-        so trying it again is safe. A deleted delivery is not an outage: raise at once.
+        so trying it again is safe.
         """
         for remaining in range(self._record_tries - 1, -1, -1):
             try:
                 return await self._repo.record(attempt)
-            except asyncpg.ForeignKeyViolationError:
-                raise
             except Exception:
                 if remaining == 0:
                     raise

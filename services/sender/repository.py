@@ -45,7 +45,7 @@ LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = wan
 # Attempts and their deliveries' new states for a whole batch, in one statement (one implicit
 # transaction, one WAL flush). A redelivered message that re-sends the same attempt overwrites
 # its row: counted once. Per input row (by `ord`): the delivery's status after it (NULL when it
-# was not PENDING) and whether the delivery still exists. A delivery id appears at most once
+# was not PENDING or no longer exists). A delivery id appears at most once
 # per batch (the batcher's key): ON CONFLICT DO UPDATE cannot touch one row twice.
 # Both writes happen only while the delivery is PENDING, under its row lock: two copies of one
 # task (a redelivery racing the original) must not let the later, failed copy overwrite the
@@ -89,9 +89,7 @@ WITH input AS (
     WHERE d.id = i.delivery_id
     RETURNING d.id, d.status
 )
-SELECT i.ord, u.status,
-       EXISTS (SELECT 1 FROM deliveries d WHERE d.id = i.delivery_id) AS found
-FROM input i LEFT JOIN updated u ON u.id = i.delivery_id
+SELECT i.ord, u.status FROM input i LEFT JOIN updated u ON u.id = i.delivery_id
 """
 
 # A share lock waits for a writer's commit or rollback (the api's manual retry holds the
@@ -146,11 +144,6 @@ class AttemptRecord:
     next_attempt_at: datetime | None
 
 
-class RecordBatchFailed(RuntimeError):
-    """A batch's statement hit a delivery deleted after it started: every attempt in it is
-    unrecorded and its caller tries again (then the deleted one is seen as gone)."""
-
-
 # Loads come before the POST, so they wait for no timer: a batch is whatever arrived in the
 # same event-loop turn plus whatever arrives while every write slot is busy (batching.py).
 # Records come after it (only the ack waits): up to 5 ms for company. Sizes keep a
@@ -170,7 +163,7 @@ class SenderRepository:
         self._loads: Batcher[tuple[str, int], DeliveryRow | None] = Batcher(
             self._load_many, max_concurrent_writes=MAX_CONCURRENT_BATCHES, **LOAD_BATCH
         )
-        self._records: Batcher[AttemptRecord, str | _Gone | None] = Batcher(
+        self._records: Batcher[AttemptRecord, str | None] = Batcher(
             self._record_many,
             key=lambda attempt: attempt.delivery_id,
             max_concurrent_writes=MAX_CONCURRENT_BATCHES,
@@ -200,14 +193,9 @@ class SenderRepository:
         """Store the attempt; the delivery's status after it, None (and nothing stored) when
         the delivery is no longer PENDING or no longer exists.
         """
-        outcome = await self._records.submit(attempt)
-        if isinstance(outcome, _Gone):
-            raise asyncpg.ForeignKeyViolationError(
-                f"delivery {attempt.delivery_id} no longer exists"
-            )
-        return outcome
+        return await self._records.submit(attempt)
 
-    async def _record_many(self, attempts: list[AttemptRecord]) -> list[str | _Gone | None]:
+    async def _record_many(self, attempts: list[AttemptRecord]) -> list[str | None]:
         columns = (
             [a.attempt_id for a in attempts],
             [a.delivery_id for a in attempts],
@@ -221,14 +209,11 @@ class SenderRepository:
             [a.new_status for a in attempts],
             [a.next_attempt_at for a in attempts],
         )
-        try:
-            rows = await self._pool.fetch(_RECORD, *columns)
-        except asyncpg.ForeignKeyViolationError as exc:
-            # Not "this delivery is gone" for every caller: only one of them raced a delete.
-            raise RecordBatchFailed(str(exc)) from exc
-        outcomes: list[str | _Gone | None] = [None] * len(attempts)
-        for row in rows:
-            outcomes[row["ord"] - 1] = row["status"] if row["found"] else _GONE
+        # Only deliveries locked while PENDING are written, so a concurrent delete cannot
+        # break the batch: a deleted one simply comes back None, like an ended one.
+        outcomes: list[str | None] = [None] * len(attempts)
+        for row in await self._pool.fetch(_RECORD, *columns):
+            outcomes[row["ord"] - 1] = row["status"]
         return outcomes
 
     async def mark_dead(self, delivery_id: str) -> bool:
@@ -238,10 +223,3 @@ class SenderRepository:
         """Finish every collected load and record (after the consumers have stopped)."""
         await self._loads.close()
         await self._records.close()
-
-
-class _Gone:
-    """The delivery was deleted before its attempt could be recorded."""
-
-
-_GONE = _Gone()
