@@ -207,3 +207,12 @@ async def insert_delivery(
                 succeeded,
             )
     return event_id, delivery_id
+
+
+@pytest.fixture
+async def prod_client(settings: Settings, make_org: Callable) -> AsyncIterator[Client]:
+    """An org's client on the api run with HOOKPOST_ENV=prod (public https URLs only)."""
+    prod = settings.model_copy(update={"env": "prod"})
+    org = await make_org()
+    async with running_api(prod) as http:
+        yield Client(http=http, org_id=org.organizationId, token=org.apiToken)

@@ -3,7 +3,6 @@ tenancy, URL safety, the grace-window rotate-secret, /test, deliveries, signatur
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,13 +11,11 @@ import pytest
 
 from libs.common import crypto
 from libs.common.plans import Plan
-from libs.common.settings import Settings
 from tests.api.conftest import (
     Client,
     MakeClient,
     assert_error,
     insert_delivery,
-    running_api,
     subscription_body,
 )
 
@@ -245,14 +242,6 @@ async def test_quota_is_shared_with_subscriptions(client: Client) -> None:
     assert (
         await client.put(f"{DESTS}/{inactive['id']}", json=destination_body())
     ).status_code == 200
-
-
-@pytest.fixture
-async def prod_client(settings: Settings, make_org: Callable) -> AsyncIterator[Client]:
-    prod = settings.model_copy(update={"env": "prod"})
-    org = await make_org()
-    async with running_api(prod) as http:
-        yield Client(http=http, org_id=org.organizationId, token=org.apiToken)
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,14 @@ activeOnly, a URL token kept secret, another org's ids, URL safety outside dev."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import asyncpg
 import pytest
 
 from libs.common.crypto import decrypt
 from libs.common.settings import Settings
-from tests.api.conftest import Client, assert_error, running_api, subscription_body
+from tests.api.conftest import Client, assert_error, subscription_body
 
 HOOKS = "/api/v1/export-webhooks"
 TOKEN_URL = "http://127.0.0.1:9/webhooks/mapping-export?secret=abc123-export-token"
@@ -125,14 +125,6 @@ async def test_export_webhooks_are_not_in_the_subscription_quota(
 
 async def test_unauthenticated_is_401(client: Client) -> None:
     assert_error(await client.http.get(HOOKS), 401, "UNAUTHORIZED")
-
-
-@pytest.fixture
-async def prod_client(settings: Settings, make_org: Callable) -> AsyncIterator[Client]:
-    prod = settings.model_copy(update={"env": "prod"})
-    org = await make_org()
-    async with running_api(prod) as http:
-        yield Client(http=http, org_id=org.organizationId, token=org.apiToken)
 
 
 @pytest.mark.parametrize(

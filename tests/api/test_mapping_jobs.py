@@ -4,7 +4,7 @@ complete, fail, their 404s and 409s, the job webhook's endpoint row, and the out
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from libs.common.crypto import decrypt
 from libs.common.ids import IdPrefix, new_id
 from libs.common.settings import Settings
-from tests.api.conftest import Client, assert_error, running_api, subscription_body, wait_until
+from tests.api.conftest import Client, assert_error, subscription_body, wait_until
 
 JOBS = "/api/v1/mapping-jobs"
 TOKEN_URL = "http://127.0.0.1:9/jobs/hook?token=job-s3cret-token&team=ops"
@@ -87,14 +87,6 @@ async def test_job_webhooks_are_no_subscriptions_and_not_in_the_quota(
     assert job["webhook"] is not None
     listed = (await client.get("/api/v1/webhook-subscriptions")).json()["subscriptions"]
     assert job["webhook"]["id"] not in {s["id"] for s in listed}
-
-
-@pytest.fixture
-async def prod_client(settings: Settings, make_org: Callable) -> AsyncIterator[Client]:
-    prod = settings.model_copy(update={"env": "prod"})
-    org = await make_org()
-    async with running_api(prod) as http:
-        yield Client(http=http, org_id=org.organizationId, token=org.apiToken)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -11,14 +11,6 @@ from libs.common.settings import Settings
 from tests.api.conftest import Client, assert_error, running_api, subscription_body
 
 SUBS = "/api/v1/webhook-subscriptions"
-
-
-@pytest.fixture
-async def prod_client(settings: Settings, make_org: Callable) -> AsyncIterator[Client]:
-    prod = settings.model_copy(update={"env": "prod"})
-    org = await make_org()
-    async with running_api(prod) as http:
-        yield Client(http=http, org_id=org.organizationId, token=org.apiToken)
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from libs.common.signing import (
 )
 from libs.common.sink_payload import SinkPayload, build_sink_body, results_ref
 from services.sender.payloads import UnsendablePayload, request_body
-from services.sender.repository import DeliveryRow
 from services.sender.signatures import SigningKeys, signature_headers
+from tests.support.factories import sender_delivery_row
 
 BODY = b'{"jobId":"job_1","results":[]}'
 COMPLETED = datetime(2026, 5, 25, 12, 34, 56, tzinfo=UTC)
@@ -113,22 +113,12 @@ def test_over_the_cap_the_results_are_referenced_not_cut() -> None:
     assert parsed["resultsRef"] == "/api/v1/agents/agt_1/jobs/job_1/results"
 
 
-ROW = DeliveryRow(
-    status="PENDING",
-    attempt_count=0,
-    schedule_start=1,
+ROW = sender_delivery_row(
     kind="AGENT_SINK",
     url_enc=encrypt("https://sink.example.com/in"),
     url_masked="https://sink.example.com/in",
     signature_scheme="mt-hmac-sha256",
     secret_enc=encrypt("k3y"),
-    previous_secret_enc=None,
-    api_key_name=None,
-    api_key_value_enc=None,
-    additional_headers={},
-    config={},
-    recorded_succeeded=None,
-    recorded_http_status=None,
     agent_id="agt_1",
     workspace_id="ws_1",
     job_id="job_1",

@@ -12,7 +12,6 @@ import pytest
 
 from libs.common.broker.messages import DeliveryTask, EventMessage
 from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
-from libs.common.crypto import encrypt
 from libs.common.retry_policy import WEBHOOK_POLICY, agent_sink_policy
 from libs.common.signing import verify_standard_webhooks, verify_v1
 from libs.common.url_safety import SafetyPolicy, UnsafeURLError
@@ -29,6 +28,7 @@ from services.sender.consumer import (
 from services.sender.http_client import HttpClient, HttpResult, SafeResolver, read_excerpt
 from services.sender.repository import AttemptRecord, DeliveryRow
 from services.sender.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
+from tests.support.factories import sender_delivery_row as delivery_row
 
 NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
 
@@ -222,27 +222,6 @@ class FakeRetries:
         if self.fail:
             raise ConnectionError("broker gone")
         self.published.append((delay_s, attempt, schedule_start))
-
-
-def delivery_row(**changes: Any) -> DeliveryRow:
-    row = DeliveryRow(
-        status="PENDING",
-        attempt_count=0,
-        schedule_start=1,
-        kind="DESTINATION",
-        url_enc=encrypt("https://hooks.example.com/x?token=abc"),
-        url_masked="https://hooks.example.com/x",
-        signature_scheme="v1",
-        secret_enc=encrypt("whsec_unit"),
-        previous_secret_enc=None,
-        api_key_name=None,
-        api_key_value_enc=None,
-        additional_headers={},
-        config={},
-        recorded_succeeded=None,
-        recorded_http_status=None,
-    )
-    return replace(row, **changes)
 
 
 TASK = DeliveryTask(

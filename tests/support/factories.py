@@ -6,7 +6,7 @@ test gets an endpoint the API would refuse, e.g. a loopback URL in prod mode).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.common.ids import IdPrefix, new_id
 from libs.common.masking import mask_url
 from libs.common.secrets import generate_signing_secret, mask_secret
+from services.sender.repository import DeliveryRow
 
 
 @dataclass(frozen=True)
@@ -142,3 +143,25 @@ async def attempts_of(pool: asyncpg.Pool, delivery_id: str) -> list[asyncpg.Reco
         "SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt_number",
         delivery_id,
     )
+
+
+def sender_delivery_row(**changes: Any) -> DeliveryRow:
+    """What the sender loads for one delivery: a PENDING v1 destination, unless changed."""
+    row = DeliveryRow(
+        status="PENDING",
+        attempt_count=0,
+        schedule_start=1,
+        kind="DESTINATION",
+        url_enc=encrypt("https://hooks.example.com/x?token=abc"),
+        url_masked="https://hooks.example.com/x",
+        signature_scheme="v1",
+        secret_enc=encrypt("whsec_unit"),
+        previous_secret_enc=None,
+        api_key_name=None,
+        api_key_value_enc=None,
+        additional_headers={},
+        config={},
+        recorded_succeeded=None,
+        recorded_http_status=None,
+    )
+    return replace(row, **changes)
