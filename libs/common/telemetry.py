@@ -11,8 +11,10 @@ the trace by themselves.
 
 Exporters (`OTEL_TRACES_EXPORTER`, comma-separated): `otlp` (OTLP over HTTP/protobuf, every
 `OTEL_EXPORTER_OTLP_*` variable applies), `console` (JSON spans on stdout, for local runs),
-`none` (the default: spans are still created, so logs carry trace ids and the context
-still travels, but nothing is exported). `OTEL_TRACES_SAMPLER` / `_ARG` choose sampling.
+`none` (the default: nothing is exported, so nothing is recorded either — every span is a
+non-recording one, which still has its own trace and span ids, so logs carry them and the
+context still travels in headers, with the sampled flag off). With an exporter,
+`OTEL_TRACES_SAMPLER` / `_ARG` choose sampling.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -82,6 +85,17 @@ def configure_tracing(service: str) -> None:
     """Install the tracer provider for this process (call once, at startup)."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
+    trace.set_tracer_provider(build_provider(service))
+
+
+def build_provider(service: str) -> TracerProvider:
+    """The provider the OTEL_* variables describe.
+
+    With no exporter, spans are never recorded (ALWAYS_OFF): a recorded span that nobody
+    exports is pure cost, and py-spy put span recording at 12-18 % of the dispatcher's and
+    sender's main thread (BENCHMARKS.md). Non-recording spans still get fresh ids, so log
+    lines keep their trace and span ids and the trace context still crosses every hop.
+    """
     names = [
         n.strip().lower()
         for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")
@@ -92,11 +106,14 @@ def configure_tracing(service: str) -> None:
     defaults = {"service.name": f"hookpost-{service}", "service.namespace": "hookpost"}
     if os.environ.get("OTEL_SERVICE_NAME"):
         defaults.pop("service.name")
-    provider = TracerProvider(resource=Resource.create(defaults))  # sampler: OTEL_TRACES_*
+    provider = TracerProvider(
+        resource=Resource.create(defaults),
+        sampler=None if exporters else ALWAYS_OFF,  # None: OTEL_TRACES_SAMPLER / _ARG
+    )
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    log.info("tracing configured", extra={"exporters": names})
+    log.info("tracing configured", extra={"exporters": names, "recording": bool(exporters)})
+    return provider
 
 
 def shutdown_tracing() -> None:

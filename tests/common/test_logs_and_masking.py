@@ -121,3 +121,33 @@ def test_trace_context_round_trips_through_amqp_style_headers() -> None:
     parent = trace.get_current_span(extracted).get_span_context()
     assert (parent.trace_id, parent.span_id) == (ctx.trace_id, ctx.span_id)
     assert telemetry.strip_trace_headers({**headers, "X-Other": "1"}) == {"X-Other": "1"}
+
+
+def test_without_an_exporter_spans_are_not_recorded_but_ids_and_context_remain(
+    monkeypatch, log_lines
+) -> None:
+    logger, stream = log_lines
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    tracer = telemetry.build_provider("test").get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        telemetry.annotate(delivery_id="dlv_1")
+        logger.info("attempt failed")
+        headers = telemetry.trace_headers()
+    ctx = span.get_span_context()
+    assert not span.is_recording()  # nothing would export it: no attribute work either
+    assert ctx.is_valid  # fresh ids all the same ...
+    (line,) = lines(stream)
+    assert line["trace_id"] == f"{ctx.trace_id:032x}"  # ... which the logs carry
+    assert line["delivery_id"] == "dlv_1"
+    # and the context still travels, marked not sampled
+    _version, trace_id, span_id, flags = headers["traceparent"].split("-")
+    assert (trace_id, span_id) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+    assert int(flags, 16) & 0x01 == 0
+
+
+def test_with_an_exporter_spans_are_recorded(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    provider = telemetry.build_provider("test")
+    with provider.get_tracer("test").start_as_current_span("work") as span:
+        assert span.is_recording()
+    provider.shutdown()
