@@ -77,7 +77,8 @@ def _latency(results: dict[str, Any], out: Path) -> Path | None:
 
 
 def _inflight(results: dict[str, Any], out: Path) -> Path | None:
-    runs = [results.get(k) for k in ("concurrency_default", "concurrency_big")]
+    keys = ("concurrency_default", "concurrency_big", "concurrency_slow_endpoint")
+    runs = [results.get(k) for k in keys]
     runs = [r for r in runs if r and "_series" in r]
     if not runs:
         return None
@@ -88,9 +89,12 @@ def _inflight(results: dict[str, Any], out: Path) -> Path | None:
             ax.plot(s["t"], s[name], label=name)
         ax.axhline(500, color="red", linestyle="--", linewidth=1, alpha=0.6)
         ax.axhline(run["prefetch"], color="grey", linestyle=":", linewidth=1)
-        ax.set_title(f"sender prefetch {run['prefetch']}: {run['total_deliveries_per_s']:,.0f}/s")
+        ax.set_title(
+            f"prefetch {run['prefetch']}, endpoint {run.get('endpoint_ms', 200)} ms:"
+            f" {run['total_deliveries_per_s']:,.0f}/s"
+        )
         ax.set_xlabel("seconds after the senders resumed")
-        ax.set_ylabel("POSTs open at the receiver (200 ms each)")
+        ax.set_ylabel("POSTs open at the receiver")
         ax.set_ylim(bottom=0, top=max(650, run["prefetch"] + 50))
         ax.legend()
         ax.grid(alpha=0.3)

@@ -6,6 +6,7 @@ event loop with the server it measures. Every POST to `/r/<scenario>/<n>` is rec
 
     /r/ceiling/…  200 at once (the HTTP ceiling)
     /r/tput/…     200 at once          /r/slow/…   200 after 200 ms
+    /r/slower/…   200 after 2,000 ms (a slow receiver: in flight is bounded by prefetch, not CPU)
     /r/flaky/…    500 on an eventId's first arrival, 200 on every later one
 
 GET /stats answers {scenario: arrivals} (cheap: polled while load runs);
@@ -23,7 +24,7 @@ from collections import defaultdict
 import orjson
 from aiohttp import web
 
-SLOW_S = 0.2
+SLOW_S = {"slow": 0.2, "slower": 2.0}
 
 
 def build_app() -> web.Application:
@@ -40,8 +41,8 @@ def build_app() -> web.Application:
         except (orjson.JSONDecodeError, AttributeError):
             event_id = None
         status = 200
-        if scenario == "slow":
-            await asyncio.sleep(SLOW_S)
+        if scenario in SLOW_S:
+            await asyncio.sleep(SLOW_S[scenario])
         elif scenario == "flaky" and event_id not in flaky_seen:
             flaky_seen.add(event_id)
             status = 500

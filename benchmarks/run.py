@@ -8,7 +8,9 @@
     4. latency      open loop at 50 % of the measured 1-endpoint maximum
     5. concurrency  receiver takes 200 ms; senders paused while 9,000 deliveries queue, then
                     resumed: in-flight POSTs, throughput and RSS per replica
-                    (default prefetch, then a second sender pair with prefetch 600)
+                    (default prefetch, then a second sender pair with prefetch 600; then
+                    the same pair against a receiver that takes 2,000 ms, where the
+                    in-flight count is bounded by prefetch rather than by CPU)
     6. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
                     an endpoint answers 500 then 200: lateness of attempt 2 vs its schedule
 
@@ -36,6 +38,7 @@ import psutil
 
 from benchmarks import ceilings, load, plots
 from benchmarks import profile as pyspy
+from benchmarks.receiver import SLOW_S
 from benchmarks.stack import (
     ROOT,
     BenchEnv,
@@ -394,13 +397,13 @@ async def phase_latency(ctx: Ctx, pool: asyncpg.Pool, org: str, rate: float) -> 
 
 
 async def phase_concurrency(
-    ctx: Ctx, pool: asyncpg.Pool, amqp: load.AmqpProducer, label: str
+    ctx: Ctx, pool: asyncpg.Pool, amqp: load.AmqpProducer, label: str, scenario: str = "slow"
 ) -> dict[str, Any]:
     """Senders paused while 6,000 slow deliveries queue up; resumed; in-flight per replica."""
-    org_id = ctx.orgs["slow"]["organizationId"]
+    org_id = ctx.orgs[scenario]["organizationId"]
     count_sql = "SELECT count(*) FROM deliveries WHERE organization_id = $1"
     already = await pool.fetchval(count_sql, org_id)
-    base = ctx.arrivals.get("slow")
+    base = ctx.arrivals.get(scenario)
     for sender in ctx.senders:
         sender.pause()
     try:
@@ -427,7 +430,7 @@ async def phase_concurrency(
 
     sampler = asyncio.create_task(sample_rss())
     activity = PgActivity(ctx, ctx.pool).start()
-    drained = await ctx.wait_arrivals("slow", base + expected, timeout=90)
+    drained = await ctx.wait_arrivals(scenario, base + expected, timeout=90)
     after = ctx.snapshot()
     pg_activity = await activity.stop()
     done.set()
@@ -439,7 +442,7 @@ async def phase_concurrency(
         }
         for s in ctx.senders
     }  # fmt: skip
-    rows = (await ctx.records("slow"))[base:]
+    rows = (await ctx.records(scenario))[base:]
     starts_all = np.sort(np.array([r[0] for r in rows]))
     # saturated window: from the first arrival + 0.5 s until 90 % of the deliveries arrived
     s0 = starts_all[0] + 0.5
@@ -467,6 +470,7 @@ async def phase_concurrency(
     unattributed = len(rows) - sum(r["deliveries"] for r in replicas.values())
     return {
         "label": label,
+        "endpoint_ms": int(SLOW_S[scenario] * 1000),
         "prefetch": int(ctx.senders[0].env.get("HOOKPOST_SENDER_PREFETCH", 256)),
         "deliveries": len(rows),
         "expected": expected,
@@ -572,10 +576,13 @@ async def bench() -> dict[str, Any]:
         ctx.dispatcher = hookpost("dispatcher", ["dispatcher"], base_env, logs).start()
         ctx.senders = [hookpost(f"sender-{i}", ["sender"], base_env, logs).start() for i in (1, 2)]
         ctx.all += [ctx.api, ctx.dispatcher, *ctx.senders]
-        ctx.orgs = await create_orgs(base_env, ["tput", "fanout", "amqp", "lat", "slow", "flaky"])
+        ctx.orgs = await create_orgs(
+            base_env, ["tput", "fanout", "amqp", "lat", "slow", "slower", "flaky"]
+        )
         for org, count in (("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("lat", 1)):
             await subscribe(ctx, org, org, count)
         await subscribe(ctx, "slow", "slow", FANOUT)
+        await subscribe(ctx, "slower", "slower", FANOUT)
         await subscribe(ctx, "flaky", "flaky", 1)
         ctx.arrivals = load.ArrivalCounter(ctx.session, ctx.rx_url).start()
         pool = ctx.pool = await asyncpg.create_pool(env.dsn, min_size=1, max_size=3)
@@ -620,6 +627,10 @@ async def bench() -> dict[str, Any]:
         log(f"sender concurrency, prefetch {BIG_PREFETCH}")
         results["concurrency_big"] = await phase_concurrency(
             ctx, pool, amqp, f"prefetch {BIG_PREFETCH}"
+        )
+        log(f"sender concurrency, prefetch {BIG_PREFETCH}, endpoint 2,000 ms")
+        results["concurrency_slow_endpoint"] = await phase_concurrency(
+            ctx, pool, amqp, f"prefetch {BIG_PREFETCH}, 2 s endpoint", "slower"
         )
         log(f"retry precision: {RETRY_EVENTS} deliveries, 500 then 200, first tier 1,000 ms")
         results["retry"] = await phase_retry(ctx)
@@ -711,7 +722,7 @@ def print_summary(results: dict[str, Any]) -> None:
         f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
         f" accept {lat['api_accept_ms']}"
     )
-    for key in ("concurrency_default", "concurrency_big"):
+    for key in ("concurrency_default", "concurrency_big", "concurrency_slow_endpoint"):
         r = results[key]
         print(
             f"concurrency  {r['label']}: {r['total_deliveries_per_s']:,.0f} deliveries/s total;"
