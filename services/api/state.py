@@ -28,7 +28,8 @@ class ApiState:
         )
 
 
-def get_state(request: Request) -> ApiState:
+# async: FastAPI runs a plain `def` dependency in the threadpool, a thread hop per request.
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
