@@ -103,7 +103,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
-        pool = await create_pool(settings.database_url)
+        # No reset query on release (one round trip per pool call): the api leaves no
+        # session state on a connection. Nothing in services/api runs SET, LISTEN, a session
+        # advisory lock (its one lock, pg_advisory_xact_lock, ends with its transaction),
+        # DECLARE/cursors or temporary tables, and asyncpg still rolls back a transaction
+        # left open. tests/api/test_request_path.py fails if such SQL appears.
+        pool = await create_pool(settings.database_url, reset_session=False)
         # The broker connects in the background: the API serves (and fills the outbox)
         # while RabbitMQ is away; /readyz says so.
         broker = BrokerLink(settings.amqp_url, topology)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import anyio.to_thread
 import pytest
 from prometheus_client import REGISTRY
@@ -51,3 +54,24 @@ async def test_the_events_path_never_hops_to_the_threadpool(
     )
     assert response.status_code == 202
     assert hops == []
+
+
+# Session state that would outlive a request on a pooled connection: the api's pool releases
+# without asyncpg's reset query (services/api/app.py), so none of this may appear. (SQL here
+# is written in upper case, as everywhere in hookpost.)
+SESSION_STATE_SQL = re.compile(
+    r"[\"']\s*(SET\s+(SESSION\s+)?[a-z_.]+\s*(=|TO)\s|RESET\s|(UN)?LISTEN\s|DECLARE\s)|"
+    r"\bCREATE\s+TEMP|\b(pg_advisory_lock|pg_try_advisory_lock|set_config)\b|"
+    r"\.cursor\(|add_listener\("
+)
+
+
+def test_the_api_leaves_no_session_state_on_pooled_connections() -> None:
+    root = Path(__file__).resolve().parents[2] / "services" / "api"
+    found = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if SESSION_STATE_SQL.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert found == []
