@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from libs.common.broker.topology import Topology
 from libs.common.settings import Settings
 from services.api.broker import BrokerLink
+from services.api.organizations.tokens import TokenCache
 from services.api.rate_limit import OrgRateLimiter
 
 
@@ -21,11 +22,13 @@ class ApiState:
     broker: BrokerLink
     topology: Topology
     events_limiter: OrgRateLimiter = field(init=False)
+    tokens: TokenCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.events_limiter = OrgRateLimiter(
             self.settings.events_rate_per_s, self.settings.events_rate_burst
         )
+        self.tokens = TokenCache(self.pool, self.settings.token_cache_ttl_s)
 
 
 # async: FastAPI runs a plain `def` dependency in the threadpool, a thread hop per request.
