@@ -122,11 +122,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             grace_s=settings.outbox_relay_grace_s,
         )
         relay.start()
-        app.state.api = ApiState(settings=settings, pool=pool, broker=broker, topology=topology)
+        state = ApiState(settings=settings, pool=pool, broker=broker, topology=topology)
+        app.state.api = state
         try:
             yield
         finally:
             await relay.stop()
+            # After the last request: its published marks are written before the pool goes.
+            await state.outbox.close()
             await broker.stop()
             await pool.close()
 
