@@ -61,6 +61,14 @@ class Batcher(Generic[T, R]):
         self._closed = False
 
     async def submit(self, item: T) -> R:
+        # A cancelled caller leaves its item in the batch: it is written all the same (a
+        # POST that happened is recorded even if its handler is being torn down).
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Add the item and return its result's future, not waiting for it: for a caller that
+        needs the write done but not its answer. An exception nobody retrieves from such a
+        future is logged by asyncio, so a `write` used this way should not raise."""
         if self._closed:
             raise RuntimeError("batcher is closed")
         loop = asyncio.get_running_loop()
@@ -75,9 +83,7 @@ class Batcher(Generic[T, R]):
             self._start(batch)
         elif batch.timer is None and not batch.started:
             batch.timer = loop.call_later(self._max_delay_s, self._start, batch)
-        # A cancelled caller leaves its item in the batch: it is written all the same (a
-        # POST that happened is recorded even if its handler is being torn down).
-        return await waiter
+        return waiter
 
     def _batch_for(self, key: Hashable | None) -> _Batch[T, R]:
         for batch in self._collecting:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # at most `burst` (both per api replica). 0 turns the limit off.
     events_rate_per_s: float = Field(default=200.0, ge=0)
     events_rate_burst: int = Field(default=400, ge=1)
+    # The api caches token → organization this long (a revoked token stops working on every
+    # replica within it; changes made through a replica apply there at once). 0: no cache.
+    token_cache_ttl_s: float = Field(default=1.0, ge=0)
     backpressure_pending_limit: int = 10_000
     active_endpoint_quota: int = 10
     shutdown_grace_s: float = 35.0

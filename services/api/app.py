@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.broker.topology import Topology
 from libs.common.db.pool import create_pool
@@ -42,6 +44,39 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
     return scope.get("path") in UNTRACED_PATHS
 
 
+class ResponseCounter:
+    """Counts every HTTP response by status class, as pure ASGI.
+
+    It was a `BaseHTTPMiddleware`, which runs the rest of the app in a second task and pipes
+    the body through a memory stream: py-spy put that machinery at a fifth of the api's main
+    thread. Here only the `http.response.start` message is looked at on its way out.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._by_class: dict[int, Counter] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._counter(message["status"] // 100).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+    def _counter(self, status_class: int) -> Counter:
+        counter = self._by_class.get(status_class)
+        if counter is None:  # labels() takes a lock and builds a key: once per class
+            counter = self._by_class[status_class] = HTTP_RESPONSES.labels(
+                status_class=f"{status_class}xx"
+            )
+        return counter
+
+
 def _api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     for domain in (
@@ -68,7 +103,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
-        pool = await create_pool(settings.database_url)
+        # No reset query on release (one round trip per pool call): the api leaves no
+        # session state on a connection. Nothing in services/api runs SET, LISTEN, a session
+        # advisory lock (its one lock, pg_advisory_xact_lock, ends with its transaction),
+        # DECLARE/cursors or temporary tables, and asyncpg still rolls back a transaction
+        # left open. tests/api/test_request_path.py fails if such SQL appears.
+        pool = await create_pool(settings.database_url, reset_session=False)
         # The broker connects in the background: the API serves (and fills the outbox)
         # while RabbitMQ is away; /readyz says so.
         broker = BrokerLink(settings.amqp_url, topology)
@@ -82,11 +122,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             grace_s=settings.outbox_relay_grace_s,
         )
         relay.start()
-        app.state.api = ApiState(settings=settings, pool=pool, broker=broker, topology=topology)
+        state = ApiState(settings=settings, pool=pool, broker=broker, topology=topology)
+        app.state.api = state
         try:
             yield
         finally:
             await relay.stop()
+            # After the last request: its published marks are written before the pool goes.
+            await state.outbox.close()
             await broker.stop()
             await pool.close()
 
@@ -99,18 +142,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's built-in OpenTelemetry: one SERVER span per request (continuing a
         # caller's traceparent) on the provider libs/common/telemetry.py installs; no
         # per-dependency spans, so the event's publish is a direct child of the request.
-        telemetry={"operation_spans": False, "exclude": _untraced},
+        # Metrics are Prometheus (/metrics) and logs are JSON lines, not OpenTelemetry: with
+        # "metrics" and "logs" on, FastAPI looked up the unconfigured global meter and logger
+        # providers on every request (an os.environ lookup each, ~5 % of the api in py-spy).
+        telemetry={
+            "operation_spans": False,
+            "exclude": _untraced,
+            "metrics": False,
+            "logs": False,
+        },
     )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(_api_router())
-
-    @app.middleware("http")
-    async def count_responses(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        HTTP_RESPONSES.labels(status_class=f"{response.status_code // 100}xx").inc()
-        return response
+    app.add_middleware(ResponseCounter)
 
     return app

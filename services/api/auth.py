@@ -9,17 +9,14 @@ request state, where the dependency below picks it up instead of querying again.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
-from libs.common.plans import Plan
 from services.api.errors import UnauthorizedError
-from services.api.organizations.service import organization_for_token
+from services.api.organizations.tokens import CurrentOrg, TokenCache
 from services.api.state import State
 
 # auto_error=False: a missing header must answer our 401 shape, not FastAPI's 403.
@@ -31,12 +28,6 @@ _admin_bearer = HTTPBearer(
 ORG_STATE_KEY = "hookpost_org"
 
 
-@dataclass(frozen=True)
-class CurrentOrg:
-    id: str
-    plan: Plan
-
-
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer …` header, as HTTPBearer reads it."""
     scheme, token = get_authorization_scheme_param(authorization)
@@ -45,13 +36,13 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
-async def authenticate_org(pool: asyncpg.Pool, token: str | None) -> CurrentOrg:
+async def authenticate_org(tokens: TokenCache, token: str | None) -> CurrentOrg:
     if not token:
         raise UnauthorizedError("missing bearer token")
-    row = await organization_for_token(pool, token)
-    if row is None:
+    org = await tokens.organization(token)
+    if org is None:
         raise UnauthorizedError("invalid bearer token")
-    return CurrentOrg(id=row["id"], plan=Plan(row["plan"]))
+    return org
 
 
 def authenticate_admin(expected: str | None, token: str | None) -> None:
@@ -70,7 +61,7 @@ async def current_org(
     authenticated = getattr(request.state, ORG_STATE_KEY, None)
     if isinstance(authenticated, CurrentOrg):
         return authenticated
-    return await authenticate_org(state.pool, credentials.credentials if credentials else None)
+    return await authenticate_org(state.tokens, credentials.credentials if credentials else None)
 
 
 async def require_admin(

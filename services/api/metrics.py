@@ -22,7 +22,8 @@ HTTP_RESPONSES = Counter(
 # From PostgreSQL on each scrape (services/api/backlog/gauges.py): the same in every replica.
 OUTBOX_BACKLOG = Gauge(
     "hookpost_api_outbox_backlog",
-    "Events stored but not yet confirmed by the broker (the outbox relay's work).",
+    "Events stored but not yet confirmed by the broker (the outbox relay's work); a confirmed"
+    " event counts until its published mark is written (normally within 50 ms).",
 )
 OUTBOX_OLDEST_AGE = Gauge(
     "hookpost_api_outbox_oldest_age_seconds",

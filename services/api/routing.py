@@ -89,7 +89,7 @@ async def authenticate(request: Request, auth: Auth, state: ApiState) -> None:
     if auth is Auth.ADMIN:
         authenticate_admin(state.settings.admin_token, token)
     elif auth is Auth.ORG:
-        setattr(request.state, ORG_STATE_KEY, await authenticate_org(state.pool, token))
+        setattr(request.state, ORG_STATE_KEY, await authenticate_org(state.tokens, token))
 
 
 async def read_body_within(request: Request, max_bytes: int) -> None:

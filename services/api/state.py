@@ -1,4 +1,5 @@
-"""What a running API process holds: settings, the database pool, the broker link."""
+"""What a running API process holds: settings, the database pool, the broker link, and what
+is built on them (the event outbox, the token cache, the ingest rate limit)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi import Depends, Request
 from libs.common.broker.topology import Topology
 from libs.common.settings import Settings
 from services.api.broker import BrokerLink
+from services.api.events.service import EventOutbox
+from services.api.organizations.tokens import TokenCache
 from services.api.rate_limit import OrgRateLimiter
 
 
@@ -21,14 +24,21 @@ class ApiState:
     broker: BrokerLink
     topology: Topology
     events_limiter: OrgRateLimiter = field(init=False)
+    tokens: TokenCache = field(init=False)
+    outbox: EventOutbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.events_limiter = OrgRateLimiter(
             self.settings.events_rate_per_s, self.settings.events_rate_burst
         )
+        self.tokens = TokenCache(self.pool, self.settings.token_cache_ttl_s)
+        self.outbox = EventOutbox(
+            self.pool, self.broker, self.topology, self.settings.outbox_relay_grace_s
+        )
 
 
-def get_state(request: Request) -> ApiState:
+# async: FastAPI runs a plain `def` dependency in the threadpool, a thread hop per request.
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 

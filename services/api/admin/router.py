@@ -15,7 +15,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Admin], route_
 async def change_plan(organization_id: str, body: PlanIn, state: State) -> PlanChanged:
     """Set an org's plan (HOOKPOST_ADMIN_TOKEN). A downgrade deactivates every ACTIVE
     endpoint holding an event the new plan lacks, with deactivatedReason PLAN_DOWNGRADE."""
-    deactivated = await service.change_plan(state.pool, organization_id, body.plan)
+    deactivated = await service.change_plan(state.pool, state.tokens, organization_id, body.plan)
     return PlanChanged(
         organization_id=organization_id, plan=body.plan, deactivated_endpoints=deactivated
     )

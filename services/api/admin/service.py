@@ -9,10 +9,15 @@ from services.api.audit import service as audit
 from services.api.endpoints import service as endpoints
 from services.api.errors import NotFoundError
 from services.api.organizations import repository as organizations
+from services.api.organizations.tokens import TokenCache
 
 
-async def change_plan(pool: asyncpg.Pool, org_id: str, plan: Plan) -> list[str]:
-    """Set the plan; return the endpoints a downgrade deactivated (one transaction)."""
+async def change_plan(pool: asyncpg.Pool, tokens: TokenCache, org_id: str, plan: Plan) -> list[str]:
+    """Set the plan; return the endpoints a downgrade deactivated (one transaction).
+
+    This process's cached tokens of the org see the new plan from the next request on;
+    other replicas' within their token cache TTL.
+    """
     async with pool.acquire() as conn, conn.transaction():
         current = await organizations.lock_organization(conn, org_id)
         if current is None:
@@ -36,4 +41,5 @@ async def change_plan(pool: asyncpg.Pool, org_id: str, plan: Plan) -> list[str]:
                     "plan": plan.value,
                 },
             )
+    tokens.invalidate_org(org_id)
     return deactivated

@@ -179,7 +179,7 @@ async def send_test(agent_id: str, ds_id: str, state: State, org: Org) -> TestQu
     """Push a synthetic payload (the real shape, a made-up job), signed with the sink's
     secret, through the same pipeline → `{"deliveryId"}`. Works before auto-push is on."""
     delivery_id = await service.send_test(
-        state.pool, state.broker, state.topology, org.id, org.plan, agent_id, ds_id
+        state.pool, state.outbox, org.id, org.plan, agent_id, ds_id
     )
     return TestQueued(delivery_id=delivery_id)
 

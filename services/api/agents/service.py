@@ -18,7 +18,6 @@ from typing import Any
 import asyncpg
 from ulid import ULID
 
-from libs.common.broker.topology import Topology
 from libs.common.endpoint_kinds import EndpointKind
 from libs.common.event_payloads import WebhookTestData
 from libs.common.event_types import EventType
@@ -30,11 +29,11 @@ from libs.common.sink_payload import SinkPayload, SinkResultRow, SinkStats
 from services.api.agents import repository
 from services.api.agents.schemas import AUTH_SCHEMES, AgentPatch, AgentRules, DataSourceIn
 from services.api.audit import service as audit
-from services.api.broker import BrokerLink
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
 from services.api.endpoints.service import Endpoint, EndpointSpec
 from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
+from services.api.events.service import EventOutbox
 
 SINK_MINIMUM_PLAN = endpoints.KIND_MINIMUM_PLAN[EndpointKind.AGENT_SINK]
 SINK_EVENTS = [EventType.MAPPING_COMPLETED]
@@ -252,8 +251,7 @@ def synthetic_payload(agent: asyncpg.Record) -> SinkPayload:
 
 async def send_test(
     pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
+    outbox: EventOutbox,
     org_id: str,
     plan: Plan,
     agent_id: str,
@@ -273,7 +271,7 @@ async def send_test(
     dumped["sinkPayload"] = data.sink_payload.model_dump(  # type: ignore[union-attr]
         mode="json", by_alias=True, exclude={"results_truncated", "results_ref"}
     )
-    return await DOOR.send_test(pool, broker, topology, org_id, ds_id, dumped)
+    return await DOOR.send_test(pool, outbox, org_id, ds_id, dumped)
 
 
 async def syncs(

@@ -111,7 +111,5 @@ async def list_deliveries(
 )
 async def send_test(destination_id: str, state: State, org: Org) -> TestQueued:
     """Queue a synthetic `webhook.test` delivery to this destination → `{"deliveryId"}`."""
-    delivery_id = await service.send_test(
-        state.pool, state.broker, state.topology, org.id, destination_id
-    )
+    delivery_id = await service.send_test(state.pool, state.outbox, org.id, destination_id)
     return TestQueued(delivery_id=delivery_id)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncpg
 
-from libs.common.broker.topology import Topology
 from libs.common.endpoint_kinds import EndpointKind
 from libs.common.event_payloads import WebhookTestData
 from libs.common.event_types import EventType
 from libs.common.ids import IdPrefix
-from services.api.broker import BrokerLink
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
 from services.api.endpoints.service import RotatedSecret
+from services.api.events.service import EventOutbox
 
 TEST_MESSAGE = "This is a test webhook from hookpost"
 DOOR = WebhookDoor(
@@ -43,13 +42,12 @@ async def rotate_secret(
 
 
 async def send_test(
-    pool: asyncpg.Pool, broker: BrokerLink, topology: Topology, org_id: str, destination_id: str
+    pool: asyncpg.Pool, outbox: EventOutbox, org_id: str, destination_id: str
 ) -> str:
     data = WebhookTestData(message=TEST_MESSAGE, destination_id=destination_id)
     return await DOOR.send_test(
         pool,
-        broker,
-        topology,
+        outbox,
         org_id,
         destination_id,
         data.model_dump(mode="json", by_alias=True, exclude_none=True),

@@ -13,13 +13,11 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from libs.common.broker.topology import Topology
 from libs.common.endpoint_kinds import EndpointKind
 from libs.common.event_types import CATALOGUE, EventType
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
 from libs.common.settings import Settings
-from services.api.broker import BrokerLink
 from services.api.deliveries import service as deliveries
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import Endpoint, EndpointSpec, EndpointWithSecret
@@ -128,8 +126,7 @@ class WebhookDoor:
     async def send_test(
         self,
         pool: asyncpg.Pool,
-        broker: BrokerLink,
-        topology: Topology,
+        outbox: events.EventOutbox,
         org_id: str,
         endpoint_id: str,
         data: dict[str, Any],
@@ -141,9 +138,7 @@ class WebhookDoor:
         await self.get(pool, org_id, endpoint_id)
         delivery_id = new_id(IdPrefix.DELIVERY)
         await events.record_and_publish(
-            pool,
-            broker,
-            topology,
+            outbox,
             org_id,
             EventType.WEBHOOK_TEST,
             data,

@@ -7,6 +7,7 @@ import logging
 import asyncpg
 
 from libs.common import telemetry
+from libs.common.batching import Batcher
 from libs.common.broker.messages import EventMessage
 from libs.common.broker.topology import Topology
 from services.api.broker import BrokerLink, BrokerUnavailable
@@ -14,6 +15,9 @@ from services.api.events import repository
 from services.api.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES
 
 log = logging.getLogger("hookpost.api.outbox")
+
+MARK_DELAY_S = 0.05  # the longest a confirmed event waits before its mark is sent
+MARK_BATCH_MAX = 1000
 
 
 def to_message(record: asyncpg.Record) -> EventMessage:
@@ -57,22 +61,60 @@ async def publish_event(
         )
 
 
+class PublishedMarks:
+    """Sets `published_at` on confirmed events in the background: one UPDATE per batch, one
+    batch at a time, so a request answers as soon as its event is confirmed.
+
+    The mark only tells the outbox relay that the event needs no republishing. A mark that
+    is late, fails, or is lost with the process means the relay publishes that event again
+    once it is `outbox_relay_grace_s` old, and the dispatcher drops the duplicate (UNIQUE
+    (event_id, endpoint_id)): a duplicate message at worst, never a lost event. To keep even
+    that rare, marks wait at most a tenth of the grace period before they are written.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, relay_grace_s: float) -> None:
+        self._pool = pool
+        self._batcher: Batcher[str, None] = Batcher(
+            self._write,
+            max_items=MARK_BATCH_MAX,
+            max_delay_s=min(MARK_DELAY_S, relay_grace_s / 10),
+            max_concurrent_writes=1,
+        )
+
+    def add(self, event_id: str) -> None:
+        try:
+            self._batcher.submit_nowait(event_id)
+        except RuntimeError:  # closed: the api is stopping; the relay will see to it
+            log.warning("event left unmarked at shutdown", extra={"event_id": event_id})
+
+    async def _write(self, event_ids: list[str]) -> list[None]:
+        try:
+            await repository.mark_published(self._pool, event_ids)
+        except Exception:
+            log.exception("could not mark events published", extra={"count": len(event_ids)})
+        return [None] * len(event_ids)
+
+    async def close(self) -> None:
+        """Write every mark still collected (at shutdown, after the last request)."""
+        await self._batcher.close()
+
+
 async def publish_now(
-    pool: asyncpg.Pool, broker: BrokerLink, topology: Topology, record: asyncpg.Record
+    broker: BrokerLink,
+    topology: Topology,
+    marks: PublishedMarks,
+    message: EventMessage,
+    trace_context: dict[str, str] | None,
 ) -> bool:
     """Try to publish a just-stored event; on failure the relay will (the row is safe)."""
     try:
-        await publish_event(broker, topology, to_message(record), record["trace_context"])
+        await publish_event(broker, topology, message, trace_context)
     except BrokerUnavailable as exc:
         PUBLISH_FAILURES.labels(what="event").inc()
         log.warning(
-            "event left for the outbox relay", extra={"event_id": record["id"], "error": str(exc)}
+            "event left for the outbox relay", extra={"event_id": message.id, "error": str(exc)}
         )
         return False
     EVENTS_PUBLISHED.labels(path="inline").inc()
-    try:
-        await repository.mark_published(pool, [record["id"]])
-    except Exception:
-        # Published but not marked: the relay sends it again; the dispatcher is idempotent.
-        log.exception("could not mark event published", extra={"event_id": record["id"]})
+    marks.add(message.id)
     return True

@@ -39,9 +39,7 @@ async def ingest_event(
     telemetry.annotate(organization_id=org.id)
     event_type = service.parse_ingest_type(body.type)
     event_id = await service.record_and_publish(
-        state.pool,
-        state.broker,
-        state.topology,
+        state.outbox,
         org.id,
         event_type,
         body.data,

@@ -7,22 +7,46 @@ when the publish fails the answer is still 202 and the outbox relay publishes it
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import orjson
 
 from libs.common import telemetry
+from libs.common.broker.messages import EventMessage
 from libs.common.broker.topology import Topology
 from libs.common.event_types import CATALOGUE, EventType
 from libs.common.ids import IdPrefix, new_id
 from services.api.broker import BrokerLink
-from services.api.errors import BadRequestError, ConflictError, NotFoundError
+from services.api.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from services.api.events import repository
-from services.api.events.publishing import publish_now
+from services.api.events.publishing import PublishedMarks, publish_now, to_message
 from services.api.metrics import EVENTS_ACCEPTED
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+@dataclass
+class EventOutbox:
+    """What putting an event on its way takes: the database and the broker, the batched
+    inserts of accepted events, and the published marks written in the background."""
+
+    pool: asyncpg.Pool
+    broker: BrokerLink
+    topology: Topology
+    relay_grace_s: float
+    inserts: repository.EventInserts = field(init=False)
+    marks: PublishedMarks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inserts = repository.EventInserts(self.pool)
+        self.marks = PublishedMarks(self.pool, self.relay_grace_s)
+
+    async def close(self) -> None:
+        """Finish what is collected (after the last request, before the pool closes)."""
+        await self.inserts.close()
+        await self.marks.close()
 
 
 def parse_ingest_type(name: str) -> EventType:
@@ -47,14 +71,12 @@ def _serialized(data: dict[str, Any]) -> bytes:
     return body
 
 
-def _fingerprint(event_type: str, data: dict[str, Any]) -> str:
-    return hashlib.sha256(event_type.encode() + b"\n" + _serialized(data)).hexdigest()
+def _fingerprint(event_type: str, serialized_data: bytes) -> str:
+    return hashlib.sha256(event_type.encode() + b"\n" + serialized_data).hexdigest()
 
 
 async def record_and_publish(
-    pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
+    outbox: EventOutbox,
     org_id: str,
     event_type: EventType,
     data: dict[str, Any],
@@ -66,19 +88,17 @@ async def record_and_publish(
     """Store the event (the outbox), then publish it; return the event id.
 
     With an idempotency key, a repeat of the same request returns the first event's id and
-    a different request under the same key is a 409.
+    a different request under the same key is a 409. Concurrent requests share one INSERT
+    (repository.EventInserts); the published mark is written after the answer.
     """
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise BadRequestError(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
-        )
-    fingerprint = _fingerprint(event_type.value, data)
-    record = await repository.insert_event(
-        pool,
-        new_id(IdPrefix.EVENT),
-        org_id,
-        event_type.value,
-        data,
+    _check_idempotency_key(idempotency_key)
+    serialized = _serialized(data)
+    fingerprint = _fingerprint(event_type.value, serialized)
+    event = repository.NewEvent(
+        id=new_id(IdPrefix.EVENT),
+        organization_id=org_id,
+        type=event_type.value,
+        data_json=serialized.decode(),
         idempotency_key=idempotency_key,
         fingerprint=fingerprint if idempotency_key is not None else None,
         target_endpoint_id=target_endpoint_id,
@@ -86,22 +106,53 @@ async def record_and_publish(
         # The accepting request's context: the relay, if it publishes, continues this trace.
         trace_context=telemetry.trace_headers() or None,
     )
-    if record is None:
-        assert idempotency_key is not None  # only a key can conflict
-        existing = await repository.get_by_idempotency_key(pool, org_id, idempotency_key)
-        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
-            raise ConflictError("Idempotency-Key is in use by a concurrent request")
-        if existing["idempotency_fingerprint"] != fingerprint:
-            raise ConflictError(
-                "Idempotency-Key was already used with a different request body",
-                eventId=existing["id"],
-            )
-        # Published already, or the relay will: a repeat never publishes twice on purpose.
-        return str(existing["id"])
-    EVENTS_ACCEPTED.labels(type=event_type.value).inc()
-    telemetry.annotate(event_id=record["id"], organization_id=org_id)
-    await publish_now(pool, broker, topology, record)
-    return str(record["id"])
+    created_at = await outbox.inserts.insert(event)
+    if created_at is None:
+        return await _repeated(outbox.pool, event)
+    EVENTS_ACCEPTED.labels(type=event.type).inc()
+    telemetry.annotate(event_id=event.id, organization_id=org_id)
+    message = EventMessage(
+        id=event.id,
+        organization_id=org_id,
+        type=event.type,
+        data=data,
+        created_at=created_at,
+        target_endpoint_id=target_endpoint_id,
+        target_delivery_id=target_delivery_id,
+    )
+    await publish_now(outbox.broker, outbox.topology, outbox.marks, message, event.trace_context)
+    return event.id
+
+
+def _check_idempotency_key(key: str | None) -> None:
+    if key is None:
+        return
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise BadRequestError(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        )
+    if "\x00" in key:  # text cannot hold it: it would fail the whole insert batch
+        raise BadRequestError("Idempotency-Key cannot contain NUL characters")
+
+
+async def _repeated(pool: asyncpg.Pool, event: repository.NewEvent) -> str:
+    """The event that was not stored: its key's first event's id, a 409, or a 401."""
+    existing = None
+    if event.idempotency_key is not None:
+        existing = await repository.get_by_idempotency_key(
+            pool, event.organization_id, event.idempotency_key
+        )
+    if existing is None:
+        # No row under the key (or no key): the org is gone, its events with it. Its token
+        # was still cached (HOOKPOST_TOKEN_CACHE_TTL_S); now it is refused like any other.
+        raise UnauthorizedError("invalid bearer token")
+    if existing["idempotency_fingerprint"] != event.fingerprint:
+        raise ConflictError(
+            "Idempotency-Key was already used with a different request body",
+            eventId=existing["id"],
+        )
+    # Published already, or the relay will: a repeat never publishes twice on purpose.
+    return str(existing["id"])
 
 
 def check_storable(data: dict[str, Any]) -> None:
@@ -130,14 +181,18 @@ async def record_in_transaction(
     return record
 
 
-async def publish_recorded(
-    pool: asyncpg.Pool, broker: BrokerLink, topology: Topology, records: list[asyncpg.Record]
-) -> None:
+async def publish_recorded(outbox: EventOutbox, records: list[asyncpg.Record]) -> None:
     """Publish events record_in_transaction wrote, once their transaction has committed."""
     for record in records:
         EVENTS_ACCEPTED.labels(type=record["type"]).inc()
         telemetry.annotate(organization_id=record["organization_id"])
-        await publish_now(pool, broker, topology, record)
+        await publish_now(
+            outbox.broker,
+            outbox.topology,
+            outbox.marks,
+            to_message(record),
+            record["trace_context"],
+        )
 
 
 async def get_event(pool: asyncpg.Pool, org_id: str, event_id: str) -> asyncpg.Record:

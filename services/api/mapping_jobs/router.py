@@ -68,7 +68,7 @@ async def complete_job(job_id: str, body: CompleteIn, state: State, org: Org) ->
     Emits `mapping.completed` (and, when an ACTIVE endpoint wants `export.ready`, renders an
     export in the org's format and emits `export.ready`). Bodies up to ~10 MiB of results."""
     done = await service.complete_job(
-        state.pool, state.broker, state.topology, state.settings, org.id, job_id, body
+        state.pool, state.outbox, state.settings, org.id, job_id, body
     )
     return JobCompleted(**_fields(done.job), export_file_id=done.export_file_id)
 
@@ -77,7 +77,7 @@ async def complete_job(job_id: str, body: CompleteIn, state: State, org: Org) ->
 async def fail_job(job_id: str, body: FailIn, state: State, org: Org) -> MappingJobOut:
     """Producer call: a RUNNING job failed with `error {code, message}` (409 otherwise).
     Emits `mapping.failed`."""
-    job = await service.fail_job(state.pool, state.broker, state.topology, org.id, job_id, body)
+    job = await service.fail_job(state.pool, state.outbox, org.id, job_id, body)
     return MappingJobOut(**_fields(job))
 
 
@@ -85,9 +85,7 @@ async def fail_job(job_id: str, body: FailIn, state: State, org: Org) -> Mapping
 async def export_job(job_id: str, state: State, org: Org) -> ExportQueued:
     """Export a COMPLETED job's results in the org's format (409 otherwise) and deliver
     `export.ready` to every active export webhook."""
-    file = await service.export_job(
-        state.pool, state.broker, state.topology, state.settings, org.id, job_id
-    )
+    file = await service.export_job(state.pool, state.outbox, state.settings, org.id, job_id)
     return ExportQueued(
         export_file_id=file.id,
         mapping_job_id=file.mapping_job_id,

@@ -16,14 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.broker.topology import Topology
 from libs.common.endpoint_kinds import EndpointKind
 from libs.common.event_payloads import MappingCompletedData, MappingFailedData
 from libs.common.event_types import EventType
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
 from libs.common.settings import Settings
-from services.api.broker import BrokerLink
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import EndpointSpec
 from services.api.errors import ConflictError, NotFoundError
@@ -104,8 +102,7 @@ async def _lock_in_state(
 
 async def complete_job(
     pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
+    outbox: events.EventOutbox,
     settings: Settings,
     org_id: str,
     job_id: str,
@@ -114,7 +111,7 @@ async def complete_job(
     stats = None if body.stats is None else body.stats.model_dump()
     results: list[dict[str, Any]] = body.results
     events.check_storable({"stats": stats, "results": results})
-    outbox: list[asyncpg.Record] = []
+    recorded: list[asyncpg.Record] = []
     async with pool.acquire() as conn, conn.transaction():
         await _lock_in_state(conn, org_id, job_id, RUNNING, "complete")
         export = None
@@ -129,22 +126,21 @@ async def complete_job(
             export_file_id=None if export is None else export.file.id,
             completed_at=done["completed_at"],
         )
-        outbox.append(
+        recorded.append(
             await events.record_in_transaction(
                 conn, org_id, EventType.MAPPING_COMPLETED, _wire(data)
             )
         )
         if export is not None:
-            outbox.append(export.event)
+            recorded.append(export.event)
         job = await repository.get(conn, org_id, job_id)
-    await events.publish_recorded(pool, broker, topology, outbox)
+    await events.publish_recorded(outbox, recorded)
     return Completion(job=job, export_file_id=None if export is None else export.file.id)
 
 
 async def fail_job(
     pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
+    outbox: events.EventOutbox,
     org_id: str,
     job_id: str,
     body: FailIn,
@@ -163,14 +159,13 @@ async def fail_job(
             conn, org_id, EventType.MAPPING_FAILED, _wire(data)
         )
         job = await repository.get(conn, org_id, job_id)
-    await events.publish_recorded(pool, broker, topology, [event])
+    await events.publish_recorded(outbox, [event])
     return job
 
 
 async def export_job(
     pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
+    outbox: events.EventOutbox,
     settings: Settings,
     org_id: str,
     job_id: str,
@@ -180,7 +175,7 @@ async def export_job(
         await _lock_in_state(conn, org_id, job_id, COMPLETED, "be exported")
         results = await repository.results(conn, job_id)
         export = await exports.produce_in_transaction(conn, settings, org_id, job_id, results)
-    await events.publish_recorded(pool, broker, topology, [export.event])
+    await events.publish_recorded(outbox, [export.event])
     return export.file
 
 

@@ -42,10 +42,6 @@ async def create_organization(
     return CreatedOrganization(organizationId=org_id, apiToken=token)
 
 
-async def organization_for_token(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
-    return await repository.organization_for_token_hash(pool, hash_token(token))
-
-
 async def ensure_webhook_secret(conn: asyncpg.Connection | asyncpg.Pool, org_id: str) -> str:
     """The org's masked webhook secret, generating one for orgs created before they existed."""
     masked = await repository.webhook_secret_masked(conn, org_id)

@@ -98,7 +98,5 @@ async def list_deliveries(
 )
 async def send_test(subscription_id: str, state: State, org: Org) -> TestQueued:
     """Queue a synthetic `webhook.test` delivery to this subscription → `{"deliveryId"}`."""
-    delivery_id = await service.send_test(
-        state.pool, state.broker, state.topology, org.id, subscription_id
-    )
+    delivery_id = await service.send_test(state.pool, state.outbox, org.id, subscription_id)
     return TestQueued(delivery_id=delivery_id)

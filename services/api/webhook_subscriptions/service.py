@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from libs.common.broker.topology import Topology
 from libs.common.endpoint_kinds import EndpointKind
 from libs.common.event_types import enum_name, from_enum_name
 from libs.common.ids import IdPrefix
-from services.api.broker import BrokerLink
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
+from services.api.events.service import EventOutbox
 
 TEST_MESSAGE = "This is a test webhook from hookpost"
 DOOR = WebhookDoor(
@@ -36,7 +35,7 @@ async def rotate_secret(pool: asyncpg.Pool, org_id: str, subscription_id: str) -
 
 
 async def send_test(
-    pool: asyncpg.Pool, broker: BrokerLink, topology: Topology, org_id: str, subscription_id: str
+    pool: asyncpg.Pool, outbox: EventOutbox, org_id: str, subscription_id: str
 ) -> str:
     data = {"message": TEST_MESSAGE, "subscriptionId": subscription_id}
-    return await DOOR.send_test(pool, broker, topology, org_id, subscription_id, data)
+    return await DOOR.send_test(pool, outbox, org_id, subscription_id, data)
