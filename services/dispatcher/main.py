@@ -19,26 +19,26 @@ from libs.common.worker import (
     start_ops,
 )
 from services.dispatcher import metrics
-from services.dispatcher.handler import Dispatcher
+from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
 
-DB_POOL_SIZE = 10
+# A connection per batch in flight and per copy waiting for its twin (each holds locks),
+# plus one for the readiness probe and the requeue's wait for the database.
+DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
 
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
-    # An event holds one connection while its tasks are published (the event's lock).
-    pool = await connect_database(
-        settings.database_url, max_size=max(2, min(settings.dispatcher_prefetch, DB_POOL_SIZE))
-    )
+    pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     broker = build_broker(settings, settings.dispatcher_prefetch)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),
         DeliveryPublisher(broker, topology),
         pending_limit=settings.backpressure_pending_limit,
         payload_cap_bytes=settings.payload_cap_bytes,
+        max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
     )
 
     queue = topology.dispatcher_queue.name  # a property that builds a RabbitQueue: once
@@ -55,7 +55,9 @@ async def serve(settings: Settings) -> None:
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped("dispatcher", settings, broker, pool, ops=ops)
+    await run_until_stopped(
+        "dispatcher", settings, broker, pool, on_stopped=dispatcher.close, ops=ops
+    )
 
 
 def run() -> None:
