@@ -44,11 +44,6 @@ PENDING_LIMIT = 3
 ROOMY = 1000  # a pending limit no test reaches
 POOL_SIZE = 8
 LOCKS_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1::int[])"
-LOCKS_IN_THIS_DATABASE = """
-SELECT count(*) FROM pg_locks
-WHERE locktype = 'advisory' AND granted
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
 
 # What each dispatcher statement starts with or contains, to count them by step.
 STEPS = {
@@ -97,6 +92,7 @@ class Replica:
     pool: asyncpg.Pool
     statements: StatementLog
     broker: tuple[RabbitBroker, Topology]
+    pids: list[int]  # its connections' backends
 
     def dispatcher(
         self,
@@ -202,10 +198,11 @@ async def replicas(
         )
         statements = StatementLog()
         connections = [await pool.acquire() for _ in range(POOL_SIZE)]
+        pids = [conn.get_server_pid() for conn in connections]
         for conn in connections:
             conn.add_query_logger(statements)
             await pool.release(conn)
-        made.append(Replica(pool, statements, broker))
+        made.append(Replica(pool, statements, broker, pids))
     yield made
     for replica in made:
         for dispatcher in replica.dispatchers:
@@ -214,11 +211,9 @@ async def replicas(
 
 
 async def locks_left(db_pool: asyncpg.Pool, replica: Replica) -> int:
-    pids = []
-    for conn in [await replica.pool.acquire() for _ in range(POOL_SIZE)]:
-        pids.append(conn.get_server_pid())
-        await replica.pool.release(conn)
-    return await db_pool.fetchval(LOCKS_HELD, pids)
+    """Advisory locks held by the replica's connections (other suites' dispatchers share
+    the database)."""
+    return await db_pool.fetchval(LOCKS_HELD, replica.pids)
 
 
 async def handle_together(dispatcher: Dispatcher, events: Sequence[EventMessage]) -> list[Verdict]:
@@ -393,7 +388,7 @@ async def test_a_copy_on_another_replica_waits_for_the_batch_dispatching_its_twi
     first, second = replicas
 
     dispatching = asyncio.create_task(handle_together(first.dispatcher(slow, ROOMY), events))
-    await eventually(lambda: db_pool.fetchval(LOCKS_IN_THIS_DATABASE), lambda n: n == len(events))
+    await eventually(lambda: locks_left(db_pool, first), lambda held: held == len(events))
     # The first replica's batch holds every lock while it publishes: the copies on the
     # second replica (one batch, in another order) must wait, then find nothing to publish.
     copies = await handle_together(second.dispatcher(pending_limit=ROOMY), events[::-1])
@@ -466,7 +461,8 @@ async def test_one_events_bad_data_requeues_it_alone(
     poison = event_message(org.organizationId, data={"text": "nul \u0000 here"})
     [replica, _] = replicas
 
-    verdicts = await handle_together(replica.dispatcher(), [*events[:2], poison, *events[2:]])
+    dispatcher = replica.dispatcher(pending_limit=ROOMY)
+    verdicts = await handle_together(dispatcher, [*events[:2], poison, *events[2:]])
 
     assert verdicts == [Verdict.ACK] * 2 + [Verdict.REQUEUE] + [Verdict.ACK] * 3
     assert Counter(t.event_id for t in await tasks.take_all()) == {e.id: 1 for e in events}
