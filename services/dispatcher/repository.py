@@ -99,7 +99,9 @@ ORDER BY i.ord
 # (d): every delivery of the batch in one statement, each only while its event is still
 # open (not dispatched meanwhile); the second half returns deliveries an earlier,
 # interrupted run inserted but never sent (this statement's own new rows are not visible
-# to it: one snapshot per statement); the third names the events found already dispatched.
+# to it: one snapshot per statement), found through the events' ids (the (event_id,
+# endpoint_id) index), never through every PENDING delivery; the third names the events
+# found already dispatched.
 _INSERT_DELIVERIES = """
 WITH open_event AS (
     SELECT id, organization_id FROM events
@@ -115,8 +117,8 @@ WITH open_event AS (
 SELECT event_id, id, endpoint_id, true AS open FROM inserted
 UNION ALL
 SELECT d.event_id, d.id, d.endpoint_id, true FROM deliveries d
-JOIN open_event ON open_event.id = d.event_id
-WHERE d.status = 'PENDING' AND d.attempt_count = 0
+WHERE d.event_id = ANY ($1::text[]) AND d.status = 'PENDING' AND d.attempt_count = 0
+  AND d.event_id IN (SELECT id FROM open_event)
 UNION ALL
 SELECT wanted.id, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
