@@ -1,19 +1,31 @@
-"""What the dispatcher does with one event message, independent of the broker client.
+"""What the dispatcher does with event messages, independent of the broker client.
 
-`Dispatcher.handle` answers a Verdict; the consumer in main.py turns it into ack / reject /
-nack. Nothing here acknowledges anything, so the logic is testable with fakes.
+`Dispatcher.handle` answers a Verdict for one message; the consumer in main.py turns it into
+ack / reject / nack. Nothing here acknowledges anything, so the logic is testable with fakes.
+
+The events in flight share their database round trips: `handle` submits its event to a
+Batcher, whose batch is dispatched with one statement per step for all of its events
+(prepare + lock, deliveries, mark dispatched, unlock; repository.py). Each message still
+gets its own verdict: one event's failed publish requeues that event only. Two copies of
+one event never share a batch (the batcher's key); a copy whose twin is being dispatched
+by another batch or replica right now waits for it alone, then finds nothing to publish.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from libs.common import telemetry
+from libs.common.batching import Batcher
 from libs.common.broker.messages import DeliveryTask, EventMessage
 from libs.common.envelope import capped_data
 from libs.common.event_types import EventType, allowed_for
@@ -21,29 +33,42 @@ from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
 from libs.common.worker import Verdict
 from services.dispatcher import metrics
-from services.dispatcher.repository import EventContext, PendingDelivery
+from services.dispatcher.repository import (
+    EventContext,
+    EventDataError,
+    PendingDelivery,
+    PlannedDeliveries,
+)
 
 log = logging.getLogger("hookpost.dispatcher")
 
+# Batches in flight at once, each holding one pooled connection (its events' locks) from
+# prepare to unlock; while all are busy the next batch keeps collecting (group commit).
+CONCURRENT_BATCHES = 4
+# Copies waiting for their twin's lock, each on its own connection (rare: duplicates).
+CONCURRENT_WAITS = 2
 
-class EventLock(Protocol):
-    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None: ...
+
+class EventLocks(Protocol):
+    async def prepare(
+        self, events: Sequence[EventMessage], pending_limit: int
+    ) -> list[EventContext | None]: ...
+
+    async def drop(self, event_ids: Sequence[str], hour: str) -> dict[str, int]: ...
 
     async def insert_deliveries(
-        self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
-    ) -> list[PendingDelivery] | None: ...
+        self, planned: Sequence[PlannedDeliveries]
+    ) -> dict[str, list[PendingDelivery] | None]: ...
 
-    async def mark_dispatched(self) -> None: ...
+    async def mark_dispatched(self, event_ids: Sequence[str]) -> None: ...
 
-    async def __aenter__(self) -> EventLock: ...
+    async def __aenter__(self) -> EventLocks: ...
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None: ...
 
 
 class Repository(Protocol):
-    async def drop(self, event_id: str, hour: str) -> int | None: ...
-
-    def event_lock(self, event_id: str) -> EventLock: ...
+    def event_locks(self, *, wait: bool = False) -> EventLocks: ...
 
 
 class Publisher(Protocol):
@@ -58,6 +83,53 @@ def plan_allows(plan: str, event_type: str) -> bool:
         return False
 
 
+class Outcome(StrEnum):
+    """What became of one event (also the `outcome` label of EVENTS, except BUSY)."""
+
+    DISPATCHED = "dispatched"
+    DUPLICATE = "duplicate"
+    DROPPED = "dropped"
+    REJECTED = "rejected"
+    REQUEUED = "requeued"
+    BUSY = "busy"  # its twin holds the event's lock right now: wait for it, alone
+
+
+_VERDICTS = {
+    Outcome.DISPATCHED: Verdict.ACK,
+    Outcome.DUPLICATE: Verdict.ACK,
+    Outcome.DROPPED: Verdict.ACK,
+    Outcome.REJECTED: Verdict.REJECT,
+    Outcome.REQUEUED: Verdict.REQUEUE,
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    message: str = ""  # the log line
+    deliveries: int = 0  # tasks published
+    dropped_this_hour: int | None = None  # set when this run counted the drop
+    hour: str = ""
+    error: BaseException | None = None
+
+
+REJECTED_UNKNOWN_ORG = Result(Outcome.REJECTED, "event for an unknown organization, dead-lettering")
+REJECTED_FOREIGN_ID = Result(
+    Outcome.REJECTED, "event id belongs to another organization, dead-lettering"
+)
+DUPLICATE = Result(Outcome.DUPLICATE, "duplicate event message ignored")
+BUSY = Result(Outcome.BUSY)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One message's event, and its context: the message's span parents the event's
+    publishes, and its log context the lines about it, whichever task runs the batch."""
+
+    event: EventMessage
+    context: contextvars.Context
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -66,6 +138,7 @@ class Dispatcher:
         *,
         pending_limit: int,
         payload_cap_bytes: int,
+        max_batch: int = 64,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repository
@@ -73,97 +146,214 @@ class Dispatcher:
         self._pending_limit = pending_limit
         self._payload_cap = payload_cap_bytes
         self._now = now
+        # No linger: a batch is whatever arrived in the same loop turn, plus whatever
+        # arrives while every batch slot is busy.
+        self._batches: Batcher[Submitted, Result] = Batcher(
+            self._dispatch_batch,
+            max_items=max_batch,
+            max_delay_s=0.0,
+            key=lambda submitted: submitted.event.id,
+            max_concurrent_writes=CONCURRENT_BATCHES,
+        )
+        self._waits = asyncio.Semaphore(CONCURRENT_WAITS)
 
     async def handle(self, body: bytes) -> Verdict:
         try:
             event = EventMessage.model_validate_json(body)
         except ValidationError as exc:
             log.warning("malformed event message", extra={"error": str(exc)[:500]})
-            metrics.EVENTS.labels("rejected").inc()
+            metrics.EVENTS.labels(Outcome.REJECTED.value).inc()
             return Verdict.REJECT
         ids = {"event_id": event.id, "organization_id": event.organization_id}
         telemetry.annotate(**ids)
+        submitted = Submitted(event, contextvars.copy_context())
         try:
-            verdict = await self._dispatch(event, ids)
-        except Exception:
+            result = await self._batches.submit(submitted)
+            if result.outcome is Outcome.BUSY:
+                async with self._waits:
+                    [result] = await self._dispatch([submitted], wait=True)
+        except Exception as exc:
+            result = Result(Outcome.REQUEUED, error=exc)
+        return self._report(result, ids)
+
+    async def close(self) -> None:
+        """Finish every batch still collected (after the consumer has stopped)."""
+        await self._batches.close()
+
+    def _report(self, result: Result, ids: dict[str, str]) -> Verdict:
+        """Log and count one event's outcome, in its own message's task (trace ids)."""
+        outcome = result.outcome
+        if outcome is Outcome.REQUEUED:
             # Postgres or the broker failed mid-way: nothing was marked dispatched, so a
             # redelivery redoes it (the delivery limit dead-letters a message that never works).
-            log.exception("dispatch failed, requeueing", extra=ids)
-            metrics.EVENTS.labels("requeued").inc()
-            return Verdict.REQUEUE
-        return verdict
-
-    async def _dispatch(self, event: EventMessage, ids: dict[str, str]) -> Verdict:
-        # The event's lock is taken by the same statement that stores and reads the event.
-        async with self._repo.event_lock(event.id) as lock:
-            return await self._dispatch_locked(event, ids, lock)
-
-    async def _dispatch_locked(
-        self, event: EventMessage, ids: dict[str, str], lock: EventLock
-    ) -> Verdict:
-        ctx = await lock.prepare(event, self._pending_limit)
-        if ctx is None:
-            log.warning("event for an unknown organization, dead-lettering", extra=ids)
-            metrics.EVENTS.labels("rejected").inc()
-            return Verdict.REJECT
-        if (
-            ctx.stored_organization_id is not None
-            and ctx.stored_organization_id != event.organization_id
-        ):
-            log.warning("event id belongs to another organization, dead-lettering", extra=ids)
-            metrics.EVENTS.labels("rejected").inc()
-            return Verdict.REJECT
-        if ctx.dispatched_at is not None:
-            log.info("duplicate event message ignored", extra=ids)
-            metrics.EVENTS.labels("duplicate").inc()
-            return Verdict.ACK
-
-        # A /test call's single event is exempt: its caller already holds the delivery id.
-        if event.target_endpoint_id is None and ctx.pending > self._pending_limit:
-            hour = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H")
-            total = await self._repo.drop(event.id, hour)
-            if total is not None:
+            log.error("dispatch failed, requeueing", extra=ids, exc_info=result.error)
+        elif outcome is Outcome.REJECTED:
+            log.warning(result.message, extra=ids)
+        elif outcome is Outcome.DROPPED:
+            if result.dropped_this_hour is not None:
                 metrics.EVENTS_DROPPED_BACKPRESSURE.inc()
                 log.warning(
-                    "event dropped: too many pending deliveries",
-                    extra={**ids, "dropped_this_hour": total, "hour": hour},
+                    result.message,
+                    extra={
+                        **ids,
+                        "dropped_this_hour": result.dropped_this_hour,
+                        "hour": result.hour,
+                    },
                 )
-            metrics.EVENTS.labels("dropped").inc()
-            return Verdict.ACK
-
-        endpoint_ids = ctx.endpoint_ids if plan_allows(ctx.plan, event.type) else []
-        if event.target_endpoint_id is not None:
-            delivery_ids = [event.target_delivery_id or new_id(IdPrefix.DELIVERY)] * len(
-                endpoint_ids
-            )
+        elif outcome is Outcome.DISPATCHED:
+            metrics.DELIVERIES_PUBLISHED.inc(result.deliveries)
+            log.info(result.message, extra={**ids, "deliveries": result.deliveries})
         else:
-            delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in endpoint_ids]
+            log.info(result.message, extra=ids)
+        metrics.EVENTS.labels(outcome.value).inc()
+        return _VERDICTS[outcome]
 
-        pending = await lock.insert_deliveries(event.organization_id, delivery_ids, endpoint_ids)
-        if pending is None:
-            log.info("duplicate event message ignored", extra=ids)
-            metrics.EVENTS.labels("duplicate").inc()
-            return Verdict.ACK
-        if pending:
-            data = capped_data(
-                event.id, event.type, event.created_at, event.data, self._payload_cap
+    async def _dispatch_batch(self, batch: list[Submitted]) -> list[Result]:
+        try:
+            return await self._dispatch(batch, wait=False)
+        except EventDataError:
+            if len(batch) == 1:
+                raise
+        # One event's data failed a statement the whole batch shared, before anything was
+        # published: redo each event alone, so that only the failing one is requeued (its
+        # neighbours would otherwise burn their delivery limit along with it).
+        return list(await asyncio.gather(*(self._dispatch_alone(each) for each in batch)))
+
+    async def _dispatch_alone(self, submitted: Submitted) -> Result:
+        try:
+            [result] = await self._dispatch([submitted], wait=False)
+        except Exception as exc:
+            return Result(Outcome.REQUEUED, error=exc)
+        return result
+
+    async def _dispatch(self, batch: Sequence[Submitted], *, wait: bool) -> list[Result]:
+        """Dispatch the events of a batch (distinct ids), one statement per step for all."""
+        results: list[Result | None] = [None] * len(batch)
+        async with self._repo.event_locks(wait=wait) as locks:
+            contexts = await locks.prepare([each.event for each in batch], self._pending_limit)
+            to_drop: list[int] = []
+            to_deliver: list[int] = []
+            for index, (submitted, ctx) in enumerate(zip(batch, contexts, strict=True)):
+                early = _settled_by_prepare(submitted.event, ctx)
+                if early is not None:
+                    results[index] = early
+                elif self._over_limit(submitted.event, ctx):
+                    to_drop.append(index)
+                else:
+                    to_deliver.append(index)
+            if to_drop:
+                await self._drop(locks, batch, to_drop, results)
+            if to_deliver:
+                await self._deliver(locks, batch, contexts, to_deliver, results)
+        settled = [result for result in results if result is not None]
+        assert len(settled) == len(batch), "every event of the batch gets a result"
+        return settled
+
+    def _over_limit(self, event: EventMessage, ctx: EventContext | None) -> bool:
+        # A /test call's single event is exempt: its caller already holds the delivery id.
+        assert ctx is not None
+        return event.target_endpoint_id is None and ctx.pending > self._pending_limit
+
+    async def _drop(
+        self,
+        locks: EventLocks,
+        batch: Sequence[Submitted],
+        indexes: list[int],
+        results: list[Result | None],
+    ) -> None:
+        hour = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H")
+        counted = await locks.drop([batch[i].event.id for i in indexes], hour)
+        for i in indexes:
+            results[i] = Result(
+                Outcome.DROPPED,
+                "event dropped: too many pending deliveries",
+                dropped_this_hour=counted.get(batch[i].event.id),
+                hour=hour,
             )
-            await self._publisher.publish_first_attempts(
-                [
-                    DeliveryTask(
-                        delivery_id=delivery.id,
-                        event_id=event.id,
-                        endpoint_id=delivery.endpoint_id,
-                        organization_id=event.organization_id,
-                        type=event.type,
-                        event_created_at=event.created_at,
-                        data=data,
-                    )
-                    for delivery in pending
-                ]
-            )
-        await lock.mark_dispatched()
-        metrics.EVENTS.labels("dispatched").inc()
-        metrics.DELIVERIES_PUBLISHED.inc(len(pending))
-        log.info("event dispatched", extra={**ids, "deliveries": len(pending)})
-        return Verdict.ACK
+
+    async def _deliver(
+        self,
+        locks: EventLocks,
+        batch: Sequence[Submitted],
+        contexts: list[EventContext | None],
+        indexes: list[int],
+        results: list[Result | None],
+    ) -> None:
+        planned = [_planned(batch[i].event, contexts[i]) for i in indexes]
+        pending = await locks.insert_deliveries(planned)
+        publishing: list[tuple[int, list[PendingDelivery]]] = []
+        confirmed: list[int] = []  # every task confirmed (or none to publish)
+        for i in indexes:
+            deliveries = pending[batch[i].event.id]
+            if deliveries is None:
+                results[i] = DUPLICATE  # dispatched meanwhile (the stale snapshot's case)
+            elif deliveries:
+                publishing.append((i, deliveries))
+            else:
+                confirmed.append(i)
+        # Each event's publish runs in its own message's context (its span is the parent);
+        # one event's unconfirmed task fails that event only.
+        loop = asyncio.get_running_loop()
+        published = await asyncio.gather(
+            *(
+                loop.create_task(
+                    self._publish(batch[i].event, deliveries), context=batch[i].context
+                )
+                for i, deliveries in publishing
+            ),
+            return_exceptions=True,
+        )
+        for (i, _), outcome in zip(publishing, published, strict=True):
+            if isinstance(outcome, BaseException):
+                results[i] = Result(Outcome.REQUEUED, error=outcome)
+            else:
+                confirmed.append(i)
+        if confirmed:
+            # Only after every task of these events was confirmed.
+            await locks.mark_dispatched([batch[i].event.id for i in confirmed])
+        for i in confirmed:
+            count = len(pending[batch[i].event.id] or [])
+            results[i] = Result(Outcome.DISPATCHED, "event dispatched", deliveries=count)
+
+    async def _publish(self, event: EventMessage, pending: list[PendingDelivery]) -> None:
+        data = capped_data(event.id, event.type, event.created_at, event.data, self._payload_cap)
+        await self._publisher.publish_first_attempts(
+            [
+                DeliveryTask(
+                    delivery_id=delivery.id,
+                    event_id=event.id,
+                    endpoint_id=delivery.endpoint_id,
+                    organization_id=event.organization_id,
+                    type=event.type,
+                    event_created_at=event.created_at,
+                    data=data,
+                )
+                for delivery in pending
+            ]
+        )
+
+
+def _settled_by_prepare(event: EventMessage, ctx: EventContext | None) -> Result | None:
+    """An answer that needs neither the event's lock nor any further statement."""
+    if ctx is None:
+        return REJECTED_UNKNOWN_ORG
+    if (
+        ctx.stored_organization_id is not None
+        and ctx.stored_organization_id != event.organization_id
+    ):
+        return REJECTED_FOREIGN_ID
+    if ctx.dispatched_at is not None:
+        return DUPLICATE  # dispatched_at never goes back to NULL: no need for the lock
+    if not ctx.locked:
+        return BUSY
+    return None
+
+
+def _planned(event: EventMessage, ctx: EventContext | None) -> PlannedDeliveries:
+    assert ctx is not None
+    endpoint_ids = ctx.endpoint_ids if plan_allows(ctx.plan, event.type) else []
+    if event.target_endpoint_id is not None:
+        delivery_ids = [event.target_delivery_id or new_id(IdPrefix.DELIVERY)] * len(endpoint_ids)
+    else:
+        delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in endpoint_ids]
+    return PlannedDeliveries(event.id, delivery_ids, endpoint_ids)

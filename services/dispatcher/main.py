@@ -18,19 +18,26 @@ from libs.common.worker import (
     start_ops,
 )
 from services.dispatcher import metrics
-from services.dispatcher.handler import Dispatcher
+from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
 
-DB_POOL_SIZE = 10
+# A connection per batch in flight and per copy waiting for its twin (each holds locks),
+# plus one for the readiness probe and the requeue's wait for the database.
+DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
+# The batched statements take arrays, so PostgreSQL's automatic choice keeps planning them
+# afresh on every execution (a custom plan knows the array's length and always looks
+# cheaper): 0.4-0.8 ms of planning per batch, where the per-event statements had settled on
+# their cached generic plan after five runs. The generic plans were checked with EXPLAIN
+# ANALYZE on 300,000 events and deliveries: the same index scans, for 1 event or 64.
+DB_SESSION = {"plan_cache_mode": "force_generic_plan"}
 
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
-    # An event holds one connection while its tasks are published (the event's lock).
     pool = await connect_database(
-        settings.database_url, max_size=max(2, min(settings.dispatcher_prefetch, DB_POOL_SIZE))
+        settings.database_url, max_size=DB_POOL_SIZE, server_settings=DB_SESSION
     )
     broker = build_broker(settings, settings.dispatcher_prefetch)
     dispatcher = Dispatcher(
@@ -38,6 +45,7 @@ async def serve(settings: Settings) -> None:
         DeliveryPublisher(broker, topology),
         pending_limit=settings.backpressure_pending_limit,
         payload_cap_bytes=settings.payload_cap_bytes,
+        max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
     )
 
     queue = topology.dispatcher_queue.name  # a property that builds a RabbitQueue: once
@@ -54,7 +62,9 @@ async def serve(settings: Settings) -> None:
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped("dispatcher", settings, broker, pool, ops=ops)
+    await run_until_stopped(
+        "dispatcher", settings, broker, pool, on_stopped=dispatcher.close, ops=ops
+    )
 
 
 def run() -> None:

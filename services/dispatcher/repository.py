@@ -1,7 +1,15 @@
-"""Every SQL statement the dispatcher runs (and nothing else talks to Postgres for it)."""
+"""Every SQL statement the dispatcher runs (and nothing else talks to Postgres for it).
+
+Each statement takes a whole batch of events (handler.py coalesces the events in flight),
+so a batch of N events costs the same round trips as one event: prepare + lock, deliveries,
+mark dispatched, unlock.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,37 +19,54 @@ from libs.common.broker.messages import EventMessage
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
 
-# (a) + (b) + (c), and the event's lock, in one round trip. The INSERT's row is invisible to
-# the outer SELECT (one snapshot per statement), so `dispatched_at` is NULL for a new event and
-# the stored value for a known one. No row at all means the organization does not exist (and
-# no lock was taken: the select list, which takes it, is evaluated once per returned row).
-# The snapshot predates a wait for the lock, so `dispatched_at` may be stale here: the
-# deliveries statement, run afterwards under the lock with a fresh snapshot, has the last word.
+# (a) + (b) + (c), and each event's lock, in one round trip for a batch of events. The
+# INSERT's rows are invisible to the outer SELECT (one snapshot per statement), so
+# `dispatched_at` is NULL for a new event and the stored value for a known one. An unknown
+# organization gets `locked` NULL and no lock: CASE evaluates only the branch it picks.
+# Events are inserted in id order, so two batches sharing events (twins) never deadlock.
+# `inserted` is read in the select list so the events are stored before any lock is taken.
+# The lock: `pg_try_advisory_lock` for a batch (`locked` false: the event's twin is being
+# dispatched by another session right now), `pg_advisory_lock` (waits) when $9, for one
+# event. The snapshot predates a wait for the lock, so `dispatched_at` may be stale then:
+# the deliveries statement, run afterwards under the lock with a fresh snapshot, has the
+# last word. The endpoint matching below is the only copy of the rule (SPEC §4).
 _PREPARE = """
-WITH org AS (
-    SELECT id, plan FROM organizations WHERE id = $2
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[],
+                         $6::text[], $7::timestamptz[]) WITH ORDINALITY
+        AS i (id, organization_id, type, data, target_endpoint_id, target_delivery_id,
+              created_at, ord)
+), org AS (
+    SELECT o.id, o.plan, (SELECT count(*) FROM (
+        SELECT 1 FROM deliveries d
+        WHERE d.organization_id = o.id AND d.status = 'PENDING'
+        LIMIT $8 + 1
+    ) AS pending) AS pending
+    FROM organizations o
+    WHERE o.id IN (SELECT organization_id FROM input)
 ), inserted AS (
     INSERT INTO events (id, organization_id, type, data, target_endpoint_id,
                         target_delivery_id, created_at, published_at)
-    SELECT $1, org.id, $3, $4, $5, $6, $7, now() FROM org
+    SELECT i.id, org.id, i.type, i.data, i.target_endpoint_id, i.target_delivery_id,
+           i.created_at, now()
+    FROM input i JOIN org ON org.id = i.organization_id
+    ORDER BY i.id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
 SELECT
+    i.ord,
     org.plan,
     existing.organization_id AS stored_organization_id,
     existing.dispatched_at,
-    (SELECT count(*) FROM (
-        SELECT 1 FROM deliveries d
-        WHERE d.organization_id = $2 AND d.status = 'PENDING'
-        LIMIT $8 + 1
-    ) AS pending) AS pending,
-    CASE WHEN $5::text IS NULL THEN ARRAY(
+    org.pending,
+    CASE WHEN i.target_endpoint_id IS NULL THEN ARRAY(
         SELECT e.id FROM endpoints e
         LEFT JOIN agents a ON a.id = e.agent_id
-        WHERE e.organization_id = $2 AND e.status = 'ACTIVE' AND $3 = ANY (e.events)
+        WHERE e.organization_id = i.organization_id AND e.status = 'ACTIVE'
+          AND i.type = ANY (e.events)
           -- a per-job webhook hears only its own job
-          AND (e.mapping_job_id IS NULL OR e.mapping_job_id = $4::jsonb ->> 'mappingJobId')
+          AND (e.mapping_job_id IS NULL OR e.mapping_job_id = i.data ->> 'mappingJobId')
           -- an agent sink hears completions of its agent's jobs, when the agent's rules
           -- opted in to outbound push and the plan still includes sinks
           AND (e.kind <> 'AGENT_SINK' OR (
@@ -50,66 +75,92 @@ SELECT
               AND COALESCE((a.rules #>> '{data_sinks,auto_push_on_job_complete}')::boolean, false)
               AND EXISTS (
                   SELECT 1 FROM mapping_jobs j
-                  WHERE j.id = $4::jsonb ->> 'mappingJobId'
-                    AND j.organization_id = $2 AND j.agent_id = e.agent_id
+                  WHERE j.id = i.data ->> 'mappingJobId'
+                    AND j.organization_id = i.organization_id AND j.agent_id = e.agent_id
               )
           ))
         ORDER BY e.id
     ) ELSE ARRAY(
-        SELECT e.id FROM endpoints e WHERE e.id = $5 AND e.organization_id = $2
+        SELECT e.id FROM endpoints e
+        WHERE e.id = i.target_endpoint_id AND e.organization_id = i.organization_id
     ) END AS endpoint_ids,
     (SELECT count(*) FROM inserted) AS inserted,
-    pg_advisory_lock(hashtextextended($1, 0)) IS NULL AS lock_failed
-FROM org
-LEFT JOIN events existing ON existing.id = $1
+    CASE
+        WHEN org.id IS NULL THEN NULL
+        WHEN $9::boolean THEN pg_advisory_lock(hashtextextended(i.id, 0)) IS NOT NULL
+        ELSE pg_try_advisory_lock(hashtextextended(i.id, 0))
+    END AS locked
+FROM input i
+LEFT JOIN org ON org.id = i.organization_id
+LEFT JOIN events existing ON existing.id = i.id
+ORDER BY i.ord
 """
 
-# (d): every delivery in one statement, unless the event was dispatched meanwhile; the
-# second half returns deliveries an earlier, interrupted run inserted but never sent (this
-# statement's own new rows are not visible to it: one snapshot per statement).
+# (d): every delivery of the batch in one statement, each only while its event is still
+# open (not dispatched meanwhile); the second half returns deliveries an earlier,
+# interrupted run inserted but never sent (this statement's own new rows are not visible
+# to it: one snapshot per statement), found through the events' ids (the (event_id,
+# endpoint_id) index), never through every PENDING delivery; the third names the events
+# found already dispatched.
 _INSERT_DELIVERIES = """
 WITH open_event AS (
-    SELECT id FROM events WHERE id = $1 AND dispatched_at IS NULL
+    SELECT id, organization_id FROM events
+    WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
 ), inserted AS (
     INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)
-    SELECT candidate.id, open_event.id, candidate.endpoint_id, $2
-    FROM unnest($3::text[], $4::text[]) AS candidate (id, endpoint_id), open_event
+    SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id
+    FROM unnest($2::text[], $3::text[], $4::text[]) AS candidate (event_id, id, endpoint_id)
+    JOIN open_event ON open_event.id = candidate.event_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
-    RETURNING id, endpoint_id
+    RETURNING event_id, id, endpoint_id
 )
-SELECT id, endpoint_id, true AS open FROM inserted
+SELECT event_id, id, endpoint_id, true AS open FROM inserted
 UNION ALL
-SELECT d.id, d.endpoint_id, true FROM deliveries d, open_event
-WHERE d.event_id = $1 AND d.status = 'PENDING' AND d.attempt_count = 0
+SELECT d.event_id, d.id, d.endpoint_id, true FROM deliveries d
+WHERE d.event_id = ANY ($1::text[]) AND d.status = 'PENDING' AND d.attempt_count = 0
+  AND d.event_id IN (SELECT id FROM open_event)
 UNION ALL
-SELECT NULL, NULL, false WHERE NOT EXISTS (SELECT 1 FROM open_event)
+SELECT wanted.id, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
+WHERE wanted.id NOT IN (SELECT id FROM open_event)
 """
 
-# A session-level advisory lock per event (taken by _PREPARE), held from "is it dispatched?"
-# to "it is": the deliveries are committed (visible to senders) before their tasks are
-# published.
-_UNLOCK_EVENT = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+_MARK_DISPATCHED = """
+UPDATE events SET dispatched_at = now() WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
+"""
 
-_MARK_DISPATCHED = "UPDATE events SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL"
-
-# Count a dropped event once: only the run that marks it dispatched increments the entry.
+# Count a dropped event once: only the run that marks it dispatched adds it to its
+# organization's entry for the hour. One row per organization (ON CONFLICT DO UPDATE may
+# touch a row once per statement), upserted in organization order: no deadlock between
+# batches. Per event this run marked: the hour's total after this statement.
 _DROP = """
 WITH marked AS (
     UPDATE events SET dispatched_at = now()
-    WHERE id = $1 AND dispatched_at IS NULL
-    RETURNING organization_id
+    WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
+    RETURNING id, organization_id
+), counted AS (
+    INSERT INTO audit_log (organization_id, action, details, dedup_key)
+    SELECT organization_id, $2, jsonb_build_object('dropped', count(*), 'hour', $3::text), $3
+    FROM marked
+    GROUP BY organization_id
+    ORDER BY organization_id
+    ON CONFLICT (organization_id, action, dedup_key) WHERE dedup_key IS NOT NULL
+    DO UPDATE SET
+        details = jsonb_set(
+            audit_log.details, '{dropped}',
+            to_jsonb(
+                COALESCE((audit_log.details ->> 'dropped')::bigint, 0)
+                + (EXCLUDED.details ->> 'dropped')::bigint
+            )
+        ),
+        updated_at = now()
+    RETURNING organization_id, (details ->> 'dropped')::bigint AS total
 )
-INSERT INTO audit_log (organization_id, action, details, dedup_key)
-SELECT organization_id, $2, jsonb_build_object('dropped', 1, 'hour', $3::text), $3 FROM marked
-ON CONFLICT (organization_id, action, dedup_key) WHERE dedup_key IS NOT NULL
-DO UPDATE SET
-    details = jsonb_set(
-        audit_log.details, '{dropped}',
-        to_jsonb(COALESCE((audit_log.details ->> 'dropped')::bigint, 0) + 1)
-    ),
-    updated_at = now()
-RETURNING (details ->> 'dropped')::bigint
+SELECT marked.id, counted.total FROM marked JOIN counted USING (organization_id)
 """
+
+# Every lock the batch took, in one statement. The connection was the batch's alone from
+# `prepare` on, so every advisory lock its session holds is one of them.
+_UNLOCK = "SELECT pg_advisory_unlock_all()"
 
 
 @dataclass(frozen=True)
@@ -119,6 +170,16 @@ class EventContext:
     dispatched_at: datetime | None
     pending: int  # capped at limit + 1
     endpoint_ids: list[str]
+    locked: bool = True  # False: another session holds the event's lock right now
+
+
+@dataclass(frozen=True)
+class PlannedDeliveries:
+    """One event's new deliveries: one id per endpoint, in the same order."""
+
+    event_id: str
+    delivery_ids: list[str]
+    endpoint_ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -127,78 +188,133 @@ class PendingDelivery:
     endpoint_id: str
 
 
+class EventDataError(Exception):
+    """A statement shared by a batch failed on one event's data (a value Postgres refuses,
+    an endpoint deleted in between): nothing was published, and the events should be
+    retried one by one so that only the failing one is requeued."""
+
+
 class DispatcherRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def drop(self, event_id: str, hour: str) -> int | None:
-        """Mark a dropped event dispatched and count it; the hour's total, None if counted."""
-        return await self._pool.fetchval(_DROP, event_id, BACKPRESSURE_ACTION, hour)
-
-    def event_lock(self, event_id: str) -> EventLock:
-        return EventLock(self._pool, event_id)
+    def event_locks(self, *, wait: bool = False) -> EventLocks:
+        return EventLocks(self._pool, wait=wait)
 
 
-class EventLock:
-    """Serializes the dispatch of one event across messages and dispatcher replicas.
+class EventLocks:
+    """Serializes the dispatch of each event of a batch across messages and replicas.
 
     Two copies of one event message (a producer's retry, a redelivery) can be handled at
-    the same moment; the second waits here, then finds the event dispatched and publishes
-    nothing. Deliveries are inserted outside any long transaction, so a sender never gets a
-    task whose row it cannot see yet. A crashed dispatcher's lock dies with its connection.
+    the same moment; the lock makes the second one wait, then find the event dispatched
+    and publish nothing. The locks are session advisory locks on one pooled connection that
+    the batch holds from `prepare` until it exits; every statement of the batch runs on it,
+    so if it dies (and its locks with it) the batch fails instead of running unlocked.
+    Deliveries are inserted outside any long transaction, so a sender never gets a task
+    whose row it cannot see yet. A crashed dispatcher's locks die with its connection.
+
+    `wait=False` (a batch): an event whose lock is taken comes back `locked=False` at once.
+    `wait=True` (one event): `prepare` waits for the lock.
     """
 
-    def __init__(self, pool: asyncpg.Pool, event_id: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, wait: bool) -> None:
         self._pool = pool
-        self._event_id = event_id
+        self._wait = wait
         self._conn: asyncpg.Connection | None = None
         self._locked = False
 
-    async def __aenter__(self) -> EventLock:
+    async def __aenter__(self) -> EventLocks:
         self._conn = await self._pool.acquire()
         return self
 
-    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None:
-        """Store the event if it is new and take its lock; None when its organization does
-        not exist (then nothing is locked)."""
-        assert self._conn is not None and event.id == self._event_id
+    async def prepare(
+        self, events: Sequence[EventMessage], pending_limit: int
+    ) -> list[EventContext | None]:
+        """Store the events that are new and take their locks; per event (in order), None
+        when its organization does not exist (then nothing is locked for it)."""
+        assert self._conn is not None
+        if self._wait and len(events) != 1:
+            # Waiting for several locks in one statement could deadlock with another batch.
+            raise ValueError("a waiting lock is taken for one event at a time")
         try:
-            row = await self._conn.fetchrow(
-                _PREPARE,
-                event.id,
-                event.organization_id,
-                event.type,
-                event.data,
-                event.target_endpoint_id,
-                event.target_delivery_id,
-                event.created_at,
-                pending_limit,
-            )
+            with _event_data_errors():
+                rows = await self._conn.fetch(
+                    _PREPARE,
+                    [event.id for event in events],
+                    [event.organization_id for event in events],
+                    [event.type for event in events],
+                    [event.data for event in events],
+                    [event.target_endpoint_id for event in events],
+                    [event.target_delivery_id for event in events],
+                    [event.created_at for event in events],
+                    pending_limit,
+                    self._wait,
+                )
+        except Exception:
+            # Session locks outlive a failed statement, and rows before the failing one
+            # may have taken theirs: the exit unlocks (or discards the connection).
+            self._locked = True
+            raise
         except BaseException:
-            # A cancelled or failed wait may still have been granted on the server.
+            # A cancelled wait may still have been granted on the server.
             await self._discard()
             raise
-        if row is None:
-            return None
-        self._locked = True
-        return EventContext(
-            plan=row["plan"],
-            stored_organization_id=row["stored_organization_id"],
-            dispatched_at=row["dispatched_at"],
-            pending=row["pending"],
-            endpoint_ids=list(row["endpoint_ids"]),
-        )
+        self._locked = any(row["locked"] for row in rows)
+        contexts: list[EventContext | None] = [None] * len(events)
+        for row in rows:
+            contexts[row["ord"] - 1] = _context(row)
+        return contexts
+
+    async def drop(self, event_ids: Sequence[str], hour: str) -> dict[str, int]:
+        """Mark dropped events dispatched and count them per organization and hour; per
+        event this run counted (absent: it was dispatched meanwhile), the hour's total."""
+        assert self._conn is not None
+        with _event_data_errors():
+            rows = await self._conn.fetch(_DROP, list(event_ids), BACKPRESSURE_ACTION, hour)
+        return {row["id"]: row["total"] for row in rows}
+
+    async def insert_deliveries(
+        self, planned: Sequence[PlannedDeliveries]
+    ) -> dict[str, list[PendingDelivery] | None]:
+        """Per event, the deliveries to publish, or None when it is already dispatched."""
+        assert self._conn is not None
+        columns: tuple[list[str], list[str], list[str]] = ([], [], [])
+        for each in planned:
+            columns[0].extend([each.event_id] * len(each.endpoint_ids))
+            columns[1].extend(each.delivery_ids)
+            columns[2].extend(each.endpoint_ids)
+        with _event_data_errors():
+            rows = await self._conn.fetch(
+                _INSERT_DELIVERIES, [each.event_id for each in planned], *columns
+            )
+        found: dict[str, list[PendingDelivery] | None] = {each.event_id: [] for each in planned}
+        for row in rows:
+            deliveries = found[row["event_id"]]
+            if not row["open"]:
+                found[row["event_id"]] = None
+            elif deliveries is not None:
+                deliveries.append(PendingDelivery(row["id"], row["endpoint_id"]))
+        return found
+
+    async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
+        assert self._conn is not None
+        await self._conn.execute(_MARK_DISPATCHED, list(event_ids))
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self._conn is None:
             return  # discarded
         if self._locked:
+            if isinstance(exc, asyncio.CancelledError):
+                # The connection may still be busy with the cancelled statement.
+                await self._discard()
+                return
             try:
-                await self._conn.execute(_UNLOCK_EVENT, self._event_id)
+                await self._conn.execute(_UNLOCK)
             except BaseException:
                 await self._discard()
                 raise
         await self._pool.release(self._conn)
+        self._conn = None
 
     async def _discard(self) -> None:
         """The pool releases connections without a reset query (libs/common/db/pool.py), so a
@@ -209,18 +325,25 @@ class EventLock:
         conn.terminate()
         await self._pool.release(conn)
 
-    async def insert_deliveries(
-        self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
-    ) -> list[PendingDelivery] | None:
-        """The deliveries to publish, or None when the event is already dispatched."""
-        assert self._conn is not None
-        rows = await self._conn.fetch(
-            _INSERT_DELIVERIES, self._event_id, organization_id, delivery_ids, endpoint_ids
-        )
-        if any(not row["open"] for row in rows):
-            return None
-        return [PendingDelivery(row["id"], row["endpoint_id"]) for row in rows]
 
-    async def mark_dispatched(self) -> None:
-        assert self._conn is not None
-        await self._conn.execute(_MARK_DISPATCHED, self._event_id)
+@contextmanager
+def _event_data_errors() -> Iterator[None]:
+    """What one event's data can cause (SQLSTATE classes 22 and 23: a value Postgres
+    refuses, a row referenced or deleted in between) becomes EventDataError."""
+    try:
+        yield
+    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+        raise EventDataError(str(exc)) from exc
+
+
+def _context(row: asyncpg.Record) -> EventContext | None:
+    if row["plan"] is None:
+        return None  # unknown organization
+    return EventContext(
+        plan=row["plan"],
+        stored_organization_id=row["stored_organization_id"],
+        dispatched_at=row["dispatched_at"],
+        pending=row["pending"],
+        endpoint_ids=list(row["endpoint_ids"]),
+        locked=row["locked"],
+    )

@@ -1,8 +1,10 @@
-"""The dispatcher's per-event lock on the real PostgreSQL, with the workers' reset-free pool.
+"""The dispatcher's per-event locks on the real PostgreSQL, with the workers' reset-free pool.
 
-`prepare` takes the lock in the same statement that stores the event; a second copy of the
-event waits in its own `prepare` until the first is dispatched and unlocked, then finds
-nothing to publish. A connection must never go back to the pool still holding the lock.
+`prepare` takes the locks in the same statement that stores the events: a batch tries each
+lock (`locked=False` when another session holds it, at once), and a single copy that must
+wait for its twin waits in its own `prepare` until the first is dispatched and unlocked,
+then finds nothing to publish. A connection must never go back to the pool still holding
+a lock.
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ import asyncpg
 import pytest
 
 from libs.common.db.pool import create_pool
+from libs.common.endpoint_kinds import EndpointKind
 from libs.common.ids import IdPrefix, new_id
-from services.dispatcher.repository import DispatcherRepository
+from libs.common.plans import Plan
+from services.dispatcher.repository import (
+    DispatcherRepository,
+    EventDataError,
+    EventLocks,
+    PlannedDeliveries,
+)
 from tests.support.factories import event_message, make_endpoint
 
 LOCKS_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1::int[])"
@@ -35,6 +44,10 @@ async def _backend_pids(pool: asyncpg.Pool) -> list[int]:
         return [first.get_server_pid(), second.get_server_pid()]
 
 
+def _one(event_id: str, endpoint_id: str) -> list[PlannedDeliveries]:
+    return [PlannedDeliveries(event_id, [new_id(IdPrefix.DELIVERY)], [endpoint_id])]
+
+
 async def test_a_second_copy_waits_for_the_first_then_publishes_nothing(
     worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
 ) -> None:
@@ -45,26 +58,24 @@ async def test_a_second_copy_waits_for_the_first_then_publishes_nothing(
     event = event_message(org.organizationId)
     repo = DispatcherRepository(worker_pool)
 
-    async with repo.event_lock(event.id) as first:
-        ctx = await first.prepare(event, pending_limit=100)
-        assert ctx is not None and ctx.dispatched_at is None
+    async with repo.event_locks() as first:
+        [ctx] = await first.prepare([event], pending_limit=100)
+        assert ctx is not None and ctx.locked and ctx.dispatched_at is None
         assert ctx.endpoint_ids == [endpoint.id]
 
         async def second_copy() -> list | None:
-            async with repo.event_lock(event.id) as second:
-                assert await second.prepare(event, pending_limit=100) is not None
-                return await second.insert_deliveries(
-                    org.organizationId, [new_id(IdPrefix.DELIVERY)], [endpoint.id]
-                )
+            async with repo.event_locks(wait=True) as second:
+                [ctx] = await second.prepare([event], pending_limit=100)
+                assert ctx is not None and ctx.locked
+                found = await second.insert_deliveries(_one(event.id, endpoint.id))
+                return found[event.id]
 
         waiting = asyncio.create_task(second_copy())
         await asyncio.sleep(0.3)
         assert not waiting.done(), "the second copy must wait for the event's lock"
-        pending = await first.insert_deliveries(
-            org.organizationId, [new_id(IdPrefix.DELIVERY)], [endpoint.id]
-        )
+        pending = (await first.insert_deliveries(_one(event.id, endpoint.id)))[event.id]
         assert pending is not None and len(pending) == 1
-        await first.mark_dispatched()
+        await first.mark_dispatched([event.id])
 
     assert await asyncio.wait_for(waiting, timeout=30) is None  # dispatched: nothing to publish
     deliveries = await db_pool.fetchval(
@@ -74,13 +85,30 @@ async def test_a_second_copy_waits_for_the_first_then_publishes_nothing(
     assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
 
 
+async def test_a_batch_does_not_wait_for_a_lock_another_session_holds(
+    worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
+) -> None:
+    org = await make_org()
+    held, free = event_message(org.organizationId), event_message(org.organizationId)
+    repo = DispatcherRepository(worker_pool)
+    async with repo.event_locks() as first:
+        [ctx] = await first.prepare([held], pending_limit=100)
+        assert ctx is not None and ctx.locked
+        async with repo.event_locks() as batch:
+            contexts = await asyncio.wait_for(
+                batch.prepare([held, free], pending_limit=100), timeout=5
+            )
+            assert [c.locked if c else None for c in contexts] == [False, True]
+    assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
+
+
 async def test_an_unknown_organization_takes_no_lock_and_leaves_none_behind(
     worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool
 ) -> None:
     event = event_message("org_does_not_exist")
     repo = DispatcherRepository(worker_pool)
-    async with repo.event_lock(event.id) as lock:
-        assert await lock.prepare(event, pending_limit=100) is None
+    async with repo.event_locks() as lock:
+        assert await lock.prepare([event], pending_limit=100) == [None]
     assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
 
 
@@ -90,12 +118,12 @@ async def test_a_cancelled_wait_for_the_lock_never_returns_a_locked_connection(
     org = await make_org()
     event = event_message(org.organizationId)
     repo = DispatcherRepository(worker_pool)
-    async with repo.event_lock(event.id) as first:
-        await first.prepare(event, pending_limit=100)
+    async with repo.event_locks() as first:
+        await first.prepare([event], pending_limit=100)
 
         async def second_copy() -> None:
-            async with repo.event_lock(event.id) as second:
-                await second.prepare(event, pending_limit=100)
+            async with repo.event_locks(wait=True) as second:
+                await second.prepare([event], pending_limit=100)
 
         waiting = asyncio.create_task(second_copy())
         await asyncio.sleep(0.3)
@@ -104,3 +132,43 @@ async def test_a_cancelled_wait_for_the_lock_never_returns_a_locked_connection(
             await waiting
     # Both connections are back (the cancelled one replaced): none holds an advisory lock.
     assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
+
+
+async def test_a_statement_that_fails_after_taking_locks_leaves_none_behind(
+    worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
+) -> None:
+    # An agent whose stored rules Postgres cannot read as a boolean fails the prepare
+    # statement at the agent sink's event, after the other rows took their locks (session
+    # locks outlive the failed statement): the batch's exit must release them.
+    good_org, bad_org = await make_org(), await make_org(Plan.PRO_MAX)
+    agent_id = new_id(IdPrefix.AGENT)
+    await db_pool.execute(
+        "INSERT INTO agents (id, organization_id, name, workspace_id, rules)"
+        " VALUES ($1, $2, 'agent', 'ws_1', $3)",
+        agent_id,
+        bad_org.organizationId,
+        {"data_sinks": {"auto_push_on_job_complete": "maybe"}},
+    )
+    sink = await make_endpoint(
+        db_pool,
+        bad_org.organizationId,
+        "http://127.0.0.1:9/sink",
+        ["mapping.completed"],
+        kind=EndpointKind.AGENT_SINK,
+    )
+    await db_pool.execute("UPDATE endpoints SET agent_id = $1 WHERE id = $2", agent_id, sink.id)
+    goods = [event_message(good_org.organizationId) for _ in range(20)]
+    bad = event_message(bad_org.organizationId)
+    repo = DispatcherRepository(worker_pool)
+    async with repo.event_locks() as batch:
+        with pytest.raises(EventDataError):
+            await batch.prepare([*goods, bad], pending_limit=100)
+        # the case this test is about: rows before the failing one hold their locks now
+        assert await db_pool.fetchval(LOCKS_HELD, [lock_pid(batch)]) > 0
+    assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
+
+
+def lock_pid(lock: EventLocks) -> int:
+    conn = lock._conn
+    assert conn is not None
+    return conn.get_server_pid()

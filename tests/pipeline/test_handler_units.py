@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,12 @@ from libs.common.signing import verify_standard_webhooks, verify_v1
 from libs.common.url_safety import SafetyPolicy, UnsafeURLError
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.handler import Verdict as DispatchVerdict
-from services.dispatcher.repository import EventContext, PendingDelivery
+from services.dispatcher.repository import (
+    EventContext,
+    EventDataError,
+    PendingDelivery,
+    PlannedDeliveries,
+)
 from services.sender.consumer import (
     DeliverySender,
     Step,
@@ -361,51 +367,89 @@ async def test_sender_rejects_a_malformed_task() -> None:
 
 
 @dataclass
-class FakeLock:
+class FakeLocks:
     repo: FakeDispatchRepo
+    wait: bool
+    held: list[str] = field(default_factory=list)
 
-    async def __aenter__(self) -> FakeLock:
+    async def __aenter__(self) -> FakeLocks:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        pass
+        for event_id in self.held:
+            self.repo.locks.pop(event_id).set()
 
-    async def prepare(self, event: EventMessage, pending_limit: int) -> EventContext | None:
-        return self.repo.ctx
+    async def prepare(
+        self, events: Sequence[EventMessage], pending_limit: int
+    ) -> list[EventContext | None]:
+        self.repo.prepared.append(([e.id for e in events], self.wait))
+        contexts: list[EventContext | None] = []
+        for event in events:
+            ctx = self.repo.contexts.get(event.id, self.repo.ctx)
+            if ctx is None:
+                contexts.append(None)
+                continue
+            while self.wait and event.id in self.repo.locks:
+                await self.repo.locks[event.id].wait()
+            locked = event.id not in self.repo.locks
+            if locked:
+                self.repo.locks[event.id] = asyncio.Event()
+                self.held.append(event.id)
+            dispatched_at = NOW if event.id in self.repo.marked else ctx.dispatched_at
+            contexts.append(replace(ctx, locked=locked, dispatched_at=dispatched_at))
+        return contexts
+
+    async def drop(self, event_ids: Sequence[str], hour: str) -> dict[str, int]:
+        self.repo.drops.extend([hour] * len(event_ids))
+        return {event_id: len(self.repo.drops) for event_id in event_ids}
 
     async def insert_deliveries(
-        self, organization_id: str, delivery_ids: list[str], endpoint_ids: list[str]
-    ) -> list[PendingDelivery] | None:
-        if self.repo.dispatched_under_lock:
-            return None
-        return [PendingDelivery(d, e) for d, e in zip(delivery_ids, endpoint_ids, strict=True)]
+        self, planned: Sequence[PlannedDeliveries]
+    ) -> dict[str, list[PendingDelivery] | None]:
+        ids = [p.event_id for p in planned]
+        self.repo.inserted.append(ids)
+        if self.repo.poison in ids:
+            raise EventDataError("invalid byte sequence")
+        return {
+            p.event_id: None
+            if self.repo.dispatched_under_lock or p.event_id in self.repo.marked
+            else [
+                PendingDelivery(d, e) for d, e in zip(p.delivery_ids, p.endpoint_ids, strict=True)
+            ]
+            for p in planned
+        }
 
-    async def mark_dispatched(self) -> None:
-        self.repo.marked = True
+    async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
+        self.repo.mark_calls.append(list(event_ids))
+        self.repo.marked.extend(event_ids)
 
 
 @dataclass
 class FakeDispatchRepo:
-    ctx: EventContext | None
+    ctx: EventContext | None  # every event's, unless `contexts` names one
+    contexts: dict[str, EventContext | None] = field(default_factory=dict)
     dispatched_under_lock: bool = False
-    marked: bool = False
+    poison: str | None = None  # an event whose deliveries statement fails on its data
+    marked: list[str] = field(default_factory=list)
     drops: list[str] = field(default_factory=list)
+    locks: dict[str, asyncio.Event] = field(default_factory=dict)
+    prepared: list[tuple[list[str], bool]] = field(default_factory=list)
+    inserted: list[list[str]] = field(default_factory=list)
+    mark_calls: list[list[str]] = field(default_factory=list)
 
-    async def drop(self, event_id: str, hour: str) -> int | None:
-        self.drops.append(hour)
-        return len(self.drops)
-
-    def event_lock(self, event_id: str) -> FakeLock:
-        return FakeLock(self)
+    def event_locks(self, *, wait: bool = False) -> FakeLocks:
+        return FakeLocks(self, wait)
 
 
 @dataclass
 class FakePublisher:
     fail: bool = False
+    fail_events: set[str] = field(default_factory=set)
     tasks: list[DeliveryTask] = field(default_factory=list)
 
     async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
-        if self.fail:
+        await asyncio.sleep(0)  # confirms arrive later: the batch's other events go on
+        if self.fail or any(t.event_id in self.fail_events for t in tasks):
             raise ConnectionError("broker gone")
         self.tasks.extend(tasks)
 
@@ -424,7 +468,7 @@ def context(
 
 def event(event_type: str = "mapping.completed", **kw: Any) -> bytes:
     return EventMessage(
-        id="evt_1",
+        id=kw.pop("event_id", "evt_1"),
         organization_id="org_1",
         type=event_type,
         data={"big": "y" * kw.pop("size", 1)},
@@ -437,19 +481,24 @@ def dispatcher(repo: FakeDispatchRepo, publisher: FakePublisher) -> Dispatcher:
     return Dispatcher(repo, publisher, pending_limit=3, payload_cap_bytes=1024, now=lambda: NOW)
 
 
+async def handle_together(d: Dispatcher, *bodies: bytes) -> list[DispatchVerdict]:
+    """Messages in flight at the same moment (one prefetch window)."""
+    return list(await asyncio.gather(*(d.handle(body) for body in bodies)))
+
+
 async def test_dispatcher_publishes_one_task_per_endpoint_then_marks_dispatched() -> None:
     repo, publisher = FakeDispatchRepo(context(endpoints=["dest_1", "dest_2"])), FakePublisher()
     assert await dispatcher(repo, publisher).handle(event(size=2000)) is DispatchVerdict.ACK
     assert [t.endpoint_id for t in publisher.tasks] == ["dest_1", "dest_2"]
     assert len({t.delivery_id for t in publisher.tasks}) == 2
     assert publisher.tasks[0].data == {"truncated": True, "dataRef": "/api/v1/events/evt_1"}
-    assert repo.marked
+    assert repo.marked == ["evt_1"] and repo.locks == {}
 
 
 async def test_dispatcher_does_not_mark_dispatched_when_publishing_fails() -> None:
     repo = FakeDispatchRepo(context())
     verdict = await dispatcher(repo, FakePublisher(fail=True)).handle(event())
-    assert verdict is DispatchVerdict.REQUEUE and not repo.marked
+    assert verdict is DispatchVerdict.REQUEUE and not repo.marked and repo.locks == {}
 
 
 async def test_dispatcher_rejects_unknown_orgs_and_malformed_messages() -> None:
@@ -463,6 +512,12 @@ async def test_dispatcher_rejects_unknown_orgs_and_malformed_messages() -> None:
         is DispatchVerdict.REJECT
     )
     assert publisher.tasks == []
+
+
+async def test_dispatcher_rejects_an_event_id_stored_for_another_organization() -> None:
+    repo, publisher = FakeDispatchRepo(context(stored="org_other")), FakePublisher()
+    assert await dispatcher(repo, publisher).handle(event()) is DispatchVerdict.REJECT
+    assert publisher.tasks == [] and not repo.marked
 
 
 async def test_dispatcher_acks_duplicates_without_publishing() -> None:
@@ -502,3 +557,45 @@ async def test_dispatcher_targeted_test_event_uses_the_given_delivery_id() -> No
     body = event("webhook.test", target_endpoint_id="dest_1", target_delivery_id="del_TARGET")
     assert await dispatcher(repo, publisher).handle(body) is DispatchVerdict.ACK
     assert [(t.delivery_id, t.endpoint_id) for t in publisher.tasks] == [("del_TARGET", "dest_1")]
+
+
+async def test_dispatcher_events_in_flight_together_share_each_statement() -> None:
+    ids = [f"evt_{n}" for n in range(6)]
+    repo, publisher = FakeDispatchRepo(context()), FakePublisher()
+    repo.contexts = {"evt_4": None, "evt_5": context(pending=4)}  # unknown org, over limit
+    verdicts = await handle_together(dispatcher(repo, publisher), *(event(event_id=i) for i in ids))
+    assert verdicts == [DispatchVerdict.ACK] * 4 + [DispatchVerdict.REJECT, DispatchVerdict.ACK]
+    assert repo.prepared == [(ids, False)]
+    assert repo.inserted == [ids[:4]] and repo.mark_calls == [ids[:4]]
+    assert repo.drops == ["2026-11-22T12"]
+    assert sorted(t.event_id for t in publisher.tasks) == ids[:4]
+
+
+async def test_dispatcher_one_unconfirmed_event_is_requeued_alone() -> None:
+    repo, publisher = FakeDispatchRepo(context()), FakePublisher(fail_events={"evt_b"})
+    verdicts = await handle_together(
+        dispatcher(repo, publisher), *(event(event_id=i) for i in ("evt_a", "evt_b", "evt_c"))
+    )
+    assert verdicts == [DispatchVerdict.ACK, DispatchVerdict.REQUEUE, DispatchVerdict.ACK]
+    assert repo.mark_calls == [["evt_a", "evt_c"]] and repo.locks == {}
+
+
+async def test_dispatcher_twin_waits_for_its_copy_alone_then_publishes_nothing() -> None:
+    repo, publisher = FakeDispatchRepo(context()), FakePublisher()
+    verdicts = await handle_together(
+        dispatcher(repo, publisher), event(event_id="evt_a"), event(event_id="evt_a")
+    )
+    assert verdicts == [DispatchVerdict.ACK, DispatchVerdict.ACK]
+    # never in one batch; the copy that found the lock taken waited for it, alone
+    assert repo.prepared == [(["evt_a"], False), (["evt_a"], False), (["evt_a"], True)]
+    assert [t.event_id for t in publisher.tasks] == ["evt_a"] and repo.marked == ["evt_a"]
+
+
+async def test_dispatcher_one_events_bad_data_does_not_requeue_its_batch() -> None:
+    repo, publisher = FakeDispatchRepo(context(), poison="evt_b"), FakePublisher()
+    verdicts = await handle_together(
+        dispatcher(repo, publisher), *(event(event_id=i) for i in ("evt_a", "evt_b", "evt_c"))
+    )
+    assert verdicts == [DispatchVerdict.ACK, DispatchVerdict.REQUEUE, DispatchVerdict.ACK]
+    assert sorted(repo.marked) == ["evt_a", "evt_c"] and repo.locks == {}
+    assert sorted(t.event_id for t in publisher.tasks) == ["evt_a", "evt_c"]
