@@ -25,20 +25,12 @@ from services.dispatcher.repository import DispatcherRepository
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database.
 DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
-# The batched statements take arrays, so PostgreSQL's automatic choice keeps planning them
-# afresh on every execution (a custom plan knows the array's length and always looks
-# cheaper): 0.4-0.8 ms of planning per batch, where the per-event statements had settled on
-# their cached generic plan after five runs. The generic plans were checked with EXPLAIN
-# ANALYZE on 300,000 events and deliveries: the same index scans, for 1 event or 64.
-DB_SESSION = {"plan_cache_mode": "force_generic_plan"}
 
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
-    pool = await connect_database(
-        settings.database_url, max_size=DB_POOL_SIZE, server_settings=DB_SESSION
-    )
+    pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     broker = build_broker(settings, settings.dispatcher_prefetch)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),

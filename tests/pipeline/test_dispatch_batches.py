@@ -29,7 +29,6 @@ from libs.common.plans import Plan
 from libs.common.settings import get_settings
 from libs.common.worker import Verdict, build_broker
 from services.dispatcher.handler import Dispatcher, Publisher
-from services.dispatcher.main import DB_SESSION
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
 from tests.pipeline.harness import Pipeline, eventually
@@ -196,7 +195,6 @@ async def replicas(
             min_size=POOL_SIZE,
             max_size=POOL_SIZE,
             reset_session=False,
-            server_settings=DB_SESSION,  # the dispatcher's own sessions (generic plans)
         )
         statements = StatementLog()
         connections = [await pool.acquire() for _ in range(POOL_SIZE)]

@@ -21,24 +21,17 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str,
-    min_size: int = 2,
-    max_size: int = 10,
-    *,
-    reset_session: bool = True,
-    server_settings: dict[str, str] | None = None,
+    dsn: str, min_size: int = 2, max_size: int = 10, *, reset_session: bool = True
 ) -> asyncpg.Pool:
     """`reset_session=False` skips asyncpg's reset query (advisory unlock all, CLOSE ALL,
     UNLISTEN, RESET ALL) on every release: one round trip per `pool.fetch*` that py-spy put
     at 6-25 % of each service's main thread. Only for processes that leave no session state
     behind (no SET, LISTEN, cursors; an advisory lock is released explicitly or the
-    connection terminated). `server_settings` are every session's settings from its start
-    (sent with the connection's startup message: no round trip)."""
+    connection terminated)."""
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         reset=None if reset_session else _keep_session,
-        server_settings=server_settings,
     )
