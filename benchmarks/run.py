@@ -49,6 +49,7 @@ from benchmarks.stack import (
     hookpost,
     receiver,
 )
+from libs.common.settings import Settings
 
 WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", 5))
 WINDOW_S = float(os.environ.get("BENCH_WINDOW_S", 30))
@@ -61,6 +62,7 @@ SLOW_EVENTS = 600  # × 10 endpoints = 6,000 deliveries queued while the senders
 RETRY_EVENTS = 300
 RETRY_SCALE = 1 / 60  # the 60 s first tier of A/B/C endpoints becomes 1,000 ms
 BIG_PREFETCH = 600
+DEFAULT_PREFETCH = Settings.model_fields["sender_prefetch"].default
 FANOUT = 10
 
 OUT = ROOT / "bench-results"
@@ -471,7 +473,7 @@ async def phase_concurrency(
     return {
         "label": label,
         "endpoint_ms": int(SLOW_S[scenario] * 1000),
-        "prefetch": int(ctx.senders[0].env.get("HOOKPOST_SENDER_PREFETCH", 256)),
+        "prefetch": int(ctx.senders[0].env.get("HOOKPOST_SENDER_PREFETCH", DEFAULT_PREFETCH)),
         "deliveries": len(rows),
         "expected": expected,
         "drained": drained,
@@ -610,7 +612,7 @@ async def bench() -> dict[str, Any]:
         e2e = results["latency"]["e2e_ms"]
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
-        log(f"sender concurrency, prefetch 256: {SLOW_EVENTS * FANOUT:,} deliveries at 200 ms")
+        log(f"sender concurrency, default prefetch: {SLOW_EVENTS * FANOUT:,} deliveries at 200 ms")
         results["concurrency_default"] = await phase_concurrency(
             ctx, pool, amqp, "default prefetch"
         )

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     allowed_private_cidrs: list[str] = Field(default_factory=list)
 
     # Consumer concurrency: prefetch is the number of messages in flight per replica.
-    sender_prefetch: int = Field(default=256, ge=1)
+    sender_prefetch: int = Field(default=600, ge=1)
     dispatcher_prefetch: int = Field(default=64, ge=1)
 
     # Outbox relay: republish events whose publish was not confirmed after this long.

@@ -320,7 +320,7 @@ def check_sender_scaling(docs: Docs) -> Problems:
         "mode": "QueueLength",
         "queueName": queue,
         "vhostName": "/",
-        "value": str(data.get("HOOKPOST_SENDER_PREFETCH", "256")),
+        "value": str(data.get("HOOKPOST_SENDER_PREFETCH", "600")),
     }
     for field, want in expected.items():
         if metadata.get(field) != want:
