@@ -15,7 +15,7 @@ from libs.common.broker.topology import Topology
 from libs.common.settings import Settings
 from services.api.broker import BrokerLink, BrokerUnavailable
 from tests.api.conftest import UNREACHABLE_AMQP_URL, bind_probe_queue, next_message
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxy_to
 
 
 def through(url: str, port: int) -> str:
@@ -26,8 +26,7 @@ def through(url: str, port: int) -> str:
 
 @pytest.fixture
 async def amqp_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    target = urlsplit(settings.amqp_url)
-    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5672).start()
+    proxy = await proxy_to(settings.amqp_url, 5672)
     yield proxy
     await proxy.cut()
 

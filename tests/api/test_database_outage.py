@@ -12,15 +12,14 @@ import pytest
 
 from libs.common.settings import Settings
 from tests.api.conftest import assert_error, running_api
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxy_to
 
 EVENTS = "/api/v1/events"
 
 
 @pytest.fixture
 async def db_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    target = urlsplit(settings.database_url)
-    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    proxy = await proxy_to(settings.database_url, 5432)
     yield proxy
     await proxy.cut()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 
 class TcpProxy:
@@ -55,3 +56,9 @@ class TcpProxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.transport.abort()
+
+
+async def proxy_to(url: str, default_port: int) -> TcpProxy:
+    """A started proxy in front of the server a URL (database, broker) names."""
+    target = urlsplit(url)
+    return await TcpProxy(target.hostname or "127.0.0.1", target.port or default_port).start()
