@@ -8,7 +8,9 @@ backpressure limit); open loop at a fixed rate for latency.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,7 +18,7 @@ import aio_pika
 import aiohttp
 import orjson
 
-from libs.common.broker.messages import EventMessage
+from libs.common.broker.messages import EventMessage, persistent_message
 from libs.common.ids import IdPrefix, new_id
 
 PAD = "x" * 700  # an envelope of about 1 KB, like the ceilings' payload
@@ -97,9 +99,7 @@ async def post_event(
 
 
 async def closed_loop(
-    session: aiohttp.ClientSession,
-    api_url: str,
-    token: str,
+    send_one: Callable[[int, Sent], Awaitable[None]],
     *,
     until: float,
     concurrency: int,
@@ -109,7 +109,8 @@ async def closed_loop(
     max_backlog: int,
     sent: Sent,
 ) -> None:
-    url = f"{api_url}/api/v1/events"
+    """`concurrency` senders back to back until `until`, pausing while more than
+    `max_backlog` deliveries are accepted but not yet received (whatever door they use)."""
     counter = iter(range(10**9))
     base = arrivals.get(scenario)
 
@@ -118,9 +119,17 @@ async def closed_loop(
             if len(sent.events) * fanout - (arrivals.get(scenario) - base) > max_backlog:
                 await asyncio.sleep(0.02)
                 continue
-            await post_event(session, url, token, next(counter), sent)
+            await send_one(next(counter), sent)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def http_sender(
+    session: aiohttp.ClientSession, api_url: str, token: str
+) -> Callable[[int, Sent], Awaitable[None]]:
+    """Events through `POST /api/v1/events`."""
+    url = f"{api_url}/api/v1/events"
+    return functools.partial(post_event, session, url, token)
 
 
 async def open_loop(
@@ -186,12 +195,7 @@ class AmqpProducer:
         t_send = time.time()
         try:
             await self._exchange.publish(
-                aio_pika.Message(
-                    message.to_bytes(),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=event_id,
-                    content_type="application/json",
-                ),
+                persistent_message(message.to_bytes(), event_id),
                 routing_key=message.type,
                 mandatory=True,
             )
@@ -200,29 +204,9 @@ class AmqpProducer:
             return
         sent.events.append((t_send, time.time(), event_id))
 
-    async def closed_loop(
-        self,
-        organization_id: str,
-        *,
-        until: float,
-        concurrency: int,
-        fanout: int,
-        arrivals: ArrivalCounter,
-        scenario: str,
-        max_backlog: int,
-        sent: Sent,
-    ) -> None:
-        counter = iter(range(10**9))
-        base = arrivals.get(scenario)
-
-        async def worker() -> None:
-            while time.time() < until:
-                if len(sent.events) * fanout - (arrivals.get(scenario) - base) > max_backlog:
-                    await asyncio.sleep(0.02)
-                    continue
-                await self.publish(organization_id, next(counter), sent)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    def sender(self, organization_id: str) -> Callable[[int, Sent], Awaitable[None]]:
+        """Events published straight to `<prefix>.events` for one organization."""
+        return functools.partial(self.publish, organization_id)
 
     async def publish_n(self, organization_id: str, count: int, concurrency: int = 64) -> Sent:
         sent = Sent()

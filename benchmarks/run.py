@@ -276,9 +276,10 @@ async def phase_throughput(
         "arrivals": ctx.arrivals, "scenario": scenario, "max_backlog": MAX_BACKLOG, "sent": sent,
     }  # fmt: skip
     if amqp is None:
-        driver = load.closed_loop(ctx.session, ctx.api_url, ctx.token(org), **common)
+        send_one = load.http_sender(ctx.session, ctx.api_url, ctx.token(org))
     else:
-        driver = amqp.closed_loop(ctx.orgs[org]["organizationId"], **common)
+        send_one = amqp.sender(ctx.orgs[org]["organizationId"])
+    driver = load.closed_loop(send_one, **common)
     generator = asyncio.create_task(driver)
     await sleep_until(w0)
     before = ctx.snapshot()
