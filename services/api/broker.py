@@ -18,11 +18,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 
+from libs.common.broker.messages import persistent_message
 from libs.common.broker.topology import Topology, declare_topology
 
 log = logging.getLogger("hookpost.api.broker")
@@ -138,13 +138,7 @@ class BrokerLink:
         target = self._exchanges.get(exchange.name)
         if target is None:
             raise BrokerUnavailable("not connected to the broker")
-        message = aio_pika.Message(
-            body,
-            headers=dict(headers) if headers else None,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id,
-        )
+        message = persistent_message(body, message_id, headers)
         try:
             # The outer bound also covers a robust channel waiting to be restored.
             async with asyncio.timeout(self._publish_timeout_s + 0.5):

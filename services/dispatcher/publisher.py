@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import aio_pika
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
 
 from libs.common import telemetry
-from libs.common.broker.messages import DeliveryTask
+from libs.common.broker.messages import DeliveryTask, persistent_message
 from libs.common.broker.topology import (
     ATTEMPT_HEADER,
     SCHEDULE_START_HEADER,
@@ -53,11 +52,7 @@ class DeliveryPublisher:
             delivery_id=task.delivery_id,
             endpoint_id=task.endpoint_id,
         ) as trace_headers:
-            message = aio_pika.Message(
-                task.to_bytes(),
-                headers={**FIRST_ATTEMPT_HEADERS, **trace_headers},
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=task.delivery_id,
+            message = persistent_message(
+                task.to_bytes(), task.delivery_id, {**FIRST_ATTEMPT_HEADERS, **trace_headers}
             )
             await exchange.publish(message, routing_key=SEND_ROUTING_KEY, mandatory=True)

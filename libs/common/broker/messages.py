@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import aio_pika
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -14,6 +16,20 @@ class WireModel(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode("utf-8")
+
+
+def persistent_message(
+    body: bytes, message_id: str, headers: Mapping[str, Any] | None = None
+) -> aio_pika.Message:
+    """How every hookpost message goes on the wire when published with aio-pika directly:
+    persistent (it must survive a broker restart), JSON, its id as `message_id`."""
+    return aio_pika.Message(
+        body,
+        headers=dict(headers) if headers else None,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id,
+    )
 
 
 class EventMessage(WireModel):
