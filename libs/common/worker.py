@@ -16,14 +16,17 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
+import uvloop
 from aiohttp import web
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
+from libs.common import telemetry
 from libs.common.db.pool import create_pool
+from libs.common.logs import configure_logging
 from libs.common.ops_server import start_ops_server
-from libs.common.settings import Settings
+from libs.common.settings import Settings, get_settings
 
 log = logging.getLogger("hookpost.worker")
 
@@ -206,3 +209,15 @@ async def run_until_stopped(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pool.close(), timeout=5.0)
         log.info("stopped", extra={"service": name})
+
+
+def run_worker(name: str, serve: Callable[[Settings], Awaitable[None]]) -> None:
+    """A consuming service's process: settings, JSON logs, tracing, then `serve` until SIGTERM.
+
+    On uvloop, as uvicorn already runs the api: the workers' hot loop is socket I/O
+    (aio-pika, asyncpg, aiohttp), where the default loop's Python overhead showed in py-spy.
+    """
+    settings = get_settings()
+    configure_logging(name)
+    telemetry.configure_tracing(name)
+    uvloop.run(serve(settings))

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import uvloop
 from faststream import AckPolicy
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.common import telemetry
 from libs.common.broker.topology import Topology, declare_topology
-from libs.common.logs import configure_logging
-from libs.common.settings import Settings, get_settings
+from libs.common.settings import Settings
 from libs.common.worker import (
     build_broker,
     connect_database,
     run_until_stopped,
+    run_worker,
     settle,
     start_ops,
 )
@@ -60,9 +59,4 @@ async def serve(settings: Settings) -> None:
 
 
 def run() -> None:
-    settings = get_settings()
-    configure_logging("dispatcher")
-    telemetry.configure_tracing("dispatcher")
-    # uvloop, as uvicorn already gives the api: the workers' hot loop is socket I/O
-    # (aio-pika, asyncpg, aiohttp), where the default loop's Python overhead showed in py-spy.
-    uvloop.run(serve(settings))
+    run_worker("dispatcher", serve)

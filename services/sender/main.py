@@ -11,7 +11,6 @@ unacknowledged to the queue. Then exit 0.
 
 from __future__ import annotations
 
-import uvloop
 from aiohttp.abc import AbstractResolver
 from faststream import AckPolicy
 from faststream.rabbit import Channel
@@ -19,13 +18,13 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from libs.common import telemetry
 from libs.common.broker.topology import Topology, declare_topology
-from libs.common.logs import configure_logging
-from libs.common.settings import Settings, get_settings
+from libs.common.settings import Settings
 from libs.common.url_safety import SafetyPolicy
 from libs.common.worker import (
     build_broker,
     connect_database,
     run_until_stopped,
+    run_worker,
     settle,
     start_ops,
     wait_for_database,
@@ -103,9 +102,4 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
 
 
 def run() -> None:
-    settings = get_settings()
-    configure_logging("sender")
-    telemetry.configure_tracing("sender")
-    # uvloop, as uvicorn already gives the api: the workers' hot loop is socket I/O
-    # (aio-pika, asyncpg, aiohttp), where the default loop's Python overhead showed in py-spy.
-    uvloop.run(serve(settings))
+    run_worker("sender", serve)
