@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.support.services import HOOKPOST_BIN, ServiceProcess, free_port, service_env
+from tests.support.services import ServiceProcess, create_org, free_port, service_env
 
 # 1m/5m/30m tiers become 120 ms / 600 ms / 3.6 s: a DEAD delivery in about 5 s.
 E2E_RETRY_SCALE = "0.002"
@@ -31,14 +29,7 @@ class Stack:
         return [self.api, self.dispatcher, *self.senders]
 
     def create_org(self, plan: str = "PRO") -> dict[str, str]:
-        done = subprocess.run(
-            [str(HOOKPOST_BIN), "orgs", "create", "e2e", "--plan", plan],
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, f"hookpost orgs create failed:\n{done.stderr[-3000:]}"
-        return json.loads(done.stdout)
+        return create_org(self.env, "e2e", plan)
 
 
 def start_api(env: dict[str, str], ready_path: str = "/readyz") -> ServiceProcess:

@@ -7,8 +7,6 @@ may be a 5xx, and every 4xx must be in the SPEC §4 shape `{"error": {"code", "m
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +20,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from tests.e2e.conftest import start_api
-from tests.support.services import HOOKPOST_BIN, ServiceProcess, service_env
+from tests.support.services import ServiceProcess, create_org, service_env
 
 CASES_PER_MODE = 12  # per operation, valid (positive) and invalid (negative) inputs each
 BUDGET_S = 60.0
@@ -36,17 +34,6 @@ def fuzzed_api(test_env: dict[str, str], db_pool: object) -> Iterator[ServicePro
         yield api
     finally:
         api.stop()
-
-
-def create_org(env: dict[str, str]) -> dict[str, str]:
-    out = subprocess.run(
-        [str(HOOKPOST_BIN), "orgs", "create", "fuzz", "--plan", "PRO_MAX"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)
 
 
 def real_ids(base_url: str, org: dict[str, str]) -> dict[str, str]:
@@ -137,7 +124,7 @@ def test_no_generated_request_gets_a_5xx_or_an_unshaped_error(
 ) -> None:
     base_url = f"http://127.0.0.1:{fuzzed_api.ops_port}"
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    org = create_org(fuzzed_api.env)
+    org = create_org(fuzzed_api.env, "fuzz", "PRO_MAX")
     token = org["apiToken"]
     ids = real_ids(base_url, org)
     admin_token = fuzzed_api.env["HOOKPOST_ADMIN_TOKEN"]

@@ -11,9 +11,7 @@ in plaintext in any row of any table.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +23,13 @@ from tests.e2e.conftest import start_api, start_worker
 from tests.pipeline.harness import eventually
 from tests.support.broker_cleanup import delete_prefixed_objects
 from tests.support.receiver import Receiver
-from tests.support.services import HOOKPOST_BIN, LOG_DIR, ServiceProcess, free_port, service_env
+from tests.support.services import (
+    LOG_DIR,
+    ServiceProcess,
+    create_org,
+    free_port,
+    service_env,
+)
 
 SUBS = "/api/v1/webhook-subscriptions"
 DESTS = "/api/v1/delivery-destinations"
@@ -68,15 +72,7 @@ async def test_no_secret_escapes_a_full_run(
     services: list[ServiceProcess], receiver: Receiver, db_pool: asyncpg.Pool
 ) -> None:
     api, _dispatcher, sender = services
-    created_org = await asyncio.to_thread(
-        subprocess.run,
-        [str(HOOKPOST_BIN), "orgs", "create", "secrets", "--plan", "PRO_MAX"],
-        env=api.env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    org = json.loads(created_org.stdout)
+    org = await asyncio.to_thread(create_org, api.env, "secrets", "PRO_MAX")
     made: dict[str, str] = {"org api token": org["apiToken"]}
     after_creation: list[tuple[str, httpx.Response]] = []  # responses that may show none
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -94,3 +95,15 @@ def service_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
     env = {**os.environ, **base}
     env.update(overrides)
     return env
+
+
+def create_org(env: dict[str, str], name: str, plan: str = "PRO") -> dict[str, str]:
+    """`hookpost orgs create` as an operator runs it: the new org and its API token."""
+    done = subprocess.run(
+        [str(HOOKPOST_BIN), "orgs", "create", name, "--plan", plan],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"hookpost orgs create failed:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout)
