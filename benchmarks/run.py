@@ -49,6 +49,7 @@ from benchmarks.stack import (
     hookpost,
     receiver,
 )
+from benchmarks.statements import StatementStats
 from libs.common.settings import Settings
 
 WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", 5))
@@ -56,6 +57,7 @@ WINDOW_S = float(os.environ.get("BENCH_WINDOW_S", 30))
 PROFILE_S = int(os.environ.get("BENCH_PROFILE_S", 8))
 AMQP_WINDOW_S = float(os.environ.get("BENCH_AMQP_WINDOW_S", 20))
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", 20))
+FLOOR_RATE = 10.0  # events/s: a nearly idle machine, the latency of the path itself
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 48))  # open requests to the api
 MAX_BACKLOG = 2000  # deliveries accepted but not yet received (backpressure limit: 10,000)
 SLOW_EVENTS = 600  # × 10 endpoints = 6,000 deliveries queued while the senders are paused
@@ -284,9 +286,11 @@ async def phase_throughput(
     await sleep_until(w0)
     before = ctx.snapshot()
     activity = PgActivity(ctx, ctx.pool).start()
+    statements = await StatementStats(ctx.pool).start()
     await sleep_until(w1)
     after = ctx.snapshot()
     pg_activity = await activity.stop()
+    await statements.end()
     log(f"  measured window over; py-spy {PROFILE_S} s on {', '.join(profile)}")
     every = {"api": ctx.api, "dispatcher": ctx.dispatcher, "sender-1": ctx.senders[0]}
     targets = {name: every[name] for name in profile}
@@ -328,6 +332,7 @@ async def phase_throughput(
         },
         "cpu": cpu_report(before, after, in_window),
         "postgres_connections": pg_activity,
+        "postgres_statements": statements.report(in_window),
         "profiles": profiles,
         "_series": {"t0": t0, "w0": before["t"], "w1": after["t"], "arrivals": arrivals},
     }
@@ -346,7 +351,7 @@ WHERE e.organization_id = $1
 
 
 async def latency_stages(
-    pool: asyncpg.Pool, org_id: str, sent: load.Sent, first: dict[str, float]
+    pool: asyncpg.Pool, org_id: str, sent: list[tuple[float, float, str]], first: dict[str, float]
 ) -> dict[str, dict[str, float]]:
     """Where the time goes, from the rows' own timestamps (one clock: this machine)."""
     rows = {r["id"]: r for r in await pool.fetch(_STAGES_SQL, org_id)}
@@ -357,7 +362,7 @@ async def latency_stages(
         "POST started → arrived at the receiver": [],
     }
     names = list(stages)
-    for t_send, _t_ack, event_id in sent.events:
+    for t_send, _t_ack, event_id in sent:
         row = rows.get(event_id)
         if row is None or event_id not in first or row["dispatched"] is None:
             continue
@@ -367,25 +372,57 @@ async def latency_stages(
     return {name: {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for name, v in stages.items()}
 
 
-async def phase_latency(ctx: Ctx, pool: asyncpg.Pool, org: str, rate: float) -> dict[str, Any]:
+async def phase_latency(
+    ctx: Ctx,
+    pool: asyncpg.Pool,
+    org: str,
+    rate: float,
+    *,
+    duration_s: float = LATENCY_S,
+    profile_s: int = PROFILE_S,
+) -> dict[str, Any]:
+    """Open loop at `rate` for `duration_s` (measured), then `profile_s` more at the same rate
+    with py-spy attached, so that the profile shows this regime without perturbing it."""
     sent = load.Sent()
-    base = ctx.arrivals.get("lat")
+    base = ctx.arrivals.get(org)
     before = ctx.snapshot()
-    await load.open_loop(
-        ctx.session, ctx.api_url, ctx.token(org),
-        rate_per_s=rate, duration_s=LATENCY_S, max_open=256, sent=sent,
+    activity = PgActivity(ctx, ctx.pool).start()
+    statements = await StatementStats(pool).start()
+    driver = asyncio.create_task(
+        load.open_loop(
+            ctx.session, ctx.api_url, ctx.token(org),
+            rate_per_s=rate, duration_s=duration_s + profile_s, max_open=256, sent=sent,
+        )
     )  # fmt: skip
+    await asyncio.sleep(duration_s)
     after = ctx.snapshot()
-    drained = await ctx.wait_arrivals("lat", base + len(sent.events), timeout=30)
+    measured = [e for e in sent.events if e[0] < after["t"]]
+    pg_activity = await activity.stop()
+    await statements.end()
+    profiles: dict[str, Any] = {}
+    if profile_s:
+        targets = {"api": ctx.api, "dispatcher": ctx.dispatcher, "sender-1": ctx.senders[0]}
+        raws = await asyncio.gather(
+            *(
+                pyspy.record(p.pid, ctx.profiles_dir / f"{org}-{name}.txt", profile_s)
+                for name, p in targets.items()
+            )
+        )
+        profiles = {
+            name: pyspy.summarise(raw, profile_s) if raw else {"error": "py-spy failed"}
+            for name, raw in zip(targets, raws, strict=True)
+        }
+    await driver
+    drained = await ctx.wait_arrivals(org, base + len(sent.events), timeout=30)
     first: dict[str, float] = {}
-    for r in (await ctx.records("lat"))[base:]:
+    for r in (await ctx.records(org))[base:]:
         first.setdefault(r[2], r[0])
-    latencies = [(first[e[2]] - e[0]) * 1000 for e in sent.events if e[2] in first]
-    accept = [(e[1] - e[0]) * 1000 for e in sent.events]
+    latencies = [(first[e[2]] - e[0]) * 1000 for e in measured if e[2] in first]
+    accept = [(e[1] - e[0]) * 1000 for e in measured]
     return {
         "offered_events_per_s": rate,
-        "achieved_events_per_s": len(sent.events) / LATENCY_S,
-        "events": len(sent.events),
+        "achieved_events_per_s": len(measured) / (after["t"] - before["t"]),
+        "events": len(measured),
         "delivered": len(latencies),
         "drained": drained,
         "late_starts": sent.late_starts,
@@ -393,8 +430,11 @@ async def phase_latency(ctx: Ctx, pool: asyncpg.Pool, org: str, rate: float) -> 
         "e2e_ms": {q: pct(latencies, float(q[1:])) for q in ("p50", "p95", "p99")}
         | {"max": max(latencies, default=float("nan"))},
         "api_accept_ms": {q: pct(accept, float(q[1:])) for q in ("p50", "p95", "p99")},
-        "stages_ms": await latency_stages(pool, ctx.orgs[org]["organizationId"], sent, first),
+        "stages_ms": await latency_stages(pool, ctx.orgs[org]["organizationId"], measured, first),
         "cpu": cpu_report(before, after, len(latencies)),
+        "postgres_connections": pg_activity,
+        "postgres_statements": statements.report(len(measured)),
+        "profiles": profiles,
         "_latencies": latencies,
     }
 
@@ -580,9 +620,9 @@ async def bench() -> dict[str, Any]:
         ctx.senders = [hookpost(f"sender-{i}", ["sender"], base_env, logs).start() for i in (1, 2)]
         ctx.all += [ctx.api, ctx.dispatcher, *ctx.senders]
         ctx.orgs = await create_orgs(
-            base_env, ["tput", "fanout", "amqp", "lat", "slow", "slower", "flaky"]
+            base_env, ["tput", "fanout", "amqp", "floor", "lat", "slow", "slower", "flaky"]
         )
-        for org, count in (("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("lat", 1)):
+        for org, count in (("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("floor", 1), ("lat", 1)):
             await subscribe(ctx, org, org, count)
         await subscribe(ctx, "slow", "slow", FANOUT)
         await subscribe(ctx, "slower", "slower", FANOUT)
@@ -607,6 +647,10 @@ async def bench() -> dict[str, Any]:
         results["throughput_amqp"] = direct
         log(f"  {direct['deliveries_per_s']:,.0f} deliveries/s")
 
+        log(f"latency floor: open loop at {FLOOR_RATE:g} events/s for {LATENCY_S:g} s")
+        results["latency_floor"] = await phase_latency(ctx, pool, "floor", FLOOR_RATE, profile_s=0)
+        e2e = results["latency_floor"]["e2e_ms"]
+        log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
         rate = max(5.0, 0.5 * tput["deliveries_per_s"])
         log(f"latency: open loop at {rate:,.0f} events/s (50 % of max) for {LATENCY_S:g} s")
         results["latency"] = await phase_latency(ctx, pool, "lat", rate)
@@ -686,6 +730,34 @@ def summary_line(results: dict[str, Any]) -> str:
     )
 
 
+def print_postgres(phase: dict[str, Any]) -> None:
+    print(f"             postgres connections {phase['postgres_connections']['by_service']}")
+    statements = phase["postgres_statements"]
+    if statements is None:
+        print("             postgres statements: pg_stat_statements not loaded by the server")
+        return
+    print(
+        f"             postgres statements {statements['statement_ms_per_1000_deliveries']} ms"
+        " per 1,000 deliveries; top:"
+    )
+    for row in statements["top"][:5]:
+        print(
+            f"               {row['ms_per_1000_deliveries']:>7} ms/1k  {row['calls']:>6} calls"
+            f"  plan {row['plan_ms_per_call']} + exec {row['exec_ms_per_call']} ms"
+            f"  {row['query'][:60]}"
+        )
+
+
+def print_profiles(profiles: dict[str, Any]) -> None:
+    for name, prof in profiles.items():
+        top = ", ".join(f"{f} {p}%" for f, p in prof.get("top_self", [])[:5])
+        print(
+            f"             py-spy {name} main thread busy "
+            f"{prof.get('main_thread_busy_pct')}% (other threads "
+            f"{prof.get('other_threads_busy_pct')}%): {top}"
+        )
+
+
 def print_summary(results: dict[str, Any]) -> None:
     c = results["ceilings"]
     broker, http = c["broker_round_trips_per_s"], c["http_posts_per_s"]
@@ -708,23 +780,28 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"             cpu s / 1,000 deliveries {t['cpu']['cpu_s_per_1000_deliveries']}")
         print(f"             kernel share {t['cpu']['kernel_share_of_service_cpu']}")
         print(f"             run-queue wait s/s {t['cpu']['runqueue_wait_per_s']}")
-        print(f"             postgres connections {t['postgres_connections']['by_service']}")
+        print_postgres(t)
         print(
             f"             cores busy {t['cpu']['cores_busy']}; system "
             f"{t['cpu']['system_cores_busy']}, other {t['cpu']['other_processes_cores_busy']}"
         )
-        for name, prof in t["profiles"].items():
-            top = ", ".join(f"{f} {p}%" for f, p in prof.get("top_self", [])[:5])
-            print(
-                f"             py-spy {name} main thread busy "
-                f"{prof.get('main_thread_busy_pct')}% (other threads "
-                f"{prof.get('other_threads_busy_pct')}%): {top}"
-            )
-    lat = results["latency"]
-    print(
-        f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
-        f" accept {lat['api_accept_ms']}"
-    )
+        print_profiles(t["profiles"])
+    for key in ("latency_floor", "latency"):
+        lat = results[key]
+        print(
+            f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
+            f" accept {lat['api_accept_ms']}"
+        )
+        for stage, figures in lat["stages_ms"].items():
+            print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
+        print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
+        print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
+        print(
+            f"             cores busy {lat['cpu']['cores_busy']}; system "
+            f"{lat['cpu']['system_cores_busy']}, other {lat['cpu']['other_processes_cores_busy']}"
+        )
+        print_postgres(lat)
+        print_profiles(lat["profiles"])
     for key in ("concurrency_default", "concurrency_big", "concurrency_slow_endpoint"):
         r = results[key]
         print(
