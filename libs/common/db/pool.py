@@ -5,6 +5,18 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
+# How long a prepared statement (and the plan PostgreSQL cached for it) lives, in seconds.
+# After five executions PostgreSQL may keep a generic plan, made for the table sizes of that
+# moment, until the statement is deallocated or an ANALYZE invalidates it. The hot statements
+# join `unnest($1)` arrays to tables that start empty and grow by thousands of rows a minute;
+# on a server that never ANALYZEs them (autovacuum off, as on the CI machine) the sender's
+# load kept a hash join over a sequential scan of `deliveries` chosen when the table was
+# tiny, and its cost grew from 0.5 to 5.8 ms per call within one `make bench` run
+# (pg_stat_statements and auto_explain, BENCHMARKS.md, round 4). Re-preparing every 10 s
+# bounds how stale a plan can be; it costs five custom plans per statement per connection.
+# asyncpg's default is 300 s.
+STATEMENT_LIFETIME_S = 10
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
@@ -34,4 +46,5 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         reset=None if reset_session else _keep_session,
+        max_cached_statement_lifetime=STATEMENT_LIFETIME_S,
     )
