@@ -47,7 +47,8 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
-    repository = SenderRepository(pool)
+    repository = SenderRepository(pool, listen_dsn=settings.database_url)
+    repository.endpoints.start()
     broker = build_broker(settings, settings.sender_prefetch)
     http = await HttpClient(
         SafetyPolicy.from_settings(settings.is_dev, settings.allowed_private_cidrs),

@@ -2,44 +2,60 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from libs.common.batching import Batcher
+from libs.common.endpoint_kinds import EndpointKind
+from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 
-# The delivery, its endpoint (and the org's webhook secret for per-job webhooks) and, when a
-# redelivered message finds its attempt already recorded, that attempt's outcome: one query
-# for a whole batch of (delivery id, attempt number) pairs; `ord` says which pair a row is for.
-# An agent sink also gets its agent's retry_failed_push (merged into config: the rules are
-# read at send time) and the completed job it pushes (the event's mappingJobId, of this
-# agent), results as stored JSON text so the sender embeds them without parsing.
+# Per (delivery id, attempt number) pair of a batch (`ord` says which): the delivery's state,
+# its endpoint and event ids, and, when a redelivered message finds its attempt already
+# recorded, that attempt's outcome. The endpoint's own settings come from the replica's
+# cache (endpoint_cache.py), read with _ENDPOINTS on a miss.
 _LOAD = """
-SELECT want.ord, d.status, d.attempt_count, d.schedule_start,
-       e.kind, e.url_enc, e.url_masked, e.signature_scheme,
+SELECT want.ord, d.status, d.attempt_count, d.schedule_start, d.endpoint_id, d.event_id,
+       a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status
+FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS want (delivery_id, attempt_number, ord)
+JOIN deliveries d ON d.id = want.delivery_id
+LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
+"""
+
+# What sending to an endpoint takes (services/sender/endpoint_cache.py EndpointSettings). A
+# per-job webhook without a secret of its own signs with its organization's; an agent sink
+# gets its agent's retry_failed_push merged into config (the rules are read at send time,
+# hence the cache's `agent:<id>` invalidation).
+_ENDPOINTS = """
+SELECT e.id, e.organization_id, e.agent_id, e.kind, e.url_enc, e.url_masked,
+       e.signature_scheme,
        CASE WHEN e.kind = 'JOB_WEBHOOK' THEN COALESCE(e.secret_enc, o.webhook_secret_enc)
             ELSE e.secret_enc END AS secret_enc,
-       CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_enc
-       END AS previous_secret_enc,
+       e.previous_secret_enc, e.previous_secret_expires_at,
        e.api_key_name, e.api_key_value_enc, e.additional_headers,
        CASE WHEN e.kind = 'AGENT_SINK' THEN e.config || jsonb_build_object(
                 'retryFailedPush', ag.rules #> '{data_sinks,retry_failed_push}')
             ELSE e.config END AS config,
-       a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status,
-       e.agent_id, ag.workspace_id,
-       j.id AS job_id, j.completed_at AS job_completed_at, j.stats AS job_stats,
-       j.results::text AS job_results_json
-FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS want (delivery_id, attempt_number, ord)
-JOIN deliveries d ON d.id = want.delivery_id
-JOIN endpoints e ON e.id = d.endpoint_id
+       ag.workspace_id
+FROM endpoints e
 JOIN organizations o ON o.id = e.organization_id
 LEFT JOIN agents ag ON ag.id = e.agent_id
-LEFT JOIN events ev ON e.kind = 'AGENT_SINK' AND ev.id = d.event_id
-LEFT JOIN mapping_jobs j ON j.id = ev.data ->> 'mappingJobId'
-    AND j.organization_id = e.organization_id AND j.agent_id = e.agent_id
-LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
+WHERE e.id = ANY ($1::text[])
+"""
+
+# Agent sinks only: the completed job each delivery pushes (its event's mappingJobId, a job
+# of the sink's organization and agent), results as stored JSON text so the sender embeds
+# them without parsing. Per (event, organization, agent) triple, by `ord`.
+_SINK_JOBS = """
+SELECT want.ord, j.id AS job_id, j.completed_at AS job_completed_at, j.stats AS job_stats,
+       j.results::text AS job_results_json
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+    AS want (event_id, organization_id, agent_id, ord)
+JOIN events ev ON ev.id = want.event_id
+JOIN mapping_jobs j ON j.id = ev.data ->> 'mappingJobId'
+    AND j.organization_id = want.organization_id AND j.agent_id = want.agent_id
 """
 
 # Attempts and their deliveries' new states for a whole batch, in one statement (one implicit
@@ -158,8 +174,10 @@ class SenderRepository:
     deliveries (libs/common/batching.py): each caller still awaits its own row or its own
     committed record, so a message is acknowledged only after its attempt is stored."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, listen_dsn: str | None = None) -> None:
         self._pool = pool
+        # Caches once started, listening on `listen_dsn`; without it every load reads.
+        self.endpoints = EndpointCache(self._read_endpoints, listen_dsn)
         self._loads: Batcher[tuple[str, int], DeliveryRow | None] = Batcher(
             self._load_many, max_concurrent_writes=MAX_CONCURRENT_BATCHES, **LOAD_BATCH
         )
@@ -177,12 +195,47 @@ class SenderRepository:
         rows = await self._pool.fetch(
             _LOAD, [delivery_id for delivery_id, _ in wanted], [number for _, number in wanted]
         )
+        endpoints = await self.endpoints.get_many(row["endpoint_id"] for row in rows)
+        now = datetime.now(UTC)
         found: list[DeliveryRow | None] = [None] * len(wanted)
+        sinks: list[tuple[int, asyncpg.Record, EndpointSettings]] = []
         for row in rows:
-            values = dict(row)
-            position = values.pop("ord") - 1
-            found[position] = DeliveryRow(**values)
+            endpoint = endpoints.get(row["endpoint_id"])
+            if endpoint is None:
+                continue  # deleted since: its deliveries go with it
+            found[row["ord"] - 1] = _delivery_row(row, endpoint, now)
+            if endpoint.kind == EndpointKind.AGENT_SINK:
+                sinks.append((row["ord"] - 1, row, endpoint))
+        if sinks:
+            await self._add_sink_jobs(found, sinks)
         return found
+
+    async def _read_endpoints(self, endpoint_ids: list[str]) -> list[EndpointSettings]:
+        rows = await self._pool.fetch(_ENDPOINTS, endpoint_ids)
+        return [EndpointSettings(**dict(row)) for row in rows]
+
+    async def _add_sink_jobs(
+        self,
+        found: list[DeliveryRow | None],
+        sinks: list[tuple[int, asyncpg.Record, EndpointSettings]],
+    ) -> None:
+        jobs = await self._pool.fetch(
+            _SINK_JOBS,
+            [row["event_id"] for _, row, _ in sinks],
+            [endpoint.organization_id for _, _, endpoint in sinks],
+            [endpoint.agent_id for _, _, endpoint in sinks],
+        )
+        for job in jobs:
+            position = sinks[job["ord"] - 1][0]
+            loaded = found[position]
+            assert loaded is not None
+            found[position] = replace(
+                loaded,
+                job_id=job["job_id"],
+                job_completed_at=job["job_completed_at"],
+                job_stats=job["job_stats"],
+                job_results_json=job["job_results_json"],
+            )
 
     async def await_writers(self, delivery_id: str) -> None:
         """Return once no open transaction holds the delivery row for update."""
@@ -223,3 +276,26 @@ class SenderRepository:
         """Finish every collected load and record (after the consumers have stopped)."""
         await self._loads.close()
         await self._records.close()
+        await self.endpoints.close()
+
+
+def _delivery_row(row: asyncpg.Record, endpoint: EndpointSettings, now: datetime) -> DeliveryRow:
+    return DeliveryRow(
+        status=row["status"],
+        attempt_count=row["attempt_count"],
+        schedule_start=row["schedule_start"],
+        kind=endpoint.kind,
+        url_enc=endpoint.url_enc,
+        url_masked=endpoint.url_masked,
+        signature_scheme=endpoint.signature_scheme,
+        secret_enc=endpoint.secret_enc,
+        previous_secret_enc=endpoint.previous_secret(now),
+        api_key_name=endpoint.api_key_name,
+        api_key_value_enc=endpoint.api_key_value_enc,
+        additional_headers=endpoint.additional_headers,
+        config=endpoint.config,
+        recorded_succeeded=row["recorded_succeeded"],
+        recorded_http_status=row["recorded_http_status"],
+        agent_id=endpoint.agent_id,
+        workspace_id=endpoint.workspace_id,
+    )

@@ -1,0 +1,243 @@
+"""The sender's endpoint cache on the real database: read once, dropped on every change.
+
+services/sender/endpoint_cache.py: PostgreSQL triggers (migration 0005) NOTIFY each change
+of an endpoint, organization or agent; a LISTEN connection drops the entries concerned, and
+nothing is cached while that connection is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from libs.common.crypto import decrypt, encrypt
+from libs.common.plans import Plan
+from libs.common.settings import get_settings
+from services.sender.endpoint_cache import EndpointCache, EndpointSettings
+from services.sender.repository import SenderRepository
+from tests.support.factories import insert_pending_delivery, make_endpoint
+
+URL = "http://127.0.0.1:9/hook"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def cached(db_pool: asyncpg.Pool) -> AsyncIterator[SenderRepository]:
+    repository = SenderRepository(db_pool, listen_dsn=get_settings().database_url)
+    repository.endpoints.start()
+
+    async def listening() -> bool:
+        return repository.endpoints.listening
+
+    await eventually(listening)
+    yield repository
+    await repository.close()
+
+
+async def endpoint_with_deliveries(
+    db_pool: asyncpg.Pool, make_org: Callable, count: int = 2
+) -> tuple[str, str, list[str]]:
+    org = await make_org(Plan.PRO)
+    endpoint = await make_endpoint(db_pool, org.organizationId, URL, ["mapping.completed"])
+    deliveries = [
+        await insert_pending_delivery(db_pool, org.organizationId, endpoint.id)
+        for _ in range(count)
+    ]
+    return org.organizationId, endpoint.id, deliveries
+
+
+async def test_deliveries_to_one_endpoint_read_its_row_once(
+    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+) -> None:
+    _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
+
+    one = await cached.load(first, 1)
+    two = await cached.load(second, 1)
+
+    assert one is not None and two is not None
+    assert decrypt(two.url_enc) == URL and two.status == "PENDING"
+    assert cached.endpoints.rows_read == 1
+
+
+async def test_without_a_listener_every_load_reads(
+    db_pool: asyncpg.Pool, make_org: Callable
+) -> None:
+    _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
+    repository = SenderRepository(db_pool)  # never started: nothing may be cached
+
+    await repository.load(first, 1)
+    await repository.load(second, 1)
+
+    assert repository.endpoints.rows_read == 2
+
+
+async def test_an_endpoint_change_reaches_the_next_load(
+    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+) -> None:
+    _, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
+    await cached.load(delivery_id, 1)
+    moved = "http://127.0.0.1:9/moved"
+
+    await db_pool.execute(
+        "UPDATE endpoints SET url_enc = $2 WHERE id = $1", endpoint_id, encrypt(moved)
+    )
+
+    async def moved_seen() -> bool:
+        row = await cached.load(delivery_id, 1)
+        return row is not None and decrypt(row.url_enc) == moved
+
+    await eventually(moved_seen)
+
+
+async def test_an_organization_secret_change_reaches_its_job_webhooks(
+    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+) -> None:
+    org_id, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
+    # A per-job webhook without a secret of its own signs with its organization's.
+    await db_pool.execute(
+        "UPDATE endpoints SET kind = 'JOB_WEBHOOK', secret_enc = NULL WHERE id = $1", endpoint_id
+    )
+    await db_pool.execute(
+        "UPDATE organizations SET webhook_secret_enc = $2 WHERE id = $1",
+        org_id,
+        encrypt("whsec_old"),
+    )
+
+    async def signs_with(secret: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            row = await cached.load(delivery_id, 1)
+            return (
+                row is not None
+                and row.secret_enc is not None
+                and (decrypt(row.secret_enc) == secret)
+            )
+
+        return check
+
+    await eventually(await signs_with("whsec_old"))
+    await db_pool.execute(
+        "UPDATE organizations SET webhook_secret_enc = $2 WHERE id = $1",
+        org_id,
+        encrypt("whsec_new"),
+    )
+    await eventually(await signs_with("whsec_new"))
+
+
+async def test_a_lost_listener_empties_the_cache_until_it_is_back(
+    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+) -> None:
+    _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
+    await cached.load(first, 1)
+    assert cached.endpoints.rows_read == 1
+    old_pid = cached.endpoints.listener_pid
+
+    await db_pool.execute("SELECT pg_terminate_backend($1)", old_pid)
+
+    async def stopped() -> bool:
+        return not cached.endpoints.listening
+
+    await eventually(stopped)
+    await cached.load(second, 1)
+    assert cached.endpoints.rows_read == 2  # emptied, and not caching while down
+
+    async def back() -> bool:
+        return cached.endpoints.listening and cached.endpoints.listener_pid != old_pid
+
+    await eventually(back)
+    await cached.load(first, 1)
+    await cached.load(second, 1)
+    assert cached.endpoints.rows_read == 3  # one read, then cached again
+
+
+async def test_a_read_that_raced_a_change_is_not_kept(
+    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+) -> None:
+    _, endpoint_id, _ = await endpoint_with_deliveries(db_pool, make_org, count=1)
+    cache = cached.endpoints
+    read = cache._load
+
+    async def read_then_change(ids: list[str]) -> list[EndpointSettings]:
+        rows = await read(ids)  # what was true when the read ran...
+        before = cache._generation
+        await db_pool.execute("UPDATE endpoints SET name = 'renamed' WHERE id = $1", endpoint_id)
+
+        async def notified() -> bool:
+            return cache._generation > before
+
+        await eventually(notified)  # ...changed before the read came back
+        return rows
+
+    cache._load = read_then_change
+    await cache.get_many([endpoint_id])
+    cache._load = read
+    await cache.get_many([endpoint_id])
+
+    assert cache.rows_read == 2  # the raced read was not stored
+
+
+def settings(**changes: object) -> EndpointSettings:
+    values: dict[str, object] = {
+        "id": "dst_1",
+        "organization_id": "org_1",
+        "agent_id": "agt_1",
+        "kind": "AGENT_SINK",
+        "url_enc": b"u",
+        "url_masked": "u",
+        "signature_scheme": "v1",
+        "secret_enc": b"s",
+        "previous_secret_enc": b"p",
+        "previous_secret_expires_at": None,
+        "api_key_name": None,
+        "api_key_value_enc": None,
+        "additional_headers": {},
+        "config": {},
+        "workspace_id": "ws_1",
+    }
+    return EndpointSettings(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_the_previous_secret_signs_only_until_it_expires() -> None:
+    now = datetime.now(UTC)
+    rotating = settings(previous_secret_expires_at=now + timedelta(seconds=1))
+    assert rotating.previous_secret(now) == b"p"
+    assert rotating.previous_secret(now + timedelta(seconds=2)) is None
+    assert settings().previous_secret(now) is None  # no expiry stored: never signs
+
+
+async def test_each_notification_drops_what_it_concerns() -> None:
+    async def nothing(ids: list[str]) -> list[EndpointSettings]:
+        return []
+
+    cache = EndpointCache(nothing)
+    entries = {
+        "a": settings(id="a"),
+        "b": settings(id="b", organization_id="org_2", agent_id=None),
+        "c": settings(id="c", organization_id="org_2", agent_id="agt_2"),
+    }
+
+    def fill() -> None:
+        for each in entries.values():
+            cache._store(each)
+
+    fill()
+    cache.invalidate("endpoint:a")
+    assert set(cache._entries) == {"b", "c"}
+    fill()
+    cache.invalidate("organization:org_2")
+    assert set(cache._entries) == {"a"}
+    fill()
+    cache.invalidate("agent:agt_1")
+    assert set(cache._entries) == {"b", "c"}
+    fill()
+    cache.invalidate("something new")
+    assert cache._entries == {}
