@@ -215,7 +215,7 @@ class DeliverySender:
         if row.attempt_count > attempt:
             log.info("stale copy of an earlier attempt, skipping", extra=ids)
             return Verdict.ACK
-        policy = endpoint_policy(row.kind, row.config)
+        policy = endpoint_policy(row.endpoint.kind, row.endpoint.config)
 
         if row.attempt_count == attempt and row.recorded_succeeded is not None:
             # Redelivered after this attempt was recorded: do not POST again, redo what follows.
@@ -295,19 +295,20 @@ class DeliverySender:
         try:
             # The door's payload shape: the envelope, or an agent sink's job payload.
             envelope = request_body(task, row, attempt_id, self._sink_cap)
-            secrets = [decrypt(row.secret_enc)] if row.secret_enc is not None else []
-            previous = decrypt_optional(row.previous_secret_enc)
+            endpoint = row.endpoint
+            secrets = [decrypt(endpoint.secret_enc)] if endpoint.secret_enc is not None else []
+            previous = decrypt_optional(endpoint.previous_secret(datetime.now(UTC)))
             if previous is not None:
                 secrets.append(previous)
             signed = signature_headers(
-                SigningKeys(row.signature_scheme, secrets),
+                SigningKeys(row.endpoint.signature_scheme, secrets),
                 envelope,
                 attempt_id,
                 task.event_id,
                 int(time.time()),
             )
-            url = decrypt(row.url_enc)
-            api_key_value = decrypt_optional(row.api_key_value_enc)
+            url = decrypt(row.endpoint.url_enc)
+            api_key_value = decrypt_optional(row.endpoint.api_key_value_enc)
         except (UnsupportedSignatureScheme, UnsendablePayload) as exc:
             result = HttpResult(False, None, f"not sent: {exc}", None, 0, refused=True)
             self._observe(result, row, ids)
@@ -324,12 +325,14 @@ class DeliverySender:
             )
             self._observe(result, row, ids)
             return result
-        headers = customer_headers(row.api_key_name, api_key_value, row.additional_headers)
+        headers = customer_headers(
+            row.endpoint.api_key_name, api_key_value, row.endpoint.additional_headers
+        )
         headers.update(signed)
         headers[EVENT_HEADER] = task.type
         headers[DELIVERY_HEADER] = attempt_id
         headers["Content-Type"] = "application/json"
-        result = await self._http.post(url, envelope, headers, row.url_masked)
+        result = await self._http.post(url, envelope, headers, row.endpoint.url_masked)
         metrics.ATTEMPT_SECONDS.observe(time.monotonic() - started)
         self._observe(result, row, ids)
         return result
@@ -339,7 +342,7 @@ class DeliverySender:
         metrics.ATTEMPTS.labels(metrics.outcome_class(result)).inc()
         extra = {
             **ids,
-            "url": row.url_masked,
+            "url": row.endpoint.url_masked,
             "http_status": result.http_status,
             "duration_ms": result.duration_ms,
         }

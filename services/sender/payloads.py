@@ -24,7 +24,7 @@ class UnsendablePayload(ValueError):
 def request_body(
     task: DeliveryTask, row: DeliveryRow, attempt_id: str, sink_cap_bytes: int
 ) -> bytes:
-    if row.kind != EndpointKind.AGENT_SINK:
+    if row.endpoint.kind != EndpointKind.AGENT_SINK:
         return build_envelope(
             attempt_id, task.event_id, task.type, task.event_created_at, task.data
         )
@@ -33,12 +33,12 @@ def request_body(
         if not isinstance(payload, dict):
             raise UnsendablePayload("the test event carries no sink payload")
         return orjson.dumps(payload)
-    if row.job_id is None or row.agent_id is None or row.workspace_id is None:
+    if row.job_id is None or row.endpoint.agent_id is None or row.endpoint.workspace_id is None:
         raise UnsendablePayload("the event names no mapping job of this sink's agent")
     return build_sink_body(
         row.job_id,
-        row.agent_id,
-        row.workspace_id,
+        row.endpoint.agent_id,
+        row.endpoint.workspace_id,
         row.job_completed_at,
         row.job_stats,
         row.job_results_json,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -121,24 +121,16 @@ RETURNING id
 
 @dataclass(frozen=True)
 class DeliveryRow:
+    """One delivery as the sender sends it: its state, its endpoint's settings and, for an
+    agent sink, the job it pushes."""
+
     status: str
     attempt_count: int
     schedule_start: int
-    kind: str
-    url_enc: bytes
-    url_masked: str
-    signature_scheme: str
-    secret_enc: bytes | None
-    previous_secret_enc: bytes | None
-    api_key_name: str | None
-    api_key_value_enc: bytes | None
-    additional_headers: dict[str, Any]
-    config: dict[str, Any]
+    endpoint: EndpointSettings
     recorded_succeeded: bool | None  # this attempt number was already recorded
     recorded_http_status: int | None
-    # Agent sinks only: the sink's agent and the job a mapping.completed delivery pushes.
-    agent_id: str | None = None
-    workspace_id: str | None = None
+    # Agent sinks only: the job a mapping.completed delivery pushes.
     job_id: str | None = None
     job_completed_at: datetime | None = None
     job_stats: Any = None
@@ -196,14 +188,13 @@ class SenderRepository:
             _LOAD, [delivery_id for delivery_id, _ in wanted], [number for _, number in wanted]
         )
         endpoints = await self.endpoints.get_many(row["endpoint_id"] for row in rows)
-        now = datetime.now(UTC)
         found: list[DeliveryRow | None] = [None] * len(wanted)
         sinks: list[tuple[int, asyncpg.Record, EndpointSettings]] = []
         for row in rows:
             endpoint = endpoints.get(row["endpoint_id"])
             if endpoint is None:
                 continue  # deleted since: its deliveries go with it
-            found[row["ord"] - 1] = _delivery_row(row, endpoint, now)
+            found[row["ord"] - 1] = _delivery_row(row, endpoint)
             if endpoint.kind == EndpointKind.AGENT_SINK:
                 sinks.append((row["ord"] - 1, row, endpoint))
         if sinks:
@@ -279,23 +270,12 @@ class SenderRepository:
         await self.endpoints.close()
 
 
-def _delivery_row(row: asyncpg.Record, endpoint: EndpointSettings, now: datetime) -> DeliveryRow:
+def _delivery_row(row: asyncpg.Record, endpoint: EndpointSettings) -> DeliveryRow:
     return DeliveryRow(
         status=row["status"],
         attempt_count=row["attempt_count"],
         schedule_start=row["schedule_start"],
-        kind=endpoint.kind,
-        url_enc=endpoint.url_enc,
-        url_masked=endpoint.url_masked,
-        signature_scheme=endpoint.signature_scheme,
-        secret_enc=endpoint.secret_enc,
-        previous_secret_enc=endpoint.previous_secret(now),
-        api_key_name=endpoint.api_key_name,
-        api_key_value_enc=endpoint.api_key_value_enc,
-        additional_headers=endpoint.additional_headers,
-        config=endpoint.config,
+        endpoint=endpoint,
         recorded_succeeded=row["recorded_succeeded"],
         recorded_http_status=row["recorded_http_status"],
-        agent_id=endpoint.agent_id,
-        workspace_id=endpoint.workspace_id,
     )

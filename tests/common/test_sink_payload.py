@@ -140,7 +140,11 @@ TASK = DeliveryTask(
 def test_request_body_by_door() -> None:
     sink = orjson.loads(request_body(TASK, ROW, "del_1", 1 << 20))
     assert sink["jobId"] == "job_1" and sink["results"] == RESULTS
-    envelope = orjson.loads(request_body(TASK, replace(ROW, kind="DESTINATION"), "del_1", 1 << 20))
+    envelope = orjson.loads(
+        request_body(
+            TASK, replace(ROW, endpoint=replace(ROW.endpoint, kind="DESTINATION")), "del_1", 1 << 20
+        )
+    )
     assert envelope["data"] == {"mappingJobId": "job_1"} and envelope["id"] == "del_1"
     synthetic = {"jobId": "job_x", "agentId": "agt_1", "results": []}
     test_task = TASK.model_copy(update={"type": "webhook.test", "data": {"sinkPayload": synthetic}})

@@ -94,7 +94,7 @@ async def test_an_endpoint_change_reaches_the_next_load(
 
     async def moved_seen() -> bool:
         row = await cached.load(delivery_id, 1)
-        return row is not None and decrypt(row.url_enc) == moved
+        return row is not None and decrypt(row.endpoint.url_enc) == moved
 
     await eventually(moved_seen)
 
@@ -118,8 +118,8 @@ async def test_an_organization_secret_change_reaches_its_job_webhooks(
             row = await cached.load(delivery_id, 1)
             return (
                 row is not None
-                and row.secret_enc is not None
-                and (decrypt(row.secret_enc) == secret)
+                and row.endpoint.secret_enc is not None
+                and (decrypt(row.endpoint.secret_enc) == secret)
             )
 
         return check

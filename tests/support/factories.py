@@ -6,7 +6,7 @@ test gets an endpoint the API would refuse, e.g. a loopback URL in prod mode).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.common.ids import IdPrefix, new_id
 from libs.common.masking import mask_url
 from libs.common.secrets import generate_signing_secret, mask_secret
+from services.sender.endpoint_cache import EndpointSettings
 from services.sender.repository import DeliveryRow
 
 
@@ -146,22 +147,32 @@ async def attempts_of(pool: asyncpg.Pool, delivery_id: str) -> list[asyncpg.Reco
 
 
 def sender_delivery_row(**changes: Any) -> DeliveryRow:
-    """What the sender loads for one delivery: a PENDING v1 destination, unless changed."""
-    row = DeliveryRow(
-        status="PENDING",
-        attempt_count=0,
-        schedule_start=1,
+    """What the sender loads for one delivery: a PENDING v1 destination, unless changed
+    (a change names a field of DeliveryRow or of its EndpointSettings)."""
+    endpoint_fields = {f.name for f in fields(EndpointSettings)}
+    endpoint = EndpointSettings(
+        id="dst_unit",
+        organization_id="org_unit",
+        agent_id=None,
         kind="DESTINATION",
         url_enc=encrypt("https://hooks.example.com/x?token=abc"),
         url_masked="https://hooks.example.com/x",
         signature_scheme="v1",
         secret_enc=encrypt("whsec_unit"),
         previous_secret_enc=None,
+        previous_secret_expires_at=None,
         api_key_name=None,
         api_key_value_enc=None,
         additional_headers={},
         config={},
+        workspace_id=None,
+    )
+    row = DeliveryRow(
+        status="PENDING",
+        attempt_count=0,
+        schedule_start=1,
+        endpoint=replace(endpoint, **{k: v for k, v in changes.items() if k in endpoint_fields}),
         recorded_succeeded=None,
         recorded_http_status=None,
     )
-    return replace(row, **changes)
+    return replace(row, **{k: v for k, v in changes.items() if k not in endpoint_fields})
