@@ -23,6 +23,7 @@ from services.api.deliveries.router import router as deliveries_router
 from services.api.delivery_destinations.router import router as destinations_router
 from services.api.errors import install_error_handlers
 from services.api.event_types.router import router as event_types_router
+from services.api.events.ingest_asgi import EventIngestASGI
 from services.api.events.outbox import OutboxRelay
 from services.api.events.router import router as events_router
 from services.api.export_webhooks.router import router as export_webhooks_router
@@ -155,6 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(_api_router())
+    # Innermost (added first): POST /api/v1/events answered without FastAPI's router; the
+    # route above stays declared (OpenAPI) and equal (see the module's docstring).
+    app.add_middleware(EventIngestASGI, path=API_PREFIX + events_router.prefix)
     app.add_middleware(ResponseCounter)
 
     return app

@@ -40,6 +40,7 @@ from services.api.auth import (
     require_admin,
 )
 from services.api.errors import PayloadTooLargeError
+from services.api.organizations.tokens import CurrentOrg
 from services.api.state import ApiState
 
 MiB = 1024 * 1024
@@ -84,12 +85,16 @@ def route_auth(dependant: Dependant) -> Auth:
     return Auth.NONE
 
 
-async def authenticate(request: Request, auth: Auth, state: ApiState) -> None:
+async def authenticate(request: Request, auth: Auth, state: ApiState) -> CurrentOrg | None:
+    """Raise 401 unless the request carries the token `auth` asks for; return the org (ORG)."""
     token = bearer_token(request.headers.get("authorization"))
     if auth is Auth.ADMIN:
         authenticate_admin(state.settings.admin_token, token)
     elif auth is Auth.ORG:
-        setattr(request.state, ORG_STATE_KEY, await authenticate_org(state.tokens, token))
+        org = await authenticate_org(state.tokens, token)
+        setattr(request.state, ORG_STATE_KEY, org)
+        return org
+    return None
 
 
 async def read_body_within(request: Request, max_bytes: int) -> None:
@@ -108,6 +113,16 @@ async def read_body_within(request: Request, max_bytes: int) -> None:
     request._body = b"".join(chunks)
 
 
+async def guard(
+    request: Request, auth: Auth, route_limit: int | None, state: ApiState
+) -> CurrentOrg | None:
+    """Steps 1 and 2 above: the token first (401, body unread), then the body within its
+    limit (413). Also the lean ingest path's own first steps (events/ingest_asgi.py)."""
+    org = await authenticate(request, auth, state)
+    await read_body_within(request, route_limit or state.settings.max_body_bytes)
+    return org
+
+
 class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -115,9 +130,7 @@ class ApiRoute(APIRoute):
         route_limit = route_body_limit(self.dependant)
 
         async def guarded(request: Request) -> Response:
-            state: ApiState = request.app.state.api
-            await authenticate(request, auth, state)
-            await read_body_within(request, route_limit or state.settings.max_body_bytes)
+            await guard(request, auth, route_limit, request.app.state.api)
             return await handler(request)
 
         return guarded

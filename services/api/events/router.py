@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, status
 
-from libs.common import telemetry
 from services.api.auth import Org
 from services.api.events import service
 from services.api.events.rate_limit import IngestRateLimit
@@ -35,16 +34,9 @@ async def ingest_event(
     Each organization may send `HOOKPOST_EVENTS_RATE_PER_S` events per second (bursts of
     `HOOKPOST_EVENTS_RATE_BURST`); beyond that the answer is 429 with `Retry-After`.
     """
-    # FastAPI's SERVER span (app.py) starts the event's trace, or continues the caller's.
-    telemetry.annotate(organization_id=org.id)
-    event_type = service.parse_ingest_type(body.type)
-    event_id = await service.record_and_publish(
-        state.outbox,
-        org.id,
-        event_type,
-        body.data,
-        idempotency_key=idempotency_key,
-    )
+    # Production serves this request from events/ingest_asgi.py, which must stay equal to
+    # this route; both run service.ingest.
+    event_id = await service.ingest(state.outbox, org.id, body.type, body.data, idempotency_key)
     return EventAccepted(event_id=event_id)
 
 

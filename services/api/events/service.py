@@ -61,6 +61,26 @@ def parse_ingest_type(name: str) -> EventType:
     return event_type
 
 
+async def ingest(
+    outbox: EventOutbox,
+    org_id: str,
+    type_name: str,
+    data: dict[str, Any],
+    idempotency_key: str | None,
+) -> str:
+    """POST /events once its token, body and rate limit have passed; return the event id.
+
+    Called by the FastAPI route (events/router.py) and by the lean path that serves the same
+    request in production (events/ingest_asgi.py). The current span is the request's SERVER
+    span, which starts the event's trace or continues the caller's.
+    """
+    telemetry.annotate(organization_id=org_id)
+    event_type = parse_ingest_type(type_name)
+    return await record_and_publish(
+        outbox, org_id, event_type, data, idempotency_key=idempotency_key
+    )
+
+
 def _serialized(data: dict[str, Any]) -> bytes:
     try:
         body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)

@@ -1,0 +1,177 @@
+"""The lean POST /api/v1/events path (events/ingest_asgi.py) serves ingest, and answers
+exactly what the FastAPI route answers, for good and bad requests alike."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import fastapi.routing
+import httpx
+import pytest
+
+from libs.common.plans import Plan
+from libs.common.settings import Settings
+from services.api.app import create_app
+from services.api.events.ingest_asgi import EventIngestASGI
+
+EVENTS = "/api/v1/events"
+EVENT = {"type": "mapping.completed", "data": {"mappingJobId": "job_1"}}
+EVENT_ID = re.compile(rb"evt_[0-9A-Za-z]+")
+
+
+@asynccontextmanager
+async def api(settings: Settings, *, lean: bool) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process; `lean=False` takes the lean middleware out (test-only switch)."""
+    app = create_app(settings)
+    if not lean:
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not EventIngestASGI]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            yield http
+
+
+def solve_dependencies_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests FastAPI solved dependencies for (its route handler did)."""
+    calls: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["request"].url.path)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    return calls
+
+
+async def test_post_events_is_served_without_fastapis_route(
+    settings: Settings, make_org: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await make_org(Plan.FREE)
+    headers = {"Authorization": f"Bearer {org.apiToken}"}
+    calls = solve_dependencies_calls(monkeypatch)
+    async with api(settings, lean=True) as http:
+        accepted = await http.post(EVENTS, json=EVENT, headers=headers)
+        assert accepted.status_code == 202, accepted.text
+        assert calls == []  # the lean path answered
+        event_id = accepted.json()["eventId"]
+        # Everything else is FastAPI's: GET on the same prefix, other spellings of the type.
+        assert (await http.get(f"{EVENTS}/{event_id}", headers=headers)).status_code == 200
+        plain = await http.post(
+            EVENTS, content=b'{"type": "mapping.completed"}', headers=headers | TEXT_PLAIN
+        )
+        assert plain.status_code == 400
+        assert calls == [f"{EVENTS}/{event_id}", EVENTS]
+
+
+TEXT_PLAIN = {"Content-Type": "text/plain"}
+JSON = {"Content-Type": "application/json"}
+
+
+def _requests(token: str, key_prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, httpx request arguments) of what both paths must answer the same."""
+    auth = {"Authorization": f"Bearer {token}"}
+    yield "accepted", {"json": EVENT, "headers": auth}
+    yield "no token", {"json": EVENT}
+    yield "bad token", {"json": EVENT, "headers": {"Authorization": "Bearer hpk_nope"}}
+    yield "no token, bad body", {"content": b"{", "headers": JSON}
+    yield "too big, declared", {"content": b"x" * (1024 * 1024 + 1), "headers": auth | JSON}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"type": "mapping.completed", "data": {"x": "'
+        yield b"y" * (1024 * 1024)
+        yield b'"}}'
+
+    yield "too big, chunked", {"content": chunks(), "headers": auth | JSON}
+    for name, content in [
+        ("empty body", b""),
+        ("truncated JSON", b'{"type": "mapping.completed"'),
+        ("not UTF-8", b"\xff\xfe{}"),
+        ("deep nesting", b"[" * 50_000),
+        ("array", b"[]"),
+        ("string", b'"mapping.completed"'),
+        ("null", b"null"),
+        ("no type", b'{"data": {}}'),
+        ("type not a string", b'{"type": 1, "data": {}}'),
+        ("data a list", b'{"type": "mapping.completed", "data": []}'),
+        ("data null", b'{"type": "mapping.completed", "data": null}'),
+        ("unknown type", b'{"type": "no.such", "data": {}}'),
+        ("synthetic type", b'{"type": "webhook.test", "data": {}}'),
+        ("NUL in data", b'{"type": "mapping.completed", "data": {"a": "\\u0000"}}'),
+        ("NaN in data", b'{"type": "mapping.completed", "data": {"a": NaN}}'),
+        ("big integer", b'{"type": "mapping.completed", "data": {"a": 1' + b"0" * 30 + b"}}"),
+        ("extra field", b'{"type": "mapping.completed", "data": {}, "x": 1}'),
+        ("BOM", b'\xef\xbb\xbf{"type": "mapping.completed", "data": {}}'),
+    ]:
+        yield name, {"content": content, "headers": auth | JSON}
+    yield "no content type", {"content": b'{"type": "mapping.completed"}', "headers": auth}
+    yield "text/plain", {"content": b'{"type": "mapping.completed"}', "headers": auth | TEXT_PLAIN}
+    charset = {"Content-Type": "application/json; charset=utf-8"}
+    yield "json with charset", {"json": EVENT, "headers": auth | charset}
+    for name, key in [("key too long", "k" * 256), ("empty key", ""), ("NUL key", "a\x00")]:
+        yield name, {"json": EVENT, "headers": auth | {"Idempotency-Key": key}}
+    key = {"Idempotency-Key": f"{key_prefix}-1"}
+    yield "first with key", {"json": EVENT, "headers": auth | key}
+    yield "repeat with key", {"json": EVENT, "headers": auth | key}
+    other = {"type": "mapping.completed", "data": {"other": True}}
+    yield "conflict with key", {"json": other, "headers": auth | key}
+
+
+def _answer(response: httpx.Response) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and headers, with event ids (different on each side) masked."""
+    headers = [(k, EVENT_ID.sub(b"evt_*", v)) for k, v in response.headers.raw]
+    return response.status_code, EVENT_ID.sub(b"evt_*", response.content), headers
+
+
+async def _answers(settings: Settings, make_org: Callable, *, lean: bool) -> dict[str, Any]:
+    org = await make_org(Plan.FREE)
+    key_prefix = uuid.uuid4().hex
+    async with api(settings, lean=lean) as http:
+        return {
+            name: _answer(await http.post(EVENTS, **kwargs))
+            for name, kwargs in _requests(org.apiToken, key_prefix)
+        }
+
+
+async def test_the_lean_path_answers_what_the_fastapi_route_answers(
+    settings: Settings, make_org: Callable
+) -> None:
+    lean = await _answers(settings, make_org, lean=True)
+    fastapi_route = await _answers(settings, make_org, lean=False)
+    assert lean == fastapi_route
+    # The cases are the ones meant (not, say, all 401s).
+    statuses = {name: answer[0] for name, answer in lean.items()}
+    assert statuses["accepted"] == statuses["repeat with key"] == 202
+    assert statuses["bad token"] == statuses["no token, bad body"] == 401
+    assert statuses["too big, declared"] == statuses["too big, chunked"] == 413
+    assert statuses["NaN in data"] == statuses["BOM"] == statuses["json with charset"] == 202
+    assert statuses["deep nesting"] == statuses["unknown type"] == 400
+    assert statuses["conflict with key"] == 409
+
+
+async def _rate_limited_statuses(settings: Settings, make_org: Callable, *, lean: bool) -> list:
+    org = await make_org(Plan.FREE)
+    auth = {"Authorization": f"Bearer {org.apiToken}"}
+    bad_shape = {"type": 1}
+    async with api(settings, lean=lean) as http:
+        answers = [
+            await http.post(EVENTS, json=body, headers=auth)
+            for body in (bad_shape, {"type": "no.such"}, EVENT, EVENT)
+        ]
+    return [_answer(a) for a in answers]  # headers incl. Retry-After
+
+
+async def test_rate_limit_tokens_are_spent_as_the_fastapi_route_spends_them(
+    settings: Settings, make_org: Callable
+) -> None:
+    """A body of the wrong shape or an unknown type spends a token on both paths (FastAPI
+    solves the rate-limit dependency before it refuses the body); the 429s are equal."""
+    limited = settings.model_copy(update={"events_rate_per_s": 0.001, "events_rate_burst": 3})
+    lean = await _rate_limited_statuses(limited, make_org, lean=True)
+    fastapi_route = await _rate_limited_statuses(limited, make_org, lean=False)
+    assert lean == fastapi_route
+    assert [status for status, _, _ in lean] == [400, 400, 202, 429]
