@@ -65,7 +65,7 @@ async def test_deliveries_to_one_endpoint_read_its_row_once(
     two = await cached.load(second, 1)
 
     assert one is not None and two is not None
-    assert decrypt(two.url_enc) == URL and two.status == "PENDING"
+    assert decrypt(two.endpoint.url_enc) == URL and two.status == "PENDING"
     assert cached.endpoints.rows_read == 1
 
 
