@@ -258,6 +258,23 @@ async def subscribe(ctx: Ctx, org: str, scenario: str, count: int) -> None:
                 raise RuntimeError(f"subscription: HTTP {response.status} {await response.text()}")
 
 
+async def profile_services(
+    ctx: Ctx, names: tuple[str, ...], label: str, seconds: int
+) -> dict[str, Any]:
+    """py-spy on the named services at once, for `seconds`; each one's summary."""
+    every = {"api": ctx.api, "dispatcher": ctx.dispatcher, "sender-1": ctx.senders[0]}
+    raws = await asyncio.gather(
+        *(
+            pyspy.record(every[name].pid, ctx.profiles_dir / f"{label}-{name}.txt", seconds)
+            for name in names
+        )
+    )
+    return {
+        name: pyspy.summarise(raw, seconds) if raw else {"error": "py-spy failed"}
+        for name, raw in zip(names, raws, strict=True)
+    }
+
+
 async def phase_throughput(
     ctx: Ctx,
     org: str,
@@ -292,14 +309,7 @@ async def phase_throughput(
     pg_activity = await activity.stop()
     await statements.end()
     log(f"  measured window over; py-spy {PROFILE_S} s on {', '.join(profile)}")
-    every = {"api": ctx.api, "dispatcher": ctx.dispatcher, "sender-1": ctx.senders[0]}
-    targets = {name: every[name] for name in profile}
-    raws = await asyncio.gather(
-        *(
-            pyspy.record(p.pid, ctx.profiles_dir / f"{scenario}-{name}.txt", PROFILE_S)
-            for name, p in targets.items()
-        )
-    )
+    profiles = await profile_services(ctx, profile, scenario, PROFILE_S)
     await generator
     drained = await ctx.wait_arrivals(scenario, base + len(sent.events) * fanout, timeout=45)
     records = await ctx.records(scenario)
@@ -312,10 +322,6 @@ async def phase_throughput(
     for r in records[base:]:
         per_event[r[2]] = per_event.get(r[2], 0) + 1
     duplicates = sum(n - fanout for n in per_event.values() if n > fanout)
-    profiles = {
-        name: pyspy.summarise(raw, PROFILE_S) if raw else {"error": "py-spy failed"}
-        for name, raw in zip(targets, raws, strict=True)
-    }
     return {
         "fanout": fanout,
         "door": "POST /api/v1/events" if amqp is None else "AMQP publish to <prefix>.events",
@@ -399,19 +405,11 @@ async def phase_latency(
     measured = [e for e in sent.events if e[0] < after["t"]]
     pg_activity = await activity.stop()
     await statements.end()
-    profiles: dict[str, Any] = {}
-    if profile_s:
-        targets = {"api": ctx.api, "dispatcher": ctx.dispatcher, "sender-1": ctx.senders[0]}
-        raws = await asyncio.gather(
-            *(
-                pyspy.record(p.pid, ctx.profiles_dir / f"{org}-{name}.txt", profile_s)
-                for name, p in targets.items()
-            )
-        )
-        profiles = {
-            name: pyspy.summarise(raw, profile_s) if raw else {"error": "py-spy failed"}
-            for name, raw in zip(targets, raws, strict=True)
-        }
+    profiles = (
+        await profile_services(ctx, ("api", "dispatcher", "sender-1"), org, profile_s)
+        if profile_s
+        else {}
+    )
     await driver
     drained = await ctx.wait_arrivals(org, base + len(sent.events), timeout=30)
     first: dict[str, float] = {}
@@ -730,6 +728,13 @@ def summary_line(results: dict[str, Any]) -> str:
     )
 
 
+def print_cores(cpu: dict[str, Any]) -> None:
+    print(
+        f"             cores busy {cpu['cores_busy']}; system "
+        f"{cpu['system_cores_busy']}, other {cpu['other_processes_cores_busy']}"
+    )
+
+
 def print_postgres(phase: dict[str, Any]) -> None:
     print(f"             postgres connections {phase['postgres_connections']['by_service']}")
     statements = phase["postgres_statements"]
@@ -781,10 +786,7 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"             kernel share {t['cpu']['kernel_share_of_service_cpu']}")
         print(f"             run-queue wait s/s {t['cpu']['runqueue_wait_per_s']}")
         print_postgres(t)
-        print(
-            f"             cores busy {t['cpu']['cores_busy']}; system "
-            f"{t['cpu']['system_cores_busy']}, other {t['cpu']['other_processes_cores_busy']}"
-        )
+        print_cores(t["cpu"])
         print_profiles(t["profiles"])
     for key in ("latency_floor", "latency"):
         lat = results[key]
@@ -796,10 +798,7 @@ def print_summary(results: dict[str, Any]) -> None:
             print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
         print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
         print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
-        print(
-            f"             cores busy {lat['cpu']['cores_busy']}; system "
-            f"{lat['cpu']['system_cores_busy']}, other {lat['cpu']['other_processes_cores_busy']}"
-        )
+        print_cores(lat["cpu"])
         print_postgres(lat)
         print_profiles(lat["profiles"])
     for key in ("concurrency_default", "concurrency_big", "concurrency_slow_endpoint"):

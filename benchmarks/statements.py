@@ -62,18 +62,19 @@ class StatementStats:
         rows = []
         for queryid, now in self._after.items():
             then = self._before.get(queryid)
-            calls = now["calls"] - (then["calls"] if then else 0)
+
+            def grew(column: str, now: asyncpg.Record = now, then: Any = then) -> float:
+                return now[column] - (then[column] if then else 0)
+
+            calls = int(grew("calls"))
             if calls <= 0:
                 continue
-            plan = now["total_plan_time"] - (then["total_plan_time"] if then else 0.0)
-            execute = now["total_exec_time"] - (then["total_exec_time"] if then else 0.0)
+            plan, execute = grew("total_plan_time"), grew("total_exec_time")
             rows.append(
                 {
                     "query": now["query"],
                     "calls": calls,
-                    "rows_per_call": round(
-                        (now["rows"] - (then["rows"] if then else 0)) / calls, 1
-                    ),
+                    "rows_per_call": round(grew("rows") / calls, 1),
                     "plan_ms_per_call": round(plan / calls, 3),
                     "exec_ms_per_call": round(execute / calls, 3),
                     "ms_per_1000_deliveries": round((plan + execute) * per_k, 1),

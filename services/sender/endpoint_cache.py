@@ -101,7 +101,7 @@ class EndpointCache:
         """Per id, its settings; an id whose endpoint no longer exists is absent."""
         wanted = set(endpoint_ids)
         found = {i: self._entries[i] for i in wanted if i in self._entries}
-        missing = sorted(wanted - found.keys())
+        missing = list(wanted - found.keys())
         if missing:
             generation = self._generation
             loaded = await self._load(missing)
@@ -145,12 +145,11 @@ class EndpointCache:
                 await self._listen(dsn)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("endpoint cache not listening, reading every time", extra={
-                    "error": repr(exc)
-                })  # fmt: skip
-            finally:
-                self._stop_caching()
+            except Exception as exc:  # _listen stopped caching on its way out
+                log.warning(
+                    "endpoint cache not listening, reading every time",
+                    extra={"error": repr(exc)},
+                )
             await asyncio.sleep(RECONNECT_AFTER_S)
 
     async def _listen(self, dsn: str) -> None:

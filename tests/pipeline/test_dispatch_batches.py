@@ -358,14 +358,19 @@ async def assert_one_set_of_tasks(
         assert await dispatched_at(db_pool, event.id) is not None
 
 
+async def twelve_events_for_two_endpoints(
+    db_pool: asyncpg.Pool, make_org: Callable
+) -> list[EventMessage]:
+    org = await make_org(Plan.PRO)
+    for _ in range(2):
+        await make_endpoint(db_pool, org.organizationId, "http://127.0.0.1:9/x", ["export.ready"])
+    return [event_message(org.organizationId, "export.ready", {"n": n}) for n in range(12)]
+
+
 async def test_twin_copies_in_one_prefetch_window_publish_one_set_of_tasks(
     replicas: list[Replica], tasks: Tasks, db_pool: asyncpg.Pool, make_org
 ) -> None:
-    org = await make_org(Plan.PRO)
-    url = "http://127.0.0.1:9/x"
-    for _ in range(2):
-        await make_endpoint(db_pool, org.organizationId, url, ["export.ready"])
-    events = [event_message(org.organizationId, "export.ready", {"n": n}) for n in range(12)]
+    events = await twelve_events_for_two_endpoints(db_pool, make_org)
     [replica, _] = replicas
 
     verdicts = await handle_together(replica.dispatcher(slow, ROOMY), [*events, *events])
@@ -380,11 +385,7 @@ async def test_twin_copies_in_one_prefetch_window_publish_one_set_of_tasks(
 async def test_a_copy_on_another_replica_waits_for_the_batch_dispatching_its_twin(
     replicas: list[Replica], tasks: Tasks, db_pool: asyncpg.Pool, make_org
 ) -> None:
-    org = await make_org(Plan.PRO)
-    url = "http://127.0.0.1:9/x"
-    for _ in range(2):
-        await make_endpoint(db_pool, org.organizationId, url, ["export.ready"])
-    events = [event_message(org.organizationId, "export.ready", {"n": n}) for n in range(12)]
+    events = await twelve_events_for_two_endpoints(db_pool, make_org)
     first, second = replicas
 
     dispatching = asyncio.create_task(handle_together(first.dispatcher(slow, ROOMY), events))

@@ -7,7 +7,6 @@ nothing is cached while that connection is down.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -19,16 +18,10 @@ from libs.common.plans import Plan
 from libs.common.settings import get_settings
 from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 from services.sender.repository import SenderRepository
+from tests.pipeline.harness import eventually
 from tests.support.factories import insert_pending_delivery, make_endpoint
 
 URL = "http://127.0.0.1:9/hook"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -39,7 +32,7 @@ async def cached(db_pool: asyncpg.Pool) -> AsyncIterator[SenderRepository]:
     async def listening() -> bool:
         return repository.endpoints.listening
 
-    await eventually(listening)
+    await eventually(listening, bool, timeout=5.0, interval=0.02)
     yield repository
     await repository.close()
 
@@ -96,7 +89,7 @@ async def test_an_endpoint_change_reaches_the_next_load(
         row = await cached.load(delivery_id, 1)
         return row is not None and decrypt(row.endpoint.url_enc) == moved
 
-    await eventually(moved_seen)
+    await eventually(moved_seen, bool, timeout=5.0, interval=0.02)
 
 
 async def test_an_organization_secret_change_reaches_its_job_webhooks(
@@ -113,7 +106,7 @@ async def test_an_organization_secret_change_reaches_its_job_webhooks(
         encrypt("whsec_old"),
     )
 
-    async def signs_with(secret: str) -> Callable[[], Awaitable[bool]]:
+    def signs_with(secret: str) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
             row = await cached.load(delivery_id, 1)
             return (
@@ -124,13 +117,13 @@ async def test_an_organization_secret_change_reaches_its_job_webhooks(
 
         return check
 
-    await eventually(await signs_with("whsec_old"))
+    await eventually(signs_with("whsec_old"), bool, timeout=5.0, interval=0.02)
     await db_pool.execute(
         "UPDATE organizations SET webhook_secret_enc = $2 WHERE id = $1",
         org_id,
         encrypt("whsec_new"),
     )
-    await eventually(await signs_with("whsec_new"))
+    await eventually(signs_with("whsec_new"), bool, timeout=5.0, interval=0.02)
 
 
 async def test_a_lost_listener_empties_the_cache_until_it_is_back(
@@ -146,14 +139,14 @@ async def test_a_lost_listener_empties_the_cache_until_it_is_back(
     async def stopped() -> bool:
         return not cached.endpoints.listening
 
-    await eventually(stopped)
+    await eventually(stopped, bool, timeout=5.0, interval=0.02)
     await cached.load(second, 1)
     assert cached.endpoints.rows_read == 2  # emptied, and not caching while down
 
     async def back() -> bool:
         return cached.endpoints.listening and cached.endpoints.listener_pid != old_pid
 
-    await eventually(back)
+    await eventually(back, bool, timeout=5.0, interval=0.02)
     await cached.load(first, 1)
     await cached.load(second, 1)
     assert cached.endpoints.rows_read == 3  # one read, then cached again
@@ -174,7 +167,9 @@ async def test_a_read_that_raced_a_change_is_not_kept(
         async def notified() -> bool:
             return cache._generation > before
 
-        await eventually(notified)  # ...changed before the read came back
+        await eventually(
+            notified, bool, timeout=5.0, interval=0.02
+        )  # ...changed before the read came back
         return rows
 
     cache._load = read_then_change
