@@ -589,46 +589,84 @@ async def versions(ctx: Ctx) -> dict[str, str]:
     }
 
 
-async def bench() -> dict[str, Any]:
+ORGS = ["tput", "fanout", "amqp", "floor", "lat", "slow", "slower", "flaky"]
+SUBSCRIPTIONS = (
+    ("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("floor", 1), ("lat", 1),
+    ("slow", FANOUT), ("slower", FANOUT), ("flaky", 1),
+)  # fmt: skip
+
+
+async def start_receiver(ctx: Ctx) -> None:
+    """The run's database and receiver: what the ceilings need (`bench` and `probe`)."""
+    await ctx.env.create_database()
+    ctx.rx = receiver(ctx.logs).start(ready_path="/stats")
+    ctx.all.append(ctx.rx)
+    ctx.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=300), timeout=aiohttp.ClientTimeout(total=60)
+    )
+
+
+async def start_services(ctx: Ctx) -> None:
+    """api, dispatcher, 2 senders, and the bench's organizations and subscriptions."""
+    env = ctx.env
+    log("stack: api, dispatcher, 2 senders")
+    base_env = env.env()
+    ctx.api = hookpost("api", ["api"], base_env, ctx.logs).start()
+    ctx.dispatcher = hookpost("dispatcher", ["dispatcher"], base_env, ctx.logs).start()
+    ctx.senders = [hookpost(f"sender-{i}", ["sender"], base_env, ctx.logs).start() for i in (1, 2)]
+    ctx.all += [ctx.api, ctx.dispatcher, *ctx.senders]
+    ctx.orgs = await create_orgs(base_env, ORGS)
+    for org, count in SUBSCRIPTIONS:
+        await subscribe(ctx, org, org, count)
+    ctx.arrivals = load.ArrivalCounter(ctx.session, ctx.rx_url).start()
+    ctx.pool = await asyncpg.create_pool(env.dsn, min_size=1, max_size=3)
+
+
+async def stop_stack(ctx: Ctx) -> dict[str, int | None]:
+    """Stop what start_receiver and start_services started (however far they got); each
+    process's exit code."""
+    log("teardown")
+    if getattr(ctx, "arrivals", None):
+        await ctx.arrivals.stop()
+    if getattr(ctx, "session", None):
+        await ctx.session.close()
+    if getattr(ctx, "pool", None):
+        await ctx.pool.close()
+    exits = {}
+    for proc in reversed(ctx.all):
+        exits[proc.name] = await asyncio.to_thread(proc.stop)
+    try:
+        await ctx.env.delete_broker_objects()
+        await ctx.env.drop_database()
+    except Exception as exc:  # leave the run's figures intact
+        log(f"cleanup failed: {exc!r}")
+    return exits
+
+
+def new_ctx() -> Ctx:
     env = BenchEnv()
     logs = OUT / f"logs-{env.run_id}"
     logs.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(env, logs)
     ctx.profiles_dir.mkdir(exist_ok=True)
+    return ctx
+
+
+async def bench() -> dict[str, Any]:
+    ctx = new_ctx()
+    env = ctx.env
     results: dict[str, Any] = {"run": env.run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     results["machine"] = machine()
     started = time.time()
-    pool: asyncpg.Pool | None = None
     amqp: load.AmqpProducer | None = None
     try:
         log(f"bench {env.name}: database, receiver")
-        await env.create_database()
+        await start_receiver(ctx)
         results["versions"] = await versions(ctx)
-        ctx.rx = receiver(logs).start(ready_path="/stats")
-        ctx.all.append(ctx.rx)
-        ctx.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=300), timeout=aiohttp.ClientTimeout(total=60)
-        )
         results["ceilings"] = await phase_ceilings(ctx)
-
-        log("stack: api, dispatcher, 2 senders")
-        base_env = env.env()
-        ctx.api = hookpost("api", ["api"], base_env, logs).start()
-        ctx.dispatcher = hookpost("dispatcher", ["dispatcher"], base_env, logs).start()
-        ctx.senders = [hookpost(f"sender-{i}", ["sender"], base_env, logs).start() for i in (1, 2)]
-        ctx.all += [ctx.api, ctx.dispatcher, *ctx.senders]
-        ctx.orgs = await create_orgs(
-            base_env, ["tput", "fanout", "amqp", "floor", "lat", "slow", "slower", "flaky"]
-        )
-        for org, count in (("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("floor", 1), ("lat", 1)):
-            await subscribe(ctx, org, org, count)
-        await subscribe(ctx, "slow", "slow", FANOUT)
-        await subscribe(ctx, "slower", "slower", FANOUT)
-        await subscribe(ctx, "flaky", "flaky", 1)
-        ctx.arrivals = load.ArrivalCounter(ctx.session, ctx.rx_url).start()
-        pool = ctx.pool = await asyncpg.create_pool(env.dsn, min_size=1, max_size=3)
+        await start_services(ctx)
+        pool = ctx.pool
         amqp = await load.AmqpProducer(env.amqp_url, env.name).start()
-
         log(f"throughput, 1 endpoint per event: {WARMUP_S:g} s warm-up, {WINDOW_S:g} s measured")
         tput = await phase_throughput(ctx, "tput", "tput", 1)
         results["throughput_1"] = tput
@@ -667,7 +705,9 @@ async def bench() -> dict[str, Any]:
             HOOKPOST_RETRY_DELAY_SCALE=repr(RETRY_SCALE),
             HOOKPOST_SENDER_PREFETCH=str(BIG_PREFETCH),
         )
-        ctx.senders = [hookpost(f"sender-{i}", ["sender"], pair_env, logs).start() for i in (3, 4)]
+        ctx.senders = [
+            hookpost(f"sender-{i}", ["sender"], pair_env, ctx.logs).start() for i in (3, 4)
+        ]
         ctx.all += ctx.senders
         log(f"sender concurrency, prefetch {BIG_PREFETCH}")
         results["concurrency_big"] = await phase_concurrency(
@@ -682,24 +722,9 @@ async def bench() -> dict[str, Any]:
         late = results["retry"]["lateness_ms"]
         log(f"  lateness p50 {late['p50']:.0f} ms, p99 {late['p99']:.0f} ms")
     finally:
-        log("teardown")
-        if getattr(ctx, "arrivals", None):
-            await ctx.arrivals.stop()
-        if getattr(ctx, "session", None):
-            await ctx.session.close()
-        if pool is not None:
-            await pool.close()
         if amqp is not None:
             await amqp.close()
-        exits = {}
-        for proc in reversed(ctx.all):
-            exits[proc.name] = await asyncio.to_thread(proc.stop)
-        results["exit_codes"] = exits
-        try:
-            await env.delete_broker_objects()
-            await env.drop_database()
-        except Exception as exc:  # leave the run's figures intact
-            log(f"cleanup failed: {exc!r}")
+        results["exit_codes"] = await stop_stack(ctx)
     results["duration_s"] = round(time.time() - started, 1)
     return results
 

@@ -1,0 +1,66 @@
+"""`python -m benchmarks.probe`: one or two bench phases on a fresh stack, for A/B work.
+
+    python -m benchmarks.probe --rate 180            latency, open loop at 180 events/s
+    python -m benchmarks.probe --throughput          1-endpoint maximum, then latency at 50 %
+
+The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
+the other phases: a change's effect on one regime in a couple of minutes. Its figures are
+for comparing two builds on the same machine back to back, not for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from benchmarks import run
+
+
+def print_latency(lat: dict[str, Any]) -> None:
+    print(
+        f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
+        f" accept {lat['api_accept_ms']}"
+    )
+    for stage, figures in lat["stages_ms"].items():
+        print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
+    print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
+    print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
+    run.print_cores(lat["cpu"])
+    run.print_postgres(lat)
+    run.print_profiles(lat["profiles"])
+
+
+async def probe(rate: float | None, throughput: bool) -> None:
+    ctx = run.new_ctx()
+    try:
+        await run.start_receiver(ctx)
+        await run.start_services(ctx)
+        if throughput:
+            tput = await run.phase_throughput(ctx, "tput", "tput", 1)
+            print(
+                f"throughput   {tput['deliveries_per_s']:,.0f} deliveries/s; cpu s / 1,000 "
+                f"deliveries {tput['cpu']['cpu_s_per_1000_deliveries']}"
+            )
+            run.print_cores(tput["cpu"])
+            run.print_profiles(tput["profiles"])
+            rate = rate or 0.5 * tput["deliveries_per_s"]
+        assert rate is not None
+        run.log(f"latency: open loop at {rate:,.0f} events/s for {run.LATENCY_S:g} s")
+        print_latency(await run.phase_latency(ctx, ctx.pool, "lat", rate))
+    finally:
+        await run.stop_stack(ctx)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, help="events/s of the latency phase")
+    parser.add_argument("--throughput", action="store_true", help="measure the maximum first")
+    args = parser.parse_args()
+    if args.rate is None and not args.throughput:
+        parser.error("give --rate, --throughput, or both")
+    asyncio.run(probe(args.rate, args.throughput))
+
+
+if __name__ == "__main__":
+    main()
