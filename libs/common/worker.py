@@ -69,13 +69,24 @@ def build_broker(settings: Settings, prefetch: int) -> RabbitBroker:
     )
 
 
-async def connect_database(dsn: str, max_size: int, max_wait_s: float = 60.0) -> asyncpg.Pool:
+async def connect_database(
+    dsn: str,
+    max_size: int,
+    max_wait_s: float = 60.0,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
     """The pool, waiting (bounded) for a Postgres that is restarting or out of connections."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_s
     while True:
         try:
-            return await create_pool(dsn, min_size=1, max_size=max_size, reset_session=False)
+            return await create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                reset_session=False,
+                server_settings=server_settings,
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if loop.time() > deadline:
                 raise

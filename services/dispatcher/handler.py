@@ -5,7 +5,7 @@ ack / reject / nack. Nothing here acknowledges anything, so the logic is testabl
 
 The events in flight share their database round trips: `handle` submits its event to a
 Batcher, whose batch is dispatched with one statement per step for all of its events
-(prepare + lock, deliveries, mark dispatched, unlock; repository.py). Each message still
+(prepare + lock, deliveries, mark dispatched + unlock; repository.py). Each message still
 gets its own verdict: one event's failed publish requeues that event only. Two copies of
 one event never share a batch (the batcher's key); a copy whose twin is being dispatched
 by another batch or replica right now waits for it alone, then finds nothing to publish.
@@ -60,7 +60,7 @@ class EventLocks(Protocol):
         self, planned: Sequence[PlannedDeliveries]
     ) -> dict[str, list[PendingDelivery] | None]: ...
 
-    async def mark_dispatched(self, event_ids: Sequence[str]) -> None: ...
+    async def finish(self, event_ids: Sequence[str]) -> None: ...
 
     async def __aenter__(self) -> EventLocks: ...
 
@@ -309,8 +309,8 @@ class Dispatcher:
             else:
                 confirmed.append(i)
         if confirmed:
-            # Only after every task of these events was confirmed.
-            await locks.mark_dispatched([batch[i].event.id for i in confirmed])
+            # Only after every task of these events was confirmed; releases the locks too.
+            await locks.finish([batch[i].event.id for i in confirmed])
         for i in confirmed:
             count = len(pending[batch[i].event.id] or [])
             results[i] = Result(Outcome.DISPATCHED, "event dispatched", deliveries=count)

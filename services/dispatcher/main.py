@@ -24,12 +24,22 @@ from services.dispatcher.repository import DispatcherRepository
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database.
 DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
+# Each statement is planned once per prepared-statement lifetime (libs/common/db/pool.py),
+# not once per batch: PostgreSQL kept choosing custom plans for the prepare statement, and
+# planning it was 0.5 of its 0.6 ms per batch at low load, the largest single cost the
+# dispatcher put on PostgreSQL (pg_stat_statements, BENCHMARKS.md round 5). Its generic plan
+# executes slower (0.25 against 0.11 ms) but costs nothing to plan. The statements reach
+# their rows by joining `unnest` arrays to primary keys, a shape whose generic plan stays a
+# nested loop of index scans (`= ANY ($1)` became a bitmap scan).
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
-    pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
+    pool = await connect_database(
+        settings.database_url, max_size=DB_POOL_SIZE, server_settings=GENERIC_PLANS
+    )
     broker = build_broker(settings, settings.dispatcher_prefetch)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),

@@ -2,7 +2,7 @@
 
 Each statement takes a whole batch of events (handler.py coalesces the events in flight),
 so a batch of N events costs the same round trips as one event: prepare + lock, deliveries,
-mark dispatched, unlock.
+and mark dispatched + unlock.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ ORDER BY i.ord
 # found already dispatched.
 _INSERT_DELIVERIES = """
 WITH open_event AS (
-    SELECT id, organization_id FROM events
-    WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
+    SELECT e.id, e.organization_id
+    FROM unnest($1::text[]) AS wanted (id) JOIN events e ON e.id = wanted.id
+    WHERE e.dispatched_at IS NULL
 ), inserted AS (
     INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)
     SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id
@@ -116,16 +117,31 @@ WITH open_event AS (
 )
 SELECT event_id, id, endpoint_id, true AS open FROM inserted
 UNION ALL
-SELECT d.event_id, d.id, d.endpoint_id, true FROM deliveries d
-WHERE d.event_id = ANY ($1::text[]) AND d.status = 'PENDING' AND d.attempt_count = 0
-  AND d.event_id IN (SELECT id FROM open_event)
+SELECT d.event_id, d.id, d.endpoint_id, true
+FROM open_event JOIN deliveries d ON d.event_id = open_event.id
+WHERE d.status = 'PENDING' AND d.attempt_count = 0
 UNION ALL
 SELECT wanted.id, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
 """
 
-_MARK_DISPATCHED = """
-UPDATE events SET dispatched_at = now() WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
+# The batch's last statement: its delivered events are marked dispatched and every lock the
+# batch took is released, in one round trip. The session locks go before the statement
+# commits, so each marked event's lock is taken again for the transaction first (a session
+# may hold both): a twin still cannot lock the event until its mark is visible, as when the
+# unlock was a statement of its own. The aggregates are consumed before the select list is
+# evaluated, so the UPDATE and the transaction locks are done before the unlock.
+_FINISH = """
+WITH marked AS (
+    UPDATE events e SET dispatched_at = now()
+    FROM unnest($1::text[]) AS done (id)
+    WHERE e.id = done.id AND e.dispatched_at IS NULL
+    RETURNING e.id
+), held_until_commit AS (
+    SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS e (id)
+)
+SELECT pg_advisory_unlock_all()
+FROM (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM held_until_commit) AS h
 """
 
 # Count a dropped event once: only the run that marks it dispatched adds it to its
@@ -158,8 +174,9 @@ WITH marked AS (
 SELECT marked.id, counted.total FROM marked JOIN counted USING (organization_id)
 """
 
-# Every lock the batch took, in one statement. The connection was the batch's alone from
-# `prepare` on, so every advisory lock its session holds is one of them.
+# Every lock the batch took, in one statement, when it ends without `finish`. The connection
+# was the batch's alone from `prepare` on, so every advisory lock its session holds is one of
+# them.
 _UNLOCK = "SELECT pg_advisory_unlock_all()"
 
 
@@ -296,9 +313,11 @@ class EventLocks:
                 deliveries.append(PendingDelivery(row["id"], row["endpoint_id"]))
         return found
 
-    async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
+    async def finish(self, event_ids: Sequence[str]) -> None:
+        """Mark the events dispatched and release every lock of the batch (its last step)."""
         assert self._conn is not None
-        await self._conn.execute(_MARK_DISPATCHED, list(event_ids))
+        await self._conn.fetchval(_FINISH, list(event_ids))
+        self._locked = False
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self._conn is None:

@@ -50,8 +50,8 @@ STEPS = {
     "prepare": "INSERT INTO events",
     "deliveries": "INSERT INTO deliveries",
     "drop": "INSERT INTO audit_log",
-    "mark": "UPDATE events SET dispatched_at = now() WHERE id = ANY",
-    "unlock": "pg_advisory_unlock",
+    "finish": "pg_advisory_xact_lock",  # mark dispatched + unlock
+    "unlock": "pg_advisory_unlock_all",
 }
 
 
@@ -299,7 +299,7 @@ async def test_a_batch_of_events_costs_one_statement_per_step(
     assert [i for i, v in enumerate(verdicts) if v is Verdict.REJECT] == sorted(rejected)
     assert all(v is Verdict.ACK for i, v in enumerate(verdicts) if i not in rejected)
     # One statement per step for the whole batch, whatever became of each event.
-    assert replica.statements.steps() == Counter(prepare=1, deliveries=1, drop=1, mark=1, unlock=1)
+    assert replica.statements.steps() == Counter(prepare=1, deliveries=1, drop=1, finish=1)
 
     published = await tasks.take_all()
     by_event = Counter(task.event_id for task in published)
@@ -422,7 +422,7 @@ async def test_an_unconfirmed_publish_requeues_its_event_alone_and_the_redeliver
     verdicts = await handle_together(flaky, events)
 
     assert verdicts == [Verdict.ACK] * 3 + [Verdict.REQUEUE] + [Verdict.ACK] * 4
-    assert replica.statements.steps() == Counter(prepare=1, deliveries=1, mark=1, unlock=1)
+    assert replica.statements.steps() == Counter(prepare=1, deliveries=1, finish=1)
     published = await tasks.take_all()
     others = [e for e in events if e is not failing]
     assert Counter(t.event_id for t in published) == {

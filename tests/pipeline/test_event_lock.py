@@ -75,13 +75,44 @@ async def test_a_second_copy_waits_for_the_first_then_publishes_nothing(
         assert not waiting.done(), "the second copy must wait for the event's lock"
         pending = (await first.insert_deliveries(_one(event.id, endpoint.id)))[event.id]
         assert pending is not None and len(pending) == 1
-        await first.mark_dispatched([event.id])
+        await first.finish([event.id])
 
     assert await asyncio.wait_for(waiting, timeout=30) is None  # dispatched: nothing to publish
     deliveries = await db_pool.fetchval(
         "SELECT count(*) FROM deliveries WHERE event_id = $1", event.id
     )
     assert deliveries == 1
+    assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
+
+
+async def test_finish_keeps_each_lock_until_the_mark_commits(
+    worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
+) -> None:
+    # `finish` releases the session locks in the statement that marks the events, before it
+    # commits. A twin that could lock the event in between would still read it undispatched
+    # and publish its deliveries again: the lock must be held for the transaction until then.
+    # (The mark runs inside a transaction held open here, to look into that gap.)
+    org = await make_org()
+    endpoint = await make_endpoint(
+        db_pool, org.organizationId, "http://127.0.0.1:9/x", ["mapping.completed"]
+    )
+    event = event_message(org.organizationId)
+    repo = DispatcherRepository(worker_pool)
+    try_lock = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+    async with db_pool.acquire() as twin:
+        async with repo.event_locks() as first:
+            await first.prepare([event], pending_limit=100)
+            await first.insert_deliveries(_one(event.id, endpoint.id))
+            assert first._conn is not None
+            transaction = first._conn.transaction()
+            await transaction.start()
+            await first.finish([event.id])
+            assert await twin.fetchval(try_lock, event.id) is False, "unlocked before the mark"
+            await transaction.commit()
+        assert await twin.fetchval(try_lock, event.id) is True
+        await twin.execute("SELECT pg_advisory_unlock_all()")
+    dispatched = await db_pool.fetchval("SELECT dispatched_at FROM events WHERE id = $1", event.id)
+    assert dispatched is not None
     assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
 
 

@@ -419,9 +419,11 @@ class FakeLocks:
             for p in planned
         }
 
-    async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
+    async def finish(self, event_ids: Sequence[str]) -> None:
         self.repo.mark_calls.append(list(event_ids))
         self.repo.marked.extend(event_ids)
+        await self.__aexit__()
+        self.held.clear()
 
 
 @dataclass

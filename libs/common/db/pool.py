@@ -33,13 +33,18 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, min_size: int = 2, max_size: int = 10, *, reset_session: bool = True
+    dsn: str,
+    min_size: int = 2,
+    max_size: int = 10,
+    *,
+    reset_session: bool = True,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     """`reset_session=False` skips asyncpg's reset query (advisory unlock all, CLOSE ALL,
     UNLISTEN, RESET ALL) on every release: one round trip per `pool.fetch*` that py-spy put
     at 6-25 % of each service's main thread. Only for processes that leave no session state
     behind (no SET, LISTEN, cursors; an advisory lock is released explicitly or the
-    connection terminated)."""
+    connection terminated). `server_settings`: session settings of every connection."""
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -47,4 +52,5 @@ async def create_pool(
         init=_init_connection,
         reset=None if reset_session else _keep_session,
         max_cached_statement_lifetime=STATEMENT_LIFETIME_S,
+        server_settings=server_settings,
     )
