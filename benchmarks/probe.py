@@ -26,6 +26,7 @@ def print_latency(lat: dict[str, Any]) -> None:
         print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
     print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
     print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
+    print(f"             kernel share {lat['cpu']['kernel_share_of_service_cpu']}")
     run.print_cores(lat["cpu"])
     run.print_postgres(lat)
     run.print_profiles(lat["profiles"])

@@ -24,6 +24,7 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from libs.common import telemetry
 from libs.common.db.pool import create_pool
+from libs.common.heap import configure_garbage_collector
 from libs.common.logs import configure_logging
 from libs.common.ops_server import start_ops_server
 from libs.common.settings import Settings, get_settings
@@ -231,4 +232,5 @@ def run_worker(name: str, serve: Callable[[Settings], Awaitable[None]]) -> None:
     settings = get_settings()
     configure_logging(name)
     telemetry.configure_tracing(name)
+    configure_garbage_collector()
     uvloop.run(serve(settings))

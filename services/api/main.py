@@ -8,6 +8,7 @@ from types import FrameType
 
 import uvicorn
 
+from libs.common.heap import configure_garbage_collector
 from libs.common.logs import configure_logging
 from libs.common.settings import get_settings
 from libs.common.telemetry import configure_tracing
@@ -27,8 +28,10 @@ def run(host: str, port: int) -> None:
     # this one, so a graceful stop ends with exit status 0 rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
+    app = create_app(settings)
+    configure_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_config=None,  # keep the JSON log handler configure_logging installed
