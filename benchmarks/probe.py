@@ -5,31 +5,15 @@
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
-for comparing two builds on the same machine back to back, not for BENCHMARKS.md.
+for comparing two builds on the same machine back to back, not the headline figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
 
 from benchmarks import run
-
-
-def print_latency(lat: dict[str, Any]) -> None:
-    print(
-        f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
-        f" accept {lat['api_accept_ms']}"
-    )
-    for stage, figures in lat["stages_ms"].items():
-        print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
-    print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
-    print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
-    print(f"             kernel share {lat['cpu']['kernel_share_of_service_cpu']}")
-    run.print_cores(lat["cpu"])
-    run.print_postgres(lat)
-    run.print_profiles(lat["profiles"])
 
 
 async def probe(rate: float | None, throughput: bool) -> None:
@@ -48,7 +32,7 @@ async def probe(rate: float | None, throughput: bool) -> None:
             rate = rate or 0.5 * tput["deliveries_per_s"]
         assert rate is not None
         run.log(f"latency: open loop at {rate:,.0f} events/s for {run.LATENCY_S:g} s")
-        print_latency(await run.phase_latency(ctx, ctx.pool, "lat", rate))
+        run.print_latency(await run.phase_latency(ctx, ctx.pool, "lat", rate))
     finally:
         await run.stop_stack(ctx)
 

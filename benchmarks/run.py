@@ -788,6 +788,21 @@ def print_profiles(profiles: dict[str, Any]) -> None:
         )
 
 
+def print_latency(lat: dict[str, Any]) -> None:
+    print(
+        f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
+        f" accept {lat['api_accept_ms']}"
+    )
+    for stage, figures in lat["stages_ms"].items():
+        print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
+    print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
+    print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
+    print(f"             kernel share {lat['cpu']['kernel_share_of_service_cpu']}")
+    print_cores(lat["cpu"])
+    print_postgres(lat)
+    print_profiles(lat["profiles"])
+
+
 def print_summary(results: dict[str, Any]) -> None:
     c = results["ceilings"]
     broker, http = c["broker_round_trips_per_s"], c["http_posts_per_s"]
@@ -814,18 +829,7 @@ def print_summary(results: dict[str, Any]) -> None:
         print_cores(t["cpu"])
         print_profiles(t["profiles"])
     for key in ("latency_floor", "latency"):
-        lat = results[key]
-        print(
-            f"latency      at {lat['offered_events_per_s']:,.0f} events/s: e2e {lat['e2e_ms']}"
-            f" accept {lat['api_accept_ms']}"
-        )
-        for stage, figures in lat["stages_ms"].items():
-            print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
-        print(f"             cpu s / 1,000 deliveries {lat['cpu']['cpu_s_per_1000_deliveries']}")
-        print(f"             run-queue wait s/s {lat['cpu']['runqueue_wait_per_s']}")
-        print_cores(lat["cpu"])
-        print_postgres(lat)
-        print_profiles(lat["profiles"])
+        print_latency(results[key])
     for key in ("concurrency_default", "concurrency_big", "concurrency_slow_endpoint"):
         r = results[key]
         print(

@@ -103,8 +103,12 @@ async def wait_settled(pool: asyncpg.Pool, timeout: float) -> tuple[float, tuple
 
 
 async def receiver_posts(session: aiohttp.ClientSession, stack: Stack) -> list[verify.Post]:
+    """What the receiver saw; its raw records (path, event, delivery, status, time) are kept
+    in posts.json for a post-mortem."""
     async with session.get(f"{stack.receiver_url}/records") as response:
-        rows = orjson.loads(await response.read())
+        raw = await response.read()
+    (stack.log_dir / "posts.json").write_bytes(raw)
+    rows = orjson.loads(raw)
     return [verify.Post(path, event_id, status) for path, event_id, _id, status, _t in rows]
 
 
@@ -219,6 +223,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
             "inconsistent": report.inconsistent,
             "duplicate_posts": report.duplicate_posts,
             "duplicate_successes": report.duplicate_successes,
+            "duplicate_success_examples": report.duplicate_success_examples,
             "problems": dict(report.problems),
             "examples": dict(report.examples),
         },
@@ -242,6 +247,8 @@ def print_summary(result: dict[str, Any], figures: Path) -> None:
         f"  duplicate POSTs        {r['duplicate_posts']:>7}   (2xx beyond the first: "
         f"{r['duplicate_successes']})"
     )
+    for where in r["duplicate_success_examples"]:
+        print(f"    answered 2xx twice     {where}")
     print(f"  settled after load     {result['drain_s']:>7} s")
     print(f"  baseline probe         {result['baseline_probe_s']} s")
     for fault in result["faults"]:

@@ -85,6 +85,9 @@ class Report:
     inconsistent: int = 0
     duplicate_posts: int = 0
     duplicate_successes: int = 0
+    # Allowed (at-least-once), so not a problem; named so a post-mortem can find them in
+    # posts.json and the CSVs of the run.
+    duplicate_success_examples: list[str] = field(default_factory=list)
     problems: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -174,6 +177,8 @@ def account(
             _check_attempts(report, row, endpoint, where)
         report.duplicate_posts += max(0, received - row.attempt_rows)
         report.duplicate_successes += max(0, answered_ok - 1)
+        if answered_ok > 1 and len(report.duplicate_success_examples) < 5:
+            report.duplicate_success_examples.append(where)
     return report
 
 

@@ -82,6 +82,7 @@ def test_a_clean_run_counts_everything_and_flags_nothing() -> None:
     assert (report.lost, report.stuck, report.inconsistent) == (0, 0, 0)
     assert report.duplicate_posts == 1  # e1 → ep-1: two POSTs, one attempt recorded
     assert report.duplicate_successes == 1  # …and both were answered 2xx
+    assert report.duplicate_success_examples == ["e1 → /ok/ep-1"]
 
 
 def test_every_kind_of_loss_is_counted() -> None:

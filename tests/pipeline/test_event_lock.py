@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from libs.common.broker.messages import EventMessage
 from libs.common.db.pool import create_pool
 from libs.common.endpoint_kinds import EndpointKind
 from libs.common.ids import IdPrefix, new_id
@@ -25,7 +26,7 @@ from services.dispatcher.repository import (
     EventLocks,
     PlannedDeliveries,
 )
-from tests.support.factories import event_message, make_endpoint
+from tests.support.factories import EndpointRow, event_message, make_endpoint
 
 LOCKS_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1::int[])"
 
@@ -44,6 +45,15 @@ async def _backend_pids(pool: asyncpg.Pool) -> list[int]:
         return [first.get_server_pid(), second.get_server_pid()]
 
 
+async def _subscribed_event(db_pool: asyncpg.Pool, make_org) -> tuple[EndpointRow, EventMessage]:
+    """A new organization's one endpoint, and an event of the type it wants."""
+    org = await make_org()
+    endpoint = await make_endpoint(
+        db_pool, org.organizationId, "http://127.0.0.1:9/x", ["mapping.completed"]
+    )
+    return endpoint, event_message(org.organizationId)
+
+
 def _one(event_id: str, endpoint_id: str) -> list[PlannedDeliveries]:
     return [PlannedDeliveries(event_id, [new_id(IdPrefix.DELIVERY)], [endpoint_id])]
 
@@ -51,11 +61,7 @@ def _one(event_id: str, endpoint_id: str) -> list[PlannedDeliveries]:
 async def test_a_second_copy_waits_for_the_first_then_publishes_nothing(
     worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
 ) -> None:
-    org = await make_org()
-    endpoint = await make_endpoint(
-        db_pool, org.organizationId, "http://127.0.0.1:9/x", ["mapping.completed"]
-    )
-    event = event_message(org.organizationId)
+    endpoint, event = await _subscribed_event(db_pool, make_org)
     repo = DispatcherRepository(worker_pool)
 
     async with repo.event_locks() as first:
@@ -92,11 +98,7 @@ async def test_finish_keeps_each_lock_until_the_mark_commits(
     # commits. A twin that could lock the event in between would still read it undispatched
     # and publish its deliveries again: the lock must be held for the transaction until then.
     # (The mark runs inside a transaction held open here, to look into that gap.)
-    org = await make_org()
-    endpoint = await make_endpoint(
-        db_pool, org.organizationId, "http://127.0.0.1:9/x", ["mapping.completed"]
-    )
-    event = event_message(org.organizationId)
+    endpoint, event = await _subscribed_event(db_pool, make_org)
     repo = DispatcherRepository(worker_pool)
     try_lock = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
     async with db_pool.acquire() as twin:
