@@ -308,8 +308,10 @@ async def phase_throughput(
     after = ctx.snapshot()
     pg_activity = await activity.stop()
     await statements.end()
-    log(f"  measured window over; py-spy {PROFILE_S} s on {', '.join(profile)}")
-    profiles = await profile_services(ctx, profile, scenario, PROFILE_S)
+    profiles = {}
+    if PROFILE_S:  # BENCH_PROFILE_S=0: no py-spy
+        log(f"  measured window over; py-spy {PROFILE_S} s on {', '.join(profile)}")
+        profiles = await profile_services(ctx, profile, scenario, PROFILE_S)
     await generator
     drained = await ctx.wait_arrivals(scenario, base + len(sent.events) * fanout, timeout=45)
     records = await ctx.records(scenario)
