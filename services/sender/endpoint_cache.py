@@ -15,12 +15,16 @@ BENCHMARKS.md round 4). They change rarely, so they are cached here, and kept ex
   during an outage cannot leave a stale entry. The connection is checked every few seconds.
 - What depends on the clock is decided at use: the previous secret signs only until it
   expires (`EndpointSettings.previous_secret`).
+- An entry is read again once it is MAX_AGE_S old, whatever the notifications said: a change
+  no trigger announced (made with `session_replication_role = replica`, as some restore and
+  replication tools do) reaches every replica within that time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +38,7 @@ CHANNEL = "hookpost_config"
 MAX_ENTRIES = 10_000  # endpoints per replica; beyond it the oldest entries go
 CHECK_EVERY_S = 5.0  # how often the LISTEN connection proves it is alive
 RECONNECT_AFTER_S = 1.0
+MAX_AGE_S = 60.0  # the longest an entry is used without being read again
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class EndpointCache:
     def __init__(self, load: Loader, listen_dsn: str | None = None) -> None:
         self._load = load
         self._dsn = listen_dsn
-        self._entries: dict[str, EndpointSettings] = {}
+        self._entries: dict[str, tuple[EndpointSettings, float]] = {}  # with its read time
         self._generation = 0
         self._listening = False
         self._task: asyncio.Task[None] | None = None
@@ -100,20 +105,27 @@ class EndpointCache:
     async def get_many(self, endpoint_ids: Iterable[str]) -> dict[str, EndpointSettings]:
         """Per id, its settings; an id whose endpoint no longer exists is absent."""
         wanted = set(endpoint_ids)
-        found = {i: self._entries[i] for i in wanted if i in self._entries}
+        fresh_since = time.monotonic() - MAX_AGE_S
+        found = {
+            i: entry[0]
+            for i in wanted
+            if (entry := self._entries.get(i)) is not None and entry[1] > fresh_since
+        }
         missing = list(wanted - found.keys())
         if missing:
             generation = self._generation
+            read_at = time.monotonic()
             loaded = await self._load(missing)
             self.rows_read += len(loaded)
             if self._listening and generation == self._generation:
                 for settings in loaded:
-                    self._store(settings)
+                    self._store(settings, read_at)
             found.update((settings.id, settings) for settings in loaded)
         return found
 
-    def _store(self, settings: EndpointSettings) -> None:
-        self._entries[settings.id] = settings
+    def _store(self, settings: EndpointSettings, read_at: float) -> None:
+        self._entries.pop(settings.id, None)  # re-read: it becomes the newest
+        self._entries[settings.id] = (settings, read_at)
         while len(self._entries) > MAX_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest stored
 
@@ -131,7 +143,7 @@ class EndpointCache:
             self._entries.clear()
 
     def _drop(self, concerned: Callable[[EndpointSettings], bool]) -> None:
-        for endpoint_id in [i for i, s in self._entries.items() if concerned(s)]:
+        for endpoint_id in [i for i, (s, _) in self._entries.items() if concerned(s)]:
             del self._entries[endpoint_id]
 
     def _stop_caching(self) -> None:

@@ -7,6 +7,8 @@ nothing is cached while that connection is down.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +18,7 @@ import pytest
 from libs.common.crypto import decrypt, encrypt
 from libs.common.plans import Plan
 from libs.common.settings import get_settings
+from services.sender import endpoint_cache
 from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 from services.sender.repository import SenderRepository
 from tests.pipeline.harness import eventually
@@ -90,6 +93,33 @@ async def test_an_endpoint_change_reaches_the_next_load(
         return row is not None and decrypt(row.endpoint.url_enc) == moved
 
     await eventually(moved_seen, bool, timeout=5.0, interval=0.02)
+
+
+async def test_a_change_no_trigger_announced_is_read_within_the_max_age(
+    db_pool: asyncpg.Pool,
+    make_org: Callable,
+    cached: SenderRepository,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Restore and replication tools write with triggers off: no NOTIFY, only the age helps.
+    monkeypatch.setattr(endpoint_cache, "MAX_AGE_S", 0.5)
+    _, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
+    await cached.load(delivery_id, 1)
+    moved = "http://127.0.0.1:9/moved-quietly"
+    async with db_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "UPDATE endpoints SET url_enc = $2 WHERE id = $1", endpoint_id, encrypt(moved)
+        )
+
+    async def url() -> str:
+        row = await cached.load(delivery_id, 1)
+        assert row is not None
+        return decrypt(row.endpoint.url_enc)
+
+    assert await url() == URL  # unannounced: the cached entry is still used
+    await asyncio.sleep(0.6)
+    assert await url() == moved
 
 
 async def test_an_organization_secret_change_reaches_its_job_webhooks(
@@ -222,7 +252,7 @@ async def test_each_notification_drops_what_it_concerns() -> None:
 
     def fill() -> None:
         for each in entries.values():
-            cache._store(each)
+            cache._store(each, time.monotonic())
 
     fill()
     cache.invalidate("endpoint:a")
