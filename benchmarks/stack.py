@@ -1,7 +1,8 @@
 """The bench's own stack: a fresh database and broker prefix, services as subprocesses.
 
 Like tests/support/services.py (which the bench does not import: tests change under it),
-every service is `.venv/bin/hookpost <service>` with its ops port in HOOKPOST_OPS_PORT.
+every service is `.venv/bin/hookpost <service>` with its ops port in HOOKPOST_OPS_PORT. The
+tests take `HOOKPOST_BIN`, `free_port` and `create_org` from here (as `chaos/` does).
 """
 
 from __future__ import annotations
@@ -229,14 +230,15 @@ class BenchEnv:
 
 
 def create_org(env: dict[str, str], name: str, plan: str = "PRO") -> dict[str, str]:
-    out = subprocess.run(
+    """`hookpost orgs create` as an operator runs it: the new org and its API token."""
+    done = subprocess.run(
         [str(HOOKPOST_BIN), "orgs", "create", name, "--plan", plan],
         env=env,
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return json.loads(out)
+    )
+    assert done.returncode == 0, f"hookpost orgs create failed:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout)
 
 
 async def create_orgs(env: dict[str, str], names: list[str]) -> dict[str, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 from faststream import AckPolicy
 from faststream.rabbit.annotations import RabbitMessage
 
@@ -34,12 +35,16 @@ DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    return await connect_database(
+        settings.database_url, max_size=DB_POOL_SIZE, server_settings=GENERIC_PLANS
+    )
+
+
 async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
-    pool = await connect_database(
-        settings.database_url, max_size=DB_POOL_SIZE, server_settings=GENERIC_PLANS
-    )
+    pool = await open_pool(settings)
     broker = build_broker(settings, settings.dispatcher_prefetch)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -71,6 +71,11 @@ class EndpointSettings:
 Loader = Callable[[list[str]], Awaitable[list[EndpointSettings]]]
 
 
+class _Entry(NamedTuple):
+    settings: EndpointSettings
+    read_at: float  # time.monotonic() when the read that stored it started
+
+
 class EndpointCache:
     """`get_many` answers from memory what it can and reads the rest with `load`.
 
@@ -80,7 +85,7 @@ class EndpointCache:
     def __init__(self, load: Loader, listen_dsn: str | None = None) -> None:
         self._load = load
         self._dsn = listen_dsn
-        self._entries: dict[str, tuple[EndpointSettings, float]] = {}  # with its read time
+        self._entries: dict[str, _Entry] = {}
         self._generation = 0
         self._listening = False
         self._task: asyncio.Task[None] | None = None
@@ -107,9 +112,9 @@ class EndpointCache:
         wanted = set(endpoint_ids)
         fresh_since = time.monotonic() - MAX_AGE_S
         found = {
-            i: entry[0]
+            i: entry.settings
             for i in wanted
-            if (entry := self._entries.get(i)) is not None and entry[1] > fresh_since
+            if (entry := self._entries.get(i)) is not None and entry.read_at > fresh_since
         }
         missing = list(wanted - found.keys())
         if missing:
@@ -125,7 +130,7 @@ class EndpointCache:
 
     def _store(self, settings: EndpointSettings, read_at: float) -> None:
         self._entries.pop(settings.id, None)  # re-read: it becomes the newest
-        self._entries[settings.id] = (settings, read_at)
+        self._entries[settings.id] = _Entry(settings, read_at)
         while len(self._entries) > MAX_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest stored
 
@@ -143,7 +148,7 @@ class EndpointCache:
             self._entries.clear()
 
     def _drop(self, concerned: Callable[[EndpointSettings], bool]) -> None:
-        for endpoint_id in [i for i, (s, _) in self._entries.items() if concerned(s)]:
+        for endpoint_id in [i for i, e in self._entries.items() if concerned(e.settings)]:
             del self._entries[endpoint_id]
 
     def _stop_caching(self) -> None:

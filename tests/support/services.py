@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-HOOKPOST_BIN = Path(sys.executable).with_name("hookpost")
+# Shared with the bench and chaos (the one copy of each); re-exported for the tests.
+from benchmarks.stack import HOOKPOST_BIN as HOOKPOST_BIN
+from benchmarks.stack import create_org as create_org
+from benchmarks.stack import free_port as free_port
+
 LOG_DIR = Path(__file__).resolve().parents[2] / ".hookpost" / "test-logs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServiceProcess:
@@ -95,15 +90,3 @@ def service_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
     env = {**os.environ, **base}
     env.update(overrides)
     return env
-
-
-def create_org(env: dict[str, str], name: str, plan: str = "PRO") -> dict[str, str]:
-    """`hookpost orgs create` as an operator runs it: the new org and its API token."""
-    done = subprocess.run(
-        [str(HOOKPOST_BIN), "orgs", "create", name, "--plan", plan],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, f"hookpost orgs create failed:\n{done.stderr[-3000:]}"
-    return json.loads(done.stdout)
