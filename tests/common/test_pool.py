@@ -10,8 +10,7 @@ import pytest
 
 from libs.common.db import pool as pool_module
 from libs.common.settings import get_settings
-from libs.common.worker import connect_database
-from services.dispatcher.main import GENERIC_PLANS
+from services.dispatcher.main import open_pool
 
 PROBE = "SELECT count(*) FROM unnest($1::text[]) AS wanted (id) /* pool lifetime probe */"
 PREPARED = "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%pool lifetime probe%'"
@@ -47,9 +46,7 @@ async def test_statements_are_prepared_again_after_their_lifetime(
 @pytest.mark.usefixtures("db_pool")
 async def test_the_dispatcher_plans_its_statements_once_per_lifetime() -> None:
     # Its prepare statement spent 0.5 ms planning per batch with custom plans (round 5).
-    pool = await connect_database(
-        get_settings().database_url, max_size=1, server_settings=GENERIC_PLANS
-    )
+    pool = await open_pool(get_settings())  # what the dispatcher's serve() opens
     try:
         assert await pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     finally:
