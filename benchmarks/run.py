@@ -6,7 +6,11 @@
     3. throughput   1 endpoint per event, then fan-out 10: 5 s warm-up, 30 s measured
                     (CPU per service), then 10 s of py-spy on api, dispatcher, sender-1
     4. latency      open loop at 50 % of the measured 1-endpoint maximum
-    5. concurrency  receiver takes 200 ms; senders paused while 9,000 deliveries queue, then
+                    (phases 3 and 4: the dispatcher makes first attempts itself, the default)
+    5. concurrency  the dispatcher is replaced by one that hands every first attempt to the
+                    sender queue (HOOKPOST_DISPATCHER_FIRST_ATTEMPTS=0): these phases measure
+                    sender replicas.
+                    receiver takes 200 ms; senders paused while 9,000 deliveries queue, then
                     resumed: in-flight POSTs, throughput and RSS per replica
                     (default prefetch, then a second sender pair with prefetch 600; then
                     the same pair against a receiver that takes 2,000 ms, where the
@@ -366,7 +370,7 @@ async def latency_stages(
     stages: dict[str, list[float]] = {
         "send → event row stored (http, auth, INSERT)": [],
         "stored → dispatched (publish, dispatcher, deliveries, task confirmed)": [],
-        "dispatched → POST started by the sender": [],
+        "dispatched → POST started (by the dispatcher, or a sender)": [],
         "POST started → arrived at the receiver": [],
     }
     names = list(stages)
@@ -695,6 +699,11 @@ async def bench() -> dict[str, Any]:
         e2e = results["latency"]["e2e_ms"]
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
+        log("dispatcher replaced by one that hands every first attempt to the senders")
+        ctx.dispatcher.stop()
+        queue_env = env.env(HOOKPOST_DISPATCHER_FIRST_ATTEMPTS="0")
+        ctx.dispatcher = hookpost("dispatcher-2", ["dispatcher"], queue_env, ctx.logs).start()
+        ctx.all.append(ctx.dispatcher)
         log(f"sender concurrency, default prefetch: {SLOW_EVENTS * FANOUT:,} deliveries at 200 ms")
         results["concurrency_default"] = await phase_concurrency(
             ctx, pool, amqp, "default prefetch"

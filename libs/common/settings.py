@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # Consumer concurrency: prefetch is the number of messages in flight per replica.
     sender_prefetch: int = Field(default=600, ge=1)
     dispatcher_prefetch: int = Field(default=64, ge=1)
+    # First attempts a dispatcher replica POSTs itself, at most this many at once (and for at
+    # most half its prefetch of events); the rest, and every retry, go through the sender
+    # queue. 0: every first attempt goes through the sender queue.
+    dispatcher_first_attempts: int = Field(default=256, ge=0)
 
     # Outbox relay: republish events whose publish was not confirmed after this long.
     outbox_relay_interval_s: float = Field(default=2.0, gt=0)

@@ -207,6 +207,15 @@ def consumer_span(
 
 
 @contextmanager
+def internal_span(name: str, **ids: Any) -> Iterator[Span]:
+    """A step inside one process that gets its own ids (one of several concurrent ones)."""
+    with tracer().start_as_current_span(
+        name, kind=SpanKind.INTERNAL, attributes=_attributes(ids)
+    ) as span:
+        yield span
+
+
+@contextmanager
 def producer_span(
     name: str,
     destination: str,

@@ -9,6 +9,14 @@ Batcher, whose batch is dispatched with one statement per step for all of its ev
 gets its own verdict: one event's failed publish requeues that event only. Two copies of
 one event never share a batch (the batcher's key); a copy whose twin is being dispatched
 by another batch or replica right now waits for it alone, then finds nothing to publish.
+
+First attempts: while it has room (first_attempts.py), the dispatcher POSTs a new event's
+deliveries itself after the batch commits, and acknowledges the event's message only once
+every one is settled; otherwise it publishes them to the sender queue, confirmed before the
+event is marked dispatched. So a copy of a dispatched event that the broker *redelivers*
+(its holder died or gave it back) may be all that is left of attempts that never finished:
+it republishes the current step of each of the event's PENDING deliveries (RECOVERED). A
+copy delivered for the first time (a producer's or the relay's duplicate) only acks.
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
 from libs.common.worker import Verdict
 from services.dispatcher import metrics
+from services.dispatcher.publisher import TaskStep
 from services.dispatcher.repository import (
     EventContext,
     EventDataError,
     PendingDelivery,
+    PendingStep,
     PlannedDeliveries,
 )
 
@@ -70,9 +80,23 @@ class EventLocks(Protocol):
 class Repository(Protocol):
     def event_locks(self, *, wait: bool = False) -> EventLocks: ...
 
+    async def pending_steps(self, event_id: str) -> list[PendingStep]: ...
+
 
 class Publisher(Protocol):
     async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None: ...
+
+    async def publish_steps(self, steps: Sequence[TaskStep]) -> None: ...
+
+
+class FirstAttemptsHere(Protocol):
+    """first_attempts.FirstAttempts: room is reserved per event, run gives it back."""
+
+    def reserve(self, deliveries: int) -> bool: ...
+
+    def release(self, deliveries: int) -> None: ...
+
+    async def run(self, tasks: Sequence[DeliveryTask]) -> bool: ...
 
 
 def plan_allows(plan: str, event_type: str) -> bool:
@@ -88,6 +112,7 @@ class Outcome(StrEnum):
 
     DISPATCHED = "dispatched"
     DUPLICATE = "duplicate"
+    RECOVERED = "recovered"
     DROPPED = "dropped"
     REJECTED = "rejected"
     REQUEUED = "requeued"
@@ -97,6 +122,7 @@ class Outcome(StrEnum):
 _VERDICTS = {
     Outcome.DISPATCHED: Verdict.ACK,
     Outcome.DUPLICATE: Verdict.ACK,
+    Outcome.RECOVERED: Verdict.ACK,
     Outcome.DROPPED: Verdict.ACK,
     Outcome.REJECTED: Verdict.REJECT,
     Outcome.REQUEUED: Verdict.REQUEUE,
@@ -107,7 +133,8 @@ _VERDICTS = {
 class Result:
     outcome: Outcome
     message: str = ""  # the log line
-    deliveries: int = 0  # tasks published
+    deliveries: int = 0  # deliveries created (or, RECOVERED, steps republished)
+    first_attempts: tuple[DeliveryTask, ...] = ()  # to POST here before the ack
     dropped_this_hour: int | None = None  # set when this run counted the drop
     hour: str = ""
     error: BaseException | None = None
@@ -139,10 +166,12 @@ class Dispatcher:
         pending_limit: int,
         payload_cap_bytes: int,
         max_batch: int = 64,
+        first_attempts: FirstAttemptsHere | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repository
         self._publisher = publisher
+        self._first_attempts = first_attempts
         self._pending_limit = pending_limit
         self._payload_cap = payload_cap_bytes
         self._now = now
@@ -157,7 +186,7 @@ class Dispatcher:
         )
         self._waits = asyncio.Semaphore(CONCURRENT_WAITS)
 
-    async def handle(self, body: bytes) -> Verdict:
+    async def handle(self, body: bytes, *, redelivered: bool = False) -> Verdict:
         try:
             event = EventMessage.model_validate_json(body)
         except ValidationError as exc:
@@ -172,9 +201,35 @@ class Dispatcher:
             if result.outcome is Outcome.BUSY:
                 async with self._waits:
                     [result] = await self._dispatch([submitted], wait=True)
+            if result.outcome is Outcome.DUPLICATE and redelivered:
+                result = await self._recover(event)
+            elif result.first_attempts:
+                result = await self._attempt_here(result)
         except Exception as exc:
             result = Result(Outcome.REQUEUED, error=exc)
         return self._report(result, ids)
+
+    async def _attempt_here(self, result: Result) -> Result:
+        assert self._first_attempts is not None
+        if await self._first_attempts.run(result.first_attempts):
+            return result
+        return Result(Outcome.REQUEUED, error=FirstAttemptsUnsettled(result.first_attempts))
+
+    async def _recover(self, event: EventMessage) -> Result:
+        """Republish the step of each PENDING delivery of a dispatched event (see the top)."""
+        pending = await self._repo.pending_steps(event.id)
+        tasks = self._tasks(event, pending)
+        await self._publisher.publish_steps(
+            [
+                TaskStep(task, max(step.attempt_count, 1), step.schedule_start)
+                for task, step in zip(tasks, pending, strict=True)
+            ]
+        )
+        return Result(
+            Outcome.RECOVERED,
+            "redelivered event: the steps of its pending deliveries republished",
+            deliveries=len(pending),
+        )
 
     async def close(self) -> None:
         """Finish every batch still collected (after the consumer has stopped)."""
@@ -200,9 +255,13 @@ class Dispatcher:
                         "hour": result.hour,
                     },
                 )
-        elif outcome is Outcome.DISPATCHED:
-            metrics.DELIVERIES_PUBLISHED.inc(result.deliveries)
-            log.info(result.message, extra={**ids, "deliveries": result.deliveries})
+        elif outcome is Outcome.DISPATCHED or outcome is Outcome.RECOVERED:
+            published = result.deliveries - len(result.first_attempts)
+            metrics.DELIVERIES_PUBLISHED.inc(published)
+            log.info(
+                result.message,
+                extra={**ids, "deliveries": result.deliveries, "published": published},
+            )
         else:
             log.info(result.message, extra=ids)
         metrics.EVENTS.labels(outcome.value).inc()
@@ -281,25 +340,56 @@ class Dispatcher:
     ) -> None:
         planned = [_planned(batch[i].event, contexts[i]) for i in indexes]
         pending = await locks.insert_deliveries(planned)
-        publishing: list[tuple[int, list[PendingDelivery]]] = []
+        publishing: list[tuple[int, list[DeliveryTask]]] = []
+        here: dict[int, list[DeliveryTask]] = {}  # first attempts POSTed by this replica
         confirmed: list[int] = []  # every task confirmed (or none to publish)
         for i in indexes:
             deliveries = pending[batch[i].event.id]
             if deliveries is None:
                 results[i] = DUPLICATE  # dispatched meanwhile (the stale snapshot's case)
-            elif deliveries:
-                publishing.append((i, deliveries))
-            else:
+            elif not deliveries:
                 confirmed.append(i)
-        # Each event's publish runs in its own message's context (its span is the parent);
-        # one event's unconfirmed task fails that event only.
+            elif self._first_attempts is not None and self._first_attempts.reserve(len(deliveries)):
+                here[i] = self._tasks(batch[i].event, deliveries)
+                confirmed.append(i)
+            else:
+                publishing.append((i, self._tasks(batch[i].event, deliveries)))
+        try:
+            confirmed += await self._publish(batch, publishing, results)
+            if confirmed:
+                # Only after every task of these events was confirmed; releases the locks
+                # too. The first attempts made here start after this commit (their event's
+                # message stays unacknowledged until they are settled).
+                await locks.finish([batch[i].event.id for i in confirmed])
+        except BaseException:
+            self._release(here)
+            raise
+        for i in confirmed:
+            count = len(pending[batch[i].event.id] or [])
+            results[i] = Result(
+                Outcome.DISPATCHED,
+                "event dispatched",
+                deliveries=count,
+                first_attempts=tuple(here.get(i, ())),
+            )
+
+    async def _publish(
+        self,
+        batch: Sequence[Submitted],
+        publishing: list[tuple[int, list[DeliveryTask]]],
+        results: list[Result | None],
+    ) -> list[int]:
+        """Publish each event's tasks; the events whose every task was confirmed. Each
+        event's publish runs in its own message's context (its span is the parent); one
+        event's unconfirmed task fails that event only (REQUEUED in `results`)."""
+        confirmed: list[int] = []
         loop = asyncio.get_running_loop()
         published = await asyncio.gather(
             *(
                 loop.create_task(
-                    self._publish(batch[i].event, deliveries), context=batch[i].context
+                    self._publisher.publish_first_attempts(tasks), context=batch[i].context
                 )
-                for i, deliveries in publishing
+                for i, tasks in publishing
             ),
             return_exceptions=True,
         )
@@ -308,28 +398,36 @@ class Dispatcher:
                 results[i] = Result(Outcome.REQUEUED, error=outcome)
             else:
                 confirmed.append(i)
-        if confirmed:
-            # Only after every task of these events was confirmed; releases the locks too.
-            await locks.finish([batch[i].event.id for i in confirmed])
-        for i in confirmed:
-            count = len(pending[batch[i].event.id] or [])
-            results[i] = Result(Outcome.DISPATCHED, "event dispatched", deliveries=count)
+        return confirmed
 
-    async def _publish(self, event: EventMessage, pending: list[PendingDelivery]) -> None:
+    def _release(self, here: dict[int, list[DeliveryTask]]) -> None:
+        for tasks in here.values():
+            assert self._first_attempts is not None
+            self._first_attempts.release(len(tasks))
+
+    def _tasks(
+        self, event: EventMessage, deliveries: Sequence[PendingDelivery | PendingStep]
+    ) -> list[DeliveryTask]:
         data = capped_data(event.id, event.type, event.created_at, event.data, self._payload_cap)
-        await self._publisher.publish_first_attempts(
-            [
-                DeliveryTask(
-                    delivery_id=delivery.id,
-                    event_id=event.id,
-                    endpoint_id=delivery.endpoint_id,
-                    organization_id=event.organization_id,
-                    type=event.type,
-                    event_created_at=event.created_at,
-                    data=data,
-                )
-                for delivery in pending
-            ]
+        return [
+            DeliveryTask(
+                delivery_id=delivery.id,
+                event_id=event.id,
+                endpoint_id=delivery.endpoint_id,
+                organization_id=event.organization_id,
+                type=event.type,
+                event_created_at=event.created_at,
+                data=data,
+            )
+            for delivery in deliveries
+        ]
+
+
+class FirstAttemptsUnsettled(Exception):
+    def __init__(self, tasks: Sequence[DeliveryTask]) -> None:
+        super().__init__(
+            f"{len(tasks)} first attempt(s) could be neither settled nor handed to the sender"
+            " queue; the event's redelivery recovers them"
         )
 
 

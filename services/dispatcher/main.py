@@ -1,9 +1,13 @@
-"""`hookpost dispatcher`: consume `<prefix>.dispatcher`, fan each event out to delivery tasks."""
+"""`hookpost dispatcher`: consume `<prefix>.dispatcher`, fan each event out to deliveries,
+and POST their first attempts itself while it has room (first_attempts.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 from faststream import AckPolicy
+from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.common import telemetry
@@ -18,9 +22,11 @@ from libs.common.worker import (
     start_ops,
 )
 from services.dispatcher import metrics
+from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
+from services.sender.assembly import open_sender
 
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database.
@@ -33,6 +39,9 @@ DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
 # their rows by joining `unnest` arrays to primary keys, a shape whose generic plan stays a
 # nested loop of index scans (`= ANY ($1)` became a bitmap scan).
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+# The first attempts' own pool, with PostgreSQL's default plans (the sender's statements were
+# measured that way): loads and records are batched across attempts in flight.
+FIRST_ATTEMPTS_POOL_SIZE = 6
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
@@ -46,12 +55,17 @@ async def serve(settings: Settings) -> None:
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await open_pool(settings)
     broker = build_broker(settings, settings.dispatcher_prefetch)
+    publisher = DeliveryPublisher(broker, topology)
+    first_attempts, close_first_attempts = await open_first_attempts(
+        settings, broker, topology, publisher
+    )
     dispatcher = Dispatcher(
         DispatcherRepository(pool),
-        DeliveryPublisher(broker, topology),
+        publisher,
         pending_limit=settings.backpressure_pending_limit,
         payload_cap_bytes=settings.payload_cap_bytes,
         max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
+        first_attempts=first_attempts,
     )
 
     queue = topology.dispatcher_queue.name  # a property that builds a RabbitQueue: once
@@ -64,13 +78,50 @@ async def serve(settings: Settings) -> None:
             metrics.IN_FLIGHT.track_inprogress(),
             telemetry.consumer_span(f"{queue} process", message.headers, queue),
         ):
-            await settle(message, await dispatcher.handle(message.body), pool)
+            verdict = await dispatcher.handle(
+                message.body, redelivered=bool(message.raw_message.redelivered)
+            )
+            await settle(message, verdict, pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
-    await run_until_stopped(
-        "dispatcher", settings, broker, pool, on_stopped=dispatcher.close, ops=ops
+
+    async def on_stopped() -> None:
+        await dispatcher.close()
+        await close_first_attempts()
+
+    await run_until_stopped("dispatcher", settings, broker, pool, on_stopped=on_stopped, ops=ops)
+
+
+async def open_first_attempts(
+    settings: Settings, broker: RabbitBroker, topology: Topology, publisher: DeliveryPublisher
+) -> tuple[FirstAttempts | None, Callable[[], Awaitable[None]]]:
+    """The sender's parts for the first attempts made here, and how to close them; none
+    when `dispatcher_first_attempts` is 0."""
+    if settings.dispatcher_first_attempts == 0:
+        return None, _nothing_to_close
+    pool = await connect_database(settings.database_url, max_size=FIRST_ATTEMPTS_POOL_SIZE)
+    parts = await open_sender(
+        settings, pool, broker, topology, max_connections=settings.dispatcher_first_attempts
     )
+    first_attempts = FirstAttempts(
+        parts.sender,
+        parts.dead_letters,
+        publisher,
+        max_attempts=settings.dispatcher_first_attempts,
+        # Half the prefetch at most waits on POSTs, so new events always keep flowing.
+        max_events=max(1, settings.dispatcher_prefetch // 2),
+    )
+
+    async def close() -> None:
+        await parts.close()
+        await pool.close()
+
+    return first_attempts, close
+
+
+async def _nothing_to_close() -> None:
+    return None
 
 
 def run() -> None:

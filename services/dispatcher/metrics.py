@@ -10,11 +10,19 @@ from prometheus_client import Counter, Gauge
 EVENTS = Counter(
     "hookpost_dispatcher_events_total",
     "Event messages handled, by outcome.",
-    ["outcome"],  # dispatched | duplicate | dropped | rejected | requeued
+    ["outcome"],  # dispatched | duplicate | recovered | dropped | rejected | requeued
 )
 DELIVERIES_PUBLISHED = Counter(
     "hookpost_dispatcher_deliveries_published_total",
-    "Delivery tasks published (first attempts).",
+    "Delivery tasks published to the sender queue (first attempts and recovered steps).",
+)
+FIRST_ATTEMPTS_HERE = Counter(
+    "hookpost_dispatcher_first_attempts_total",
+    "First attempts this replica POSTed itself instead of publishing them to the sender queue.",
+)
+FIRST_ATTEMPTS_HANDED_OVER = Counter(
+    "hookpost_dispatcher_first_attempts_handed_over_total",
+    "First attempts begun here that failed mid-way and went to the sender queue after all.",
 )
 EVENTS_DROPPED_BACKPRESSURE = Counter(
     "hookpost_dispatcher_events_dropped_backpressure_total",

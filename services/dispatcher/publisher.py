@@ -1,5 +1,9 @@
 """Publishes delivery tasks to `<prefix>.deliveries`: persistent, mandatory, confirmed.
 
+A task goes out either as a first attempt, or (an event's recovery, handler.py) as the step
+a delivery was at: the sender then POSTs that attempt, or, finding it already recorded,
+redoes only what follows it.
+
 Straight on the broker's aio-pika exchange (its channel has publisher confirms and raises on
 returns): FastStream's `broker.publish` added a producer, context scopes and middlewares per
 task, which py-spy put at ~30 % of the dispatcher's main thread at fan-out 10 (BENCHMARKS.md).
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
@@ -27,6 +32,15 @@ from libs.common.broker.topology import (
 FIRST_ATTEMPT_HEADERS = {ATTEMPT_HEADER: 1, SCHEDULE_START_HEADER: 1}
 
 
+@dataclass(frozen=True)
+class TaskStep:
+    """A task and the attempt it is at (1 for a first attempt; schedule_start: SPEC retry)."""
+
+    task: DeliveryTask
+    attempt: int = 1
+    schedule_start: int = 1
+
+
 class DeliveryPublisher:
     def __init__(self, broker: RabbitBroker, topology: Topology) -> None:
         self._broker = broker
@@ -41,10 +55,15 @@ class DeliveryPublisher:
 
     async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
         """Publish every task and wait for every confirm; raises if any was not confirmed."""
-        exchange = await self._target()
-        await asyncio.gather(*(self._publish(exchange, task) for task in tasks))
+        await self.publish_steps([TaskStep(task) for task in tasks])
 
-    async def _publish(self, exchange: AbstractExchange, task: DeliveryTask) -> None:
+    async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
+        """Publish every step and wait for every confirm; raises if any was not confirmed."""
+        exchange = await self._target()
+        await asyncio.gather(*(self._publish(exchange, step) for step in steps))
+
+    async def _publish(self, exchange: AbstractExchange, step: TaskStep) -> None:
+        task = step.task
         with telemetry.producer_span(
             f"{self._exchange.name} publish",
             self._exchange.name,
@@ -53,6 +72,12 @@ class DeliveryPublisher:
             endpoint_id=task.endpoint_id,
         ) as trace_headers:
             message = persistent_message(
-                task.to_bytes(), task.delivery_id, {**FIRST_ATTEMPT_HEADERS, **trace_headers}
+                task.to_bytes(),
+                task.delivery_id,
+                {
+                    ATTEMPT_HEADER: step.attempt,
+                    SCHEDULE_START_HEADER: step.schedule_start,
+                    **trace_headers,
+                },
             )
             await exchange.publish(message, routing_key=SEND_ROUTING_KEY, mandatory=True)

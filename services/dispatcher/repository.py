@@ -174,6 +174,15 @@ WITH marked AS (
 SELECT marked.id, counted.total FROM marked JOIN counted USING (organization_id)
 """
 
+# A redelivered copy of a dispatched event (handler.py, RECOVERED): the step each of its
+# PENDING deliveries is at. Through the (event_id, endpoint_id) index.
+_PENDING_STEPS = """
+SELECT id, endpoint_id, attempt_count, schedule_start
+FROM deliveries
+WHERE event_id = $1 AND status = 'PENDING'
+ORDER BY id
+"""
+
 # Every lock the batch took, in one statement, when it ends without `finish`. The connection
 # was the batch's alone from `prepare` on, so every advisory lock its session holds is one of
 # them.
@@ -205,6 +214,17 @@ class PendingDelivery:
     endpoint_id: str
 
 
+@dataclass(frozen=True)
+class PendingStep:
+    """A PENDING delivery and how far it got: attempts recorded, and the attempt its
+    current schedule started at (a manual retry starts a new one)."""
+
+    id: str
+    endpoint_id: str
+    attempt_count: int
+    schedule_start: int
+
+
 class EventDataError(Exception):
     """A statement shared by a batch failed on one event's data (a value Postgres refuses,
     an endpoint deleted in between): nothing was published, and the events should be
@@ -217,6 +237,13 @@ class DispatcherRepository:
 
     def event_locks(self, *, wait: bool = False) -> EventLocks:
         return EventLocks(self._pool, wait=wait)
+
+    async def pending_steps(self, event_id: str) -> list[PendingStep]:
+        rows = await self._pool.fetch(_PENDING_STEPS, event_id)
+        return [
+            PendingStep(row["id"], row["endpoint_id"], row["attempt_count"], row["schedule_start"])
+            for row in rows
+        ]
 
 
 class EventLocks:

@@ -19,7 +19,6 @@ from faststream.rabbit.annotations import RabbitMessage
 from libs.common import telemetry
 from libs.common.broker.topology import Topology, declare_topology
 from libs.common.settings import Settings
-from libs.common.url_safety import SafetyPolicy
 from libs.common.worker import (
     build_broker,
     connect_database,
@@ -27,14 +26,9 @@ from libs.common.worker import (
     run_worker,
     settle,
     start_ops,
-    wait_for_database,
 )
 from services.sender import metrics
-from services.sender.consumer import DeliverySender
-from services.sender.dead_letters import DeadLetterHandler
-from services.sender.http_client import HttpClient
-from services.sender.repository import SenderRepository
-from services.sender.retries import BrokerRetryPublisher
+from services.sender.assembly import open_sender
 
 DEAD_LETTER_PREFETCH = 32
 # Loads and records are batched across in-flight deliveries (repository.py), none held
@@ -47,25 +41,16 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
-    repository = SenderRepository(pool, listen_dsn=settings.database_url)
-    repository.endpoints.start()
     broker = build_broker(settings, settings.sender_prefetch)
-    http = await HttpClient(
-        SafetyPolicy.from_settings(settings.is_dev, settings.allowed_private_cidrs),
-        timeout_s=settings.send_timeout_s,
+    parts = await open_sender(
+        settings,
+        pool,
+        broker,
+        topology,
         max_connections=settings.sender_prefetch,
-        propagate_trace=settings.propagate_trace_to_endpoints,
         resolver=resolver,
-    ).start()
-    sender = DeliverySender(
-        repository,
-        http,
-        BrokerRetryPublisher(broker, topology),
-        retry_delay_scale=settings.retry_delay_scale,
-        db_backoff=lambda: wait_for_database(pool),
-        sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
     )
-    dead_letters = DeadLetterHandler(repository)
+    sender, dead_letters = parts.sender, parts.dead_letters
 
     # Topology's queues are properties that build a RabbitQueue per access: name them once
     # (py-spy: 3 % of the sender's main thread when read per message).
@@ -95,11 +80,7 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     await broker.connect()
     await declare_topology(broker, topology)
 
-    async def on_stopped() -> None:
-        await repository.close()
-        await http.close()
-
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=on_stopped, ops=ops)
+    await run_until_stopped("sender", settings, broker, pool, on_stopped=parts.close, ops=ops)
 
 
 def run() -> None:

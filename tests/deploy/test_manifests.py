@@ -385,15 +385,26 @@ def check_disruption_budgets(docs: Docs) -> Problems:
     return problems
 
 
-def check_sender_network_policy(docs: Docs) -> Problems:
-    sender_labels = deployment(docs, "sender")["spec"]["template"]["metadata"]["labels"]
+# The pods that POST to customer URLs: senders, and dispatchers (their own first attempts).
+WEBHOOK_POSTERS = ("sender", "dispatcher")
+
+
+def check_webhook_egress_policies(docs: Docs) -> Problems:
+    problems: Problems = []
+    for component in WEBHOOK_POSTERS:
+        problems += [f"{component}: {p}" for p in check_sender_network_policy(docs, component)]
+    return problems
+
+
+def check_sender_network_policy(docs: Docs, component: str = "sender") -> Problems:
+    pod_labels = deployment(docs, component)["spec"]["template"]["metadata"]["labels"]
     policies = [
         p
         for p in find(docs, "NetworkPolicy")
-        if labels_match(p["spec"]["podSelector"].get("matchLabels", {}), sender_labels)
+        if labels_match(p["spec"]["podSelector"].get("matchLabels", {}), pod_labels)
     ]
     if len(policies) != 1:
-        return [f"{len(policies)} NetworkPolicies select the sender pods, want 1"]
+        return [f"{len(policies)} NetworkPolicies select the {component} pods, want 1"]
     spec = policies[0]["spec"]
     problems: Problems = []
     if "Egress" not in spec.get("policyTypes", []):
@@ -506,7 +517,7 @@ CHECKS: dict[str, Callable[[Docs, str], Problems]] = {
     "sender-scaling": lambda docs, _: check_sender_scaling(docs),
     "api-scaling": lambda docs, _: check_api_scaling_and_service(docs),
     "budgets": lambda docs, _: check_disruption_budgets(docs),
-    "network": lambda docs, _: check_sender_network_policy(docs),
+    "network": lambda docs, _: check_webhook_egress_policies(docs),
     "datastores": check_datastores,
     "labels": lambda docs, _: check_labels(docs),
     "images": check_images,
@@ -585,7 +596,7 @@ def _sender_container(docs: Docs) -> dict[str, Any]:
 
 
 def _sender_policy(docs: Docs) -> dict[str, Any]:
-    return the(docs, "NetworkPolicy", "hookpost-sender")["spec"]
+    return the(docs, "NetworkPolicy", "hookpost-webhook-egress")["spec"]
 
 
 def _public_v4_rule(docs: Docs) -> dict[str, Any]:
@@ -744,6 +755,13 @@ MUTATIONS: dict[str, tuple[str, Callable[[Docs], None], str]] = {
         "network",
         lambda d: _sender_policy(d).update(policyTypes=["Ingress"]),
         "does not restrict egress",
+    ),
+    "dispatchers, which POST first attempts, outside the egress policy": (
+        "network",
+        lambda d: deployment(d, "dispatcher")["spec"]["template"]["metadata"]["labels"].pop(
+            "hookpost.io/webhook-egress"
+        ),
+        "0 NetworkPolicies select the dispatcher pods",
     ),
     "one RabbitMQ node in prod": (
         "datastores",

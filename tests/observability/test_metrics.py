@@ -104,7 +104,10 @@ async def test_counts_on_every_services_metrics_match_the_run(
         assert len(receiver.on("/dead")) == 4
         assert receiver.on("/dropped") == []
 
-        # sender: the DEAD mark is the dead-letter consumer's, a moment after the last attempt
+        # First attempts are the dispatcher's own (services/dispatcher/first_attempts.py:
+        # it runs the sender's code, so its /metrics carries the sender's attempt series);
+        # the retries and the DEAD mark are the sender's, the mark a moment after the last
+        # attempt (the dead-letter consumer).
         async def sender_samples() -> Samples:
             return samples(stack.sender)
 
@@ -112,25 +115,35 @@ async def test_counts_on_every_services_metrics_match_the_run(
             sender_samples,
             lambda s: value(s, "hookpost_sender_deliveries_finished_total", status="DEAD") == 1,
         )
-        assert value(sender, "hookpost_sender_attempts_total", outcome="2xx") == 4
-        assert value(sender, "hookpost_sender_attempts_total", outcome="5xx") == 5
-        for absent in ("3xx", "4xx", "timeout", "connection_error", "refused"):
-            assert value(sender, "hookpost_sender_attempts_total", outcome=absent) is None
-        assert value(sender, "hookpost_sender_attempt_seconds_count") == 9
-        assert value(sender, "hookpost_sender_event_to_first_attempt_seconds_count") == 5
-        assert value(sender, "hookpost_sender_deliveries_finished_total", status="SUCCEEDED") == 4
-        assert value(sender, "hookpost_sender_deliveries_finished_total", status="FAILED") is None
-        # dead: 60 s, 300 s and 1800 s tiers; flaky: the 60 s tier once
-        assert value(sender, "hookpost_sender_retry_publishes_total", tier="60s") == 2
+        dispatcher = samples(stack.dispatcher)
+        # ok 200 ×3, flaky 500, dead 500 here; flaky 200 and dead 500 ×3 in the sender
+        for service, ok, failed in ((dispatcher, 3, 2), (sender, 1, 3)):
+            assert value(service, "hookpost_sender_attempts_total", outcome="2xx") == ok
+            assert value(service, "hookpost_sender_attempts_total", outcome="5xx") == failed
+            for absent in ("3xx", "4xx", "timeout", "connection_error", "refused"):
+                assert value(service, "hookpost_sender_attempts_total", outcome=absent) is None
+            assert value(service, "hookpost_sender_attempt_seconds_count") == ok + failed
+            assert (
+                value(service, "hookpost_sender_deliveries_finished_total", status="FAILED") is None
+            )
+            assert value(service, "hookpost_sender_in_flight") == 0
+        assert value(dispatcher, "hookpost_sender_event_to_first_attempt_seconds_count") == 5
+        assert value(sender, "hookpost_sender_event_to_first_attempt_seconds_count") == 0
+        assert (
+            value(dispatcher, "hookpost_sender_deliveries_finished_total", status="SUCCEEDED") == 3
+        )
+        assert value(sender, "hookpost_sender_deliveries_finished_total", status="SUCCEEDED") == 1
+        # dead: 60 s (here), 300 s and 1800 s tiers; flaky: the 60 s tier once (here)
+        assert value(dispatcher, "hookpost_sender_retry_publishes_total", tier="60s") == 2
+        assert value(sender, "hookpost_sender_retry_publishes_total", tier="60s") is None
         assert value(sender, "hookpost_sender_retry_publishes_total", tier="300s") == 1
         assert value(sender, "hookpost_sender_retry_publishes_total", tier="1800s") == 1
-        assert value(sender, "hookpost_sender_in_flight") == 0
 
-        dispatcher = samples(stack.dispatcher)
         assert value(dispatcher, "hookpost_dispatcher_events_total", outcome="dispatched") == 5
         assert value(dispatcher, "hookpost_dispatcher_events_total", outcome="dropped") == 1
         assert value(dispatcher, "hookpost_dispatcher_events_dropped_backpressure_total") == 1
-        assert value(dispatcher, "hookpost_dispatcher_deliveries_published_total") == 5
+        assert value(dispatcher, "hookpost_dispatcher_first_attempts_total") == 5
+        assert value(dispatcher, "hookpost_dispatcher_deliveries_published_total") == 0
         assert value(dispatcher, "hookpost_dispatcher_in_flight") == 0
 
         api = samples(stack.api)

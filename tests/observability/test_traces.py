@@ -94,8 +94,8 @@ async def test_one_event_is_one_trace_through_a_retried_attempt(
         {
             f"{prefix}.events publish": 1,
             f"{prefix}.dispatcher process": 1,
-            f"{prefix}.deliveries publish": 1,
-            f"{prefix}.sender process": 2,
+            "first attempt": 1,  # the dispatcher's own (first_attempts.py)
+            f"{prefix}.sender process": 1,
             f"{prefix}.retry publish": 1,
             "POST": 2,
         }
@@ -104,8 +104,7 @@ async def test_one_event_is_one_trace_through_a_retried_attempt(
     spans = otlp.in_trace(server.trace_id)
     event_publish = one(spans, name=f"{prefix}.events publish")
     dispatched = one(spans, name=f"{prefix}.dispatcher process")
-    task_publish = one(spans, name=f"{prefix}.deliveries publish")
-    first = one(spans, name=f"{prefix}.sender process", attempt=1)
+    first = one(spans, name="first attempt", attempt=1)
     retry_publish = one(spans, name=f"{prefix}.retry publish")
     second = one(spans, name=f"{prefix}.sender process", attempt=2)
     post_1 = one(spans, name="POST", parent_span_id=first.span_id)
@@ -115,26 +114,26 @@ async def test_one_event_is_one_trace_through_a_retried_attempt(
     assert server.kind == "SERVER" and server.service == "hookpost-api"
     child_of(event_publish, server)
     child_of(dispatched, event_publish)
-    child_of(task_publish, dispatched)
-    child_of(first, task_publish)
+    child_of(first, dispatched)
     child_of(post_1, first)
     child_of(retry_publish, first)  # the retry tier's TTL hop keeps the headers
     child_of(second, retry_publish)
     child_of(post_2, second)
     assert {s.trace_id for s in spans} == {server.trace_id}
-    assert (event_publish.kind, dispatched.kind, first.kind, post_1.kind) == (
+    assert (event_publish.kind, dispatched.kind, first.kind, post_1.kind, second.kind) == (
         "PRODUCER",
         "CONSUMER",
-        "CONSUMER",
+        "INTERNAL",
         "CLIENT",
+        "CONSUMER",
     )
-    assert dispatched.service == "hookpost-dispatcher" and first.service == "hookpost-sender"
+    assert dispatched.service == first.service == "hookpost-dispatcher"
+    assert second.service == "hookpost-sender"
 
     # Ids and outcomes on the spans; the URL only masked, never the token.
     assert server.attr("hookpost.event_id") == event_id
     assert server.attr("hookpost.organization_id") == org.organizationId
     assert dispatched.attr("hookpost.event_id") == event_id
-    assert task_publish.attr("hookpost.delivery_id") == delivery["id"]
     for attempt in (first, second):
         assert attempt.attr("hookpost.delivery_id") == delivery["id"]
         assert attempt.attr("hookpost.endpoint_id") == endpoint.id
@@ -148,15 +147,16 @@ async def test_one_event_is_one_trace_through_a_retried_attempt(
     for request in requests:
         assert not {"traceparent", "tracestate"} & {h.lower() for h in request.headers}
 
-    # The sender's log lines carry the same trace, and the ids.
-    lines = [json.loads(line) for line in stack.sender.log_path.read_text().splitlines()]
+    # The first attempt's log lines (the dispatcher's) carry the same trace, and the ids.
+    log_path = stack.dispatcher.log_path
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     failed = [line for line in lines if line.get("msg") == "attempt failed: HTTP 500"]
     [line] = [line for line in failed if line.get("delivery_id") == delivery["id"]]
     assert line["trace_id"] == server.trace_id
     assert line["span_id"] == first.span_id
     assert line["event_id"] == event_id and line["endpoint_id"] == endpoint.id
     assert line["url"] == receiver.url("/traced") + "?token=••••"
-    assert token not in stack.sender.log_path.read_text()
+    assert token not in log_path.read_text() and token not in stack.sender.log_path.read_text()
 
 
 async def test_an_amqp_producers_traceparent_is_continued(
@@ -196,17 +196,14 @@ async def test_an_amqp_producers_traceparent_is_continued(
     [request] = await receiver.wait_for("/amqp-traced", 1, timeout=30)
     assert request.json()["eventId"] == event_id
     assert "traceparent" not in {h.lower() for h in request.headers}
-    chain = [f"{prefix}.{step}" for step in ("dispatcher process", "deliveries publish")]
-    chain += [f"{prefix}.sender process", "POST"]
+    chain = [f"{prefix}.dispatcher process", "first attempt", "POST"]
     await stack.otlp.wait_for(spans_arrived(Counter(chain), producer_trace))
     spans = stack.otlp.in_trace(producer_trace)
     dispatched = one(spans, name=f"{prefix}.dispatcher process")
     assert dispatched.parent_span_id == producer_span
     assert dispatched.attr("hookpost.event_id") == event_id
-    task_publish = one(spans, name=f"{prefix}.deliveries publish")
-    child_of(task_publish, dispatched)
-    attempt = one(spans, name=f"{prefix}.sender process")
-    child_of(attempt, task_publish)
+    attempt = one(spans, name="first attempt")
+    child_of(attempt, dispatched)
     child_of(one(spans, name="POST"), attempt)
 
 
@@ -234,11 +231,11 @@ async def test_an_event_the_outbox_relay_publishes_continues_its_stored_trace(
     [request] = await receiver.wait_for("/relayed", 1, timeout=30)
     assert request.json()["eventId"] == event_id
     chain = [f"{prefix}.{step}" for step in ("events publish", "dispatcher process")]
-    chain += [f"{prefix}.sender process", "POST"]
+    chain += ["first attempt", "POST"]
     await stack.otlp.wait_for(spans_arrived(Counter(chain), stored_trace))
     spans = stack.otlp.in_trace(stored_trace)
     relay_publish = one(spans, name=f"{prefix}.events publish")
     assert relay_publish.parent_span_id == stored_span
     assert relay_publish.service == "hookpost-api"
     child_of(one(spans, name=f"{prefix}.dispatcher process"), relay_publish)
-    child_of(one(spans, name="POST"), one(spans, name=f"{prefix}.sender process"))
+    child_of(one(spans, name="POST"), one(spans, name="first attempt"))

@@ -1,9 +1,13 @@
 """Pipelines under test, each on its own broker prefix so none consumes another's work.
 
 - `pipeline`: dispatcher + two sender replicas, dev mode, retry tiers scaled by 0.01
-  (1m → 0.6 s, 5m → 3 s): the delivery stories.
-- `isolated_pipeline`: a dispatcher alone (backpressure limit 3); each test starts and
-  stops its own senders (SIGKILL, SIGTERM, prod-mode SSRF) so it owns the queue.
+  (1m → 0.6 s, 5m → 3 s): the delivery stories. As in production, the dispatcher POSTs
+  first attempts itself and the senders take the retries.
+- `sender_queue_pipeline`: the same, but every first attempt goes through the sender queue
+  (`HOOKPOST_DISPATCHER_FIRST_ATTEMPTS=0`): the senders' own stories.
+- `isolated_pipeline`: a dispatcher alone (backpressure limit 3, first attempts through the
+  sender queue); each test starts and stops its own senders (SIGKILL, SIGTERM, prod-mode
+  SSRF) so it owns the queue.
 """
 
 from __future__ import annotations
@@ -16,18 +20,19 @@ import pytest
 from tests.pipeline.harness import Pipeline
 
 BACKPRESSURE_LIMIT = 3
+NO_FIRST_ATTEMPTS_HERE = {"HOOKPOST_DISPATCHER_FIRST_ATTEMPTS": "0"}
 
 
 async def _pipeline(base_env: dict[str, str], suffix: str, **overrides: str) -> Pipeline:
     return Pipeline(base_env, f"{base_env['HOOKPOST_BROKER_PREFIX']}_{suffix}", **overrides)
 
 
-@pytest.fixture(scope="session")
-async def pipeline(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    # db_pool: the database exists and is migrated before any service starts.
-    pipe = await _pipeline(test_env, "pipe")
+async def _with_two_senders(
+    base_env: dict[str, str], suffix: str, **dispatcher_env: str
+) -> AsyncIterator[Pipeline]:
+    pipe = await _pipeline(base_env, suffix)
     try:
-        await pipe.start("dispatcher")
+        await pipe.start("dispatcher", **dispatcher_env)
         pipe.senders = [await pipe.start("sender"), await pipe.start("sender")]
         yield pipe
     finally:
@@ -36,12 +41,31 @@ async def pipeline(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIter
 
 
 @pytest.fixture(scope="session")
+async def pipeline(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
+    # db_pool: the database exists and is migrated before any service starts.
+    async for pipe in _with_two_senders(test_env, "pipe"):
+        yield pipe
+
+
+@pytest.fixture(scope="session")
+async def sender_queue_pipeline(
+    test_env: dict[str, str], db_pool: asyncpg.Pool
+) -> AsyncIterator[Pipeline]:
+    async for pipe in _with_two_senders(test_env, "queue", **NO_FIRST_ATTEMPTS_HERE):
+        yield pipe
+
+
+@pytest.fixture(scope="session")
 async def isolated_pipeline(
     test_env: dict[str, str], db_pool: asyncpg.Pool
 ) -> AsyncIterator[Pipeline]:
     pipe = await _pipeline(test_env, "iso")
     try:
-        await pipe.start("dispatcher", HOOKPOST_BACKPRESSURE_PENDING_LIMIT=str(BACKPRESSURE_LIMIT))
+        await pipe.start(
+            "dispatcher",
+            HOOKPOST_BACKPRESSURE_PENDING_LIMIT=str(BACKPRESSURE_LIMIT),
+            **NO_FIRST_ATTEMPTS_HERE,
+        )
         yield pipe
     finally:
         await pipe.stop_all()

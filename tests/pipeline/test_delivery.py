@@ -341,8 +341,9 @@ async def test_redirect_is_a_failure_and_is_not_followed(
 
 
 async def test_two_sender_replicas_share_the_work(
-    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+    sender_queue_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
+    pipeline = sender_queue_pipeline
     org = await make_org()
     await make_endpoint(
         db_pool,

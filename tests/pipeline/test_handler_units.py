@@ -18,10 +18,12 @@ from libs.common.signing import verify_standard_webhooks, verify_v1
 from libs.common.url_safety import SafetyPolicy, UnsafeURLError
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.handler import Verdict as DispatchVerdict
+from services.dispatcher.publisher import TaskStep
 from services.dispatcher.repository import (
     EventContext,
     EventDataError,
     PendingDelivery,
+    PendingStep,
     PlannedDeliveries,
 )
 from services.sender.consumer import (
@@ -420,6 +422,8 @@ class FakeLocks:
         }
 
     async def finish(self, event_ids: Sequence[str]) -> None:
+        if self.repo.fail_finish:
+            raise ConnectionError("postgres gone")
         self.repo.mark_calls.append(list(event_ids))
         self.repo.marked.extend(event_ids)
         await self.__aexit__()
@@ -438,9 +442,14 @@ class FakeDispatchRepo:
     prepared: list[tuple[list[str], bool]] = field(default_factory=list)
     inserted: list[list[str]] = field(default_factory=list)
     mark_calls: list[list[str]] = field(default_factory=list)
+    fail_finish: bool = False
+    pending: list[PendingStep] = field(default_factory=list)  # a dispatched event's
 
     def event_locks(self, *, wait: bool = False) -> FakeLocks:
         return FakeLocks(self, wait)
+
+    async def pending_steps(self, event_id: str) -> list[PendingStep]:
+        return list(self.pending)
 
 
 @dataclass
@@ -448,12 +457,17 @@ class FakePublisher:
     fail: bool = False
     fail_events: set[str] = field(default_factory=set)
     tasks: list[DeliveryTask] = field(default_factory=list)
+    steps: list[TaskStep] = field(default_factory=list)
 
     async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
+        await self.publish_steps([TaskStep(task) for task in tasks])
+
+    async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
         await asyncio.sleep(0)  # confirms arrive later: the batch's other events go on
-        if self.fail or any(t.event_id in self.fail_events for t in tasks):
+        if self.fail or any(s.task.event_id in self.fail_events for s in steps):
             raise ConnectionError("broker gone")
-        self.tasks.extend(tasks)
+        self.steps.extend(steps)
+        self.tasks.extend(step.task for step in steps)
 
 
 def context(

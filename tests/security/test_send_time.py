@@ -1,11 +1,13 @@
 """Send time, through the real pipeline in prod mode: DNS rebinding, redirects, endless bodies.
 
-One pipeline on its own broker prefix: a dispatcher and a prod-mode sender (HOOKPOST_ENV=prod,
+One pipeline on its own broker prefix: a dispatcher that hands every first attempt to the sender
+queue, and a prod-mode sender (HOOKPOST_ENV=prod,
 HOOKPOST_ALLOWED_PRIVATE_CIDRS=["127.0.0.1/32"] so the test's TLS receiver on 127.0.0.1 is a
 legitimate target, send timeout 3 s) whose names resolve from a scripted zone
 (tests/security/scripted_sender.py). Endpoints are registered and events sent through the
 in-process api, itself in prod mode on the same prefix. 127.0.0.2 and 127.0.0.3 stand for
-private addresses nobody allowed.
+private addresses nobody allowed. The dispatcher's own first attempts make the same checks
+(the last test).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from libs.common import url_safety
 from libs.common.plans import Plan
 from services.api.organizations.service import create_organization
 from tests.api.conftest import Client, running_api
+from tests.pipeline.conftest import NO_FIRST_ATTEMPTS_HERE
 from tests.pipeline.harness import ConnectionCounter, Pipeline, TlsReceiver, eventually
 from tests.security.conftest import settings_from_env
 from tests.security.scripted_sender import ZONE_VARIABLE
-from tests.support.factories import attempts_of, deliveries_of
+from tests.support.factories import attempts_of, deliveries_of, event_message, make_endpoint
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcess, free_port, service_env
 
@@ -106,7 +109,7 @@ async def prod(
     org = await create_organization(db_pool, "send-time", Plan.PRO)
     sender: ServiceProcess | None = None
     try:
-        await pipe.start("dispatcher")
+        await pipe.start("dispatcher", **NO_FIRST_ATTEMPTS_HERE)
         port = free_port()
         env = service_env(
             pipe.env,
@@ -264,3 +267,36 @@ async def test_an_endless_response_body_cannot_exhaust_the_sender(
         )
     finally:
         await deactivate_all(prod.api)
+
+
+async def test_a_prod_dispatchers_own_first_attempt_refuses_a_private_address(
+    test_env: dict[str, str], db_pool: asyncpg.Pool
+) -> None:
+    """No sender at all: the first attempt is the dispatcher's (first_attempts.py), and it
+    runs the sender's checks in the dispatcher's own mode."""
+    counter = await ConnectionCounter("127.0.0.2").start()
+    pipe = Pipeline(test_env, f"{test_env['HOOKPOST_BROKER_PREFIX']}_secfirst")
+    org = await create_organization(db_pool, "first-attempt-ssrf", Plan.PRO)
+    try:
+        await pipe.start("dispatcher", HOOKPOST_ENV="prod", HOOKPOST_ALLOWED_PRIVATE_CIDRS=ALLOWED)
+        # Stored as if it had passed registration (a rebinding name, say): only the send-time
+        # check stands between the dispatcher and 127.0.0.2.
+        await make_endpoint(
+            db_pool,
+            org.organizationId,
+            f"https://127.0.0.2:{counter.port}/hook",
+            ["mapping.completed"],
+        )
+        event = event_message(org.organizationId)
+        await pipe.publish(event)
+        [attempt] = (await first_attempts(db_pool, event.id, 1)).values()
+        assert attempt["succeeded"] is False and attempt["http_status"] is None
+        assert attempt["error"].startswith("refused: ")
+        assert "non-public address (127.0.0.2)" in attempt["error"]
+        await asyncio.sleep(0.5)  # a connection, had one been made, would have been counted
+        assert counter.connections == 0
+    finally:
+        await db_pool.execute("DELETE FROM organizations WHERE id = $1", org.organizationId)
+        await pipe.stop_all()
+        await pipe.delete_broker_objects()
+        await counter.stop()

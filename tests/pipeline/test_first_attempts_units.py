@@ -1,0 +1,207 @@
+"""The dispatcher's own first attempts, with fakes: which events they take, what happens
+when one cannot be settled, and how a redelivered copy of a dispatched event recovers its
+deliveries (the real pipeline: test_first_attempts.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from libs.common.broker.messages import DeliveryTask
+from libs.common.broker.topology import ATTEMPT_HEADER
+from libs.common.worker import Verdict
+from services.dispatcher.first_attempts import FirstAttempts
+from services.dispatcher.handler import Dispatcher
+from services.dispatcher.publisher import TaskStep
+from services.dispatcher.repository import PendingStep
+from tests.pipeline.test_handler_units import (
+    NOW,
+    FakeDispatchRepo,
+    FakePublisher,
+    context,
+    event,
+)
+
+
+@dataclass
+class FakeFirstAttempts:
+    room: bool = True
+    settles: bool = True
+    reserved: int = 0
+    ran: list[list[str]] = field(default_factory=list)  # endpoint ids per run
+
+    def reserve(self, deliveries: int) -> bool:
+        if self.room:
+            self.reserved += deliveries
+        return self.room
+
+    def release(self, deliveries: int) -> None:
+        self.reserved -= deliveries
+
+    async def run(self, tasks: Sequence[DeliveryTask]) -> bool:
+        self.ran.append([task.endpoint_id for task in tasks])
+        self.release(len(tasks))
+        return self.settles
+
+
+def dispatcher(
+    repo: FakeDispatchRepo, publisher: FakePublisher, here: FakeFirstAttempts
+) -> Dispatcher:
+    return Dispatcher(
+        repo,
+        publisher,
+        pending_limit=3,
+        payload_cap_bytes=1024,
+        first_attempts=here,
+        now=lambda: NOW,
+    )
+
+
+TWO_ENDPOINTS = context(endpoints=["dest_1", "dest_2"])
+
+
+async def test_first_attempts_made_here_are_not_published_and_the_event_is_marked() -> None:
+    repo, publisher, here = FakeDispatchRepo(TWO_ENDPOINTS), FakePublisher(), FakeFirstAttempts()
+    assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.ACK
+    assert here.ran == [["dest_1", "dest_2"]] and publisher.tasks == []
+    assert repo.marked == ["evt_1"] and here.reserved == 0
+
+
+async def test_without_room_here_the_tasks_go_to_the_sender_queue() -> None:
+    here = FakeFirstAttempts(room=False)
+    repo, publisher = FakeDispatchRepo(TWO_ENDPOINTS), FakePublisher()
+    assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.ACK
+    assert here.ran == [] and [t.endpoint_id for t in publisher.tasks] == ["dest_1", "dest_2"]
+    assert repo.marked == ["evt_1"]
+
+
+async def test_an_unsettled_first_attempt_requeues_the_dispatched_event() -> None:
+    here = FakeFirstAttempts(settles=False)
+    repo, publisher = FakeDispatchRepo(TWO_ENDPOINTS), FakePublisher()
+    assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.REQUEUE
+    assert repo.marked == ["evt_1"]  # its redelivery recovers it (next test)
+
+
+async def test_a_failed_mark_gives_the_room_back_and_posts_nothing() -> None:
+    repo, here = FakeDispatchRepo(TWO_ENDPOINTS, fail_finish=True), FakeFirstAttempts()
+    assert await dispatcher(repo, FakePublisher(), here).handle(event()) is Verdict.REQUEUE
+    assert here.ran == [] and here.reserved == 0
+
+
+async def test_a_redelivered_copy_of_a_dispatched_event_republishes_each_pending_step() -> None:
+    repo = FakeDispatchRepo(
+        context(dispatched_at=NOW),
+        pending=[PendingStep("del_a", "dest_1", 0, 1), PendingStep("del_b", "dest_2", 2, 1)],
+    )
+    publisher, here = FakePublisher(), FakeFirstAttempts()
+    verdict = await dispatcher(repo, publisher, here).handle(event(), redelivered=True)
+    assert verdict is Verdict.ACK and here.ran == []
+    assert [(s.task.delivery_id, s.attempt, s.schedule_start) for s in publisher.steps] == [
+        ("del_a", 1, 1),  # never attempted: its first attempt
+        ("del_b", 2, 1),  # attempt 2 recorded: the sender redoes only what follows it
+    ]
+
+
+async def test_a_first_delivery_of_a_duplicate_publishes_nothing() -> None:
+    repo = FakeDispatchRepo(
+        context(dispatched_at=NOW), pending=[PendingStep("del_a", "dest_1", 0, 1)]
+    )
+    publisher = FakePublisher()
+    verdict = await dispatcher(repo, publisher, FakeFirstAttempts()).handle(event())
+    assert verdict is Verdict.ACK and publisher.steps == []
+
+
+# ---------------------------------------------------------------- FirstAttempts itself
+
+
+@dataclass
+class FakeAttempts:
+    verdict: Verdict
+    headers: list[dict[str, int]] = field(default_factory=list)
+
+    async def handle(self, body: bytes, headers: dict[str, int]) -> Verdict:
+        self.headers.append(dict(headers))
+        return self.verdict
+
+
+@dataclass
+class FakeDeadLetters:
+    verdict: Verdict = Verdict.ACK
+    marked: int = 0
+
+    async def handle(self, body: bytes) -> Verdict:
+        self.marked += 1
+        return self.verdict
+
+
+def task(delivery_id: str = "del_1") -> DeliveryTask:
+    return DeliveryTask(
+        delivery_id=delivery_id,
+        event_id="evt_1",
+        endpoint_id="dest_1",
+        organization_id="org_1",
+        type="mapping.completed",
+        event_created_at=NOW,
+        data={},
+    )
+
+
+def first_attempts(
+    attempts: FakeAttempts,
+    dead: FakeDeadLetters | None = None,
+    publisher: FakePublisher | None = None,
+) -> FirstAttempts:
+    return FirstAttempts(
+        attempts,
+        dead or FakeDeadLetters(),
+        publisher or FakePublisher(),
+        max_attempts=3,
+        max_events=2,
+    )
+
+
+def test_room_is_bounded_by_attempts_and_by_events() -> None:
+    here = first_attempts(FakeAttempts(Verdict.ACK))
+    assert here.reserve(2)
+    assert not here.reserve(2)  # 4 attempts > 3
+    assert here.reserve(1)
+    assert not here.reserve(0)  # a third event > 2
+    here.release(2)
+    assert here.reserve(2)
+
+
+async def test_a_settled_attempt_is_its_first_and_publishes_nothing() -> None:
+    attempts, publisher = FakeAttempts(Verdict.ACK), FakePublisher()
+    here = first_attempts(attempts, publisher=publisher)
+    assert here.reserve(2)
+    assert await here.run([task("del_1"), task("del_2")])
+    assert [h[ATTEMPT_HEADER] for h in attempts.headers] == [1, 1] and publisher.steps == []
+    assert here.reserve(3)  # the room came back
+
+
+async def test_no_attempt_left_after_the_first_marks_the_delivery_dead() -> None:
+    dead = FakeDeadLetters()
+    here = first_attempts(FakeAttempts(Verdict.REJECT), dead=dead)
+    assert here.reserve(1) and await here.run([task()])
+    assert dead.marked == 1
+
+
+async def test_an_attempt_that_failed_mid_way_is_handed_to_the_sender_queue() -> None:
+    publisher = FakePublisher()
+    here = first_attempts(FakeAttempts(Verdict.REQUEUE), publisher=publisher)
+    assert here.reserve(1) and await here.run([task()])
+    assert publisher.steps == [TaskStep(task())]
+
+
+async def test_a_dead_mark_that_failed_is_handed_to_the_sender_queue() -> None:
+    publisher = FakePublisher()
+    here = first_attempts(FakeAttempts(Verdict.REJECT), FakeDeadLetters(Verdict.REQUEUE), publisher)
+    assert here.reserve(1) and await here.run([task()])
+    assert publisher.steps == [TaskStep(task())]
+
+
+async def test_an_attempt_neither_settled_nor_handed_over_is_reported() -> None:
+    here = first_attempts(FakeAttempts(Verdict.REQUEUE), publisher=FakePublisher(fail=True))
+    assert here.reserve(1)
+    assert not await here.run([task()])
+    assert here.reserve(3)
