@@ -2,6 +2,7 @@
 
     python -m benchmarks.probe --rate 180            latency, open loop at 180 events/s
     python -m benchmarks.probe --throughput          1-endpoint maximum, then latency at 50 %
+    python -m benchmarks.probe --throughput --fanout also the fan-out 10 maximum, before latency
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -16,7 +17,7 @@ import asyncio
 from benchmarks import run
 
 
-async def probe(rate: float | None, throughput: bool) -> None:
+async def probe(rate: float | None, throughput: bool, fanout: bool) -> None:
     ctx = run.new_ctx()
     try:
         await run.start_receiver(ctx)
@@ -30,6 +31,13 @@ async def probe(rate: float | None, throughput: bool) -> None:
             run.print_cores(tput["cpu"])
             run.print_profiles(tput["profiles"])
             rate = rate or 0.5 * tput["deliveries_per_s"]
+        if fanout:
+            fan = await run.phase_throughput(ctx, "fanout", "fanout", run.FANOUT)
+            print(
+                f"fan-out {run.FANOUT}   {fan['deliveries_per_s']:,.0f} deliveries/s; cpu s / "
+                f"1,000 deliveries {fan['cpu']['cpu_s_per_1000_deliveries']}"
+            )
+            run.print_cores(fan["cpu"])
         assert rate is not None
         run.log(f"latency: open loop at {rate:,.0f} events/s for {run.LATENCY_S:g} s")
         run.print_latency(await run.phase_latency(ctx, ctx.pool, "lat", rate))
@@ -41,10 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, help="events/s of the latency phase")
     parser.add_argument("--throughput", action="store_true", help="measure the maximum first")
+    parser.add_argument("--fanout", action="store_true", help="and the fan-out 10 maximum")
     args = parser.parse_args()
     if args.rate is None and not args.throughput:
         parser.error("give --rate, --throughput, or both")
-    asyncio.run(probe(args.rate, args.throughput))
+    asyncio.run(probe(args.rate, args.throughput, args.fanout))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
 
     # Consumer concurrency: prefetch is the number of messages in flight per replica.
     sender_prefetch: int = Field(default=600, ge=1)
-    dispatcher_prefetch: int = Field(default=64, ge=1)
+    # Events in flight per dispatcher: being dispatched, or waiting for the first attempts
+    # it makes itself (which may hold half of them; BENCHMARKS.md round 6).
+    dispatcher_prefetch: int = Field(default=256, ge=1)
     # First attempts a dispatcher replica POSTs itself, at most this many at once (and for at
     # most half its prefetch of events); the rest, and every retry, go through the sender
     # queue. 0: every first attempt goes through the sender queue.
