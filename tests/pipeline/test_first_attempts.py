@@ -122,11 +122,15 @@ async def test_two_dispatchers_given_every_event_twice_post_each_delivery_once(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     """A copy delivered for the first time (not redelivered) of a dispatched event only
-    acks: its twin's first attempts are not repeated."""
+    acks: its twin's first attempts are not repeated, nor handed to the sender queue (the
+    receiver's 0.5 s keeps each attempt in flight while the other copy arrives)."""
     await dispatcher_alone.start("dispatcher")
     org = await make_org()
     await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/twins", [200]), ["mapping.completed"]
+        db_pool,
+        org.organizationId,
+        receiver.script("/twins", [200], delay_s=0.5),
+        ["mapping.completed"],
     )
     events = [event_message(org.organizationId) for _ in range(20)]
     await asyncio.gather(*(dispatcher_alone.publish(e) for e in events + events))
@@ -141,6 +145,7 @@ async def test_two_dispatchers_given_every_event_twice_post_each_delivery_once(
     assert sorted(r.json()["eventId"] for r in receiver.on("/twins")) == sorted(
         e.id for e in events
     )
+    assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 0
     first, second = dispatcher_alone.processes
     made = [metric_value(p, "hookpost_dispatcher_first_attempts_total") for p in (first, second)]
     assert sum(made) == 20
