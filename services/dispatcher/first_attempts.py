@@ -28,7 +28,7 @@ from libs.common import telemetry
 from libs.common.broker.messages import DeliveryTask
 from libs.common.worker import Verdict
 from services.dispatcher import metrics
-from services.dispatcher.publisher import FIRST_ATTEMPT_HEADERS, TaskStep
+from services.dispatcher.publisher import TaskStep
 
 log = logging.getLogger("hookpost.dispatcher.first_attempts")
 
@@ -36,9 +36,11 @@ FIRST_ATTEMPT_SPAN = "first attempt"
 
 
 class Attempts(Protocol):
-    """The sender's handler of one task message (DeliverySender)."""
+    """The sender's handler of one task (DeliverySender)."""
 
-    async def handle(self, body: bytes, headers: dict[str, int]) -> Verdict: ...
+    async def handle_task(
+        self, task: DeliveryTask, body: bytes, headers: dict[str, int]
+    ) -> Verdict: ...
 
 
 class DeadLetters(Protocol):
@@ -98,11 +100,11 @@ class FirstAttempts:
             self.release(len(tasks))
 
     async def _settle(self, task: DeliveryTask) -> bool:
-        body = task.to_bytes()
+        step, body = TaskStep(task), task.to_bytes()
         # Its own span (the sender's "process" span for attempt 1): the ids the sender's
         # code puts on the current span must not land on the event's, shared by its fan-out.
         with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
-            verdict = await self._attempts.handle(body, FIRST_ATTEMPT_HEADERS)
+            verdict = await self._attempts.handle_task(task, body, step.headers())
         if verdict is Verdict.REJECT:
             # No attempt left after the first (a sink with retry_failed_push 0): what the
             # sender queue's dead-lettering would have done.
@@ -112,7 +114,7 @@ class FirstAttempts:
         # Postgres or the broker failed mid-way: the sender queue takes the task over. A
         # sender that finds the attempt recorded does not POST it again.
         try:
-            await self._publisher.publish_steps([TaskStep(task)])
+            await self._publisher.publish_steps([step])
         except Exception:
             log.warning(
                 "could not hand a first attempt to the sender queue",

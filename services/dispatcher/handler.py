@@ -84,8 +84,6 @@ class Repository(Protocol):
 
 
 class Publisher(Protocol):
-    async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None: ...
-
     async def publish_steps(self, steps: Sequence[TaskStep]) -> None: ...
 
 
@@ -387,7 +385,8 @@ class Dispatcher:
         published = await asyncio.gather(
             *(
                 loop.create_task(
-                    self._publisher.publish_first_attempts(tasks), context=batch[i].context
+                    self._publisher.publish_steps([TaskStep(task) for task in tasks]),
+                    context=batch[i].context,
                 )
                 for i, tasks in publishing
             ),
@@ -401,8 +400,9 @@ class Dispatcher:
         return confirmed
 
     def _release(self, here: dict[int, list[DeliveryTask]]) -> None:
+        """Give back the room of first attempts that will not run (the batch failed)."""
         for tasks in here.values():
-            assert self._first_attempts is not None
+            assert self._first_attempts is not None  # nothing is reserved without it
             self._first_attempts.release(len(tasks))
 
     def _tasks(

@@ -29,8 +29,6 @@ from libs.common.broker.topology import (
     Topology,
 )
 
-FIRST_ATTEMPT_HEADERS = {ATTEMPT_HEADER: 1, SCHEDULE_START_HEADER: 1}
-
 
 @dataclass(frozen=True)
 class TaskStep:
@@ -39,6 +37,10 @@ class TaskStep:
     task: DeliveryTask
     attempt: int = 1
     schedule_start: int = 1
+
+    def headers(self) -> dict[str, int]:
+        """The step as the sender reads it from a message (ours, not `x-…`: SPEC §7)."""
+        return {ATTEMPT_HEADER: self.attempt, SCHEDULE_START_HEADER: self.schedule_start}
 
 
 class DeliveryPublisher:
@@ -52,10 +54,6 @@ class DeliveryPublisher:
         if self._declared is None:
             self._declared = await self._broker.declare_exchange(self._exchange)
         return self._declared
-
-    async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
-        """Publish every task and wait for every confirm; raises if any was not confirmed."""
-        await self.publish_steps([TaskStep(task) for task in tasks])
 
     async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
         """Publish every step and wait for every confirm; raises if any was not confirmed."""
@@ -74,10 +72,6 @@ class DeliveryPublisher:
             message = persistent_message(
                 task.to_bytes(),
                 task.delivery_id,
-                {
-                    ATTEMPT_HEADER: step.attempt,
-                    SCHEDULE_START_HEADER: step.schedule_start,
-                    **trace_headers,
-                },
+                {**step.headers(), **trace_headers},
             )
             await exchange.publish(message, routing_key=SEND_ROUTING_KEY, mandatory=True)

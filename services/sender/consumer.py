@@ -171,6 +171,13 @@ class DeliverySender:
         except ValidationError as exc:
             log.warning("malformed delivery task, dead-lettering", extra={"error": str(exc)[:500]})
             return Verdict.REJECT
+        return await self.handle_task(task, body, headers)
+
+    async def handle_task(
+        self, task: DeliveryTask, body: bytes, headers: Mapping[str, Any]
+    ) -> Verdict:
+        """`handle` for a task already parsed (`body` is its wire form, for the retry tier):
+        the dispatcher's own first attempts come here with the task they just built."""
         ids = {
             "delivery_id": task.delivery_id,
             "event_id": task.event_id,

@@ -29,7 +29,7 @@ from libs.common.plans import Plan
 from libs.common.settings import get_settings
 from libs.common.worker import Verdict, build_broker
 from services.dispatcher.handler import Dispatcher, Publisher
-from services.dispatcher.publisher import DeliveryPublisher
+from services.dispatcher.publisher import DeliveryPublisher, TaskStep
 from services.dispatcher.repository import DispatcherRepository
 from tests.pipeline.conftest import NO_FIRST_ATTEMPTS_HERE
 from tests.pipeline.harness import Pipeline, eventually
@@ -138,11 +138,11 @@ class FlakyPublisher:
         self._real = real
         self.failing_event_id = failing_event_id
 
-    async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
-        if tasks and tasks[0].event_id == self.failing_event_id:
-            await self._real.publish_first_attempts(tasks[:-1])
+    async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
+        if steps and steps[0].task.event_id == self.failing_event_id:
+            await self._real.publish_steps(steps[:-1])
             raise ConnectionError("the broker never confirmed the last task")
-        await self._real.publish_first_attempts(tasks)
+        await self._real.publish_steps(steps)
 
 
 class SlowPublisher:
@@ -152,9 +152,9 @@ class SlowPublisher:
         self._real = real
         self._delay_s = delay_s
 
-    async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
+    async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
         await asyncio.sleep(self._delay_s)
-        await self._real.publish_first_attempts(tasks)
+        await self._real.publish_steps(steps)
 
 
 @pytest.fixture

@@ -119,7 +119,9 @@ class FakeAttempts:
     verdict: Verdict
     headers: list[dict[str, int]] = field(default_factory=list)
 
-    async def handle(self, body: bytes, headers: dict[str, int]) -> Verdict:
+    async def handle_task(
+        self, task: DeliveryTask, body: bytes, headers: dict[str, int]
+    ) -> Verdict:
         self.headers.append(dict(headers))
         return self.verdict
 

@@ -459,9 +459,6 @@ class FakePublisher:
     tasks: list[DeliveryTask] = field(default_factory=list)
     steps: list[TaskStep] = field(default_factory=list)
 
-    async def publish_first_attempts(self, tasks: Sequence[DeliveryTask]) -> None:
-        await self.publish_steps([TaskStep(task) for task in tasks])
-
     async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
         await asyncio.sleep(0)  # confirms arrive later: the batch's other events go on
         if self.fail or any(s.task.event_id in self.fail_events for s in steps):
