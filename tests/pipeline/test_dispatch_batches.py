@@ -22,7 +22,12 @@ import pytest
 from faststream.rabbit import RabbitBroker
 
 from libs.common.broker.messages import DeliveryTask, EventMessage
-from libs.common.broker.topology import Topology, declare_topology
+from libs.common.broker.topology import (
+    ATTEMPT_HEADER,
+    SCHEDULE_START_HEADER,
+    Topology,
+    declare_topology,
+)
 from libs.common.db.pool import create_pool
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
@@ -500,3 +505,28 @@ async def test_two_dispatcher_processes_given_every_event_twice_publish_one_set(
     finally:
         await pipe.stop_all()
         await pipe.delete_broker_objects()
+
+
+async def test_a_republished_step_carries_its_attempt_and_schedule_in_the_headers(
+    test_env: dict[str, str], broker: tuple[RabbitBroker, Topology]
+) -> None:
+    """A recovered delivery (handler.py, RECOVERED) must reach the sender at the attempt it
+    was at: the sender then redoes only what follows an attempt already recorded."""
+    real_broker, topology = broker
+    task = DeliveryTask(
+        delivery_id=new_id(IdPrefix.DELIVERY),
+        event_id=new_id(IdPrefix.EVENT),
+        endpoint_id="dest_1",
+        organization_id="org_1",
+        type="mapping.completed",
+        event_created_at="2026-11-22T12:00:00Z",
+        data={},
+    )
+    await DeliveryPublisher(real_broker, topology).publish_steps([TaskStep(task, 3, 2)])
+    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
+    async with connection:
+        queue = await (await connection.channel()).get_queue(topology.sender_queue.name)
+        message = await eventually(lambda: queue.get(no_ack=True, fail=False), bool)
+    assert message.headers[ATTEMPT_HEADER] == 3
+    assert message.headers[SCHEDULE_START_HEADER] == 2
+    assert DeliveryTask.model_validate_json(message.body) == task
