@@ -29,6 +29,7 @@ from libs.common.broker.messages import DeliveryTask
 from libs.common.worker import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.publisher import TaskStep
+from services.sender.repository import DeliveryRow
 
 log = logging.getLogger("hookpost.dispatcher.first_attempts")
 
@@ -39,8 +40,19 @@ class Attempts(Protocol):
     """The sender's handler of one task (DeliverySender)."""
 
     async def handle_task(
-        self, task: DeliveryTask, body: bytes, headers: dict[str, int]
+        self,
+        task: DeliveryTask,
+        body: bytes,
+        headers: dict[str, int],
+        *,
+        created: DeliveryRow | None = None,
     ) -> Verdict: ...
+
+
+class CreatedRows(Protocol):
+    """The sender's rows of deliveries just created, unread (SenderRepository.created)."""
+
+    async def created(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]: ...
 
 
 class DeadLetters(Protocol):
@@ -57,6 +69,7 @@ class FirstAttempts:
     def __init__(
         self,
         attempts: Attempts,
+        rows: CreatedRows,
         dead_letters: DeadLetters,
         publisher: TaskPublisher,
         *,
@@ -64,6 +77,7 @@ class FirstAttempts:
         max_events: int,
     ) -> None:
         self._attempts = attempts
+        self._rows = rows
         self._dead_letters = dead_letters
         self._publisher = publisher
         self._max_attempts = max_attempts
@@ -94,17 +108,23 @@ class FirstAttempts:
         sender queue (the event must then be redelivered, and recovered)."""
         try:
             metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
-            settled = await asyncio.gather(*(self._settle(task) for task in tasks))
+            # The rows were just created, so they are not read again (a sender reads its
+            # task's row: it may have changed since); a task whose endpoint is gone from the
+            # cache (None) is read, and found gone.
+            rows = await self._rows.created(tasks)
+            settled = await asyncio.gather(
+                *(self._settle(task, row) for task, row in zip(tasks, rows, strict=True))
+            )
             return all(settled)
         finally:
             self.release(len(tasks))
 
-    async def _settle(self, task: DeliveryTask) -> bool:
+    async def _settle(self, task: DeliveryTask, created: DeliveryRow | None) -> bool:
         step, body = TaskStep(task), task.to_bytes()
         # Its own span (the sender's "process" span for attempt 1): the ids the sender's
         # code puts on the current span must not land on the event's, shared by its fan-out.
         with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
-            verdict = await self._attempts.handle_task(task, body, step.headers())
+            verdict = await self._attempts.handle_task(task, body, step.headers(), created=created)
         if verdict is Verdict.REJECT:
             # No attempt left after the first (a sink with retry_failed_push 0): what the
             # sender queue's dead-lettering would have done.

@@ -106,6 +106,7 @@ async def open_first_attempts(
     )
     first_attempts = FirstAttempts(
         parts.sender,
+        parts.repository,
         parts.dead_letters,
         publisher,
         max_attempts=settings.dispatcher_first_attempts,

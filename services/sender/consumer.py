@@ -174,10 +174,16 @@ class DeliverySender:
         return await self.handle_task(task, body, headers)
 
     async def handle_task(
-        self, task: DeliveryTask, body: bytes, headers: Mapping[str, Any]
+        self,
+        task: DeliveryTask,
+        body: bytes,
+        headers: Mapping[str, Any],
+        *,
+        created: DeliveryRow | None = None,
     ) -> Verdict:
         """`handle` for a task already parsed (`body` is its wire form, for the retry tier):
-        the dispatcher's own first attempts come here with the task they just built."""
+        the dispatcher's own first attempts come here with the task they just built and,
+        as `created`, the row of the delivery they just created, which is then not read."""
         ids = {
             "delivery_id": task.delivery_id,
             "event_id": task.event_id,
@@ -185,16 +191,21 @@ class DeliverySender:
         }
         telemetry.annotate(**ids, organization_id=task.organization_id)
         try:
-            return await self._handle(task, body, headers, ids)
+            return await self._handle(task, body, headers, ids, created)
         except Exception:
             log.exception("delivery task failed, requeueing", extra=ids)
             return Verdict.REQUEUE
 
     async def _handle(
-        self, task: DeliveryTask, body: bytes, headers: Mapping[str, Any], ids: dict[str, str]
+        self,
+        task: DeliveryTask,
+        body: bytes,
+        headers: Mapping[str, Any],
+        ids: dict[str, str],
+        created: DeliveryRow | None,
     ) -> Verdict:
         header_attempt = _int_header(headers, ATTEMPT_HEADER)
-        row = await self._repo.load(task.delivery_id, header_attempt or 1)
+        row = created or await self._repo.load(task.delivery_id, header_attempt or 1)
         if row is None:
             log.info("delivery no longer exists (endpoint deleted), skipping", extra=ids)
             return Verdict.ACK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import asyncpg
 
 from libs.common.batching import Batcher
-from libs.common.endpoint_kinds import EndpointKind
+from libs.common.broker.messages import DeliveryTask
+from libs.common.endpoint_kinds import DeliveryStatus, EndpointKind
 from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 
 # Per (delivery id, attempt number) pair of a batch (`ord` says which): the delivery's state,
@@ -187,16 +189,45 @@ class SenderRepository:
         rows = await self._pool.fetch(
             _LOAD, [delivery_id for delivery_id, _ in wanted], [number for _, number in wanted]
         )
-        endpoints = await self.endpoints.get_many(row["endpoint_id"] for row in rows)
-        found: list[DeliveryRow | None] = [None] * len(wanted)
-        sinks: list[tuple[int, asyncpg.Record, EndpointSettings]] = []
-        for row in rows:
+        return await self._with_endpoints(len(wanted), [(row["ord"] - 1, row) for row in rows])
+
+    async def created(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
+        """The rows of deliveries their caller created a moment ago and holds the tasks of
+        (the dispatcher's first attempts), without reading them: PENDING, no attempt yet,
+        the schedule from attempt 1. The endpoint comes from the cache as for `load`; None
+        where it no longer exists."""
+        rows = [
+            (
+                position,
+                {
+                    "status": DeliveryStatus.PENDING.value,
+                    "attempt_count": 0,
+                    "schedule_start": 1,
+                    "endpoint_id": task.endpoint_id,
+                    "event_id": task.event_id,
+                    "recorded_succeeded": None,
+                    "recorded_http_status": None,
+                },
+            )
+            for position, task in enumerate(tasks)
+        ]
+        return await self._with_endpoints(len(tasks), rows)
+
+    async def _with_endpoints(
+        self, wanted: int, rows: list[tuple[int, Mapping[str, Any]]]
+    ) -> list[DeliveryRow | None]:
+        """Per wanted position, its delivery row with its endpoint's settings (and an agent
+        sink's job); None where the delivery or its endpoint no longer exists."""
+        endpoints = await self.endpoints.get_many(row["endpoint_id"] for _, row in rows)
+        found: list[DeliveryRow | None] = [None] * wanted
+        sinks: list[tuple[int, Mapping[str, Any], EndpointSettings]] = []
+        for position, row in rows:
             endpoint = endpoints.get(row["endpoint_id"])
             if endpoint is None:
                 continue  # deleted since: its deliveries go with it
-            found[row["ord"] - 1] = _delivery_row(row, endpoint)
+            found[position] = _delivery_row(row, endpoint)
             if endpoint.kind == EndpointKind.AGENT_SINK:
-                sinks.append((row["ord"] - 1, row, endpoint))
+                sinks.append((position, row, endpoint))
         if sinks:
             await self._add_sink_jobs(found, sinks)
         return found
@@ -208,7 +239,7 @@ class SenderRepository:
     async def _add_sink_jobs(
         self,
         found: list[DeliveryRow | None],
-        sinks: list[tuple[int, asyncpg.Record, EndpointSettings]],
+        sinks: list[tuple[int, Mapping[str, Any], EndpointSettings]],
     ) -> None:
         jobs = await self._pool.fetch(
             _SINK_JOBS,
@@ -270,7 +301,7 @@ class SenderRepository:
         await self.endpoints.close()
 
 
-def _delivery_row(row: asyncpg.Record, endpoint: EndpointSettings) -> DeliveryRow:
+def _delivery_row(row: Mapping[str, Any], endpoint: EndpointSettings) -> DeliveryRow:
     return DeliveryRow(
         status=row["status"],
         attempt_count=row["attempt_count"],

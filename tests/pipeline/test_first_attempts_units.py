@@ -14,6 +14,7 @@ from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.publisher import TaskStep
 from services.dispatcher.repository import PendingStep
+from services.sender.repository import DeliveryRow
 from tests.pipeline.test_handler_units import (
     NOW,
     FakeDispatchRepo,
@@ -21,6 +22,7 @@ from tests.pipeline.test_handler_units import (
     context,
     event,
 )
+from tests.support.factories import sender_delivery_row
 
 
 @dataclass
@@ -118,12 +120,26 @@ async def test_a_first_delivery_of_a_duplicate_publishes_nothing() -> None:
 class FakeAttempts:
     verdict: Verdict
     headers: list[dict[str, int]] = field(default_factory=list)
+    created: list[DeliveryRow | None] = field(default_factory=list)
 
     async def handle_task(
-        self, task: DeliveryTask, body: bytes, headers: dict[str, int]
+        self,
+        task: DeliveryTask,
+        body: bytes,
+        headers: dict[str, int],
+        *,
+        created: DeliveryRow | None = None,
     ) -> Verdict:
         self.headers.append(dict(headers))
+        self.created.append(created)
         return self.verdict
+
+
+class FakeCreatedRows:
+    """Each task's row, as SenderRepository.created builds it (the endpoint id tells)."""
+
+    async def created(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
+        return [sender_delivery_row(id=task.endpoint_id) for task in tasks]
 
 
 @dataclass
@@ -136,11 +152,11 @@ class FakeDeadLetters:
         return self.verdict
 
 
-def task(delivery_id: str = "del_1") -> DeliveryTask:
+def task(delivery_id: str = "del_1", endpoint_id: str = "dest_1") -> DeliveryTask:
     return DeliveryTask(
         delivery_id=delivery_id,
         event_id="evt_1",
-        endpoint_id="dest_1",
+        endpoint_id=endpoint_id,
         organization_id="org_1",
         type="mapping.completed",
         event_created_at=NOW,
@@ -155,6 +171,7 @@ def first_attempts(
 ) -> FirstAttempts:
     return FirstAttempts(
         attempts,
+        FakeCreatedRows(),
         dead or FakeDeadLetters(),
         publisher or FakePublisher(),
         max_attempts=3,
@@ -179,6 +196,17 @@ async def test_a_settled_attempt_is_its_first_and_publishes_nothing() -> None:
     assert await here.run([task("del_1"), task("del_2")])
     assert [h[ATTEMPT_HEADER] for h in attempts.headers] == [1, 1] and publisher.steps == []
     assert here.reserve(3)  # the room came back
+
+
+async def test_each_attempt_gets_its_created_row_so_that_it_is_not_read_again() -> None:
+    attempts = FakeAttempts(Verdict.ACK)
+    here = first_attempts(attempts)
+    assert here.reserve(2)
+    assert await here.run([task("del_1", "dest_a"), task("del_2", "dest_b")])
+    assert [row.endpoint.id for row in attempts.created if row is not None] == [
+        "dest_a",
+        "dest_b",
+    ]
 
 
 async def test_no_attempt_left_after_the_first_marks_the_delivery_dead() -> None:

@@ -191,7 +191,10 @@ class FakeSenderRepo:
     committed_row: DeliveryRow | None = None
     awaited_writers: int = 0
 
+    loads: int = 0
+
     async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
+        self.loads += 1
         return self.row
 
     async def await_writers(self, delivery_id: str) -> None:
@@ -273,6 +276,15 @@ async def test_sender_success_records_attempt_one_under_the_delivery_id() -> Non
         1,
     )
     assert retries.published == []
+
+
+async def test_sender_given_the_row_it_just_created_posts_without_reading_it() -> None:
+    repo, http, retries = FakeSenderRepo(None), FakeHttp(OK), FakeRetries()
+    verdict = await sender(repo, http, retries).handle_task(
+        TASK, TASK.to_bytes(), headers(1), created=delivery_row()
+    )
+    assert verdict is Verdict.ACK and repo.loads == 0
+    assert len(http.calls) == 1 and repo.recorded[0].new_status == "SUCCEEDED"
 
 
 async def test_sender_failure_with_attempts_left_publishes_the_next_tier_then_acks() -> None:

@@ -12,10 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from libs.common.broker.messages import DeliveryTask
+from libs.common.endpoint_kinds import EndpointKind
 from libs.common.ids import IdPrefix, new_id
 from libs.common.plans import Plan
 from services.sender.repository import AttemptRecord, SenderRepository
-from tests.support.factories import attempts_of, insert_pending_delivery, make_endpoint
+from tests.support.factories import (
+    attempts_of,
+    event_message,
+    insert_event,
+    insert_pending_delivery,
+    make_endpoint,
+)
 
 
 def attempt(delivery_id: str, number: int, *, ok: bool) -> AttemptRecord:
@@ -81,3 +89,87 @@ async def test_a_deleted_delivery_records_nothing(
     await db_pool.execute("DELETE FROM deliveries WHERE id = $1", delivery_id)
     assert await SenderRepository(db_pool).record(attempt(delivery_id, 1, ok=True)) is None
     assert await attempts_of(db_pool, delivery_id) == []
+
+
+async def test_a_just_created_row_is_what_loading_it_would_read(
+    db_pool: asyncpg.Pool, make_org: Callable
+) -> None:
+    # The dispatcher's first attempts take `created` rows instead of reading them back:
+    # for a destination and for an agent sink (with the job it pushes), the row must be
+    # the one a sender's `load` reads for the same new delivery.
+    org = await make_org(Plan.PRO_MAX)
+    agent_id, job_id = new_id(IdPrefix.AGENT), new_id(IdPrefix.MAPPING_JOB)
+    await db_pool.execute(
+        "INSERT INTO agents (id, organization_id, name, workspace_id) VALUES ($1, $2, 'a', 'ws_1')",
+        agent_id,
+        org.organizationId,
+    )
+    await db_pool.execute(
+        "INSERT INTO mapping_jobs (id, organization_id, agent_id, status, stats, results,"
+        " completed_at) VALUES ($1, $2, $3, 'COMPLETED', $4, $5, now())",
+        job_id,
+        org.organizationId,
+        agent_id,
+        {"rows": 2},
+        [{"b": 1, "a": 2}],
+    )
+    destination = await make_endpoint(
+        db_pool, org.organizationId, "http://127.0.0.1:9/hook", ["mapping.completed"]
+    )
+    sink = await make_endpoint(
+        db_pool,
+        org.organizationId,
+        "http://127.0.0.1:9/sink",
+        ["mapping.completed"],
+        kind=EndpointKind.AGENT_SINK,
+    )
+    await db_pool.execute("UPDATE endpoints SET agent_id = $1 WHERE id = $2", agent_id, sink.id)
+    event = event_message(org.organizationId, data={"mappingJobId": job_id})
+    await insert_event(db_pool, event)
+    tasks = []
+    for endpoint_id in (destination.id, sink.id):
+        delivery_id = new_id(IdPrefix.DELIVERY)
+        await db_pool.execute(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)"
+            " VALUES ($1, $2, $3, $4)",
+            delivery_id,
+            event.id,
+            endpoint_id,
+            org.organizationId,
+        )
+        tasks.append(
+            DeliveryTask(
+                delivery_id=delivery_id,
+                event_id=event.id,
+                endpoint_id=endpoint_id,
+                organization_id=org.organizationId,
+                type=event.type,
+                event_created_at=event.created_at,
+                data=event.data,
+            )
+        )
+    repository = SenderRepository(db_pool)
+
+    created = await repository.created(tasks)
+    loaded = [await repository.load(task.delivery_id, 1) for task in tasks]
+
+    assert created == loaded
+    assert created[1] is not None and created[1].job_id == job_id  # the sink's job came along
+
+
+async def test_a_created_row_whose_endpoint_is_gone_is_none(
+    db_pool: asyncpg.Pool, make_org: Callable
+) -> None:
+    delivery_id = await new_delivery(db_pool, make_org)
+    row = await db_pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
+    await db_pool.execute("DELETE FROM endpoints WHERE id = $1", row["endpoint_id"])
+    task = DeliveryTask(
+        delivery_id=delivery_id,
+        event_id=row["event_id"],
+        endpoint_id=row["endpoint_id"],
+        organization_id=row["organization_id"],
+        type="mapping.completed",
+        event_created_at=datetime.now(UTC),
+        data={},
+    )
+    assert await SenderRepository(db_pool).created([task]) == [None]
