@@ -5,18 +5,20 @@ ack / reject / nack. Nothing here acknowledges anything, so the logic is testabl
 
 The events in flight share their database round trips: `handle` submits its event to a
 Batcher, whose batch is dispatched with one statement per step for all of its events
-(prepare + lock, deliveries, mark dispatched + unlock; repository.py). Each message still
+(prepare + lock, deliveries, mark dispatched + unlock; repository.py); an event whose
+first attempts are all made here is marked by the deliveries statement. Each message still
 gets its own verdict: one event's failed publish requeues that event only. Two copies of
 one event never share a batch (the batcher's key); a copy whose twin is being dispatched
 by another batch or replica right now waits for it alone, then finds nothing to publish.
 
 First attempts: while it has room (first_attempts.py), the dispatcher POSTs a new event's
-deliveries itself after the batch commits, and acknowledges the event's message only once
-every one is settled; otherwise it publishes them to the sender queue, confirmed before the
-event is marked dispatched. So a copy of a dispatched event that the broker *redelivers*
-(its holder died or gave it back) may be all that is left of attempts that never finished:
-it republishes the current step of each of the event's PENDING deliveries (RECOVERED). A
-copy delivered for the first time (a producer's or the relay's duplicate) only acks.
+deliveries itself once they are stored and the event marked dispatched, and acknowledges
+the event's message only once every one is settled; otherwise it publishes them to the
+sender queue, confirmed before the event is marked dispatched. So a copy of a dispatched
+event that the broker *redelivers* (its holder died or gave it back) may be all that is
+left of attempts that never finished: it republishes the current step of each of the
+event's PENDING deliveries (RECOVERED). A copy delivered for the first time (a producer's
+or the relay's duplicate) only acks.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -67,7 +69,7 @@ class EventLocks(Protocol):
     async def drop(self, event_ids: Sequence[str], hour: str) -> dict[str, int]: ...
 
     async def insert_deliveries(
-        self, planned: Sequence[PlannedDeliveries]
+        self, planned: Sequence[PlannedDeliveries], *, finished: Sequence[str] = ()
     ) -> dict[str, list[PendingDelivery] | None]: ...
 
     async def finish(self, event_ids: Sequence[str]) -> None: ...
@@ -337,50 +339,78 @@ class Dispatcher:
         results: list[Result | None],
     ) -> None:
         planned = [_planned(batch[i].event, contexts[i]) for i in indexes]
-        pending = await locks.insert_deliveries(planned)
+        # An event with nothing to deliver, or room here for every first attempt it plans,
+        # is marked dispatched by the deliveries statement itself: none of its tasks has to
+        # be confirmed before the mark (a redelivered copy recovers attempts that do not
+        # settle). The others are marked by `finish`, once each of their tasks is confirmed.
+        room = {
+            i: len(each.endpoint_ids)
+            for i, each in zip(indexes, planned, strict=True)
+            if not each.endpoint_ids or self._reserve(len(each.endpoint_ids))
+        }
+        try:
+            pending = await locks.insert_deliveries(
+                planned, finished=[batch[i].event.id for i in room]
+            )
+        except BaseException:
+            self._release(room.values())
+            raise
         publishing: list[tuple[int, list[DeliveryTask]]] = []
         here: dict[int, list[DeliveryTask]] = {}  # first attempts POSTed by this replica
-        confirmed: list[int] = []  # every task confirmed (or none to publish)
+        to_finish: list[int] = []  # not marked yet: once their tasks are confirmed
         for i in indexes:
             deliveries = pending[batch[i].event.id]
+            reserved = room.get(i, 0)
+            if reserved and (deliveries is None or len(deliveries) != reserved):
+                # The statement found other deliveries than planned (an earlier run's).
+                self._release([reserved])
+                reserved = 0
             if deliveries is None:
                 results[i] = DUPLICATE  # dispatched meanwhile (the stale snapshot's case)
-            elif not deliveries:
-                confirmed.append(i)
-            elif self._first_attempts is not None and self._first_attempts.reserve(len(deliveries)):
-                here[i] = self._tasks(batch[i].event, deliveries)
-                confirmed.append(i)
+                continue
+            if i not in room:
+                to_finish.append(i)
+            if not deliveries:
+                continue
+            tasks = self._tasks(batch[i].event, deliveries)
+            if reserved or self._reserve(len(deliveries)):
+                here[i] = tasks
             else:
-                publishing.append((i, self._tasks(batch[i].event, deliveries)))
+                publishing.append((i, tasks))
         try:
-            confirmed += await self._publish(batch, publishing, results)
-            if confirmed:
+            unconfirmed = await self._publish(batch, publishing, results)
+            to_finish = [i for i in to_finish if i not in unconfirmed]
+            if to_finish:
                 # Only after every task of these events was confirmed; releases the locks
                 # too. The first attempts made here start after this commit (their event's
                 # message stays unacknowledged until they are settled).
-                await locks.finish([batch[i].event.id for i in confirmed])
+                await locks.finish([batch[i].event.id for i in to_finish])
         except BaseException:
-            self._release(here)
+            self._release(len(tasks) for tasks in here.values())
             raise
-        for i in confirmed:
-            count = len(pending[batch[i].event.id] or [])
-            results[i] = Result(
-                Outcome.DISPATCHED,
-                "event dispatched",
-                deliveries=count,
-                first_attempts=tuple(here.get(i, ())),
-            )
+        for i in indexes:
+            if results[i] is None:
+                results[i] = Result(
+                    Outcome.DISPATCHED,
+                    "event dispatched",
+                    deliveries=len(pending[batch[i].event.id] or []),
+                    first_attempts=tuple(here.get(i, ())),
+                )
+
+    def _reserve(self, deliveries: int) -> bool:
+        """Room here for an event's `deliveries` first attempts (taken if there is)."""
+        return self._first_attempts is not None and self._first_attempts.reserve(deliveries)
 
     async def _publish(
         self,
         batch: Sequence[Submitted],
         publishing: list[tuple[int, list[DeliveryTask]]],
         results: list[Result | None],
-    ) -> list[int]:
-        """Publish each event's tasks; the events whose every task was confirmed. Each
+    ) -> set[int]:
+        """Publish each event's tasks; the events one of whose tasks was not confirmed. Each
         event's publish runs in its own message's context (its span is the parent); one
         event's unconfirmed task fails that event only (REQUEUED in `results`)."""
-        confirmed: list[int] = []
+        unconfirmed: set[int] = set()
         loop = asyncio.get_running_loop()
         published = await asyncio.gather(
             *(
@@ -395,15 +425,15 @@ class Dispatcher:
         for (i, _), outcome in zip(publishing, published, strict=True):
             if isinstance(outcome, BaseException):
                 results[i] = Result(Outcome.REQUEUED, error=outcome)
-            else:
-                confirmed.append(i)
-        return confirmed
+                unconfirmed.add(i)
+        return unconfirmed
 
-    def _release(self, here: dict[int, list[DeliveryTask]]) -> None:
-        """Give back the room of first attempts that will not run (the batch failed)."""
-        for tasks in here.values():
-            assert self._first_attempts is not None  # nothing is reserved without it
-            self._first_attempts.release(len(tasks))
+    def _release(self, reserved: Iterable[int]) -> None:
+        """Give back the room of events' first attempts that will not run here."""
+        for deliveries in reserved:
+            if deliveries:  # nothing was reserved for an event with nothing to deliver
+                assert self._first_attempts is not None  # nothing is reserved without it
+                self._first_attempts.release(deliveries)
 
     def _tasks(
         self, event: EventMessage, deliveries: Sequence[PendingDelivery | PendingStep]

@@ -1,8 +1,10 @@
 """Every SQL statement the dispatcher runs (and nothing else talks to Postgres for it).
 
 Each statement takes a whole batch of events (handler.py coalesces the events in flight),
-so a batch of N events costs the same round trips as one event: prepare + lock, deliveries,
-and mark dispatched + unlock.
+so a batch of N events costs the same round trips as one event: prepare + lock, then
+deliveries, which also marks dispatched + unlocks the events whose tasks need no confirm
+first (first attempts made here), then, only for events whose tasks were published, mark
+dispatched + unlock.
 """
 
 from __future__ import annotations
@@ -97,11 +99,16 @@ ORDER BY i.ord
 """
 
 # (d): every delivery of the batch in one statement, each only while its event is still
-# open (not dispatched meanwhile); the second half returns deliveries an earlier,
+# open (not dispatched meanwhile); the second part returns deliveries an earlier,
 # interrupted run inserted but never sent (this statement's own new rows are not visible
 # to it: one snapshot per statement), found through the events' ids (the (event_id,
 # endpoint_id) index), never through every PENDING delivery; the third names the events
 # found already dispatched.
+# The events in $5 are finished by this statement as well, as _FINISH does: marked
+# dispatched, and their session locks released, each taken again for the transaction first
+# (the subquery with OFFSET 0 is evaluated row by row before the unlock above it). The last
+# part only makes the unlocks run (a CTE no part reads is never evaluated): its one row has
+# a NULL event id.
 _INSERT_DELIVERIES = """
 WITH open_event AS (
     SELECT e.id, e.organization_id
@@ -114,6 +121,18 @@ WITH open_event AS (
     JOIN open_event ON open_event.id = candidate.event_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING event_id, id, endpoint_id
+), marked AS (
+    UPDATE events e SET dispatched_at = now()
+    FROM open_event
+    WHERE e.id = open_event.id AND open_event.id = ANY ($5::text[])
+    RETURNING e.id
+), unlocked AS (
+    SELECT pg_advisory_unlock(relocked.key)
+    FROM (
+        SELECT key, pg_advisory_xact_lock(key)
+        FROM (SELECT hashtextextended(id, 0) AS key FROM unnest($5::text[]) AS f (id)) AS k
+        OFFSET 0
+    ) AS relocked
 )
 SELECT event_id, id, endpoint_id, true AS open FROM inserted
 UNION ALL
@@ -123,6 +142,8 @@ WHERE d.status = 'PENDING' AND d.attempt_count = 0
 UNION ALL
 SELECT wanted.id, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
+UNION ALL
+SELECT NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM unlocked) AS done
 """
 
 # The batch's last statement: its delivered events are marked dispatched and every lock the
@@ -265,7 +286,12 @@ class EventLocks:
         self._pool = pool
         self._wait = wait
         self._conn: asyncpg.Connection | None = None
-        self._locked = False
+        self._failed = False  # a failed `prepare` may have left locks it never reported
+        self._held: set[str] = set()  # the events whose lock this batch holds
+
+    @property
+    def _locked(self) -> bool:
+        return self._failed or bool(self._held)
 
     async def __aenter__(self) -> EventLocks:
         self._conn = await self._pool.acquire()
@@ -297,13 +323,13 @@ class EventLocks:
         except Exception:
             # Session locks outlive a failed statement, and rows before the failing one
             # may have taken theirs: the exit unlocks (or discards the connection).
-            self._locked = True
+            self._failed = True
             raise
         except BaseException:
             # A cancelled wait may still have been granted on the server.
             await self._discard()
             raise
-        self._locked = any(row["locked"] for row in rows)
+        self._held = {events[row["ord"] - 1].id for row in rows if row["locked"]}
         contexts: list[EventContext | None] = [None] * len(events)
         for row in rows:
             contexts[row["ord"] - 1] = _context(row)
@@ -318,9 +344,12 @@ class EventLocks:
         return {row["id"]: row["total"] for row in rows}
 
     async def insert_deliveries(
-        self, planned: Sequence[PlannedDeliveries]
+        self, planned: Sequence[PlannedDeliveries], *, finished: Sequence[str] = ()
     ) -> dict[str, list[PendingDelivery] | None]:
-        """Per event, the deliveries to publish, or None when it is already dispatched."""
+        """Per event, the deliveries to publish, or None when it is already dispatched.
+
+        The events named in `finished` (of `planned`) are also marked dispatched and
+        unlocked, as `finish` would: those none of whose tasks must be confirmed first."""
         assert self._conn is not None
         columns: tuple[list[str], list[str], list[str]] = ([], [], [])
         for each in planned:
@@ -329,10 +358,13 @@ class EventLocks:
             columns[2].extend(each.endpoint_ids)
         with _event_data_errors():
             rows = await self._conn.fetch(
-                _INSERT_DELIVERIES, [each.event_id for each in planned], *columns
+                _INSERT_DELIVERIES, [each.event_id for each in planned], *columns, list(finished)
             )
+        self._held.difference_update(finished)
         found: dict[str, list[PendingDelivery] | None] = {each.event_id: [] for each in planned}
         for row in rows:
+            if row["event_id"] is None:
+                continue  # the row that runs the unlocks
             deliveries = found[row["event_id"]]
             if not row["open"]:
                 found[row["event_id"]] = None
@@ -344,7 +376,8 @@ class EventLocks:
         """Mark the events dispatched and release every lock of the batch (its last step)."""
         assert self._conn is not None
         await self._conn.fetchval(_FINISH, list(event_ids))
-        self._locked = False
+        self._held.clear()
+        self._failed = False
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self._conn is None:

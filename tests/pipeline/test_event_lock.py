@@ -118,6 +118,53 @@ async def test_finish_keeps_each_lock_until_the_mark_commits(
     assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
 
 
+async def test_the_deliveries_statement_finishes_the_events_it_is_given(
+    worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
+) -> None:
+    # An event whose first attempts are all made here is marked and unlocked by the
+    # deliveries statement (no `finish`): its lock, like finish's, is held until the mark
+    # commits; the other event of the batch stays locked and unmarked until its finish.
+    endpoint, here = await _subscribed_event(db_pool, make_org)
+    later = event_message(endpoint.organization_id)
+    repo = DispatcherRepository(worker_pool)
+    try_lock = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+    dispatched = "SELECT id FROM events WHERE id = ANY($1::text[]) AND dispatched_at IS NOT NULL"
+    async with db_pool.acquire() as twin:
+        async with repo.event_locks() as batch:
+            await batch.prepare([here, later], pending_limit=100)
+            assert batch._conn is not None
+            transaction = batch._conn.transaction()
+            await transaction.start()
+            found = await batch.insert_deliveries(
+                [*_one(here.id, endpoint.id), *_one(later.id, endpoint.id)], finished=[here.id]
+            )
+            assert [len(found[here.id] or []), len(found[later.id] or [])] == [1, 1]
+            assert await twin.fetchval(try_lock, here.id) is False, "unlocked before the mark"
+            await transaction.commit()
+            assert await twin.fetchval(try_lock, here.id) is True
+            assert await twin.fetchval(try_lock, later.id) is False  # still the batch's
+            assert [r["id"] for r in await db_pool.fetch(dispatched, [here.id, later.id])] == [
+                here.id
+            ]
+            await batch.finish([later.id])
+        await twin.execute("SELECT pg_advisory_unlock_all()")
+    assert len(await db_pool.fetch(dispatched, [here.id, later.id])) == 2
+    assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
+
+
+async def test_a_batch_all_finished_by_its_deliveries_statement_needs_no_unlock(
+    worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
+) -> None:
+    endpoint, event = await _subscribed_event(db_pool, make_org)
+    async with DispatcherRepository(worker_pool).event_locks() as batch:
+        await batch.prepare([event], pending_limit=100)
+        await batch.insert_deliveries(_one(event.id, endpoint.id), finished=[event.id])
+        assert batch._conn is not None
+        assert await db_pool.fetchval(LOCKS_HELD, [batch._conn.get_server_pid()]) == 0
+        assert not batch._locked  # so the exit sends no unlock statement
+    assert await db_pool.fetchval(LOCKS_HELD, await _backend_pids(worker_pool)) == 0
+
+
 async def test_a_batch_does_not_wait_for_a_lock_another_session_holds(
     worker_pool: asyncpg.Pool, db_pool: asyncpg.Pool, make_org
 ) -> None:

@@ -4,6 +4,7 @@ deliveries (the real pipeline: test_first_attempts.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,14 +29,16 @@ from tests.support.factories import sender_delivery_row
 @dataclass
 class FakeFirstAttempts:
     room: bool = True
+    room_for: int | None = None  # the most deliveries reserved at once (None: no limit)
     settles: bool = True
     reserved: int = 0
     ran: list[list[str]] = field(default_factory=list)  # endpoint ids per run
 
     def reserve(self, deliveries: int) -> bool:
-        if self.room:
+        fits = self.room_for is None or self.reserved + deliveries <= self.room_for
+        if self.room and fits:
             self.reserved += deliveries
-        return self.room
+        return self.room and fits
 
     def release(self, deliveries: int) -> None:
         self.reserved -= deliveries
@@ -67,6 +70,8 @@ async def test_first_attempts_made_here_are_not_published_and_the_event_is_marke
     assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.ACK
     assert here.ran == [["dest_1", "dest_2"]] and publisher.tasks == []
     assert repo.marked == ["evt_1"] and here.reserved == 0
+    # Nothing had to be confirmed first: the deliveries statement marked it, no finish ran.
+    assert repo.marked_on_insert == [["evt_1"]] and repo.mark_calls == []
 
 
 async def test_without_room_here_the_tasks_go_to_the_sender_queue() -> None:
@@ -75,6 +80,24 @@ async def test_without_room_here_the_tasks_go_to_the_sender_queue() -> None:
     assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.ACK
     assert here.ran == [] and [t.endpoint_id for t in publisher.tasks] == ["dest_1", "dest_2"]
     assert repo.marked == ["evt_1"]
+    assert repo.marked_on_insert == [[]] and repo.mark_calls == [["evt_1"]]  # after confirms
+
+
+async def test_an_event_with_nothing_to_deliver_is_marked_by_the_deliveries_statement() -> None:
+    repo, publisher = FakeDispatchRepo(context(endpoints=[])), FakePublisher()
+    here = FakeFirstAttempts(room=False)  # no room needed
+    assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.ACK
+    assert repo.marked_on_insert == [["evt_1"]] and repo.mark_calls == []
+
+
+async def test_a_marked_event_whose_overflow_publish_failed_is_requeued_for_recovery() -> None:
+    # Its planned deliveries had room, but the statement returned more (an earlier run's
+    # too) and the rest of the room was gone: published, unconfirmed, so requeued.
+    repo = FakeDispatchRepo(TWO_ENDPOINTS, extra_pending=["dest_0"])
+    here = FakeFirstAttempts(room_for=2)
+    publisher = FakePublisher(fail=True)
+    assert await dispatcher(repo, publisher, here).handle(event()) is Verdict.REQUEUE
+    assert repo.marked == ["evt_1"] and here.ran == [] and here.reserved == 0
 
 
 async def test_an_unsettled_first_attempt_requeues_the_dispatched_event() -> None:
@@ -84,10 +107,24 @@ async def test_an_unsettled_first_attempt_requeues_the_dispatched_event() -> Non
     assert repo.marked == ["evt_1"]  # its redelivery recovers it (next test)
 
 
-async def test_a_failed_mark_gives_the_room_back_and_posts_nothing() -> None:
-    repo, here = FakeDispatchRepo(TWO_ENDPOINTS, fail_finish=True), FakeFirstAttempts()
+async def test_a_failed_deliveries_statement_gives_the_room_back_and_posts_nothing() -> None:
+    repo, here = FakeDispatchRepo(TWO_ENDPOINTS, fail_insert=True), FakeFirstAttempts()
     assert await dispatcher(repo, FakePublisher(), here).handle(event()) is Verdict.REQUEUE
-    assert here.ran == [] and here.reserved == 0
+    assert here.ran == [] and here.reserved == 0 and repo.marked == []
+
+
+async def test_a_failed_mark_gives_back_the_room_of_the_batch_and_posts_nothing() -> None:
+    # Two events in one batch: the first fits here (marked by the deliveries statement),
+    # the second does not and goes to the sender queue; its mark fails, so the batch fails
+    # and the first event's room comes back (its redelivery recovers it).
+    repo = FakeDispatchRepo(TWO_ENDPOINTS, fail_finish=True)
+    here = FakeFirstAttempts(room_for=2)
+    d = dispatcher(repo, FakePublisher(), here)
+    verdicts = await asyncio.gather(
+        d.handle(event(event_id="evt_1")), d.handle(event(event_id="evt_2"))
+    )
+    assert verdicts == [Verdict.REQUEUE, Verdict.REQUEUE]
+    assert here.ran == [] and here.reserved == 0 and repo.marked == ["evt_1"]
 
 
 async def test_a_redelivered_copy_of_a_dispatched_event_republishes_each_pending_step() -> None:

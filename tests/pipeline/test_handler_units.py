@@ -418,20 +418,28 @@ class FakeLocks:
         return {event_id: len(self.repo.drops) for event_id in event_ids}
 
     async def insert_deliveries(
-        self, planned: Sequence[PlannedDeliveries]
+        self, planned: Sequence[PlannedDeliveries], *, finished: Sequence[str] = ()
     ) -> dict[str, list[PendingDelivery] | None]:
         ids = [p.event_id for p in planned]
         self.repo.inserted.append(ids)
         if self.repo.poison in ids:
             raise EventDataError("invalid byte sequence")
-        return {
+        if self.repo.fail_insert:
+            raise ConnectionError("postgres gone")
+        earlier = [PendingDelivery(f"del_{e}", e) for e in self.repo.extra_pending]
+        found = {
             p.event_id: None
             if self.repo.dispatched_under_lock or p.event_id in self.repo.marked
-            else [
-                PendingDelivery(d, e) for d, e in zip(p.delivery_ids, p.endpoint_ids, strict=True)
-            ]
+            else earlier
+            + [PendingDelivery(d, e) for d, e in zip(p.delivery_ids, p.endpoint_ids, strict=True)]
             for p in planned
         }
+        self.repo.marked_on_insert.append(list(finished))
+        self.repo.marked.extend(event_id for event_id in finished if found[event_id] is not None)
+        for event_id in finished:
+            self.held.remove(event_id)
+            self.repo.locks.pop(event_id).set()
+        return found
 
     async def finish(self, event_ids: Sequence[str]) -> None:
         if self.repo.fail_finish:
@@ -453,8 +461,11 @@ class FakeDispatchRepo:
     locks: dict[str, asyncio.Event] = field(default_factory=dict)
     prepared: list[tuple[list[str], bool]] = field(default_factory=list)
     inserted: list[list[str]] = field(default_factory=list)
-    mark_calls: list[list[str]] = field(default_factory=list)
+    mark_calls: list[list[str]] = field(default_factory=list)  # finish
+    marked_on_insert: list[list[str]] = field(default_factory=list)  # insert_deliveries
     fail_finish: bool = False
+    fail_insert: bool = False
+    extra_pending: list[str] = field(default_factory=list)  # an earlier run's, per endpoint
     pending: list[PendingStep] = field(default_factory=list)  # a dispatched event's
 
     def event_locks(self, *, wait: bool = False) -> FakeLocks:
