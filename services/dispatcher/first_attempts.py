@@ -2,9 +2,9 @@
 
 A new delivery used to cost two confirmed broker round trips before its first POST: the
 event to the dispatcher, then a task to a sender. Here the dispatcher runs the sender's own
-attempt (services/sender/consumer.py: load, sign, POST, record, publish the retry) for the
-deliveries it just created, and the broker carries retries only. BENCHMARKS.md round 6 has
-what it bought.
+attempt (services/sender/consumer.py: sign, POST, record, publish the retry) for the
+deliveries it just created, handing it their rows instead of letting it load them, and the
+broker carries retries only. BENCHMARKS.md rounds 6 and 7 have what it bought.
 
 Nothing is lost while it runs: the event's message stays unacknowledged until every one of
 its first attempts is settled (recorded, and its next step confirmed), so a dispatcher that

@@ -229,14 +229,14 @@ async def test_a_statement_that_fails_after_taking_locks_leaves_none_behind(
         bad_org.organizationId,
         {"data_sinks": {"auto_push_on_job_complete": "maybe"}},
     )
-    sink = await make_endpoint(
+    await make_endpoint(
         db_pool,
         bad_org.organizationId,
         "http://127.0.0.1:9/sink",
         ["mapping.completed"],
         kind=EndpointKind.AGENT_SINK,
+        agent_id=agent_id,
     )
-    await db_pool.execute("UPDATE endpoints SET agent_id = $1 WHERE id = $2", agent_id, sink.id)
     goods = [event_message(good_org.organizationId) for _ in range(20)]
     bad = event_message(bad_org.organizationId)
     repo = DispatcherRepository(worker_pool)

@@ -122,8 +122,8 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
         "http://127.0.0.1:9/sink",
         ["mapping.completed"],
         kind=EndpointKind.AGENT_SINK,
+        agent_id=agent_id,
     )
-    await db_pool.execute("UPDATE endpoints SET agent_id = $1 WHERE id = $2", agent_id, sink.id)
     event = event_message(org.organizationId, data={"mappingJobId": job_id})
     await insert_event(db_pool, event)
     tasks = []

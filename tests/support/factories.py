@@ -46,6 +46,7 @@ async def make_endpoint(
     api_key_value: str | None = None,
     additional_headers: dict[str, str] | None = None,
     config: dict[str, Any] | None = None,
+    agent_id: str | None = None,  # an agent sink's agent
 ) -> EndpointRow:
     prefix = IdPrefix.DESTINATION if kind is EndpointKind.DESTINATION else IdPrefix.SUBSCRIPTION
     endpoint_id = new_id(prefix)
@@ -55,8 +56,8 @@ async def make_endpoint(
         INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events,
                                status, secret_enc, secret_masked, previous_secret_enc,
                                previous_secret_expires_at, api_key_name, api_key_value_enc,
-                               additional_headers, config)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                               additional_headers, config, agent_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
         """,
         endpoint_id,
         organization_id,
@@ -74,6 +75,7 @@ async def make_endpoint(
         encrypt_optional(api_key_value),
         additional_headers or {},
         config or {},
+        agent_id,
     )
     return EndpointRow(endpoint_id, organization_id, url, secret, events)
 
