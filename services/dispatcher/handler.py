@@ -411,6 +411,8 @@ class Dispatcher:
         event's publish runs in its own message's context (its span is the parent); one
         event's unconfirmed task fails that event only (REQUEUED in `results`)."""
         unconfirmed: set[int] = set()
+        if not publishing:  # the usual batch: every first attempt made here
+            return unconfirmed
         loop = asyncio.get_running_loop()
         published = await asyncio.gather(
             *(

@@ -40,7 +40,8 @@ DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
 # nested loop of index scans (`= ANY ($1)` became a bitmap scan).
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 # The first attempts' own pool, with PostgreSQL's default plans (the sender's statements were
-# measured that way): loads and records are batched across attempts in flight.
+# measured that way): records are batched across attempts in flight (their rows are not
+# loaded: they were just created; only an agent sink's job is read).
 FIRST_ATTEMPTS_POOL_SIZE = 6
 
 
