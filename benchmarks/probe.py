@@ -3,6 +3,7 @@
     python -m benchmarks.probe --rate 180            latency, open loop at 180 events/s
     python -m benchmarks.probe --throughput          1-endpoint maximum, then latency at 50 %
     python -m benchmarks.probe --throughput --fanout also the fan-out 10 maximum, before latency
+    python -m benchmarks.probe --skeleton            the design's ceilings (benchmarks/skeleton.py)
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -17,10 +18,15 @@ import asyncio
 from benchmarks import run
 
 
-async def probe(rate: float | None, throughput: bool, fanout: bool) -> None:
+async def probe(rate: float | None, throughput: bool, fanout: bool, skeleton: bool) -> None:
     ctx = run.new_ctx()
     try:
         await run.start_receiver(ctx)
+        if skeleton:
+            for n in (1, run.FANOUT):
+                run.print_skeleton(await run.phase_skeleton(ctx, n))
+            if rate is None and not throughput:
+                return
         await run.start_services(ctx)
         if throughput:
             tput = await run.phase_throughput(ctx, "tput", "tput", 1)
@@ -50,10 +56,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="events/s of the latency phase")
     parser.add_argument("--throughput", action="store_true", help="measure the maximum first")
     parser.add_argument("--fanout", action="store_true", help="and the fan-out 10 maximum")
+    parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
     args = parser.parse_args()
-    if args.rate is None and not args.throughput:
-        parser.error("give --rate, --throughput, or both")
-    asyncio.run(probe(args.rate, args.throughput, args.fanout))
+    if args.rate is None and not args.throughput and not args.skeleton:
+        parser.error("give --rate, --throughput, --skeleton, or several")
+    asyncio.run(probe(args.rate, args.throughput, args.fanout, args.skeleton))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """`make bench`: ceilings, then the whole pipeline end to end, in one run on this machine.
 
-    1. ceilings     broker round trips, aiohttp POSTs to the receiver (its own process),
-                    PostgreSQL inserts                                 (benchmarks/ceilings.py)
+    1. ceilings     broker round trips (consumer in its own process), aiohttp POSTs to the
+                    receiver (its own process), PostgreSQL inserts     (benchmarks/ceilings.py);
+                    then the design's own ceiling: the same load through HTTP in, one
+                    confirmed broker round trip, HTTP out, with no database and no logic,
+                    1 endpoint and fan-out 10: 5 s warm-up, 15 s measured (benchmarks/skeleton.py)
     2. stack        own database + broker prefix; api, dispatcher, 2 senders as subprocesses
     3. throughput   1 endpoint per event, then fan-out 10: 5 s warm-up, 30 s measured
                     (CPU per service), then 10 s of py-spy on api, dispatcher, sender-1
@@ -50,6 +53,7 @@ from benchmarks.stack import (
     cpu_by_pid,
     cpu_delta,
     create_orgs,
+    free_port,
     hookpost,
     receiver,
 )
@@ -60,6 +64,7 @@ WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", 5))
 WINDOW_S = float(os.environ.get("BENCH_WINDOW_S", 30))
 PROFILE_S = int(os.environ.get("BENCH_PROFILE_S", 8))
 AMQP_WINDOW_S = float(os.environ.get("BENCH_AMQP_WINDOW_S", 20))
+SKELETON_WINDOW_S = float(os.environ.get("BENCH_SKELETON_WINDOW_S", 15))
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", 20))
 FLOOR_RATE = 10.0  # events/s: a nearly idle machine, the latency of the path itself
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 48))  # open requests to the api
@@ -245,6 +250,52 @@ async def phase_ceilings(ctx: Ctx) -> dict[str, Any]:
     pg = await ceilings.postgres_inserts_per_s(ctx.env.dsn)
     log(f"  postgres single-row {pg['single_row']:,.0f}/s, batched {pg['batched']:,.0f} rows/s")
     return {"broker_round_trips_per_s": broker, "http_posts_per_s": http, "postgres_inserts": pg}
+
+
+async def phase_skeleton(ctx: Ctx, fanout: int) -> dict[str, Any]:
+    """The design's ceiling here: the same closed loop against benchmarks/skeleton.py (HTTP
+    in, one confirmed broker round trip, `fanout` POSTs out; no database, no logic)."""
+    scenario = f"skeleton{fanout}"
+    queue = f"{ctx.env.name}.skeleton.{fanout}"
+    argv = [sys.executable, "-m", "benchmarks.skeleton"]
+    common = ["--queue", queue, "--amqp-url", ctx.env.amqp_url]
+    ingress_port, relay_port = free_port(), free_port()
+    procs = [
+        Proc(f"skeleton-ingress-{fanout}", [*argv, "ingress", "--port", str(ingress_port),
+             *common], dict(os.environ), ingress_port, ctx.logs).start(ready_path="/"),
+        Proc(f"skeleton-relay-{fanout}", [*argv, "relay", "--port", str(relay_port), *common,
+             "--receiver", f"{ctx.rx_url}/r/{scenario}", "--fanout", str(fanout)],
+             dict(os.environ), relay_port, ctx.logs).start(ready_path="/ready"),
+    ]  # fmt: skip
+    ctx.all += procs
+    try:
+        sent = load.Sent()
+        t0 = time.time()
+        w0, w1 = t0 + WARMUP_S, t0 + WARMUP_S + SKELETON_WINDOW_S
+        generator = asyncio.create_task(
+            load.closed_loop(
+                load.http_sender(ctx.session, f"http://127.0.0.1:{ingress_port}", "unused"),
+                until=w1, concurrency=CONCURRENCY, fanout=fanout, arrivals=ctx.arrivals,
+                scenario=scenario, max_backlog=MAX_BACKLOG, sent=sent,
+            )
+        )  # fmt: skip
+        await sleep_until(w0)
+        before, arrived_before = ctx.snapshot(), (await ctx.arrivals.refresh()).get(scenario, 0)
+        await sleep_until(w1)
+        after, arrived_after = ctx.snapshot(), (await ctx.arrivals.refresh()).get(scenario, 0)
+        await generator
+    finally:
+        for proc in procs:
+            await asyncio.to_thread(proc.stop)
+            ctx.all.remove(proc)
+        await ctx.env.delete_queue(queue)
+    deliveries = arrived_after - arrived_before
+    return {
+        "fanout": fanout,
+        "deliveries_per_s": deliveries / (after["t"] - before["t"]),
+        "request_errors": sent.errors,
+        "cpu": cpu_report(before, after, deliveries),
+    }
 
 
 async def subscribe(ctx: Ctx, org: str, scenario: str, count: int) -> None:
@@ -603,13 +654,14 @@ SUBSCRIPTIONS = (
 
 
 async def start_receiver(ctx: Ctx) -> None:
-    """The run's database and receiver: what the ceilings need (`bench` and `probe`)."""
+    """The run's database, receiver and its arrival counter: what the ceilings need."""
     await ctx.env.create_database()
     ctx.rx = receiver(ctx.logs).start(ready_path="/stats")
     ctx.all.append(ctx.rx)
     ctx.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=300), timeout=aiohttp.ClientTimeout(total=60)
     )
+    ctx.arrivals = load.ArrivalCounter(ctx.session, ctx.rx_url).start()
 
 
 async def start_services(ctx: Ctx) -> None:
@@ -624,7 +676,6 @@ async def start_services(ctx: Ctx) -> None:
     ctx.orgs = await create_orgs(base_env, ORGS)
     for org, count in SUBSCRIPTIONS:
         await subscribe(ctx, org, org, count)
-    ctx.arrivals = load.ArrivalCounter(ctx.session, ctx.rx_url).start()
     ctx.pool = await asyncpg.create_pool(env.dsn, min_size=1, max_size=3)
 
 
@@ -670,6 +721,12 @@ async def bench() -> dict[str, Any]:
         await start_receiver(ctx)
         results["versions"] = await versions(ctx)
         results["ceilings"] = await phase_ceilings(ctx)
+        for fanout in (1, FANOUT):
+            log(f"ceiling of the design (benchmarks/skeleton.py), fan-out {fanout}: "
+                f"{WARMUP_S:g} s warm-up, {SKELETON_WINDOW_S:g} s measured")  # fmt: skip
+            skeleton = await phase_skeleton(ctx, fanout)
+            results["ceilings"][f"skeleton_{fanout}"] = skeleton
+            log(f"  {skeleton['deliveries_per_s']:,.0f} deliveries/s")
         await start_services(ctx)
         pool = ctx.pool
         amqp = await load.AmqpProducer(env.amqp_url, env.name).start()
@@ -764,6 +821,16 @@ def summary_line(results: dict[str, Any]) -> str:
     )
 
 
+def print_skeleton(skeleton: dict[str, Any]) -> None:
+    print(
+        f"skeleton     fan-out {skeleton['fanout']}: {skeleton['deliveries_per_s']:,.0f}"
+        f" deliveries/s (HTTP in, broker round trip, HTTP out; no database);"
+        f" errors {skeleton['request_errors']}"
+    )
+    print(f"             cpu s / 1,000 deliveries {skeleton['cpu']['cpu_s_per_1000_deliveries']}")
+    print_cores(skeleton["cpu"])
+
+
 def print_cores(cpu: dict[str, Any]) -> None:
     print(
         f"             cores busy {cpu['cores_busy']}; system "
@@ -824,13 +891,17 @@ def print_summary(results: dict[str, Any]) -> None:
         f"postgres {c['postgres_inserts']['single_row']:,.0f} single-row inserts/s, "
         f"{c['postgres_inserts']['batched']:,.0f} batched rows/s"
     )
+    for fanout in (1, FANOUT):
+        print_skeleton(c[f"skeleton_{fanout}"])
     for key in ("throughput_1", "throughput_fanout", "throughput_amqp"):
         t = results[key]
         dps = t["deliveries_per_s"]
+        skeleton = c[f"skeleton_{t['fanout']}"]["deliveries_per_s"]
         print(f"{t['door']}")
         print(
             f"fan-out {t['fanout']:<3}  {dps:,.0f} deliveries/s ({t['events_accepted_per_s']:,.0f}"
-            f" events/s) = {dps / broker:.3f} × broker, {dps / http:.3f} × http;"
+            f" events/s) = {dps / broker:.3f} × broker, {dps / http:.3f} × http,"
+            f" {dps / skeleton:.3f} × skeleton;"
             f" errors {t['request_errors']}, duplicates {t['duplicate_posts']}"
         )
         print(f"             cpu s / 1,000 deliveries {t['cpu']['cpu_s_per_1000_deliveries']}")

@@ -206,6 +206,12 @@ class BenchEnv:
         finally:
             await admin.close()
 
+    async def delete_queue(self, name: str) -> None:
+        connection = await aio_pika.connect(self.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(name)
+
     async def delete_broker_objects(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:
