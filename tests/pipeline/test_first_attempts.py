@@ -54,6 +54,38 @@ async def test_the_dispatcher_posts_a_first_attempt_with_no_sender_running(
     assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 0
 
 
+async def test_a_burst_of_fanned_out_events_is_posted_by_the_dispatcher_itself(
+    dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """The room for first attempts holds the events a dispatcher may keep (half its
+    prefetch) at a fan-out of 10: a burst within that, all of it in flight at once against
+    a slow endpoint, goes out from here and none of it through the sender queue (where an
+    attempt costs twice the CPU: BENCHMARKS.md round 8)."""
+    events, fanout = 60, 10  # 600 attempts in flight together: more than a room of 256
+    org = await make_org()
+    url = receiver.script("/burst", [200], delay_s=0.5)
+    for _ in range(fanout):
+        await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+    await asyncio.gather(
+        *(dispatcher_alone.publish(event_message(org.organizationId)) for _ in range(events))
+    )
+
+    [dispatcher] = dispatcher_alone.processes
+
+    async def made_here_and_queued() -> tuple[float, float]:
+        return (
+            metric_value(dispatcher, "hookpost_dispatcher_first_attempts_total"),
+            metric_value(dispatcher, "hookpost_dispatcher_deliveries_published_total"),
+        )
+
+    here, queued = await eventually(
+        made_here_and_queued, lambda counts: sum(counts) >= events * fanout
+    )
+    assert (here, queued) == (events * fanout, 0)
+    assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 0
+    assert len(await receiver.wait_for("/burst", events * fanout)) == events * fanout
+
+
 async def test_a_failed_first_attempt_is_retried_by_a_sender(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
