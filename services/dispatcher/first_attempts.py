@@ -42,7 +42,7 @@ class Attempts(Protocol):
     async def handle_task(
         self,
         task: DeliveryTask,
-        body: bytes,
+        body: bytes | None,
         headers: dict[str, int],
         *,
         created: DeliveryRow | None = None,
@@ -120,15 +120,17 @@ class FirstAttempts:
             self.release(len(tasks))
 
     async def _settle(self, task: DeliveryTask, created: DeliveryRow | None) -> bool:
-        step, body = TaskStep(task), task.to_bytes()
+        step = TaskStep(task)
         # Its own span (the sender's "process" span for attempt 1): the ids the sender's
         # code puts on the current span must not land on the event's, shared by its fan-out.
+        # No wire form: most first attempts never leave this process (2-3 % of the
+        # dispatcher's main thread serialised tasks nobody read; BENCHMARKS.md round 8).
         with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
-            verdict = await self._attempts.handle_task(task, body, step.headers(), created=created)
+            verdict = await self._attempts.handle_task(task, None, step.headers(), created=created)
         if verdict is Verdict.REJECT:
             # No attempt left after the first (a sink with retry_failed_push 0): what the
             # sender queue's dead-lettering would have done.
-            verdict = await self._dead_letters.handle(body)
+            verdict = await self._dead_letters.handle(task.to_bytes())
         if verdict is Verdict.ACK:
             return True
         # Postgres or the broker failed mid-way: the sender queue takes the task over. A

@@ -176,14 +176,15 @@ class DeliverySender:
     async def handle_task(
         self,
         task: DeliveryTask,
-        body: bytes,
+        body: bytes | None,
         headers: Mapping[str, Any],
         *,
         created: DeliveryRow | None = None,
     ) -> Verdict:
         """`handle` for a task already parsed (`body` is its wire form, for the retry tier):
-        the dispatcher's own first attempts come here with the task they just built and,
-        as `created`, the row of the delivery they just created, which is then not read."""
+        the dispatcher's own first attempts come here with the task they just built and no
+        body (it is serialised only if a retry is published) and, as `created`, the row of
+        the delivery they just created, which is then not read."""
         ids = {
             "delivery_id": task.delivery_id,
             "event_id": task.event_id,
@@ -199,7 +200,7 @@ class DeliverySender:
     async def _handle(
         self,
         task: DeliveryTask,
-        body: bytes,
+        body: bytes | None,
         headers: Mapping[str, Any],
         ids: dict[str, str],
         created: DeliveryRow | None,
@@ -277,7 +278,11 @@ class DeliverySender:
         if decision.step is Step.RETRY:
             assert decision.delay_s is not None
             await self._retries.publish_retry(
-                body, task.delivery_id, decision.delay_s, attempt + 1, schedule_start
+                body if body is not None else task.to_bytes(),
+                task.delivery_id,
+                decision.delay_s,
+                attempt + 1,
+                schedule_start,
             )
             return Verdict.ACK
         if decision.step is Step.EXHAUSTED:

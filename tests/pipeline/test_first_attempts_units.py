@@ -162,7 +162,7 @@ class FakeAttempts:
     async def handle_task(
         self,
         task: DeliveryTask,
-        body: bytes,
+        body: bytes | None,
         headers: dict[str, int],
         *,
         created: DeliveryRow | None = None,
@@ -182,10 +182,10 @@ class FakeCreatedRows:
 @dataclass
 class FakeDeadLetters:
     verdict: Verdict = Verdict.ACK
-    marked: int = 0
+    marked: list[DeliveryTask] = field(default_factory=list)
 
     async def handle(self, body: bytes) -> Verdict:
-        self.marked += 1
+        self.marked.append(DeliveryTask.model_validate_json(body))
         return self.verdict
 
 
@@ -250,7 +250,7 @@ async def test_no_attempt_left_after_the_first_marks_the_delivery_dead() -> None
     dead = FakeDeadLetters()
     here = first_attempts(FakeAttempts(Verdict.REJECT), dead=dead)
     assert here.reserve(1) and await here.run([task()])
-    assert dead.marked == 1
+    assert dead.marked == [task()]  # the task's wire form, as the dead-letter queue has it
 
 
 async def test_an_attempt_that_failed_mid_way_is_handed_to_the_sender_queue() -> None:

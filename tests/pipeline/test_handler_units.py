@@ -226,6 +226,7 @@ class FakeHttp:
 class FakeRetries:
     fail: bool = False
     published: list[tuple[int, int, int]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     async def publish_retry(
         self, body: bytes, delivery_id: str, delay_s: int, attempt: int, schedule_start: int
@@ -233,6 +234,7 @@ class FakeRetries:
         if self.fail:
             raise ConnectionError("broker gone")
         self.published.append((delay_s, attempt, schedule_start))
+        self.bodies.append(body)
 
 
 TASK = DeliveryTask(
@@ -285,6 +287,16 @@ async def test_sender_given_the_row_it_just_created_posts_without_reading_it() -
     )
     assert verdict is Verdict.ACK and repo.loads == 0
     assert len(http.calls) == 1 and repo.recorded[0].new_status == "SUCCEEDED"
+
+
+async def test_a_first_attempt_given_no_wire_form_publishes_its_retry_with_the_tasks() -> None:
+    """The dispatcher's own first attempts pass no body: the retry still carries the task."""
+    repo, http, retries = FakeSenderRepo(None), FakeHttp(FAIL_500), FakeRetries()
+    verdict = await sender(repo, http, retries).handle_task(
+        TASK, None, headers(1), created=delivery_row()
+    )
+    assert verdict is Verdict.ACK and retries.published == [(60, 2, 1)]
+    assert [DeliveryTask.model_validate_json(body) for body in retries.bodies] == [TASK]
 
 
 async def test_sender_failure_with_attempts_left_publishes_the_next_tier_then_acks() -> None:
