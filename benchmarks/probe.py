@@ -4,6 +4,8 @@
     python -m benchmarks.probe --throughput          1-endpoint maximum, then latency at 50 %
     python -m benchmarks.probe --throughput --fanout also the fan-out 10 maximum, before latency
     python -m benchmarks.probe --skeleton            the design's ceilings (benchmarks/skeleton.py)
+    python -m benchmarks.probe --slow-room 100       fan-out 10 to a 2 s endpoint at 100 events/s:
+                                                     the dispatcher's first-attempt room, its RSS
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -18,7 +20,9 @@ import asyncio
 from benchmarks import run
 
 
-async def probe(rate: float | None, throughput: bool, fanout: bool, skeleton: bool) -> None:
+async def probe(
+    rate: float | None, throughput: bool, fanout: bool, skeleton: bool, slow_room: float | None
+) -> None:
     ctx = run.new_ctx()
     try:
         await run.start_receiver(ctx)
@@ -28,6 +32,11 @@ async def probe(rate: float | None, throughput: bool, fanout: bool, skeleton: bo
             if rate is None and not throughput:
                 return
         await run.start_services(ctx)
+        if slow_room is not None:
+            run.log(f"slow room: fan-out {run.FANOUT} to a 2 s endpoint at {slow_room:g} events/s")
+            print(f"slow room    {await run.phase_slow_room(ctx, slow_room)}")
+            if rate is None and not throughput:
+                return
         if throughput:
             tput = await run.phase_throughput(ctx, "tput", "tput", 1)
             print(
@@ -57,10 +66,11 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true", help="measure the maximum first")
     parser.add_argument("--fanout", action="store_true", help="and the fan-out 10 maximum")
     parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
+    parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
     args = parser.parse_args()
-    if args.rate is None and not args.throughput and not args.skeleton:
-        parser.error("give --rate, --throughput, --skeleton, or several")
-    asyncio.run(probe(args.rate, args.throughput, args.fanout, args.skeleton))
+    if not (args.rate or args.throughput or args.skeleton or args.slow_room):
+        parser.error("give --rate, --throughput, --skeleton, --slow-room, or several")
+    asyncio.run(probe(args.rate, args.throughput, args.fanout, args.skeleton, args.slow_room))
 
 
 if __name__ == "__main__":

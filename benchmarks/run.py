@@ -583,6 +583,47 @@ async def phase_concurrency(
     }
 
 
+async def phase_slow_room(ctx: Ctx, rate: float, seconds: float = 15.0) -> dict[str, Any]:
+    """What the dispatcher's first-attempt room holds against a slow endpoint: fan-out 10 to
+    an endpoint that answers after 2 s, open loop at `rate` events/s; attempts made by the
+    dispatcher and handed to the senders (its /metrics), its peak RSS, and whether every
+    delivery arrived."""
+    rss: list[float] = []
+
+    async def sample_rss() -> None:
+        while True:
+            rss.append(ctx.dispatcher.rss_mb())
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample_rss())
+    rss_before = ctx.dispatcher.rss_mb()
+    base = (await ctx.arrivals.refresh()).get("slower", 0)
+    sent = load.Sent()
+    await load.open_loop(
+        ctx.session, ctx.api_url, ctx.token("slower"),
+        rate_per_s=rate, duration_s=seconds, max_open=200, sent=sent,
+    )  # fmt: skip
+    arrived = await ctx.wait_arrivals("slower", base + len(sent.events) * FANOUT, timeout=90)
+    sampler.cancel()
+    async with ctx.session.get(f"http://127.0.0.1:{ctx.dispatcher.port}/metrics") as response:
+        metrics = await response.text()
+    return {
+        "events": len(sent.events),
+        "request_errors": sent.errors,
+        "all_arrived": arrived,
+        "made_by_dispatcher": _sample(metrics, "hookpost_dispatcher_first_attempts_total"),
+        "handed_to_senders": _sample(metrics, "hookpost_dispatcher_deliveries_published_total"),
+        "dispatcher_rss_mb": {"before": rss_before, "max": max(rss, default=rss_before)},
+    }
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 async def phase_retry(ctx: Ctx) -> dict[str, Any]:
     base = ctx.arrivals.get("flaky")
     sent = load.Sent()
