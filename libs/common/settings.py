@@ -38,9 +38,9 @@ class Settings(BaseSettings):
     # queue. 0: every first attempt goes through the sender queue. Sized so that the events
     # it may hold (128 at the default prefetch) fit at a fan-out of 10: an attempt sent on
     # through the queue costs twice the CPU of one made here, so a burst that overflowed
-    # made the dispatcher slowest exactly when it was busiest (fan-out 10: 732-951
-    # deliveries/s at 256, 1,452-1,606 at 1,280; BENCHMARKS.md round 8). Only attempts that
-    # hold the room (slow endpoints) push new events to the senders; each costs about 50 KB.
+    # made the dispatcher slowest exactly when it was busiest (fan-out 10: 732-968
+    # deliveries/s at 256, 1,445-1,661 at 1,280; BENCHMARKS.md round 8). Only attempts that
+    # hold the room (slow endpoints) push new events to the senders; each costs 35-45 KB.
     dispatcher_first_attempts: int = Field(default=1280, ge=0)
 
     # Outbox relay: republish events whose publish was not confirmed after this long.

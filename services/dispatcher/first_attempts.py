@@ -123,7 +123,7 @@ class FirstAttempts:
         step = TaskStep(task)
         # Its own span (the sender's "process" span for attempt 1): the ids the sender's
         # code puts on the current span must not land on the event's, shared by its fan-out.
-        # No wire form: most first attempts never leave this process (2-3 % of the
+        # No wire form: most first attempts never leave this process (1-3 % of the
         # dispatcher's main thread serialised tasks nobody read; BENCHMARKS.md round 8).
         with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
             verdict = await self._attempts.handle_task(task, None, step.headers(), created=created)
