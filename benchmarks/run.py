@@ -68,6 +68,8 @@ SKELETON_WINDOW_S = float(os.environ.get("BENCH_SKELETON_WINDOW_S", 15))
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", 20))
 FLOOR_RATE = 10.0  # events/s: a nearly idle machine, the latency of the path itself
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 48))  # open requests to the api
+# Dispatcher replicas in the throughput and latency phases (prod runs 3; the bench's stack 1).
+DISPATCHERS = int(os.environ.get("BENCH_DISPATCHERS", 1))
 MAX_BACKLOG = 2000  # deliveries accepted but not yet received (backpressure limit: 10,000)
 SLOW_EVENTS = 600  # × 10 endpoints = 6,000 deliveries queued while the senders are paused
 RETRY_EVENTS = 300
@@ -101,6 +103,7 @@ class Ctx:
         self.rx: Proc
         self.api: Proc
         self.dispatcher: Proc
+        self.more_dispatchers: list[Proc] = []
         self.senders: list[Proc] = []
         self.all: list[Proc] = []
         self.session: aiohttp.ClientSession
@@ -712,8 +715,12 @@ async def start_services(ctx: Ctx) -> None:
     base_env = env.env()
     ctx.api = hookpost("api", ["api"], base_env, ctx.logs).start()
     ctx.dispatcher = hookpost("dispatcher", ["dispatcher"], base_env, ctx.logs).start()
+    ctx.more_dispatchers = [
+        hookpost(f"dispatcher-{chr(ord('a') + i)}", ["dispatcher"], base_env, ctx.logs).start()
+        for i in range(DISPATCHERS - 1)
+    ]
     ctx.senders = [hookpost(f"sender-{i}", ["sender"], base_env, ctx.logs).start() for i in (1, 2)]
-    ctx.all += [ctx.api, ctx.dispatcher, *ctx.senders]
+    ctx.all += [ctx.api, ctx.dispatcher, *ctx.more_dispatchers, *ctx.senders]
     ctx.orgs = await create_orgs(base_env, ORGS)
     for org, count in SUBSCRIPTIONS:
         await subscribe(ctx, org, org, count)
@@ -798,7 +805,8 @@ async def bench() -> dict[str, Any]:
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
         log("dispatcher replaced by one that hands every first attempt to the senders")
-        ctx.dispatcher.stop()
+        for dispatcher in (ctx.dispatcher, *ctx.more_dispatchers):
+            dispatcher.stop()
         queue_env = env.env(HOOKPOST_DISPATCHER_FIRST_ATTEMPTS="0")
         ctx.dispatcher = hookpost("dispatcher-2", ["dispatcher"], queue_env, ctx.logs).start()
         ctx.all.append(ctx.dispatcher)
