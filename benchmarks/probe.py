@@ -24,19 +24,20 @@ async def probe(
     rate: float | None, throughput: bool, fanout: bool, skeleton: bool, slow_room: float | None
 ) -> None:
     ctx = run.new_ctx()
+    pipeline = rate is not None or throughput  # the phases that measure hookpost's maximum
     try:
         await run.start_receiver(ctx)
         if skeleton:
             for n in (1, run.FANOUT):
                 run.print_skeleton(await run.phase_skeleton(ctx, n))
-            if rate is None and not throughput:
-                return
+        if not (pipeline or slow_room):
+            return
         await run.start_services(ctx)
         if slow_room is not None:
             run.log(f"slow room: fan-out {run.FANOUT} to a 2 s endpoint at {slow_room:g} events/s")
             print(f"slow room    {await run.phase_slow_room(ctx, slow_room)}")
-            if rate is None and not throughput:
-                return
+        if not pipeline:
+            return
         if throughput:
             tput = await run.phase_throughput(ctx, "tput", "tput", 1)
             print(

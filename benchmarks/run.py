@@ -29,6 +29,7 @@ ceiling_http=… ratio=…` (ratio = e2e deliveries/s ÷ broker round trips/s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import sys
@@ -241,6 +242,31 @@ class PgActivity:
                 "busy_by_wait_event": dict(sorted(waits.items(), key=lambda kv: -kv[1])[:4]),
             }
         return {"samples": len(self._samples), "by_service": report}
+
+
+class RssSamples:
+    """Each process's RSS (MB) every 0.25 s, from `start` until `stop`."""
+
+    def __init__(self, procs: list[Proc]) -> None:
+        self._procs = procs
+        self.samples: dict[str, list[float]] = {p.name: [] for p in procs}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> RssSamples:
+        async def loop() -> None:
+            while True:
+                for proc in self._procs:
+                    self.samples[proc.name].append(proc.rss_mb())
+                await asyncio.sleep(0.25)
+
+        self._task = asyncio.create_task(loop())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 async def phase_ceilings(ctx: Ctx) -> dict[str, Any]:
@@ -520,22 +546,12 @@ async def phase_concurrency(
         t_resume = time.time()
         for sender in ctx.senders:
             sender.resume()
-    rss = {s.name: [] for s in ctx.senders}
-    done = asyncio.Event()
-
-    async def sample_rss() -> None:
-        while not done.is_set():
-            for s in ctx.senders:
-                rss[s.name].append(s.rss_mb())
-            await asyncio.sleep(0.25)
-
-    sampler = asyncio.create_task(sample_rss())
+    rss = RssSamples(ctx.senders).start()
     activity = PgActivity(ctx, ctx.pool).start()
     drained = await ctx.wait_arrivals(scenario, base + expected, timeout=90)
     after = ctx.snapshot()
     pg_activity = await activity.stop()
-    done.set()
-    await sampler
+    await rss.stop()
     ports = {
         s.name: {
             c.laddr.port for c in s.ps.net_connections("tcp")
@@ -564,8 +580,8 @@ async def phase_concurrency(
             "in_flight_p50": pct(open_now, 50),
             "in_flight_max": int(open_now.max()) if len(grid) else 0,
             "deliveries_per_s": finished / (s1 - s0),
-            "rss_mb_max": max(rss[name]),
-            "rss_mb_start": rss[name][0],
+            "rss_mb_max": max(rss.samples[name]),
+            "rss_mb_start": rss.samples[name][0],
             "connections_to_receiver": len(own),
         }
     unattributed = len(rows) - sum(r["deliveries"] for r in replicas.values())
@@ -591,15 +607,8 @@ async def phase_slow_room(ctx: Ctx, rate: float, seconds: float = 15.0) -> dict[
     an endpoint that answers after 2 s, open loop at `rate` events/s; attempts made by the
     dispatcher and handed to the senders (its /metrics), its peak RSS, and whether every
     delivery arrived."""
-    rss: list[float] = []
-
-    async def sample_rss() -> None:
-        while True:
-            rss.append(ctx.dispatcher.rss_mb())
-            await asyncio.sleep(0.25)
-
-    sampler = asyncio.create_task(sample_rss())
     rss_before = ctx.dispatcher.rss_mb()
+    rss = RssSamples([ctx.dispatcher]).start()
     base = (await ctx.arrivals.refresh()).get("slower", 0)
     sent = load.Sent()
     await load.open_loop(
@@ -607,7 +616,7 @@ async def phase_slow_room(ctx: Ctx, rate: float, seconds: float = 15.0) -> dict[
         rate_per_s=rate, duration_s=seconds, max_open=200, sent=sent,
     )  # fmt: skip
     arrived = await ctx.wait_arrivals("slower", base + len(sent.events) * FANOUT, timeout=90)
-    sampler.cancel()
+    await rss.stop()
     async with ctx.session.get(f"http://127.0.0.1:{ctx.dispatcher.port}/metrics") as response:
         metrics = await response.text()
     return {
@@ -616,7 +625,10 @@ async def phase_slow_room(ctx: Ctx, rate: float, seconds: float = 15.0) -> dict[
         "all_arrived": arrived,
         "made_by_dispatcher": _sample(metrics, "hookpost_dispatcher_first_attempts_total"),
         "handed_to_senders": _sample(metrics, "hookpost_dispatcher_deliveries_published_total"),
-        "dispatcher_rss_mb": {"before": rss_before, "max": max(rss, default=rss_before)},
+        "dispatcher_rss_mb": {
+            "before": rss_before,
+            "max": max(rss.samples[ctx.dispatcher.name], default=rss_before),
+        },
     }
 
 
