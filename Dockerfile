@@ -17,6 +17,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml ./
+COPY cli ./cli
 COPY libs ./libs
 COPY services ./services
 # A regular (non-editable) install: the source, with the SQL migrations as package data,

@@ -14,7 +14,7 @@ import asyncpg
 import uvloop
 from aiohttp import web
 
-from libs.common.ids import IdPrefix, new_id
+from libs.domain.ids import IdPrefix, new_id
 
 PAYLOAD_1KB = b"x" * 1024
 

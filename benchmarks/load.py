@@ -18,8 +18,8 @@ import aio_pika
 import aiohttp
 import orjson
 
-from libs.common.broker.messages import EventMessage, persistent_message
-from libs.common.ids import IdPrefix, new_id
+from libs.domain.ids import IdPrefix, new_id
+from libs.infra.broker.messages import EventMessage, persistent_message
 
 PAD = "x" * 700  # an envelope of about 1 KB, like the ceilings' payload
 

@@ -59,7 +59,7 @@ from benchmarks.stack import (
     receiver,
 )
 from benchmarks.statements import StatementStats
-from libs.common.settings import Settings
+from libs.infra.settings import Settings
 
 WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", 5))
 WINDOW_S = float(os.environ.get("BENCH_WINDOW_S", 30))

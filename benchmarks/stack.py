@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import psutil
 
-from libs.common.broker.topology import Topology
+from libs.infra.broker.topology import Topology
 
 HOOKPOST_BIN = Path(sys.executable).with_name("hookpost")
 ROOT = Path(__file__).resolve().parents[1]

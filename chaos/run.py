@@ -43,7 +43,7 @@ from chaos.faults import FAULTS, Prober, run_fault
 from chaos.infra import PrivateInfra
 from chaos.load import LoadGenerator
 from chaos.stack import DATABASE, Stack, log_dir_for
-from libs.common.db.pool import create_pool
+from libs.infra.db.pool import create_pool
 
 TARGET_EVENTS = int(os.environ.get("CHAOS_EVENTS", 5000))
 RATE = float(os.environ.get("CHAOS_RATE", 20))

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from libs.common.endpoint_kinds import DeliveryStatus
+from libs.domain.endpoint_kinds import DeliveryStatus
 from services.dispatcher.handler import plan_allows
 from services.sender.consumer import endpoint_policy
 

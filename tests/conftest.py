@@ -27,10 +27,10 @@ TEST_ENV = {
 # Settings are read from the environment: set it before any hookpost module reads them.
 os.environ.update(TEST_ENV)
 
-from libs.common.db.migrate import migrate  # noqa: E402
-from libs.common.db.pool import create_pool  # noqa: E402
-from libs.common.plans import Plan  # noqa: E402
-from libs.common.settings import get_settings  # noqa: E402
+from libs.domain.plans import Plan  # noqa: E402
+from libs.infra.db.migrate import migrate  # noqa: E402
+from libs.infra.db.pool import create_pool  # noqa: E402
+from libs.infra.settings import get_settings  # noqa: E402
 from services.api.organizations.service import (  # noqa: E402
     CreatedOrganization,
     create_organization,

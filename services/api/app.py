@@ -11,9 +11,9 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common.broker.topology import Topology
-from libs.common.db.pool import create_pool
-from libs.common.settings import Settings, get_settings
+from libs.infra.broker.topology import Topology
+from libs.infra.db.pool import create_pool
+from libs.infra.settings import Settings, get_settings
 from services.api import health
 from services.api.admin.router import router as admin_router
 from services.api.agents.router import router as agents_router
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         # FastAPI's built-in OpenTelemetry: one SERVER span per request (continuing a
-        # caller's traceparent) on the provider libs/common/telemetry.py installs; no
+        # caller's traceparent) on the provider libs/infra/telemetry.py installs; no
         # per-dependency spans, so the event's publish is a direct child of the request.
         # Metrics are Prometheus (/metrics) and logs are JSON lines, not OpenTelemetry: with
         # "metrics" and "logs" on, FastAPI looked up the unconfigured global meter and logger

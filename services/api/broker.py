@@ -22,8 +22,8 @@ import aiormq
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 
-from libs.common.broker.messages import persistent_message
-from libs.common.broker.topology import Topology, declare_topology
+from libs.infra.broker.messages import persistent_message
+from libs.infra.broker.topology import Topology, declare_topology
 
 log = logging.getLogger("hookpost.api.broker")
 

@@ -8,10 +8,10 @@ from types import FrameType
 
 import uvicorn
 
-from libs.common.heap import configure_garbage_collector
-from libs.common.logs import configure_logging
-from libs.common.settings import get_settings
-from libs.common.telemetry import configure_tracing
+from libs.infra.heap import configure_garbage_collector
+from libs.infra.logs import configure_logging
+from libs.infra.settings import get_settings
+from libs.infra.telemetry import configure_tracing
 from services.api.app import create_app
 
 

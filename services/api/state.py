@@ -9,8 +9,8 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from libs.common.broker.topology import Topology
-from libs.common.settings import Settings
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
 from services.api.broker import BrokerLink
 from services.api.events.service import EventOutbox
 from services.api.organizations.tokens import TokenCache

@@ -24,9 +24,9 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from libs.common import telemetry
-from libs.common.broker.messages import DeliveryTask
-from libs.common.worker import Verdict
+from libs.infra import telemetry
+from libs.infra.broker.messages import DeliveryTask
+from libs.worker.runtime import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.publisher import TaskStep
 from services.sender.repository import DeliveryRow

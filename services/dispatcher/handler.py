@@ -34,14 +34,14 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from libs.common import telemetry
-from libs.common.batching import Batcher
-from libs.common.broker.messages import DeliveryTask, EventMessage
-from libs.common.envelope import capped_data
-from libs.common.event_types import EventType, allowed_for
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.worker import Verdict
+from libs.domain.envelope import capped_data
+from libs.domain.event_types import EventType, allowed_for
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.infra import telemetry
+from libs.infra.batching import Batcher
+from libs.infra.broker.messages import DeliveryTask, EventMessage
+from libs.worker.runtime import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.publisher import TaskStep
 from services.dispatcher.repository import (

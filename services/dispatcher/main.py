@@ -10,10 +10,10 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
-from libs.common import telemetry
-from libs.common.broker.topology import Topology, declare_topology
-from libs.common.settings import Settings
-from libs.common.worker import (
+from libs.infra import telemetry
+from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.settings import Settings
+from libs.worker.runtime import (
     build_broker,
     connect_database,
     run_until_stopped,
@@ -31,7 +31,7 @@ from services.sender.assembly import open_sender
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database.
 DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
-# Each statement is planned once per prepared-statement lifetime (libs/common/db/pool.py),
+# Each statement is planned once per prepared-statement lifetime (libs/infra/db/pool.py),
 # not once per batch: PostgreSQL kept choosing custom plans for the prepare statement, and
 # planning it was 0.5 of its 0.6 ms per batch at low load, the largest single cost the
 # dispatcher put on PostgreSQL (pg_stat_statements, BENCHMARKS.md round 5). Its generic plan

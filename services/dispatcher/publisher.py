@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
 
-from libs.common import telemetry
-from libs.common.broker.messages import DeliveryTask, persistent_message
-from libs.common.broker.topology import (
+from libs.infra import telemetry
+from libs.infra.broker.messages import DeliveryTask, persistent_message
+from libs.infra.broker.topology import (
     ATTEMPT_HEADER,
     SCHEDULE_START_HEADER,
     SEND_ROUTING_KEY,

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs.common.broker.messages import EventMessage
+from libs.infra.broker.messages import EventMessage
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
 
@@ -396,7 +396,7 @@ class EventLocks:
         self._conn = None
 
     async def _discard(self) -> None:
-        """The pool releases connections without a reset query (libs/common/db/pool.py), so a
+        """The pool releases connections without a reset query (libs/infra/db/pool.py), so a
         lock whose unlock failed, or that may have been granted after a cancelled wait, must
         not go back to the pool: closing the connection drops it on the server."""
         assert self._conn is not None

@@ -13,10 +13,10 @@ import asyncpg
 from aiohttp.abc import AbstractResolver
 from faststream.rabbit import RabbitBroker
 
-from libs.common.broker.topology import Topology
-from libs.common.settings import Settings
-from libs.common.url_safety import SafetyPolicy
-from libs.common.worker import wait_for_database
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
+from libs.infra.url_safety import SafetyPolicy
+from libs.worker.runtime import wait_for_database
 from services.sender.consumer import DeliverySender
 from services.sender.dead_letters import DeadLetterHandler
 from services.sender.http_client import HttpClient

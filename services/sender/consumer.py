@@ -27,16 +27,16 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from libs.common import telemetry
-from libs.common.broker.messages import DeliveryTask
-from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
-from libs.common.crypto import decrypt, decrypt_optional
-from libs.common.endpoint_kinds import DeliveryStatus, EndpointKind
-from libs.common.headers import DELIVERY_HEADER, EVENT_HEADER, RESERVED_HEADERS
-from libs.common.headers import HEADER_NAME as _TOKEN
-from libs.common.ids import IdPrefix, new_id
-from libs.common.retry_policy import RetryPolicy, policy_for, scaled_ms
-from libs.common.worker import Verdict
+from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
+from libs.domain.headers import DELIVERY_HEADER, EVENT_HEADER, RESERVED_HEADERS
+from libs.domain.headers import HEADER_NAME as _TOKEN
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.retry_policy import RetryPolicy, policy_for, scaled_ms
+from libs.infra import telemetry
+from libs.infra.broker.messages import DeliveryTask
+from libs.infra.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
+from libs.infra.crypto import decrypt, decrypt_optional
+from libs.worker.runtime import Verdict
 from services.sender import metrics
 from services.sender.http_client import HttpResult
 from services.sender.payloads import UnsendablePayload, request_body

@@ -10,9 +10,9 @@ import logging
 
 from pydantic import ValidationError
 
-from libs.common import telemetry
-from libs.common.broker.messages import DeliveryTask
-from libs.common.worker import Verdict
+from libs.infra import telemetry
+from libs.infra.broker.messages import DeliveryTask
+from libs.worker.runtime import Verdict
 from services.sender import metrics
 from services.sender.repository import SenderRepository
 

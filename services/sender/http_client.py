@@ -19,8 +19,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from libs.common import telemetry
-from libs.common.url_safety import (
+from libs.infra import telemetry
+from libs.infra.url_safety import (
     SafetyPolicy,
     UnsafeURLError,
     check_address,

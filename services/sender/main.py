@@ -3,7 +3,7 @@
 Prefetch is the concurrency limit: aio-pika runs every delivered message as its own task,
 so at most `sender_prefetch` POSTs are in flight per replica.
 
-SIGTERM (libs/common/worker.py): every consumer is cancelled first (the broker sends this
+SIGTERM (libs/worker/runtime.py): every consumer is cancelled first (the broker sends this
 replica nothing new), then running handlers get up to `shutdown_grace_s` to record their
 attempt and settle their message, and the channel closes, which returns anything still
 unacknowledged to the queue. Then exit 0.
@@ -16,10 +16,10 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
-from libs.common import telemetry
-from libs.common.broker.topology import Topology, declare_topology
-from libs.common.settings import Settings
-from libs.common.worker import (
+from libs.infra import telemetry
+from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.settings import Settings
+from libs.worker.runtime import (
     build_broker,
     connect_database,
     run_until_stopped,

@@ -35,7 +35,7 @@ DELIVERIES_FINISHED = Counter(
 RETRY_PUBLISHES = Counter(
     "hookpost_sender_retry_publishes_total",
     "Failed attempts published to a retry tier, by the tier's unscaled delay.",
-    ["tier"],  # 5s | 30s | 60s | 300s | 1800s (libs/common/retry_policy.py RETRY_TIERS_S)
+    ["tier"],  # 5s | 30s | 60s | 300s | 1800s (libs/domain/retry_policy.py RETRY_TIERS_S)
 )
 IN_FLIGHT = Gauge(
     "hookpost_sender_in_flight",

@@ -1,7 +1,7 @@
 """What an attempt's body is: the front door chooses its payload shape.
 
 Every door sends the envelope (SPEC §5) except agent results sinks, which send the
-completed job itself (libs/common/sink_payload.py) — or, for their /test call, the
+completed job itself (libs/domain/sink_payload.py) — or, for their /test call, the
 synthetic sink payload the api put in the test event's data.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import orjson
 
-from libs.common.broker.messages import DeliveryTask
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.envelope import build_envelope
-from libs.common.event_types import EventType
-from libs.common.sink_payload import build_sink_body
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.envelope import build_envelope
+from libs.domain.event_types import EventType
+from libs.domain.sink_payload import build_sink_body
+from libs.infra.broker.messages import DeliveryTask
 from services.sender.repository import DeliveryRow
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.batching import Batcher
-from libs.common.broker.messages import DeliveryTask
-from libs.common.endpoint_kinds import DeliveryStatus, EndpointKind
+from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
+from libs.infra.batching import Batcher
+from libs.infra.broker.messages import DeliveryTask
 from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 
 # Per (delivery id, attempt number) pair of a batch (`ord` says which): the delivery's state,
@@ -165,7 +165,7 @@ MAX_CONCURRENT_BATCHES = 3
 
 class SenderRepository:
     """The sender's SQL. `load` and `record` are batched across the replica's in-flight
-    deliveries (libs/common/batching.py): each caller still awaits its own row or its own
+    deliveries (libs/infra/batching.py): each caller still awaits its own row or its own
     committed record, so a message is acknowledged only after its attempt is stored."""
 
     def __init__(self, pool: asyncpg.Pool, *, listen_dsn: str | None = None) -> None:

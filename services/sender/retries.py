@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from faststream.rabbit import RabbitBroker
 
-from libs.common import telemetry
-from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER, Topology
+from libs.infra import telemetry
+from libs.infra.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER, Topology
 from services.sender import metrics
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from libs.common.signing import (
+from libs.domain.signing import (
     MT_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     SignatureScheme,

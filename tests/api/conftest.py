@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
-from libs.common.broker.topology import Topology
-from libs.common.plans import Plan
-from libs.common.settings import Settings, get_settings
+from libs.domain.plans import Plan
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings, get_settings
 from services.api.app import create_app
 
 UNREACHABLE_AMQP_URL = "amqp://guest:guest@127.0.0.1:1/"
@@ -172,7 +172,7 @@ async def insert_delivery(
 
     `attempts` lists (http_status, error, succeeded) rows to record for it.
     """
-    from libs.common.ids import IdPrefix, new_id
+    from libs.domain.ids import IdPrefix, new_id
 
     event_id, delivery_id = new_id(IdPrefix.EVENT), new_id(IdPrefix.DELIVERY)
     async with pool.acquire() as conn, conn.transaction():

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.plans import Plan
+from libs.infra.settings import Settings
 from tests.api.conftest import (
     Client,
     MakeClient,

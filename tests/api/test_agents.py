@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from libs.common import crypto
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.infra import crypto
 from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery
 
 AGENTS = "/api/v1/agents"

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import pytest
 
-from libs.common.broker.topology import Topology
-from libs.common.settings import Settings
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
 from services.api.broker import BrokerLink, BrokerUnavailable
 from tests.api.conftest import UNREACHABLE_AMQP_URL, bind_probe_queue, next_message
 from tests.support.tcp_proxy import TcpProxy, proxy_to

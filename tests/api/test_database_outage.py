@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from libs.common.settings import Settings
+from libs.infra.settings import Settings
 from tests.api.conftest import assert_error, running_api
 from tests.support.tcp_proxy import TcpProxy, proxy_to
 

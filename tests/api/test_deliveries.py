@@ -8,10 +8,10 @@ import asyncpg
 import orjson
 import pytest
 
-from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER, SEND_ROUTING_KEY
-from libs.common.envelope import event_data_ref
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.envelope import event_data_ref
+from libs.domain.plans import Plan
+from libs.infra.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER, SEND_ROUTING_KEY
+from libs.infra.settings import Settings
 from tests.api.conftest import (
     UNREACHABLE_AMQP_URL,
     Client,

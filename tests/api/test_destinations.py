@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from libs.common import crypto
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
+from libs.infra import crypto
 from tests.api.conftest import (
     Client,
     MakeClient,

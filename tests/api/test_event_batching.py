@@ -12,8 +12,8 @@ import asyncpg
 import httpx
 import pytest
 
-from libs.common.broker.topology import Topology
-from libs.common.settings import Settings
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
 from services.api.events import repository
 from tests.api.conftest import Client, assert_error, bind_probe_queue, running_api
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from libs.common.event_payloads import PAYLOAD_MODELS, ExportReadyData, MappingCompletedData
-from libs.common.event_types import CATALOGUE, EventType
+from libs.domain.event_payloads import PAYLOAD_MODELS, ExportReadyData, MappingCompletedData
+from libs.domain.event_types import CATALOGUE, EventType
 from tests.api.conftest import Client, assert_error
 
 URL = "/api/v1/event-types"

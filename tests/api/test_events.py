@@ -9,9 +9,9 @@ from collections.abc import Callable
 import asyncpg
 import orjson
 
-from libs.common.broker.messages import EventMessage
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.plans import Plan
+from libs.infra.broker.messages import EventMessage
+from libs.infra.settings import Settings
 from tests.api.conftest import (
     UNREACHABLE_AMQP_URL,
     Client,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from libs.common.crypto import decrypt
-from libs.common.settings import Settings
+from libs.infra.crypto import decrypt
+from libs.infra.settings import Settings
 from tests.api.conftest import Client, assert_error, subscription_body
 
 HOOKS = "/api/v1/export-webhooks"

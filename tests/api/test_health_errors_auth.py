@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.common.settings import Settings
+from libs.infra.settings import Settings
 from tests.api.conftest import (
     UNREACHABLE_AMQP_URL,
     Client,

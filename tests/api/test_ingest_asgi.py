@@ -13,8 +13,8 @@ import fastapi.routing
 import httpx
 import pytest
 
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.plans import Plan
+from libs.infra.settings import Settings
 from services.api.app import create_app
 from services.api.events.ingest_asgi import EventIngestASGI
 

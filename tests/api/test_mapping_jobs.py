@@ -9,9 +9,9 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from libs.common.crypto import decrypt
-from libs.common.ids import IdPrefix, new_id
-from libs.common.settings import Settings
+from libs.domain.ids import IdPrefix, new_id
+from libs.infra.crypto import decrypt
+from libs.infra.settings import Settings
 from tests.api.conftest import Client, assert_error, subscription_body, wait_until
 
 JOBS = "/api/v1/mapping-jobs"

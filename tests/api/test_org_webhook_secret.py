@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import asyncpg
 
-from libs.common.crypto import decrypt
-from libs.common.secrets import mask_secret
+from libs.domain.secrets import mask_secret
+from libs.infra.crypto import decrypt
 from tests.api.conftest import Client, assert_error
 
 SECRET = "/api/v1/organization/webhook-secret"

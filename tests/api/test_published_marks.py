@@ -12,8 +12,8 @@ import aio_pika
 import asyncpg
 import pytest
 
-from libs.common.broker.topology import Topology
-from libs.common.settings import Settings
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
 from services.api.events import publishing, repository
 from tests.api.conftest import Client, bind_probe_queue, running_api, wait_until
 

@@ -8,8 +8,8 @@ import asyncpg
 import orjson
 import pytest
 
-from libs.common import crypto
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
+from libs.infra import crypto
 from services.api.endpoints import repository as endpoints_repository
 from tests.api.conftest import (
     Client,

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.plans import Plan
+from libs.infra.settings import Settings
 from services.api.organizations import repository
 from services.api.organizations.service import hash_token
 from services.api.organizations.tokens import TokenCache

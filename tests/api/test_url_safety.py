@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from libs.common.settings import Settings
+from libs.infra.settings import Settings
 from tests.api.conftest import Client, assert_error, running_api, subscription_body
 
 SUBS = "/api/v1/webhook-subscriptions"

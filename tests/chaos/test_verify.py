@@ -10,9 +10,9 @@ from dataclasses import replace
 import asyncpg
 
 from chaos.verify import DeliveryRow, EndpointRow, EventRow, Post, Report, account, read_rows
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
 from tests.support.factories import event_message, insert_event, make_endpoint
 
 MC, MF, MER = "mapping.completed", "mapping.failed", "mapping.error.resolved"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.common.cli import build_parser
-from libs.common.settings import Settings
+from cli.main import build_parser
+from libs.infra.settings import Settings
 from tests.deploy.conftest import REPO
 
 SETTINGS_ENV = {f"HOOKPOST_{name.upper()}" for name in Settings.model_fields}
@@ -63,7 +63,7 @@ def test_dockerignore_keeps_the_context_to_the_source() -> None:
     ]
     assert patterns[0] == "*", "ignore everything, then allow what the image needs"
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    assert allowed == {"pyproject.toml", "libs", "services"}
+    assert allowed == {"pyproject.toml", "cli", "libs", "services"}
 
 
 @pytest.fixture(scope="module")

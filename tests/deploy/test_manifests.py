@@ -18,9 +18,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from libs.common.broker.topology import Topology
-from libs.common.cli import build_parser
-from libs.common.settings import Settings
+from cli.main import build_parser
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
 from tests.deploy.kustomize_lite import Resource, resource_key, split_image
 
 Docs = list[Resource]

@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-from libs.common.ids import IdPrefix, new_id
+from libs.domain.ids import IdPrefix, new_id
 from tests.e2e.conftest import E2E_RETRY_SCALE, Stack
 from tests.e2e.test_agent_sinks_e2e import (
     HMAC_SECRET,

@@ -19,8 +19,8 @@ import httpx
 import orjson
 import pytest
 
-from libs.common.ids import IdPrefix, new_id
-from libs.common.webhooks_sdk import (
+from libs.domain.ids import IdPrefix, new_id
+from libs.sdk.webhooks import (
     WebhookVerificationError,
     parse_sink_payload,
     verify_sink_signature,

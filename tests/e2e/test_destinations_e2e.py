@@ -12,7 +12,7 @@ import pytest
 import standardwebhooks
 import stripe
 
-from libs.common.signing import SignatureVerificationError, parse_v1_header, verify_v1
+from libs.domain.signing import SignatureVerificationError, parse_v1_header, verify_v1
 from tests.e2e.conftest import Stack
 from tests.support.receiver import ReceivedRequest, Receiver
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import stripe
 
-from libs.common.signing import verify_v1
+from libs.domain.signing import verify_v1
 from tests.e2e.conftest import Stack, start_api
 from tests.support.receiver import Receiver
 from tests.support.services import service_env

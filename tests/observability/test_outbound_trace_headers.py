@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from libs.common.url_safety import SafetyPolicy
+from libs.infra.url_safety import SafetyPolicy
 from services.sender.http_client import HttpClient
 from tests.support.receiver import Receiver
 

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from libs.common.ids import IdPrefix, new_id
+from libs.domain.ids import IdPrefix, new_id
 from tests.observability.conftest import ObservedStack
 from tests.pipeline.harness import eventually
 from tests.support.factories import deliveries_of, make_endpoint

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from libs.common.broker.messages import EventMessage
-from libs.common.broker.topology import Topology
+from libs.infra.broker.messages import EventMessage
+from libs.infra.broker.topology import Topology
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcess, free_port, service_env
 

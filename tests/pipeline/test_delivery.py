@@ -11,11 +11,11 @@ import orjson
 import pytest
 import stripe
 
-from libs.common.endpoint_kinds import EndpointStatus
-from libs.common.envelope import API_VERSION
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.signing import SignatureVerificationError, parse_v1_header, verify_v1
+from libs.domain.endpoint_kinds import EndpointStatus
+from libs.domain.envelope import API_VERSION
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.domain.signing import SignatureVerificationError, parse_v1_header, verify_v1
 from tests.pipeline.harness import Pipeline, RedirectingReceiver, eventually, metric_value
 from tests.support.factories import (
     attempts_of,

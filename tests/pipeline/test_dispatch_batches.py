@@ -21,18 +21,18 @@ import asyncpg
 import pytest
 from faststream.rabbit import RabbitBroker
 
-from libs.common.broker.messages import DeliveryTask, EventMessage
-from libs.common.broker.topology import (
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.infra.broker.messages import DeliveryTask, EventMessage
+from libs.infra.broker.topology import (
     ATTEMPT_HEADER,
     SCHEDULE_START_HEADER,
     Topology,
     declare_topology,
 )
-from libs.common.db.pool import create_pool
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.settings import get_settings
-from libs.common.worker import Verdict, build_broker
+from libs.infra.db.pool import create_pool
+from libs.infra.settings import get_settings
+from libs.worker.runtime import Verdict, build_broker
 from services.dispatcher.handler import Dispatcher, Publisher
 from services.dispatcher.publisher import DeliveryPublisher, TaskStep
 from services.dispatcher.repository import DispatcherRepository

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from libs.common.crypto import decrypt, encrypt
-from libs.common.plans import Plan
-from libs.common.settings import get_settings
+from libs.domain.plans import Plan
+from libs.infra.crypto import decrypt, encrypt
+from libs.infra.settings import get_settings
 from services.sender import endpoint_cache
 from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 from services.sender.repository import SenderRepository

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from libs.common.broker.messages import EventMessage
-from libs.common.db.pool import create_pool
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.infra.broker.messages import EventMessage
+from libs.infra.db.pool import create_pool
 from services.dispatcher.repository import (
     DispatcherRepository,
     EventDataError,

@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from libs.common.broker.messages import DeliveryTask
-from libs.common.broker.topology import ATTEMPT_HEADER
-from libs.common.worker import Verdict
+from libs.infra.broker.messages import DeliveryTask
+from libs.infra.broker.topology import ATTEMPT_HEADER
+from libs.worker.runtime import Verdict
 from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.publisher import TaskStep

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from libs.common.broker.messages import DeliveryTask, EventMessage
-from libs.common.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
-from libs.common.retry_policy import WEBHOOK_POLICY, agent_sink_policy
-from libs.common.signing import verify_standard_webhooks, verify_v1
-from libs.common.url_safety import SafetyPolicy, UnsafeURLError
+from libs.domain.retry_policy import WEBHOOK_POLICY, agent_sink_policy
+from libs.domain.signing import verify_standard_webhooks, verify_v1
+from libs.infra.broker.messages import DeliveryTask, EventMessage
+from libs.infra.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER
+from libs.infra.url_safety import SafetyPolicy, UnsafeURLError
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.handler import Verdict as DispatchVerdict
 from services.dispatcher.publisher import TaskStep

@@ -9,7 +9,7 @@ from itertools import pairwise
 import asyncpg
 import pytest
 
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
 from tests.pipeline.harness import Pipeline, eventually
 from tests.support.factories import attempts_of, deliveries_of, event_message, make_endpoint
 from tests.support.receiver import Receiver

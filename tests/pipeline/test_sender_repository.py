@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from libs.common.broker.messages import DeliveryTask
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.infra.broker.messages import DeliveryTask
 from services.sender.repository import AttemptRecord, SenderRepository
 from tests.support.factories import (
     attempts_of,

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.common.event_payloads import MappingCompletedData, WebhookTestData
-from libs.common.webhooks_sdk import (
+from libs.domain.event_payloads import MappingCompletedData, WebhookTestData
+from libs.sdk.webhooks import (
     WebhookEvent,
     WebhookPayloadError,
     WebhookVerificationError,

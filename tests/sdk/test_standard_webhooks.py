@@ -1,4 +1,4 @@
-"""Standard Webhooks signing in libs.common.signing, checked against the `standardwebhooks`
+"""Standard Webhooks signing in libs.domain.signing, checked against the `standardwebhooks`
 package (the specification's reference library) as an independent verifier."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 import pytest
 import standardwebhooks
 
-from libs.common.secrets import generate_signing_secret
-from libs.common.signing import (
+from libs.domain.secrets import generate_signing_secret
+from libs.domain.signing import (
     SignatureVerificationError,
     sign_standard_webhooks,
     standard_webhooks_headers,

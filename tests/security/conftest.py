@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.plans import Plan
+from libs.infra.settings import Settings
 from services.api.organizations.service import create_organization
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Client, running_api

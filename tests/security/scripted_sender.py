@@ -18,8 +18,8 @@ from pathlib import Path
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from libs.common.logs import configure_logging
-from libs.common.settings import get_settings
+from libs.infra.logs import configure_logging
+from libs.infra.settings import get_settings
 from services.sender.main import serve
 
 ZONE_VARIABLE = "HOOKPOST_TEST_DNS_ZONE"

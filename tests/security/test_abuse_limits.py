@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
 from services.api.errors import install_error_handlers
 from services.api.rate_limit import OrgRateLimiter, retry_after_seconds
 from services.api.routing import ApiRoute, MiB, max_body

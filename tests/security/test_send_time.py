@@ -27,8 +27,8 @@ import psutil
 import pytest
 from aiohttp import web
 
-from libs.common import url_safety
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
+from libs.infra import url_safety
 from services.api.organizations.service import create_organization
 from tests.api.conftest import Client, running_api
 from tests.pipeline.conftest import NO_FIRST_ATTEMPTS_HERE

@@ -2,7 +2,7 @@
 
 Every target goes through POST (and PUT) on both front doors of the api configured from
 HOOKPOST_ENV=prod: each must answer 400 in the SPEC §4 shape and store nothing. The library
-corpus (tests/common/test_url_safety.py) checks `check_url` alone; this one checks the api.
+corpus (tests/libs/test_url_safety.py) checks `check_url` alone; this one checks the api.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncpg
 import pydantic
 import pytest
 
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
 from services.api.organizations.service import create_organization
 from tests.api.conftest import Client, assert_error, running_api, subscription_body
 from tests.security.conftest import ProdApi, settings_from_env

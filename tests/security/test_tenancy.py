@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
 from services.api.app import create_app
 from tests.api.conftest import Client, MakeClient
 

@@ -6,7 +6,7 @@ import asyncio
 
 import aio_pika
 
-from libs.common.broker.topology import Topology
+from libs.infra.broker.topology import Topology
 
 
 def delete_prefixed_objects(amqp_url: str, prefix: str) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.broker.messages import EventMessage
-from libs.common.crypto import encrypt, encrypt_optional
-from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
-from libs.common.ids import IdPrefix, new_id
-from libs.common.masking import mask_url
-from libs.common.secrets import generate_signing_secret, mask_secret
+from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.masking import mask_url
+from libs.domain.secrets import generate_signing_secret, mask_secret
+from libs.infra.broker.messages import EventMessage
+from libs.infra.crypto import encrypt, encrypt_optional
 from services.sender.endpoint_cache import EndpointSettings
 from services.sender.repository import DeliveryRow
 

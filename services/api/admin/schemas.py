@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
 from services.api.schemas import ApiModel
 
 

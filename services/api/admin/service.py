@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
 from services.api.audit import service as audit
 from services.api.endpoints import service as endpoints
 from services.api.errors import NotFoundError

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from libs.common.endpoint_kinds import DeliveryStatus, EndpointStatus
-from libs.common.signing import SinkAuthScheme
+from libs.domain.endpoint_kinds import DeliveryStatus, EndpointStatus
+from libs.domain.signing import SinkAuthScheme
 from services.api.schemas import ApiModel, StorableText
 
 MAX_RETRY_FAILED_PUSH = 3

@@ -18,14 +18,14 @@ from typing import Any
 import asyncpg
 from ulid import ULID
 
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.event_payloads import WebhookTestData
-from libs.common.event_types import EventType
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.settings import Settings
-from libs.common.signing import SinkAuthScheme
-from libs.common.sink_payload import SinkPayload, SinkResultRow, SinkStats
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.event_payloads import WebhookTestData
+from libs.domain.event_types import EventType
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.domain.signing import SinkAuthScheme
+from libs.domain.sink_payload import SinkPayload, SinkResultRow, SinkStats
+from libs.infra.settings import Settings
 from services.api.agents import repository
 from services.api.agents.schemas import AUTH_SCHEMES, AgentPatch, AgentRules, DataSourceIn
 from services.api.audit import service as audit

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from libs.common.broker.messages import DeliveryTask
-from libs.common.broker.topology import (
+from libs.infra.broker.messages import DeliveryTask
+from libs.infra.broker.topology import (
     ATTEMPT_HEADER,
     SCHEDULE_START_HEADER,
     SEND_ROUTING_KEY,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from libs.common.endpoint_kinds import DeliveryStatus
+from libs.domain.endpoint_kinds import DeliveryStatus
 from services.api.auth import Org
 from services.api.deliveries import service
 from services.api.deliveries.schemas import RetryAccepted

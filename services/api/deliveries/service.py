@@ -6,11 +6,11 @@ from collections import defaultdict
 
 import asyncpg
 
-from libs.common.broker.messages import DeliveryTask
-from libs.common.broker.topology import Topology
-from libs.common.endpoint_kinds import DeliveryStatus
-from libs.common.envelope import capped_data
-from libs.common.settings import Settings
+from libs.domain.endpoint_kinds import DeliveryStatus
+from libs.domain.envelope import capped_data
+from libs.infra.broker.messages import DeliveryTask
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
 from services.api.audit import service as audit
 from services.api.broker import BrokerLink, BrokerUnavailable
 from services.api.deliveries import repository

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from libs.common.endpoint_kinds import EndpointStatus
-from libs.common.signing import SignatureScheme
+from libs.domain.endpoint_kinds import EndpointStatus
+from libs.domain.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.event_payloads import WebhookTestData
-from libs.common.event_types import EventType
-from libs.common.ids import IdPrefix
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.event_payloads import WebhookTestData
+from libs.domain.event_types import EventType
+from libs.domain.ids import IdPrefix
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
 from services.api.endpoints.service import RotatedSecret

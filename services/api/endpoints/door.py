@@ -13,11 +13,11 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.event_types import CATALOGUE, EventType
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.event_types import CATALOGUE, EventType
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.infra.settings import Settings
 from services.api.deliveries import service as deliveries
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import Endpoint, EndpointSpec, EndpointWithSecret

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from libs.common.headers import HEADER_NAME as _TOKEN
-from libs.common.headers import RESERVED_HEADERS
+from libs.domain.headers import HEADER_NAME as _TOKEN
+from libs.domain.headers import RESERVED_HEADERS
 
 # Visible ASCII, space and tab; CR/LF would split the header (response splitting).
 _VALUE = re.compile(r"^[\t\x20-\x7e]*$")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from libs.common.masking import mask_url
-from libs.common.secrets import mask_secret
+from libs.domain.masking import mask_url
+from libs.domain.secrets import mask_secret
 
 __all__ = ["mask_url", "mask_value"]
 

@@ -17,14 +17,14 @@ from typing import Any
 
 import asyncpg
 
-from libs.common import crypto
-from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
-from libs.common.event_types import CATALOGUE, EventType, not_allowed
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.secrets import generate_signing_secret, mask_secret
-from libs.common.settings import Settings
-from libs.common.url_safety import SafetyPolicy, UnsafeURLError, check_url
+from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.domain.event_types import CATALOGUE, EventType, not_allowed
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.domain.secrets import generate_signing_secret, mask_secret
+from libs.infra import crypto
+from libs.infra.settings import Settings
+from libs.infra.url_safety import SafetyPolicy, UnsafeURLError, check_url
 from services.api.audit import service as audit
 from services.api.endpoints import repository
 from services.api.endpoints.headers import (

@@ -1,7 +1,7 @@
 """GET /event-types: the catalogue, with each type's `data` JSON Schema from its model.
 
-Everything here is derived from libs.common.event_types (names, plans, descriptions) and
-libs.common.event_payloads (schemas), the modules the rest of the code uses: it cannot drift.
+Everything here is derived from libs.domain.event_types (names, plans, descriptions) and
+libs.domain.event_payloads (schemas), the modules the rest of the code uses: it cannot drift.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field
 
-from libs.common.event_payloads import data_schema
-from libs.common.event_types import CATALOGUE, EventType, enum_name
-from libs.common.plans import Plan
+from libs.domain.event_payloads import data_schema
+from libs.domain.event_types import CATALOGUE, EventType, enum_name
+from libs.domain.plans import Plan
 from services.api.auth import Org
 from services.api.routing import ApiRoute
 from services.api.schemas import ApiModel

@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from libs.common.broker.topology import Topology
+from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink
 from services.api.events import repository
 from services.api.events.publishing import publish_event, to_message

@@ -6,10 +6,10 @@ import logging
 
 import asyncpg
 
-from libs.common import telemetry
-from libs.common.batching import Batcher
-from libs.common.broker.messages import EventMessage
-from libs.common.broker.topology import Topology
+from libs.infra import telemetry
+from libs.infra.batching import Batcher
+from libs.infra.broker.messages import EventMessage
+from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink, BrokerUnavailable
 from services.api.events import repository
 from services.api.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES

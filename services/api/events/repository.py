@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.batching import Batcher
+from libs.infra.batching import Batcher
 
 Executor = asyncpg.Connection | asyncpg.Pool
 

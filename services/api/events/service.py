@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import orjson
 
-from libs.common import telemetry
-from libs.common.broker.messages import EventMessage
-from libs.common.broker.topology import Topology
-from libs.common.event_types import CATALOGUE, EventType
-from libs.common.ids import IdPrefix, new_id
+from libs.domain.event_types import CATALOGUE, EventType
+from libs.domain.ids import IdPrefix, new_id
+from libs.infra import telemetry
+from libs.infra.broker.messages import EventMessage
+from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink
 from services.api.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from services.api.events import repository

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from libs.common.endpoint_kinds import EndpointStatus
+from libs.domain.endpoint_kinds import EndpointStatus
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from libs.common.endpoint_kinds import EndpointKind, EndpointStatus
-from libs.common.event_types import EventType
-from libs.common.ids import IdPrefix
-from libs.common.plans import Plan
-from libs.common.settings import Settings
+from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.domain.event_types import EventType
+from libs.domain.ids import IdPrefix
+from libs.domain.plans import Plan
+from libs.infra.settings import Settings
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import Endpoint, EndpointSpec, EndpointWithSecret
 from services.api.export_webhooks.schemas import ExportWebhookIn

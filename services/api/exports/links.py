@@ -11,7 +11,7 @@ import hmac
 import time
 from urllib.parse import urlencode
 
-from libs.common import crypto
+from libs.infra import crypto
 
 _PURPOSE = "export-download-link"
 

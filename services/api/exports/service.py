@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.event_payloads import ExportReadyData
-from libs.common.event_types import EventType
-from libs.common.ids import IdPrefix, new_id
-from libs.common.settings import Settings
+from libs.domain.event_payloads import ExportReadyData
+from libs.domain.event_types import EventType
+from libs.domain.ids import IdPrefix, new_id
+from libs.infra.settings import Settings
 from services.api.audit import service as audit
 from services.api.errors import ApiError, BadRequestError, NotFoundError
 from services.api.events import service as events

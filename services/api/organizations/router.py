@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from libs.common.secrets import mask_secret
+from libs.domain.secrets import mask_secret
 from services.api.auth import Org
 from services.api.organizations import service
 from services.api.organizations.schemas import WebhookSecretOut, WebhookSecretRotated

@@ -8,10 +8,10 @@ import hashlib
 import asyncpg
 from pydantic import BaseModel
 
-from libs.common import crypto
-from libs.common.ids import IdPrefix, new_id
-from libs.common.plans import Plan
-from libs.common.secrets import generate_api_token, generate_signing_secret, mask_secret
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.plans import Plan
+from libs.domain.secrets import generate_api_token, generate_signing_secret, mask_secret
+from libs.infra import crypto
 from services.api.audit import service as audit
 from services.api.organizations import repository
 

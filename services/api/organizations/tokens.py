@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from libs.common.plans import Plan
+from libs.domain.plans import Plan
 from services.api.organizations import repository
 from services.api.organizations.service import hash_token
 

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import Field
 
-from libs.common.endpoint_kinds import EndpointStatus
-from libs.common.event_types import enum_name
-from libs.common.signing import SignatureScheme
+from libs.domain.endpoint_kinds import EndpointStatus
+from libs.domain.event_types import enum_name
+from libs.domain.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 

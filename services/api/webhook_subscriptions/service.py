@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from libs.common.endpoint_kinds import EndpointKind
-from libs.common.event_types import enum_name, from_enum_name
-from libs.common.ids import IdPrefix
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.event_types import enum_name, from_enum_name
+from libs.domain.ids import IdPrefix
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
 from services.api.events.service import EventOutbox

@@ -1,0 +1,1 @@
+"""The `hookpost` command: above the services, the one place that starts each of them."""

@@ -1,0 +1,99 @@
+"""`hookpost`: the one command that migrates, runs each service and administers orgs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from libs.domain.plans import Plan
+from libs.infra.settings import get_settings
+
+
+def _migrate(_: argparse.Namespace) -> None:
+    from libs.infra.db.migrate import migrate
+
+    applied = asyncio.run(migrate(get_settings().database_url))
+    print(json.dumps({"applied": applied}))
+
+
+def _api(args: argparse.Namespace) -> None:
+    from services.api.main import run
+
+    run(host=args.host, port=args.port)
+
+
+def _dispatcher(_: argparse.Namespace) -> None:
+    from services.dispatcher.main import run
+
+    run()
+
+
+def _sender(_: argparse.Namespace) -> None:
+    from services.sender.main import run
+
+    run()
+
+
+def _orgs_create(args: argparse.Namespace) -> None:
+    from libs.worker.runtime import connect_database
+    from services.api.organizations.service import create_organization
+
+    async def create() -> str:
+        # Waits (bounded) for a Postgres that is restarting or out of connections.
+        pool = await connect_database(get_settings().database_url, max_size=1)
+        try:
+            created = await create_organization(pool, args.name, Plan(args.plan))
+        finally:
+            await pool.close()
+        return created.model_dump_json()
+
+    print(asyncio.run(create()))
+
+
+def _listen(args: argparse.Namespace) -> None:
+    from libs.sdk.listen import listen
+
+    listen(args.host, args.port, args.secret, args.tolerance)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookpost", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+
+    api = commands.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=_api)
+
+    commands.add_parser("dispatcher", help="run the dispatcher").set_defaults(func=_dispatcher)
+    commands.add_parser("sender", help="run a sender replica").set_defaults(func=_sender)
+
+    listen = commands.add_parser("listen", help="receive, verify and print deliveries locally")
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=9200)
+    listen.add_argument(
+        "--secret", action="append", required=True, help="signing secret (repeat while rotating)"
+    )
+    listen.add_argument("--tolerance", type=int, default=300, help="max signature age, seconds")
+    listen.set_defaults(func=_listen)
+
+    orgs = commands.add_parser("orgs", help="administer organizations")
+    orgs_commands = orgs.add_subparsers(dest="orgs_command", required=True)
+    create = orgs_commands.add_parser("create", help="create an org and print its API token")
+    create.add_argument("name")
+    create.add_argument("--plan", choices=[p.value for p in Plan], default=Plan.FREE.value)
+    create.set_defaults(func=_orgs_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

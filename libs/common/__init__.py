@@ -1,1 +1,0 @@
-"""Code shared by every hookpost service: settings, ids, secrets, signing, db, broker."""

@@ -1,0 +1,69 @@
+"""The catalogue of event types: wire names, the subscriptions API's enum names, minimum plans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from libs.domain.plans import Plan
+
+
+class EventType(StrEnum):
+    MAPPING_COMPLETED = "mapping.completed"
+    MAPPING_ERROR_RESOLVED = "mapping.error.resolved"
+    INVENTORY_DUPLICATE_RESOLVED = "inventory.duplicate.resolved"
+    MAPPING_FAILED = "mapping.failed"
+    EXPORT_READY = "export.ready"
+    WEBHOOK_TEST = "webhook.test"
+
+
+@dataclass(frozen=True)
+class EventTypeInfo:
+    type: EventType
+    minimum_plan: Plan
+    description: str
+    subscribable: bool = True  # webhook.test only ever comes from a /test call
+
+
+CATALOGUE: dict[EventType, EventTypeInfo] = {
+    info.type: info
+    for info in (
+        EventTypeInfo(EventType.MAPPING_COMPLETED, Plan.FREE, "A mapping job completed."),
+        EventTypeInfo(EventType.MAPPING_ERROR_RESOLVED, Plan.PRO, "A mapping error was resolved."),
+        EventTypeInfo(
+            EventType.INVENTORY_DUPLICATE_RESOLVED, Plan.PRO, "An inventory duplicate was resolved."
+        ),
+        EventTypeInfo(EventType.MAPPING_FAILED, Plan.FREE, "A mapping job failed."),
+        EventTypeInfo(EventType.EXPORT_READY, Plan.FREE, "An export file is ready to download."),
+        EventTypeInfo(
+            EventType.WEBHOOK_TEST,
+            Plan.FREE,
+            "A synthetic event sent by a /test call.",
+            subscribable=False,
+        ),
+    )
+}
+
+
+def enum_name(event_type: EventType) -> str:
+    """`mapping.completed` -> `MAPPING_COMPLETED` (the webhook-subscriptions API spelling)."""
+    return event_type.name
+
+
+def from_enum_name(name: str) -> EventType:
+    try:
+        return EventType[name]
+    except KeyError as exc:
+        raise ValueError(f"unknown event type {name!r}") from exc
+
+
+def allowed_for(plan: Plan, event_type: EventType) -> bool:
+    return plan.at_least(CATALOGUE[event_type].minimum_plan)
+
+
+def not_allowed(plan: Plan, event_types: list[EventType]) -> list[EventType]:
+    return [t for t in event_types if not allowed_for(plan, t)]
+
+
+def allowed_types(plan: Plan) -> list[EventType]:
+    return [t for t in EventType if allowed_for(plan, t)]

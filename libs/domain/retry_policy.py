@@ -1,0 +1,62 @@
+"""Where the retry tier is chosen: attempts, delays and the 4xx rule of each front door."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from libs.domain.endpoint_kinds import EndpointKind
+
+# The only delays any policy may use: one TTL queue per tier (SPEC §1).
+RETRY_TIERS_S: tuple[int, ...] = (5, 30, 60, 300, 1800)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    delays_s: tuple[int, ...]  # the wait after failure N is delays_s[N-1]
+    retry_4xx: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.delays_s) - set(RETRY_TIERS_S)
+        if unknown:
+            raise ValueError(f"delays {sorted(unknown)} have no retry tier")
+        if len(self.delays_s) < self.max_attempts - 1:
+            raise ValueError("a policy needs a delay for every retry")
+
+    def delay_after(self, attempt_in_schedule: int) -> int | None:
+        """The tier to wait in after this failed attempt, or None when none are left."""
+        if attempt_in_schedule >= self.max_attempts:
+            return None
+        return self.delays_s[attempt_in_schedule - 1]
+
+    def retries(self, http_status: int | None) -> bool:
+        """Whether a failed attempt with this answer may be tried again at all."""
+        if http_status is not None and 400 <= http_status < 500:
+            return self.retry_4xx
+        return True
+
+
+WEBHOOK_POLICY = RetryPolicy(max_attempts=4, delays_s=(60, 300, 1800))
+JOB_WEBHOOK_POLICY = RetryPolicy(max_attempts=5, delays_s=(5, 30, 300, 1800))
+AGENT_SINK_DELAYS_S = (5, 30, 300)
+
+
+def agent_sink_policy(retry_failed_push: int) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=1 + retry_failed_push, delays_s=AGENT_SINK_DELAYS_S, retry_4xx=False
+    )
+
+
+def policy_for(kind: EndpointKind, retry_failed_push: int = 2) -> RetryPolicy:
+    match kind:
+        case EndpointKind.JOB_WEBHOOK:
+            return JOB_WEBHOOK_POLICY
+        case EndpointKind.AGENT_SINK:
+            return agent_sink_policy(retry_failed_push)
+        case _:
+            return WEBHOOK_POLICY
+
+
+def scaled_ms(delay_s: int, scale: float) -> int:
+    """The TTL of a tier after HOOKPOST_RETRY_DELAY_SCALE (at least 1 ms)."""
+    return max(1, round(delay_s * 1000 * scale))

@@ -1,0 +1,2 @@
+"""The runtime of the queue-consuming services: connect, consume, settle, drain, serve
+health and metrics."""
