@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus
-from services.dispatcher.handler import plan_allows
+from libs.domain.plan_gate import allows_event
 from services.sender.consumer import endpoint_policy
 
 
@@ -149,7 +149,7 @@ def account(
             if (
                 endpoint.active
                 and event.type in endpoint.events
-                and plan_allows(plans[event.organization_id], event.type)
+                and allows_event(plans[event.organization_id], event.type)
             ):
                 expected.add((event.id, endpoint.id))
     report.expected_deliveries = len(expected)

@@ -55,15 +55,3 @@ def from_enum_name(name: str) -> EventType:
         return EventType[name]
     except KeyError as exc:
         raise ValueError(f"unknown event type {name!r}") from exc
-
-
-def allowed_for(plan: Plan, event_type: EventType) -> bool:
-    return plan.at_least(CATALOGUE[event_type].minimum_plan)
-
-
-def not_allowed(plan: Plan, event_types: list[EventType]) -> list[EventType]:
-    return [t for t in event_types if not allowed_for(plan, t)]
-
-
-def allowed_types(plan: Plan) -> list[EventType]:
-    return [t for t in EventType if allowed_for(plan, t)]

@@ -34,10 +34,9 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from libs.domain import plan_gate
 from libs.domain.envelope import capped_data
-from libs.domain.event_types import EventType, allowed_for
 from libs.domain.ids import IdPrefix, new_id
-from libs.domain.plans import Plan
 from libs.infra import telemetry
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask, EventMessage
@@ -97,14 +96,6 @@ class FirstAttemptsHere(Protocol):
     def release(self, deliveries: int) -> None: ...
 
     async def run(self, tasks: Sequence[DeliveryTask]) -> bool: ...
-
-
-def plan_allows(plan: str, event_type: str) -> bool:
-    """The dispatcher's own plan gate; an unknown type or plan is never delivered."""
-    try:
-        return allowed_for(Plan(plan), EventType(event_type))
-    except ValueError:
-        return False
 
 
 class Outcome(StrEnum):
@@ -481,7 +472,7 @@ def _settled_by_prepare(event: EventMessage, ctx: EventContext | None) -> Result
 
 def _planned(event: EventMessage, ctx: EventContext | None) -> PlannedDeliveries:
     assert ctx is not None
-    endpoint_ids = ctx.endpoint_ids if plan_allows(ctx.plan, event.type) else []
+    endpoint_ids = ctx.endpoint_ids if plan_gate.allows_event(ctx.plan, event.type) else []
     if event.target_endpoint_id is not None:
         delivery_ids = [event.target_delivery_id or new_id(IdPrefix.DELIVERY)] * len(endpoint_ids)
     else:

@@ -17,9 +17,13 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.domain import plan_gate
+from libs.domain.endpoint_kinds import EndpointKind
 from libs.infra.broker.messages import EventMessage
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
+# The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
+SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
 # (a) + (b) + (c), and each event's lock, in one round trip for a batch of events. The
 # INSERT's rows are invisible to the outer SELECT (one snapshot per statement), so
@@ -72,7 +76,7 @@ SELECT
           -- an agent sink hears completions of its agent's jobs, when the agent's rules
           -- opted in to outbound push and the plan still includes sinks
           AND (e.kind <> 'AGENT_SINK' OR (
-              org.plan IN ('PRO_MAX', 'ENTERPRISE')
+              org.plan = ANY ($10::text[])
               AND a.status = 'ACTIVE'
               AND COALESCE((a.rules #>> '{data_sinks,auto_push_on_job_complete}')::boolean, false)
               AND EXISTS (
@@ -319,6 +323,7 @@ class EventLocks:
                     [event.created_at for event in events],
                     pending_limit,
                     self._wait,
+                    SINK_PLANS,
                 )
         except Exception:
             # Session locks outlive a failed statement, and rows before the failing one

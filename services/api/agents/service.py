@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from ulid import ULID
 
+from libs.domain import plan_gate
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_payloads import WebhookTestData
 from libs.domain.event_types import EventType
@@ -35,7 +36,7 @@ from services.api.endpoints.service import Endpoint, EndpointSpec
 from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
 from services.api.events.service import EventOutbox
 
-SINK_MINIMUM_PLAN = endpoints.KIND_MINIMUM_PLAN[EndpointKind.AGENT_SINK]
+SINK_MINIMUM_PLAN = plan_gate.kind_minimum_plan(EndpointKind.AGENT_SINK)
 SINK_EVENTS = [EventType.MAPPING_COMPLETED]
 TEST_MESSAGE = "This is a test push from hookpost to your agent results sink"
 # An Authorization header value: printable ASCII, no line breaks (they would split headers).
@@ -131,7 +132,7 @@ async def job_results(pool: asyncpg.Pool, org_id: str, agent_id: str, job_id: st
 
 
 def require_sink_plan(plan: Plan) -> None:
-    if not plan.at_least(SINK_MINIMUM_PLAN):
+    if not plan_gate.allows_kind(plan, EndpointKind.AGENT_SINK):
         raise ForbiddenError(
             f"agent results sinks need the {SINK_MINIMUM_PLAN} plan or above", events=[]
         )

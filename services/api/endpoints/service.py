@@ -17,8 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from libs.domain import plan_gate
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
-from libs.domain.event_types import CATALOGUE, EventType, not_allowed
+from libs.domain.event_types import CATALOGUE, EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.domain.secrets import generate_signing_secret, mask_secret
@@ -37,8 +38,6 @@ from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
 
 # Endpoints of these kinds share the per-org quota of ACTIVE endpoints (SPEC §4: A and B).
 QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
-# Kinds a plan must reach to have at all (SPEC §3: agent results sinks need PRO_MAX).
-KIND_MINIMUM_PLAN: dict[EndpointKind, Plan] = {EndpointKind.AGENT_SINK: Plan.PRO_MAX}
 PLAN_DOWNGRADE = "PLAN_DOWNGRADE"
 URL_CHECK_TIMEOUT_S = 5.0
 MAX_GRACE_S = 86_400  # a rotated secret keeps signing for at most a day
@@ -141,7 +140,7 @@ def _check_events(plan: Plan, events: list[EventType]) -> list[EventType]:
     synthetic = [t for t in unique if not CATALOGUE[t].subscribable]
     if synthetic:
         raise BadRequestError(f"{', '.join(synthetic)} cannot be subscribed to")
-    forbidden = not_allowed(plan, unique)
+    forbidden = plan_gate.forbidden_events(plan, unique)
     if forbidden:
         raise EventsNotAllowed(forbidden)
     return unique
@@ -158,8 +157,8 @@ async def _check_url(url: str, settings: Settings) -> None:
 
 
 def _check_kind(kind: EndpointKind, plan: Plan) -> None:
-    minimum = KIND_MINIMUM_PLAN.get(kind)
-    if minimum is not None and not plan.at_least(minimum):
+    if not plan_gate.allows_kind(plan, kind):
+        minimum = plan_gate.kind_minimum_plan(kind)
         noun = _NOUNS[kind].replace("_", " ")
         raise ForbiddenError(f"a {noun} needs the {minimum} plan or above", events=[])
 
@@ -401,10 +400,8 @@ async def rotate_secret_with_grace(
 
 async def deactivate_for_plan(conn: asyncpg.Connection, org_id: str, plan: Plan) -> list[str]:
     """Inside the caller's transaction: switch off what `plan` no longer allows."""
-    disallowed_events = [t.value for t in EventType if not plan.at_least(CATALOGUE[t].minimum_plan)]
-    disallowed_kinds = [
-        k.value for k, minimum in KIND_MINIMUM_PLAN.items() if not plan.at_least(minimum)
-    ]
+    disallowed_events = [t.value for t in plan_gate.forbidden_events(plan, EventType)]
+    disallowed_kinds = [kind.value for kind in plan_gate.kinds_not_allowed(plan)]
     return await repository.deactivate_for_plan(
         conn, org_id, disallowed_events, disallowed_kinds, PLAN_DOWNGRADE
     )

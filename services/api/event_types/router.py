@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field
 
+from libs.domain import plan_gate
 from libs.domain.event_payloads import data_schema
 from libs.domain.event_types import CATALOGUE, EventType, enum_name
 from libs.domain.plans import Plan
@@ -44,7 +45,7 @@ def catalogue() -> list[EventTypeOut]:
                 type=event_type.value,
                 enum_name=enum_name(event_type),
                 minimum_plan=info.minimum_plan,
-                plans=[p for p in Plan if p.at_least(info.minimum_plan)],
+                plans=plan_gate.plans_allowing_event(event_type),
                 subscribable=info.subscribable,
                 description=info.description,
                 data_schema=data_schema(event_type),
