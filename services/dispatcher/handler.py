@@ -39,10 +39,9 @@ from libs.domain.envelope import capped_data
 from libs.domain.ids import IdPrefix, new_id
 from libs.infra import telemetry
 from libs.infra.batching import Batcher
-from libs.infra.broker.messages import DeliveryTask, EventMessage
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask, EventMessage
 from libs.worker.runtime import Verdict
 from services.dispatcher import metrics
-from services.dispatcher.publisher import TaskStep
 from services.dispatcher.repository import (
     EventContext,
     EventDataError,
@@ -85,7 +84,7 @@ class Repository(Protocol):
 
 
 class Publisher(Protocol):
-    async def publish_steps(self, steps: Sequence[TaskStep]) -> None: ...
+    async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None: ...
 
 
 class FirstAttemptsHere(Protocol):
@@ -212,7 +211,7 @@ class Dispatcher:
         tasks = self._tasks(event, pending)
         await self._publisher.publish_steps(
             [
-                TaskStep(task, max(step.attempt_count, 1), step.schedule_start)
+                DeliveryStep(task, max(step.attempt_count, 1), step.schedule_start)
                 for task, step in zip(tasks, pending, strict=True)
             ]
         )
@@ -408,7 +407,7 @@ class Dispatcher:
         published = await asyncio.gather(
             *(
                 loop.create_task(
-                    self._publisher.publish_steps([TaskStep(task) for task in tasks]),
+                    self._publisher.publish_steps([DeliveryStep(task) for task in tasks]),
                     context=batch[i].context,
                 )
                 for i, tasks in publishing

@@ -10,6 +10,7 @@ from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
+from libs.delivery.assembly import open_engine
 from libs.infra import telemetry
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
@@ -26,7 +27,6 @@ from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
-from services.sender.assembly import open_sender
 
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database.
@@ -97,18 +97,21 @@ async def serve(settings: Settings) -> None:
 async def open_first_attempts(
     settings: Settings, broker: RabbitBroker, topology: Topology, publisher: DeliveryPublisher
 ) -> tuple[FirstAttempts | None, Callable[[], Awaitable[None]]]:
-    """The sender's parts for the first attempts made here, and how to close them; none
-    when `dispatcher_first_attempts` is 0."""
+    """The delivery engine for the first attempts made here, and how to close it; none when
+    `dispatcher_first_attempts` is 0."""
     if settings.dispatcher_first_attempts == 0:
         return None, _nothing_to_close
     pool = await connect_database(settings.database_url, max_size=FIRST_ATTEMPTS_POOL_SIZE)
-    parts = await open_sender(
-        settings, pool, broker, topology, max_connections=settings.dispatcher_first_attempts
+    running = await open_engine(
+        settings,
+        pool,
+        broker,
+        topology,
+        service="dispatcher",
+        max_connections=settings.dispatcher_first_attempts,
     )
     first_attempts = FirstAttempts(
-        parts.sender,
-        parts.repository,
-        parts.dead_letters,
+        running.engine,
         publisher,
         max_attempts=settings.dispatcher_first_attempts,
         # Half the prefetch at most waits on POSTs, so new events always keep flowing.
@@ -116,7 +119,7 @@ async def open_first_attempts(
     )
 
     async def close() -> None:
-        await parts.close()
+        await running.close()
         await pool.close()
 
     return first_attempts, close

@@ -16,6 +16,7 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
+from libs.delivery.assembly import open_engine
 from libs.infra import telemetry
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
@@ -28,7 +29,7 @@ from libs.worker.runtime import (
     start_ops,
 )
 from services.sender import metrics
-from services.sender.assembly import open_sender
+from services.sender.consumer import SenderConsumer
 
 DEAD_LETTER_PREFETCH = 32
 # Loads and records are batched across in-flight deliveries (repository.py), none held
@@ -42,15 +43,16 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     broker = build_broker(settings, settings.sender_prefetch)
-    parts = await open_sender(
+    running = await open_engine(
         settings,
         pool,
         broker,
         topology,
+        service="sender",
         max_connections=settings.sender_prefetch,
         resolver=resolver,
     )
-    sender, dead_letters = parts.sender, parts.dead_letters
+    consumer = SenderConsumer(running.engine)
 
     # Topology's queues are properties that build a RabbitQueue per access: name them once
     # (py-spy: 3 % of the sender's main thread when read per message).
@@ -65,7 +67,7 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
             metrics.IN_FLIGHT.track_inprogress(),
             telemetry.consumer_span(f"{sender_queue} process", message.headers, sender_queue),
         ):
-            await settle(message, await sender.handle(message.body, message.headers), pool)
+            await settle(message, await consumer.on_task(message.body, message.headers), pool)
 
     @broker.subscriber(
         topology.dead_deliveries_queue,
@@ -75,12 +77,12 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     )
     async def on_dead_letter(message: RabbitMessage) -> None:
         with telemetry.consumer_span(f"{dead_queue} process", message.headers, dead_queue):
-            await settle(message, await dead_letters.handle(message.body), pool)
+            await settle(message, await consumer.on_dead_letter(message.body), pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
 
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=parts.close, ops=ops)
+    await run_until_stopped("sender", settings, broker, pool, on_stopped=running.close, ops=ops)
 
 
 def run() -> None:
