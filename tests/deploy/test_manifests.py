@@ -1,4 +1,4 @@
-"""deploy/k8s, rendered per overlay (tests/deploy/kustomize_lite.py) and checked offline.
+"""deploy/k8s, rendered per overlay by `kubectl kustomize` (conftest.py) and checked offline.
 
 Built-in kinds are validated against the Kubernetes OpenAPI schemas that the
 `kubernetes-validate` package ships (strict: an unknown field is an error). The operators'
@@ -21,7 +21,7 @@ import pytest
 from cli.main import build_parser
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
-from tests.deploy.kustomize_lite import Resource, resource_key, split_image
+from tests.deploy.kustomize import Resource, resource_key
 
 Docs = list[Resource]
 Problems = list[str]
@@ -498,6 +498,17 @@ def hookpost_images(docs: Docs) -> set[str]:
         for d in [*find(docs, "Deployment"), *find(docs, "Job")]
         for c in all_containers(d)
     }
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """'repo/name:tag' → ('repo/name', ':tag'); 'name@sha256:…' → ('name', '@sha256:…')."""
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        return name, "@" + digest
+    slash, colon = image.rfind("/"), image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon:]
+    return image, ""
 
 
 def check_images(docs: Docs, overlay: str) -> Problems:
