@@ -30,6 +30,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
+from jsonschema.protocols import Validator
 
 Resource = dict[str, Any]
 Schema = dict[str, Any]
@@ -170,7 +171,7 @@ def _closed(schema: Schema, where: str) -> Schema:
 
 
 def _list_type(
-    validator: Any, list_type: str, instance: Any, schema: Schema
+    validator: Validator, list_type: str, instance: Any, schema: Schema
 ) -> Iterator[jsonschema.ValidationError]:
     if not validator.is_type(instance, "array") or list_type == "atomic":
         return
@@ -193,7 +194,7 @@ CrdValidator = jsonschema.validators.extend(
 
 
 @cache
-def validator(api_version: str, kind: str) -> Any:
+def validator(api_version: str, kind: str) -> Validator:
     vendored = VENDORED.get((api_version, kind))
     if vendored is None:
         raise CrdError(f"no vendored CRD for {api_version} {kind} (tests/deploy/crds)")
