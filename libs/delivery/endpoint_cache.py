@@ -1,9 +1,8 @@
 """Each engine keeps its endpoints' settings, and drops an entry as soon as it changes.
 
 Every attempt needs its endpoint's URL, secrets, headers and config. Read with each delivery,
-they made the sender's load an eight-table join whose planning alone cost PostgreSQL 1.2 ms
-per call at low load, more than anything else the sender asked of it (pg_stat_statements,
-BENCHMARKS.md round 4). They change rarely, so they are cached here, and kept exact:
+they made every load an eight-table join, the costliest statement of the whole sender
+(BENCHMARKS.md). They change rarely, so they are cached here, and kept exact:
 
 - PostgreSQL announces every change itself. Triggers (migration 0005) NOTIFY channel
   `hookpost_config` with `endpoint:<id>`, `organization:<id>` or `agent:<id>` when an update

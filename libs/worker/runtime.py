@@ -63,8 +63,8 @@ def build_broker(settings: Settings, prefetch: int) -> RabbitBroker:
         decoder=_whole_message,
         # No dependency injection: FastDepends resolves a `RabbitMessage` Context through a
         # sync field, which it runs in AnyIO's thread pool (plus a task group) for every
-        # message; py-spy showed that hop at 5-14 % of the sender's and dispatcher's main
-        # thread (BENCHMARKS.md). Handlers take the message as their one argument instead.
+        # message, a hop that showed in profiles (BENCHMARKS.md). Handlers take the message
+        # as their one argument instead.
         apply_types=False,
         log_level=logging.DEBUG,  # FastStream's per-message lines stay below INFO
     )

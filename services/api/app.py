@@ -48,9 +48,9 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
 class ResponseCounter:
     """Counts every HTTP response by status class, as pure ASGI.
 
-    It was a `BaseHTTPMiddleware`, which runs the rest of the app in a second task and pipes
-    the body through a memory stream: py-spy put that machinery at a fifth of the api's main
-    thread. Here only the `http.response.start` message is looked at on its way out.
+    Not a `BaseHTTPMiddleware`, which runs the rest of the app in a second task and pipes
+    the body through a memory stream on every request: here only the `http.response.start`
+    message is looked at on its way out.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -144,8 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # caller's traceparent) on the provider libs/infra/telemetry.py installs; no
         # per-dependency spans, so the event's publish is a direct child of the request.
         # Metrics are Prometheus (/metrics) and logs are JSON lines, not OpenTelemetry: with
-        # "metrics" and "logs" on, FastAPI looked up the unconfigured global meter and logger
-        # providers on every request (an os.environ lookup each, ~5 % of the api in py-spy).
+        # "metrics" and "logs" on, FastAPI looks up the unconfigured global meter and logger
+        # providers on every request (an os.environ lookup each).
         telemetry={
             "operation_spans": False,
             "exclude": _untraced,

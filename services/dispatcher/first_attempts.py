@@ -4,7 +4,7 @@ A new delivery would otherwise cost two confirmed broker round trips before its 
 the event to the dispatcher, then a task to a sender. Here the dispatcher hands the
 deliveries it has just created to the delivery engine (libs/delivery/engine.py
 `first_attempts`: sign, POST, record, publish the retry), and the broker carries retries
-only. BENCHMARKS.md rounds 6 and 7 have what it bought.
+only (BENCHMARKS.md has what it bought).
 
 Nothing is lost while it runs: the event's message stays unacknowledged until every one of
 its first attempts is settled (recorded, and its next step confirmed), so a dispatcher that

@@ -33,11 +33,10 @@ from services.dispatcher.repository import DispatcherRepository
 DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
 # Each statement is planned once per prepared-statement lifetime (libs/infra/db/pool.py),
 # not once per batch: PostgreSQL kept choosing custom plans for the prepare statement, and
-# planning it was 0.5 of its 0.6 ms per batch at low load, the largest single cost the
-# dispatcher put on PostgreSQL (pg_stat_statements, BENCHMARKS.md round 5). Its generic plan
-# executes slower (0.25 against 0.11 ms) but costs nothing to plan. The statements reach
-# their rows by joining `unnest` arrays to primary keys, a shape whose generic plan stays a
-# nested loop of index scans (`= ANY ($1)` became a bitmap scan).
+# planning it cost more than running it (BENCHMARKS.md). Its generic plan runs a little
+# slower but costs nothing to plan. The statements reach their rows by joining `unnest`
+# arrays to primary keys, a shape whose generic plan stays a nested loop of index scans
+# (`= ANY ($1)` became a bitmap scan).
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 # The first attempts' own pool, with PostgreSQL's default plans (the sender's statements were
 # measured that way): records are batched across attempts in flight (their rows are not

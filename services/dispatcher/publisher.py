@@ -5,8 +5,8 @@ a delivery was at: the sender then POSTs that attempt, or, finding it already re
 redoes only what follows it.
 
 Straight on the broker's aio-pika exchange (its channel has publisher confirms and raises on
-returns): FastStream's `broker.publish` added a producer, context scopes and middlewares per
-task, which py-spy put at ~30 % of the dispatcher's main thread at fan-out 10 (BENCHMARKS.md).
+returns): FastStream's `broker.publish` adds a producer, context scopes and middlewares per
+task, more than the publish itself (BENCHMARKS.md).
 All of an event's steps go out back to back and their confirms are awaited together, so a
 fan-out of N costs one confirm wait, not N in a row.
 """

@@ -54,8 +54,7 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     )
     consumer = SenderConsumer(running.engine)
 
-    # Topology's queues are properties that build a RabbitQueue per access: name them once
-    # (py-spy: 3 % of the sender's main thread when read per message).
+    # Topology's queues are properties that build a RabbitQueue per access: name them once.
     sender_queue = topology.sender_queue.name
     dead_queue = topology.dead_deliveries_queue.name
 

@@ -1,7 +1,7 @@
 """`POST /api/v1/events`, the api's hot path: the one implementation, a plain Starlette route
 registered ahead of FastAPI's.
 
-Why not a FastAPI route: py-spy put most of the api's CPU per ingest request in FastAPI's
+Why not a FastAPI route: most of the api's CPU per ingest request went to FastAPI's
 machinery around a small handler: matching ~80 routes, solving dependencies, request and
 response models (BENCHMARKS.md). Registered first, this route is matched at once and runs
 what a FastAPI route of the api runs, through the same functions: the guard (token, then
