@@ -43,29 +43,20 @@ class Submitted:
     context: contextvars.Context
 
 
+@dataclass(frozen=True)
 class BatchDispatcher:
-    def __init__(
-        self,
-        repository: Repository,
-        publisher: Publisher,
-        *,
-        pending_limit: int,
-        payload_cap_bytes: int,
-        first_attempts: FirstAttemptsHere | None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._repo = repository
-        self._publisher = publisher
-        self._first_attempts = first_attempts
-        self._pending_limit = pending_limit
-        self._payload_cap = payload_cap_bytes
-        self._now = now
+    repository: Repository
+    publisher: Publisher
+    first_attempts: FirstAttemptsHere | None  # None: every task goes to the sender queue
+    pending_limit: int  # PENDING deliveries per org above which its events are dropped
+    payload_cap_bytes: int
+    now: Callable[[], datetime]
 
     async def dispatch(self, batch: Sequence[Submitted], *, wait: bool) -> list[Result]:
         """Dispatch the events of a batch (distinct ids), one statement per step for all."""
         results: list[Result | None] = [None] * len(batch)
-        async with self._repo.event_locks(wait=wait) as locks:
-            contexts = await locks.prepare([each.event for each in batch], self._pending_limit)
+        async with self.repository.event_locks(wait=wait) as locks:
+            contexts = await locks.prepare([each.event for each in batch], self.pending_limit)
             to_drop: list[int] = []
             to_deliver: list[int] = []
             for index, (submitted, ctx) in enumerate(zip(batch, contexts, strict=True)):
@@ -87,7 +78,7 @@ class BatchDispatcher:
     def _over_limit(self, event: EventMessage, ctx: EventContext | None) -> bool:
         # A /test call's single event is exempt: its caller already holds the delivery id.
         assert ctx is not None
-        return event.target_endpoint_id is None and ctx.pending > self._pending_limit
+        return event.target_endpoint_id is None and ctx.pending > self.pending_limit
 
     async def _drop(
         self,
@@ -96,7 +87,7 @@ class BatchDispatcher:
         indexes: list[int],
         results: list[Result | None],
     ) -> None:
-        hour = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H")
+        hour = self.now().astimezone(UTC).strftime("%Y-%m-%dT%H")
         counted = await locks.drop([batch[i].event.id for i in indexes], hour)
         for i in indexes:
             results[i] = Result(
@@ -148,7 +139,7 @@ class BatchDispatcher:
                 to_finish.append(i)
             if not deliveries:
                 continue
-            tasks = delivery_tasks(batch[i].event, deliveries, self._payload_cap)
+            tasks = delivery_tasks(batch[i].event, deliveries, self.payload_cap_bytes)
             if reserved or self._reserve(len(deliveries)):
                 here[i] = tasks
             else:
@@ -175,7 +166,7 @@ class BatchDispatcher:
 
     def _reserve(self, deliveries: int) -> bool:
         """Room here for an event's `deliveries` first attempts (taken if there is)."""
-        return self._first_attempts is not None and self._first_attempts.reserve(deliveries)
+        return self.first_attempts is not None and self.first_attempts.reserve(deliveries)
 
     async def _publish(
         self,
@@ -193,7 +184,7 @@ class BatchDispatcher:
         published = await asyncio.gather(
             *(
                 loop.create_task(
-                    self._publisher.publish_steps([DeliveryStep(task) for task in tasks]),
+                    self.publisher.publish_steps([DeliveryStep(task) for task in tasks]),
                     context=batch[i].context,
                 )
                 for i, tasks in publishing
@@ -210,8 +201,8 @@ class BatchDispatcher:
         """Give back the room of events' first attempts that will not run here."""
         for deliveries in reserved:
             if deliveries:  # nothing was reserved for an event with nothing to deliver
-                assert self._first_attempts is not None  # nothing is reserved without it
-                self._first_attempts.release(deliveries)
+                assert self.first_attempts is not None  # nothing is reserved without it
+                self.first_attempts.release(deliveries)
 
 
 def delivery_tasks(

@@ -65,12 +65,7 @@ class Dispatcher:
         self._first_attempts = first_attempts
         self._payload_cap = payload_cap_bytes
         self._batch = BatchDispatcher(
-            repository,
-            publisher,
-            pending_limit=pending_limit,
-            payload_cap_bytes=payload_cap_bytes,
-            first_attempts=first_attempts,
-            now=now,
+            repository, publisher, first_attempts, pending_limit, payload_cap_bytes, now
         )
         # No linger: a batch is whatever arrived in the same loop turn, plus whatever
         # arrives while every batch slot is busy.

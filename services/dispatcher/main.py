@@ -6,20 +6,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
-from libs.infra import telemetry
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
 from libs.worker.runtime import (
+    Verdict,
     build_broker,
     connect_database,
+    consume,
     run_until_stopped,
     run_worker,
-    settle,
     start_ops,
 )
 from services.dispatcher import metrics
@@ -68,20 +67,18 @@ async def serve(settings: Settings) -> None:
         first_attempts=first_attempts,
     )
 
-    queue = topology.dispatcher_queue.name  # a property that builds a RabbitQueue: once
+    async def on_event(message: RabbitMessage) -> Verdict:
+        redelivered = bool(message.raw_message.redelivered)
+        return await dispatcher.handle(message.body, redelivered=redelivered)
 
-    @broker.subscriber(
-        topology.dispatcher_queue, topology.events_exchange, ack_policy=AckPolicy.MANUAL
+    consume(
+        broker,
+        topology.dispatcher_queue,
+        topology.events_exchange,
+        on_event,
+        pool,
+        in_flight=metrics.IN_FLIGHT,
     )
-    async def on_event(message: RabbitMessage) -> None:
-        with (
-            metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(f"{queue} process", message.headers, queue),
-        ):
-            verdict = await dispatcher.handle(
-                message.body, redelivered=bool(message.raw_message.redelivered)
-            )
-            await settle(message, verdict, pool)
 
     await broker.connect()
     await declare_topology(broker, topology)

@@ -12,20 +12,19 @@ unacknowledged to the queue. Then exit 0.
 from __future__ import annotations
 
 from aiohttp.abc import AbstractResolver
-from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
-from libs.infra import telemetry
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
 from libs.worker.runtime import (
+    Verdict,
     build_broker,
     connect_database,
+    consume,
     run_until_stopped,
     run_worker,
-    settle,
     start_ops,
 )
 from services.sender import metrics
@@ -54,29 +53,28 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     )
     consumer = SenderConsumer(running.engine)
 
-    # Topology's queues are properties that build a RabbitQueue per access: name them once.
-    sender_queue = topology.sender_queue.name
-    dead_queue = topology.dead_deliveries_queue.name
+    async def on_task(message: RabbitMessage) -> Verdict:
+        return await consumer.on_task(message.body, message.headers)
 
-    @broker.subscriber(
-        topology.sender_queue, topology.deliveries_exchange, ack_policy=AckPolicy.MANUAL
+    async def on_dead_letter(message: RabbitMessage) -> Verdict:
+        return await consumer.on_dead_letter(message.body)
+
+    consume(
+        broker,
+        topology.sender_queue,
+        topology.deliveries_exchange,
+        on_task,
+        pool,
+        in_flight=metrics.IN_FLIGHT,
     )
-    async def on_task(message: RabbitMessage) -> None:
-        with (
-            metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(f"{sender_queue} process", message.headers, sender_queue),
-        ):
-            await settle(message, await consumer.on_task(message.body, message.headers), pool)
-
-    @broker.subscriber(
+    consume(
+        broker,
         topology.dead_deliveries_queue,
         topology.dead_exchange,
+        on_dead_letter,
+        pool,
         channel=Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False),
-        ack_policy=AckPolicy.MANUAL,
     )
-    async def on_dead_letter(message: RabbitMessage) -> None:
-        with telemetry.consumer_span(f"{dead_queue} process", message.headers, dead_queue):
-            await settle(message, await consumer.on_dead_letter(message.body), pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
