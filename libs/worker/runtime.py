@@ -210,14 +210,15 @@ class Readiness:
 class OpsEndpoints:
     runner: web.AppRunner
     readiness: Readiness
+    port: int
 
 
 async def start_ops(settings: Settings) -> OpsEndpoints:
     """Serve /healthz, /readyz and /metrics from the first moment: a replica still waiting
     for its database is alive (no restart) but not ready."""
     readiness = Readiness()
-    runner = await start_ops_server(settings.ops_host, settings.ops_port, readiness)
-    return OpsEndpoints(runner, readiness)
+    runner, port = await start_ops_server(settings.ops_host, settings.ops_port, readiness)
+    return OpsEndpoints(runner, readiness, port)
 
 
 async def run_until_stopped(

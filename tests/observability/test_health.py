@@ -7,7 +7,11 @@ server keeps running for everyone else.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -15,7 +19,7 @@ import httpx
 import pytest
 
 from tests.pipeline.harness import Pipeline, eventually
-from tests.support.services import ServiceProcess, free_port, service_env
+from tests.support.services import HOOKPOST_BIN, ServiceProcess, free_port, service_env
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -94,3 +98,52 @@ async def test_a_worker_waiting_for_its_database_is_alive_but_not_ready(
     finally:
         await pipe.stop_all()
         await pipe.delete_broker_objects()
+
+
+async def test_any_number_of_workers_share_a_host_with_default_settings(
+    test_env: dict[str, str], db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A dispatcher and three senders, no HOOKPOST_OPS_PORT: the first takes 9100 (when it is
+    free), the others a port of their own, each logged, each serving /readyz."""
+    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_one_host"
+    env = {k: v for k, v in service_env(test_env).items() if k != "HOOKPOST_OPS_PORT"}
+    env["HOOKPOST_BROKER_PREFIX"] = prefix
+    logs = [tmp_path / f"{name}.log" for name in ("dispatcher", "s1", "s2", "s3")]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            str(HOOKPOST_BIN),
+            "dispatcher" if n == 0 else "sender",
+            env=env,
+            stdout=await asyncio.to_thread(log.open, "wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for n, log in enumerate(logs)
+    ]
+    try:
+        ports = [await eventually(lambda log=log: _logged_ops_port(log), bool) for log in logs]
+        assert len(set(ports)) == 4, ports
+        for port, proc in zip(ports, procs, strict=True):
+            assert proc.returncode is None, "a worker exited"
+            await eventually(lambda port=port: _get(port, "/readyz"), lambda s: s == 200)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(proc.wait(), 60) for proc in procs]
+        await Pipeline(test_env, prefix).delete_broker_objects()
+    assert codes == [0, 0, 0, 0]
+
+
+async def _logged_ops_port(log: Path) -> int | None:
+    text = await asyncio.to_thread(log.read_text, errors="replace")
+    for line in text.splitlines():
+        if '"ops endpoints listening"' in line:
+            return int(json.loads(line)["ops_port"])
+    return None
+
+
+async def _get(port: int, path: str) -> int:
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(f"http://127.0.0.1:{port}{path}")).status_code
+    except httpx.HTTPError:
+        return 0
