@@ -12,11 +12,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 
+import aio_pika
 import asyncpg
 import pytest
+from faststream.rabbit import RabbitBroker
 
+from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.settings import get_settings
+from libs.worker.runtime import build_broker
 from tests.pipeline.harness import Pipeline
 
 BACKPRESSURE_LIMIT = 3
@@ -80,3 +86,22 @@ async def forget_orgs(db_pool: asyncpg.Pool) -> AsyncIterator[Callable[[str], No
     yield names.append
     if names:
         await db_pool.execute("DELETE FROM organizations WHERE id = ANY($1::text[])", names)
+
+
+@pytest.fixture
+async def broker(test_env: dict[str, str]) -> AsyncIterator[tuple[RabbitBroker, Topology]]:
+    """A connected broker client (a worker's) on a topology of the test's own, deleted after."""
+    settings = get_settings()
+    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_inproc_{uuid.uuid4().hex[:6]}"
+    topology = Topology(prefix, settings.retry_delay_scale)
+    broker = build_broker(settings, settings.dispatcher_prefetch)
+    await broker.connect()
+    await declare_topology(broker, topology)
+    yield broker, topology
+    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
+    async with connection:
+        for queue, exchange in topology.bindings():
+            channel = await connection.channel()
+            await channel.queue_delete(queue.name)
+            await channel.exchange_delete(exchange.name)
+    await broker.stop()
