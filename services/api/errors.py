@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from libs.infra.db.pool import replace_ended_sessions
+
 log = logging.getLogger("hookpost.api")
 
 
@@ -199,6 +201,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         "database unavailable, answering 503",
         extra={"path": request.url.path, "error": repr(exc)},
     )
+    # The next requests get new sessions, not this one's ended siblings (libs/infra/db/pool.py).
+    pool: asyncpg.Pool = request.app.state.api.pool
+    await replace_ended_sessions(pool, exc)
     return error_response(
         503,
         "SERVICE_UNAVAILABLE",
