@@ -23,11 +23,11 @@ from services.api.agents.schemas import (
     SyncOut,
 )
 from services.api.auth import Org
+from services.api.endpoints.schemas import TestQueued
 from services.api.endpoints.service import Endpoint
 from services.api.limits import DEFAULT_LIMIT, clamp_limit
 from services.api.routing import ApiRoute
 from services.api.state import State
-from services.api.webhook_subscriptions.schemas import TestQueued
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ApiRoute)
 
