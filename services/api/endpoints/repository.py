@@ -167,22 +167,6 @@ async def delete(conn: Executor, org_id: str, endpoint_id: str, kind: str) -> bo
     return deleted is not None
 
 
-async def set_secret(
-    conn: Executor,
-    org_id: str,
-    endpoint_id: str,
-    kind: str,
-    secret_enc: bytes,
-    secret_masked: str,
-    grace_s: int,
-) -> bool:
-    """Install a new secret; the old one stays valid for `grace_s` seconds (0: not at all)."""
-    rotated = await install_secret(
-        conn, org_id, endpoint_id, kind, secret_enc, secret_masked, grace_s
-    )
-    return rotated is not None
-
-
 async def install_secret(
     conn: Executor,
     org_id: str,
@@ -192,10 +176,11 @@ async def install_secret(
     secret_masked: str,
     grace_s: int,
 ) -> asyncpg.Record | None:
-    """As set_secret; the row's `previous_secret_expires_at` (None when grace_s is 0).
+    """Install a new secret; the old one stays valid for `grace_s` seconds (0: not at all).
 
-    None when there is no such endpoint. The expiry is computed by the database clock, the
-    same clock the sender compares it with.
+    The row's id and `previous_secret_expires_at` (None when grace_s is 0), or None when
+    there is no such endpoint. The expiry is computed by the database clock, the same clock
+    the sender compares it with.
     """
     return await conn.fetchrow(
         "UPDATE endpoints SET"

@@ -324,15 +324,7 @@ async def replace_endpoint(
         if spec.secret is not None:
             # A user-chosen secret (agent sinks) is replaced with the rest, at once: first,
             # so the row returned below already shows its mask.
-            await repository.set_secret(
-                conn,
-                org_id,
-                endpoint_id,
-                kind.value,
-                crypto.encrypt(spec.secret),
-                mask_secret(spec.secret),
-                0,
-            )
+            await _install_secret(conn, org_id, kind, endpoint_id, spec.secret, grace_s=0)
         record = await repository.replace(conn, org_id, endpoint_id, kind.value, row)
         assert record is not None  # locked above
         await audit.record(
@@ -342,6 +334,20 @@ async def replace_endpoint(
             {"endpointId": endpoint_id, "status": spec.status.value, "url": row.url_masked},
         )
     return _from_record(record)
+
+
+async def _install_secret(
+    conn: asyncpg.Connection,
+    org_id: str,
+    kind: EndpointKind,
+    endpoint_id: str,
+    secret: str,
+    grace_s: int,
+) -> asyncpg.Record | None:
+    """Store `secret` encrypted, with its mask; the old one signs `grace_s` seconds more."""
+    return await repository.install_secret(
+        conn, org_id, endpoint_id, kind.value, crypto.encrypt(secret), mask_secret(secret), grace_s
+    )
 
 
 async def delete_endpoint(
@@ -379,15 +385,7 @@ async def rotate_secret_with_grace(
         raise BadRequestError(f"gracePeriodSeconds must be between 0 and {MAX_GRACE_S}")
     secret = generate_signing_secret()
     async with pool.acquire() as conn, conn.transaction():
-        record = await repository.install_secret(
-            conn,
-            org_id,
-            endpoint_id,
-            kind.value,
-            crypto.encrypt(secret),
-            mask_secret(secret),
-            grace_s,
-        )
+        record = await _install_secret(conn, org_id, kind, endpoint_id, secret, grace_s)
         if record is None:
             raise _not_found(kind, endpoint_id)
         await audit.record(
