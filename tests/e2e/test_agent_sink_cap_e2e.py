@@ -9,12 +9,11 @@ import httpx
 import pytest
 
 from libs.domain.ids import IdPrefix, new_id
-from tests.e2e.conftest import E2E_RETRY_SCALE, Stack
+from tests.e2e.conftest import E2E_RETRY_SCALE, Stack, auth
 from tests.e2e.test_agent_sinks_e2e import (
     HMAC_SECRET,
     RESULTS,
     SINK_KEYS,
-    auth,
     make_agent,
     make_sink,
     mt_verifies,

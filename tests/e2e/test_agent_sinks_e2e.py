@@ -25,7 +25,7 @@ from libs.sdk.webhooks import (
     parse_sink_payload,
     verify_sink_signature,
 )
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, auth
 from tests.sdk.test_docs_snippets import NODE, run_node, snippet
 from tests.support.receiver import ReceivedRequest, Receiver
 
@@ -53,10 +53,6 @@ RESULTS = [
         "matchConfidence": None,
     },
 ]
-
-
-def auth(org: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {org['apiToken']}"}
 
 
 def mt_verifies(request: ReceivedRequest, secret: str) -> bool:

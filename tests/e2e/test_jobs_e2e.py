@@ -14,7 +14,7 @@ import httpx
 import pytest
 import stripe
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, auth
 from tests.support.receiver import ReceivedRequest, Receiver
 
 JOBS = "/api/v1/mapping-jobs"
@@ -24,10 +24,6 @@ EXPORT_TOKEN = "abc123-export-t0ken"
 JOB_TOKEN = "job-t0ken-xyz"
 STATS = {"total": 3, "matched": 2, "unmatched": 1}
 RESULTS = [{"sku": "A", "hotel": "Águila"}, {"sku": "B", "hotel": None}, {"sku": "C"}]
-
-
-def auth(org: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {org['apiToken']}"}
 
 
 async def post(client: httpx.AsyncClient, org: dict, path: str, body: object = None) -> dict:
