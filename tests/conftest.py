@@ -26,6 +26,9 @@ TEST_ENV = {
     # Services started by tests share one database: their reconcilers would re-drive each
     # other's leftovers. The tests of the reconciler set their own.
     "HOOKPOST_RECONCILE_INTERVAL_S": "3600",
+    # Every engine the tests start shares one database, so each would take a sliver of an
+    # endpoint's ceiling: the tests of the limits set their own.
+    "HOOKPOST_ENDPOINT_MAX_CONCURRENCY": "100000",
 }
 # Settings are read from the environment: set it before any hookpost module reads them.
 os.environ.update(TEST_ENV)

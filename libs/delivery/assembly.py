@@ -14,12 +14,14 @@ from faststream.rabbit import RabbitBroker
 
 from libs.delivery.engine import DeliveryEngine
 from libs.delivery.http_client import HttpClient
+from libs.delivery.limits import EndpointLimits
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.publisher import StepPublisher
 from libs.delivery.repository import DeliveryRepository
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from libs.infra.url_safety import SafetyPolicy
+from libs.worker.membership import Membership
 from libs.worker.runtime import wait_for_database
 
 
@@ -28,11 +30,13 @@ class RunningEngine:
     engine: DeliveryEngine
     repository: DeliveryRepository
     http: HttpClient
+    membership: Membership
 
     async def close(self) -> None:
         """Finish every collected load and record, then close the connections."""
         await self.repository.close()
         await self.http.close()
+        await self.membership.stop()
 
 
 async def open_engine(
@@ -48,6 +52,8 @@ async def open_engine(
     """`service` labels the metrics; `max_connections`: the most POSTs open at once;
     `resolver` replaces aiohttp's name lookup (the address checks stay)."""
     metrics = EngineMetrics(service)
+    membership = Membership(pool, service)
+    await membership.start()
     repository = DeliveryRepository(pool, listen_dsn=settings.database_url)
     repository.endpoints.start()
     http = await HttpClient(
@@ -63,8 +69,9 @@ async def open_engine(
         http,
         StepPublisher(broker, topology, metrics),
         metrics,
+        EndpointLimits(settings.endpoint_max_concurrency, share=membership.share),
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
         sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
     )
-    return RunningEngine(engine, repository, http)
+    return RunningEngine(engine, repository, http, membership)

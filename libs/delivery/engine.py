@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from libs.delivery.http_client import HttpResult
 from libs.delivery.metrics import EngineMetrics
@@ -37,6 +37,7 @@ from libs.domain.retry_policy import (
     decide,
     policy_for_endpoint,
     scaled_ms,
+    tier_at_least,
 )
 from libs.infra import telemetry
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
@@ -73,7 +74,17 @@ class Http(Protocol):
 class StepPublisher(Protocol):
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None: ...
 
+    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None: ...
+
     async def publish_now(self, step: DeliveryStep) -> None: ...
+
+
+class Limits(Protocol):
+    """How hard the engine may push each endpoint (limits.py EndpointLimits)."""
+
+    def try_acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None: ...
+
+    def release(self, endpoint_id: str, result: HttpResult) -> None: ...
 
 
 class DeliveryEngine:
@@ -83,6 +94,7 @@ class DeliveryEngine:
         http: Http,
         publisher: StepPublisher,
         metrics: EngineMetrics,
+        limits: Limits,
         *,
         retry_delay_scale: float,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -94,6 +106,7 @@ class DeliveryEngine:
         self._http = http
         self._publisher = publisher
         self._metrics = metrics
+        self._limits = limits
         self._scale = retry_delay_scale
         self._now = now
         self._db_backoff = db_backoff
@@ -183,6 +196,12 @@ class DeliveryEngine:
             )
             overdue = row.next_attempt_at is not None and row.next_attempt_at <= self._now()
         else:
+            wait = self._limits.try_acquire(row.endpoint.id, _rate_limit(row.endpoint.config))
+            if wait is not None:
+                # No room at this endpoint yet: back in a moment, holding no slot meanwhile.
+                step = DeliveryStep(task, attempt, schedule_start)
+                await self._publisher.publish_deferred(step, tier_at_least(wait))
+                return Outcome.SETTLED
             decision = await self._post_and_record(task, row, attempt, schedule_start, policy)
             if decision is None:
                 log.info("delivery ended or deleted during the attempt, skipping")
@@ -285,7 +304,9 @@ class DeliveryEngine:
         return Outcome.SETTLED
 
     async def _send(self, task: DeliveryTask, row: DeliveryRow, attempt_id: str) -> HttpResult:
+        """The attempt's POST, in the endpoint slot `_run` acquired (given back here)."""
         started = time.monotonic()
+        result = HttpResult(False, None, "not sent", None, 0, refused=True)
         try:
             request = signed_request(task, row, attempt_id, self._sink_cap)
         except Unsendable as exc:
@@ -295,6 +316,8 @@ class DeliveryEngine:
                 request.url, request.body, request.headers, request.url_masked
             )
             self._metrics.attempt_took(time.monotonic() - started)
+        finally:
+            self._limits.release(row.endpoint.id, result)
         self._observe(result, row.endpoint.url_masked)
         return result
 
@@ -325,3 +348,9 @@ class DeliveryEngine:
             log.debug("attempt succeeded", extra=extra)
         else:
             log.info("attempt failed: %s", result.error, extra=extra)
+
+
+def _rate_limit(config: Mapping[str, Any]) -> float | None:
+    """The endpoint's own `rateLimitPerSecond` (attempts per second), when it has one."""
+    value = config.get("rateLimitPerSecond")
+    return float(value) if isinstance(value, int | float) and value > 0 else None

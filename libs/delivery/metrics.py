@@ -37,6 +37,11 @@ DELIVERIES_FINISHED = Counter(
     "Deliveries that reached a final status, by status.",
     ["service", "status"],  # SUCCEEDED | FAILED | DEAD
 )
+DEFERRED = Counter(
+    "hookpost_delivery_deferred_total",
+    "Steps put back for a moment because their endpoint had no room (libs/delivery/limits.py).",
+    ["service"],
+)
 RETRY_PUBLISHES = Counter(
     "hookpost_delivery_retry_publishes_total",
     "Failed attempts published to a retry tier, by the tier's unscaled delay.",
@@ -67,6 +72,7 @@ class EngineMetrics:
     def __post_init__(self) -> None:
         self._attempt_seconds = ATTEMPT_SECONDS.labels(self.service)
         self._to_first_attempt = EVENT_TO_FIRST_ATTEMPT_SECONDS.labels(self.service)
+        self._deferred = DEFERRED.labels(self.service)
 
     def attempted(self, result: HttpResult) -> None:
         outcome = outcome_class(result)
@@ -86,6 +92,9 @@ class EngineMetrics:
         if child is None:
             child = self._finished[status] = DELIVERIES_FINISHED.labels(self.service, status.value)
         child.inc()
+
+    def deferred(self) -> None:
+        self._deferred.inc()
 
     def retry_published(self, delay_s: int) -> None:
         child = self._retries.get(delay_s)

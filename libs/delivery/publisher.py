@@ -41,9 +41,17 @@ class StepPublisher:
 
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
         """To the tier of `delay_s` (scaled by HOOKPOST_RETRY_DELAY_SCALE)."""
+        await self._publish_to_tier(step, delay_s)
+        self._metrics.retry_published(delay_s)
+
+    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None:
+        """A step whose endpoint has no room yet, to the tier of `delay_s` (no attempt made)."""
+        await self._publish_to_tier(step, delay_s)
+        self._metrics.deferred()
+
+    async def _publish_to_tier(self, step: DeliveryStep, delay_s: int) -> None:
         routing_key = self._topology.retry_routing_key(delay_s)
         await self._publish(self._topology.retry_exchange, routing_key, step, retry_tier_s=delay_s)
-        self._metrics.retry_published(delay_s)
 
     async def _publish(
         self, exchange: RabbitExchange, routing_key: str, step: DeliveryStep, **attributes: int

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Only attempts that hold the room (slow endpoints) push new events to the senders.
     dispatcher_first_attempts: int = Field(default=1280, ge=0)
 
+    # The most attempts in flight to one endpoint, across every engine (sender and dispatcher
+    # replicas share it); below it each endpoint's limit adapts to its answers (AIMD).
+    endpoint_max_concurrency: int = Field(default=128, ge=1)
     # The longest Retry-After (429, 503) a receiver can make us wait: the longest retry tier.
     retry_after_cap_s: float = Field(default=3600.0, gt=0, le=3600.0)
 

@@ -20,6 +20,7 @@ from libs.delivery.http_client import (
     read_excerpt,
     retry_after,
 )
+from libs.delivery.limits import INITIAL, EndpointLimits
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.repository import AttemptRecord, DeliveryRow
 from libs.delivery.request import customer_headers
@@ -282,6 +283,7 @@ class FakeRetries:
     published: list[DeliveryStep] = field(default_factory=list)
     delays: list[int] = field(default_factory=list)
     now: list[DeliveryStep] = field(default_factory=list)
+    deferred: list[tuple[DeliveryStep, int]] = field(default_factory=list)
 
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
         if self.fail:
@@ -293,6 +295,11 @@ class FakeRetries:
         if self.fail:
             raise ConnectionError("broker gone")
         self.now.append(step)
+
+    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.deferred.append((step, delay_s))
 
     @property
     def scheduled(self) -> list[tuple[int, int | None, int | None]]:
@@ -320,12 +327,15 @@ async def no_wait() -> None:
     pass
 
 
-def engine(repo: FakeRepo, http: FakeHttp, retries: FakeRetries) -> DeliveryEngine:
+def engine(
+    repo: FakeRepo, http: FakeHttp, retries: FakeRetries, limits: EndpointLimits | None = None
+) -> DeliveryEngine:
     return DeliveryEngine(
         repo,
         http,
         retries,
         EngineMetrics("unit"),
+        limits or EndpointLimits(1000),
         retry_delay_scale=0.01,
         now=lambda: NOW,
         db_backoff=no_wait,
@@ -484,3 +494,31 @@ async def test_a_manual_retry_that_rolled_back_is_skipped() -> None:
     http = FakeHttp(OK)
     assert await engine(repo, http, FakeRetries()).attempt(step(5, 5)) is Outcome.SETTLED
     assert repo.awaited_writers == 1 and http.calls == [] and repo.recorded == []
+
+
+async def test_an_endpoint_without_room_gets_the_step_back_later_with_no_attempt_made() -> None:
+    limits = EndpointLimits(1000)
+    for _ in range(int(INITIAL)):  # the initial limit of attempts in flight to dst_unit
+        assert limits.try_acquire("dst_unit") is None
+    repo, http, retries = FakeRepo(delivery_row(attempt_count=1)), FakeHttp(OK), FakeRetries()
+    assert await engine(repo, http, retries, limits).attempt(step(2)) is Outcome.SETTLED
+    assert http.calls == [] and repo.recorded == []
+    assert retries.deferred == [(DeliveryStep(TASK, 2, 1), 1)]  # the same attempt, in a second
+    limits.release("dst_unit", OK)
+    assert await engine(repo, http, retries, limits).attempt(step(2)) is Outcome.SETTLED
+    assert len(http.calls) == 1 and repo.recorded[0].attempt_number == 2
+
+
+async def test_a_retry_after_holds_the_whole_endpoint_back() -> None:
+    clock = [100.0]
+    limits = EndpointLimits(1000, clock=lambda: clock[0])
+    throttled = HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=30)
+    repo, retries = FakeRepo(delivery_row()), FakeRetries()
+    await engine(repo, FakeHttp(throttled), retries, limits).attempt(step(1))
+    assert retries.published == [DeliveryStep(TASK, 2, 1)] and retries.delays == [30]
+    other = FakeRepo(delivery_row())  # another delivery to the same endpoint, meanwhile
+    await engine(other, FakeHttp(OK), retries, limits).attempt(step(1))
+    assert other.recorded == [] and retries.deferred == [(DeliveryStep(TASK, 1, 1), 30)]
+    clock[0] += 30
+    await engine(other, FakeHttp(OK), retries, limits).attempt(step(1))
+    assert other.recorded[0].new_status == "SUCCEEDED"

@@ -1,0 +1,132 @@
+"""How hard an engine may push each endpoint: adaptive concurrency, the customer's rate
+limit, and the receiver's Retry-After.
+
+- **Concurrency adapts to what the endpoint answers** (AIMD, as TCP does): until its first
+  overload answer each success adds 1 to its limit (slow start: it doubles per round), then
+  1/limit; each overload answer (429, 5xx, a timeout, a refused connection) halves it, at
+  most once per `DECREASE_EVERY_S` so that one overload's burst of failures halves it once.
+  A slow endpoint therefore holds a bounded share of the engine's slots, and a struggling
+  one is sent less.
+- **`rateLimitPerSecond`** (an endpoint's own setting) is a token bucket.
+- **A Retry-After** (429 or 503) holds the whole endpoint back until it has passed.
+
+An attempt with no room yet is not made: the engine defers its step to a short retry tier,
+so it never holds one of the queue's prefetch slots that other endpoints' work needs.
+
+Every engine (each sender, each dispatcher making first attempts) keeps its own limits, and
+takes its share of an endpoint's ceiling and rate: `share` is 1 / the number of engines
+running (libs/worker/membership.py). So across replicas an endpoint sees at most its ceiling
+and rate, within one engine's share while replicas come and go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from libs.delivery.http_client import HttpResult
+
+INITIAL = 32.0
+MINIMUM = 1.0
+DECREASE_EVERY_S = 1.0
+IDLE_FORGET_S = 600.0  # an endpoint idle this long starts afresh
+MAX_ENDPOINTS = 50_000  # beyond it, idle endpoints are forgotten first
+
+
+@dataclass
+class _Endpoint:
+    limit: float
+    in_flight: int = 0
+    not_before: float = 0.0  # a Retry-After holds the endpoint until then
+    tokens: float = 0.0  # the rate limit's bucket
+    refilled: float = 0.0
+    decreased: float = float("-inf")
+    used: float = 0.0
+    slow_start: bool = True
+
+
+def overloaded(result: HttpResult) -> bool:
+    """An answer that says the endpoint has too much: slow down."""
+    if result.refused:
+        return False  # never reached it
+    status = result.http_status
+    return status is None or status == 429 or status >= 500
+
+
+class EndpointLimits:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        share: Callable[[], float] = lambda: 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`ceiling`: the most attempts in flight to one endpoint (across all engines)."""
+        self._ceiling = ceiling
+        self._share = share
+        self._clock = clock
+        self._endpoints: dict[str, _Endpoint] = {}
+
+    def try_acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None:
+        """None: go, a slot is taken (give it back with `release`); else the seconds until it
+        is worth trying again."""
+        now = self._clock()
+        state = self._state(endpoint_id, now)
+        share = self._share()
+        if state.not_before > now:
+            return state.not_before - now
+        if state.in_flight >= max(MINIMUM, min(state.limit, self._ceiling * share)):
+            return DECREASE_EVERY_S  # a slot frees as soon as an attempt ends
+        if rate_per_s:
+            wait = self._take_token(state, rate_per_s * share, now)
+            if wait:
+                return wait
+        state.in_flight += 1
+        return None
+
+    def release(self, endpoint_id: str, result: HttpResult) -> None:
+        now = self._clock()
+        state = self._state(endpoint_id, now)
+        state.in_flight = max(0, state.in_flight - 1)
+        if result.retry_after_s:
+            state.not_before = max(state.not_before, now + result.retry_after_s)
+        if overloaded(result):
+            state.slow_start = False
+            if now - state.decreased >= DECREASE_EVERY_S:
+                state.limit = max(MINIMUM, state.limit / 2)
+                state.decreased = now
+        elif result.succeeded:
+            grown = state.limit + (1 if state.slow_start else 1 / state.limit)
+            state.limit = min(float(self._ceiling), grown)
+
+    def limit(self, endpoint_id: str) -> float:
+        """The endpoint's current concurrency limit here (for metrics and tests)."""
+        state = self._endpoints.get(endpoint_id)
+        return state.limit if state is not None else INITIAL
+
+    def _state(self, endpoint_id: str, now: float) -> _Endpoint:
+        state = self._endpoints.get(endpoint_id)
+        if state is None or (state.in_flight == 0 and now - state.used > IDLE_FORGET_S):
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                self._forget_idle(now)
+            state = self._endpoints[endpoint_id] = _Endpoint(min(INITIAL, self._ceiling))
+        state.used = now
+        return state
+
+    @staticmethod
+    def _take_token(state: _Endpoint, rate_per_s: float, now: float) -> float:
+        """Seconds until a token is there (0: one was taken)."""
+        burst = max(1.0, rate_per_s)
+        state.tokens = min(burst, state.tokens + (now - state.refilled) * rate_per_s)
+        state.refilled = now
+        if state.tokens >= 1.0:
+            state.tokens -= 1.0
+            return 0.0
+        return (1.0 - state.tokens) / rate_per_s
+
+    def _forget_idle(self, now: float) -> None:
+        idle = [k for k, s in self._endpoints.items() if s.in_flight == 0]
+        idle.sort(key=lambda k: self._endpoints[k].used)
+        for key in idle[: max(1, len(idle) // 2)]:
+            del self._endpoints[key]

@@ -1,0 +1,74 @@
+"""Which engines are running: each process that runs the delivery engine keeps a heartbeat
+row in `workers`, and counts the live ones, so that every engine takes its share of what
+the engines share (an endpoint's concurrency ceiling and rate limit, libs/delivery/limits.py).
+
+A row not seen for three heartbeats is not counted (a crashed process stops counting
+within that time) and is deleted after an hour. Until its first count a process assumes it
+is alone; if PostgreSQL does not answer, the last count stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+import asyncpg
+
+log = logging.getLogger("hookpost.membership")
+
+_BEAT = """
+INSERT INTO workers (id, service, host, pid) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET seen_at = now()
+"""
+_LIVE = "SELECT count(*) FROM workers WHERE seen_at > now() - make_interval(secs => $1)"
+_FORGET = "DELETE FROM workers WHERE seen_at < now() - interval '1 hour'"
+_LEAVE = "DELETE FROM workers WHERE id = $1"
+
+
+class Membership:
+    def __init__(self, pool: asyncpg.Pool, service: str, interval_s: float = 10.0) -> None:
+        self._pool = pool
+        self._service = service
+        self._interval_s = interval_s
+        self._id = f"{service}-{uuid.uuid4().hex[:12]}"
+        self._live = 1
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def live(self) -> int:
+        return self._live
+
+    def share(self) -> float:
+        return 1.0 / self._live
+
+    async def start(self) -> None:
+        await self._beat()
+        self._task = asyncio.create_task(self._run(), name="membership")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._pool.execute(_LEAVE, self._id)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    _BEAT, self._id, self._service, socket.gethostname(), os.getpid()
+                )
+                self._live = max(1, await conn.fetchval(_LIVE, self._interval_s * 3))
+                await conn.execute(_FORGET)
+        except Exception:
+            log.warning("could not renew this worker's heartbeat", exc_info=True)

@@ -1,0 +1,86 @@
+"""How hard an engine pushes one endpoint (libs/delivery/limits.py), on a fake clock."""
+
+from __future__ import annotations
+
+from libs.delivery.http_client import HttpResult
+from libs.delivery.limits import INITIAL, EndpointLimits
+
+OK = HttpResult(True, 200, None, "", 5)
+FAILED = HttpResult(False, 500, "HTTP 500", "", 5)
+TIMED_OUT = HttpResult(False, None, "timeout", None, 30_000, timed_out=True)
+GONE_BAD = HttpResult(False, 404, "HTTP 404", "", 5)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fill(limits: EndpointLimits, endpoint: str = "e") -> int:
+    taken = 0
+    while limits.try_acquire(endpoint) is None:
+        taken += 1
+    return taken
+
+
+def test_concurrency_doubles_per_round_until_an_overload_then_grows_slowly() -> None:
+    clock = Clock()
+    limits = EndpointLimits(1000, clock=clock)
+    assert fill(limits) == INITIAL
+    for _ in range(32):
+        limits.release("e", OK)
+    assert limits.limit("e") == 64  # slow start: a round of successes doubled it
+    limits.release("e", FAILED)
+    assert limits.limit("e") == 32
+    for _ in range(100):
+        limits.release("e", OK)
+    assert 34 < limits.limit("e") < 36  # about sqrt(2 * 100 + 32²)
+
+
+def test_overload_halves_it_once_per_second_and_not_below_one() -> None:
+    clock = Clock()
+    limits = EndpointLimits(64, clock=clock)
+    fill(limits)
+    for _ in range(8):  # one overload's burst of failures
+        limits.release("e", TIMED_OUT)
+    assert limits.limit("e") == INITIAL / 2
+    for _ in range(20):
+        clock.now += 1.0
+        limits.release("e", FAILED)
+    assert limits.limit("e") == 1.0
+    limits.release("e", GONE_BAD)  # a 404 is the payload's fault, not an overload
+    assert limits.limit("e") == 1.0
+
+
+def test_the_ceiling_is_shared_by_the_engines_running() -> None:
+    limits = EndpointLimits(8, share=lambda: 0.25, clock=Clock())
+    assert fill(limits) == 2
+    other = EndpointLimits(8, share=lambda: 0.05, clock=Clock())
+    assert fill(other) == 1  # never below one
+
+
+def test_a_rate_limit_spaces_attempts_out() -> None:
+    clock = Clock()
+    limits = EndpointLimits(1000, clock=clock)
+    taken = []
+    for _ in range(40):  # 40 tries over 4 s at 10/s
+        wait = limits.try_acquire("e", rate_per_s=5)
+        if wait is None:
+            taken.append(clock.now)
+            limits.release("e", OK)
+        clock.now += 0.1
+    assert 20 <= len(taken) <= 25  # 5/s for 4 s, plus the first second's burst
+
+
+def test_retry_after_holds_the_endpoint_and_other_endpoints_go_on() -> None:
+    clock = Clock()
+    limits = EndpointLimits(64, clock=clock)
+    assert limits.try_acquire("busy") is None
+    limits.release("busy", HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=12))
+    assert limits.try_acquire("busy") == 12
+    assert limits.try_acquire("calm") is None
+    clock.now += 12
+    assert limits.try_acquire("busy") is None
