@@ -45,6 +45,36 @@ def test_mask_url_masks_query_values_and_credentials() -> None:
     assert mask_url("http://[::1/broken") == "••••"
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/Dx3kVq9ZpL0mW8nR2tY7uB4e",
+            "https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/••••",
+        ),
+        (
+            "https://discord.com/api/webhooks/123456789012345678/"
+            "AbCdEf-GhIjKl_MnOpQrStUvWxYz0123456789abcdefGHIJKL",
+            "https://discord.com/api/webhooks/123456789012345678/••••",
+        ),
+        (
+            "https://h.example/hooks;token=s3cr3t;v=2/x",
+            "https://h.example/hooks;token=••••;v=••••/x",
+        ),
+        (
+            "https://hook.eu1.make.com/550e8400-e29b-41d4-a716-446655440000?a=1",
+            "https://hook.eu1.make.com/••••?a=••••",
+        ),
+        (
+            "https://h.example/v1/deliveryDestinations/2026/orders",
+            "https://h.example/v1/deliveryDestinations/2026/orders",
+        ),
+    ],
+)
+def test_mask_url_masks_tokens_in_paths(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
 def test_mask_urls_in_text_masks_every_url_and_nothing_else() -> None:
     text = (
         f"POST https://h.example/hook?key={TOKEN} failed; broker amqp://guest:pw@rabbit:5672/"
