@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # at most `burst` (both per api replica). 0 turns the limit off.
     events_rate_per_s: float = Field(default=200.0, ge=0)
     events_rate_burst: int = Field(default=400, ge=1)
+    # /test calls (a POST to the endpoint's URL on demand): per endpoint and per organization,
+    # per minute, with the bursts a person clicking "send test" needs; 0 turns a limit off.
+    test_sends_per_endpoint_per_min: float = Field(default=10.0, ge=0)
+    test_sends_per_org_per_min: float = Field(default=60.0, ge=0)
     # The api caches token → organization this long (a revoked token stops working on every
     # replica within it; changes made through a replica apply there at once). 0: no cache.
     token_cache_ttl_s: float = Field(default=1.0, ge=0)

@@ -1,5 +1,5 @@
 """What a running API process holds: settings, the database pool, the broker link, and what
-is built on them (the event outbox, the token cache, the ingest rate limit)."""
+is built on them (the event outbox, the token cache, the ingest and /test rate limits)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from services.api.events.service import EventOutbox
 from services.api.organizations.tokens import TokenCache
 from services.api.rate_limit import OrgRateLimiter
 
+TEST_BURST_PER_ENDPOINT = 5
+TEST_BURST_PER_ORG = 20
+
 
 @dataclass
 class ApiState:
@@ -24,12 +27,21 @@ class ApiState:
     broker: BrokerLink
     topology: Topology
     events_limiter: OrgRateLimiter = field(init=False)
+    test_limiter_per_endpoint: OrgRateLimiter = field(init=False)
+    test_limiter_per_org: OrgRateLimiter = field(init=False)
     tokens: TokenCache = field(init=False)
     outbox: EventOutbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.events_limiter = OrgRateLimiter(
             self.settings.events_rate_per_s, self.settings.events_rate_burst
+        )
+        settings = self.settings
+        self.test_limiter_per_endpoint = OrgRateLimiter(
+            settings.test_sends_per_endpoint_per_min / 60, TEST_BURST_PER_ENDPOINT
+        )
+        self.test_limiter_per_org = OrgRateLimiter(
+            settings.test_sends_per_org_per_min / 60, TEST_BURST_PER_ORG
         )
         self.tokens = TokenCache(self.pool, self.settings.token_cache_ttl_s)
         self.outbox = EventOutbox(

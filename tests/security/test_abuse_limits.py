@@ -20,7 +20,7 @@ from libs.domain.plans import Plan
 from services.api.errors import install_error_handlers
 from services.api.rate_limit import OrgRateLimiter, retry_after_seconds
 from services.api.routing import ApiRoute, MiB, max_body
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, running_api, subscription_body
 from tests.security.conftest import ProdApi, settings_from_env
 
 EVENTS = "/api/v1/events"
@@ -225,3 +225,40 @@ async def test_unauthenticated_requests_do_not_spend_an_orgs_tokens(
             assert_error(await client.http.post(EVENTS, json=EVENT), 401, "UNAUTHORIZED")
         assert (await client.post(EVENTS, json=EVENT)).status_code == 202
         assert_error(await client.post(EVENTS, json=EVENT), 429, "RATE_LIMITED")
+
+
+# ---------------------------------------------------------------- /test sends
+
+
+async def test_test_sends_are_limited_per_endpoint_then_per_organization(
+    settings: Any, make_org: Any
+) -> None:
+    """A /test POSTs to the endpoint's URL at once, outside backpressure: five in a burst per
+    endpoint, twenty per organization, then a shaped 429 with Retry-After."""
+    org = await make_org(Plan.FREE)
+    headers = {"Authorization": f"Bearer {org.apiToken}"}
+    async with running_api(settings) as http:
+        ids = []
+        for n in range(5):
+            created = await http.post(SUBS, json=subscription_body(name=f"t{n}"), headers=headers)
+            ids.append(created.json()["id"])
+        statuses = [
+            (await http.post(f"{SUBS}/{ids[0]}/test", headers=headers)).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [202] * 5 + [429]
+        limited = await http.post(f"{SUBS}/{ids[0]}/test", headers=headers)
+        assert_error(limited, 429, "RATE_LIMITED")
+        assert int(limited.headers["Retry-After"]) >= 1
+        # other endpoints of the org go on, up to the org's burst of 20 in all
+        others = [
+            (await http.post(f"{SUBS}/{ids[1 + n % 4]}/test", headers=headers)).status_code
+            for n in range(16)
+        ]
+        assert others == [202] * 15 + [429]
+        assert (
+            "organization"
+            in (await http.post(f"{SUBS}/{ids[4]}/test", headers=headers)).json()["error"][
+                "message"
+            ]
+        )

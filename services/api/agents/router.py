@@ -25,6 +25,7 @@ from services.api.agents.schemas import (
 from services.api.auth import Org
 from services.api.endpoints.schemas import TestQueued
 from services.api.endpoints.service import Endpoint
+from services.api.endpoints.test_limits import TestSendLimit
 from services.api.limits import DEFAULT_LIMIT, clamp_limit
 from services.api.routing import ApiRoute
 from services.api.state import State
@@ -166,6 +167,7 @@ async def delete_data_source(agent_id: str, ds_id: str, state: State, org: Org) 
     "/{agent_id}/data-sources/{ds_id}/test",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TestQueued,
+    dependencies=[TestSendLimit],
 )
 async def send_test(agent_id: str, ds_id: str, state: State, org: Org) -> TestQueued:
     """Push a synthetic payload (the real shape, a made-up job), signed with the sink's

@@ -21,6 +21,7 @@ from services.api.deliveries.schemas import AttemptOut, DeliveryList, DeliveryOu
 from services.api.endpoints.door import WebhookDoor
 from services.api.endpoints.schemas import DoorModels, EndpointOut, TestQueued
 from services.api.endpoints.service import NOUNS
+from services.api.endpoints.test_limits import TestSendLimit
 from services.api.limits import DEFAULT_LIMIT, clamp_limit
 from services.api.schemas import ApiModel
 from services.api.state import State
@@ -142,6 +143,7 @@ def _add_history_routes(
         f"{one}/test",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=TestQueued,
+        dependencies=[TestSendLimit],
         description=f"Queue a synthetic `webhook.test` delivery to this {what}"
         ' → `{"deliveryId"}`.',
     )
