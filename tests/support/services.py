@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 
 # Shared with the bench and chaos (the one copy of each); re-exported for the tests.
-from benchmarks.stack import HOOKPOST_BIN as HOOKPOST_BIN
-from benchmarks.stack import create_org as create_org
-from benchmarks.stack import free_port as free_port
+from harness.orgs import create_org as create_org
+from harness.process import HOOKPOST_BIN as HOOKPOST_BIN
+from harness.process import free_port as free_port
 
 LOG_DIR = Path(__file__).resolve().parents[2] / ".hookpost" / "test-logs"
 
