@@ -57,12 +57,22 @@ class FreshEnv:
             self.retry_scales.add(float(env["HOOKPOST_RETRY_DELAY_SCALE"]))
         return env
 
-    async def create_database(self) -> None:
+    def retry_scale(self, scale: float) -> dict[str, str]:
+        """The override that scales a service's retry tiers; remembered, so that the tiers'
+        queues it declares are deleted with the rest."""
+        self.retry_scales.add(scale)
+        return {"HOOKPOST_RETRY_DELAY_SCALE": repr(scale)}
+
+    async def _on_server(self, sql: str) -> None:
+        """`sql` on the server's maintenance database (CREATE/DROP DATABASE run outside)."""
         admin = await asyncpg.connect(f"{self.server}/postgres")
         try:
-            await admin.execute(f'CREATE DATABASE "{self.name}"')
+            await admin.execute(sql)
         finally:
             await admin.close()
+
+    async def create_database(self) -> None:
+        await self._on_server(f'CREATE DATABASE "{self.name}"')
         await asyncio.to_thread(
             subprocess.run,
             [str(HOOKPOST_BIN), "migrate"],
@@ -72,11 +82,7 @@ class FreshEnv:
         )
 
     async def drop_database(self) -> None:
-        admin = await asyncpg.connect(f"{self.server}/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await self._on_server(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
     async def delete_queue(self, name: str) -> None:
         await delete_queue(self.amqp_url, name)
