@@ -29,7 +29,7 @@ import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus
 from libs.domain.plan_gate import allows_event
-from services.sender.consumer import endpoint_policy
+from libs.domain.retry_policy import policy_for_endpoint
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _allowed_final(status: str, kind: str, config: dict[str, object]) -> bool:
     if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD):
         return True
     # FAILED only where a 4xx ends the schedule (agent sinks).
-    return status == DeliveryStatus.FAILED and not endpoint_policy(kind, config).retry_4xx
+    return status == DeliveryStatus.FAILED and not policy_for_endpoint(kind, config).retry_4xx
 
 
 def account(
@@ -193,7 +193,7 @@ def _check_attempts(report: Report, row: DeliveryRow, endpoint: EndpointRow, whe
     if row.status == DeliveryStatus.DEAD:
         if row.any_succeeded:
             report.flag("inconsistent", "DEAD after a successful attempt", where)
-        if row.attempt_count < endpoint_policy(endpoint.kind, endpoint.config).max_attempts:
+        if row.attempt_count < policy_for_endpoint(endpoint.kind, endpoint.config).max_attempts:
             report.flag("inconsistent", "DEAD before its last attempt", where)
 
 

@@ -1,10 +1,14 @@
-"""Where the retry tier is chosen: attempts, delays and the 4xx rule of each front door."""
+"""Where the retry tier is chosen: attempts, delays and the 4xx rule of each front door, and
+what follows an attempt (`decide`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
-from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
 
 # The only delays any policy may use: one TTL queue per tier (SPEC §1).
 RETRY_TIERS_S: tuple[int, ...] = (5, 30, 60, 300, 1800)
@@ -60,3 +64,56 @@ def policy_for(kind: EndpointKind, retry_failed_push: int = 2) -> RetryPolicy:
 def scaled_ms(delay_s: int, scale: float) -> int:
     """The TTL of a tier after HOOKPOST_RETRY_DELAY_SCALE (at least 1 ms)."""
     return max(1, round(delay_s * 1000 * scale))
+
+
+def policy_for_endpoint(kind: str, config: Mapping[str, Any]) -> RetryPolicy:
+    """An endpoint row's policy: its kind (an unknown one retries as a webhook does), and for
+    an agent sink its agent's `retry_failed_push` (0..3, default 2)."""
+    try:
+        endpoint_kind = EndpointKind(kind)
+    except ValueError:
+        endpoint_kind = EndpointKind.DESTINATION
+    retry_failed_push = config.get("retryFailedPush", config.get("retry_failed_push", 2))
+    try:
+        retry_failed_push = max(0, min(3, int(retry_failed_push)))
+    except (TypeError, ValueError):
+        retry_failed_push = 2
+    return policy_for(endpoint_kind, retry_failed_push)
+
+
+class Next(StrEnum):
+    """What follows an attempt."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # a non-retryable answer (agent sinks' 4xx): ended for good
+    RETRY = "RETRY"  # wait in a retry tier, then try again
+    EXHAUSTED = "EXHAUSTED"  # no attempt left: dead-lettered, then DEAD
+
+
+@dataclass(frozen=True)
+class Decision:
+    next: Next
+    delay_s: int | None = None  # the retry tier, for RETRY
+
+    @property
+    def status(self) -> DeliveryStatus:
+        """The delivery's status once the attempt is recorded."""
+        if self.next is Next.SUCCEEDED:
+            return DeliveryStatus.SUCCEEDED
+        if self.next is Next.FAILED:
+            return DeliveryStatus.FAILED
+        return DeliveryStatus.PENDING  # a retry is due, or the dead letter marks it DEAD
+
+
+def decide(
+    policy: RetryPolicy, succeeded: bool, http_status: int | None, attempt: int, schedule_start: int
+) -> Decision:
+    """The step after attempt number `attempt` of a schedule that began at `schedule_start`."""
+    if succeeded:
+        return Decision(Next.SUCCEEDED)
+    if not policy.retries(http_status):
+        return Decision(Next.FAILED)
+    delay = policy.delay_after(attempt - schedule_start + 1)
+    if delay is None:
+        return Decision(Next.EXHAUSTED)
+    return Decision(Next.RETRY, delay)

@@ -31,16 +31,15 @@ class Settings(BaseSettings):
     # Consumer concurrency: prefetch is the number of messages in flight per replica.
     sender_prefetch: int = Field(default=600, ge=1)
     # Events in flight per dispatcher: being dispatched, or waiting for the first attempts
-    # it makes itself (which may hold half of them; BENCHMARKS.md round 6).
+    # it makes itself (which may hold half of them).
     dispatcher_prefetch: int = Field(default=256, ge=1)
     # First attempts a dispatcher replica POSTs itself, at most this many at once (and for at
     # most half its prefetch of events); the rest, and every retry, go through the sender
     # queue. 0: every first attempt goes through the sender queue. Sized so that the events
     # it may hold (128 at the default prefetch) fit at a fan-out of 10: an attempt sent on
-    # through the queue costs twice the CPU of one made here, so a burst that overflowed
-    # made the dispatcher slowest exactly when it was busiest (fan-out 10: 732-968
-    # deliveries/s at 256, 1,445-1,661 at 1,280; BENCHMARKS.md round 8). Only attempts that
-    # hold the room (slow endpoints) push new events to the senders; each costs 35-45 KB.
+    # through the queue costs about twice the CPU of one made here, so a burst that
+    # overflowed would make the dispatcher slowest exactly when it is busiest (BENCHMARKS.md).
+    # Only attempts that hold the room (slow endpoints) push new events to the senders.
     dispatcher_first_attempts: int = Field(default=1280, ge=0)
 
     # Outbox relay: republish events whose publish was not confirmed after this long.

@@ -92,8 +92,7 @@ def build_provider(service: str) -> TracerProvider:
     """The provider the OTEL_* variables describe.
 
     With no exporter, spans are never recorded (ALWAYS_OFF): a recorded span that nobody
-    exports is pure cost, and py-spy put span recording at 12-18 % of the dispatcher's and
-    sender's main thread (BENCHMARKS.md). Non-recording spans still get fresh ids, so log
+    exports is pure cost (BENCHMARKS.md). Non-recording spans still get fresh ids, so log
     lines keep their trace and span ids and the trace context still crosses every hop.
     """
     names = [
@@ -127,9 +126,9 @@ def shutdown_tracing() -> None:
 @functools.cache
 def tracer() -> trace.Tracer:
     """One tracer per process. The SDK's get_tracer registers a warnings filter and compares
-    instrumentation scopes (attribute mappings) on every call: py-spy put that at ~30 % of
-    the dispatcher's main thread at fan-out 10 (BENCHMARKS.md). Caching is safe before
-    configure_tracing too: the API's proxy tracer follows the provider installed later."""
+    instrumentation scopes (attribute mappings) on every call, too costly per message
+    (BENCHMARKS.md). Caching is safe before configure_tracing too: the API's proxy tracer
+    follows the provider installed later."""
     return trace.get_tracer(TRACER_NAME)
 
 

@@ -18,9 +18,11 @@ from typing import Any
 import asyncpg
 import uvloop
 from aiohttp import web
+from faststream import AckPolicy
 from faststream.message import StreamMessage
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
+from prometheus_client import Gauge
 
 from libs.infra import telemetry
 from libs.infra.db.pool import create_pool
@@ -63,8 +65,8 @@ def build_broker(settings: Settings, prefetch: int) -> RabbitBroker:
         decoder=_whole_message,
         # No dependency injection: FastDepends resolves a `RabbitMessage` Context through a
         # sync field, which it runs in AnyIO's thread pool (plus a task group) for every
-        # message; py-spy showed that hop at 5-14 % of the sender's and dispatcher's main
-        # thread (BENCHMARKS.md). Handlers take the message as their one argument instead.
+        # message, a hop that showed in profiles (BENCHMARKS.md). Handlers take the message
+        # as their one argument instead.
         apply_types=False,
         log_level=logging.DEBUG,  # FastStream's per-message lines stay below INFO
     )
@@ -125,6 +127,34 @@ async def settle(message: RabbitMessage, verdict: Verdict, pool: asyncpg.Pool) -
     except Exception:
         # The channel is gone: the broker redelivers the message, which is safe.
         log.warning("could not settle a message", extra={"verdict": verdict.value}, exc_info=True)
+
+
+MessageHandler = Callable[[RabbitMessage], Awaitable[Verdict]]
+
+
+def consume(
+    broker: RabbitBroker,
+    queue: RabbitQueue,
+    exchange: RabbitExchange,
+    handle: MessageHandler,
+    pool: asyncpg.Pool,
+    *,
+    in_flight: Gauge | None = None,
+    channel: Channel | None = None,
+) -> None:
+    """Subscribe `handle` to `queue` with manual acks: each message is handled in its own
+    consumer span (continuing the trace its headers carry), counted in `in_flight`, and
+    settled as `handle` says. `channel`: a channel of its own (another prefetch)."""
+    name = queue.name  # a property that builds a RabbitQueue per access: read it once
+    span_name = f"{name} process"
+
+    @broker.subscriber(queue, exchange, channel=channel, ack_policy=AckPolicy.MANUAL)
+    async def on_message(message: RabbitMessage) -> None:
+        with (
+            in_flight.track_inprogress() if in_flight is not None else contextlib.nullcontext(),
+            telemetry.consumer_span(span_name, message.headers, name),
+        ):
+            await settle(message, await handle(message), pool)
 
 
 async def stop_consuming(broker: RabbitBroker) -> None:

@@ -117,7 +117,8 @@ async def guard(
     request: Request, auth: Auth, route_limit: int | None, state: ApiState
 ) -> CurrentOrg | None:
     """Steps 1 and 2 above: the token first (401, body unread), then the body within its
-    limit (413). Also the lean ingest path's own first steps (events/ingest_asgi.py)."""
+    limit (413). Also the first steps of the ingest route (events/ingest.py), which is not
+    a FastAPI route."""
     org = await authenticate(request, auth, state)
     await read_body_within(request, route_limit or state.settings.max_body_bytes)
     return org

@@ -1,10 +1,10 @@
 """First attempts the dispatcher POSTs itself, without a second trip through the broker.
 
-A new delivery used to cost two confirmed broker round trips before its first POST: the
-event to the dispatcher, then a task to a sender. Here the dispatcher runs the sender's own
-attempt (services/sender/consumer.py: sign, POST, record, publish the retry) for the
-deliveries it just created, handing it their rows instead of letting it load them, and the
-broker carries retries only. BENCHMARKS.md rounds 6 and 7 have what it bought.
+A new delivery would otherwise cost two confirmed broker round trips before its first POST:
+the event to the dispatcher, then a task to a sender. Here the dispatcher hands the
+deliveries it has just created to the delivery engine (libs/delivery/engine.py
+`first_attempts`: sign, POST, record, publish the retry), and the broker carries retries
+only (BENCHMARKS.md has what it bought).
 
 Nothing is lost while it runs: the event's message stays unacknowledged until every one of
 its first attempts is settled (recorded, and its next step confirmed), so a dispatcher that
@@ -24,61 +24,35 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from libs.infra import telemetry
-from libs.infra.broker.messages import DeliveryTask
-from libs.worker.runtime import Verdict
+from libs.delivery.engine import Outcome
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from services.dispatcher import metrics
-from services.dispatcher.publisher import TaskStep
-from services.sender.repository import DeliveryRow
 
 log = logging.getLogger("hookpost.dispatcher.first_attempts")
 
-FIRST_ATTEMPT_SPAN = "first attempt"
+
+class Engine(Protocol):
+    """The delivery engine, as the dispatcher uses it (libs/delivery/engine.py)."""
+
+    async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]: ...
+
+    async def bury(self, task: DeliveryTask) -> Outcome: ...
 
 
-class Attempts(Protocol):
-    """The sender's handler of one task (DeliverySender)."""
-
-    async def handle_task(
-        self,
-        task: DeliveryTask,
-        body: bytes | None,
-        headers: dict[str, int],
-        *,
-        created: DeliveryRow | None = None,
-    ) -> Verdict: ...
-
-
-class CreatedRows(Protocol):
-    """The sender's rows of deliveries just created, unread (SenderRepository.created)."""
-
-    async def created(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]: ...
-
-
-class DeadLetters(Protocol):
-    """The sender's handler of a task with no attempts left (DeadLetterHandler)."""
-
-    async def handle(self, body: bytes) -> Verdict: ...
-
-
-class TaskPublisher(Protocol):
-    async def publish_steps(self, steps: Sequence[TaskStep]) -> None: ...
+class StepPublisher(Protocol):
+    async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None: ...
 
 
 class FirstAttempts:
     def __init__(
         self,
-        attempts: Attempts,
-        rows: CreatedRows,
-        dead_letters: DeadLetters,
-        publisher: TaskPublisher,
+        engine: Engine,
+        publisher: StepPublisher,
         *,
         max_attempts: int,
         max_events: int,
     ) -> None:
-        self._attempts = attempts
-        self._rows = rows
-        self._dead_letters = dead_letters
+        self._engine = engine
         self._publisher = publisher
         self._max_attempts = max_attempts
         self._max_events = max_events
@@ -108,35 +82,28 @@ class FirstAttempts:
         sender queue (the event must then be redelivered, and recovered)."""
         try:
             metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
-            # The rows were just created, so they are not read again (a sender reads its
-            # task's row: it may have changed since); a task whose endpoint is gone from the
-            # cache (None) is read, and found gone.
-            rows = await self._rows.created(tasks)
+            outcomes = await self._engine.first_attempts(tasks)
             settled = await asyncio.gather(
-                *(self._settle(task, row) for task, row in zip(tasks, rows, strict=True))
+                *(
+                    self._settle(task, outcome)
+                    for task, outcome in zip(tasks, outcomes, strict=True)
+                )
             )
             return all(settled)
         finally:
             self.release(len(tasks))
 
-    async def _settle(self, task: DeliveryTask, created: DeliveryRow | None) -> bool:
-        step = TaskStep(task)
-        # Its own span (the sender's "process" span for attempt 1): the ids the sender's
-        # code puts on the current span must not land on the event's, shared by its fan-out.
-        # No wire form: most first attempts never leave this process (1-3 % of the
-        # dispatcher's main thread serialised tasks nobody read; BENCHMARKS.md round 8).
-        with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
-            verdict = await self._attempts.handle_task(task, None, step.headers(), created=created)
-        if verdict is Verdict.REJECT:
-            # No attempt left after the first (a sink with retry_failed_push 0): what the
-            # sender queue's dead-lettering would have done.
-            verdict = await self._dead_letters.handle(task.to_bytes())
-        if verdict is Verdict.ACK:
+    async def _settle(self, task: DeliveryTask, outcome: Outcome) -> bool:
+        if outcome is Outcome.DEAD_LETTER:
+            # No attempt left after the first (a sink with retry_failed_push 0): there is no
+            # queue to dead-letter from here, so it is buried as the dead-letter queue would.
+            outcome = await self._engine.bury(task)
+        if outcome is Outcome.SETTLED:
             return True
-        # Postgres or the broker failed mid-way: the sender queue takes the task over. A
+        # Postgres or the broker failed mid-way: the sender queue takes the step over. A
         # sender that finds the attempt recorded does not POST it again.
         try:
-            await self._publisher.publish_steps([step])
+            await self._publisher.publish_steps([DeliveryStep(task)])
         except Exception:
             log.warning(
                 "could not hand a first attempt to the sender queue",

@@ -6,19 +6,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
-from libs.infra import telemetry
+from libs.delivery.assembly import open_engine
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
 from libs.worker.runtime import (
+    Verdict,
     build_broker,
     connect_database,
+    consume,
     run_until_stopped,
     run_worker,
-    settle,
     start_ops,
 )
 from services.dispatcher import metrics
@@ -26,18 +26,16 @@ from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
-from services.sender.assembly import open_sender
 
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database.
 DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
 # Each statement is planned once per prepared-statement lifetime (libs/infra/db/pool.py),
 # not once per batch: PostgreSQL kept choosing custom plans for the prepare statement, and
-# planning it was 0.5 of its 0.6 ms per batch at low load, the largest single cost the
-# dispatcher put on PostgreSQL (pg_stat_statements, BENCHMARKS.md round 5). Its generic plan
-# executes slower (0.25 against 0.11 ms) but costs nothing to plan. The statements reach
-# their rows by joining `unnest` arrays to primary keys, a shape whose generic plan stays a
-# nested loop of index scans (`= ANY ($1)` became a bitmap scan).
+# planning it cost more than running it (BENCHMARKS.md). Its generic plan runs a little
+# slower but costs nothing to plan. The statements reach their rows by joining `unnest`
+# arrays to primary keys, a shape whose generic plan stays a nested loop of index scans
+# (`= ANY ($1)` became a bitmap scan).
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 # The first attempts' own pool, with PostgreSQL's default plans (the sender's statements were
 # measured that way): records are batched across attempts in flight (their rows are not
@@ -69,20 +67,18 @@ async def serve(settings: Settings) -> None:
         first_attempts=first_attempts,
     )
 
-    queue = topology.dispatcher_queue.name  # a property that builds a RabbitQueue: once
+    async def on_event(message: RabbitMessage) -> Verdict:
+        redelivered = bool(message.raw_message.redelivered)
+        return await dispatcher.handle(message.body, redelivered=redelivered)
 
-    @broker.subscriber(
-        topology.dispatcher_queue, topology.events_exchange, ack_policy=AckPolicy.MANUAL
+    consume(
+        broker,
+        topology.dispatcher_queue,
+        topology.events_exchange,
+        on_event,
+        pool,
+        in_flight=metrics.IN_FLIGHT,
     )
-    async def on_event(message: RabbitMessage) -> None:
-        with (
-            metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(f"{queue} process", message.headers, queue),
-        ):
-            verdict = await dispatcher.handle(
-                message.body, redelivered=bool(message.raw_message.redelivered)
-            )
-            await settle(message, verdict, pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
@@ -97,18 +93,21 @@ async def serve(settings: Settings) -> None:
 async def open_first_attempts(
     settings: Settings, broker: RabbitBroker, topology: Topology, publisher: DeliveryPublisher
 ) -> tuple[FirstAttempts | None, Callable[[], Awaitable[None]]]:
-    """The sender's parts for the first attempts made here, and how to close them; none
-    when `dispatcher_first_attempts` is 0."""
+    """The delivery engine for the first attempts made here, and how to close it; none when
+    `dispatcher_first_attempts` is 0."""
     if settings.dispatcher_first_attempts == 0:
         return None, _nothing_to_close
     pool = await connect_database(settings.database_url, max_size=FIRST_ATTEMPTS_POOL_SIZE)
-    parts = await open_sender(
-        settings, pool, broker, topology, max_connections=settings.dispatcher_first_attempts
+    running = await open_engine(
+        settings,
+        pool,
+        broker,
+        topology,
+        service="dispatcher",
+        max_connections=settings.dispatcher_first_attempts,
     )
     first_attempts = FirstAttempts(
-        parts.sender,
-        parts.repository,
-        parts.dead_letters,
+        running.engine,
         publisher,
         max_attempts=settings.dispatcher_first_attempts,
         # Half the prefetch at most waits on POSTs, so new events always keep flowing.
@@ -116,7 +115,7 @@ async def open_first_attempts(
     )
 
     async def close() -> None:
-        await parts.close()
+        await running.close()
         await pool.close()
 
     return first_attempts, close

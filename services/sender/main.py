@@ -12,23 +12,23 @@ unacknowledged to the queue. Then exit 0.
 from __future__ import annotations
 
 from aiohttp.abc import AbstractResolver
-from faststream import AckPolicy
 from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
-from libs.infra import telemetry
+from libs.delivery.assembly import open_engine
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
 from libs.worker.runtime import (
+    Verdict,
     build_broker,
     connect_database,
+    consume,
     run_until_stopped,
     run_worker,
-    settle,
     start_ops,
 )
 from services.sender import metrics
-from services.sender.assembly import open_sender
+from services.sender.consumer import SenderConsumer
 
 DEAD_LETTER_PREFETCH = 32
 # Loads and records are batched across in-flight deliveries (repository.py), none held
@@ -42,45 +42,44 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     broker = build_broker(settings, settings.sender_prefetch)
-    parts = await open_sender(
+    running = await open_engine(
         settings,
         pool,
         broker,
         topology,
+        service="sender",
         max_connections=settings.sender_prefetch,
         resolver=resolver,
     )
-    sender, dead_letters = parts.sender, parts.dead_letters
+    consumer = SenderConsumer(running.engine)
 
-    # Topology's queues are properties that build a RabbitQueue per access: name them once
-    # (py-spy: 3 % of the sender's main thread when read per message).
-    sender_queue = topology.sender_queue.name
-    dead_queue = topology.dead_deliveries_queue.name
+    async def on_task(message: RabbitMessage) -> Verdict:
+        return await consumer.on_task(message.body, message.headers)
 
-    @broker.subscriber(
-        topology.sender_queue, topology.deliveries_exchange, ack_policy=AckPolicy.MANUAL
+    async def on_dead_letter(message: RabbitMessage) -> Verdict:
+        return await consumer.on_dead_letter(message.body)
+
+    consume(
+        broker,
+        topology.sender_queue,
+        topology.deliveries_exchange,
+        on_task,
+        pool,
+        in_flight=metrics.IN_FLIGHT,
     )
-    async def on_task(message: RabbitMessage) -> None:
-        with (
-            metrics.IN_FLIGHT.track_inprogress(),
-            telemetry.consumer_span(f"{sender_queue} process", message.headers, sender_queue),
-        ):
-            await settle(message, await sender.handle(message.body, message.headers), pool)
-
-    @broker.subscriber(
+    consume(
+        broker,
         topology.dead_deliveries_queue,
         topology.dead_exchange,
+        on_dead_letter,
+        pool,
         channel=Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False),
-        ack_policy=AckPolicy.MANUAL,
     )
-    async def on_dead_letter(message: RabbitMessage) -> None:
-        with telemetry.consumer_span(f"{dead_queue} process", message.headers, dead_queue):
-            await settle(message, await dead_letters.handle(message.body), pool)
 
     await broker.connect()
     await declare_topology(broker, topology)
 
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=parts.close, ops=ops)
+    await run_until_stopped("sender", settings, broker, pool, on_stopped=running.close, ops=ops)
 
 
 def run() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from libs.domain.envelope import event_data_ref
 from libs.domain.plans import Plan
-from libs.infra.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER, SEND_ROUTING_KEY
+from libs.infra.broker.messages import ATTEMPT_HEADER, SCHEDULE_START_HEADER
+from libs.infra.broker.topology import SEND_ROUTING_KEY
 from libs.infra.settings import Settings
 from tests.api.conftest import (
     UNREACHABLE_AMQP_URL,

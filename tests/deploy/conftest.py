@@ -1,4 +1,4 @@
-"""Manifest tests need no servers: render deploy/k8s once per overlay, offline."""
+"""Manifest tests need no servers: render deploy/k8s once per overlay with `kubectl kustomize`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.kustomize_lite import Resource, render
+from tests.deploy.kustomize import RenderError, Resource, render
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -23,4 +23,8 @@ def _delete_broker_objects_after_run() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[Resource]]:
-    return {overlay: render(K8S / "overlays" / overlay) for overlay in OVERLAYS}
+    try:
+        return {overlay: render(K8S / "overlays" / overlay) for overlay in OVERLAYS}
+    except RenderError as error:
+        # Fail, never skip: without the rendered manifests every check below checks nothing.
+        pytest.fail(f"cannot render deploy/k8s: {error}", pytrace=False)

@@ -1,10 +1,11 @@
-"""deploy/k8s, rendered per overlay (tests/deploy/kustomize_lite.py) and checked offline.
+"""deploy/k8s, rendered per overlay by `kubectl kustomize` (conftest.py) and checked offline.
 
 Built-in kinds are validated against the Kubernetes OpenAPI schemas that the
 `kubernetes-validate` package ships (strict: an unknown field is an error). The operators'
-custom resources have no schema there, so the fields the services rely on are checked here
-one by one. Every check is a function returning its problems; `test_checks_can_fail` breaks
-the real manifests in one place at a time and asserts the matching check notices.
+custom resources have no schema there: test_custom_resources.py validates them against their
+CRDs' schemas, vendored in crds/. The checks here are hookpost's own requirements, built-in
+and custom kinds alike. Every check is a function returning its problems; `test_checks_can_fail`
+breaks the real manifests in one place at a time and asserts the matching check notices.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pytest
 from cli.main import build_parser
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
-from tests.deploy.kustomize_lite import Resource, resource_key, split_image
+from tests.deploy.crd_schemas import VENDORED
+from tests.deploy.kustomize import Resource, resource_key
 
 Docs = list[Resource]
 Problems = list[str]
@@ -29,12 +31,8 @@ Problems = list[str]
 # The Kubernetes versions the manifests must be valid for: the oldest we support, the newest
 # the schema package knows (catches removed APIs).
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
-CUSTOM_RESOURCES = {
-    ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
-    ("postgresql.cnpg.io/v1", "Cluster"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
-    ("keda.sh/v1alpha1", "TriggerAuthentication"),
-}
+# (apiVersion, kind) of the operators' resources: exactly those with a vendored CRD.
+CUSTOM_RESOURCES = set(VENDORED)
 EXPECTED_SIZE = {"dev": 1, "prod": 3}  # RabbitMQ nodes and PostgreSQL instances
 COMPONENTS = ("api", "dispatcher", "sender")
 APP_SECRET = "hookpost-secrets"
@@ -498,6 +496,17 @@ def hookpost_images(docs: Docs) -> set[str]:
         for d in [*find(docs, "Deployment"), *find(docs, "Job")]
         for c in all_containers(d)
     }
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """'repo/name:tag' → ('repo/name', ':tag'); 'name@sha256:…' → ('name', '@sha256:…')."""
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        return name, "@" + digest
+    slash, colon = image.rfind("/"), image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon:]
+    return image, ""
 
 
 def check_images(docs: Docs, overlay: str) -> Problems:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from libs.delivery.payloads import UnsendablePayload, request_body
+from libs.delivery.signatures import SigningKeys, signature_headers
 from libs.domain.signing import (
     SignatureVerificationError,
     SinkAuthScheme,
@@ -21,8 +23,6 @@ from libs.domain.signing import (
 from libs.domain.sink_payload import SinkPayload, build_sink_body, results_ref
 from libs.infra.broker.messages import DeliveryTask
 from libs.infra.crypto import encrypt
-from services.sender.payloads import UnsendablePayload, request_body
-from services.sender.signatures import SigningKeys, signature_headers
 from tests.support.factories import sender_delivery_row
 
 BODY = b'{"jobId":"job_1","results":[]}'

@@ -104,40 +104,47 @@ async def test_counts_on_every_services_metrics_match_the_run(
         assert len(receiver.on("/dead")) == 4
         assert receiver.on("/dropped") == []
 
-        # First attempts are the dispatcher's own (services/dispatcher/first_attempts.py:
-        # it runs the sender's code, so its /metrics carries the sender's attempt series);
-        # the retries and the DEAD mark are the sender's, the mark a moment after the last
-        # attempt (the dead-letter consumer).
+        # First attempts are the dispatcher's own (services/dispatcher/first_attempts.py runs
+        # the delivery engine, whose series carry service="dispatcher" there); the retries and
+        # the DEAD mark are the sender's, the mark a moment after the last attempt (the
+        # dead-letter consumer).
         async def sender_samples() -> Samples:
             return samples(stack.sender)
 
+        def engine(found: Samples, service: str, name: str, **labels: str) -> float | None:
+            return value(found, f"hookpost_delivery_{name}", service=service, **labels)
+
         sender = await eventually(
             sender_samples,
-            lambda s: value(s, "hookpost_sender_deliveries_finished_total", status="DEAD") == 1,
+            lambda s: engine(s, "sender", "finished_total", status="DEAD") == 1,
         )
         dispatcher = samples(stack.dispatcher)
         # ok 200 ×3, flaky 500, dead 500 here; flaky 200 and dead 500 ×3 in the sender
-        for service, ok, failed in ((dispatcher, 3, 2), (sender, 1, 3)):
-            assert value(service, "hookpost_sender_attempts_total", outcome="2xx") == ok
-            assert value(service, "hookpost_sender_attempts_total", outcome="5xx") == failed
+        for found, service, ok, failed in (
+            (dispatcher, "dispatcher", 3, 2),
+            (sender, "sender", 1, 3),
+        ):
+            assert engine(found, service, "attempts_total", outcome="2xx") == ok
+            assert engine(found, service, "attempts_total", outcome="5xx") == failed
             for absent in ("3xx", "4xx", "timeout", "connection_error", "refused"):
-                assert value(service, "hookpost_sender_attempts_total", outcome=absent) is None
-            assert value(service, "hookpost_sender_attempt_seconds_count") == ok + failed
-            assert (
-                value(service, "hookpost_sender_deliveries_finished_total", status="FAILED") is None
-            )
-            assert value(service, "hookpost_sender_in_flight") == 0
-        assert value(dispatcher, "hookpost_sender_event_to_first_attempt_seconds_count") == 5
-        assert value(sender, "hookpost_sender_event_to_first_attempt_seconds_count") == 0
-        assert (
-            value(dispatcher, "hookpost_sender_deliveries_finished_total", status="SUCCEEDED") == 3
-        )
-        assert value(sender, "hookpost_sender_deliveries_finished_total", status="SUCCEEDED") == 1
+                assert engine(found, service, "attempts_total", outcome=absent) is None
+            assert engine(found, service, "attempt_seconds_count") == ok + failed
+            assert engine(found, service, "finished_total", status="FAILED") is None
+            other = "sender" if service == "dispatcher" else "dispatcher"
+            assert engine(found, other, "attempts_total", outcome="2xx") is None
+        assert value(sender, "hookpost_sender_in_flight") == 0
+        # each service exports its own series only
+        assert not [name for name, _ in dispatcher if name.startswith("hookpost_sender_")]
+        assert not [name for name, _ in sender if name.startswith("hookpost_dispatcher_")]
+        assert engine(dispatcher, "dispatcher", "event_to_first_attempt_seconds_count") == 5
+        assert engine(sender, "sender", "event_to_first_attempt_seconds_count") == 0
+        assert engine(dispatcher, "dispatcher", "finished_total", status="SUCCEEDED") == 3
+        assert engine(sender, "sender", "finished_total", status="SUCCEEDED") == 1
         # dead: 60 s (here), 300 s and 1800 s tiers; flaky: the 60 s tier once (here)
-        assert value(dispatcher, "hookpost_sender_retry_publishes_total", tier="60s") == 2
-        assert value(sender, "hookpost_sender_retry_publishes_total", tier="60s") is None
-        assert value(sender, "hookpost_sender_retry_publishes_total", tier="300s") == 1
-        assert value(sender, "hookpost_sender_retry_publishes_total", tier="1800s") == 1
+        assert engine(dispatcher, "dispatcher", "retry_publishes_total", tier="60s") == 2
+        assert engine(sender, "sender", "retry_publishes_total", tier="60s") is None
+        assert engine(sender, "sender", "retry_publishes_total", tier="300s") == 1
+        assert engine(sender, "sender", "retry_publishes_total", tier="1800s") == 1
 
         assert value(dispatcher, "hookpost_dispatcher_events_total", outcome="dispatched") == 5
         assert value(dispatcher, "hookpost_dispatcher_events_total", outcome="dropped") == 1

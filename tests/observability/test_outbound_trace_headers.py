@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from libs.delivery.http_client import HttpClient
 from libs.infra.url_safety import SafetyPolicy
-from services.sender.http_client import HttpClient
 from tests.support.receiver import Receiver
 
 DEV = SafetyPolicy.from_settings(True, [])

@@ -351,8 +351,8 @@ async def test_two_sender_replicas_share_the_work(
         receiver.script("/shared", [200], delay_s=0.2),
         ["mapping.completed"],
     )
-    name = "hookpost_sender_attempts_total"
-    before = [metric_value(s, name, 'outcome="2xx"') for s in pipeline.senders]
+    name, labels = "hookpost_delivery_attempts_total", 'outcome="2xx",service="sender"'  # sorted
+    before = [metric_value(s, name, labels) for s in pipeline.senders]
     events = [event_message(org.organizationId) for _ in range(20)]
     started = time.monotonic()
     await asyncio.gather(*(pipeline.publish(e) for e in events))
@@ -361,7 +361,7 @@ async def test_two_sender_replicas_share_the_work(
     elapsed = time.monotonic() - started
     for event in events:
         assert (await delivered(db_pool, event.id))[0]["status"] == "SUCCEEDED"
-    after = [metric_value(s, name, 'outcome="2xx"') for s in pipeline.senders]
+    after = [metric_value(s, name, labels) for s in pipeline.senders]
     shares = [a - b for a, b in zip(after, before, strict=True)]
     # (more than 20 only if a replica had to re-send: at-least-once under Postgres pressure)
     assert sum(shares) >= 20

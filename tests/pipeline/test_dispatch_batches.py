@@ -23,18 +23,19 @@ from faststream.rabbit import RabbitBroker
 
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
-from libs.infra.broker.messages import DeliveryTask, EventMessage
-from libs.infra.broker.topology import (
+from libs.infra.broker.messages import (
     ATTEMPT_HEADER,
     SCHEDULE_START_HEADER,
-    Topology,
-    declare_topology,
+    DeliveryStep,
+    DeliveryTask,
+    EventMessage,
 )
+from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.db.pool import create_pool
 from libs.infra.settings import get_settings
 from libs.worker.runtime import Verdict, build_broker
 from services.dispatcher.handler import Dispatcher, Publisher
-from services.dispatcher.publisher import DeliveryPublisher, TaskStep
+from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
 from tests.pipeline.conftest import NO_FIRST_ATTEMPTS_HERE
 from tests.pipeline.harness import Pipeline, eventually
@@ -84,8 +85,8 @@ class StatementLog:
         return Counter(step for step in steps if step != "introspection")
 
     def waiting_prepares(self) -> int:
-        # the prepare's last parameter says whether it waits for the lock (one event alone)
-        return sum(1 for query, args in self.queries if step_of(query) == "prepare" and args[-1])
+        # the prepare's $9 says whether it waits for the lock (one event alone)
+        return sum(1 for query, args in self.queries if step_of(query) == "prepare" and args[8])
 
     def clear(self) -> None:
         self.queries.clear()
@@ -143,7 +144,7 @@ class FlakyPublisher:
         self._real = real
         self.failing_event_id = failing_event_id
 
-    async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
+    async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None:
         if steps and steps[0].task.event_id == self.failing_event_id:
             await self._real.publish_steps(steps[:-1])
             raise ConnectionError("the broker never confirmed the last task")
@@ -157,7 +158,7 @@ class SlowPublisher:
         self._real = real
         self._delay_s = delay_s
 
-    async def publish_steps(self, steps: Sequence[TaskStep]) -> None:
+    async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None:
         await asyncio.sleep(self._delay_s)
         await self._real.publish_steps(steps)
 
@@ -522,7 +523,7 @@ async def test_a_republished_step_carries_its_attempt_and_schedule_in_the_header
         event_created_at="2026-11-22T12:00:00Z",
         data={},
     )
-    await DeliveryPublisher(real_broker, topology).publish_steps([TaskStep(task, 3, 2)])
+    await DeliveryPublisher(real_broker, topology).publish_steps([DeliveryStep(task, 3, 2)])
     connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
     async with connection:
         queue = await (await connection.channel()).get_queue(topology.sender_queue.name)

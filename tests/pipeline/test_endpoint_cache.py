@@ -1,6 +1,6 @@
 """The sender's endpoint cache on the real database: read once, dropped on every change.
 
-services/sender/endpoint_cache.py: PostgreSQL triggers (migration 0005) NOTIFY each change
+libs/delivery/endpoint_cache.py: PostgreSQL triggers (migration 0005) NOTIFY each change
 of an endpoint, organization or agent; a LISTEN connection drops the entries concerned, and
 nothing is cached while that connection is down.
 """
@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from libs.delivery import endpoint_cache
+from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
+from libs.delivery.repository import DeliveryRepository
 from libs.domain.plans import Plan
 from libs.infra.crypto import decrypt, encrypt
 from libs.infra.settings import get_settings
-from services.sender import endpoint_cache
-from services.sender.endpoint_cache import EndpointCache, EndpointSettings
-from services.sender.repository import SenderRepository
 from tests.pipeline.harness import eventually
 from tests.support.factories import insert_pending_delivery, make_endpoint
 
@@ -28,8 +28,8 @@ URL = "http://127.0.0.1:9/hook"
 
 
 @pytest.fixture
-async def cached(db_pool: asyncpg.Pool) -> AsyncIterator[SenderRepository]:
-    repository = SenderRepository(db_pool, listen_dsn=get_settings().database_url)
+async def cached(db_pool: asyncpg.Pool) -> AsyncIterator[DeliveryRepository]:
+    repository = DeliveryRepository(db_pool, listen_dsn=get_settings().database_url)
     repository.endpoints.start()
 
     async def listening() -> bool:
@@ -53,7 +53,7 @@ async def endpoint_with_deliveries(
 
 
 async def test_deliveries_to_one_endpoint_read_its_row_once(
-    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+    db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
 
@@ -69,7 +69,7 @@ async def test_without_a_listener_every_load_reads(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
     _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
-    repository = SenderRepository(db_pool)  # never started: nothing may be cached
+    repository = DeliveryRepository(db_pool)  # never started: nothing may be cached
 
     await repository.load(first, 1)
     await repository.load(second, 1)
@@ -78,7 +78,7 @@ async def test_without_a_listener_every_load_reads(
 
 
 async def test_an_endpoint_change_reaches_the_next_load(
-    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+    db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     _, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
     await cached.load(delivery_id, 1)
@@ -98,7 +98,7 @@ async def test_an_endpoint_change_reaches_the_next_load(
 async def test_a_change_no_trigger_announced_is_read_within_the_max_age(
     db_pool: asyncpg.Pool,
     make_org: Callable,
-    cached: SenderRepository,
+    cached: DeliveryRepository,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Restore and replication tools write with triggers off: no NOTIFY, only the age helps.
@@ -123,7 +123,7 @@ async def test_a_change_no_trigger_announced_is_read_within_the_max_age(
 
 
 async def test_an_organization_secret_change_reaches_its_job_webhooks(
-    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+    db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     org_id, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
     # A per-job webhook without a secret of its own signs with its organization's.
@@ -157,7 +157,7 @@ async def test_an_organization_secret_change_reaches_its_job_webhooks(
 
 
 async def test_a_lost_listener_empties_the_cache_until_it_is_back(
-    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+    db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
     await cached.load(first, 1)
@@ -183,7 +183,7 @@ async def test_a_lost_listener_empties_the_cache_until_it_is_back(
 
 
 async def test_a_read_that_raced_a_change_is_not_kept(
-    db_pool: asyncpg.Pool, make_org: Callable, cached: SenderRepository
+    db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     _, endpoint_id, _ = await endpoint_with_deliveries(db_pool, make_org, count=1)
     cache = cached.endpoints

@@ -8,22 +8,19 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from libs.infra.broker.messages import DeliveryTask
-from libs.infra.broker.topology import ATTEMPT_HEADER
+from libs.delivery.engine import Outcome
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.worker.runtime import Verdict
 from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import Dispatcher
-from services.dispatcher.publisher import TaskStep
 from services.dispatcher.repository import PendingStep
-from services.sender.repository import DeliveryRow
-from tests.pipeline.test_handler_units import (
+from tests.pipeline.test_dispatcher_units import (
     NOW,
     FakeDispatchRepo,
     FakePublisher,
     context,
     event,
 )
-from tests.support.factories import sender_delivery_row
 
 
 @dataclass
@@ -154,39 +151,22 @@ async def test_a_first_delivery_of_a_duplicate_publishes_nothing() -> None:
 
 
 @dataclass
-class FakeAttempts:
-    verdict: Verdict
-    headers: list[dict[str, int]] = field(default_factory=list)
-    created: list[DeliveryRow | None] = field(default_factory=list)
+class FakeEngine:
+    """The delivery engine as the dispatcher uses it: each first attempt's outcome is scripted,
+    and what it was asked is kept."""
 
-    async def handle_task(
-        self,
-        task: DeliveryTask,
-        body: bytes | None,
-        headers: dict[str, int],
-        *,
-        created: DeliveryRow | None = None,
-    ) -> Verdict:
-        self.headers.append(dict(headers))
-        self.created.append(created)
-        return self.verdict
+    outcome: Outcome
+    bury_outcome: Outcome = Outcome.SETTLED
+    attempted: list[list[DeliveryTask]] = field(default_factory=list)
+    buried: list[DeliveryTask] = field(default_factory=list)
 
+    async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]:
+        self.attempted.append(list(tasks))
+        return [self.outcome] * len(tasks)
 
-class FakeCreatedRows:
-    """Each task's row, as SenderRepository.created builds it (the endpoint id tells)."""
-
-    async def created(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
-        return [sender_delivery_row(id=task.endpoint_id) for task in tasks]
-
-
-@dataclass
-class FakeDeadLetters:
-    verdict: Verdict = Verdict.ACK
-    marked: list[DeliveryTask] = field(default_factory=list)
-
-    async def handle(self, body: bytes) -> Verdict:
-        self.marked.append(DeliveryTask.model_validate_json(body))
-        return self.verdict
+    async def bury(self, task: DeliveryTask) -> Outcome:
+        self.buried.append(task)
+        return self.bury_outcome
 
 
 def task(delivery_id: str = "del_1", endpoint_id: str = "dest_1") -> DeliveryTask:
@@ -201,23 +181,12 @@ def task(delivery_id: str = "del_1", endpoint_id: str = "dest_1") -> DeliveryTas
     )
 
 
-def first_attempts(
-    attempts: FakeAttempts,
-    dead: FakeDeadLetters | None = None,
-    publisher: FakePublisher | None = None,
-) -> FirstAttempts:
-    return FirstAttempts(
-        attempts,
-        FakeCreatedRows(),
-        dead or FakeDeadLetters(),
-        publisher or FakePublisher(),
-        max_attempts=3,
-        max_events=2,
-    )
+def first_attempts(engine: FakeEngine, publisher: FakePublisher | None = None) -> FirstAttempts:
+    return FirstAttempts(engine, publisher or FakePublisher(), max_attempts=3, max_events=2)
 
 
 def test_room_is_bounded_by_attempts_and_by_events() -> None:
-    here = first_attempts(FakeAttempts(Verdict.ACK))
+    here = first_attempts(FakeEngine(Outcome.SETTLED))
     assert here.reserve(2)
     assert not here.reserve(2)  # 4 attempts > 3
     assert here.reserve(1)
@@ -226,49 +195,40 @@ def test_room_is_bounded_by_attempts_and_by_events() -> None:
     assert here.reserve(2)
 
 
-async def test_a_settled_attempt_is_its_first_and_publishes_nothing() -> None:
-    attempts, publisher = FakeAttempts(Verdict.ACK), FakePublisher()
-    here = first_attempts(attempts, publisher=publisher)
+async def test_settled_first_attempts_publish_nothing_and_give_the_room_back() -> None:
+    engine, publisher = FakeEngine(Outcome.SETTLED), FakePublisher()
+    here = first_attempts(engine, publisher)
     assert here.reserve(2)
     assert await here.run([task("del_1"), task("del_2")])
-    assert [h[ATTEMPT_HEADER] for h in attempts.headers] == [1, 1] and publisher.steps == []
+    assert engine.attempted == [[task("del_1"), task("del_2")]] and publisher.steps == []
+    assert engine.buried == []
     assert here.reserve(3)  # the room came back
 
 
-async def test_each_attempt_gets_its_created_row_so_that_it_is_not_read_again() -> None:
-    attempts = FakeAttempts(Verdict.ACK)
-    here = first_attempts(attempts)
-    assert here.reserve(2)
-    assert await here.run([task("del_1", "dest_a"), task("del_2", "dest_b")])
-    assert [row.endpoint.id for row in attempts.created if row is not None] == [
-        "dest_a",
-        "dest_b",
-    ]
-
-
-async def test_no_attempt_left_after_the_first_marks_the_delivery_dead() -> None:
-    dead = FakeDeadLetters()
-    here = first_attempts(FakeAttempts(Verdict.REJECT), dead=dead)
+async def test_no_attempt_left_after_the_first_buries_the_delivery() -> None:
+    engine = FakeEngine(Outcome.DEAD_LETTER)
+    here = first_attempts(engine)
     assert here.reserve(1) and await here.run([task()])
-    assert dead.marked == [task()]  # the task's wire form, as the dead-letter queue has it
+    assert engine.buried == [task()]
 
 
 async def test_an_attempt_that_failed_mid_way_is_handed_to_the_sender_queue() -> None:
     publisher = FakePublisher()
-    here = first_attempts(FakeAttempts(Verdict.REQUEUE), publisher=publisher)
+    here = first_attempts(FakeEngine(Outcome.UNSETTLED), publisher)
     assert here.reserve(1) and await here.run([task()])
-    assert publisher.steps == [TaskStep(task())]
+    assert publisher.steps == [DeliveryStep(task())]
 
 
-async def test_a_dead_mark_that_failed_is_handed_to_the_sender_queue() -> None:
+async def test_a_burial_that_failed_is_handed_to_the_sender_queue() -> None:
     publisher = FakePublisher()
-    here = first_attempts(FakeAttempts(Verdict.REJECT), FakeDeadLetters(Verdict.REQUEUE), publisher)
+    engine = FakeEngine(Outcome.DEAD_LETTER, bury_outcome=Outcome.UNSETTLED)
+    here = first_attempts(engine, publisher)
     assert here.reserve(1) and await here.run([task()])
-    assert publisher.steps == [TaskStep(task())]
+    assert engine.buried == [task()] and publisher.steps == [DeliveryStep(task())]
 
 
 async def test_an_attempt_neither_settled_nor_handed_over_is_reported() -> None:
-    here = first_attempts(FakeAttempts(Verdict.REQUEUE), publisher=FakePublisher(fail=True))
+    here = first_attempts(FakeEngine(Outcome.UNSETTLED), FakePublisher(fail=True))
     assert here.reserve(1)
     assert not await here.run([task()])
     assert here.reserve(3)

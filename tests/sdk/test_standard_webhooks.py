@@ -11,6 +11,7 @@ import time
 import pytest
 import standardwebhooks
 
+from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
 from libs.domain.secrets import generate_signing_secret
 from libs.domain.signing import (
     SignatureVerificationError,
@@ -18,7 +19,6 @@ from libs.domain.signing import (
     standard_webhooks_headers,
     verify_standard_webhooks,
 )
-from services.sender.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
 
 BODY = b'{"id":"del_1","eventId":"evt_1","type":"mapping.completed","data":{"n":1}}'
 

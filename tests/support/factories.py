@@ -12,14 +12,14 @@ from typing import Any
 
 import asyncpg
 
+from libs.delivery.endpoint_cache import EndpointSettings
+from libs.delivery.repository import DeliveryRow
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.masking import mask_url
 from libs.domain.secrets import generate_signing_secret, mask_secret
 from libs.infra.broker.messages import EventMessage
 from libs.infra.crypto import encrypt, encrypt_optional
-from services.sender.endpoint_cache import EndpointSettings
-from services.sender.repository import DeliveryRow
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,8 +56,8 @@ class EventMessage(WireModel):
 class DeliveryTask(WireModel):
     """Published to `<prefix>.deliveries` (and the retry tiers) for one (event, endpoint).
 
-    The attempt number travels in the ATTEMPT_HEADER, so the body never changes between
-    attempts. `data` is already capped to the payload limit.
+    The attempt number travels in our own header (DeliveryStep), so the body never changes
+    between attempts. `data` is already capped to the payload limit.
     """
 
     delivery_id: str
@@ -66,3 +67,49 @@ class DeliveryTask(WireModel):
     type: str
     event_created_at: datetime
     data: dict[str, Any]
+
+
+# Our own headers: x-* belong to the broker (SPEC §7).
+ATTEMPT_HEADER = "hookpost-attempt"
+SCHEDULE_START_HEADER = "hookpost-schedule-start"
+
+
+@dataclass(frozen=True)
+class DeliveryStep:
+    """A delivery task and the attempt it is at: what a message on the sender queue asks.
+
+    `schedule_start` is the attempt that opened the current retry schedule (a manual retry
+    opens a new one). Both are None on a message without our headers: the delivery's row
+    then says which attempt is next. Every publisher of a task (the api's manual retry, the
+    dispatcher, the retry tiers) writes these headers here, and the sender reads them here.
+    """
+
+    task: DeliveryTask
+    attempt: int | None = 1
+    schedule_start: int | None = 1
+
+    @classmethod
+    def from_message(cls, body: bytes, headers: Mapping[str, Any]) -> DeliveryStep:
+        """Raises pydantic's ValidationError for a body that is not a DeliveryTask."""
+        return cls(
+            DeliveryTask.model_validate_json(body),
+            _int_header(headers, ATTEMPT_HEADER),
+            _int_header(headers, SCHEDULE_START_HEADER),
+        )
+
+    def headers(self) -> dict[str, int]:
+        found = {ATTEMPT_HEADER: self.attempt, SCHEDULE_START_HEADER: self.schedule_start}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def message(self, trace_headers: Mapping[str, str] | None = None) -> aio_pika.Message:
+        return persistent_message(
+            self.task.to_bytes(), self.task.delivery_id, {**self.headers(), **(trace_headers or {})}
+        )
+
+
+def _int_header(headers: Mapping[str, Any], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

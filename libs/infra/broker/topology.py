@@ -20,8 +20,6 @@ from libs.domain.retry_policy import RETRY_TIERS_S, scaled_ms
 SEND_ROUTING_KEY = "send"
 DEAD_DELIVERY_ROUTING_KEY = "delivery"
 DEAD_EVENT_ROUTING_KEY = "event"
-ATTEMPT_HEADER = "hookpost-attempt"  # our own header: x-* belongs to the broker
-SCHEDULE_START_HEADER = "hookpost-schedule-start"
 # A message that crashes its consumer this many times is dead-lettered, not looped forever.
 POISON_DELIVERY_LIMIT = 20
 

@@ -8,13 +8,13 @@ import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus
 from libs.domain.envelope import capped_data
-from libs.infra.broker.messages import DeliveryTask
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from services.api.audit import service as audit
 from services.api.broker import BrokerLink, BrokerUnavailable
 from services.api.deliveries import repository
-from services.api.deliveries.publishing import publish_delivery_task
+from services.api.deliveries.publishing import publish_delivery_step
 from services.api.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from services.api.metrics import PUBLISH_FAILURES
 
@@ -76,7 +76,7 @@ async def retry_delivery(
             ),
         )
         try:
-            await publish_delivery_task(broker, topology, task, attempt, schedule_start=attempt)
+            await publish_delivery_step(broker, topology, DeliveryStep(task, attempt, attempt))
         except BrokerUnavailable as exc:
             PUBLISH_FAILURES.labels(what="delivery").inc()
             # Raising inside the transaction rolls the status change back.

@@ -1,43 +1,15 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter
 
 from services.api.auth import Org
 from services.api.events import service
-from services.api.events.rate_limit import IngestRateLimit
-from services.api.events.schemas import EventAccepted, EventIn, EventOut
+from services.api.events.schemas import EventOut
 from services.api.routing import ApiRoute
 from services.api.state import State
 
+# POST /events is events/ingest.py: the hot path, a plain route ahead of this router.
 router = APIRouter(prefix="/events", tags=["events"], route_class=ApiRoute)
-
-
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=EventAccepted,
-    dependencies=[IngestRateLimit],
-)
-async def ingest_event(
-    body: EventIn,
-    state: State,
-    org: Org,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> EventAccepted:
-    """Accept an event for delivery to every matching endpoint → 202 `{"eventId"}`.
-
-    The event is stored before the answer and published with broker confirms (an outbox
-    relay publishes it later if the broker is away). With `Idempotency-Key`, repeating the
-    same request returns the same `eventId`; reusing the key with another body is a 409.
-    Each organization may send `HOOKPOST_EVENTS_RATE_PER_S` events per second (bursts of
-    `HOOKPOST_EVENTS_RATE_BURST`); beyond that the answer is 429 with `Retry-After`.
-    """
-    # Production serves this request from events/ingest_asgi.py, which must stay equal to
-    # this route; both run service.ingest.
-    event_id = await service.ingest(state.outbox, org.id, body.type, body.data, idempotency_key)
-    return EventAccepted(event_id=event_id)
 
 
 @router.get("/{event_id}", response_model=EventOut)

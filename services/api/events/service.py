@@ -70,8 +70,7 @@ async def ingest(
 ) -> str:
     """POST /events once its token, body and rate limit have passed; return the event id.
 
-    Called by the FastAPI route (events/router.py) and by the lean path that serves the same
-    request in production (events/ingest_asgi.py). The current span is the request's SERVER
+    Called by the ingest route (events/ingest.py). The current span is the request's SERVER
     span, which starts the event's trace or continues the caller's.
     """
     telemetry.annotate(organization_id=org_id)

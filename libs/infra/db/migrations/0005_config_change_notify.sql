@@ -1,4 +1,4 @@
--- Replicas cache endpoint settings (services/sender/endpoint_cache.py). PostgreSQL tells them
+-- Replicas cache endpoint settings (libs/delivery/endpoint_cache.py). PostgreSQL tells them
 -- when to drop an entry: every update or delete of an endpoint, an organization (its webhook
 -- secret signs per-job webhooks) or an agent (its rules and workspace reach agent sinks)
 -- sends `<kind>:<id>` on channel hookpost_config, delivered when the change commits.

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from libs.delivery.repository import AttemptRecord, DeliveryRepository
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.infra.broker.messages import DeliveryTask
-from services.sender.repository import AttemptRecord, SenderRepository
 from tests.support.factories import (
     attempts_of,
     event_message,
@@ -55,7 +55,7 @@ async def test_a_late_failed_copy_does_not_rewrite_a_succeeded_delivery(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
     delivery_id = await new_delivery(db_pool, make_org)
-    repository = SenderRepository(db_pool)
+    repository = DeliveryRepository(db_pool)
 
     assert await repository.record(attempt(delivery_id, 1, ok=True)) == "SUCCEEDED"
     assert await repository.record(attempt(delivery_id, 1, ok=False)) is None  # too late
@@ -73,7 +73,7 @@ async def test_while_pending_a_repeated_attempt_overwrites_its_own_row(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
     delivery_id = await new_delivery(db_pool, make_org)
-    repository = SenderRepository(db_pool)
+    repository = DeliveryRepository(db_pool)
 
     assert await repository.record(attempt(delivery_id, 1, ok=False)) == "PENDING"
     assert await repository.record(attempt(delivery_id, 1, ok=True)) == "SUCCEEDED"
@@ -87,14 +87,14 @@ async def test_a_deleted_delivery_records_nothing(
 ) -> None:
     delivery_id = await new_delivery(db_pool, make_org)
     await db_pool.execute("DELETE FROM deliveries WHERE id = $1", delivery_id)
-    assert await SenderRepository(db_pool).record(attempt(delivery_id, 1, ok=True)) is None
+    assert await DeliveryRepository(db_pool).record(attempt(delivery_id, 1, ok=True)) is None
     assert await attempts_of(db_pool, delivery_id) == []
 
 
 async def test_a_just_created_row_is_what_loading_it_would_read(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
-    # The dispatcher's first attempts take `created` rows instead of reading them back:
+    # The dispatcher's first attempts take `new_rows` instead of reading them back:
     # for a destination and for an agent sink (with the job it pushes), the row must be
     # the one a sender's `load` reads for the same new delivery.
     org = await make_org(Plan.PRO_MAX)
@@ -148,9 +148,9 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
                 data=event.data,
             )
         )
-    repository = SenderRepository(db_pool)
+    repository = DeliveryRepository(db_pool)
 
-    created = await repository.created(tasks)
+    created = await repository.new_rows(tasks)
     loaded = [await repository.load(task.delivery_id, 1) for task in tasks]
 
     assert created == loaded
@@ -172,4 +172,4 @@ async def test_a_created_row_whose_endpoint_is_gone_is_none(
         event_created_at=datetime.now(UTC),
         data={},
     )
-    assert await SenderRepository(db_pool).created([task]) == [None]
+    assert await DeliveryRepository(db_pool).new_rows([task]) == [None]

@@ -1,4 +1,4 @@
-"""Every SQL statement the sender runs."""
+"""Every SQL statement the delivery engine runs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import asyncpg
 
+from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask
-from services.sender.endpoint_cache import EndpointCache, EndpointSettings
 
 # Per (delivery id, attempt number) pair of a batch (`ord` says which): the delivery's state,
 # its endpoint and event ids, and, when a redelivered message finds its attempt already
@@ -26,7 +26,7 @@ JOIN deliveries d ON d.id = want.delivery_id
 LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
 """
 
-# What sending to an endpoint takes (services/sender/endpoint_cache.py EndpointSettings). A
+# What sending to an endpoint takes (endpoint_cache.py EndpointSettings). A
 # per-job webhook without a secret of its own signs with its organization's; an agent sink
 # gets its agent's retry_failed_push merged into config (the rules are read at send time,
 # hence the cache's `agent:<id>` invalidation).
@@ -48,7 +48,7 @@ WHERE e.id = ANY ($1::text[])
 """
 
 # Agent sinks only: the completed job each delivery pushes (its event's mappingJobId, a job
-# of the sink's organization and agent), results as stored JSON text so the sender embeds
+# of the sink's organization and agent), results as stored JSON text so the engine embeds
 # them without parsing. Per (event, organization, agent) triple, by `ord`.
 _SINK_JOBS = """
 SELECT want.ord, j.id AS job_id, j.completed_at AS job_completed_at, j.stats AS job_stats,
@@ -123,7 +123,7 @@ RETURNING id
 
 @dataclass(frozen=True)
 class DeliveryRow:
-    """One delivery as the sender sends it: its state, its endpoint's settings and, for an
+    """One delivery as the engine sends it: its state, its endpoint's settings and, for an
     agent sink, the job it pushes."""
 
     status: str
@@ -163,8 +163,8 @@ RECORD_BATCH = {"max_items": 200, "max_delay_s": 0.005}
 MAX_CONCURRENT_BATCHES = 3
 
 
-class SenderRepository:
-    """The sender's SQL. `load` and `record` are batched across the replica's in-flight
+class DeliveryRepository:
+    """The engine's SQL. `load` and `record` are batched across the replica's in-flight
     deliveries (libs/infra/batching.py): each caller still awaits its own row or its own
     committed record, so a message is acknowledged only after its attempt is stored."""
 
@@ -191,11 +191,10 @@ class SenderRepository:
         )
         return await self._with_endpoints(len(wanted), [(row["ord"] - 1, row) for row in rows])
 
-    async def created(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
-        """The rows of deliveries their caller created a moment ago and holds the tasks of
-        (the dispatcher's first attempts), without reading them: PENDING, no attempt yet,
-        the schedule from attempt 1. The endpoint comes from the cache as for `load`; None
-        where it no longer exists."""
+    async def new_rows(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
+        """The rows of deliveries their caller created a moment ago and holds the tasks of,
+        without reading them: PENDING, no attempt yet, the schedule from attempt 1. The
+        endpoint comes from the cache as for `load`; None where it no longer exists."""
         rows = [
             (
                 position,

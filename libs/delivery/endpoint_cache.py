@@ -1,9 +1,8 @@
-"""Each sender replica keeps its endpoints' settings, and drops an entry as soon as it changes.
+"""Each engine keeps its endpoints' settings, and drops an entry as soon as it changes.
 
 Every attempt needs its endpoint's URL, secrets, headers and config. Read with each delivery,
-they made the sender's load an eight-table join whose planning alone cost PostgreSQL 1.2 ms
-per call at low load, more than anything else the sender asked of it (pg_stat_statements,
-BENCHMARKS.md round 4). They change rarely, so they are cached here, and kept exact:
+they made every load an eight-table join, the costliest statement of the whole sender
+(BENCHMARKS.md). They change rarely, so they are cached here, and kept exact:
 
 - PostgreSQL announces every change itself. Triggers (migration 0005) NOTIFY channel
   `hookpost_config` with `endpoint:<id>`, `organization:<id>` or `agent:<id>` when an update
@@ -32,7 +31,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-log = logging.getLogger("hookpost.sender")
+log = logging.getLogger("hookpost.delivery")
 
 CHANNEL = "hookpost_config"
 MAX_ENTRIES = 10_000  # endpoints per replica; beyond it the oldest entries go
@@ -172,7 +171,7 @@ class EndpointCache:
     async def _listen(self, dsn: str) -> None:
         """Cache while one LISTEN connection is up and answering; return or raise when not."""
         conn = await asyncpg.connect(
-            dsn, server_settings={"application_name": "hookpost sender endpoint cache"}
+            dsn, server_settings={"application_name": "hookpost endpoint cache"}
         )
         self.listener_pid = conn.get_server_pid()
         lost = asyncio.Event()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import orjson
 
+from libs.delivery.repository import DeliveryRow
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.envelope import build_envelope
 from libs.domain.event_types import EventType
 from libs.domain.sink_payload import build_sink_body
 from libs.infra.broker.messages import DeliveryTask
-from services.sender.repository import DeliveryRow
 
 
 class UnsendablePayload(ValueError):

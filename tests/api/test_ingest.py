@@ -1,12 +1,15 @@
-"""The lean POST /api/v1/events path (events/ingest_asgi.py) serves ingest, and answers
-exactly what the FastAPI route answers, for good and bad requests alike."""
+"""POST /api/v1/events (events/ingest.py) answers, request by request, what FastAPI's own
+route answered before ingest became one plain route (tests/api/ingest_answers.json), and is
+served without FastAPI's route machinery."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import fastapi.routing
@@ -16,19 +19,17 @@ import pytest
 from libs.domain.plans import Plan
 from libs.infra.settings import Settings
 from services.api.app import create_app
-from services.api.events.ingest_asgi import EventIngestASGI
 
 EVENTS = "/api/v1/events"
 EVENT = {"type": "mapping.completed", "data": {"mappingJobId": "job_1"}}
 EVENT_ID = re.compile(rb"evt_[0-9A-Za-z]+")
+EXPECTED = json.loads((Path(__file__).with_name("ingest_answers.json")).read_text())
 
 
 @asynccontextmanager
-async def api(settings: Settings, *, lean: bool) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process; `lean=False` takes the lean middleware out (test-only switch)."""
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process."""
     app = create_app(settings)
-    if not lean:
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not EventIngestASGI]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
@@ -48,24 +49,34 @@ def solve_dependencies_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-async def test_post_events_is_served_without_fastapis_route(
+async def test_post_events_is_served_without_fastapis_route_machinery(
     settings: Settings, make_org: Callable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = await make_org(Plan.FREE)
     headers = {"Authorization": f"Bearer {org.apiToken}"}
     calls = solve_dependencies_calls(monkeypatch)
-    async with api(settings, lean=True) as http:
+    async with api(settings) as http:
         accepted = await http.post(EVENTS, json=EVENT, headers=headers)
         assert accepted.status_code == 202, accepted.text
-        assert calls == []  # the lean path answered
+        refused = await http.post(EVENTS, content=b'{"type": 1}', headers=headers)
+        assert refused.status_code == 400
+        assert calls == []  # neither went through FastAPI's route handler
         event_id = accepted.json()["eventId"]
-        # Everything else is FastAPI's: GET on the same prefix, other spellings of the type.
+        # The rest of the prefix is FastAPI's.
         assert (await http.get(f"{EVENTS}/{event_id}", headers=headers)).status_code == 200
-        plain = await http.post(
-            EVENTS, content=b'{"type": "mapping.completed"}', headers=headers | TEXT_PLAIN
-        )
-        assert plain.status_code == 400
-        assert calls == [f"{EVENTS}/{event_id}", EVENTS]
+        assert calls == [f"{EVENTS}/{event_id}"]
+
+
+async def test_the_operation_is_in_the_openapi_document(settings: Settings) -> None:
+    async with api(settings) as http:
+        document = (await http.get("/openapi.json")).json()
+    operation = document["paths"][EVENTS]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/EventIn") and accepted.endswith("/EventAccepted")
+    assert document["components"]["schemas"]["EventIn"]["required"] == ["type"]
+    assert [p["name"] for p in operation["parameters"]] == ["Idempotency-Key"]
+    assert "get" in document["paths"][f"{EVENTS}/{{event_id}}"]
 
 
 TEXT_PLAIN = {"Content-Type": "text/plain"}
@@ -121,57 +132,51 @@ def _requests(token: str, key_prefix: str) -> Iterator[tuple[str, dict[str, Any]
     yield "conflict with key", {"json": other, "headers": auth | key}
 
 
-def _answer(response: httpx.Response) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, body and headers, with event ids (different on each side) masked."""
-    headers = [(k, EVENT_ID.sub(b"evt_*", v)) for k, v in response.headers.raw]
-    return response.status_code, EVENT_ID.sub(b"evt_*", response.content), headers
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """Status, body and headers, with event ids (new on each run) masked."""
+    return {
+        "status": response.status_code,
+        "body": EVENT_ID.sub(b"evt_*", response.content).decode("utf-8", "replace"),
+        "headers": [[k.decode(), v.decode()] for k, v in response.headers.raw],
+    }
 
 
-async def _answers(settings: Settings, make_org: Callable, *, lean: bool) -> dict[str, Any]:
+async def test_every_request_is_answered_as_before(settings: Settings, make_org: Callable) -> None:
     org = await make_org(Plan.FREE)
     key_prefix = uuid.uuid4().hex
-    async with api(settings, lean=lean) as http:
-        return {
+    async with api(settings) as http:
+        answers = {
             name: _answer(await http.post(EVENTS, **kwargs))
             for name, kwargs in _requests(org.apiToken, key_prefix)
         }
-
-
-async def test_the_lean_path_answers_what_the_fastapi_route_answers(
-    settings: Settings, make_org: Callable
-) -> None:
-    lean = await _answers(settings, make_org, lean=True)
-    fastapi_route = await _answers(settings, make_org, lean=False)
-    assert lean == fastapi_route
+    for name, expected in EXPECTED["answers"].items():
+        assert answers[name] == expected, name
+    assert answers.keys() == EXPECTED["answers"].keys()
     # The cases are the ones meant (not, say, all 401s).
-    statuses = {name: answer[0] for name, answer in lean.items()}
+    statuses = {name: answer["status"] for name, answer in answers.items()}
     assert statuses["accepted"] == statuses["repeat with key"] == 202
     assert statuses["bad token"] == statuses["no token, bad body"] == 401
     assert statuses["too big, declared"] == statuses["too big, chunked"] == 413
     assert statuses["NaN in data"] == statuses["BOM"] == statuses["json with charset"] == 202
     assert statuses["deep nesting"] == statuses["unknown type"] == 400
     assert statuses["conflict with key"] == 409
+    assert statuses["no content type"] == statuses["text/plain"] == 202
 
 
-async def _rate_limited_statuses(settings: Settings, make_org: Callable, *, lean: bool) -> list:
-    org = await make_org(Plan.FREE)
-    auth = {"Authorization": f"Bearer {org.apiToken}"}
-    bad_shape = {"type": 1}
-    async with api(settings, lean=lean) as http:
-        answers = [
-            await http.post(EVENTS, json=body, headers=auth)
-            for body in (bad_shape, {"type": "no.such"}, EVENT, EVENT)
-        ]
-    return [_answer(a) for a in answers]  # headers incl. Retry-After
-
-
-async def test_rate_limit_tokens_are_spent_as_the_fastapi_route_spends_them(
+async def test_rate_limit_tokens_are_spent_as_a_fastapi_route_spends_them(
     settings: Settings, make_org: Callable
 ) -> None:
-    """A body of the wrong shape or an unknown type spends a token on both paths (FastAPI
-    solves the rate-limit dependency before it refuses the body); the 429s are equal."""
+    """A body of the wrong shape or an unknown type spends a token (a FastAPI route solves
+    its dependencies before it refuses the body); a body that is not JSON does not."""
     limited = settings.model_copy(update={"events_rate_per_s": 0.001, "events_rate_burst": 3})
-    lean = await _rate_limited_statuses(limited, make_org, lean=True)
-    fastapi_route = await _rate_limited_statuses(limited, make_org, lean=False)
-    assert lean == fastapi_route
-    assert [status for status, _, _ in lean] == [400, 400, 202, 429]
+    org = await make_org(Plan.FREE)
+    auth = {"Authorization": f"Bearer {org.apiToken}"}
+    async with api(limited) as http:
+        not_json = await http.post(EVENTS, content=b"{", headers=auth | JSON)
+        answers = [
+            await http.post(EVENTS, json=body, headers=auth)
+            for body in ({"type": 1}, {"type": "no.such"}, EVENT, EVENT)
+        ]
+    assert not_json.status_code == 400
+    assert [_answer(a) for a in answers] == EXPECTED["rate_limited"]
+    assert [a.status_code for a in answers] == [400, 400, 202, 429]

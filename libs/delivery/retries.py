@@ -1,4 +1,4 @@
-"""Publishes a failed attempt's task to its retry tier: persistent, mandatory, confirmed.
+"""Publishes a failed attempt's next step to its retry tier: persistent, mandatory, confirmed.
 
 The trace context rides in the headers like the attempt number: the tier queue keeps them
 when its TTL dead-letters the message back to the sender queue, so the next attempt
@@ -9,42 +9,38 @@ from __future__ import annotations
 
 from faststream.rabbit import RabbitBroker
 
+from libs.delivery.metrics import EngineMetrics
 from libs.infra import telemetry
-from libs.infra.broker.topology import ATTEMPT_HEADER, SCHEDULE_START_HEADER, Topology
-from services.sender import metrics
+from libs.infra.broker.messages import DeliveryStep
+from libs.infra.broker.topology import Topology
 
 
 class BrokerRetryPublisher:
-    def __init__(self, broker: RabbitBroker, topology: Topology) -> None:
+    def __init__(self, broker: RabbitBroker, topology: Topology, metrics: EngineMetrics) -> None:
         self._broker = broker
         self._topology = topology
         self._exchange = topology.retry_exchange
+        self._metrics = metrics
 
-    async def publish_retry(
-        self, body: bytes, delivery_id: str, delay_s: int, attempt: int, schedule_start: int
-    ) -> None:
+    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
         routing_key = self._topology.retry_routing_key(delay_s)
         with telemetry.producer_span(
             f"{self._exchange.name} publish",
             self._exchange.name,
             routing_key,
-            delivery_id=delivery_id,
-            next_attempt=attempt,
+            delivery_id=step.task.delivery_id,
+            next_attempt=step.attempt,
             retry_tier_s=delay_s,
         ) as trace_headers:
             # The body never changes between attempts; the attempt number rides in our header.
             await self._broker.publish(
-                body,
+                step.task.to_bytes(),
                 exchange=self._exchange,
                 routing_key=routing_key,
                 persist=True,
                 mandatory=True,
-                headers={
-                    ATTEMPT_HEADER: attempt,
-                    SCHEDULE_START_HEADER: schedule_start,
-                    **trace_headers,
-                },
-                message_id=delivery_id,
+                headers={**step.headers(), **trace_headers},
+                message_id=step.task.delivery_id,
                 content_type="application/json",
             )
-        metrics.RETRY_PUBLISHES.labels(tier=f"{delay_s}s").inc()
+        self._metrics.retry_published(delay_s)

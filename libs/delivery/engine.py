@@ -1,0 +1,294 @@
+"""The delivery engine: one attempt of one delivery, whichever service runs it.
+
+    load delivery + endpoint ─► gone / not PENDING / stale ─► SETTLED (nothing to do)
+      └► sign, POST ─► record attempt + delivery state (one statement)
+           success ........................ SETTLED
+           4xx, policy says never retry ... FAILED, SETTLED
+           attempts left .................. publish to a retry tier (confirmed), SETTLED
+           none left ...................... DEAD_LETTER (the runner dead-letters it → DEAD)
+
+The sender runs `attempt` for each task from its queue; the dispatcher runs `first_attempts`
+for the deliveries it has just created. Either way an Outcome comes back only after the
+attempt is recorded and its next step confirmed, so the runner acknowledges its message only
+then: a crashed runner's message is redelivered. A redelivered step whose attempt is already
+recorded is not POSTed again; only its next step is redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from libs.delivery.http_client import HttpResult
+from libs.delivery.metrics import EngineMetrics
+from libs.delivery.repository import AttemptRecord, DeliveryRow
+from libs.delivery.request import Unsendable, signed_request
+from libs.domain.endpoint_kinds import DeliveryStatus
+from libs.domain.ids import IdPrefix, new_id
+from libs.domain.retry_policy import (
+    Decision,
+    Next,
+    RetryPolicy,
+    decide,
+    policy_for_endpoint,
+    scaled_ms,
+)
+from libs.infra import telemetry
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
+
+log = logging.getLogger("hookpost.delivery")
+
+FIRST_ATTEMPT_SPAN = "first attempt"
+
+
+class Outcome(StrEnum):
+    SETTLED = "settled"  # recorded and its next step confirmed, or nothing left to do
+    DEAD_LETTER = "dead_letter"  # recorded; no attempt left: the runner dead-letters it
+    UNSETTLED = "unsettled"  # the database or the broker failed mid-way: try again later
+
+
+class Repository(Protocol):
+    async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None: ...
+
+    async def new_rows(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]: ...
+
+    async def await_writers(self, delivery_id: str) -> None: ...
+
+    async def record(self, attempt: AttemptRecord) -> str | None: ...
+
+    async def mark_dead(self, delivery_id: str) -> bool: ...
+
+
+class Http(Protocol):
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], url_masked: str
+    ) -> HttpResult: ...
+
+
+class RetryPublisher(Protocol):
+    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None: ...
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        repository: Repository,
+        http: Http,
+        retries: RetryPublisher,
+        metrics: EngineMetrics,
+        *,
+        retry_delay_scale: float,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        db_backoff: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0.5),
+        record_tries: int = 5,
+        sink_payload_cap_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        self._repo = repository
+        self._http = http
+        self._retries = retries
+        self._metrics = metrics
+        self._scale = retry_delay_scale
+        self._now = now
+        self._db_backoff = db_backoff
+        self._record_tries = record_tries
+        self._sink_cap = sink_payload_cap_bytes
+
+    async def attempt(self, step: DeliveryStep) -> Outcome:
+        """Make the attempt `step` asks for, reading the delivery's current state first."""
+        self._annotate(step.task)
+        return await self._guarded(step, None)
+
+    async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]:
+        """Attempt 1 of deliveries the caller has just created: their rows are known (PENDING,
+        nothing attempted), so they are not read; only their endpoints, from the cache."""
+        rows = await self._repo.new_rows(tasks)
+        return list(
+            await asyncio.gather(
+                *(self._first_attempt(task, row) for task, row in zip(tasks, rows, strict=True))
+            )
+        )
+
+    async def bury(self, task: DeliveryTask) -> Outcome:
+        """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""
+        self._annotate(task)
+        try:
+            marked = await self._repo.mark_dead(task.delivery_id)
+        except Exception:
+            log.exception("could not mark a delivery DEAD")
+            return Outcome.UNSETTLED
+        if marked:
+            self._metrics.finished(DeliveryStatus.DEAD)
+            log.info("delivery DEAD")
+        return Outcome.SETTLED
+
+    async def _first_attempt(self, task: DeliveryTask, row: DeliveryRow | None) -> Outcome:
+        # Its own span (the sender's "process" span for attempt 1): the ids put on the
+        # current span must not land on the caller's, shared by a whole fan-out.
+        with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
+            self._annotate(task)
+            # a None row: the endpoint is gone from the cache; read it, and find it gone
+            return await self._guarded(DeliveryStep(task), row)
+
+    @staticmethod
+    def _annotate(task: DeliveryTask) -> None:
+        telemetry.annotate(
+            delivery_id=task.delivery_id,
+            event_id=task.event_id,
+            endpoint_id=task.endpoint_id,
+            organization_id=task.organization_id,
+        )
+
+    async def _guarded(self, step: DeliveryStep, known: DeliveryRow | None) -> Outcome:
+        try:
+            return await self._run(step, known)
+        except Exception:
+            log.exception("delivery attempt failed mid-way; it will be tried again")
+            return Outcome.UNSETTLED
+
+    async def _run(self, step: DeliveryStep, known: DeliveryRow | None) -> Outcome:
+        task = step.task
+        row = known or await self._current(step)
+        if row is None:
+            log.info("delivery no longer exists (endpoint deleted), skipping")
+            return Outcome.SETTLED
+        attempt = step.attempt or row.attempt_count + 1
+        schedule_start = step.schedule_start or row.schedule_start
+        telemetry.annotate(attempt=attempt)
+        if row.status != DeliveryStatus.PENDING:
+            log.info("delivery already %s, skipping", row.status)
+            return Outcome.SETTLED
+        if row.attempt_count > attempt:
+            log.info("stale copy of an earlier attempt, skipping")
+            return Outcome.SETTLED
+        policy = policy_for_endpoint(row.endpoint.kind, row.endpoint.config)
+
+        if row.attempt_count == attempt and row.recorded_succeeded is not None:
+            # Redelivered after this attempt was recorded: do not POST again, redo what follows.
+            log.info("attempt already recorded, resuming its next step")
+            decision = decide(
+                policy, row.recorded_succeeded, row.recorded_http_status, attempt, schedule_start
+            )
+        else:
+            decision = await self._post_and_record(task, row, attempt, schedule_start, policy)
+            if decision is None:
+                log.info("delivery ended or deleted during the attempt, skipping")
+                return Outcome.SETTLED
+        return await self._next_step(task, decision, attempt, schedule_start)
+
+    async def _current(self, step: DeliveryStep) -> DeliveryRow | None:
+        """The delivery as it stands, once any manual retry reopening it has committed."""
+        delivery_id = step.task.delivery_id
+        row = await self._repo.load(delivery_id, step.attempt or 1)
+        if (
+            row is not None
+            and row.status != DeliveryStatus.PENDING
+            and step.schedule_start is not None
+            and step.schedule_start > row.schedule_start
+        ):
+            # A manual retry publishes its task before its transaction reopening the delivery
+            # commits (so a task that never left never leaves a delivery PENDING): wait for
+            # that transaction, then judge the row it left behind.
+            await self._repo.await_writers(delivery_id)
+            row = await self._repo.load(delivery_id, step.attempt or 1)
+        return row
+
+    async def _post_and_record(
+        self,
+        task: DeliveryTask,
+        row: DeliveryRow,
+        attempt: int,
+        schedule_start: int,
+        policy: RetryPolicy,
+    ) -> Decision | None:
+        """POST the attempt and record it; its decision, or None when the delivery ended or
+        went away meanwhile (nothing recorded)."""
+        # Attempt 1 carries the delivery's own id, so a /test call's deliveryId is the
+        # first X-Webhook-Delivery; every later attempt gets a fresh one.
+        attempt_id = task.delivery_id if attempt == 1 else new_id(IdPrefix.DELIVERY)
+        result = await self._send(task, row, attempt_id)
+        decision = decide(policy, result.succeeded, result.http_status, attempt, schedule_start)
+        attempted_at = self._now() - timedelta(milliseconds=result.duration_ms)
+        if attempt == 1:
+            self._metrics.first_attempt_started(attempted_at, task.event_created_at)
+        next_attempt_at = (
+            self._now() + timedelta(milliseconds=scaled_ms(decision.delay_s, self._scale))
+            if decision.delay_s is not None
+            else None
+        )
+        status = await self._record(
+            AttemptRecord(
+                attempt_id=attempt_id,
+                delivery_id=task.delivery_id,
+                attempt_number=attempt,
+                attempted_at=attempted_at,
+                duration_ms=result.duration_ms,
+                http_status=result.http_status,
+                error=result.error,
+                response_excerpt=result.response_excerpt,
+                succeeded=result.succeeded,
+                new_status=decision.status.value,
+                next_attempt_at=next_attempt_at,
+            )
+        )
+        return None if status is None else decision
+
+    async def _next_step(
+        self, task: DeliveryTask, decision: Decision, attempt: int, schedule_start: int
+    ) -> Outcome:
+        if decision.next is Next.RETRY:
+            assert decision.delay_s is not None
+            next_step = DeliveryStep(task, attempt + 1, schedule_start)
+            await self._retries.publish_retry(next_step, decision.delay_s)
+            return Outcome.SETTLED
+        if decision.next is Next.EXHAUSTED:
+            log.info("no attempts left, dead-lettering")
+            return Outcome.DEAD_LETTER
+        self._metrics.finished(decision.status)
+        return Outcome.SETTLED
+
+    async def _send(self, task: DeliveryTask, row: DeliveryRow, attempt_id: str) -> HttpResult:
+        started = time.monotonic()
+        try:
+            request = signed_request(task, row, attempt_id, self._sink_cap)
+        except Unsendable as exc:
+            result = HttpResult(False, None, f"not sent: {exc}", None, 0, refused=True)
+        else:
+            result = await self._http.post(
+                request.url, request.body, request.headers, request.url_masked
+            )
+            self._metrics.attempt_took(time.monotonic() - started)
+        self._observe(result, row.endpoint.url_masked)
+        return result
+
+    async def _record(self, attempt: AttemptRecord) -> str | None:
+        """Record a POST that already happened, riding out a short Postgres outage.
+
+        Giving the step back instead would POST the same attempt again; the statement is
+        idempotent, so trying it again is safe.
+        """
+        for remaining in range(self._record_tries - 1, -1, -1):
+            try:
+                return await self._repo.record(attempt)
+            except Exception:
+                if remaining == 0:
+                    raise
+                log.warning("could not record an attempt, trying again", exc_info=True)
+                await self._db_backoff()
+        raise AssertionError("unreachable")
+
+    def _observe(self, result: HttpResult, url_masked: str) -> None:
+        self._metrics.attempted(result)
+        extra = {
+            "url": url_masked,
+            "http_status": result.http_status,
+            "duration_ms": result.duration_ms,
+        }
+        if result.succeeded:
+            log.debug("attempt succeeded", extra=extra)
+        else:
+            log.info("attempt failed: %s", result.error, extra=extra)

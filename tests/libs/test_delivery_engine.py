@@ -1,0 +1,400 @@
+"""The delivery engine's logic, with fakes in place of Postgres, the broker and HTTP (no
+services needed): retry decisions, headers, signatures, send-time SSRF checks, and what an
+attempt does with each answer."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from libs.delivery.engine import DeliveryEngine, Outcome
+from libs.delivery.http_client import HttpClient, HttpResult, SafeResolver, read_excerpt
+from libs.delivery.metrics import EngineMetrics
+from libs.delivery.repository import AttemptRecord, DeliveryRow
+from libs.delivery.request import customer_headers
+from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
+from libs.domain.retry_policy import WEBHOOK_POLICY, Next, agent_sink_policy, decide
+from libs.domain.signing import verify_standard_webhooks, verify_v1
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
+from libs.infra.url_safety import SafetyPolicy, UnsafeURLError
+from tests.support.factories import sender_delivery_row as delivery_row
+
+NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- retry decisions
+
+
+def test_decide_walks_the_webhook_schedule_then_exhausts() -> None:
+    assert decide(WEBHOOK_POLICY, True, 200, 1, 1).next is Next.SUCCEEDED
+    assert decide(WEBHOOK_POLICY, False, 500, 1, 1) == decide(WEBHOOK_POLICY, False, None, 1, 1)
+    assert [decide(WEBHOOK_POLICY, False, 500, n, 1).delay_s for n in (1, 2, 3)] == [60, 300, 1800]
+    assert decide(WEBHOOK_POLICY, False, 400, 2, 1).next is Next.RETRY  # 4xx retried
+    assert decide(WEBHOOK_POLICY, False, 503, 4, 1).next is Next.EXHAUSTED
+
+
+def test_decide_counts_from_the_schedule_start_after_a_manual_retry() -> None:
+    # Attempts 1-4 died; a manual retry opened a new schedule at attempt 5.
+    assert decide(WEBHOOK_POLICY, False, 500, 5, 5).delay_s == 60
+    assert decide(WEBHOOK_POLICY, False, 500, 8, 5).next is Next.EXHAUSTED
+
+
+def test_decide_agent_sink_4xx_is_final() -> None:
+    policy = agent_sink_policy(2)
+    assert decide(policy, False, 422, 1, 1).next is Next.FAILED
+    assert decide(policy, False, 500, 1, 1).delay_s == 5
+    assert decide(policy, False, 500, 3, 1).next is Next.EXHAUSTED
+
+
+# ---------------------------------------------------------------- headers and signatures
+
+
+def test_customer_headers_never_override_reserved_headers() -> None:
+    headers = customer_headers(
+        "X-Webhook-Signature",
+        "forged",
+        {
+            "X-Team": "maps",
+            "x-WEBHOOK-event": "forged",
+            "X-Webhook-Delivery": "forged",
+            "content-TYPE": "text/plain",
+            "Host": "evil.example",
+            "Transfer-Encoding": "chunked",
+            "X-Injected": "a\r\nX-Evil: 1",
+            "Bad Name": "x",
+        },
+    )
+    assert headers == {"X-Team": "maps"}
+    assert customer_headers("Authorization", "Bearer k", {"authorization": "other"}) == {
+        "Authorization": "Bearer k"
+    }
+
+
+def test_signature_headers_sign_with_every_current_secret() -> None:
+    body = b'{"id":"del_1"}'
+    signed = signature_headers(SigningKeys("v1", ["whsec_new", "whsec_old"]), body, "a", "e", 1000)
+    header = signed["X-Webhook-Signature"]
+    assert header.startswith("t=1000,v1=") and header.count("v1=") == 2
+    for secret in ("whsec_new", "whsec_old"):
+        verify_v1(body, header, secret, now=1000)
+    with pytest.raises(UnsupportedSignatureScheme):
+        signature_headers(SigningKeys("hmac-md5", ["whsec_new"]), body, "a", "e", 1000)
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    standard = signature_headers(
+        SigningKeys("standard-webhooks", [secret]), body, "a", "evt_9", 1000
+    )
+    assert standard["webhook-id"] == "evt_9" and standard["webhook-timestamp"] == "1000"
+    verify_standard_webhooks(body, "evt_9", "1000", standard["webhook-signature"], secret, now=1000)
+    with pytest.raises(UnsupportedSignatureScheme):
+        signature_headers(SigningKeys("v1", []), body, "a", "e", 1000)
+
+
+# ---------------------------------------------------------------- SSRF at send time
+
+
+class FixedResolver:
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
+
+    async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> list:
+        return [
+            {"hostname": host, "host": a, "port": port, "family": family, "proto": 0, "flags": 0}
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+PROD = SafetyPolicy.from_settings(False, [])
+
+
+async def test_safe_resolver_refuses_when_any_address_is_private() -> None:
+    with pytest.raises(UnsafeURLError, match=r"10\.1\.2\.3"):
+        await SafeResolver(PROD, FixedResolver("93.184.216.34", "10.1.2.3")).resolve("x.test", 443)
+    with pytest.raises(UnsafeURLError):
+        await SafeResolver(PROD, FixedResolver("::ffff:127.0.0.1")).resolve("x.test", 443)
+    with pytest.raises(UnsafeURLError):
+        await SafeResolver(PROD, FixedResolver("169.254.169.254")).resolve("x.test", 443)
+
+
+async def test_safe_resolver_returns_exactly_the_checked_addresses() -> None:
+    results = await SafeResolver(PROD, FixedResolver("93.184.216.34")).resolve("x.test", 443)
+    assert [r["host"] for r in results] == ["93.184.216.34"]
+    allowed = SafetyPolicy.from_settings(False, ["10.0.0.0/8"])
+    results = await SafeResolver(allowed, FixedResolver("10.1.2.3")).resolve("x.test", 443)
+    assert [r["host"] for r in results] == ["10.1.2.3"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.216.34/hook",  # prod: https only
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://0.0.0.0/hook",
+        "https://user:pw@example.com/hook",
+    ],
+)
+def test_preflight_refuses_literal_private_hosts_and_bad_shapes(url: str) -> None:
+    with pytest.raises(UnsafeURLError):
+        HttpClient(PROD, 5, 1).preflight(url)
+
+
+def test_preflight_lets_dev_mode_reach_loopback_over_http() -> None:
+    HttpClient(SafetyPolicy.from_settings(True, []), 5, 1).preflight("http://127.0.0.1:8080/h")
+
+
+async def test_read_excerpt_stops_at_the_limit() -> None:
+    class Endless:
+        reads = 0
+
+        async def read(self, n: int) -> bytes:
+            self.reads += 1
+            return b"x" * min(n, 1000)
+
+    stream = Endless()
+    excerpt = await read_excerpt(stream, 4096)  # type: ignore[arg-type]
+    assert len(excerpt) == 4096 and stream.reads == 5
+
+
+# ---------------------------------------------------------------- the engine's attempts
+
+
+@dataclass
+class FakeRepo:
+    row: DeliveryRow | None
+    recorded: list[AttemptRecord] = field(default_factory=list)
+    record_failures: int = 0
+
+    # what the row becomes once the transaction writing it commits (a manual retry's reopen)
+    committed_row: DeliveryRow | None = None
+    awaited_writers: int = 0
+
+    loads: int = 0
+    new: list[DeliveryTask] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+
+    async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
+        self.loads += 1
+        return self.row
+
+    async def new_rows(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
+        self.new.extend(tasks)
+        return [delivery_row(id=task.endpoint_id) for task in tasks]
+
+    async def await_writers(self, delivery_id: str) -> None:
+        self.awaited_writers += 1
+        if self.committed_row is not None:
+            self.row = self.committed_row
+
+    async def record(self, attempt: AttemptRecord) -> str | None:
+        if self.record_failures:
+            self.record_failures -= 1
+            raise ConnectionError("postgres restarting")
+        self.recorded.append(attempt)
+        return attempt.new_status
+
+    async def mark_dead(self, delivery_id: str) -> bool:
+        if self.record_failures:
+            raise ConnectionError("postgres restarting")
+        self.dead.append(delivery_id)
+        return True
+
+
+@dataclass
+class FakeHttp:
+    result: HttpResult
+    calls: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
+    ) -> HttpResult:
+        self.calls.append((url, body, dict(headers)))
+        return self.result
+
+
+@dataclass
+class FakeRetries:
+    fail: bool = False
+    published: list[DeliveryStep] = field(default_factory=list)
+    delays: list[int] = field(default_factory=list)
+
+    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.published.append(step)
+        self.delays.append(delay_s)
+
+    @property
+    def scheduled(self) -> list[tuple[int, int | None, int | None]]:
+        """(tier, next attempt, schedule start) of each retry published."""
+        return [
+            (delay, step.attempt, step.schedule_start)
+            for delay, step in zip(self.delays, self.published, strict=True)
+        ]
+
+
+TASK = DeliveryTask(
+    delivery_id="del_01TESTDELIVERY0000000000000",
+    event_id="evt_1",
+    endpoint_id="dest_1",
+    organization_id="org_1",
+    type="mapping.completed",
+    event_created_at=NOW,
+    data={"a": 1},
+)
+OK = HttpResult(True, 200, None, "ok", 5)
+FAIL_500 = HttpResult(False, 500, "HTTP 500", "no", 5)
+
+
+async def no_wait() -> None:
+    pass
+
+
+def engine(repo: FakeRepo, http: FakeHttp, retries: FakeRetries) -> DeliveryEngine:
+    return DeliveryEngine(
+        repo,
+        http,
+        retries,
+        EngineMetrics("unit"),
+        retry_delay_scale=0.01,
+        now=lambda: NOW,
+        db_backoff=no_wait,
+    )
+
+
+def step(attempt: int, start: int = 1) -> DeliveryStep:
+    return DeliveryStep(TASK, attempt, start)
+
+
+async def test_success_records_attempt_one_under_the_delivery_id() -> None:
+    repo, http, retries = FakeRepo(delivery_row()), FakeHttp(OK), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    [(url, body, sent)] = http.calls
+    assert url == "https://hooks.example.com/x?token=abc"
+    assert sent["X-Webhook-Delivery"] == TASK.delivery_id
+    verify_v1(body, sent["X-Webhook-Signature"], "whsec_unit")
+    [record] = repo.recorded
+    assert (record.attempt_id, record.new_status, record.attempt_number) == (
+        TASK.delivery_id,
+        "SUCCEEDED",
+        1,
+    )
+    assert retries.published == []
+
+
+async def test_first_attempts_of_new_deliveries_post_without_reading_them() -> None:
+    repo, http, retries = FakeRepo(None), FakeHttp(OK), FakeRetries()
+    other = TASK.model_copy(update={"delivery_id": "del_2", "endpoint_id": "dest_2"})
+    outcomes = await engine(repo, http, retries).first_attempts([TASK, other])
+    assert outcomes == [Outcome.SETTLED, Outcome.SETTLED] and repo.loads == 0
+    assert repo.new == [TASK, other]
+    assert [(a.delivery_id, a.attempt_number) for a in repo.recorded] == [
+        (TASK.delivery_id, 1),
+        ("del_2", 1),
+    ]
+    assert [sent["X-Webhook-Delivery"] for _, _, sent in http.calls] == [TASK.delivery_id, "del_2"]
+
+
+async def test_a_failed_first_attempt_publishes_its_retry_with_the_task() -> None:
+    repo, http, retries = FakeRepo(None), FakeHttp(FAIL_500), FakeRetries()
+    assert await engine(repo, http, retries).first_attempts([TASK]) == [Outcome.SETTLED]
+    assert retries.scheduled == [(60, 2, 1)] and retries.published[0].task == TASK
+
+
+async def test_failure_with_attempts_left_publishes_the_next_tier() -> None:
+    repo = FakeRepo(delivery_row(attempt_count=1))
+    http, retries = FakeHttp(FAIL_500), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(2)) is Outcome.SETTLED
+    [(_, _, sent)] = http.calls
+    [record] = repo.recorded
+    assert sent["X-Webhook-Delivery"] == record.attempt_id != TASK.delivery_id
+    assert record.new_status == "PENDING"
+    assert record.next_attempt_at is not None and record.next_attempt_at > NOW
+    assert retries.scheduled == [(300, 3, 1)]
+
+
+async def test_a_short_database_outage_is_ridden_out_without_posting_again() -> None:
+    repo, http, retries = FakeRepo(delivery_row(), record_failures=2), FakeHttp(OK), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    assert len(http.calls) == 1 and len(repo.recorded) == 1
+    repo, http = FakeRepo(delivery_row(), record_failures=99), FakeHttp(OK)
+    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.UNSETTLED
+    assert len(http.calls) == 1
+
+
+async def test_a_retry_that_cannot_be_published_is_unsettled() -> None:
+    repo, http = FakeRepo(delivery_row()), FakeHttp(FAIL_500)
+    outcome = await engine(repo, http, FakeRetries(fail=True)).attempt(step(1))
+    assert outcome is Outcome.UNSETTLED
+
+
+async def test_no_attempts_left_is_a_dead_letter() -> None:
+    repo, http, retries = FakeRepo(delivery_row(attempt_count=3)), FakeHttp(FAIL_500), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(4)) is Outcome.DEAD_LETTER
+    assert retries.published == [] and repo.recorded[0].new_status == "PENDING"
+
+
+async def test_bury_marks_dead_and_is_unsettled_while_the_database_is_away() -> None:
+    repo = FakeRepo(delivery_row())
+    assert await engine(repo, FakeHttp(OK), FakeRetries()).bury(TASK) is Outcome.SETTLED
+    assert repo.dead == [TASK.delivery_id]
+    repo = FakeRepo(delivery_row(), record_failures=1)
+    assert await engine(repo, FakeHttp(OK), FakeRetries()).bury(TASK) is Outcome.UNSETTLED
+
+
+async def test_a_redelivered_recorded_attempt_redoes_only_the_next_step() -> None:
+    row = delivery_row(attempt_count=1, recorded_succeeded=False, recorded_http_status=500)
+    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    assert http.calls == [] and repo.recorded == []
+    assert retries.scheduled == [(60, 2, 1)]
+
+
+async def test_a_step_without_our_headers_takes_its_attempt_from_the_row() -> None:
+    repo = FakeRepo(delivery_row(attempt_count=1))
+    http, retries = FakeHttp(FAIL_500), FakeRetries()
+    assert await engine(repo, http, retries).attempt(DeliveryStep(TASK, None, None))
+    assert [a.attempt_number for a in repo.recorded] == [2]
+    assert retries.scheduled == [(300, 3, 1)]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        None,
+        delivery_row(status="SUCCEEDED"),
+        delivery_row(status="DEAD"),
+        delivery_row(attempt_count=3),
+    ],
+)
+async def test_gone_finished_and_stale_steps_are_settled_untouched(row: DeliveryRow | None) -> None:
+    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(2)) is Outcome.SETTLED
+    assert http.calls == [] and repo.recorded == [] and retries.published == []
+
+
+async def test_a_manual_retry_whose_reopen_has_not_committed_yet_is_waited_for() -> None:
+    # The api publishes the retry (attempt 5, new schedule from 5) before its transaction
+    # commits: the first read still sees DEAD. The attempt must be sent, not skipped.
+    dead = delivery_row(status="DEAD", attempt_count=4, schedule_start=1)
+    repo = FakeRepo(dead, committed_row=replace(dead, status="PENDING", schedule_start=5))
+    http = FakeHttp(OK)
+    assert await engine(repo, http, FakeRetries()).attempt(step(5, 5)) is Outcome.SETTLED
+    assert repo.awaited_writers == 1 and len(http.calls) == 1
+    assert [(a.attempt_number, a.new_status) for a in repo.recorded] == [(5, "SUCCEEDED")]
+
+
+async def test_a_manual_retry_that_rolled_back_is_skipped() -> None:
+    dead = delivery_row(status="DEAD", attempt_count=4, schedule_start=1)
+    repo = FakeRepo(dead)  # the reopen never commits: the row stays DEAD
+    http = FakeHttp(OK)
+    assert await engine(repo, http, FakeRetries()).attempt(step(5, 5)) is Outcome.SETTLED
+    assert repo.awaited_writers == 1 and http.calls == [] and repo.recorded == []
