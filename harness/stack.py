@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from harness.orgs import create_org
 from harness.process import Process, free_port
 from harness.services import hookpost
 
@@ -36,6 +37,10 @@ class Stack:
     def api_url(self) -> str:
         assert self.api is not None, "no api in this stack"
         return self.api.url()
+
+    def create_org(self, plan: str = "PRO", name: str = "org") -> dict[str, str]:
+        """An organization in this stack's database (`hookpost orgs create`)."""
+        return create_org(self.env, name, plan)
 
     def services(self) -> list[Process]:
         """The services in the stack now (not the ones removed from it)."""
@@ -76,12 +81,19 @@ class Stack:
     ) -> Process:
         """`hookpost <service>` started and ready, counted in `started` but in no role."""
         port = free_port()
-        log_path = self.log_dir / self.log_pattern.format(name=name, port=port)
+        log_path = self.log_path(name, port)
         env = {**self.env, **overrides}
         proc = hookpost(name, service, env, log_path, port=port, stop_timeout_s=self.stop_timeout_s)
+        return await self.adopt(proc, ready_path)
+
+    async def adopt(self, proc: Process, ready_path: str = "/readyz") -> Process:
+        """Start a process of one's own (a wrapped service, say) and stop it with the rest."""
         await asyncio.to_thread(proc.start, ready_path)
         self.started.append(proc)
         return proc
+
+    def log_path(self, name: str, port: int) -> Path:
+        return self.log_dir / self.log_pattern.format(name=name, port=port)
 
     def _next(self, role: str) -> int:
         self._serial[role] = self._serial.get(role, 0) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +28,7 @@ TEST_ENV = {
 # Settings are read from the environment: set it before any hookpost module reads them.
 os.environ.update(TEST_ENV)
 
+from harness.receiver import Receiver  # noqa: E402
 from libs.domain.plans import Plan  # noqa: E402
 from libs.infra.db.migrate import migrate  # noqa: E402
 from libs.infra.db.pool import create_pool  # noqa: E402
@@ -35,7 +37,6 @@ from services.api.organizations.service import (  # noqa: E402
     CreatedOrganization,
     create_organization,
 )
-from tests.support.receiver import Receiver  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +77,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture(scope="session", autouse=True)
 def _delete_broker_objects_after_run() -> Iterator[None]:
     yield
-    from tests.support.broker_cleanup import delete_prefixed_objects
+    from harness.broker import delete_broker_objects
 
-    delete_prefixed_objects(TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"])
+    scale = float(TEST_ENV["HOOKPOST_RETRY_DELAY_SCALE"])
+    asyncio.run(
+        delete_broker_objects(
+            TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"], [scale]
+        )
+    )

@@ -6,7 +6,6 @@ server keeps running for everyone else.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,8 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.pipeline.harness import Pipeline, eventually
-from tests.support.services import ServiceProcess, free_port, service_env
+from harness.process import Process
+from harness.waiting import eventually
+from tests.support.stacks import Pipeline
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -36,28 +36,18 @@ def _through(dsn: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{credentials}{at}127.0.0.1:{port}"))
 
 
-async def _status(proc: ServiceProcess, path: str) -> int:
+async def _status(proc: Process, path: str) -> int:
     async with httpx.AsyncClient(timeout=5) as client:
-        return (await client.get(f"http://127.0.0.1:{proc.ops_port}{path}")).status_code
+        return (await client.get(proc.url(path))).status_code
 
 
 @pytest.mark.parametrize("service", ["api", "dispatcher", "sender"])
 async def test_readyz_follows_the_database_and_healthz_never_does(
     service: str, test_env: dict[str, str], db_pool: asyncpg.Pool, db_proxy: TcpProxy
 ) -> None:
-    pipe = Pipeline(
-        test_env,
-        f"{test_env['HOOKPOST_BROKER_PREFIX']}_health_{service}",
-        HOOKPOST_DATABASE_URL=_through(test_env["HOOKPOST_DATABASE_URL"], db_proxy.port),
-    )
-    try:
-        if service == "api":
-            port = free_port()
-            proc = ServiceProcess("api", ["api", "--port", str(port)], service_env(pipe.env), port)
-            pipe.processes.append(proc)
-            await asyncio.to_thread(proc.start)  # waits for /readyz 200
-        else:
-            proc = await pipe.start(service)  # waits for /readyz 200
+    through = _through(test_env["HOOKPOST_DATABASE_URL"], db_proxy.port)
+    async with Pipeline(test_env, f"health_{service}", HOOKPOST_DATABASE_URL=through) as pipe:
+        proc = await pipe.stack.spawn(service, service)  # waits for /readyz 200
 
         await db_proxy.cut()
         await eventually(lambda: _status(proc, "/readyz"), lambda s: s == 503, timeout=20)
@@ -66,9 +56,6 @@ async def test_readyz_follows_the_database_and_healthz_never_does(
         await db_proxy.restore()
         await eventually(lambda: _status(proc, "/readyz"), lambda s: s == 200, timeout=30)
         assert await _status(proc, "/healthz") == 200
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
 
 
 async def test_a_worker_waiting_for_its_database_is_alive_but_not_ready(
@@ -76,21 +63,9 @@ async def test_a_worker_waiting_for_its_database_is_alive_but_not_ready(
 ) -> None:
     """Kubernetes must not restart it (liveness) nor send it traffic (readiness) yet."""
     await db_proxy.cut()
-    pipe = Pipeline(
-        test_env,
-        f"{test_env['HOOKPOST_BROKER_PREFIX']}_health_wait",
-        HOOKPOST_DATABASE_URL=_through(test_env["HOOKPOST_DATABASE_URL"], db_proxy.port),
-    )
-    try:
-        port = free_port()
-        proc = ServiceProcess(
-            "sender", ["sender"], service_env(pipe.env, HOOKPOST_OPS_PORT=str(port)), port
-        )
-        pipe.processes.append(proc)
-        await asyncio.to_thread(proc.start, 30.0, "/healthz")
+    through = _through(test_env["HOOKPOST_DATABASE_URL"], db_proxy.port)
+    async with Pipeline(test_env, "health_wait", HOOKPOST_DATABASE_URL=through) as pipe:
+        proc = await pipe.stack.spawn("sender", "sender", ready_path="/healthz")
         assert await _status(proc, "/readyz") == 503
         await db_proxy.restore()
         await eventually(lambda: _status(proc, "/readyz"), lambda s: s == 200, timeout=30)
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
