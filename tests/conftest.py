@@ -37,6 +37,7 @@ from services.api.organizations.service import (  # noqa: E402
     CreatedOrganization,
     create_organization,
 )
+from tests.support.tcp_proxy import TcpProxy, proxy_to  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +73,15 @@ async def receiver() -> AsyncIterator[Receiver]:
     server = await Receiver().start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def db_proxy() -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the test database, for a test to cut (the shared server keeps
+    running for everyone else); connect through it with `tcp_proxy.through(dsn, db_proxy)`."""
+    proxy = await proxy_to(TEST_ENV["HOOKPOST_DATABASE_URL"], 5432)
+    yield proxy
+    await proxy.cut()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -67,8 +67,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = 35.0
 
     # Dispatcher and sender serve /healthz, /readyz and /metrics here (the api on its own port).
+    # Unset: 9100 when it is free, else any free port (logged), so that any number of workers
+    # run side by side on one host; set (as Kubernetes' probes need), that port or exit.
     ops_host: str = "0.0.0.0"
-    ops_port: int = Field(default=9100, ge=0, le=65535)
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Send `traceparent`/`tracestate` to customer endpoints too. Off: a receiver learns
     # nothing of our traces (and cannot join or pollute them) unless an operator opts in.

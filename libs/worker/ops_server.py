@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+log = logging.getLogger("hookpost.ops")
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
+DEFAULT_PORT = 9100
 
 
-async def start_ops_server(host: str, port: int, is_ready: ReadinessCheck) -> web.AppRunner:
-    """`/healthz` answers while the process runs (never asks the broker); `/readyz` asks."""
+async def start_ops_server(
+    host: str, port: int | None, is_ready: ReadinessCheck
+) -> tuple[web.AppRunner, int]:
+    """`/healthz` answers while the process runs (never asks the broker); `/readyz` asks.
+
+    `port` None: DEFAULT_PORT if it is free, else one the kernel picks; the port is logged
+    ("ops endpoints listening") and returned with the runner."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -34,5 +45,33 @@ async def start_ops_server(host: str, port: int, is_ready: ReadinessCheck) -> we
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    sock = _bind(host, port)
+    await web.SockSite(runner, sock).start()
+    bound: int = sock.getsockname()[1]
+    log.info("ops endpoints listening", extra={"host": host, "ops_port": bound})
+    return runner, bound
+
+
+def _bind(host: str, port: int | None) -> socket.socket:
+    if port is not None:
+        return _listening(host, port)
+    try:
+        return _listening(host, DEFAULT_PORT)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return _listening(host, 0)  # another worker on this host holds the default
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock

@@ -1,7 +1,8 @@
-"""The runtime every queue-consuming service shares: broker, database, settling, shutdown.
+"""The runtime every queue-consuming service shares: broker, database, readiness, shutdown.
 
 Dispatcher and sender differ only in what they do with a message; how they connect, wait
-for a restarting Postgres, settle a message and drain on SIGTERM is the same, and lives here.
+for a restarting Postgres and drain on SIGTERM is the same, and lives here (how they take
+and settle messages: consumers.py).
 """
 
 from __future__ import annotations
@@ -12,34 +13,23 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import asyncpg
 import uvloop
 from aiohttp import web
-from faststream import AckPolicy
 from faststream.message import StreamMessage
-from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
-from faststream.rabbit.annotations import RabbitMessage
-from prometheus_client import Gauge
+from faststream.rabbit import Channel, RabbitBroker
 
 from libs.infra import telemetry
 from libs.infra.db.pool import create_pool
 from libs.infra.heap import configure_garbage_collector
 from libs.infra.logs import configure_logging
 from libs.infra.settings import Settings, get_settings
+from libs.worker.consumers import ConsumerPause, stop_consuming
 from libs.worker.ops_server import start_ops_server
 
 log = logging.getLogger("hookpost.worker")
-
-
-class Verdict(StrEnum):
-    """What a handler decided about its message; `settle` carries it out."""
-
-    ACK = "ack"  # done (delivered, dispatched, duplicate or dropped)
-    REJECT = "reject"  # can never succeed here: dead-letter it
-    REQUEUE = "requeue"  # Postgres or the broker failed mid-way: let the broker redeliver it
 
 
 async def _whole_message(message: StreamMessage[Any]) -> StreamMessage[Any]:
@@ -114,69 +104,6 @@ async def wait_for_database(pool: asyncpg.Pool, max_wait_s: float = 30.0) -> Non
             await asyncio.sleep(0.5)
 
 
-async def settle(message: RabbitMessage, verdict: Verdict, pool: asyncpg.Pool) -> None:
-    if verdict is Verdict.REQUEUE:
-        await wait_for_database(pool)
-    try:
-        if verdict is Verdict.ACK:
-            await message.ack()
-        elif verdict is Verdict.REJECT:
-            await message.reject(requeue=False)
-        else:
-            await message.nack(requeue=True)
-    except Exception:
-        # The channel is gone: the broker redelivers the message, which is safe.
-        log.warning("could not settle a message", extra={"verdict": verdict.value}, exc_info=True)
-
-
-MessageHandler = Callable[[RabbitMessage], Awaitable[Verdict]]
-
-
-def consume(
-    broker: RabbitBroker,
-    queue: RabbitQueue,
-    exchange: RabbitExchange,
-    handle: MessageHandler,
-    pool: asyncpg.Pool,
-    *,
-    in_flight: Gauge | None = None,
-    channel: Channel | None = None,
-) -> None:
-    """Subscribe `handle` to `queue` with manual acks: each message is handled in its own
-    consumer span (continuing the trace its headers carry), counted in `in_flight`, and
-    settled as `handle` says. `channel`: a channel of its own (another prefetch)."""
-    name = queue.name  # a property that builds a RabbitQueue per access: read it once
-    span_name = f"{name} process"
-
-    @broker.subscriber(queue, exchange, channel=channel, ack_policy=AckPolicy.MANUAL)
-    async def on_message(message: RabbitMessage) -> None:
-        with (
-            in_flight.track_inprogress() if in_flight is not None else contextlib.nullcontext(),
-            telemetry.consumer_span(span_name, message.headers, name),
-        ):
-            await settle(message, await handle(message), pool)
-
-
-async def stop_consuming(broker: RabbitBroker) -> None:
-    """basic.cancel every consumer, so no new message arrives while in-flight ones finish.
-
-    FastStream's own stop waits for running handlers first and cancels afterwards, so the
-    broker would keep handing this replica messages (held unprocessed until the channel
-    closes) for the whole grace period; cancelling first sends them to other replicas.
-    Reads FastStream 0.7's private consumer fields, defensively: an upgrade may move them.
-    """
-    for subscriber in broker.subscribers:
-        queue = getattr(subscriber, "_queue_obj", None)
-        tag = getattr(subscriber, "_consumer_tag", None)
-        if queue is None or tag is None:
-            continue
-        try:
-            await queue.cancel(tag)
-            subscriber._consumer_tag = None  # FastStream's stop must not cancel it again
-        except Exception:
-            log.warning("could not cancel a consumer", exc_info=True)
-
-
 async def wait_for_stop_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -210,14 +137,15 @@ class Readiness:
 class OpsEndpoints:
     runner: web.AppRunner
     readiness: Readiness
+    port: int
 
 
 async def start_ops(settings: Settings) -> OpsEndpoints:
     """Serve /healthz, /readyz and /metrics from the first moment: a replica still waiting
     for its database is alive (no restart) but not ready."""
     readiness = Readiness()
-    runner = await start_ops_server(settings.ops_host, settings.ops_port, readiness)
-    return OpsEndpoints(runner, readiness)
+    runner, port = await start_ops_server(settings.ops_host, settings.ops_port, readiness)
+    return OpsEndpoints(runner, readiness, port)
 
 
 async def run_until_stopped(
@@ -225,6 +153,7 @@ async def run_until_stopped(
     settings: Settings,
     broker: RabbitBroker,
     pool: asyncpg.Pool,
+    pause: ConsumerPause,
     on_started: Callable[[], Awaitable[None]] | None = None,
     on_stopped: Callable[[], Awaitable[None]] | None = None,
     ops: OpsEndpoints | None = None,
@@ -241,6 +170,7 @@ async def run_until_stopped(
         await wait_for_stop_signal()
         log.info("stopping: finishing in-flight work", extra={"grace_s": settings.shutdown_grace_s})
         await stop_consuming(broker)
+        await pause.close()  # messages held for the database go back to their queue
     finally:
         # Waits for running handlers (graceful_timeout), then closes the channel: anything
         # not acknowledged by then goes back to the queue.

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from libs.infra import telemetry
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryStep, EventMessage
-from libs.worker.runtime import Verdict
+from libs.worker.consumers import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.batch import BatchDispatcher, Submitted, delivery_tasks
 from services.dispatcher.outcomes import VERDICTS, FirstAttemptsUnsettled, Outcome, Result

@@ -12,11 +12,10 @@ from faststream.rabbit.annotations import RabbitMessage
 from libs.delivery.assembly import open_engine
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
+from libs.worker.consumers import ConsumerPause, Verdict, consume
 from libs.worker.runtime import (
-    Verdict,
     build_broker,
     connect_database,
-    consume,
     run_until_stopped,
     run_worker,
     start_ops,
@@ -54,6 +53,7 @@ async def serve(settings: Settings) -> None:
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await open_pool(settings)
     broker = build_broker(settings, settings.dispatcher_prefetch)
+    pause = ConsumerPause(broker, pool)
     publisher = DeliveryPublisher(broker, topology)
     first_attempts, close_first_attempts = await open_first_attempts(
         settings, broker, topology, publisher
@@ -76,7 +76,7 @@ async def serve(settings: Settings) -> None:
         topology.dispatcher_queue,
         topology.events_exchange,
         on_event,
-        pool,
+        pause,
         in_flight=metrics.IN_FLIGHT,
     )
 
@@ -87,7 +87,9 @@ async def serve(settings: Settings) -> None:
         await dispatcher.close()
         await close_first_attempts()
 
-    await run_until_stopped("dispatcher", settings, broker, pool, on_stopped=on_stopped, ops=ops)
+    await run_until_stopped(
+        "dispatcher", settings, broker, pool, pause, on_stopped=on_stopped, ops=ops
+    )
 
 
 async def open_first_attempts(

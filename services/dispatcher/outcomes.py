@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from libs.infra.broker.messages import DeliveryTask
-from libs.worker.runtime import Verdict
+from libs.worker.consumers import Verdict
 
 
 class Outcome(StrEnum):

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from libs.delivery.engine import Outcome
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
-from libs.worker.runtime import Verdict
+from libs.worker.consumers import Verdict
 
 log = logging.getLogger("hookpost.sender")
 

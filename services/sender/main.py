@@ -18,11 +18,10 @@ from faststream.rabbit.annotations import RabbitMessage
 from libs.delivery.assembly import open_engine
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
+from libs.worker.consumers import ConsumerPause, Verdict, consume
 from libs.worker.runtime import (
-    Verdict,
     build_broker,
     connect_database,
-    consume,
     run_until_stopped,
     run_worker,
     start_ops,
@@ -42,6 +41,7 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await connect_database(settings.database_url, max_size=DB_POOL_SIZE)
     broker = build_broker(settings, settings.sender_prefetch)
+    pause = ConsumerPause(broker, pool)
     running = await open_engine(
         settings,
         pool,
@@ -64,7 +64,7 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
         topology.sender_queue,
         topology.deliveries_exchange,
         on_task,
-        pool,
+        pause,
         in_flight=metrics.IN_FLIGHT,
     )
     consume(
@@ -72,14 +72,16 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
         topology.dead_deliveries_queue,
         topology.dead_exchange,
         on_dead_letter,
-        pool,
+        pause,
         channel=Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False),
     )
 
     await broker.connect()
     await declare_topology(broker, topology)
 
-    await run_until_stopped("sender", settings, broker, pool, on_stopped=running.close, ops=ops)
+    await run_until_stopped(
+        "sender", settings, broker, pool, pause, on_stopped=running.close, ops=ops
+    )
 
 
 def run() -> None:

@@ -34,7 +34,8 @@ from libs.infra.broker.messages import (
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.db.pool import create_pool
 from libs.infra.settings import get_settings
-from libs.worker.runtime import Verdict, build_broker
+from libs.worker.consumers import Verdict
+from libs.worker.runtime import build_broker
 from services.dispatcher.handler import Dispatcher, Publisher
 from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask, EventMessage
-from libs.worker.runtime import Verdict
+from libs.worker.consumers import Verdict
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.repository import (
     EventContext,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from libs.delivery.engine import Outcome
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
-from libs.worker.runtime import Verdict
+from libs.worker.consumers import Verdict
 from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import Dispatcher
 from services.dispatcher.repository import PendingStep

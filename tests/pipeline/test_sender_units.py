@@ -15,7 +15,7 @@ from libs.infra.broker.messages import (
     DeliveryStep,
     DeliveryTask,
 )
-from libs.worker.runtime import Verdict
+from libs.worker.consumers import Verdict
 from services.sender.consumer import SenderConsumer
 
 TASK = DeliveryTask(
