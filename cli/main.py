@@ -52,6 +52,39 @@ def _orgs_create(args: argparse.Namespace) -> None:
     print(asyncio.run(create()))
 
 
+def _poison_list(_: argparse.Namespace) -> None:
+    from libs.worker import poison
+    from libs.worker.runtime import connect_database
+
+    async def listed() -> list[dict[str, object]]:
+        pool = await connect_database(get_settings().database_url, max_size=1)
+        try:
+            return [vars(row) for row in await poison.waiting(pool)]
+        finally:
+            await pool.close()
+
+    for row in asyncio.run(listed()):
+        print(json.dumps(row, default=str))
+
+
+def _poison_replay(args: argparse.Namespace) -> None:
+    from libs.worker import poison
+    from libs.worker.runtime import connect_database
+
+    if not args.all and not args.ids:
+        sys.exit("name the poison messages to replay (ids from `hookpost poison list`), or --all")
+
+    async def replayed() -> int:
+        settings = get_settings()
+        pool = await connect_database(settings.database_url, max_size=1)
+        try:
+            return await poison.replay(pool, settings.amqp_url, None if args.all else args.ids)
+        finally:
+            await pool.close()
+
+    print(json.dumps({"replayed": asyncio.run(replayed())}))
+
+
 def _listen(args: argparse.Namespace) -> None:
     from libs.sdk.listen import listen
 
@@ -80,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--tolerance", type=int, default=300, help="max signature age, seconds")
     listen.set_defaults(func=_listen)
+
+    poison = commands.add_parser("poison", help="dead-lettered messages kept as poison")
+    poison_commands = poison.add_subparsers(dest="poison_command", required=True)
+    poison_commands.add_parser("list", help="the ones waiting, one JSON line each").set_defaults(
+        func=_poison_list
+    )
+    replay = poison_commands.add_parser("replay", help="publish them back where they came from")
+    replay.add_argument("ids", nargs="*", type=int, help="ids from `hookpost poison list`")
+    replay.add_argument("--all", action="store_true", help="every one waiting")
+    replay.set_defaults(func=_poison_replay)
 
     orgs = commands.add_parser("orgs", help="administer organizations")
     orgs_commands = orgs.add_subparsers(dest="orgs_command", required=True)

@@ -24,6 +24,9 @@ TEST_ENV = {
     "HOOKPOST_ADMIN_TOKEN": "admin-test-token",
     "HOOKPOST_OUTBOX_RELAY_INTERVAL_S": "0.5",
     "HOOKPOST_OUTBOX_RELAY_GRACE_S": "1",
+    # Services started by tests share one database: their reconcilers would re-drive each
+    # other's leftovers. The tests of the reconciler set their own.
+    "HOOKPOST_RECONCILE_INTERVAL_S": "3600",
 }
 # Settings are read from the environment: set it before any hookpost module reads them.
 os.environ.update(TEST_ENV)

@@ -15,8 +15,8 @@ from faststream.rabbit import RabbitBroker
 from libs.delivery.engine import DeliveryEngine
 from libs.delivery.http_client import HttpClient
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.publisher import StepPublisher
 from libs.delivery.repository import DeliveryRepository
-from libs.delivery.retries import BrokerRetryPublisher
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from libs.infra.url_safety import SafetyPolicy
@@ -60,7 +60,7 @@ async def open_engine(
     engine = DeliveryEngine(
         repository,
         http,
-        BrokerRetryPublisher(broker, topology, metrics),
+        StepPublisher(broker, topology, metrics),
         metrics,
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),

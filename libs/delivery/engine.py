@@ -70,8 +70,10 @@ class Http(Protocol):
     ) -> HttpResult: ...
 
 
-class RetryPublisher(Protocol):
+class StepPublisher(Protocol):
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None: ...
+
+    async def publish_now(self, step: DeliveryStep) -> None: ...
 
 
 class DeliveryEngine:
@@ -79,7 +81,7 @@ class DeliveryEngine:
         self,
         repository: Repository,
         http: Http,
-        retries: RetryPublisher,
+        publisher: StepPublisher,
         metrics: EngineMetrics,
         *,
         retry_delay_scale: float,
@@ -90,7 +92,7 @@ class DeliveryEngine:
     ) -> None:
         self._repo = repository
         self._http = http
-        self._retries = retries
+        self._publisher = publisher
         self._metrics = metrics
         self._scale = retry_delay_scale
         self._now = now
@@ -168,17 +170,20 @@ class DeliveryEngine:
         policy = policy_for_endpoint(row.endpoint.kind, row.endpoint.config)
 
         if row.attempt_count == attempt and row.recorded_succeeded is not None:
-            # Redelivered after this attempt was recorded: do not POST again, redo what follows.
+            # Redelivered (or re-driven) after this attempt was recorded: do not POST again,
+            # redo what follows; a retry already due goes to the sender queue at once.
             log.info("attempt already recorded, resuming its next step")
             decision = decide(
                 policy, row.recorded_succeeded, row.recorded_http_status, attempt, schedule_start
             )
+            overdue = row.next_attempt_at is not None and row.next_attempt_at <= self._now()
         else:
             decision = await self._post_and_record(task, row, attempt, schedule_start, policy)
             if decision is None:
                 log.info("delivery ended or deleted during the attempt, skipping")
                 return Outcome.SETTLED
-        return await self._next_step(task, decision, attempt, schedule_start)
+            overdue = False
+        return await self._next_step(task, decision, attempt, schedule_start, overdue=overdue)
 
     async def _current(self, step: DeliveryStep) -> DeliveryRow | None:
         """The delivery as it stands, once any manual retry reopening it has committed."""
@@ -215,11 +220,7 @@ class DeliveryEngine:
         attempted_at = self._now() - timedelta(milliseconds=result.duration_ms)
         if attempt == 1:
             self._metrics.first_attempt_started(attempted_at, task.event_created_at)
-        next_attempt_at = (
-            self._now() + timedelta(milliseconds=scaled_ms(decision.delay_s, self._scale))
-            if decision.delay_s is not None
-            else None
-        )
+        next_attempt_at = self._due(decision)
         status = await self._record(
             AttemptRecord(
                 attempt_id=attempt_id,
@@ -237,13 +238,32 @@ class DeliveryEngine:
         )
         return None if status is None else decision
 
+    def _due(self, decision: Decision) -> datetime | None:
+        """When the delivery's next step is due (what the reconciler goes by): its retry, or
+        its dead letter at once; None once it has ended."""
+        if decision.next is Next.RETRY:
+            assert decision.delay_s is not None
+            return self._now() + timedelta(milliseconds=scaled_ms(decision.delay_s, self._scale))
+        if decision.next is Next.EXHAUSTED:
+            return self._now()
+        return None
+
     async def _next_step(
-        self, task: DeliveryTask, decision: Decision, attempt: int, schedule_start: int
+        self,
+        task: DeliveryTask,
+        decision: Decision,
+        attempt: int,
+        schedule_start: int,
+        *,
+        overdue: bool,
     ) -> Outcome:
         if decision.next is Next.RETRY:
             assert decision.delay_s is not None
             next_step = DeliveryStep(task, attempt + 1, schedule_start)
-            await self._retries.publish_retry(next_step, decision.delay_s)
+            if overdue:
+                await self._publisher.publish_now(next_step)
+            else:
+                await self._publisher.publish_retry(next_step, decision.delay_s)
             return Outcome.SETTLED
         if decision.next is Next.EXHAUSTED:
             log.info("no attempts left, dead-lettering")

@@ -20,6 +20,7 @@ from libs.infra.broker.messages import DeliveryTask
 # cache (endpoint_cache.py), read with _ENDPOINTS on a miss.
 _LOAD = """
 SELECT want.ord, d.status, d.attempt_count, d.schedule_start, d.endpoint_id, d.event_id,
+       d.next_attempt_at,
        a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status
 FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS want (delivery_id, attempt_number, ord)
 JOIN deliveries d ON d.id = want.delivery_id
@@ -132,6 +133,7 @@ class DeliveryRow:
     endpoint: EndpointSettings
     recorded_succeeded: bool | None  # this attempt number was already recorded
     recorded_http_status: int | None
+    next_attempt_at: datetime | None = None  # when its next step is due
     # Agent sinks only: the job a mapping.completed delivery pushes.
     job_id: str | None = None
     job_completed_at: datetime | None = None
@@ -206,6 +208,7 @@ class DeliveryRepository:
                     "event_id": task.event_id,
                     "recorded_succeeded": None,
                     "recorded_http_status": None,
+                    "next_attempt_at": None,
                 },
             )
             for position, task in enumerate(tasks)
@@ -308,4 +311,5 @@ def _delivery_row(row: Mapping[str, Any], endpoint: EndpointSettings) -> Deliver
         endpoint=endpoint,
         recorded_succeeded=row["recorded_succeeded"],
         recorded_http_status=row["recorded_http_status"],
+        next_attempt_at=row["next_attempt_at"],
     )

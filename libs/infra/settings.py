@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # Outbox relay: republish events whose publish was not confirmed after this long.
     outbox_relay_interval_s: float = Field(default=2.0, gt=0)
     outbox_relay_grace_s: float = Field(default=5.0, ge=0)
+    # The reconciler (every dispatcher runs it): how often it looks, and how late an event not
+    # yet dispatched and a PENDING delivery past its due time must be before it re-drives
+    # them. The delivery bound stays above the send timeout (an attempt in flight is late).
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    redrive_events_after_s: float = Field(default=60.0, gt=0)
+    redrive_deliveries_after_s: float = Field(default=300.0, gt=0)
 
     # Export files: download links in export.ready point here and stay valid this long.
     public_base_url: str = "http://127.0.0.1:8000"

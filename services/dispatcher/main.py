@@ -1,18 +1,23 @@
 """`hookpost dispatcher`: consume `<prefix>.dispatcher`, fan each event out to deliveries,
-and POST their first attempts itself while it has room (first_attempts.py)."""
+and POST their first attempts itself while it has room (first_attempts.py); keep what
+`<prefix>.dead.events` receives (libs/worker/poison.py); and re-drive what PostgreSQL says
+is overdue (reconciler.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
+from libs.delivery.metrics import EngineMetrics
+from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
 from libs.worker.consumers import ConsumerPause, Verdict, consume
+from libs.worker.poison import PoisonKeeper
 from libs.worker.runtime import (
     build_broker,
     connect_database,
@@ -23,12 +28,15 @@ from libs.worker.runtime import (
 from services.dispatcher import metrics
 from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
-from services.dispatcher.publisher import DeliveryPublisher
+from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.repository import DispatcherRepository
 
+SERVICE = "dispatcher"  # the label of its delivery engine's metrics
+DEAD_LETTER_PREFETCH = 32
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
-# plus one for the readiness probe and the requeue's wait for the database.
-DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 1
+# plus one for the readiness probe and the requeue's wait for the database, and one for the
+# reconciler's pass.
+DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 2
 # Each statement is planned once per prepared-statement lifetime (libs/infra/db/pool.py),
 # not once per batch: PostgreSQL kept choosing custom plans for the prepare statement, and
 # planning it cost more than running it (BENCHMARKS.md). Its generic plan runs a little
@@ -54,7 +62,7 @@ async def serve(settings: Settings) -> None:
     pool = await open_pool(settings)
     broker = build_broker(settings, settings.dispatcher_prefetch)
     pause = ConsumerPause(broker, pool)
-    publisher = DeliveryPublisher(broker, topology)
+    publisher = StepPublisher(broker, topology, EngineMetrics(SERVICE))
     first_attempts, close_first_attempts = await open_first_attempts(
         settings, broker, topology, publisher
     )
@@ -80,20 +88,47 @@ async def serve(settings: Settings) -> None:
         in_flight=metrics.IN_FLIGHT,
     )
 
+    poison = PoisonKeeper(pool, topology.dead_events_queue.name)
+
+    async def on_dead_event(message: RabbitMessage) -> Verdict:
+        return await poison.keep(message.body, message.headers, message.raw_message.message_id)
+
+    consume(
+        broker,
+        topology.dead_events_queue,
+        topology.dead_exchange,
+        on_dead_event,
+        pause,
+        channel=Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False),
+    )
+
     await broker.connect()
     await declare_topology(broker, topology)
 
+    reconciler = Reconciler(pool, broker, topology, publisher, settings)
+
+    async def on_started() -> None:
+        reconciler.start()
+
     async def on_stopped() -> None:
+        await reconciler.stop()
         await dispatcher.close()
         await close_first_attempts()
 
     await run_until_stopped(
-        "dispatcher", settings, broker, pool, pause, on_stopped=on_stopped, ops=ops
+        "dispatcher",
+        settings,
+        broker,
+        pool,
+        pause,
+        on_started=on_started,
+        on_stopped=on_stopped,
+        ops=ops,
     )
 
 
 async def open_first_attempts(
-    settings: Settings, broker: RabbitBroker, topology: Topology, publisher: DeliveryPublisher
+    settings: Settings, broker: RabbitBroker, topology: Topology, publisher: StepPublisher
 ) -> tuple[FirstAttempts | None, Callable[[], Awaitable[None]]]:
     """The delivery engine for the first attempts made here, and how to close it; none when
     `dispatcher_first_attempts` is 0."""
@@ -105,7 +140,7 @@ async def open_first_attempts(
         pool,
         broker,
         topology,
-        service="dispatcher",
+        service=SERVICE,
         max_connections=settings.dispatcher_first_attempts,
     )
     first_attempts = FirstAttempts(

@@ -19,6 +19,7 @@ from libs.delivery.assembly import open_engine
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
 from libs.worker.consumers import ConsumerPause, Verdict, consume
+from libs.worker.poison import PoisonKeeper
 from libs.worker.runtime import (
     build_broker,
     connect_database,
@@ -51,13 +52,16 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
         max_connections=settings.sender_prefetch,
         resolver=resolver,
     )
-    consumer = SenderConsumer(running.engine)
+    poison = PoisonKeeper(pool, topology.dead_deliveries_queue.name)
+    consumer = SenderConsumer(running.engine, poison)
 
     async def on_task(message: RabbitMessage) -> Verdict:
         return await consumer.on_task(message.body, message.headers)
 
     async def on_dead_letter(message: RabbitMessage) -> Verdict:
-        return await consumer.on_dead_letter(message.body)
+        return await consumer.on_dead_letter(
+            message.body, message.headers, message.raw_message.message_id
+        )
 
     consume(
         broker,

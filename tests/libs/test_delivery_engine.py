@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -222,15 +222,23 @@ class FakeHttp:
 
 @dataclass
 class FakeRetries:
+    """The step publisher: retries into tiers (`published`), steps due now (`now`)."""
+
     fail: bool = False
     published: list[DeliveryStep] = field(default_factory=list)
     delays: list[int] = field(default_factory=list)
+    now: list[DeliveryStep] = field(default_factory=list)
 
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
         if self.fail:
             raise ConnectionError("broker gone")
         self.published.append(step)
         self.delays.append(delay_s)
+
+    async def publish_now(self, step: DeliveryStep) -> None:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.now.append(step)
 
     @property
     def scheduled(self) -> list[tuple[int, int | None, int | None]]:
@@ -336,10 +344,18 @@ async def test_a_retry_that_cannot_be_published_is_unsettled() -> None:
     assert outcome is Outcome.UNSETTLED
 
 
-async def test_no_attempts_left_is_a_dead_letter() -> None:
+async def test_no_attempts_left_is_a_dead_letter_due_at_once() -> None:
     repo, http, retries = FakeRepo(delivery_row(attempt_count=3)), FakeHttp(FAIL_500), FakeRetries()
     assert await engine(repo, http, retries).attempt(step(4)) is Outcome.DEAD_LETTER
     assert retries.published == [] and repo.recorded[0].new_status == "PENDING"
+    # due now: if its dead letter is lost, the reconciler finds it overdue
+    assert repo.recorded[0].next_attempt_at == NOW
+
+
+async def test_an_ended_delivery_is_due_no_more() -> None:
+    repo = FakeRepo(delivery_row())
+    assert await engine(repo, FakeHttp(OK), FakeRetries()).attempt(step(1)) is Outcome.SETTLED
+    assert repo.recorded[0].next_attempt_at is None
 
 
 async def test_bury_marks_dead_and_is_unsettled_while_the_database_is_away() -> None:
@@ -351,11 +367,27 @@ async def test_bury_marks_dead_and_is_unsettled_while_the_database_is_away() -> 
 
 
 async def test_a_redelivered_recorded_attempt_redoes_only_the_next_step() -> None:
-    row = delivery_row(attempt_count=1, recorded_succeeded=False, recorded_http_status=500)
+    row = delivery_row(
+        attempt_count=1,
+        recorded_succeeded=False,
+        recorded_http_status=500,
+        next_attempt_at=NOW + timedelta(seconds=1),
+    )
     repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
     assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
     assert http.calls == [] and repo.recorded == []
-    assert retries.scheduled == [(60, 2, 1)]
+    assert retries.scheduled == [(60, 2, 1)] and retries.now == []
+
+
+async def test_a_recorded_attempt_whose_retry_is_overdue_sends_the_next_one_at_once() -> None:
+    """A re-driven step (the reconciler's) finds its retry already due: no second wait."""
+    row = delivery_row(
+        attempt_count=1, recorded_succeeded=False, recorded_http_status=500, next_attempt_at=NOW
+    )
+    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
+    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    assert http.calls == [] and retries.published == []
+    assert retries.now == [DeliveryStep(TASK, 2, 1)]
 
 
 async def test_a_step_without_our_headers_takes_its_attempt_from_the_row() -> None:

@@ -12,11 +12,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
+from faststream.rabbit import RabbitBroker
 
+from harness.broker import delete_broker_objects
+from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.settings import get_settings
+from libs.worker.runtime import build_broker
 from tests.support.stacks import Pipeline
 
 BACKPRESSURE_LIMIT = 3
@@ -68,3 +74,17 @@ async def forget_orgs(db_pool: asyncpg.Pool) -> AsyncIterator[Callable[[str], No
     yield names.append
     if names:
         await db_pool.execute("DELETE FROM organizations WHERE id = ANY($1::text[])", names)
+
+
+@pytest.fixture
+async def broker(test_env: dict[str, str]) -> AsyncIterator[tuple[RabbitBroker, Topology]]:
+    """A connected broker client (a worker's) on a topology of the test's own, deleted after."""
+    settings = get_settings()
+    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_inproc_{uuid.uuid4().hex[:6]}"
+    topology = Topology(prefix, settings.retry_delay_scale)
+    broker = build_broker(settings, settings.dispatcher_prefetch)
+    await broker.connect()
+    await declare_topology(broker, topology)
+    yield broker, topology
+    await delete_broker_objects(test_env["HOOKPOST_AMQP_URL"], prefix, [topology.retry_delay_scale])
+    await broker.stop()

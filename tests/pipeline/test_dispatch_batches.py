@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ import pytest
 from faststream.rabbit import RabbitBroker
 
 from harness.waiting import eventually
+from libs.delivery.metrics import EngineMetrics
+from libs.delivery.publisher import StepPublisher
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.infra.broker.messages import (
@@ -31,13 +32,11 @@ from libs.infra.broker.messages import (
     DeliveryTask,
     EventMessage,
 )
-from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.broker.topology import Topology
 from libs.infra.db.pool import create_pool
 from libs.infra.settings import get_settings
 from libs.worker.consumers import Verdict
-from libs.worker.runtime import build_broker
 from services.dispatcher.handler import Dispatcher, Publisher
-from services.dispatcher.publisher import DeliveryPublisher
 from services.dispatcher.repository import DispatcherRepository
 from tests.pipeline.conftest import NO_FIRST_ATTEMPTS_HERE
 from tests.support.factories import (
@@ -105,11 +104,11 @@ class Replica:
 
     def dispatcher(
         self,
-        wrap: Callable[[DeliveryPublisher], Publisher] | None = None,
+        wrap: Callable[[StepPublisher], Publisher] | None = None,
         pending_limit: int = PENDING_LIMIT,
     ) -> Dispatcher:
         """A Dispatcher on this replica's pool; `wrap` puts a fault around the real publisher."""
-        publisher = DeliveryPublisher(*self.broker)
+        publisher = StepPublisher(*self.broker, EngineMetrics("dispatcher"))
         dispatcher = Dispatcher(
             DispatcherRepository(self.pool),
             wrap(publisher) if wrap else publisher,
@@ -142,7 +141,7 @@ class Tasks:
 class FlakyPublisher:
     """The real publisher, except that the last task of one event is never confirmed."""
 
-    def __init__(self, real: DeliveryPublisher, failing_event_id: str) -> None:
+    def __init__(self, real: StepPublisher, failing_event_id: str) -> None:
         self._real = real
         self.failing_event_id = failing_event_id
 
@@ -156,31 +155,13 @@ class FlakyPublisher:
 class SlowPublisher:
     """The real publisher, after a pause: the batch holds its locks a while (a slow broker)."""
 
-    def __init__(self, real: DeliveryPublisher, delay_s: float) -> None:
+    def __init__(self, real: StepPublisher, delay_s: float) -> None:
         self._real = real
         self._delay_s = delay_s
 
     async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None:
         await asyncio.sleep(self._delay_s)
         await self._real.publish_steps(steps)
-
-
-@pytest.fixture
-async def broker(test_env: dict[str, str]) -> AsyncIterator[tuple[RabbitBroker, Topology]]:
-    settings = get_settings()
-    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_batch_{uuid.uuid4().hex[:6]}"
-    topology = Topology(prefix, settings.retry_delay_scale)
-    broker = build_broker(settings, settings.dispatcher_prefetch)
-    await broker.connect()
-    await declare_topology(broker, topology)
-    yield broker, topology
-    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
-    async with connection:
-        for queue, exchange in topology.bindings():
-            channel = await connection.channel()
-            await channel.queue_delete(queue.name)
-            await channel.exchange_delete(exchange.name)
-    await broker.stop()
 
 
 @pytest.fixture
@@ -352,7 +333,7 @@ async def test_a_batch_of_events_costs_one_statement_per_step(
     assert (details if isinstance(details, dict) else json.loads(details))["dropped"] == 2
 
 
-def slow(real: DeliveryPublisher) -> Publisher:
+def slow(real: StepPublisher) -> Publisher:
     return SlowPublisher(real, 0.4)  # a batch holds its locks while its broker is slow
 
 
@@ -521,7 +502,9 @@ async def test_a_republished_step_carries_its_attempt_and_schedule_in_the_header
         event_created_at="2026-11-22T12:00:00Z",
         data={},
     )
-    await DeliveryPublisher(real_broker, topology).publish_steps([DeliveryStep(task, 3, 2)])
+    await StepPublisher(real_broker, topology, EngineMetrics("dispatcher")).publish_steps(
+        [DeliveryStep(task, 3, 2)]
+    )
     connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
     async with connection:
         queue = await (await connection.channel()).get_queue(topology.sender_queue.name)

@@ -20,7 +20,7 @@ class WireModel(BaseModel):
 
 
 def persistent_message(
-    body: bytes, message_id: str, headers: Mapping[str, Any] | None = None
+    body: bytes, message_id: str | None, headers: Mapping[str, Any] | None = None
 ) -> aio_pika.Message:
     """How every hookpost message goes on the wire when published with aio-pika directly:
     persistent (it must survive a broker restart), JSON, its id as `message_id`."""
@@ -51,6 +51,10 @@ class EventMessage(WireModel):
     target_delivery_id: str | None = Field(
         default=None, description="Internal (the api's /test calls): producers leave it out."
     )
+
+    def message(self, trace_headers: Mapping[str, str] | None = None) -> aio_pika.Message:
+        """As it goes on the wire (routing key: its type)."""
+        return persistent_message(self.to_bytes(), self.id, trace_headers)
 
 
 class DeliveryTask(WireModel):

@@ -91,7 +91,7 @@ class Topology:
 
     @property
     def dead_events_queue(self) -> RabbitQueue:
-        """Events the dispatcher could not process: kept for inspection, never consumed."""
+        """Events the dispatcher could not process: consumed into `poison_messages`."""
         return RabbitQueue(
             f"{self.prefix}.dead.events",
             queue_type=QueueType.QUORUM,

@@ -1,0 +1,64 @@
+"""The reconciler's SQL: work PostgreSQL says is due and not done (reconciler.py says why).
+
+Each claim takes a batch of overdue rows FOR UPDATE SKIP LOCKED, so reconcilers running in
+several replicas never take the same row, and runs in the caller's transaction: the rows
+stay locked while their messages are published, and only the confirmed ones are marked
+(their clock restarts: none is re-driven again before the bound has passed once more).
+Both reach their rows through partial indexes of the unfinished rows alone (migration 0006).
+A row whose message waits among the poison messages is left alone: it would only fail again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+_OVERDUE_EVENTS = """
+SELECT e.id, e.organization_id, e.type, e.data, e.created_at, e.target_endpoint_id,
+       e.target_delivery_id, e.trace_context
+FROM events e
+WHERE e.dispatched_at IS NULL
+  AND COALESCE(e.published_at, e.created_at) < now() - make_interval(secs => $1)
+  AND NOT EXISTS (
+      SELECT 1 FROM poison_messages p WHERE p.message_id = e.id AND p.replayed_at IS NULL)
+ORDER BY COALESCE(e.published_at, e.created_at)
+LIMIT $2
+FOR UPDATE OF e SKIP LOCKED
+"""
+_EVENTS_SENT = "UPDATE events SET published_at = now() WHERE id = ANY ($1::text[])"
+
+_OVERDUE_DELIVERIES = """
+SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, d.attempt_count, d.schedule_start,
+       e.type, e.data, e.created_at AS event_created_at
+FROM deliveries d
+JOIN events e ON e.id = d.event_id
+WHERE d.status = 'PENDING'
+  AND d.next_attempt_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (
+      SELECT 1 FROM poison_messages p WHERE p.message_id = d.id AND p.replayed_at IS NULL)
+ORDER BY d.next_attempt_at
+LIMIT $2
+FOR UPDATE OF d SKIP LOCKED
+"""
+_DELIVERIES_SENT = "UPDATE deliveries SET next_attempt_at = now() WHERE id = ANY ($1::text[])"
+
+
+async def overdue_events(
+    conn: asyncpg.Connection, after_s: float, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_OVERDUE_EVENTS, after_s, limit)
+
+
+async def events_sent(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
+    await conn.execute(_EVENTS_SENT, list(event_ids))
+
+
+async def overdue_deliveries(
+    conn: asyncpg.Connection, after_s: float, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_OVERDUE_DELIVERIES, after_s, limit)
+
+
+async def deliveries_sent(conn: asyncpg.Connection, delivery_ids: Sequence[str]) -> None:
+    await conn.execute(_DELIVERIES_SENT, list(delivery_ids))
