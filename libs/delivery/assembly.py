@@ -56,6 +56,7 @@ async def open_engine(
         max_connections=max_connections,
         propagate_trace=settings.propagate_trace_to_endpoints,
         resolver=resolver,
+        retry_after_cap_s=settings.retry_after_cap_s,
     ).start()
     engine = DeliveryEngine(
         repository,

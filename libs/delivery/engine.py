@@ -174,7 +174,12 @@ class DeliveryEngine:
             # redo what follows; a retry already due goes to the sender queue at once.
             log.info("attempt already recorded, resuming its next step")
             decision = decide(
-                policy, row.recorded_succeeded, row.recorded_http_status, attempt, schedule_start
+                policy,
+                row.recorded_succeeded,
+                row.recorded_http_status,
+                attempt,
+                schedule_start,
+                throttled_before=row.throttled,
             )
             overdue = row.next_attempt_at is not None and row.next_attempt_at <= self._now()
         else:
@@ -216,7 +221,15 @@ class DeliveryEngine:
         # first X-Webhook-Delivery; every later attempt gets a fresh one.
         attempt_id = task.delivery_id if attempt == 1 else new_id(IdPrefix.DELIVERY)
         result = await self._send(task, row, attempt_id)
-        decision = decide(policy, result.succeeded, result.http_status, attempt, schedule_start)
+        decision = decide(
+            policy,
+            result.succeeded,
+            result.http_status,
+            attempt,
+            schedule_start,
+            throttled_before=row.throttled,
+            retry_after_s=result.retry_after_s,
+        )
         attempted_at = self._now() - timedelta(milliseconds=result.duration_ms)
         if attempt == 1:
             self._metrics.first_attempt_started(attempted_at, task.event_created_at)

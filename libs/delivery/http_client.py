@@ -9,11 +9,13 @@ here before the request starts. Redirects are never followed; only ~4 KB of an a
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -66,6 +68,30 @@ class HttpResult:
     duration_ms: int
     refused: bool = False  # the URL failed the safety checks: no connection was made
     timed_out: bool = False  # no complete answer within the send timeout
+    retry_after_s: float | None = None  # a 429's or 503's Retry-After, capped
+
+
+# Answers whose Retry-After is honoured (RFC 9110 §10.2.3; 429: RFC 6585).
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def retry_after(value: str | None, cap_s: float, now: float | None = None) -> float | None:
+    """Seconds to wait, from a Retry-After of delay-seconds or an HTTP-date; None when absent
+    or unreadable; never below 0 nor above `cap_s`."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), cap_s)
 
 
 def _clean_text(raw: bytes) -> str:
@@ -94,8 +120,10 @@ class HttpClient:
         max_connections: int,
         propagate_trace: bool = False,
         resolver: AbstractResolver | None = None,
+        retry_after_cap_s: float = 3600.0,
     ) -> None:
         self._policy = policy
+        self._retry_after_cap_s = retry_after_cap_s
         # No aiohttp instrumentation: nothing adds `traceparent` unless this says so.
         self._propagate_trace = propagate_trace
         self._timeout_s = timeout_s
@@ -174,6 +202,11 @@ class HttpClient:
             ) as response:
                 status = response.status
                 excerpt = _clean_text(await read_excerpt(response.content))
+                waits = (
+                    retry_after(response.headers.get("Retry-After"), self._retry_after_cap_s)
+                    if status in _RETRY_AFTER_STATUSES
+                    else None
+                )
         except UnsafeURLError as exc:
             return failure(f"refused: {exc}", refused=True)
         except TimeoutError:
@@ -200,4 +233,5 @@ class HttpClient:
             error=error,
             response_excerpt=excerpt,
             duration_ms=elapsed_ms(),
+            retry_after_s=waits,
         )

@@ -21,7 +21,11 @@ from libs.infra.broker.messages import DeliveryTask
 _LOAD = """
 SELECT want.ord, d.status, d.attempt_count, d.schedule_start, d.endpoint_id, d.event_id,
        d.next_attempt_at,
-       a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status
+       a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status,
+       (SELECT count(*) FROM delivery_attempts t
+        WHERE t.delivery_id = d.id AND t.http_status = 429
+          AND t.attempt_number >= d.schedule_start AND t.attempt_number < want.attempt_number
+       )::int AS throttled
 FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS want (delivery_id, attempt_number, ord)
 JOIN deliveries d ON d.id = want.delivery_id
 LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
@@ -134,6 +138,7 @@ class DeliveryRow:
     recorded_succeeded: bool | None  # this attempt number was already recorded
     recorded_http_status: int | None
     next_attempt_at: datetime | None = None  # when its next step is due
+    throttled: int = 0  # 429s of its current schedule before this attempt (retry_policy.py)
     # Agent sinks only: the job a mapping.completed delivery pushes.
     job_id: str | None = None
     job_completed_at: datetime | None = None
@@ -209,6 +214,7 @@ class DeliveryRepository:
                     "recorded_succeeded": None,
                     "recorded_http_status": None,
                     "next_attempt_at": None,
+                    "throttled": 0,
                 },
             )
             for position, task in enumerate(tasks)
@@ -312,4 +318,5 @@ def _delivery_row(row: Mapping[str, Any], endpoint: EndpointSettings) -> Deliver
         recorded_succeeded=row["recorded_succeeded"],
         recorded_http_status=row["recorded_http_status"],
         next_attempt_at=row["next_attempt_at"],
+        throttled=row["throttled"],
     )

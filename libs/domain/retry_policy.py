@@ -10,8 +10,16 @@ from typing import Any
 
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
 
-# The only delays any policy may use: one TTL queue per tier (SPEC §1).
-RETRY_TIERS_S: tuple[int, ...] = (5, 30, 60, 300, 1800)
+# The only delays any wait may use: one TTL queue per tier (SPEC §1). 1 s holds steps an
+# endpoint has no room for yet; 3600 s is the longest Retry-After honoured.
+RETRY_TIERS_S: tuple[int, ...] = (1, 5, 30, 60, 300, 1800, 3600)
+# 429s per delivery (per retry schedule) that do not use up one of its door's attempts.
+MAX_THROTTLED = 10
+
+
+def tier_at_least(seconds: float) -> int:
+    """The shortest tier that waits at least `seconds` (the longest one past it)."""
+    return next((tier for tier in RETRY_TIERS_S if tier >= seconds), RETRY_TIERS_S[-1])
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,11 @@ class RetryPolicy:
         if attempt_in_schedule >= self.max_attempts:
             return None
         return self.delays_s[attempt_in_schedule - 1]
+
+    def backoff_at(self, attempt_in_schedule: int) -> int:
+        """The wait the schedule has at this point, even past its last attempt (a 429 that
+        came without Retry-After waits as a failure would, without using the attempt)."""
+        return self.delays_s[min(max(attempt_in_schedule, 1), len(self.delays_s)) - 1]
 
     def retries(self, http_status: int | None) -> bool:
         """Whether a failed attempt with this answer may be tried again at all."""
@@ -94,6 +107,7 @@ class Next(StrEnum):
 class Decision:
     next: Next
     delay_s: int | None = None  # the retry tier, for RETRY
+    throttled: bool = False  # a 429 that did not use up an attempt
 
     @property
     def status(self) -> DeliveryStatus:
@@ -106,14 +120,32 @@ class Decision:
 
 
 def decide(
-    policy: RetryPolicy, succeeded: bool, http_status: int | None, attempt: int, schedule_start: int
+    policy: RetryPolicy,
+    succeeded: bool,
+    http_status: int | None,
+    attempt: int,
+    schedule_start: int,
+    *,
+    throttled_before: int = 0,
+    retry_after_s: float | None = None,
 ) -> Decision:
-    """The step after attempt number `attempt` of a schedule that began at `schedule_start`."""
+    """The step after attempt number `attempt` of a schedule that began at `schedule_start`,
+    `throttled_before` of whose attempts were 429s that used up nothing.
+
+    A 429 (the receiver asks us to slow down) uses up no attempt, up to MAX_THROTTLED of
+    them; it waits its Retry-After, or the schedule's own wait. A receiver's Retry-After on
+    any other failure (a 503) makes the wait at least that long."""
     if succeeded:
         return Decision(Next.SUCCEEDED)
+    position = attempt - schedule_start + 1 - throttled_before
+    if http_status == 429 and throttled_before < MAX_THROTTLED:
+        wait = retry_after_s if retry_after_s is not None else policy.backoff_at(position)
+        return Decision(Next.RETRY, tier_at_least(wait), throttled=True)
     if not policy.retries(http_status):
         return Decision(Next.FAILED)
-    delay = policy.delay_after(attempt - schedule_start + 1)
+    delay = policy.delay_after(position)
     if delay is None:
         return Decision(Next.EXHAUSTED)
+    if retry_after_s is not None and retry_after_s > delay:
+        delay = tier_at_least(retry_after_s)
     return Decision(Next.RETRY, delay)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Only attempts that hold the room (slow endpoints) push new events to the senders.
     dispatcher_first_attempts: int = Field(default=1280, ge=0)
 
+    # The longest Retry-After (429, 503) a receiver can make us wait: the longest retry tier.
+    retry_after_cap_s: float = Field(default=3600.0, gt=0, le=3600.0)
+
     # Outbox relay: republish events whose publish was not confirmed after this long.
     outbox_relay_interval_s: float = Field(default=2.0, gt=0)
     outbox_relay_grace_s: float = Field(default=5.0, ge=0)

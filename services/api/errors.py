@@ -16,17 +16,37 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from libs.infra.db.pool import replace_ended_sessions
+
 log = logging.getLogger("hookpost.api")
+
+
+# The code in the error body of each status the API answers with (seed 002's names).
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
 
 
 class ApiError(Exception):
     status_code = 400
-    code = "BAD_REQUEST"
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra
+
+    @property
+    def code(self) -> str:
+        return _STATUS_CODES[self.status_code]
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
@@ -40,12 +60,10 @@ class ApiError(Exception):
 
 class BadRequestError(ApiError):
     status_code = 400
-    code = "BAD_REQUEST"
 
 
 class UnauthorizedError(ApiError):
     status_code = 401
-    code = "UNAUTHORIZED"
 
     def headers(self) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"}
@@ -55,7 +73,6 @@ class ForbiddenError(ApiError):
     """Carries `events`: the event names the caller's plan does not allow."""
 
     status_code = 403
-    code = "FORBIDDEN"
 
     def __init__(self, message: str, events: Sequence[str]) -> None:
         super().__init__(message, events=list(events))
@@ -63,19 +80,16 @@ class ForbiddenError(ApiError):
 
 class NotFoundError(ApiError):
     status_code = 404
-    code = "NOT_FOUND"
 
 
 class ConflictError(ApiError):
     status_code = 409
-    code = "CONFLICT"
 
 
 class PayloadTooLargeError(ApiError):
     """Carries `maxBytes`: the limit of the route that refused the body."""
 
     status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"request body is larger than {max_bytes} bytes", maxBytes=max_bytes)
@@ -85,7 +99,6 @@ class RateLimitedError(ApiError):
     """Carries `retryAfterSeconds`, also sent as the `Retry-After` header."""
 
     status_code = 429
-    code = "RATE_LIMITED"
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message, retryAfterSeconds=retry_after_s)
@@ -97,21 +110,6 @@ class RateLimitedError(ApiError):
 
 class ServiceUnavailableError(ApiError):
     status_code = 503
-    code = "SERVICE_UNAVAILABLE"
-
-
-_STATUS_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMITED",
-    503: "SERVICE_UNAVAILABLE",
-}
 
 
 def error_response(
@@ -199,6 +197,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         "database unavailable, answering 503",
         extra={"path": request.url.path, "error": repr(exc)},
     )
+    # The next requests get new sessions, not this one's ended siblings (libs/infra/db/pool.py).
+    pool: asyncpg.Pool = request.app.state.api.pool
+    await replace_ended_sessions(pool, exc)
     return error_response(
         503,
         "SERVICE_UNAVAILABLE",

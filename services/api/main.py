@@ -13,6 +13,7 @@ from libs.infra.logs import configure_logging
 from libs.infra.settings import get_settings
 from libs.infra.telemetry import configure_tracing
 from services.api.app import create_app
+from services.api.http_protocol import ShapedHttpToolsProtocol
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -37,5 +38,6 @@ def run(host: str, port: int) -> None:
         log_config=None,  # keep the JSON log handler configure_logging installed
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         proxy_headers=False,
+        http=ShapedHttpToolsProtocol,
     )
     sys.exit(0)

@@ -101,32 +101,6 @@ async def amqp(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel
         yield await connection.channel()
 
 
-async def bind_probe_queue(
-    channel: aio_pika.abc.AbstractChannel, exchange: str, routing_key: str
-) -> aio_pika.abc.AbstractQueue:
-    """An exclusive queue seeing what the exchange routes with this key (test-only copy)."""
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key=routing_key)
-    return queue
-
-
-async def next_message(
-    queue: aio_pika.abc.AbstractQueue,
-    match: Callable[[aio_pika.abc.AbstractIncomingMessage], bool],
-    timeout: float = 10.0,
-) -> aio_pika.abc.AbstractIncomingMessage:
-    """The first message on the queue that matches (others are skipped); fail on timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, no_ack=True)
-        if message is None:
-            await asyncio.sleep(0.05)
-            continue
-        if match(message):
-            return message
-    raise AssertionError(f"no matching message on {queue.name} within {timeout}s")
-
-
 async def wait_until(
     check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.1
 ) -> None:
@@ -146,6 +120,13 @@ def subscription_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+async def fill_subscription_quota(client: Client, settings: Settings) -> None:
+    """Give the org as many ACTIVE subscriptions as its quota allows."""
+    for n in range(settings.active_endpoint_quota):
+        body = subscription_body(webhookUrl=f"http://127.0.0.1:9/s{n}")
+        assert (await client.post("/api/v1/webhook-subscriptions", json=body)).status_code == 201
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import pytest
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from services.api.broker import BrokerLink, BrokerUnavailable
-from tests.api.conftest import UNREACHABLE_AMQP_URL, bind_probe_queue, next_message
+from tests.api.broker_probe import bind_probe_queue, next_message
+from tests.api.conftest import UNREACHABLE_AMQP_URL
 from tests.support.tcp_proxy import TcpProxy, proxy_to
 
 

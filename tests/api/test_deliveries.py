@@ -1,4 +1,5 @@
-"""Delivery history on a subscription, and the manual retry of a DEAD delivery."""
+"""Delivery history on a subscription (its order, fields and limits; what every webhook door
+shares is in test_webhook_doors.py), and the manual retry of a DEAD delivery."""
 
 from __future__ import annotations
 
@@ -13,25 +14,23 @@ from libs.domain.plans import Plan
 from libs.infra.broker.messages import ATTEMPT_HEADER, SCHEDULE_START_HEADER
 from libs.infra.broker.topology import SEND_ROUTING_KEY
 from libs.infra.settings import Settings
+from tests.api.broker_probe import bind_probe_queue, next_message
 from tests.api.conftest import (
     UNREACHABLE_AMQP_URL,
     Client,
     MakeClient,
     assert_error,
-    bind_probe_queue,
     insert_delivery,
-    next_message,
     running_api,
     subscription_body,
 )
+from tests.api.doors import SUBSCRIPTIONS
 
-SUBS = "/api/v1/webhook-subscriptions"
+SUBS = SUBSCRIPTIONS.path
 
 
 async def new_subscription(client: Client) -> str:
-    response = await client.post(SUBS, json=subscription_body())
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await SUBSCRIPTIONS.create(client))["id"])
 
 
 async def test_deliveries_newest_first_with_their_attempts(
@@ -110,16 +109,6 @@ async def test_deliveries_limit_defaults_to_50_and_is_capped_at_200(
     assert len(default) == 50
     capped = (await client.get(f"{SUBS}/{sub_id}/deliveries?limit=1000")).json()["deliveries"]
     assert len(capped) == 200
-
-
-async def test_deliveries_of_another_subscription_are_not_mixed_in(
-    client: Client, db_pool: asyncpg.Pool
-) -> None:
-    first, second = await new_subscription(client), await new_subscription(client)
-    _, mine = await insert_delivery(db_pool, client.org_id, first)
-    await insert_delivery(db_pool, client.org_id, second)
-    deliveries = (await client.get(f"{SUBS}/{first}/deliveries")).json()["deliveries"]
-    assert [d["id"] for d in deliveries] == [mine]
 
 
 @pytest.mark.parametrize("status", ["DEAD", "FAILED"])

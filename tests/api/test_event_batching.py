@@ -15,7 +15,8 @@ import pytest
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from services.api.events import repository
-from tests.api.conftest import Client, assert_error, bind_probe_queue, running_api
+from tests.api.broker_probe import bind_probe_queue
+from tests.api.conftest import Client, assert_error, running_api
 
 EVENTS = "/api/v1/events"
 

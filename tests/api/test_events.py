@@ -12,13 +12,12 @@ import orjson
 from libs.domain.plans import Plan
 from libs.infra.broker.messages import EventMessage
 from libs.infra.settings import Settings
+from tests.api.broker_probe import bind_probe_queue, next_message
 from tests.api.conftest import (
     UNREACHABLE_AMQP_URL,
     Client,
     MakeClient,
     assert_error,
-    bind_probe_queue,
-    next_message,
     running_api,
     wait_until,
 )

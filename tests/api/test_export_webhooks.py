@@ -10,7 +10,7 @@ import pytest
 
 from libs.infra.crypto import decrypt
 from libs.infra.settings import Settings
-from tests.api.conftest import Client, assert_error, subscription_body
+from tests.api.conftest import Client, assert_error, fill_subscription_quota, subscription_body
 
 HOOKS = "/api/v1/export-webhooks"
 TOKEN_URL = "http://127.0.0.1:9/webhooks/mapping-export?secret=abc123-export-token"
@@ -117,9 +117,7 @@ async def test_invalid_bodies_are_400(client: Client, body: dict) -> None:
 async def test_export_webhooks_are_not_in_the_subscription_quota(
     client: Client, settings: Settings
 ) -> None:
-    for n in range(settings.active_endpoint_quota):
-        body = subscription_body(webhookUrl=f"http://127.0.0.1:9/s{n}")
-        assert (await client.post("/api/v1/webhook-subscriptions", json=body)).status_code == 201
+    await fill_subscription_quota(client, settings)
     await create(client)
 
 

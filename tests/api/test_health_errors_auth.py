@@ -196,4 +196,8 @@ async def test_hostile_raw_bodies_are_400(
     client: Client, path: str, content: bytes, content_type: str
 ) -> None:
     response = await client.post(path, content=content, headers={"Content-Type": content_type})
+    if path == "/api/v1/events" and content_type == "text/plain":
+        # ingest reads a JSON object whatever Content-Type it declares (tests/api/test_ingest.py)
+        assert response.status_code == 202, response.text
+        return
     assert_error(response, 400, "BAD_REQUEST")

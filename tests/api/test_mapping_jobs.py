@@ -12,7 +12,7 @@ import pytest
 from libs.domain.ids import IdPrefix, new_id
 from libs.infra.crypto import decrypt
 from libs.infra.settings import Settings
-from tests.api.conftest import Client, assert_error, subscription_body, wait_until
+from tests.api.conftest import Client, assert_error, fill_subscription_quota, wait_until
 
 JOBS = "/api/v1/mapping-jobs"
 TOKEN_URL = "http://127.0.0.1:9/jobs/hook?token=job-s3cret-token&team=ops"
@@ -80,9 +80,7 @@ async def test_webhook_url_becomes_a_masked_encrypted_job_webhook(
 async def test_job_webhooks_are_no_subscriptions_and_not_in_the_quota(
     client: Client, settings: Settings
 ) -> None:
-    for n in range(settings.active_endpoint_quota):
-        body = subscription_body(webhookUrl=f"http://127.0.0.1:9/s{n}")
-        assert (await client.post("/api/v1/webhook-subscriptions", json=body)).status_code == 201
+    await fill_subscription_quota(client, settings)
     job = await create_job(client, webhook={"url": "http://127.0.0.1:9/job"})
     assert job["webhook"] is not None
     listed = (await client.get("/api/v1/webhook-subscriptions")).json()["subscriptions"]

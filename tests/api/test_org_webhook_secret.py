@@ -21,6 +21,15 @@ async def stored_secret(pool: asyncpg.Pool, org_id: str) -> str | None:
     return None if blob is None else decrypt(blob)
 
 
+async def predate_webhook_secrets(pool: asyncpg.Pool, org_id: str) -> None:
+    """Make the org one created before orgs had a webhook secret."""
+    await pool.execute(
+        "UPDATE organizations SET webhook_secret_enc = NULL, webhook_secret_masked = NULL"
+        " WHERE id = $1",
+        org_id,
+    )
+
+
 async def test_a_new_org_has_a_secret_shown_masked(client: Client, db_pool: asyncpg.Pool) -> None:
     secret = await stored_secret(db_pool, client.org_id)
     assert secret is not None and secret.startswith("whsec_")
@@ -53,11 +62,7 @@ async def test_rotate_shows_the_new_secret_once_and_audits(
 async def test_an_org_without_a_secret_gets_one_lazily(
     client: Client, db_pool: asyncpg.Pool
 ) -> None:
-    await db_pool.execute(
-        "UPDATE organizations SET webhook_secret_enc = NULL, webhook_secret_masked = NULL"
-        " WHERE id = $1",
-        client.org_id,
-    )
+    await predate_webhook_secrets(db_pool, client.org_id)
     response = await client.get(SECRET)
     assert response.status_code == 200
     secret = await stored_secret(db_pool, client.org_id)
@@ -70,11 +75,7 @@ async def test_an_org_without_a_secret_gets_one_lazily(
 async def test_creating_a_job_webhook_creates_a_missing_secret(
     client: Client, db_pool: asyncpg.Pool
 ) -> None:
-    await db_pool.execute(
-        "UPDATE organizations SET webhook_secret_enc = NULL, webhook_secret_masked = NULL"
-        " WHERE id = $1",
-        client.org_id,
-    )
+    await predate_webhook_secrets(db_pool, client.org_id)
     response = await client.post(
         "/api/v1/mapping-jobs", json={"webhook": {"url": "http://127.0.0.1:9/h"}}
     )

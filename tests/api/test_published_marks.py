@@ -15,7 +15,8 @@ import pytest
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from services.api.events import publishing, repository
-from tests.api.conftest import Client, bind_probe_queue, running_api, wait_until
+from tests.api.broker_probe import bind_probe_queue
+from tests.api.conftest import Client, running_api, wait_until
 
 EVENTS = "/api/v1/events"
 EVENT = {"type": "mapping.completed", "data": {"jobId": "j"}}

@@ -14,6 +14,28 @@ from tests.support.stacks import stack_on
 E2E_RETRY_SCALE = "0.002"
 
 
+def auth(org: dict[str, str]) -> dict[str, str]:
+    """The headers that make a request this org's (its API token)."""
+    return {"Authorization": f"Bearer {org['apiToken']}"}
+
+
+# What a subscription and a destination need besides their URL, by the path of their door.
+WEBHOOK_BODIES: dict[str, dict[str, object]] = {
+    "/api/v1/webhook-subscriptions": {"name": "e2e", "events": ["MAPPING_COMPLETED"]},
+    "/api/v1/delivery-destinations": {"type": "WEBHOOK", "events": ["mapping.completed"]},
+}
+
+
+async def create_webhook(
+    client: httpx.AsyncClient, org: dict[str, str], door: str, url: str, **fields: object
+) -> dict:
+    """A subscription or a destination (`door`: its path) of this org, sending to `url`."""
+    body = {**WEBHOOK_BODIES[door], "webhookUrl": url, **fields}
+    response = await client.post(door, headers=auth(org), json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 @pytest.fixture(scope="module")
 def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
     # db_pool: the database exists and is migrated before any service starts.

@@ -12,12 +12,11 @@ from harness.receiver import Receiver
 from harness.services import service_env
 from harness.stack import Stack
 from libs.domain.ids import IdPrefix, new_id
-from tests.e2e.conftest import E2E_RETRY_SCALE
+from tests.e2e.conftest import E2E_RETRY_SCALE, auth
 from tests.e2e.test_agent_sinks_e2e import (
     HMAC_SECRET,
     RESULTS,
     SINK_KEYS,
-    auth,
     make_agent,
     make_sink,
     mt_verifies,

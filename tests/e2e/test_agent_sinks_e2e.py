@@ -27,6 +27,7 @@ from libs.sdk.webhooks import (
     parse_sink_payload,
     verify_sink_signature,
 )
+from tests.e2e.conftest import auth
 from tests.sdk.test_docs_snippets import NODE, run_node, snippet
 
 AGENTS = "/api/v1/agents"
@@ -53,10 +54,6 @@ RESULTS = [
         "matchConfidence": None,
     },
 ]
-
-
-def auth(org: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {org['apiToken']}"}
 
 
 def mt_verifies(request: ReceivedRequest, secret: str) -> bool:

@@ -15,21 +15,9 @@ import stripe
 from harness.receiver import ReceivedRequest, Receiver
 from harness.stack import Stack
 from libs.domain.signing import SignatureVerificationError, parse_v1_header, verify_v1
+from tests.e2e.conftest import auth, create_webhook
 
 DESTS = "/api/v1/delivery-destinations"
-
-
-def auth(org: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {org['apiToken']}"}
-
-
-async def create_destination(
-    client: httpx.AsyncClient, org: dict[str, str], url: str, **fields: object
-) -> dict:
-    body = {"type": "WEBHOOK", "webhookUrl": url, "events": ["mapping.completed"], **fields}
-    response = await client.post(DESTS, headers=auth(org), json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def fire(client: httpx.AsyncClient, org: dict[str, str], n: int) -> str:
@@ -78,7 +66,7 @@ async def test_v1_grace_window_signs_with_both_secrets_then_only_the_new_one(
     stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     org = stack.create_org()
-    dest = await create_destination(api_client, org, receiver.script("/grace-v1", [200]))
+    dest = await create_webhook(api_client, org, DESTS, receiver.script("/grace-v1", [200]))
     old = dest["signingSecret"]
     first = await deliver_one(api_client, org, receiver, "/grace-v1", 1)
     assert len(parse_v1_header(first.headers["X-Webhook-Signature"])[1]) == 1
@@ -110,8 +98,12 @@ async def test_standard_webhooks_delivery_and_its_grace_window(
     stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     org = stack.create_org()
-    dest = await create_destination(
-        api_client, org, receiver.script("/grace-sw", [200]), signatureScheme="standard-webhooks"
+    dest = await create_webhook(
+        api_client,
+        org,
+        DESTS,
+        receiver.script("/grace-sw", [200]),
+        signatureScheme="standard-webhooks",
     )
     old = dest["signingSecret"]
     first = await deliver_one(api_client, org, receiver, "/grace-sw", 1)
@@ -147,8 +139,8 @@ async def test_test_call_is_delivered_and_logged(
 ) -> None:
     org = stack.create_org(plan="FREE")
     path = f"/dest-test-{scheme}"
-    dest = await create_destination(
-        api_client, org, receiver.script(path, [200]), signatureScheme=scheme
+    dest = await create_webhook(
+        api_client, org, DESTS, receiver.script(path, [200]), signatureScheme=scheme
     )
     response = await api_client.post(f"{DESTS}/{dest['id']}/test", headers=auth(org))
     assert response.status_code == 202, response.text

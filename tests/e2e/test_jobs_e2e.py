@@ -16,6 +16,7 @@ import stripe
 
 from harness.receiver import ReceivedRequest, Receiver
 from harness.stack import Stack
+from tests.e2e.conftest import auth
 
 JOBS = "/api/v1/mapping-jobs"
 HOOKS = "/api/v1/export-webhooks"
@@ -24,10 +25,6 @@ EXPORT_TOKEN = "abc123-export-t0ken"
 JOB_TOKEN = "job-t0ken-xyz"
 STATS = {"total": 3, "matched": 2, "unmatched": 1}
 RESULTS = [{"sku": "A", "hotel": "Águila"}, {"sku": "B", "hotel": None}, {"sku": "C"}]
-
-
-def auth(org: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {org['apiToken']}"}
 
 
 async def post(client: httpx.AsyncClient, org: dict, path: str, body: object = None) -> dict:

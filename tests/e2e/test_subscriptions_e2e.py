@@ -11,21 +11,9 @@ import stripe
 from harness.receiver import Receiver
 from harness.stack import Stack
 from libs.domain.signing import verify_v1
+from tests.e2e.conftest import auth, create_webhook
 
 SUBS = "/api/v1/webhook-subscriptions"
-
-
-def auth(org: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {org['apiToken']}"}
-
-
-async def create_subscription(
-    client: httpx.AsyncClient, org: dict[str, str], url: str, **fields: object
-) -> dict:
-    body = {"name": "e2e", "webhookUrl": url, "events": ["MAPPING_COMPLETED"], **fields}
-    response = await client.post(SUBS, headers=auth(org), json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def wait_for_status(
@@ -46,9 +34,10 @@ async def test_event_is_delivered_signed_and_logged(
 ) -> None:
     org = stack.create_org()
     url = receiver.script("/orders", [200])
-    sub = await create_subscription(
+    sub = await create_webhook(
         api_client,
         org,
+        SUBS,
         url,
         apiKeyName="X-API-Key",
         apiKeyValue="k-123",
@@ -93,7 +82,7 @@ async def test_test_call_reaches_the_endpoint_with_its_delivery_id(
     stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     org = stack.create_org()
-    sub = await create_subscription(api_client, org, receiver.script("/test-hook", [200]))
+    sub = await create_webhook(api_client, org, SUBS, receiver.script("/test-hook", [200]))
     response = await api_client.post(f"{SUBS}/{sub['id']}/test", headers=auth(org))
     assert response.status_code == 202, response.text
     delivery_id = response.json()["deliveryId"]
@@ -110,7 +99,7 @@ async def test_dead_delivery_is_retried_on_request_with_the_same_event_id(
 ) -> None:
     org = stack.create_org()
     url = receiver.script("/flaky", [400, 400, 400, 400, 200])
-    sub = await create_subscription(api_client, org, url)
+    sub = await create_webhook(api_client, org, SUBS, url)
     accepted = await api_client.post(
         "/api/v1/events", headers=auth(org), json={"type": "mapping.completed", "data": {}}
     )
@@ -138,8 +127,8 @@ async def test_plan_downgrade_stops_deliveries_of_gated_events(
     stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     org = stack.create_org(plan="PRO")
-    sub = await create_subscription(
-        api_client, org, receiver.script("/gated", [200]), events=["MAPPING_ERROR_RESOLVED"]
+    sub = await create_webhook(
+        api_client, org, SUBS, receiver.script("/gated", [200]), events=["MAPPING_ERROR_RESOLVED"]
     )
     downgrade = await api_client.put(
         f"/api/v1/admin/organizations/{org['organizationId']}/plan",
@@ -152,7 +141,7 @@ async def test_plan_downgrade_stops_deliveries_of_gated_events(
     assert current["deactivatedReason"] == "PLAN_DOWNGRADE"
 
     # A control endpoint proves the pipeline ran while the gated one stayed silent.
-    control = await create_subscription(api_client, org, receiver.script("/control", [200]))
+    control = await create_webhook(api_client, org, SUBS, receiver.script("/control", [200]))
     for event_type in ("mapping.error.resolved", "mapping.completed"):
         response = await api_client.post(
             "/api/v1/events", headers=auth(org), json={"type": event_type, "data": {}}
@@ -168,7 +157,7 @@ async def test_event_accepted_while_the_broker_is_unreachable_is_relayed_later(
     stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     org = stack.create_org()
-    await create_subscription(api_client, org, receiver.script("/relayed", [200]))
+    await create_webhook(api_client, org, SUBS, receiver.script("/relayed", [200]))
 
     # An api whose broker is unreachable still accepts: the event waits in the outbox.
     cut_off = await stack.spawn(

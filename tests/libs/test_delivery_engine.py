@@ -13,12 +13,26 @@ from typing import Any
 import pytest
 
 from libs.delivery.engine import DeliveryEngine, Outcome
-from libs.delivery.http_client import HttpClient, HttpResult, SafeResolver, read_excerpt
+from libs.delivery.http_client import (
+    HttpClient,
+    HttpResult,
+    SafeResolver,
+    read_excerpt,
+    retry_after,
+)
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.repository import AttemptRecord, DeliveryRow
 from libs.delivery.request import customer_headers
 from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
-from libs.domain.retry_policy import WEBHOOK_POLICY, Next, agent_sink_policy, decide
+from libs.domain.retry_policy import (
+    MAX_THROTTLED,
+    WEBHOOK_POLICY,
+    Decision,
+    Next,
+    agent_sink_policy,
+    decide,
+    tier_at_least,
+)
 from libs.domain.signing import verify_standard_webhooks, verify_v1
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.infra.url_safety import SafetyPolicy, UnsafeURLError
@@ -49,6 +63,46 @@ def test_decide_agent_sink_4xx_is_final() -> None:
     assert decide(policy, False, 422, 1, 1).next is Next.FAILED
     assert decide(policy, False, 500, 1, 1).delay_s == 5
     assert decide(policy, False, 500, 3, 1).next is Next.EXHAUSTED
+
+
+def test_a_429_uses_up_no_attempt_and_waits_its_retry_after_or_the_schedule() -> None:
+    # webhook schedule: 4 attempts, 1m, 5m, 30m; attempt 2 gets a 429 after one failure
+    throttled = decide(WEBHOOK_POLICY, False, 429, 2, 1)
+    assert throttled == Decision(Next.RETRY, 300, throttled=True)  # the schedule's own wait
+    assert decide(WEBHOOK_POLICY, False, 429, 2, 1, retry_after_s=7).delay_s == 30  # ≥ 7 s
+    # the failure after it is still the schedule's second: 5m, not 30m
+    assert decide(WEBHOOK_POLICY, False, 500, 3, 1, throttled_before=1).delay_s == 300
+    # with two 429s in between, attempt 6 is only the schedule's fourth: exhausted
+    assert decide(WEBHOOK_POLICY, False, 500, 6, 1, throttled_before=2).next is Next.EXHAUSTED
+    assert decide(WEBHOOK_POLICY, False, 500, 5, 1, throttled_before=2).delay_s == 1800
+
+
+def test_past_ten_429s_a_429_counts_as_a_failure() -> None:
+    # ten 429s, then three failures: attempt 14 is the schedule's fourth and last
+    decision = decide(WEBHOOK_POLICY, False, 429, 14, 1, throttled_before=MAX_THROTTLED)
+    assert not decision.throttled and decision.next is Next.EXHAUSTED
+    assert decide(WEBHOOK_POLICY, False, 429, 11, 1, throttled_before=10) == Decision(
+        Next.RETRY, 60
+    )
+    sink = agent_sink_policy(2)
+    assert decide(sink, False, 429, 1, 1).throttled  # not the sink's "4xx ends it"
+    assert decide(sink, False, 429, 11, 1, throttled_before=10).next is Next.FAILED
+
+
+def test_a_503_waits_at_least_its_retry_after() -> None:
+    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=100).delay_s == 300
+    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=10).delay_s == 60
+    assert decide(WEBHOOK_POLICY, False, 503, 4, 1, retry_after_s=10).next is Next.EXHAUSTED
+
+
+def test_retry_after_in_seconds_or_as_a_date_is_capped() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC).timestamp()
+    assert retry_after("120", 3600, now) == 120
+    assert retry_after("Sun, 06 Dec 2026 12:02:00 GMT", 3600, now) == 120
+    assert retry_after("Sun, 06 Dec 2026 11:00:00 GMT", 3600, now) == 0  # already past
+    assert retry_after("99999", 3600, now) == 3600
+    assert retry_after("soon", 3600, now) is None and retry_after(None, 3600, now) is None
+    assert [tier_at_least(s) for s in (0, 1, 2, 31, 3600, 9999)] == [1, 1, 5, 60, 3600, 3600]
 
 
 # ---------------------------------------------------------------- headers and signatures

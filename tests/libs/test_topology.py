@@ -52,10 +52,12 @@ def test_every_name_carries_the_prefix_and_tiers_carry_their_scaled_ttl() -> Non
     names = [q.name for q, _ in topology.bindings()] + [e.name for _, e in topology.bindings()]
     assert all(name.startswith("px.") for name in names)
     assert [q.name for q in topology.retry_queues()] == [
+        "px.retry.10ms",
         "px.retry.50ms",
         "px.retry.300ms",
         "px.retry.600ms",
         "px.retry.3000ms",
         "px.retry.18000ms",
+        "px.retry.36000ms",
     ]
     assert topology.sender_queue.arguments["x-queue-type"] == "quorum"

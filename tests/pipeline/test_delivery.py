@@ -346,15 +346,20 @@ async def test_two_sender_replicas_share_the_work(
     assert ids == {e.id for e in events}
 
 
-async def test_event_of_unknown_organization_is_dead_lettered_not_looped(
+async def test_event_of_unknown_organization_is_kept_as_poison_not_looped(
     pipeline: Pipeline, db_pool: asyncpg.Pool
 ) -> None:
     event = event_message("org_does_not_exist")
     await pipeline.publish(event)
     dead_events = pipeline.topology.dead_events_queue.name
-    await eventually(lambda: pipeline.queue_depth(dead_events), lambda depth: depth >= 1)
+    [kept] = await eventually(
+        lambda: db_pool.fetch("SELECT * FROM poison_messages WHERE message_id = $1", event.id),
+        lambda rows: len(rows) == 1,
+    )
+    assert (kept["queue"], kept["reason"]) == (dead_events, "rejected")
     assert await db_pool.fetchval("SELECT count(*) FROM events WHERE id = $1", event.id) == 0
     assert await pipeline.queue_depth(pipeline.topology.dispatcher_queue.name) == 0
+    assert await pipeline.queue_depth(dead_events) == 0
 
 
 def _json(body: bytes) -> dict:

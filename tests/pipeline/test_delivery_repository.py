@@ -8,6 +8,7 @@ second must not rewrite the history of a delivery the first one ended (found by 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -153,7 +154,10 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
     created = await repository.new_rows(tasks)
     loaded = [await repository.load(task.delivery_id, 1) for task in tasks]
 
-    assert created == loaded
+    # A new row's due time only matters once an attempt is recorded (the engine reads it to
+    # resume a recorded attempt): the created rows leave it out.
+    assert created == [row and replace(row, next_attempt_at=None) for row in loaded]
+    assert all(row is not None and row.next_attempt_at is not None for row in loaded)
     assert created[1] is not None and created[1].job_id == job_id  # the sink's job came along
 
 

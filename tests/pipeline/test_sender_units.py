@@ -3,8 +3,10 @@ how a message becomes a step, and how each outcome settles the message."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -44,6 +46,20 @@ class FakeEngine:
         return self.outcome
 
 
+@dataclass
+class FakePoison:
+    kept: list[bytes] = field(default_factory=list)
+
+    async def keep(
+        self, body: bytes, headers: Mapping[str, Any], message_id: str | None
+    ) -> Verdict:
+        self.kept.append(body)
+        return Verdict.ACK
+
+
+EXHAUSTED = {"x-death": [{"reason": "rejected", "queue": "p.sender", "exchange": "p.deliveries"}]}
+
+
 @pytest.mark.parametrize(
     ("outcome", "verdict"),
     [
@@ -55,21 +71,36 @@ class FakeEngine:
 async def test_each_outcome_settles_the_message_its_way(outcome: Outcome, verdict: Verdict) -> None:
     engine = FakeEngine(outcome)
     headers = {ATTEMPT_HEADER: 3, SCHEDULE_START_HEADER: 2, "traceparent": "x"}
-    assert await SenderConsumer(engine).on_task(TASK.to_bytes(), headers) is verdict
+    assert await SenderConsumer(engine, FakePoison()).on_task(TASK.to_bytes(), headers) is verdict
     assert engine.steps == [DeliveryStep(TASK, 3, 2)]
 
 
 async def test_a_malformed_task_is_dead_lettered_without_an_attempt() -> None:
     engine = FakeEngine()
-    assert await SenderConsumer(engine).on_task(b"{not json", {}) is Verdict.REJECT
+    assert await SenderConsumer(engine, FakePoison()).on_task(b"{not json", {}) is Verdict.REJECT
     assert engine.steps == []
 
 
-async def test_dead_letters_are_buried_and_requeued_while_that_fails() -> None:
+async def test_exhausted_deliveries_are_buried_and_requeued_while_that_fails() -> None:
     engine = FakeEngine()
-    consumer = SenderConsumer(engine)
-    assert await consumer.on_dead_letter(TASK.to_bytes()) is Verdict.ACK
+    consumer = SenderConsumer(engine, FakePoison())
+    assert await consumer.on_dead_letter(TASK.to_bytes(), EXHAUSTED, "del_1") is Verdict.ACK
     assert engine.buried == [TASK]
     engine.outcome = Outcome.UNSETTLED
-    assert await consumer.on_dead_letter(TASK.to_bytes()) is Verdict.REQUEUE
-    assert await consumer.on_dead_letter(b"garbage") is Verdict.ACK  # unreadable: dropped
+    assert await consumer.on_dead_letter(TASK.to_bytes(), EXHAUSTED, "del_1") is Verdict.REQUEUE
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"garbage", EXHAUSTED),  # nothing can read it
+        (TASK.to_bytes(), {"x-death": [{"reason": "delivery_limit", "queue": "p.sender"}]}),
+        (TASK.to_bytes(), {}),  # dead-lettered by nobody we know
+    ],
+)
+async def test_anything_else_on_the_dead_queue_is_kept_as_poison(
+    body: bytes, headers: dict[str, Any]
+) -> None:
+    engine, poison = FakeEngine(), FakePoison()
+    assert await SenderConsumer(engine, poison).on_dead_letter(body, headers, None) is Verdict.ACK
+    assert poison.kept == [body] and engine.buried == []

@@ -330,29 +330,37 @@ def run_node(code: str, call: str, payload: list[dict], tmp_path: Path) -> list[
 
 
 @pytest.mark.skipif(not Path(NODE).exists(), reason="node is not installed")
-def test_node_snippet_verifies_real_deliveries(deliveries: Deliveries, tmp_path: Path) -> None:
-    all_cases = cases(deliveries.v1, deliveries.v1_rotated)
-    results = run_node(
-        snippet("node"),
-        "verifyWebhook(body, c.header, c.secrets, c.tolerance)",
-        [c.as_json("X-Webhook-Signature") for c in all_cases],
-        tmp_path,
-    )
-    assert_results(all_cases, results)
-
-
-@pytest.mark.skipif(not Path(NODE).exists(), reason="node is not installed")
-def test_node_standard_webhooks_snippet_verifies_real_deliveries(
-    deliveries: Deliveries, tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "call", "signature_header", "single", "rotated"),
+    [
+        (
+            "node",
+            "verifyWebhook(body, c.header, c.secrets, c.tolerance)",
+            "X-Webhook-Signature",
+            "v1",
+            "v1_rotated",
+        ),
+        (
+            "node-standard-webhooks",
+            "verifyStandardWebhook(body, c.headers, c.secrets, c.tolerance)",
+            "webhook-signature",
+            "sw",
+            "sw_rotated",
+        ),
+    ],
+)
+def test_node_snippets_verify_real_deliveries(
+    deliveries: Deliveries,
+    tmp_path: Path,
+    name: str,
+    call: str,
+    signature_header: str,
+    single: str,
+    rotated: str,
 ) -> None:
-    all_cases = cases(deliveries.sw, deliveries.sw_rotated)
-    results = run_node(
-        snippet("node-standard-webhooks"),
-        "verifyStandardWebhook(body, c.headers, c.secrets, c.tolerance)",
-        [c.as_json("webhook-signature") for c in all_cases],
-        tmp_path,
-    )
-    assert_results(all_cases, results)
+    all_cases = cases(getattr(deliveries, single), getattr(deliveries, rotated))
+    payload = [c.as_json(signature_header) for c in all_cases]
+    assert_results(all_cases, run_node(snippet(name), call, payload, tmp_path))
 
 
 # ---------------------------------------------------------------------------------- Go

@@ -28,6 +28,13 @@ EXEMPT = {
 
 # A valid body for each route that takes one: the 404 must not hide behind a 400.
 URL = "http://127.0.0.1:9/tenancy"
+SINK = {  # an agent results sink: the body of its POST and its PUT
+    "role": "RESULTS_SINK",
+    "type": "HTTPS_WEBHOOK",
+    "config": {"url": URL, "authScheme": "Bearer"},
+    "secret": {"value": "tenancy-token"},
+    "format": "JSON",
+}
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/webhook-subscriptions/{subscription_id}"): {
         "name": "x",
@@ -52,20 +59,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/agents/{agent_id}/rules"): {
         "data_sinks": {"auto_push_on_job_complete": True, "retry_failed_push": 0}
     },
-    ("POST", "/api/v1/agents/{agent_id}/data-sources"): {
-        "role": "RESULTS_SINK",
-        "type": "HTTPS_WEBHOOK",
-        "config": {"url": URL, "authScheme": "Bearer"},
-        "secret": {"value": "tenancy-token"},
-        "format": "JSON",
-    },
-    ("PUT", "/api/v1/agents/{agent_id}/data-sources/{ds_id}"): {
-        "role": "RESULTS_SINK",
-        "type": "HTTPS_WEBHOOK",
-        "config": {"url": URL, "authScheme": "Bearer"},
-        "secret": {"value": "tenancy-token"},
-        "format": "JSON",
-    },
+    ("POST", "/api/v1/agents/{agent_id}/data-sources"): SINK,
+    ("PUT", "/api/v1/agents/{agent_id}/data-sources/{ds_id}"): SINK,
 }
 
 # Every table an org's resources live in: their whole contents must not change.

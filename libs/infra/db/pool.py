@@ -32,6 +32,33 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release without a reset query: asyncpg still rolls back an open transaction first."""
 
 
+# What a statement raises when PostgreSQL has ended its session (a restart, an admin's
+# pg_terminate_backend). A restart ends every session at once, so the pool's other
+# connections are as dead; asyncpg only learns so when it reads each one's closed socket.
+SESSION_ENDED: tuple[type[Exception], ...] = (
+    asyncpg.AdminShutdownError,  # 57P01, what a terminated session is told
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.ConnectionDoesNotExistError,  # closed in the middle of the statement
+    # The FATAL reached an idle connection before the end of its socket did: asyncpg leaves
+    # it open, in a state that fails every statement with "cannot switch to state 11/12;
+    # another operation (2) is in progress" (MagicStack/asyncpg#1069).
+    asyncpg.InternalClientError,
+)
+
+
+async def replace_ended_sessions(pool: asyncpg.Pool, error: BaseException) -> None:
+    """After a statement failed with `error`: if PostgreSQL ended its session, have the pool
+    replace every connection it holds (as SQLAlchemy invalidates its pool on a disconnect).
+
+    Otherwise the failed connection goes back into the pool still looking open (a release
+    without a reset query sends nothing that would fail on it), and it and its ended siblings
+    fail the next requests too. An expired connection is closed at its next acquire or
+    release and a new one is connected; a live one costs a reconnect, once per restart.
+    """
+    if isinstance(error, SESSION_ENDED):
+        await pool.expire_connections()
+
+
 async def create_pool(
     dsn: str,
     min_size: int = 2,

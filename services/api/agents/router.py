@@ -23,26 +23,18 @@ from services.api.agents.schemas import (
     SyncOut,
 )
 from services.api.auth import Org
+from services.api.endpoints.schemas import TestQueued
 from services.api.endpoints.service import Endpoint
 from services.api.limits import DEFAULT_LIMIT, clamp_limit
 from services.api.routing import ApiRoute
 from services.api.state import State
-from services.api.webhook_subscriptions.schemas import TestQueued
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ApiRoute)
 
 
 def _agent_out(record: asyncpg.Record) -> AgentOut:
-    return AgentOut(
-        id=record["id"],
-        organization_id=record["organization_id"],
-        name=record["name"],
-        workspace_id=record["workspace_id"],
-        status=record["status"],
-        rules=service.rules_of(record),
-        created_at=record["created_at"],
-        updated_at=record["updated_at"],
-    )
+    """The row as it is, but for its rules: with their defaults filled in."""
+    return AgentOut(**{**dict(record), "rules": service.rules_of(record)})
 
 
 def _data_source_out(endpoint: Endpoint) -> DataSourceOut:

@@ -42,9 +42,7 @@ TEST_MESSAGE = "This is a test push from hookpost to your agent results sink"
 # An Authorization header value: printable ASCII, no line breaks (they would split headers).
 _HEADER_SAFE = re.compile(r"^[\x20-\x7e]+$")
 
-DOOR = WebhookDoor(
-    EndpointKind.AGENT_SINK, IdPrefix.DATA_SOURCE, spell=lambda t: t.value, parse=EventType
-)
+DOOR = WebhookDoor(EndpointKind.AGENT_SINK, IdPrefix.DATA_SOURCE)
 
 
 def workspace_id(org_id: str) -> str:

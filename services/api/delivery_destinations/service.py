@@ -8,28 +8,25 @@ WebhookDoor's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_payloads import WebhookTestData
-from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix
 from services.api.endpoints import service as endpoints
-from services.api.endpoints.door import WebhookDoor
+from services.api.endpoints.door import TEST_MESSAGE, WebhookDoor
 from services.api.endpoints.service import RotatedSecret
-from services.api.events.service import EventOutbox
 
-TEST_MESSAGE = "This is a test webhook from hookpost"
-DOOR = WebhookDoor(
-    EndpointKind.DESTINATION, IdPrefix.DESTINATION, spell=lambda t: t.value, parse=EventType
-)
 
-create = DOOR.create
-replace = DOOR.replace
-get = DOOR.get
-list_all = DOOR.list_all
-delete = DOOR.delete
-recent_deliveries = DOOR.recent_deliveries
+def test_data(destination_id: str) -> dict[str, Any]:
+    """The data of the webhook.test event a POST …/test sends."""
+    data = WebhookTestData(message=TEST_MESSAGE, destination_id=destination_id)
+    return data.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+DOOR = WebhookDoor(EndpointKind.DESTINATION, IdPrefix.DESTINATION, test_data=test_data)
 
 
 async def rotate_secret(
@@ -38,17 +35,4 @@ async def rotate_secret(
     # Seed 001: the old secret keeps working through a grace window (≈5 minutes by default).
     return await endpoints.rotate_secret_with_grace(
         pool, org_id, DOOR.kind, destination_id, grace_s
-    )
-
-
-async def send_test(
-    pool: asyncpg.Pool, outbox: EventOutbox, org_id: str, destination_id: str
-) -> str:
-    data = WebhookTestData(message=TEST_MESSAGE, destination_id=destination_id)
-    return await DOOR.send_test(
-        pool,
-        outbox,
-        org_id,
-        destination_id,
-        data.model_dump(mode="json", by_alias=True, exclude_none=True),
     )

@@ -1,15 +1,16 @@
 """A webhook front door: the CRUD flow every door shares, parameterised by what is its own.
 
-Doors differ in their endpoint kind, their id prefix and how they spell event types
-(`MAPPING_COMPLETED` on subscriptions, `mapping.completed` on destinations); quota, plan
-gates, URL safety, secrets and the delivery pipeline are the endpoints domain's.
+Doors differ in their endpoint kind, their id prefix, how they spell event types
+(`MAPPING_COMPLETED` on subscriptions, `mapping.completed` elsewhere) and what their request
+body holds (`spec`); quota, plan gates, URL safety, secrets and the delivery pipeline are
+the endpoints domain's. Their routes are written once too: services/api/endpoints/routes.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -20,32 +21,28 @@ from libs.domain.plans import Plan
 from libs.infra.settings import Settings
 from services.api.deliveries import service as deliveries
 from services.api.endpoints import service as endpoints
+from services.api.endpoints.schemas import WebhookEndpointIn
 from services.api.endpoints.service import Endpoint, EndpointSpec, EndpointWithSecret
 from services.api.errors import BadRequestError, ForbiddenError
 from services.api.events import service as events
 
 T = TypeVar("T")
+TEST_MESSAGE = "This is a test webhook from hookpost"
 
 
-class WebhookEndpointIn(Protocol):
-    """The request body fields every webhook door accepts."""
-
-    webhook_url: str
-    events: list[str]
-    name: str | None
-    status: Any
-    api_key_name: str | None
-    api_key_value: str | None
-    additional_headers: dict[str, str]
-    signature_scheme: Any
+def dotted(event_type: EventType) -> str:
+    return event_type.value
 
 
 @dataclass(frozen=True)
 class WebhookDoor:
     kind: EndpointKind
     id_prefix: IdPrefix
-    spell: Callable[[EventType], str]  # how this door names an event type
-    parse: Callable[[str], EventType]  # raises ValueError for a name it does not know
+    spell: Callable[[EventType], str] = dotted  # how this door names an event type
+    parse: Callable[[str], EventType] = EventType  # a ValueError for a name it does not know
+    # The data of the webhook.test event its POST …/test queues for an endpoint id (a door
+    # without one has neither that route nor …/deliveries).
+    test_data: Callable[[str], dict[str, Any]] | None = None
 
     def event_types(self, names: list[str]) -> list[EventType]:
         types, unknown = [], []
@@ -62,6 +59,7 @@ class WebhookDoor:
         return types
 
     def spec(self, body: WebhookEndpointIn) -> EndpointSpec:
+        """The endpoint a request body asks for (a door with another body overrides this)."""
         return EndpointSpec(
             url=body.webhook_url,
             events=self.event_types(body.events),

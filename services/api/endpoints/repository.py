@@ -34,6 +34,29 @@ class EndpointRow:
     agent_id: str | None = None  # an agent results sink's agent (set on insert only)
 
 
+# The columns of an EndpointRow that insert and replace both write, in _row_values' order.
+_ROW_COLUMNS = (
+    "name, url_enc, url_masked, events, status, deactivated_reason, signature_scheme,"
+    " api_key_name, api_key_value_enc, additional_headers, config"
+)
+
+
+def _row_values(row: EndpointRow) -> tuple[Any, ...]:
+    return (
+        row.name,
+        row.url_enc,
+        row.url_masked,
+        row.events,
+        row.status,
+        row.deactivated_reason,
+        row.signature_scheme,
+        row.api_key_name,
+        row.api_key_value_enc,
+        row.additional_headers,
+        row.config,
+    )
+
+
 async def lock_org_endpoints(conn: asyncpg.Connection, org_id: str) -> None:
     """Serialize quota checks of one org until the transaction ends (no two 10th endpoints)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('endpoints:' || $1))", org_id)
@@ -77,28 +100,17 @@ async def insert(
     """A NULL secret is only for kinds the sender signs with another secret (job webhooks:
     the org's webhook secret)."""
     return await conn.fetchrow(
-        "INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events,"
-        " status, deactivated_reason, signature_scheme, secret_enc, secret_masked, api_key_name,"
-        " api_key_value_enc, additional_headers, config, mapping_job_id, agent_id)"
+        f"INSERT INTO endpoints (id, organization_id, kind, {_ROW_COLUMNS}, secret_enc,"
+        " secret_masked, mapping_job_id, agent_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
         " $17, $18)"
         f" RETURNING {_COLUMNS}",
         endpoint_id,
         org_id,
         kind,
-        row.name,
-        row.url_enc,
-        row.url_masked,
-        row.events,
-        row.status,
-        row.deactivated_reason,
-        row.signature_scheme,
+        *_row_values(row),
         secret_enc,
         secret_masked,
-        row.api_key_name,
-        row.api_key_value_enc,
-        row.additional_headers,
-        row.config,
         mapping_job_id,
         row.agent_id,
     )
@@ -134,24 +146,13 @@ async def replace(
     conn: Executor, org_id: str, endpoint_id: str, kind: str, row: EndpointRow
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "UPDATE endpoints SET name = $4, url_enc = $5, url_masked = $6, events = $7,"
-        " status = $8, deactivated_reason = $9, signature_scheme = $10, api_key_name = $11,"
-        " api_key_value_enc = $12, additional_headers = $13, config = $14, updated_at = now()"
+        f"UPDATE endpoints SET ({_ROW_COLUMNS}, updated_at) ="
+        " ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())"
         f" WHERE id = $1 AND organization_id = $2 AND kind = $3 RETURNING {_COLUMNS}",
         endpoint_id,
         org_id,
         kind,
-        row.name,
-        row.url_enc,
-        row.url_masked,
-        row.events,
-        row.status,
-        row.deactivated_reason,
-        row.signature_scheme,
-        row.api_key_name,
-        row.api_key_value_enc,
-        row.additional_headers,
-        row.config,
+        *_row_values(row),
     )
 
 
@@ -166,22 +167,6 @@ async def delete(conn: Executor, org_id: str, endpoint_id: str, kind: str) -> bo
     return deleted is not None
 
 
-async def set_secret(
-    conn: Executor,
-    org_id: str,
-    endpoint_id: str,
-    kind: str,
-    secret_enc: bytes,
-    secret_masked: str,
-    grace_s: int,
-) -> bool:
-    """Install a new secret; the old one stays valid for `grace_s` seconds (0: not at all)."""
-    rotated = await install_secret(
-        conn, org_id, endpoint_id, kind, secret_enc, secret_masked, grace_s
-    )
-    return rotated is not None
-
-
 async def install_secret(
     conn: Executor,
     org_id: str,
@@ -191,10 +176,11 @@ async def install_secret(
     secret_masked: str,
     grace_s: int,
 ) -> asyncpg.Record | None:
-    """As set_secret; the row's `previous_secret_expires_at` (None when grace_s is 0).
+    """Install a new secret; the old one stays valid for `grace_s` seconds (0: not at all).
 
-    None when there is no such endpoint. The expiry is computed by the database clock, the
-    same clock the sender compares it with.
+    The row's id and `previous_secret_expires_at` (None when grace_s is 0), or None when
+    there is no such endpoint. The expiry is computed by the database clock, the same clock
+    the sender compares it with.
     """
     return await conn.fetchrow(
         "UPDATE endpoints SET"

@@ -42,7 +42,8 @@ PLAN_DOWNGRADE = "PLAN_DOWNGRADE"
 URL_CHECK_TIMEOUT_S = 5.0
 MAX_GRACE_S = 86_400  # a rotated secret keeps signing for at most a day
 
-_NOUNS: dict[EndpointKind, str] = {
+# What each kind is called: in audit actions, in messages and in the doors' operation names.
+NOUNS: dict[EndpointKind, str] = {
     EndpointKind.SUBSCRIPTION: "subscription",
     EndpointKind.DESTINATION: "destination",
     EndpointKind.EXPORT_WEBHOOK: "export_webhook",
@@ -130,7 +131,7 @@ def _from_record(record: asyncpg.Record) -> Endpoint:
 
 
 def _not_found(kind: EndpointKind, endpoint_id: str) -> NotFoundError:
-    return NotFoundError(f"{_NOUNS[kind].replace('_', ' ')} {endpoint_id!r} not found")
+    return NotFoundError(f"{NOUNS[kind].replace('_', ' ')} {endpoint_id!r} not found")
 
 
 def _check_events(plan: Plan, events: list[EventType]) -> list[EventType]:
@@ -159,7 +160,7 @@ async def _check_url(url: str, settings: Settings) -> None:
 def _check_kind(kind: EndpointKind, plan: Plan) -> None:
     if not plan_gate.allows_kind(plan, kind):
         minimum = plan_gate.kind_minimum_plan(kind)
-        noun = _NOUNS[kind].replace("_", " ")
+        noun = NOUNS[kind].replace("_", " ")
         raise ForbiddenError(f"a {noun} needs the {minimum} plan or above", events=[])
 
 
@@ -263,7 +264,7 @@ async def insert_prepared(
     await audit.record(
         conn,
         org_id,
-        f"{_NOUNS[kind]}.created",
+        f"{NOUNS[kind]}.created",
         {"endpointId": endpoint_id, "name": row.name, "url": row.url_masked},
     )
     return EndpointWithSecret(endpoint=_from_record(record), signing_secret=secret or "")
@@ -323,24 +324,30 @@ async def replace_endpoint(
         if spec.secret is not None:
             # A user-chosen secret (agent sinks) is replaced with the rest, at once: first,
             # so the row returned below already shows its mask.
-            await repository.set_secret(
-                conn,
-                org_id,
-                endpoint_id,
-                kind.value,
-                crypto.encrypt(spec.secret),
-                mask_secret(spec.secret),
-                0,
-            )
+            await _install_secret(conn, org_id, kind, endpoint_id, spec.secret, grace_s=0)
         record = await repository.replace(conn, org_id, endpoint_id, kind.value, row)
         assert record is not None  # locked above
         await audit.record(
             conn,
             org_id,
-            f"{_NOUNS[kind]}.updated",
+            f"{NOUNS[kind]}.updated",
             {"endpointId": endpoint_id, "status": spec.status.value, "url": row.url_masked},
         )
     return _from_record(record)
+
+
+async def _install_secret(
+    conn: asyncpg.Connection,
+    org_id: str,
+    kind: EndpointKind,
+    endpoint_id: str,
+    secret: str,
+    grace_s: int,
+) -> asyncpg.Record | None:
+    """Store `secret` encrypted, with its mask; the old one signs `grace_s` seconds more."""
+    return await repository.install_secret(
+        conn, org_id, endpoint_id, kind.value, crypto.encrypt(secret), mask_secret(secret), grace_s
+    )
 
 
 async def delete_endpoint(
@@ -349,7 +356,7 @@ async def delete_endpoint(
     async with pool.acquire() as conn, conn.transaction():
         if not await repository.delete(conn, org_id, endpoint_id, kind.value):
             raise _not_found(kind, endpoint_id)
-        await audit.record(conn, org_id, f"{_NOUNS[kind]}.deleted", {"endpointId": endpoint_id})
+        await audit.record(conn, org_id, f"{NOUNS[kind]}.deleted", {"endpointId": endpoint_id})
 
 
 @dataclass(frozen=True)
@@ -378,21 +385,13 @@ async def rotate_secret_with_grace(
         raise BadRequestError(f"gracePeriodSeconds must be between 0 and {MAX_GRACE_S}")
     secret = generate_signing_secret()
     async with pool.acquire() as conn, conn.transaction():
-        record = await repository.install_secret(
-            conn,
-            org_id,
-            endpoint_id,
-            kind.value,
-            crypto.encrypt(secret),
-            mask_secret(secret),
-            grace_s,
-        )
+        record = await _install_secret(conn, org_id, kind, endpoint_id, secret, grace_s)
         if record is None:
             raise _not_found(kind, endpoint_id)
         await audit.record(
             conn,
             org_id,
-            f"{_NOUNS[kind]}.secret_rotated",
+            f"{NOUNS[kind]}.secret_rotated",
             {"endpointId": endpoint_id, "gracePeriodSeconds": grace_s},
         )
     return RotatedSecret(secret, record["previous_secret_expires_at"])

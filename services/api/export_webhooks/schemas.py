@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from libs.domain.endpoint_kinds import EndpointStatus
+from services.api.endpoints.schemas import DoorModels, EndpointOut, Spelling
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 
@@ -22,7 +23,7 @@ class ExportWebhookIn(ApiModel):
     active: bool = True
 
 
-class ExportWebhookOut(ApiModel):
+class ExportWebhookOut(EndpointOut):
     id: str
     organization_id: str
     url: str = Field(description="Query values are masked: they may carry a token.")
@@ -33,8 +34,9 @@ class ExportWebhookOut(ApiModel):
     updated_at: datetime
 
     @classmethod
-    def from_endpoint(cls, endpoint: Endpoint) -> ExportWebhookOut:
-        return cls(**_fields(endpoint))
+    def fields_of(cls, endpoint: Endpoint, spell: Spelling) -> dict[str, object]:
+        active = endpoint.status == EndpointStatus.ACTIVE
+        return {**super().fields_of(endpoint, spell), "url": endpoint.url_masked, "active": active}
 
 
 class ExportWebhookCreated(ExportWebhookOut):
@@ -42,23 +44,9 @@ class ExportWebhookCreated(ExportWebhookOut):
         description="Shown only in this response: verify X-Webhook-Signature with it."
     )
 
-    @classmethod
-    def from_created(cls, endpoint: Endpoint, signing_secret: str) -> ExportWebhookCreated:
-        return cls(**_fields(endpoint), signing_secret=signing_secret)
-
-
-def _fields(endpoint: Endpoint) -> dict[str, object]:
-    return {
-        "id": endpoint.id,
-        "organization_id": endpoint.organization_id,
-        "url": endpoint.url_masked,
-        "active": endpoint.status == EndpointStatus.ACTIVE,
-        "events": [t.value for t in endpoint.events],
-        "signing_secret_masked": endpoint.secret_masked,
-        "created_at": endpoint.created_at,
-        "updated_at": endpoint.updated_at,
-    }
-
 
 class ExportWebhookList(ApiModel):
     webhooks: list[ExportWebhookOut]
+
+
+MODELS = DoorModels(ExportWebhookIn, ExportWebhookOut, ExportWebhookCreated, ExportWebhookList)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from pydantic import Field
@@ -30,12 +31,5 @@ class ExportFileOut(ApiModel):
 
     @classmethod
     def from_file(cls, file: ExportFile) -> ExportFileOut:
-        return cls(
-            export_file_id=file.id,
-            mapping_job_id=file.mapping_job_id,
-            format=file.format,
-            file_size=file.file_size,
-            row_count=file.row_count,
-            download_url=file.download_url,
-            created_at=file.created_at,
-        )
+        fields = dataclasses.asdict(file)
+        return cls(export_file_id=fields.pop("id"), **fields)

@@ -29,7 +29,6 @@ FORMAT_CHANGED = "organization.export_format_changed"
 
 class LinkRefused(ApiError):
     status_code = 403
-    code = "FORBIDDEN"
 
 
 @dataclass(frozen=True)

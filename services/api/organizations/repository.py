@@ -60,26 +60,16 @@ async def webhook_secret_masked(conn: Executor, org_id: str) -> str | None:
     return masked
 
 
-async def set_webhook_secret_if_missing(
-    conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str
+async def store_webhook_secret(
+    conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str, *, replace: bool
 ) -> None:
-    """Give an org that predates webhook secrets one; a concurrent caller's secret wins."""
+    """`replace=False` only gives a secret to an org that predates webhook secrets (a
+    concurrent caller's secret wins); `replace=True` rotates it."""
     await conn.execute(
         "UPDATE organizations SET webhook_secret_enc = $2, webhook_secret_masked = $3,"
-        " updated_at = now() WHERE id = $1 AND webhook_secret_enc IS NULL",
+        " updated_at = now() WHERE id = $1 AND ($4 OR webhook_secret_enc IS NULL)",
         org_id,
         secret_enc,
         secret_masked,
-    )
-
-
-async def replace_webhook_secret(
-    conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str
-) -> None:
-    await conn.execute(
-        "UPDATE organizations SET webhook_secret_enc = $2, webhook_secret_masked = $3,"
-        " updated_at = now() WHERE id = $1",
-        org_id,
-        secret_enc,
-        secret_masked,
+        replace,
     )

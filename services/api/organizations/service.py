@@ -48,8 +48,8 @@ async def ensure_webhook_secret(conn: asyncpg.Connection | asyncpg.Pool, org_id:
     if masked is not None:
         return masked
     secret = generate_signing_secret()
-    await repository.set_webhook_secret_if_missing(
-        conn, org_id, crypto.encrypt(secret), mask_secret(secret)
+    await repository.store_webhook_secret(
+        conn, org_id, crypto.encrypt(secret), mask_secret(secret), replace=False
     )
     masked = await repository.webhook_secret_masked(conn, org_id)
     assert masked is not None  # set just now, or by a concurrent caller
@@ -60,8 +60,8 @@ async def rotate_webhook_secret(pool: asyncpg.Pool, org_id: str) -> str:
     """A new org webhook secret, returned once; the old one stops signing at once (v1)."""
     secret = generate_signing_secret()
     async with pool.acquire() as conn, conn.transaction():
-        await repository.replace_webhook_secret(
-            conn, org_id, crypto.encrypt(secret), mask_secret(secret)
+        await repository.store_webhook_secret(
+            conn, org_id, crypto.encrypt(secret), mask_secret(secret), replace=True
         )
         await audit.record(
             conn, org_id, WEBHOOK_SECRET_ROTATED, {"webhookSecretMasked": mask_secret(secret)}

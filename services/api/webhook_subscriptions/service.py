@@ -7,35 +7,31 @@ What is this door's own: ids `sub_…`, kind SUBSCRIPTION, event types spelled a
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_types import enum_name, from_enum_name
 from libs.domain.ids import IdPrefix
 from services.api.endpoints import service as endpoints
-from services.api.endpoints.door import WebhookDoor
-from services.api.events.service import EventOutbox
+from services.api.endpoints.door import TEST_MESSAGE, WebhookDoor
 
-TEST_MESSAGE = "This is a test webhook from hookpost"
+
+def test_data(subscription_id: str) -> dict[str, Any]:
+    """The data of the webhook.test event a POST …/test sends."""
+    return {"message": TEST_MESSAGE, "subscriptionId": subscription_id}
+
+
 DOOR = WebhookDoor(
-    EndpointKind.SUBSCRIPTION, IdPrefix.SUBSCRIPTION, spell=enum_name, parse=from_enum_name
+    EndpointKind.SUBSCRIPTION,
+    IdPrefix.SUBSCRIPTION,
+    spell=enum_name,
+    parse=from_enum_name,
+    test_data=test_data,
 )
-
-create = DOOR.create
-replace = DOOR.replace
-get = DOOR.get
-list_all = DOOR.list_all
-delete = DOOR.delete
-recent_deliveries = DOOR.recent_deliveries
 
 
 async def rotate_secret(pool: asyncpg.Pool, org_id: str, subscription_id: str) -> str:
     # Seed 002: the old secret stops working at once (no grace window on this door).
     return await endpoints.rotate_secret(pool, org_id, DOOR.kind, subscription_id, grace_s=0)
-
-
-async def send_test(
-    pool: asyncpg.Pool, outbox: EventOutbox, org_id: str, subscription_id: str
-) -> str:
-    data = {"message": TEST_MESSAGE, "subscriptionId": subscription_id}
-    return await DOOR.send_test(pool, outbox, org_id, subscription_id, data)
