@@ -28,7 +28,7 @@ migrate: install infra
 	$(BIN)/hookpost migrate
 
 run: install infra
-	$(BIN)/python scripts/run_demo.py
+	$(BIN)/python -m scripts.run_demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,8 +18,10 @@ import aio_pika
 import aiohttp
 import orjson
 
+from harness.broker import EventPublisher
+from harness.receiver import ReceiverClient
 from libs.domain.ids import IdPrefix, new_id
-from libs.infra.broker.messages import EventMessage, persistent_message
+from libs.infra.broker.messages import EventMessage
 
 PAD = "x" * 700  # an envelope of about 1 KB, like the ceilings' payload
 
@@ -48,15 +50,13 @@ class Sent:
 class ArrivalCounter:
     """Polls the receiver's /stats so the generator knows how many deliveries arrived."""
 
-    def __init__(self, session: aiohttp.ClientSession, receiver_url: str) -> None:
-        self._session = session
-        self._url = f"{receiver_url}/stats"
+    def __init__(self, receiver: ReceiverClient) -> None:
+        self._receiver = receiver
         self.counts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> dict[str, int]:
-        async with self._session.get(self._url) as response:
-            self.counts = orjson.loads(await response.read())
+        self.counts = await self._receiver.stats()
         return self.counts
 
     def start(self, interval_s: float = 0.2) -> ArrivalCounter:
@@ -167,23 +167,16 @@ class AmqpProducer:
     """The other front door: EventMessages published straight to `<prefix>.events`."""
 
     def __init__(self, amqp_url: str, prefix: str) -> None:
-        self._url = amqp_url
-        self._exchange_name = f"{prefix}.events"
-        self._connection: aio_pika.abc.AbstractConnection | None = None
-        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._publisher = EventPublisher(amqp_url, prefix)
 
     async def start(self) -> AmqpProducer:
-        self._connection = await aio_pika.connect(self._url)
-        channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await channel.get_exchange(self._exchange_name, ensure=True)
+        await self._publisher.start()
         return self
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+        await self._publisher.close()
 
     async def publish(self, organization_id: str, n: int, sent: Sent) -> None:
-        assert self._exchange is not None
         event_id = new_id(IdPrefix.EVENT)
         message = EventMessage(
             id=event_id,
@@ -194,11 +187,7 @@ class AmqpProducer:
         )
         t_send = time.time()
         try:
-            await self._exchange.publish(
-                persistent_message(message.to_bytes(), event_id),
-                routing_key=message.type,
-                mandatory=True,
-            )
+            await self._publisher.publish(message)
         except aio_pika.exceptions.AMQPError as exc:
             sent.error(type(exc).__name__)
             return

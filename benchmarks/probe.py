@@ -17,48 +17,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from benchmarks import run
+from benchmarks import report
+from benchmarks.common import log
+from benchmarks.config import FANOUT, LATENCY_S
+from benchmarks.phases import latency, skeleton, slow_room, throughput
+from benchmarks.results import as_dict
+from benchmarks.rig import Pipeline, Rig, Run
 
 
 async def probe(
-    rate: float | None, throughput: bool, fanout: bool, skeleton: bool, slow_room: float | None
+    rate: float | None, throughput_first: bool, fanout: bool, skeletons: bool, room: float | None
 ) -> None:
-    ctx = run.new_ctx()
-    pipeline = rate is not None or throughput  # the phases that measure hookpost's maximum
+    rig = await Rig.start(Run.new())
+    pipe: Pipeline | None = None
+    pipeline = rate is not None or throughput_first  # the phases that measure hookpost's maximum
     try:
-        await run.start_receiver(ctx)
-        if skeleton:
-            for n in (1, run.FANOUT):
-                run.print_skeleton(await run.phase_skeleton(ctx, n))
-        if not (pipeline or slow_room):
+        if skeletons:
+            for n in (1, FANOUT):
+                report.print_skeleton(await skeleton.measure(rig, n))
+        if not (pipeline or room):
             return
-        await run.start_services(ctx)
-        if slow_room is not None:
-            run.log(f"slow room: fan-out {run.FANOUT} to a 2 s endpoint at {slow_room:g} events/s")
-            print(f"slow room    {await run.phase_slow_room(ctx, slow_room)}")
+        pipe = await Pipeline.start(rig)
+        if room is not None:
+            log(f"slow room: fan-out {FANOUT} to a 2 s endpoint at {room:g} events/s")
+            print(f"slow room    {as_dict(await slow_room.measure(pipe, room))}")
         if not pipeline:
             return
-        if throughput:
-            tput = await run.phase_throughput(ctx, "tput", "tput", 1)
+        if throughput_first:
+            tput = await throughput.measure(pipe, "tput", 1)
             print(
-                f"throughput   {tput['deliveries_per_s']:,.0f} deliveries/s; cpu s / 1,000 "
-                f"deliveries {tput['cpu']['cpu_s_per_1000_deliveries']}"
+                f"throughput   {tput.deliveries_per_s:,.0f} deliveries/s; cpu s / 1,000 "
+                f"deliveries {tput.cpu.cpu_s_per_1000_deliveries}"
             )
-            run.print_cores(tput["cpu"])
-            run.print_profiles(tput["profiles"])
-            rate = rate or 0.5 * tput["deliveries_per_s"]
+            report.print_cores(tput.cpu)
+            report.print_profiles(tput.profiles)
+            rate = rate or 0.5 * tput.deliveries_per_s
         if fanout:
-            fan = await run.phase_throughput(ctx, "fanout", "fanout", run.FANOUT)
+            fan = await throughput.measure(pipe, "fanout", FANOUT)
             print(
-                f"fan-out {run.FANOUT}   {fan['deliveries_per_s']:,.0f} deliveries/s; cpu s / "
-                f"1,000 deliveries {fan['cpu']['cpu_s_per_1000_deliveries']}"
+                f"fan-out {FANOUT}   {fan.deliveries_per_s:,.0f} deliveries/s; cpu s / "
+                f"1,000 deliveries {fan.cpu.cpu_s_per_1000_deliveries}"
             )
-            run.print_cores(fan["cpu"])
+            report.print_cores(fan.cpu)
         assert rate is not None
-        run.log(f"latency: open loop at {rate:,.0f} events/s for {run.LATENCY_S:g} s")
-        run.print_latency(await run.phase_latency(ctx, ctx.pool, "lat", rate))
+        log(f"latency: open loop at {rate:,.0f} events/s for {LATENCY_S:g} s")
+        report.print_latency(await latency.measure(pipe, "lat", rate))
     finally:
-        await run.stop_stack(ctx)
+        log("teardown")
+        if pipe is not None:
+            await pipe.close()
+        await rig.close()
 
 
 def main() -> None:

@@ -11,7 +11,11 @@ import asyncio
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+
+from benchmarks.results import Profile, ProfileFailed, Profiles
+from harness.process import Process
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 RATE_HZ = 50
@@ -67,7 +71,23 @@ def _area(frame: str) -> str:
     return path
 
 
-def summarise(raw: Path, seconds: int, top: int = 12) -> dict[str, object]:
+async def profile_services(
+    services: Mapping[str, Process], label: str, seconds: int, out_dir: Path
+) -> Profiles:
+    """py-spy on the services at once, for `seconds`; each one's summary, by name."""
+    raws = await asyncio.gather(
+        *(
+            record(proc.pid, out_dir / f"{label}-{name}.txt", seconds)
+            for name, proc in services.items()
+        )
+    )
+    return {
+        name: summarise(raw, seconds) if raw else ProfileFailed()
+        for name, raw in zip(services, raws, strict=True)
+    }
+
+
+def summarise(raw: Path, seconds: int, top: int = 12) -> Profile:
     """Top frames of the main thread (the event loop); worker threads are counted apart."""
     self_frames: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -96,14 +116,12 @@ def summarise(raw: Path, seconds: int, top: int = 12) -> dict[str, object]:
         return round(100.0 * n / main, 1) if main else 0.0
 
     possible = RATE_HZ * seconds
-    return {
-        "main_thread_samples": main,
-        "main_thread_busy_pct": round(100.0 * main / possible, 1),
-        "other_threads_busy_pct": round(100.0 * other / possible, 1),
-        "other_threads_top": [
-            (f, round(100.0 * n / possible, 1)) for f, n in workers.most_common(4)
-        ],
-        "top_self": [(f, pct(n)) for f, n in self_frames.most_common(top)],
-        "top_self_by_library": [(a, pct(n)) for a, n in self_areas.most_common(top)],
-        "top_inclusive": [(f, pct(n)) for f, n in inclusive.most_common(top * 4)],
-    }
+    return Profile(
+        main_thread_samples=main,
+        main_thread_busy_pct=round(100.0 * main / possible, 1),
+        other_threads_busy_pct=round(100.0 * other / possible, 1),
+        other_threads_top=[(f, round(100.0 * n / possible, 1)) for f, n in workers.most_common(4)],
+        top_self=[(f, pct(n)) for f, n in self_frames.most_common(top)],
+        top_self_by_library=[(a, pct(n)) for a, n in self_areas.most_common(top)],
+        top_inclusive=[(f, pct(n)) for f, n in inclusive.most_common(top * 4)],
+    )

@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 import uuid
 
 import asyncpg
 
-from libs.infra.db.migrate import migrate
+from harness.env import FreshEnv
 from services.dispatcher import overdue
 
-BASE_DSN = os.environ.get(
-    "HOOKPOST_DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/hookpost"
-)
 ROUNDS = 20
 
 _ORG = """
@@ -73,14 +69,10 @@ FROM generate_series(1, $1) AS n
 
 
 async def measure(rows: int, pending_every: int, overdue_every: int) -> None:
-    name = f"hookpost_cost_{uuid.uuid4().hex[:8]}"
-    base = BASE_DSN.rpartition("/")[0]
-    admin = await asyncpg.connect(f"{base}/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    env = FreshEnv(f"hookpost_cost_{uuid.uuid4().hex[:8]}")
+    await env.create_database()
     try:
-        dsn = f"{base}/{name}"
-        await migrate(dsn)
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(env.dsn)
         try:
             started = time.monotonic()
             await conn.execute(_ORG)
@@ -100,8 +92,7 @@ async def measure(rows: int, pending_every: int, overdue_every: int) -> None:
         finally:
             await conn.close()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await env.drop_database()
 
 
 async def _report(conn: asyncpg.Connection, what: str, sql: str, after_s: float) -> None:

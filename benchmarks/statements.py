@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.results import StatementRow, StatementsReport
+
 _AVAILABLE = """
 SELECT 'pg_stat_statements' = ANY (string_to_array(
     replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
@@ -55,7 +57,7 @@ class StatementStats:
         if await self.enabled():
             self._after = await self._snapshot()
 
-    def report(self, deliveries: int, top: int = 8) -> dict[str, Any] | None:
+    def report(self, deliveries: int, top: int = 8) -> StatementsReport | None:
         if not self._enabled:
             return None
         per_k = 1000.0 / deliveries if deliveries else float("nan")
@@ -71,18 +73,18 @@ class StatementStats:
                 continue
             plan, execute = grew("total_plan_time"), grew("total_exec_time")
             rows.append(
-                {
-                    "query": now["query"],
-                    "calls": calls,
-                    "rows_per_call": round(grew("rows") / calls, 1),
-                    "plan_ms_per_call": round(plan / calls, 3),
-                    "exec_ms_per_call": round(execute / calls, 3),
-                    "ms_per_1000_deliveries": round((plan + execute) * per_k, 1),
-                }
+                StatementRow(
+                    query=now["query"],
+                    calls=calls,
+                    rows_per_call=round(grew("rows") / calls, 1),
+                    plan_ms_per_call=round(plan / calls, 3),
+                    exec_ms_per_call=round(execute / calls, 3),
+                    ms_per_1000_deliveries=round((plan + execute) * per_k, 1),
+                )
             )
-        rows.sort(key=lambda r: -r["ms_per_1000_deliveries"])
-        total = sum(r["ms_per_1000_deliveries"] for r in rows)
-        return {"statement_ms_per_1000_deliveries": round(total, 1), "top": rows[:top]}
+        rows.sort(key=lambda r: -r.ms_per_1000_deliveries)
+        total = sum(r.ms_per_1000_deliveries for r in rows)
+        return StatementsReport(statement_ms_per_1000_deliveries=round(total, 1), top=rows[:top])
 
     async def _snapshot(self) -> Snapshot:
         return {row["queryid"]: row for row in await self._pool.fetch(_SNAPSHOT)}

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
-import orjson
 
 from chaos.load import LoadStats, post_event
-from chaos.stack import Stack
+from chaos.stack import ChaosStack
+from harness.receiver import ReceiverClient
 
 PROBE_PATH = "/ok/probe"
 RABBIT_DOWN_S = 10.0
@@ -48,7 +48,8 @@ class Prober:
     """Posts probe events for the probe org and waits until the receiver answered one 2xx."""
 
     session: aiohttp.ClientSession
-    stack: Stack
+    api_url: str
+    receiver: ReceiverClient
     token: str
     accepted: list[str] = field(default_factory=list)
     serial: int = 0
@@ -61,45 +62,40 @@ class Prober:
             if event_id is None:
                 self.serial += 1
                 answer = await post_event(
-                    self.session, self.stack.api_url, self.token, "mapping.completed", self.serial
+                    self.session, self.api_url, self.token, "mapping.completed", self.serial
                 )
                 if answer.event_id is None:
                     await asyncio.sleep(0.25)
                     continue
                 event_id = answer.event_id
                 self.accepted.append(event_id)
-            ok_at = await self._ok_at(event_id)
+            ok_at = await self.receiver.ok_at(PROBE_PATH, event_id)
             if ok_at is not None:
                 return ok_at
             await asyncio.sleep(0.1)
         return None
 
-    async def _ok_at(self, event_id: str) -> float | None:
-        url = f"{self.stack.receiver_url}/seen"
-        async with self.session.get(url, params={"path": PROBE_PATH, "event": event_id}) as r:
-            return orjson.loads(await r.read())["okAt"]
+
+Harm = Callable[[ChaosStack], Awaitable[list[str]]]
 
 
-Harm = Callable[[Stack], Awaitable[list[str]]]
-
-
-async def _kill_sender(stack: Stack) -> list[str]:
-    victim = stack.senders[0]
-    await stack.kill(victim)
-    stack.senders.remove(victim)
-    replacement = await stack.add_sender()
+async def _kill_sender(stack: ChaosStack) -> list[str]:
+    victim = stack.services.senders[0]
+    await stack.services.kill(victim)
+    stack.services.senders.remove(victim)
+    replacement = await stack.services.add_sender()
     return [f"SIGKILL {victim.name} (pid {victim.pid}); started {replacement.name}"]
 
 
-async def _kill_dispatcher(stack: Stack) -> list[str]:
-    assert stack.dispatcher is not None
-    pid = stack.dispatcher.pid
-    await stack.kill(stack.dispatcher)
-    await stack.restart(stack.dispatcher)
+async def _kill_dispatcher(stack: ChaosStack) -> list[str]:
+    dispatcher = stack.services.dispatcher
+    pid = dispatcher.pid
+    await stack.services.kill(dispatcher)
+    await stack.services.restart(dispatcher)
     return [f"SIGKILL dispatcher (pid {pid}); restarted it"]
 
 
-async def _restart_rabbitmq(stack: Stack) -> list[str]:
+async def _restart_rabbitmq(stack: ChaosStack) -> list[str]:
     rabbit = stack.infra.rabbit
     await asyncio.to_thread(rabbit.stop)
     stopped = time.time()
@@ -108,7 +104,7 @@ async def _restart_rabbitmq(stack: Stack) -> list[str]:
     return [f"rabbitmqctl shutdown; down {time.time() - stopped:.1f}s; rabbitmq-server again"]
 
 
-async def _restart_postgres(stack: Stack) -> list[str]:
+async def _restart_postgres(stack: ChaosStack) -> list[str]:
     postgres = stack.infra.postgres
     await asyncio.to_thread(postgres.stop, "fast")
     stopped = time.time()
@@ -117,13 +113,13 @@ async def _restart_postgres(stack: Stack) -> list[str]:
     return [f"pg_ctl stop -m fast; down {time.time() - stopped:.1f}s; pg_ctl start"]
 
 
-async def _rolling_deploy(stack: Stack) -> list[str]:
+async def _rolling_deploy(stack: ChaosStack) -> list[str]:
     notes = []
-    for proc in stack.services():
+    for proc in stack.services.services():
         started = time.time()
         code = await stack.terminate(proc)
         exited = time.time()
-        await stack.restart(proc)
+        await stack.services.restart(proc)
         notes.append(
             f"{proc.name}: SIGTERM → exit {code} in {exited - started:.1f} s,"
             f" ready again {time.time() - exited:.1f} s later"
@@ -145,7 +141,7 @@ FAULTS: tuple[tuple[str, str, Harm], ...] = (
 
 
 async def run_fault(
-    name: str, what: str, harm: Harm, stack: Stack, prober: Prober, load: LoadStats
+    name: str, what: str, harm: Harm, stack: ChaosStack, prober: Prober, load: LoadStats
 ) -> FaultResult:
     started = time.time()
     notes = await harm(stack)

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import aio_pika
-import asyncpg
 
 RABBITMQ_BIN = Path(os.environ.get("CHAOS_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 
@@ -226,13 +225,6 @@ class PrivatePostgres:
         except Exception:
             if self.running():
                 self.stop("immediate")
-
-    async def create_database(self, name: str) -> None:
-        admin = await asyncpg.connect(self.dsn())
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
 
 
 class PrivateInfra:

@@ -37,12 +37,14 @@ import aiohttp
 import asyncpg
 import orjson
 
-from benchmarks.stack import create_orgs, free_port
 from chaos import verify
 from chaos.faults import FAULTS, Prober, run_fault
 from chaos.infra import PrivateInfra
 from chaos.load import LoadGenerator
-from chaos.stack import DATABASE, Stack, log_dir_for
+from chaos.stack import ChaosStack, log_dir_for
+from harness.orgs import create_orgs
+from harness.process import free_port
+from harness.receiver import ReceiverClient, Record
 from libs.infra.db.pool import create_pool
 
 TARGET_EVENTS = int(os.environ.get("CHAOS_EVENTS", 5000))
@@ -70,7 +72,7 @@ def log(message: str) -> None:
 
 
 async def create_destinations(
-    session: aiohttp.ClientSession, stack: Stack, orgs: dict[str, dict[str, str]]
+    session: aiohttp.ClientSession, stack: ChaosStack, orgs: dict[str, dict[str, str]]
 ) -> None:
     for org, endpoints in LAYOUT.items():
         token = orgs[org]["apiToken"]
@@ -102,25 +104,21 @@ async def wait_settled(pool: asyncpg.Pool, timeout: float) -> tuple[float, tuple
     return time.time() - started, last
 
 
-async def receiver_posts(session: aiohttp.ClientSession, stack: Stack) -> list[verify.Post]:
-    """What the receiver saw; its raw records (path, event, delivery, status, time) are kept
-    in posts.json for a post-mortem."""
-    async with session.get(f"{stack.receiver_url}/records") as response:
-        raw = await response.read()
-    (stack.log_dir / "posts.json").write_bytes(raw)
-    rows = orjson.loads(raw)
-    return [verify.Post(path, event_id, status) for path, event_id, _id, status, _t in rows]
+async def receiver_posts(receiver: ReceiverClient, log_dir: Path) -> list[verify.Post]:
+    """What the receiver saw; its raw records (harness/receiver/records.py: Record.to_row)
+    are kept in posts.json for a post-mortem."""
+    raw = await receiver.raw_records()
+    (log_dir / "posts.json").write_bytes(raw)
+    records = [Record.from_row(row) for row in orjson.loads(raw)]
+    return [verify.Post(r.path, r.event_id, r.status) for r in records]
 
 
-async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
+async def chaos(stack: ChaosStack, run_id: str) -> dict[str, Any]:
     t0 = time.time()
     log(f"private PostgreSQL :{stack.infra.postgres.port}, RabbitMQ :{stack.infra.rabbit.port}")
-    await asyncio.to_thread(stack.infra.start)
-    await stack.prepare_database()
-    await stack.start_receiver(SEED)
-    await stack.start_services()
+    await stack.start()
     log(f"api {stack.api_url}, dispatcher, 2 senders, receiver {stack.receiver_url}")
-    orgs = await create_orgs(stack.env, list(LAYOUT))
+    orgs = await create_orgs(stack.services.env, list(LAYOUT))
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await create_destinations(session, stack, orgs)
@@ -129,7 +127,8 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
             session, stack.api_url, tokens, rate_per_s=RATE, max_in_flight=32, seed=SEED
         )
         load_task = asyncio.create_task(generator.run())
-        prober = Prober(session, stack, orgs["probe"]["apiToken"])
+        receiver = ReceiverClient(session, stack.receiver_url)
+        prober = Prober(session, stack.api_url, receiver, orgs["probe"]["apiToken"])
         log(f"load: {RATE:g} events/s over {len(tokens)} orgs; {GAP_S:g} s of plain load first")
         await asyncio.sleep(GAP_S)
         before = time.time()
@@ -159,7 +158,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
         stats = await load_task
         load_end = time.time()
         log(f"load stopped: {len(stats.accepted)} accepted of {len(stats.answers)} requests")
-        pool = await create_pool(stack.infra.postgres.dsn(DATABASE), min_size=1, max_size=2)
+        pool = await create_pool(stack.env.dsn, min_size=1, max_size=2)
         drain_s, left = await wait_settled(pool, DRAIN_S)
         log(f"settled {drain_s:.1f} s after the load stopped (PENDING, undispatched) = {left}")
         await stack.check_alive("drain")
@@ -172,7 +171,7 @@ async def chaos(stack: Stack, run_id: str) -> dict[str, Any]:
             await pool.copy_from_table(
                 table, output=str(stack.log_dir / f"{table}.csv"), format="csv", header=True
             )
-        posts = await receiver_posts(session, stack)
+        posts = await receiver_posts(receiver, stack.log_dir)
     await pool.close()
 
     report = verify.account(
@@ -288,7 +287,13 @@ def main() -> int:
         "dist": int(os.environ.get("CHAOS_DIST_PORT", 0)) or free_port(),
     }
     infra = PrivateInfra(run_id, ports)
-    stack = Stack(infra, log_dir, RETRY_DELAY_SCALE, SEND_TIMEOUT_S)
+    stack = ChaosStack.create(
+        infra,
+        log_dir,
+        seed=SEED,
+        retry_delay_scale=RETRY_DELAY_SCALE,
+        send_timeout_s=SEND_TIMEOUT_S,
+    )
     log(f"chaos run {run_id}: logs in {log_dir}")
     try:
         result = asyncio.run(chaos(stack, run_id))

@@ -7,41 +7,27 @@ target. Ctrl-C stops every process this script started.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from harness.orgs import create_org
+from harness.process import HOOKPOST_BIN, ROOT, Process
+from harness.services import hookpost
+
 LOG_DIR = ROOT / ".hookpost" / "logs"
 
 
-def start(name: str, args: list[str], env: dict[str, str], to_terminal: bool = False):
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    output = None if to_terminal else (LOG_DIR / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        [str(BIN / "hookpost"), *args], env=env, stdout=output, stderr=subprocess.STDOUT
-    )
-    print(f"  started {name:<12} pid {proc.pid}" + ("" if to_terminal else f"  log {output.name}"))
+def start(proc: Process) -> Process:
+    """Started, not waited for: every service comes up at once, then all are waited for."""
+    proc.start(ready_path=None)
+    where = "" if proc.log_path is None else f"  log {proc.log_path}"
+    print(f"  started {proc.name:<12} pid {proc.pid}{where}")
     return proc
-
-
-def wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"not ready after {timeout}s: {url} (see {LOG_DIR})")
 
 
 def main() -> None:
@@ -55,12 +41,12 @@ def main() -> None:
 
     env = {**os.environ, "HOOKPOST_ENV": os.environ.get("HOOKPOST_ENV", "dev")}
     api = f"http://127.0.0.1:{args.api_port}"
-    procs: list[subprocess.Popen] = []
+    procs: list[Process] = []
 
     def stop_all(*_: object) -> None:
         for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            if proc.running:
+                proc.signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(15)
@@ -71,25 +57,25 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         print("hookpost: migrating the database")
-        subprocess.run([str(BIN / "hookpost"), "migrate"], env=env, check=True)
+        subprocess.run([str(HOOKPOST_BIN), "migrate"], env=env, check=True)
         print("hookpost: starting services")
-        procs.append(start("api", ["api", "--port", str(args.api_port)], env))
-        procs.append(start("dispatcher", ["dispatcher"], {**env, "HOOKPOST_OPS_PORT": "9101"}))
-        for n, port in ((1, 9102), (2, 9103)):
-            procs.append(start(f"sender-{n}", ["sender"], {**env, "HOOKPOST_OPS_PORT": str(port)}))
-        for url in (f"{api}/readyz", *(f"http://127.0.0.1:{p}/readyz" for p in (9101, 9102, 9103))):
-            wait_ready(url)
+        services = [
+            hookpost("api", "api", env, LOG_DIR / "api.log", port=args.api_port),
+            hookpost("dispatcher", "dispatcher", env, LOG_DIR / "dispatcher.log", port=9101),
+            *(
+                hookpost(f"sender-{n}", "sender", env, LOG_DIR / f"sender-{n}.log", port=port)
+                for n, port in ((1, 9102), (2, 9103))
+            ),
+        ]
+        procs.extend(start(proc) for proc in services)
+        for proc in services:
+            try:
+                proc.wait_ready("/readyz")
+            except (RuntimeError, TimeoutError) as exc:
+                raise SystemExit(f"{exc}\n(see {LOG_DIR})") from exc
 
-        created = json.loads(
-            subprocess.run(
-                # PRO_MAX: every front door is open to it, agent results sinks included.
-                [str(BIN / "hookpost"), "orgs", "create", "demo", "--plan", "PRO_MAX"],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-        )
+        # PRO_MAX: every front door is open to it, agent results sinks included.
+        created = create_org(env, "demo", "PRO_MAX")
         token = created["apiToken"]
         auth = {"Authorization": f"Bearer {token}"}
         receiver_url = f"http://127.0.0.1:{args.listen_port}/webhooks"
@@ -107,20 +93,15 @@ def main() -> None:
             .json()
         )
         print("hookpost: demo receiver (hookpost listen) prints each verified delivery below")
-        procs.append(
-            start(
-                "listen",
-                [
-                    "listen",
-                    "--port",
-                    str(args.listen_port),
-                    "--secret",
-                    subscription["signingSecret"],
-                ],
-                env,
-                to_terminal=True,
-            )
-        )
+        listen = Process(
+            "listen",
+            [str(HOOKPOST_BIN), "listen", "--port", str(args.listen_port), "--secret",
+             subscription["signingSecret"]],
+            env=env,
+            port=args.listen_port,
+            log_path=None,  # its verified deliveries are the demo: on the terminal
+        )  # fmt: skip
+        procs.append(start(listen))
         time.sleep(1.0)
         event = (
             httpx.post(
@@ -161,7 +142,7 @@ Ctrl-C stops everything.
         if args.exit_after_delivery:
             wait_for_deliveries(api, auth, subscription["id"], expected=2)
             return
-        while all(proc.poll() is None for proc in procs):
+        while all(proc.running for proc in procs):
             time.sleep(0.5)
         print("a service exited; stopping the rest")
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -33,6 +34,7 @@ TEST_ENV = {
 # Settings are read from the environment: set it before any hookpost module reads them.
 os.environ.update(TEST_ENV)
 
+from harness.receiver import Receiver  # noqa: E402
 from libs.domain.plans import Plan  # noqa: E402
 from libs.infra.db.migrate import migrate  # noqa: E402
 from libs.infra.db.pool import create_pool  # noqa: E402
@@ -41,7 +43,7 @@ from services.api.organizations.service import (  # noqa: E402
     CreatedOrganization,
     create_organization,
 )
-from tests.support.receiver import Receiver  # noqa: E402
+from tests.support.tcp_proxy import TcpProxy, proxy_to  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +81,23 @@ async def receiver() -> AsyncIterator[Receiver]:
     await server.stop()
 
 
+@pytest.fixture
+async def db_proxy() -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the test database, for a test to cut (the shared server keeps
+    running for everyone else); connect through it with `tcp_proxy.through(dsn, db_proxy)`."""
+    proxy = await proxy_to(TEST_ENV["HOOKPOST_DATABASE_URL"], 5432)
+    yield proxy
+    await proxy.cut()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _delete_broker_objects_after_run() -> Iterator[None]:
     yield
-    from tests.support.broker_cleanup import delete_prefixed_objects
+    from harness.broker import delete_broker_objects
 
-    delete_prefixed_objects(TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"])
+    scale = float(TEST_ENV["HOOKPOST_RETRY_DELAY_SCALE"])
+    asyncio.run(
+        delete_broker_objects(
+            TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"], [scale]
+        )
+    )

@@ -8,21 +8,19 @@ import socket
 
 import httpx
 
-from tests.support.services import ServiceProcess, free_port, service_env
+from tests.support.stacks import api_process
 
 
 def test_api_process_serves_and_exits_0_on_sigterm(
     test_env: dict[str, str], db_pool: object
 ) -> None:
-    port = free_port()
-    api = ServiceProcess("api", ["api", "--port", str(port)], service_env(test_env), port)
-    api.start()
+    api = api_process(test_env).start()
     try:
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
-        unauthenticated = httpx.get(f"http://127.0.0.1:{port}/api/v1/webhook-subscriptions")
+        assert httpx.get(api.url("/healthz")).json() == {"status": "ok"}
+        unauthenticated = httpx.get(api.url("/api/v1/webhook-subscriptions"))
         assert unauthenticated.status_code == 401
         # bytes the HTTP parser refuses still get the §4 error shape, not uvicorn's text
-        status, body = _raw(port, b"GET /api/v1/events/\x16 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, body = _raw(api.port, b"GET /api/v1/events/\x16 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status.startswith(b"HTTP/1.1 400"), status
         assert json.loads(body)["error"]["code"] == "BAD_REQUEST"
         api.signal(signal.SIGTERM)

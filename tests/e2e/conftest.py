@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.support.services import ServiceProcess, create_org, free_port, service_env
+from harness.stack import Stack
+from tests.support.stacks import stack_on
 
 # 1m/5m/30m tiers become 120 ms / 600 ms / 3.6 s: a DEAD delivery in about 5 s.
 E2E_RETRY_SCALE = "0.002"
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    api: ServiceProcess
-    dispatcher: ServiceProcess
-    senders: list[ServiceProcess]
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api.ops_port}"
-
-    def all(self) -> list[ServiceProcess]:
-        return [self.api, self.dispatcher, *self.senders]
-
-    def create_org(self, plan: str = "PRO") -> dict[str, str]:
-        return create_org(self.env, "e2e", plan)
 
 
 def auth(org: dict[str, str]) -> dict[str, str]:
@@ -54,39 +36,19 @@ async def create_webhook(
     return response.json()
 
 
-def start_api(env: dict[str, str], ready_path: str = "/readyz") -> ServiceProcess:
-    port = free_port()
-    api = ServiceProcess("api", ["api", "--port", str(port)], env, ops_port=port)
-    return api.start(ready_path=ready_path)
-
-
-def start_worker(name: str, env: dict[str, str]) -> ServiceProcess:
-    port = free_port()
-    return ServiceProcess(
-        name, [name.split("-")[0]], {**env, "HOOKPOST_OPS_PORT": str(port)}, port
-    ).start()
-
-
 @pytest.fixture(scope="module")
 def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
     # db_pool: the database exists and is migrated before any service starts.
-    return service_env(test_env, HOOKPOST_RETRY_DELAY_SCALE=E2E_RETRY_SCALE)
+    return {**test_env, "HOOKPOST_RETRY_DELAY_SCALE": E2E_RETRY_SCALE}
 
 
 @pytest.fixture(scope="module")
-def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
-    started: list[ServiceProcess] = []
+async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
+    services = stack_on(stack_env)
     try:
-        api = start_api(stack_env)
-        started.append(api)
-        dispatcher = start_worker("dispatcher", stack_env)
-        started.append(dispatcher)
-        senders = [start_worker("sender", stack_env) for _ in range(2)]
-        started.extend(senders)
-        yield Stack(stack_env, api, dispatcher, senders)
+        yield await services.start(dispatchers=1, senders=2)
     finally:
-        for service in reversed(started):
-            service.stop()
+        await services.stop_all()
 
 
 @pytest.fixture

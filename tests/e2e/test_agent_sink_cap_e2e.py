@@ -8,8 +8,11 @@ import asyncpg
 import httpx
 import pytest
 
+from harness.receiver import Receiver
+from harness.services import service_env
+from harness.stack import Stack
 from libs.domain.ids import IdPrefix, new_id
-from tests.e2e.conftest import E2E_RETRY_SCALE, Stack, auth
+from tests.e2e.conftest import E2E_RETRY_SCALE, auth
 from tests.e2e.test_agent_sinks_e2e import (
     HMAC_SECRET,
     RESULTS,
@@ -18,8 +21,6 @@ from tests.e2e.test_agent_sinks_e2e import (
     make_sink,
     mt_verifies,
 )
-from tests.support.receiver import Receiver
-from tests.support.services import service_env
 
 CAP_BYTES = 2048
 

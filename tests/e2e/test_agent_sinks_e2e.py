@@ -19,15 +19,16 @@ import httpx
 import orjson
 import pytest
 
+from harness.receiver import ReceivedRequest, Receiver
+from harness.stack import Stack
 from libs.domain.ids import IdPrefix, new_id
 from libs.sdk.webhooks import (
     WebhookVerificationError,
     parse_sink_payload,
     verify_sink_signature,
 )
-from tests.e2e.conftest import Stack, auth
+from tests.e2e.conftest import auth
 from tests.sdk.test_docs_snippets import NODE, run_node, snippet
-from tests.support.receiver import ReceivedRequest, Receiver
 
 AGENTS = "/api/v1/agents"
 SINK_KEYS = {"jobId", "agentId", "workspaceId", "completedAt", "stats", "results"}

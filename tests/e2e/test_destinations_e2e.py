@@ -12,9 +12,10 @@ import pytest
 import standardwebhooks
 import stripe
 
+from harness.receiver import ReceivedRequest, Receiver
+from harness.stack import Stack
 from libs.domain.signing import SignatureVerificationError, parse_v1_header, verify_v1
-from tests.e2e.conftest import Stack, auth, create_webhook
-from tests.support.receiver import ReceivedRequest, Receiver
+from tests.e2e.conftest import auth, create_webhook
 
 DESTS = "/api/v1/delivery-destinations"
 

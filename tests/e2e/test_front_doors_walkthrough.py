@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import stripe
 
-from tests.e2e.conftest import Stack
-from tests.support.receiver import Receiver
+from harness.receiver import Receiver
+from harness.stack import Stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "front-doors.md"
 STEP = re.compile(r"<!-- step: ([\w-]+) -->\s*```sh\n(.*?)```", re.DOTALL)

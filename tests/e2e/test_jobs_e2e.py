@@ -14,8 +14,9 @@ import httpx
 import pytest
 import stripe
 
-from tests.e2e.conftest import Stack, auth
-from tests.support.receiver import ReceivedRequest, Receiver
+from harness.receiver import ReceivedRequest, Receiver
+from harness.stack import Stack
+from tests.e2e.conftest import auth
 
 JOBS = "/api/v1/mapping-jobs"
 HOOKS = "/api/v1/export-webhooks"
@@ -156,8 +157,8 @@ async def test_completion_reaches_the_job_url_a_subscription_and_an_export_webho
     workers = [stack.dispatcher, *stack.senders]
     logged = "".join(s.log_path.read_text(errors="replace") for s in workers)
     assert "/export?secret=••••" in logged  # the failed attempt's line, masked
-    for service in stack.all():
-        metrics = (await api_client.get(f"http://127.0.0.1:{service.ops_port}/metrics")).text
+    for service in stack.services():
+        metrics = (await api_client.get(f"http://127.0.0.1:{service.port}/metrics")).text
         logs = service.log_path.read_text(errors="replace")
         for token in (EXPORT_TOKEN, JOB_TOKEN):
             assert token not in metrics and token not in logs, service.name

@@ -8,10 +8,10 @@ import time
 import httpx
 import stripe
 
+from harness.receiver import Receiver
+from harness.stack import Stack
 from libs.domain.signing import verify_v1
-from tests.e2e.conftest import Stack, auth, create_webhook, start_api
-from tests.support.receiver import Receiver
-from tests.support.services import service_env
+from tests.e2e.conftest import auth, create_webhook
 
 SUBS = "/api/v1/webhook-subscriptions"
 
@@ -160,19 +160,21 @@ async def test_event_accepted_while_the_broker_is_unreachable_is_relayed_later(
     await create_webhook(api_client, org, SUBS, receiver.script("/relayed", [200]))
 
     # An api whose broker is unreachable still accepts: the event waits in the outbox.
-    cut_off = start_api(
-        service_env(stack.env, HOOKPOST_AMQP_URL="amqp://guest:guest@127.0.0.1:1/"),
+    cut_off = await stack.spawn(
+        "api",
+        "api-cut-off",
         ready_path="/healthz",  # not ready by design: its broker is unreachable
+        HOOKPOST_AMQP_URL="amqp://guest:guest@127.0.0.1:1/",
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cut_off.ops_port}") as client:
+        async with httpx.AsyncClient(base_url=cut_off.url()) as client:
             response = await client.post(
                 "/api/v1/events",
                 headers=auth(org),
                 json={"type": "mapping.completed", "data": {"via": "outbox"}},
             )
     finally:
-        cut_off.stop()
+        await stack.stop(cut_off)
     assert response.status_code == 202, response.text
     event_id = response.json()["eventId"]
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from harness.process import HOOKPOST_BIN, free_port
 from libs.domain.secrets import generate_signing_secret
 from libs.domain.signing import sign_v1, standard_webhooks_headers
-from tests.support.services import HOOKPOST_BIN, free_port
 
 SECRET = generate_signing_secret()
 BODY = b'{"id":"del_1","eventId":"evt_1","type":"mapping.completed","data":{"rows":3}}'

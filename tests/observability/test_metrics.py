@@ -14,11 +14,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.observability.conftest import ObservedStack, observed_stack, scrape
-from tests.pipeline.harness import eventually
+from harness.metrics import scrape
+from harness.process import Process
+from harness.receiver import Receiver
+from harness.waiting import eventually
+from tests.observability.conftest import ObservedStack, observed_stack
 from tests.support.factories import deliveries_of, insert_pending_delivery, make_endpoint
-from tests.support.receiver import Receiver
-from tests.support.services import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,7 @@ async def metrics_stack(
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def samples(proc: ServiceProcess) -> Samples:
+def samples(proc: Process) -> Samples:
     found: Samples = {}
     for family in text_string_to_metric_families(scrape(proc)):
         for sample in family.samples:

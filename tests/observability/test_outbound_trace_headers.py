@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from harness.receiver import Receiver
 from libs.delivery.http_client import HttpClient
 from libs.infra.url_safety import SafetyPolicy
-from tests.support.receiver import Receiver
 
 DEV = SafetyPolicy.from_settings(True, [])
 TRACER = TracerProvider().get_tracer("test")

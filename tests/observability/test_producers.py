@@ -11,10 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from harness.receiver import Receiver
+from harness.waiting import eventually
 from tests.observability.conftest import ObservedStack
-from tests.pipeline.harness import eventually
 from tests.support.factories import deliveries_of, make_endpoint
-from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -13,12 +13,12 @@ import asyncpg
 import httpx
 import pytest
 
+from harness.receiver import Receiver
+from harness.waiting import eventually
 from libs.domain.ids import IdPrefix, new_id
 from tests.observability.conftest import ObservedStack
-from tests.pipeline.harness import eventually
 from tests.support.factories import deliveries_of, make_endpoint
 from tests.support.otlp_receiver import ReceivedSpan
-from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ async def test_one_event_is_one_trace_through_a_retried_attempt(
     org = await make_org()
     token = secrets.token_hex(8)
     url = receiver.script("/traced", [500, 200]) + f"?token={token}"
-    endpoint = await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+    endpoint = await make_endpoint(db_pool, org.organizationId, url)
 
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as client:
         response = await client.post(
@@ -165,9 +165,7 @@ async def test_an_amqp_producers_traceparent_is_continued(
     """Published straight to the broker with aio-pika, carrying the producer's own trace."""
     prefix = stack.pipe.prefix
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/amqp-traced", [200]), ["mapping.completed"]
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/amqp-traced", [200]))
     producer_trace, producer_span = secrets.token_hex(16), secrets.token_hex(8)
     event_id = new_id(IdPrefix.EVENT)
     body = {
@@ -213,9 +211,7 @@ async def test_an_event_the_outbox_relay_publishes_continues_its_stored_trace(
     """An event stored with a trace context but never published (the broker was away)."""
     prefix = stack.pipe.prefix
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/relayed", [200]), ["mapping.completed"]
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/relayed", [200]))
     stored_trace, stored_span = secrets.token_hex(16), secrets.token_hex(8)
     event_id = new_id(IdPrefix.EVENT)
     await db_pool.execute(

@@ -15,35 +15,28 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-import aio_pika
 import asyncpg
 import pytest
 from faststream.rabbit import RabbitBroker
 
+from harness.broker import delete_broker_objects
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import get_settings
 from libs.worker.runtime import build_broker
-from tests.pipeline.harness import Pipeline
+from tests.support.stacks import Pipeline
 
 BACKPRESSURE_LIMIT = 3
 NO_FIRST_ATTEMPTS_HERE = {"HOOKPOST_DISPATCHER_FIRST_ATTEMPTS": "0"}
 
 
-async def _pipeline(base_env: dict[str, str], suffix: str, **overrides: str) -> Pipeline:
-    return Pipeline(base_env, f"{base_env['HOOKPOST_BROKER_PREFIX']}_{suffix}", **overrides)
-
-
 async def _with_two_senders(
     base_env: dict[str, str], suffix: str, **dispatcher_env: str
 ) -> AsyncIterator[Pipeline]:
-    pipe = await _pipeline(base_env, suffix)
-    try:
-        await pipe.start("dispatcher", **dispatcher_env)
-        pipe.senders = [await pipe.start("sender"), await pipe.start("sender")]
+    async with Pipeline(base_env, suffix) as pipe:
+        await pipe.stack.add_dispatcher(**dispatcher_env)
+        for _ in range(2):
+            await pipe.stack.add_sender()
         yield pipe
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
 
 
 @pytest.fixture(scope="session")
@@ -65,17 +58,12 @@ async def sender_queue_pipeline(
 async def isolated_pipeline(
     test_env: dict[str, str], db_pool: asyncpg.Pool
 ) -> AsyncIterator[Pipeline]:
-    pipe = await _pipeline(test_env, "iso")
-    try:
-        await pipe.start(
-            "dispatcher",
+    async with Pipeline(test_env, "iso") as pipe:
+        await pipe.stack.add_dispatcher(
             HOOKPOST_BACKPRESSURE_PENDING_LIMIT=str(BACKPRESSURE_LIMIT),
             **NO_FIRST_ATTEMPTS_HERE,
         )
         yield pipe
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
 
 
 @pytest.fixture
@@ -98,10 +86,5 @@ async def broker(test_env: dict[str, str]) -> AsyncIterator[tuple[RabbitBroker, 
     await broker.connect()
     await declare_topology(broker, topology)
     yield broker, topology
-    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
-    async with connection:
-        for queue, exchange in topology.bindings():
-            channel = await connection.channel()
-            await channel.queue_delete(queue.name)
-            await channel.exchange_delete(exchange.name)
+    await delete_broker_objects(test_env["HOOKPOST_AMQP_URL"], prefix, [topology.retry_delay_scale])
     await broker.stop()

@@ -11,37 +11,27 @@ import orjson
 import pytest
 import stripe
 
+from harness.metrics import metric_value
+from harness.receiver import Receiver, Redirect
+from harness.waiting import eventually
 from libs.domain.endpoint_kinds import EndpointStatus
 from libs.domain.envelope import API_VERSION
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.domain.signing import SignatureVerificationError, parse_v1_header, verify_v1
-from tests.pipeline.harness import Pipeline, RedirectingReceiver, eventually, metric_value
 from tests.support.factories import (
     attempts_of,
+    delivered,
     deliveries_of,
+    deliveries_when,
+    dispatched,
     event_message,
     insert_event,
     make_endpoint,
 )
-from tests.support.receiver import Receiver
+from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
-
-
-async def delivered(pool: asyncpg.Pool, event_id: str, count: int = 1) -> list[asyncpg.Record]:
-    """The event's deliveries once `count` of them exist and none is PENDING any more."""
-    return await eventually(
-        lambda: deliveries_of(pool, event_id),
-        lambda rows: len(rows) >= count and all(r["status"] != "PENDING" for r in rows),
-    )
-
-
-async def dispatched(pool: asyncpg.Pool, event_id: str) -> None:
-    await eventually(
-        lambda: pool.fetchval("SELECT dispatched_at FROM events WHERE id = $1", event_id),
-        lambda value: value is not None,
-    )
 
 
 async def test_happy_path_envelope_headers_and_signature(
@@ -53,7 +43,6 @@ async def test_happy_path_envelope_headers_and_signature(
         db_pool,
         org.organizationId,
         url,
-        ["mapping.completed"],
         api_key_name="X-Api-Key",
         api_key_value="key-123",
         additional_headers={
@@ -137,7 +126,6 @@ async def test_rotation_window_signs_with_both_secrets(
         db_pool,
         org.organizationId,
         receiver.script("/rot-window", [200]),
-        ["mapping.completed"],
         previous_secret="whsec_old-secret-still-valid",
         previous_secret_expires_at=datetime.now(UTC) + timedelta(minutes=5),
     )
@@ -145,7 +133,6 @@ async def test_rotation_window_signs_with_both_secrets(
         db_pool,
         org.organizationId,
         receiver.script("/rot-expired", [200]),
-        ["mapping.completed"],
         previous_secret="whsec_old-secret-expired",
         previous_secret_expires_at=datetime.now(UTC) - timedelta(seconds=1),
     )
@@ -169,9 +156,7 @@ async def test_duplicate_event_message_creates_one_delivery_and_one_post(
     pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/dup", [200]), ["mapping.completed"]
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/dup", [200]))
     event = event_message(org.organizationId)
     await pipeline.publish(event)
     await pipeline.publish(event)
@@ -249,9 +234,7 @@ async def test_envelope_over_64_kib_is_sent_as_a_data_reference(
     pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/big", [200]), ["mapping.completed"]
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/big", [200]))
     big = event_message(org.organizationId, data={"rows": "x" * (65 * 1024)})
     small = event_message(org.organizationId, data={"rows": "x" * (60 * 1024)})
     await pipeline.publish(big)
@@ -279,14 +262,12 @@ async def test_webhook_test_event_creates_exactly_the_target_delivery(
         db_pool,
         org.organizationId,
         receiver.script("/target", [200]),
-        ["mapping.completed"],
         status=EndpointStatus.INACTIVE,
     )
     await make_endpoint(
         db_pool,
         org.organizationId,
         receiver.script("/bystander", [200]),
-        ["mapping.completed"],
     )
     delivery_id = new_id(IdPrefix.DELIVERY)
     event = event_message(
@@ -312,32 +293,26 @@ async def test_webhook_test_event_creates_exactly_the_target_delivery(
 
 
 async def test_redirect_is_a_failure_and_is_not_followed(
-    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, forget_orgs
+    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver, forget_orgs
 ) -> None:
-    server = await RedirectingReceiver().start()
-    try:
-        org = await make_org()
-        forget_orgs(org.organizationId)
-        await make_endpoint(
-            db_pool, org.organizationId, server.script("/moved", [302]), ["mapping.completed"]
-        )
-        event = event_message(org.organizationId)
-        await pipeline.publish(event)
-        await server.wait_for("/moved", 1)
-        [delivery] = await eventually(
-            lambda: deliveries_of(db_pool, event.id),
-            lambda rows: bool(rows) and rows[0]["attempt_count"] >= 1,
-        )
-        [attempt, *_] = await attempts_of(db_pool, delivery["id"])
-        assert attempt["succeeded"] is False
-        assert attempt["http_status"] == 302
-        assert "redirect" in attempt["error"]
-        assert delivery["status"] == "PENDING"  # retried later, like any failure
-        assert delivery["next_attempt_at"] is not None
-        await asyncio.sleep(0.3)
-        assert server.on("/landing") == []
-    finally:
-        await server.stop()
+    org = await make_org()
+    forget_orgs(org.organizationId)
+    moved = receiver.behave("/moved", Redirect(302, receiver.url("/landing")))
+    await make_endpoint(db_pool, org.organizationId, moved)
+    event = event_message(org.organizationId)
+    await pipeline.publish(event)
+    await receiver.wait_for("/moved", 1)
+    [delivery] = await deliveries_when(
+        db_pool, event.id, lambda rows: bool(rows) and rows[0]["attempt_count"] >= 1
+    )
+    [attempt, *_] = await attempts_of(db_pool, delivery["id"])
+    assert attempt["succeeded"] is False
+    assert attempt["http_status"] == 302
+    assert "redirect" in attempt["error"]
+    assert delivery["status"] == "PENDING"  # retried later, like any failure
+    assert delivery["next_attempt_at"] is not None
+    await asyncio.sleep(0.3)
+    assert receiver.on("/landing") == []
 
 
 async def test_two_sender_replicas_share_the_work(
@@ -349,10 +324,9 @@ async def test_two_sender_replicas_share_the_work(
         db_pool,
         org.organizationId,
         receiver.script("/shared", [200], delay_s=0.2),
-        ["mapping.completed"],
     )
     name, labels = "hookpost_delivery_attempts_total", 'outcome="2xx",service="sender"'  # sorted
-    before = [metric_value(s, name, labels) for s in pipeline.senders]
+    before = [metric_value(s, name, labels) for s in pipeline.stack.senders]
     events = [event_message(org.organizationId) for _ in range(20)]
     started = time.monotonic()
     await asyncio.gather(*(pipeline.publish(e) for e in events))
@@ -361,7 +335,7 @@ async def test_two_sender_replicas_share_the_work(
     elapsed = time.monotonic() - started
     for event in events:
         assert (await delivered(db_pool, event.id))[0]["status"] == "SUCCEEDED"
-    after = [metric_value(s, name, labels) for s in pipeline.senders]
+    after = [metric_value(s, name, labels) for s in pipeline.stack.senders]
     shares = [a - b for a, b in zip(after, before, strict=True)]
     # (more than 20 only if a replica had to re-send: at-least-once under Postgres pressure)
     assert sum(shares) >= 20

@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 from faststream.rabbit import RabbitBroker
 
+from harness.waiting import eventually
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.publisher import StepPublisher
 from libs.domain.ids import IdPrefix, new_id
@@ -38,7 +39,6 @@ from libs.worker.consumers import Verdict
 from services.dispatcher.handler import Dispatcher, Publisher
 from services.dispatcher.repository import DispatcherRepository
 from tests.pipeline.conftest import NO_FIRST_ATTEMPTS_HERE
-from tests.pipeline.harness import Pipeline, eventually
 from tests.support.factories import (
     deliveries_of,
     event_message,
@@ -46,6 +46,7 @@ from tests.support.factories import (
     insert_pending_delivery,
     make_endpoint,
 )
+from tests.support.stacks import Pipeline
 
 PENDING_LIMIT = 3
 ROOMY = 1000  # a pending limit no test reaches
@@ -466,11 +467,10 @@ async def test_two_dispatcher_processes_given_every_event_twice_publish_one_set(
 ) -> None:
     org = await make_org()
     await make_endpoint(db_pool, org.organizationId, "http://127.0.0.1:9/x", ["mapping.completed"])
-    pipe = Pipeline(test_env, f"{test_env['HOOKPOST_BROKER_PREFIX']}_twins")
-    try:
+    async with Pipeline(test_env, "twins") as pipe:
         # Their tasks are counted in the sender queue, so no first attempt is made here.
-        await pipe.start("dispatcher", **NO_FIRST_ATTEMPTS_HERE)
-        await pipe.start("dispatcher", **NO_FIRST_ATTEMPTS_HERE)
+        await pipe.stack.add_dispatcher(**NO_FIRST_ATTEMPTS_HERE)
+        await pipe.stack.add_dispatcher(**NO_FIRST_ATTEMPTS_HERE)
         events = [event_message(org.organizationId) for _ in range(40)]
         for event in events:
             await pipe.publish(event)
@@ -485,9 +485,6 @@ async def test_two_dispatcher_processes_given_every_event_twice_publish_one_set(
         assert await pipe.queue_depth(sender_queue) == len(events)
         for event in events:
             assert len(await deliveries_of(db_pool, event.id)) == 1
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
 
 
 async def test_a_republished_step_carries_its_attempt_and_schedule_in_the_headers(

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from harness.waiting import eventually
 from libs.delivery import endpoint_cache
 from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
 from libs.delivery.repository import DeliveryRepository
 from libs.domain.plans import Plan
 from libs.infra.crypto import decrypt, encrypt
 from libs.infra.settings import get_settings
-from tests.pipeline.harness import eventually
 from tests.support.factories import insert_pending_delivery, make_endpoint
 
 URL = "http://127.0.0.1:9/hook"

@@ -12,9 +12,18 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from tests.pipeline.harness import Pipeline, eventually, metric_value
-from tests.support.factories import attempts_of, deliveries_of, event_message, make_endpoint
-from tests.support.receiver import Receiver
+from harness.metrics import metric_value
+from harness.receiver import Receiver
+from harness.waiting import eventually
+from tests.support.factories import (
+    attempts_of,
+    deliveries_of,
+    deliveries_when,
+    event_message,
+    make_endpoint,
+    succeeded,
+)
+from tests.support.stacks import Pipeline
 
 
 @pytest.fixture
@@ -22,34 +31,25 @@ async def dispatcher_alone(
     test_env: dict[str, str], db_pool: asyncpg.Pool
 ) -> AsyncIterator[Pipeline]:
     """A dispatcher with first attempts on (the default) and no sender, on its own prefix."""
-    pipe = Pipeline(test_env, f"{test_env['HOOKPOST_BROKER_PREFIX']}_first")
-    try:
-        await pipe.start("dispatcher")
+    async with Pipeline(test_env, "first") as pipe:
+        await pipe.stack.add_dispatcher()
         yield pipe
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
 
 
 async def test_the_dispatcher_posts_a_first_attempt_with_no_sender_running(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/here", [200]), ["mapping.completed"]
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/here", [200]))
     event = event_message(org.organizationId)
     await dispatcher_alone.publish(event)
 
     [request] = await receiver.wait_for("/here", 1)
-    [delivery] = await eventually(
-        lambda: deliveries_of(db_pool, event.id),
-        lambda rows: bool(rows) and rows[0]["status"] == "SUCCEEDED",
-    )
+    [delivery] = await deliveries_when(db_pool, event.id, succeeded)
     assert request.headers["X-Webhook-Delivery"] == delivery["id"]
     [attempt] = await attempts_of(db_pool, delivery["id"])
     assert attempt["succeeded"] and attempt["attempt_number"] == 1
-    [dispatcher] = dispatcher_alone.processes
+    [dispatcher] = dispatcher_alone.stack.dispatchers
     assert metric_value(dispatcher, "hookpost_dispatcher_first_attempts_total") == 1
     assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 0
 
@@ -67,12 +67,12 @@ async def test_a_burst_of_fanned_out_events_is_posted_by_the_dispatcher_itself(
     org = await make_org()
     url = receiver.script("/burst", [200], delay_s=0.5)
     for _ in range(fanout):
-        await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+        await make_endpoint(db_pool, org.organizationId, url)
     await asyncio.gather(
         *(dispatcher_alone.publish(event_message(org.organizationId)) for _ in range(events))
     )
 
-    [dispatcher] = dispatcher_alone.processes
+    [dispatcher] = dispatcher_alone.stack.dispatchers
 
     async def made_here_and_queued() -> tuple[float, float]:
         return (
@@ -92,23 +92,17 @@ async def test_a_failed_first_attempt_is_retried_by_a_sender(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/retry", [500, 200]), ["mapping.completed"]
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/retry", [500, 200]))
     event = event_message(org.organizationId)
     await dispatcher_alone.publish(event)
 
-    [delivery] = await eventually(
-        lambda: deliveries_of(db_pool, event.id),
-        lambda rows: bool(rows) and rows[0]["attempt_count"] == 1,
+    [delivery] = await deliveries_when(
+        db_pool, event.id, lambda rows: bool(rows) and rows[0]["attempt_count"] == 1
     )
     assert delivery["status"] == "PENDING" and delivery["next_attempt_at"] is not None
     # The retry waits in the broker (its tier, then the sender queue) for a sender.
-    await dispatcher_alone.start("sender")
-    [delivery] = await eventually(
-        lambda: deliveries_of(db_pool, event.id),
-        lambda rows: bool(rows) and rows[0]["status"] == "SUCCEEDED",
-    )
+    await dispatcher_alone.stack.add_sender()
+    [delivery] = await deliveries_when(db_pool, event.id, succeeded)
     attempts = await attempts_of(db_pool, delivery["id"])
     assert [(a["attempt_number"], a["http_status"]) for a in attempts] == [(1, 500), (2, 200)]
     assert len(receiver.on("/retry")) == 2
@@ -118,20 +112,14 @@ async def test_a_dispatcher_killed_during_a_first_attempt_loses_nothing(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(
-        db_pool,
-        org.organizationId,
-        receiver.script("/killed", [200], delay_s=2.0),
-        ["mapping.completed"],
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/killed", [200], delay_s=2.0))
     event = event_message(org.organizationId)
     await dispatcher_alone.publish(event)
 
     await receiver.wait_for("/killed", 1)
-    [doomed] = dispatcher_alone.processes
-    assert doomed.proc is not None
-    doomed.proc.kill()  # SIGKILL while the POST is in flight: the event is marked dispatched
-    assert await asyncio.to_thread(doomed.wait, 10) == -signal.SIGKILL
+    [doomed] = dispatcher_alone.stack.dispatchers
+    # SIGKILL while the POST is in flight: the event is marked dispatched
+    assert await dispatcher_alone.stack.kill(doomed) == -signal.SIGKILL
     [delivery] = await deliveries_of(db_pool, event.id)
     assert delivery["status"] == "PENDING" and delivery["attempt_count"] == 0
     assert (
@@ -141,13 +129,10 @@ async def test_a_dispatcher_killed_during_a_first_attempt_loses_nothing(
 
     # The event's message was never acknowledged: the broker hands it to the next
     # dispatcher, which finds the event dispatched and its delivery unattempted.
-    await dispatcher_alone.start("sender")
-    successor = await dispatcher_alone.start("dispatcher")
+    await dispatcher_alone.stack.add_sender()
+    successor = await dispatcher_alone.stack.add_dispatcher()
     await receiver.wait_for("/killed", 2)
-    [delivery] = await eventually(
-        lambda: deliveries_of(db_pool, event.id),
-        lambda rows: bool(rows) and rows[0]["status"] == "SUCCEEDED",
-    )
+    [delivery] = await deliveries_when(db_pool, event.id, succeeded)
     assert [a["attempt_number"] for a in await attempts_of(db_pool, delivery["id"])] == [1]
     assert metric_value(successor, "hookpost_dispatcher_events_total", 'outcome="recovered"') == 1
 
@@ -158,28 +143,20 @@ async def test_two_dispatchers_given_every_event_twice_post_each_delivery_once(
     """A copy delivered for the first time (not redelivered) of a dispatched event only
     acks: its twin's first attempts are not repeated, nor handed to the sender queue (the
     receiver's 0.5 s keeps each attempt in flight while the other copy arrives)."""
-    await dispatcher_alone.start("dispatcher")
+    await dispatcher_alone.stack.add_dispatcher()
     org = await make_org()
-    await make_endpoint(
-        db_pool,
-        org.organizationId,
-        receiver.script("/twins", [200], delay_s=0.5),
-        ["mapping.completed"],
-    )
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/twins", [200], delay_s=0.5))
     events = [event_message(org.organizationId) for _ in range(20)]
     await asyncio.gather(*(dispatcher_alone.publish(e) for e in events + events))
 
     await receiver.wait_for("/twins", 20)
     for event in events:
-        await eventually(
-            lambda event=event: deliveries_of(db_pool, event.id),
-            lambda rows: len(rows) == 1 and rows[0]["status"] == "SUCCEEDED",
-        )
+        await deliveries_when(db_pool, event.id, lambda rows: len(rows) == 1 and succeeded(rows))
     await asyncio.sleep(1.0)  # a second POST, had one been made, would have arrived
     assert sorted(r.json()["eventId"] for r in receiver.on("/twins")) == sorted(
         e.id for e in events
     )
     assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 0
-    first, second = dispatcher_alone.processes
+    first, second = dispatcher_alone.stack.dispatchers
     made = [metric_value(p, "hookpost_dispatcher_first_attempts_total") for p in (first, second)]
     assert sum(made) == 20

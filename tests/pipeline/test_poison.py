@@ -12,26 +12,23 @@ import aio_pika
 import asyncpg
 import pytest
 
+from harness.metrics import metric_value
+from harness.process import HOOKPOST_BIN, Process
+from harness.waiting import eventually
 from libs.domain.ids import IdPrefix, new_id
 from libs.infra.broker.messages import persistent_message
 from libs.infra.broker.topology import SEND_ROUTING_KEY
-from tests.pipeline.harness import Pipeline, eventually, metric_value
-from tests.support.factories import event_message
-from tests.support.services import HOOKPOST_BIN, ServiceProcess
+from tests.support.factories import dispatched, event_message
+from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 async def pipe(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(test_env, f"{test_env['HOOKPOST_BROKER_PREFIX']}_poison")
-    try:
-        await pipeline.start("dispatcher")
-        pipeline.senders = [await pipeline.start("sender")]
+    async with Pipeline(test_env, "poison") as pipeline:
+        await pipeline.stack.start(api=False, dispatchers=1, senders=1)
         yield pipeline
-    finally:
-        await pipeline.stop_all()
-        await pipeline.delete_broker_objects()
 
 
 async def publish_raw(pipe: Pipeline, exchange: str, routing_key: str, body: bytes) -> None:
@@ -56,7 +53,7 @@ def hookpost(pipe: Pipeline, *args: str) -> str:
     return done.stdout
 
 
-def poison_count(proc: ServiceProcess, queue: str) -> float:
+def poison_count(proc: Process, queue: str) -> float:
     return metric_value(proc, "hookpost_poison_messages_total", f'queue="{queue}"')
 
 
@@ -75,7 +72,7 @@ async def test_dead_lettered_events_are_kept_listed_and_replayed(
         (events, "mapping.completed")
     }
     [unknown_org] = [row for row in rows if row["message_id"] == stranger.id]
-    dispatcher = pipe.processes[0]
+    dispatcher = pipe.stack.dispatcher
     assert await asyncio.to_thread(poison_count, dispatcher, dead_events) == 2
     listed = [json.loads(line) for line in hookpost(pipe, "poison", "list").splitlines()]
     assert unknown_org["id"] in {row["id"] for row in listed}
@@ -86,10 +83,7 @@ async def test_dead_lettered_events_are_kept_listed_and_replayed(
         stranger.organization_id,
     )
     assert json.loads(hookpost(pipe, "poison", "replay", str(unknown_org["id"]))) == {"replayed": 1}
-    await eventually(
-        lambda: db_pool.fetchval("SELECT dispatched_at FROM events WHERE id = $1", stranger.id),
-        lambda dispatched_at: dispatched_at is not None,
-    )
+    await dispatched(db_pool, stranger.id)
     [malformed] = await kept(db_pool, dead_events)  # the other one still waits
     assert bytes(malformed["body"]) == b"{not json"
 
@@ -107,4 +101,4 @@ async def test_a_task_nothing_can_read_is_kept_not_dropped(
         SEND_ROUTING_KEY,
     )
     assert bytes(row["body"]) == b'{"deliveryId": 7}'
-    assert await asyncio.to_thread(poison_count, pipe.senders[0], dead_deliveries) == 1
+    assert await asyncio.to_thread(poison_count, pipe.stack.senders[0], dead_deliveries) == 1

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from faststream.rabbit import RabbitBroker
 
+from harness.receiver import Receiver
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.messages import (
@@ -27,15 +28,15 @@ from libs.infra.broker.messages import (
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import get_settings
 from services.dispatcher.reconciler import Reconciler
-from tests.pipeline.harness import Pipeline, eventually
 from tests.support.factories import (
-    deliveries_of,
+    deliveries_when,
     event_message,
     insert_event,
     insert_pending_delivery,
     make_endpoint,
+    succeeded,
 )
-from tests.support.receiver import Receiver
+from tests.support.stacks import Pipeline
 
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)  # before anything else the suite leaves overdue
 
@@ -180,30 +181,20 @@ async def test_work_whose_publish_is_not_confirmed_stays_overdue(
 async def test_work_no_queue_holds_reaches_its_receiver_once(
     test_env: dict[str, str], db_pool: asyncpg.Pool, make_org, receiver: Receiver
 ) -> None:
-    pipe = Pipeline(
+    async with Pipeline(
         test_env,
-        f"{test_env['HOOKPOST_BROKER_PREFIX']}_reconcile",
+        "reconcile",
         HOOKPOST_RECONCILE_INTERVAL_S="0.5",
         HOOKPOST_REDRIVE_EVENTS_AFTER_S="1",
         HOOKPOST_REDRIVE_DELIVERIES_AFTER_S="1",
-    )
-    try:
-        await pipe.start("dispatcher")
-        await pipe.start("sender")
+    ) as pipe:
+        await pipe.stack.start(api=False, dispatchers=1, senders=1)
         org = await make_org()
-        await make_endpoint(
-            db_pool, org.organizationId, receiver.script("/lost", [200]), ["mapping.completed"]
-        )
+        await make_endpoint(db_pool, org.organizationId, receiver.script("/lost", [200]))
         lost_event = event_message(org.organizationId)  # stored, never published
         await insert_event(db_pool, lost_event)
         [first] = await receiver.wait_for("/lost", 1, timeout=30)
         assert first.json()["eventId"] == lost_event.id
-        [delivery] = await eventually(
-            lambda: deliveries_of(db_pool, lost_event.id),
-            lambda rows: rows and rows[0]["status"] == "SUCCEEDED",
-        )
+        [delivery] = await deliveries_when(db_pool, lost_event.id, succeeded)
         assert delivery["attempt_count"] == 1
         assert len(receiver.on("/lost")) == 1
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()

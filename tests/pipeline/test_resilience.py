@@ -16,16 +16,22 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from harness.receiver import Receiver
+from harness.waiting import eventually
 from tests.pipeline.conftest import BACKPRESSURE_LIMIT
-from tests.pipeline.harness import ConnectionCounter, Pipeline, TlsReceiver, eventually
+from tests.support.connection_counter import ConnectionCounter
 from tests.support.factories import (
     attempts_of,
+    delivered,
     deliveries_of,
+    deliveries_when,
+    dispatched,
     event_message,
     insert_pending_delivery,
     make_endpoint,
+    succeeded,
 )
-from tests.support.receiver import Receiver
+from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -34,32 +40,23 @@ async def test_sigkilled_sender_in_flight_delivery_is_redelivered_and_completes(
     isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(
-        db_pool,
-        org.organizationId,
-        receiver.script("/slow-kill", [200], delay_s=3.0),
-        ["mapping.completed"],
-    )
-    doomed = await isolated_pipeline.start("sender")
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/slow-kill", [200], 3.0))
+    doomed = await isolated_pipeline.stack.add_sender()
     event = event_message(org.organizationId)
     await isolated_pipeline.publish(event)
 
     [first] = await receiver.wait_for("/slow-kill", 1)
-    assert doomed.proc is not None
-    doomed.proc.kill()  # SIGKILL while the POST is in flight
-    assert await asyncio.to_thread(doomed.wait, 10) == -signal.SIGKILL
+    # SIGKILL while the POST is in flight
+    assert await isolated_pipeline.stack.kill(doomed) == -signal.SIGKILL
     [delivery] = await deliveries_of(db_pool, event.id)
     assert delivery["status"] == "PENDING" and delivery["attempt_count"] == 0
 
-    replacement = await isolated_pipeline.start("sender")
+    replacement = await isolated_pipeline.stack.add_sender()
     try:
         requests = await receiver.wait_for("/slow-kill", 2, timeout=20)
-        [delivery] = await eventually(
-            lambda: deliveries_of(db_pool, event.id),
-            lambda rows: rows[0]["status"] == "SUCCEEDED",
-        )
+        [delivery] = await deliveries_when(db_pool, event.id, succeeded)
     finally:
-        await asyncio.to_thread(replacement.stop)
+        await isolated_pipeline.stack.remove(replacement)
     # Same attempt again (at-least-once): same delivery id, same eventId, recorded once.
     assert [r.headers["X-Webhook-Delivery"] for r in requests] == [delivery["id"]] * 2
     assert requests[1].json()["eventId"] == first.json()["eventId"] == event.id
@@ -75,8 +72,8 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     url = receiver.script("/slow-term", [200], delay_s=2.0)
     for each in (org, late_org):
         forget_orgs(each.organizationId)
-        await make_endpoint(db_pool, each.organizationId, url, ["mapping.completed"])
-    sender = await isolated_pipeline.start("sender")
+        await make_endpoint(db_pool, each.organizationId, url)
+    sender = await isolated_pipeline.stack.add_sender()
     events = [event_message(org.organizationId) for _ in range(3)]
     for event in events:
         await isolated_pipeline.publish(event)
@@ -112,16 +109,13 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     sender_queue = isolated_pipeline.topology.sender_queue.name
     assert await isolated_pipeline.queue_depth(sender_queue) == len(late)
 
-    successor = await isolated_pipeline.start("sender")
+    successor = await isolated_pipeline.stack.add_sender()
     try:
         await receiver.wait_for("/slow-term", 5)
         for event in late:
-            await eventually(
-                lambda event=event: deliveries_of(db_pool, event.id),
-                lambda rows: rows[0]["status"] == "SUCCEEDED",
-            )
+            await deliveries_when(db_pool, event.id, succeeded)
     finally:
-        await asyncio.to_thread(successor.stop)
+        await isolated_pipeline.stack.remove(successor)
 
 
 async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
@@ -131,10 +125,8 @@ async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
     forget_orgs(crowded.organizationId)
     forget_orgs(calm.organizationId)
     url = "http://127.0.0.1:9/never-called"
-    crowded_endpoint = await make_endpoint(
-        db_pool, crowded.organizationId, url, ["mapping.completed"]
-    )
-    calm_endpoint = await make_endpoint(db_pool, calm.organizationId, url, ["mapping.completed"])
+    crowded_endpoint = await make_endpoint(db_pool, crowded.organizationId, url)
+    calm_endpoint = await make_endpoint(db_pool, calm.organizationId, url)
     for _ in range(BACKPRESSURE_LIMIT + 1):
         await insert_pending_delivery(db_pool, crowded.organizationId, crowded_endpoint.id)
     for _ in range(BACKPRESSURE_LIMIT):  # at the limit, not over it
@@ -146,12 +138,7 @@ async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
         await isolated_pipeline.publish(event)
 
     for event in [*dropped, kept]:
-        await eventually(
-            lambda event=event: db_pool.fetchval(
-                "SELECT dispatched_at FROM events WHERE id = $1", event.id
-            ),
-            lambda value: value is not None,
-        )
+        await dispatched(db_pool, event.id)
     for event in dropped:
         assert await deliveries_of(db_pool, event.id) == []
     assert len(await deliveries_of(db_pool, kept.id)) == 1
@@ -184,13 +171,12 @@ async def test_prod_sender_refuses_loopback_at_send_time_without_connecting(
     named = await make_endpoint(
         db_pool, org.organizationId, f"https://localhost:{counter.port}/hook", ["export.ready"]
     )
-    sender = await isolated_pipeline.start("sender", HOOKPOST_ENV="prod")
+    sender = await isolated_pipeline.stack.add_sender(HOOKPOST_ENV="prod")
     try:
         event = event_message(org.organizationId, "export.ready", {"exportFileId": "ef_9"})
         await isolated_pipeline.publish(event)
-        rows = await eventually(
-            lambda: deliveries_of(db_pool, event.id),
-            lambda rows: len(rows) == 2 and all(r["attempt_count"] >= 1 for r in rows),
+        rows = await deliveries_when(
+            db_pool, event.id, lambda rows: len(rows) == 2 and all(r["attempt_count"] for r in rows)
         )
         errors = {}
         for row in rows:
@@ -203,20 +189,17 @@ async def test_prod_sender_refuses_loopback_at_send_time_without_connecting(
         await asyncio.sleep(0.3)
         assert counter.connections == 0
     finally:
-        await asyncio.to_thread(sender.stop)
+        await isolated_pipeline.stack.remove(sender)
         await counter.stop()
 
 
 async def test_prod_sender_delivers_to_an_explicitly_allowed_private_cidr(
     isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    receiver = await TlsReceiver(tmp_path).start()
+    receiver = await Receiver(tls_dir=tmp_path).start()
     org = await make_org()
-    await make_endpoint(
-        db_pool, org.organizationId, receiver.script("/allowed", [200]), ["mapping.completed"]
-    )
-    sender = await isolated_pipeline.start(
-        "sender",
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/allowed", [200]))
+    sender = await isolated_pipeline.stack.add_sender(
         HOOKPOST_ENV="prod",
         HOOKPOST_ALLOWED_PRIVATE_CIDRS='["127.0.0.0/8"]',
         SSL_CERT_FILE=str(receiver.ca_path),  # trust the test receiver's certificate
@@ -226,11 +209,8 @@ async def test_prod_sender_delivers_to_an_explicitly_allowed_private_cidr(
         await isolated_pipeline.publish(event)
         [request] = await receiver.wait_for("/allowed", 1)
         assert request.json()["eventId"] == event.id
-        [delivery] = await eventually(
-            lambda: deliveries_of(db_pool, event.id),
-            lambda rows: rows[0]["status"] != "PENDING",
-        )
+        [delivery] = await delivered(db_pool, event.id)
         assert delivery["status"] == "SUCCEEDED"
     finally:
-        await asyncio.to_thread(sender.stop)
+        await isolated_pipeline.stack.remove(sender)
         await receiver.stop()

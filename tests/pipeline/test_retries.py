@@ -9,10 +9,16 @@ from itertools import pairwise
 import asyncpg
 import pytest
 
+from harness.receiver import Receiver
 from libs.domain.plans import Plan
-from tests.pipeline.harness import Pipeline, eventually
-from tests.support.factories import attempts_of, deliveries_of, event_message, make_endpoint
-from tests.support.receiver import Receiver
+from tests.support.factories import (
+    attempts_of,
+    delivered,
+    deliveries_when,
+    event_message,
+    make_endpoint,
+)
+from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -22,18 +28,9 @@ DEAD_SCALE = 0.005
 
 @pytest.fixture(scope="module")
 async def dead_pipeline(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    pipe = Pipeline(
-        test_env,
-        f"{test_env['HOOKPOST_BROKER_PREFIX']}_dead",
-        HOOKPOST_RETRY_DELAY_SCALE=str(DEAD_SCALE),
-    )
-    try:
-        await pipe.start("dispatcher")
-        pipe.senders = [await pipe.start("sender")]
+    async with Pipeline(test_env, "dead", HOOKPOST_RETRY_DELAY_SCALE=str(DEAD_SCALE)) as pipe:
+        await pipe.stack.start(api=False, dispatchers=1, senders=1)
         yield pipe
-    finally:
-        await pipe.stop_all()
-        await pipe.delete_broker_objects()
 
 
 async def test_500_500_200_is_three_attempts_on_the_1m_and_5m_tiers(
@@ -47,9 +44,7 @@ async def test_500_500_200_is_three_attempts_on_the_1m_and_5m_tiers(
     await pipeline.publish(event)
 
     requests = await receiver.wait_for("/flaky", 3, timeout=15)
-    [delivery] = await eventually(
-        lambda: deliveries_of(db_pool, event.id), lambda r: r[0]["status"] != "PENDING"
-    )
+    [delivery] = await delivered(db_pool, event.id)
     envelopes = [r.json() for r in requests]
     assert {e["eventId"] for e in envelopes} == {event.id}
     attempt_ids = [r.headers["X-Webhook-Delivery"] for r in requests]
@@ -90,8 +85,9 @@ async def test_always_503_and_always_400_end_dead_after_four_attempts(
     event = event_message(org.organizationId, "mapping.failed", {"error": {"code": "X"}})
     await dead_pipeline.publish(event)
 
-    rows = await eventually(
-        lambda: deliveries_of(db_pool, event.id),
+    rows = await deliveries_when(
+        db_pool,
+        event.id,
         lambda rows: len(rows) == 2 and all(r["status"] != "PENDING" for r in rows),
         timeout=30,
     )

@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.receiver import ReceivedRequest, Receiver
+from harness.stack import Stack
 from libs.domain.event_payloads import MappingCompletedData, WebhookTestData
 from libs.sdk.webhooks import (
     WebhookEvent,
@@ -34,8 +36,6 @@ from libs.sdk.webhooks import (
     parse_event,
     verify_signature,
 )
-from tests.e2e.conftest import Stack
-from tests.support.receiver import ReceivedRequest, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "verifying-signatures.md"

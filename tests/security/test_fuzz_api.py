@@ -19,17 +19,18 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.e2e.conftest import start_api
-from tests.support.services import ServiceProcess, create_org, service_env
+from harness.orgs import create_org
+from harness.process import Process
+from tests.support.stacks import api_process
 
 CASES_PER_MODE = 12  # per operation, valid (positive) and invalid (negative) inputs each
 BUDGET_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def fuzzed_api(test_env: dict[str, str], db_pool: object) -> Iterator[ServiceProcess]:
+def fuzzed_api(test_env: dict[str, str], db_pool: object) -> Iterator[Process]:
     # db_pool: the database exists and is migrated before the api starts.
-    api = start_api(service_env(test_env))
+    api = api_process(test_env).start()
     try:
         yield api
     finally:
@@ -120,9 +121,9 @@ def fuzz_operation(
 
 
 def test_no_generated_request_gets_a_5xx_or_an_unshaped_error(
-    fuzzed_api: ServiceProcess,
+    fuzzed_api: Process,
 ) -> None:
-    base_url = f"http://127.0.0.1:{fuzzed_api.ops_port}"
+    base_url = f"http://127.0.0.1:{fuzzed_api.port}"
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     org = create_org(fuzzed_api.env, "fuzz", "PRO_MAX")
     token = org["apiToken"]

@@ -12,44 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.conftest import start_api, start_worker
-from tests.pipeline.harness import eventually
-from tests.support.broker_cleanup import delete_prefixed_objects
-from tests.support.receiver import Receiver
-from tests.support.services import (
-    LOG_DIR,
-    ServiceProcess,
-    create_org,
-    free_port,
-    service_env,
-)
+from harness.orgs import create_org
+from harness.process import Process, free_port
+from harness.receiver import Receiver
+from harness.waiting import eventually
+from tests.support.stacks import LOG_DIR, Pipeline
 
 SUBS = "/api/v1/webhook-subscriptions"
 DESTS = "/api/v1/delivery-destinations"
 
 
 @pytest.fixture(scope="module")
-def services(test_env: dict[str, str], db_pool: object) -> Iterator[list[ServiceProcess]]:
-    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_secrets"
+async def services(test_env: dict[str, str], db_pool: object) -> AsyncIterator[list[Process]]:
     # 1m/5m/30m tiers become 120 ms / 600 ms / 3.6 s: a failing delivery is DEAD in ~5 s.
-    env = service_env(test_env, HOOKPOST_BROKER_PREFIX=prefix, HOOKPOST_RETRY_DELAY_SCALE="0.002")
-    started: list[ServiceProcess] = []
-    try:
-        started.append(start_api(env))
-        started.append(start_worker("dispatcher", env))
-        started.append(start_worker("sender", env))
-        yield started
-    finally:
-        for service in reversed(started):
-            service.stop()
-        delete_prefixed_objects(env["HOOKPOST_AMQP_URL"], prefix)
+    async with Pipeline(test_env, "secrets", HOOKPOST_RETRY_DELAY_SCALE="0.002") as pipe:
+        await pipe.stack.start(dispatchers=1, senders=1)
+        yield pipe.stack.services()
 
 
 def new_secret(kind: str) -> str:
@@ -69,7 +54,7 @@ def secret_forms(name: str, value: str) -> dict[str, str]:
 
 
 async def test_no_secret_escapes_a_full_run(
-    services: list[ServiceProcess], receiver: Receiver, db_pool: asyncpg.Pool
+    services: list[Process], receiver: Receiver, db_pool: asyncpg.Pool
 ) -> None:
     api, _dispatcher, sender = services
     org = await asyncio.to_thread(create_org, api.env, "secrets", "PRO_MAX")
@@ -91,7 +76,7 @@ async def test_no_secret_escapes_a_full_run(
     closed_url = f"http://127.0.0.1:{free_port()}/gone?token={closed_token}"
 
     headers = {"Authorization": f"Bearer {org['apiToken']}"}
-    async with httpx.AsyncClient(base_url=api_url(api), headers=headers, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api.url(), headers=headers, timeout=30) as http:
         sub = await http.post(
             SUBS,
             json={
@@ -234,10 +219,7 @@ async def test_no_secret_escapes_a_full_run(
         assert leaks(response.text, made) == [], f"{name} shows {leaks(response.text, made)}"
 
     async with httpx.AsyncClient(timeout=10) as plain:
-        pages = [
-            (service, (await plain.get(f"http://127.0.0.1:{service.ops_port}/metrics")).text)
-            for service in services
-        ]
+        pages = [(service, (await plain.get(service.url("/metrics"))).text) for service in services]
     for service, metrics in pages:
         assert "hookpost" in metrics or "python_" in metrics  # a real metrics page
         assert leaks(metrics, made) == [], f"{service.name} /metrics shows {leaks(metrics, made)}"
@@ -265,10 +247,6 @@ async def assert_no_plaintext_in_any_table(db_pool: asyncpg.Pool, made: dict[str
         rows = await db_pool.fetch(f'SELECT t::text AS row FROM "{name}" t')
         text = "\n".join(r["row"] for r in rows)
         assert leaks(text, made) == [], f"table {name} holds {leaks(text, made)} in plaintext"
-
-
-def api_url(api: ServiceProcess) -> str:
-    return f"http://127.0.0.1:{api.ops_port}"
 
 
 def destination(url: str, api_key_value: str | None) -> dict[str, Any]:

@@ -6,12 +6,14 @@ test gets an endpoint the API would refuse, e.g. a loopback URL in prod mode).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from harness.waiting import eventually
 from libs.delivery.endpoint_cache import EndpointSettings
 from libs.delivery.repository import DeliveryRow
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
@@ -35,7 +37,7 @@ async def make_endpoint(
     pool: asyncpg.Pool,
     organization_id: str,
     url: str,
-    events: list[str],
+    events: Sequence[str] = ("mapping.completed",),
     *,
     kind: EndpointKind = EndpointKind.DESTINATION,
     status: EndpointStatus = EndpointStatus.ACTIVE,
@@ -65,7 +67,7 @@ async def make_endpoint(
         f"test {endpoint_id}",
         encrypt(url),
         mask_url(url),  # what the api stores
-        events,
+        list(events),
         status.value,
         encrypt(secret),
         mask_secret(secret),
@@ -77,7 +79,7 @@ async def make_endpoint(
         config or {},
         agent_id,
     )
-    return EndpointRow(endpoint_id, organization_id, url, secret, events)
+    return EndpointRow(endpoint_id, organization_id, url, secret, list(events))
 
 
 def event_message(
@@ -138,6 +140,38 @@ async def insert_pending_delivery(
 async def deliveries_of(pool: asyncpg.Pool, event_id: str) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT * FROM deliveries WHERE event_id = $1 ORDER BY endpoint_id", event_id
+    )
+
+
+def succeeded(rows: Sequence[asyncpg.Record]) -> bool:
+    """There are deliveries, and every one SUCCEEDED (a `deliveries_when` condition)."""
+    return bool(rows) and all(r["status"] == "SUCCEEDED" for r in rows)
+
+
+async def deliveries_when(
+    pool: asyncpg.Pool,
+    event_id: str,
+    done: Callable[[list[asyncpg.Record]], bool],
+    timeout: float = 20.0,
+) -> list[asyncpg.Record]:
+    """The event's deliveries, once `done(rows)` holds (an AssertionError after `timeout`)."""
+    return await eventually(lambda: deliveries_of(pool, event_id), done, timeout)
+
+
+async def delivered(pool: asyncpg.Pool, event_id: str, count: int = 1) -> list[asyncpg.Record]:
+    """The event's deliveries once `count` of them exist and none is PENDING any more."""
+    return await deliveries_when(
+        pool,
+        event_id,
+        lambda rows: len(rows) >= count and all(r["status"] != "PENDING" for r in rows),
+    )
+
+
+async def dispatched(pool: asyncpg.Pool, event_id: str) -> None:
+    """Wait until the dispatcher marked the event dispatched."""
+    await eventually(
+        lambda: pool.fetchval("SELECT dispatched_at FROM events WHERE id = $1", event_id),
+        lambda value: value is not None,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -62,3 +62,10 @@ async def proxy_to(url: str, default_port: int) -> TcpProxy:
     """A started proxy in front of the server a URL (database, broker) names."""
     target = urlsplit(url)
     return await TcpProxy(target.hostname or "127.0.0.1", target.port or default_port).start()
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """The URL (a DSN, say) with the proxy, 127.0.0.1:<its port>, as its host."""
+    parts = urlsplit(url)
+    credentials, at, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{credentials}{at}127.0.0.1:{proxy.port}"))

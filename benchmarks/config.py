@@ -1,0 +1,42 @@
+"""The bench's knobs (BENCH_* in the environment) and the fixed shape of a run."""
+
+from __future__ import annotations
+
+import os
+
+from harness.process import ROOT
+from libs.infra.settings import Settings
+
+WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", 5))
+WINDOW_S = float(os.environ.get("BENCH_WINDOW_S", 30))
+PROFILE_S = int(os.environ.get("BENCH_PROFILE_S", 8))
+AMQP_WINDOW_S = float(os.environ.get("BENCH_AMQP_WINDOW_S", 20))
+SKELETON_WINDOW_S = float(os.environ.get("BENCH_SKELETON_WINDOW_S", 15))
+LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", 20))
+FLOOR_RATE = 10.0  # events/s: a nearly idle machine, the latency of the path itself
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 48))  # open requests to the api
+# Dispatcher replicas in the throughput and latency phases (prod runs 3; the bench's stack 1).
+DISPATCHERS = int(os.environ.get("BENCH_DISPATCHERS", 1))
+MAX_BACKLOG = 2000  # deliveries accepted but not yet received (backpressure limit: 10,000)
+SLOW_EVENTS = 600  # × 10 endpoints = 6,000 deliveries queued while the senders are paused
+RETRY_EVENTS = 300
+RETRY_SCALE = 1 / 60  # the 60 s first tier of A/B/C endpoints becomes 1,000 ms
+BIG_PREFETCH = 600
+DEFAULT_PREFETCH = Settings.model_fields["sender_prefetch"].default
+FANOUT = 10
+PROFILED = ("api", "dispatcher", "sender-1")  # the services py-spy samples
+
+# How the receiver answers each scenario (harness/receiver/behaviours.py); others: 200 at
+# once. "slower": in flight is bounded by prefetch rather than by CPU.
+SLOW_S = {"slow": 0.2, "slower": 2.0}
+RECEIVER_ROUTES = {**{k: f"slow:{v}" for k, v in SLOW_S.items()}, "flaky": "first-fails"}
+
+# One org per scenario, each with its subscriptions (`<receiver>/<scenario>/<n>`).
+ORGS = ["tput", "fanout", "amqp", "floor", "lat", "slow", "slower", "flaky"]
+SUBSCRIPTIONS = (
+    ("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("floor", 1), ("lat", 1),
+    ("slow", FANOUT), ("slower", FANOUT), ("flaky", 1),
+)  # fmt: skip
+
+OUT = ROOT / "bench-results"
+DOCS = ROOT / "docs" / "bench"

@@ -1,0 +1,152 @@
+"""The bench's printed summary, and its machine-readable last line."""
+
+from __future__ import annotations
+
+from benchmarks.config import FANOUT
+from benchmarks.results import (
+    BenchResults,
+    Concurrency,
+    CpuReport,
+    Latency,
+    PgConnections,
+    Profile,
+    Profiles,
+    Skeleton,
+    StatementsReport,
+    Throughput,
+    as_dict,
+)
+
+
+def summary_line(results: BenchResults) -> str:
+    c = results.ceilings
+    e2e = results.throughput_1.deliveries_per_s
+    fanout = results.throughput_fanout.deliveries_per_s
+    lat = results.latency.e2e_ms
+    return (
+        f"bench: e2e_dps={e2e:.0f} fanout_dps={fanout:.0f}"
+        f" p50_ms={lat['p50']:.1f} p99_ms={lat['p99']:.1f}"
+        f" ceiling_broker={c.broker_round_trips_per_s:.0f}"
+        f" ceiling_http={c.http_posts_per_s:.0f}"
+        f" ratio={e2e / c.broker_round_trips_per_s:.3f}"
+    )
+
+
+def print_skeleton(skeleton: Skeleton) -> None:
+    print(
+        f"skeleton     fan-out {skeleton.fanout}: {skeleton.deliveries_per_s:,.0f}"
+        f" deliveries/s (HTTP in, broker round trip, HTTP out; no database);"
+        f" errors {skeleton.request_errors}"
+    )
+    print(f"             cpu s / 1,000 deliveries {skeleton.cpu.cpu_s_per_1000_deliveries}")
+    print_cores(skeleton.cpu)
+
+
+def print_cores(cpu: CpuReport) -> None:
+    print(
+        f"             cores busy {cpu.cores_busy}; system "
+        f"{cpu.system_cores_busy}, other {cpu.other_processes_cores_busy}"
+    )
+
+
+def print_postgres(connections: PgConnections, statements: StatementsReport | None) -> None:
+    by_service = {name: as_dict(s) for name, s in connections.by_service.items()}
+    print(f"             postgres connections {by_service}")
+    if statements is None:
+        print("             postgres statements: pg_stat_statements not loaded by the server")
+        return
+    print(
+        f"             postgres statements {statements.statement_ms_per_1000_deliveries} ms"
+        " per 1,000 deliveries; top:"
+    )
+    for row in statements.top[:5]:
+        print(
+            f"               {row.ms_per_1000_deliveries:>7} ms/1k  {row.calls:>6} calls"
+            f"  plan {row.plan_ms_per_call} + exec {row.exec_ms_per_call} ms"
+            f"  {row.query[:60]}"
+        )
+
+
+def print_profiles(profiles: Profiles) -> None:
+    for name, prof in profiles.items():
+        if isinstance(prof, Profile):
+            busy, other = prof.main_thread_busy_pct, prof.other_threads_busy_pct
+            top = ", ".join(f"{f} {p}%" for f, p in prof.top_self[:5])
+        else:
+            busy = other = None
+            top = ""
+        print(
+            f"             py-spy {name} main thread busy {busy}% (other threads {other}%): {top}"
+        )
+
+
+def print_throughput(t: Throughput, broker: float, http: float, skeleton: float) -> None:
+    dps = t.deliveries_per_s
+    print(f"{t.door}")
+    print(
+        f"fan-out {t.fanout:<3}  {dps:,.0f} deliveries/s ({t.events_accepted_per_s:,.0f}"
+        f" events/s) = {dps / broker:.3f} × broker, {dps / http:.3f} × http,"
+        f" {dps / skeleton:.3f} × skeleton;"
+        f" errors {t.request_errors}, duplicates {t.duplicate_posts}"
+    )
+    print(f"             cpu s / 1,000 deliveries {t.cpu.cpu_s_per_1000_deliveries}")
+    print(f"             kernel share {t.cpu.kernel_share_of_service_cpu}")
+    print(f"             run-queue wait s/s {t.cpu.runqueue_wait_per_s}")
+    print_postgres(t.postgres_connections, t.postgres_statements)
+    print_cores(t.cpu)
+    print_profiles(t.profiles)
+
+
+def print_latency(lat: Latency) -> None:
+    print(
+        f"latency      at {lat.offered_events_per_s:,.0f} events/s: e2e {lat.e2e_ms}"
+        f" accept {lat.api_accept_ms}"
+    )
+    for stage, figures in lat.stages_ms.items():
+        print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
+    print(f"             cpu s / 1,000 deliveries {lat.cpu.cpu_s_per_1000_deliveries}")
+    print(f"             run-queue wait s/s {lat.cpu.runqueue_wait_per_s}")
+    print(f"             kernel share {lat.cpu.kernel_share_of_service_cpu}")
+    print_cores(lat.cpu)
+    print_postgres(lat.postgres_connections, lat.postgres_statements)
+    print_profiles(lat.profiles)
+
+
+def print_concurrency(r: Concurrency) -> None:
+    print(
+        f"concurrency  {r.label}: {r.total_deliveries_per_s:,.0f} deliveries/s total;"
+        f" cores busy {r.cpu.cores_busy}"
+    )
+    for name, rep in r.replicas.items():
+        print(
+            f"             {name}: in-flight mean {rep.in_flight_mean:.0f} max "
+            f"{rep.in_flight_max}, {rep.deliveries_per_s:,.0f}/s, RSS max "
+            f"{rep.rss_mb_max:.0f} MB"
+        )
+
+
+def print_summary(results: BenchResults) -> None:
+    c = results.ceilings
+    broker, http = c.broker_round_trips_per_s, c.http_posts_per_s
+    print()
+    print(f"machine      {as_dict(results.machine)}")
+    print(
+        f"ceilings     broker {broker:,.0f} round trips/s · aiohttp {http:,.0f} POSTs/s · "
+        f"postgres {c.postgres_inserts.single_row:,.0f} single-row inserts/s, "
+        f"{c.postgres_inserts.batched:,.0f} batched rows/s"
+    )
+    for fanout in (1, FANOUT):
+        print_skeleton(c.skeletons[fanout])
+    for t in (results.throughput_1, results.throughput_fanout, results.throughput_amqp):
+        print_throughput(t, broker, http, c.skeletons[t.fanout].deliveries_per_s)
+    for lat in (results.latency_floor, results.latency):
+        print_latency(lat)
+    for r in (
+        results.concurrency_default,
+        results.concurrency_big,
+        results.concurrency_slow_endpoint,
+    ):
+        print_concurrency(r)
+    retry = results.retry
+    print(f"retries      {retry.retried_deliveries} retried: lateness {retry.lateness_ms}")
+    print(f"duration     {results.duration_s} s; exit codes {results.exit_codes}")

@@ -1,0 +1,3 @@
+from harness.receiver.standalone import main
+
+main()
