@@ -29,10 +29,19 @@ PROFILED = ("api", "dispatcher", "sender-1")  # the services py-spy samples
 # How the receiver answers each scenario (harness/receiver/behaviours.py); others: 200 at
 # once. "slower": in flight is bounded by prefetch rather than by CPU.
 SLOW_S = {"slow": 0.2, "slower": 2.0}
-RECEIVER_ROUTES = {**{k: f"slow:{v}" for k, v in SLOW_S.items()}, "flaky": "first-fails"}
+RECEIVER_ROUTES = {
+    **{k: f"slow:{v}" for k, v in SLOW_S.items()},
+    "flaky": "first-fails",
+    "fairslow": f"slow:{SLOW_S['slower']}",
+    "throttled": "rate-limit:50",
+}
 
 # One org per scenario, each with its subscriptions (`<receiver>/<scenario>/<n>`).
 ORGS = ["tput", "fanout", "amqp", "floor", "lat", "slow", "slower", "flaky"]
+# The fairness phase's own orgs and endpoints (benchmarks/phases/fairness.py).
+FAIR_RATE = 200.0  # events/s
+FAIR_S = float(os.environ.get("BENCH_FAIR_S", 20))
+THROTTLED_PER_S = 50
 SUBSCRIPTIONS = (
     ("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("floor", 1), ("lat", 1),
     ("slow", FANOUT), ("slower", FANOUT), ("flaky", 1),

@@ -6,6 +6,8 @@
     python -m benchmarks.probe --skeleton            the design's ceilings (benchmarks/skeleton.py)
     python -m benchmarks.probe --slow-room 100       fan-out 10 to a 2 s endpoint at 100 events/s:
                                                      the dispatcher's first-attempt room, its RSS
+    python -m benchmarks.probe --fairness            a fast endpoint beside a slow one, and a
+                                                     rate-limiting one beside a bystander
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -20,13 +22,18 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import latency, skeleton, slow_room, throughput
+from benchmarks.phases import fairness, latency, skeleton, slow_room, throughput
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
 
 async def probe(
-    rate: float | None, throughput_first: bool, fanout: bool, skeletons: bool, room: float | None
+    rate: float | None,
+    throughput_first: bool,
+    fanout: bool,
+    skeletons: bool,
+    room: float | None,
+    fair: bool = False,
 ) -> None:
     rig = await Rig.start(Run.new())
     pipe: Pipeline | None = None
@@ -35,9 +42,11 @@ async def probe(
         if skeletons:
             for n in (1, FANOUT):
                 report.print_skeleton(await skeleton.measure(rig, n))
-        if not (pipeline or room):
+        if not (pipeline or room or fair):
             return
         pipe = await Pipeline.start(rig)
+        if fair:
+            report.print_fairness(await fairness.measure(pipe))
         if room is not None:
             log(f"slow room: fan-out {FANOUT} to a 2 s endpoint at {room:g} events/s")
             print(f"slow room    {as_dict(await slow_room.measure(pipe, room))}")
@@ -76,10 +85,13 @@ def main() -> None:
     parser.add_argument("--fanout", action="store_true", help="and the fan-out 10 maximum")
     parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
     parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
+    parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
     args = parser.parse_args()
-    if not (args.rate or args.throughput or args.skeleton or args.slow_room):
-        parser.error("give --rate, --throughput, --skeleton, --slow-room, or several")
-    asyncio.run(probe(args.rate, args.throughput, args.fanout, args.skeleton, args.slow_room))
+    if not (args.rate or args.throughput or args.skeleton or args.slow_room or args.fairness):
+        parser.error("give --rate, --throughput, --skeleton, --slow-room, --fairness, or several")
+    asyncio.run(
+        probe(args.rate, args.throughput, args.fanout, args.skeleton, args.slow_room, args.fairness)
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from benchmarks.results import (
     BenchResults,
     Concurrency,
     CpuReport,
+    Fairness,
     Latency,
     PgConnections,
     Profile,
@@ -149,4 +150,19 @@ def print_summary(results: BenchResults) -> None:
         print_concurrency(r)
     retry = results.retry
     print(f"retries      {retry.retried_deliveries} retried: lateness {retry.lateness_ms}")
+    print_fairness(results.fairness)
     print(f"duration     {results.duration_s} s; exit codes {results.exit_codes}")
+
+
+def print_fairness(fair: Fairness) -> None:
+    fast, beside = fair.fast_alone_ms, fair.fast_beside_slow_ms
+    print(
+        f"fairness     {fair.rate_per_s:g} events/s: a fast endpoint's p99 {fast['p99']:.1f} ms"
+        f" alone, {beside['p99']:.1f} ms beside a 2 s endpoint: {fair.fast_ratio} ×"
+        " (target ≤ 1.5)"
+    )
+    print(
+        f"throttling   a receiver allowing {fair.throttled_limit_per_s}/s got"
+        f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"
+        f" {fair.bystander_ms['p99']:.1f} ms: {fair.bystander_ratio} × the fast one alone"
+    )

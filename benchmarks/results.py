@@ -242,6 +242,20 @@ class SlowRoom:
 
 
 @dataclass
+class Fairness:
+    """benchmarks/phases/fairness.py: latencies in ms ({"p50", "p99", "arrived", "window"})."""
+
+    rate_per_s: float
+    fast_alone_ms: dict[str, float]
+    fast_beside_slow_ms: dict[str, float]
+    fast_ratio: float | None  # target ≤ 1.5
+    throttled_limit_per_s: int
+    throttled_requests_per_s: float  # target ≈ throttled_limit_per_s
+    bystander_ms: dict[str, float]
+    bystander_ratio: float | None
+
+
+@dataclass
 class Machine:
     cpu: str
     cores: int | None
@@ -273,5 +287,6 @@ class BenchResults:
     concurrency_big: Concurrency
     concurrency_slow_endpoint: Concurrency
     retry: Retry
+    fairness: Fairness
     exit_codes: dict[str, int | None]
     duration_s: float

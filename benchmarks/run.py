@@ -18,7 +18,11 @@
                     (default prefetch, then a second sender pair with prefetch 600; then
                     the same pair against a receiver that takes 2,000 ms, where the
                     in-flight count is bounded by prefetch rather than by CPU)
-    6. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
+    5. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
+                    rate-limits with 429 + Retry-After: what it gets, and a bystander's p99
+                    (benchmarks/phases/fairness.py)
+    6. concurrency  (as below)
+    7. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
                     an endpoint answers 500 then 200: lateness of attempt 2 vs its schedule
 
 Each phase is a module of benchmarks/phases/ returning its typed result
@@ -54,7 +58,15 @@ from benchmarks.config import (
     WINDOW_S,
 )
 from benchmarks.machine import machine, versions
-from benchmarks.phases import ceilings, concurrency, latency, retry, skeleton, throughput
+from benchmarks.phases import (
+    ceilings,
+    concurrency,
+    fairness,
+    latency,
+    retry,
+    skeleton,
+    throughput,
+)
 from benchmarks.results import BenchResults, Concurrency, Retry, to_json
 from benchmarks.rig import Pipeline, Rig, Run
 from harness.process import ROOT
@@ -129,6 +141,7 @@ async def bench() -> BenchResults:
         e2e = lat.e2e_ms
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
+        fair = await fairness.measure(pipe)
         default, big, slow_endpoint, retried = await sender_phases(pipe)
     finally:
         log("teardown")
@@ -149,6 +162,7 @@ async def bench() -> BenchResults:
         concurrency_big=big,
         concurrency_slow_endpoint=slow_endpoint,
         retry=retried,
+        fairness=fair,
         exit_codes=exit_codes,
         duration_s=round(time.time() - started, 1),
     )

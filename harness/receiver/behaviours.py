@@ -12,6 +12,7 @@ these same classes; `parse` makes one from a short spec for the process's comman
     first-fails         500 on an eventId's first arrival, 200 on every later one
     retry-after:2       429 with `Retry-After: 2` on a path's first request, then 200
     retry-after-date:2  the same, Retry-After as an HTTP date 2 s ahead
+    rate-limit:50       429 with `Retry-After: 1` while it has answered 50 in the last second
     endless-flood       500 and a body of 64 KiB chunks, as fast as the socket takes them
     endless-trickle     200 and a body of one byte every 0.2 s
     script:500,500,200  a path's requests get these in turn (the last one repeats)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Protocol
@@ -135,6 +137,24 @@ class RetryAfter:
 
 
 @dataclass
+class RateLimited:
+    """A receiver with a rate limit: 200 while fewer than `per_s` were let through in the
+    last second, else 429 with `Retry-After: 1`."""
+
+    per_s: int
+    _through: deque[float] = field(default_factory=deque, repr=False, compare=False)
+
+    def reply(self, arrival: Arrival) -> Reply:
+        now = time.monotonic()
+        while self._through and now - self._through[0] >= 1.0:
+            self._through.popleft()
+        if len(self._through) >= self.per_s:
+            return Reply(429, "slow down", {"Retry-After": "1"})
+        self._through.append(now)
+        return Reply()
+
+
+@dataclass
 class Endless:
     """A response body that never ends: what the sender's response cap is for."""
 
@@ -192,6 +212,8 @@ def parse(spec: str, seed: int = 0) -> Behaviour:
             return FailFirstArrival()
         case "retry-after" | "retry-after-date":
             return RetryAfter(int(arg), http_date=kind == "retry-after-date")
+        case "rate-limit":
+            return RateLimited(int(arg))
         case "endless-flood":
             return Endless.flood()
         case "endless-trickle":

@@ -1,0 +1,116 @@
+"""Phase: an endpoint's slowness or rate limit stays its own problem (libs/delivery/limits.py).
+
+    fairness    one org, every event to two endpoints: one answering after 2 s, one at once,
+                FAIR_RATE events/s; the fast endpoint's p99 against its p99 alone
+                (target: at most 1.5 ×)
+    throttling  an endpoint answering 429 with `Retry-After: 1` once it has let
+                THROTTLED_PER_S requests through in a second, at FAIR_RATE events/s, beside a
+                bystander org at the same rate: the requests per second the throttled
+                endpoint gets (target: about THROTTLED_PER_S) and the bystander's p99
+
+Each run waits for its backlog to drain before the next, so no phase measures another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from benchmarks import load
+from benchmarks.common import log, percentiles
+from benchmarks.config import FAIR_RATE, FAIR_S, THROTTLED_PER_S
+from benchmarks.results import Fairness
+from benchmarks.rig import Pipeline
+from harness.orgs import create_org
+
+DRAIN_TIMEOUT_S = 240.0
+
+
+async def measure(pipe: Pipeline) -> Fairness:
+    log(f"fairness: {FAIR_RATE:g} events/s to a fast endpoint alone, {FAIR_S:g} s")
+    alone = await _run(pipe, "fairalone", ["fairalone"], "fairalone")
+    log(f"  p99 {alone['p99']:.1f} ms; then beside a 2 s endpoint")
+    beside_slow = await _run(pipe, "fair", ["fairslow", "fairfast"], "fairfast")
+    log(f"  p99 {beside_slow['p99']:.1f} ms")
+    log(f"throttling: {FAIR_RATE:g} events/s to a receiver allowing {THROTTLED_PER_S}/s")
+    throttled_task = asyncio.create_task(_run(pipe, "throttled", ["throttled"], None))
+    bystander = await _run(pipe, "bystander", ["bystander"], "bystander")
+    offered = await throttled_task
+    rate = await _requests_per_s(pipe, "throttled", offered["window"])
+    log(f"  throttled endpoint got {rate:.1f} requests/s; bystander p99 {bystander['p99']:.1f}")
+    for group in ("fairslow", "throttled"):
+        await _drained(pipe, group)
+    return Fairness(
+        rate_per_s=FAIR_RATE,
+        fast_alone_ms=alone,
+        fast_beside_slow_ms=beside_slow,
+        fast_ratio=round(beside_slow["p99"] / alone["p99"], 2) if alone["p99"] else None,
+        throttled_limit_per_s=THROTTLED_PER_S,
+        throttled_requests_per_s=round(rate, 1),
+        bystander_ms=bystander,
+        bystander_ratio=round(bystander["p99"] / alone["p99"], 2) if alone["p99"] else None,
+    )
+
+
+async def _run(
+    pipe: Pipeline, org: str, groups: list[str], measured: str | None
+) -> dict[str, float]:
+    """A fresh org with one subscription per receiver group; FAIR_S at FAIR_RATE events/s;
+    the latency percentiles of the `measured` group (or the window, when None)."""
+    rig = pipe.rig
+    made = await asyncio.to_thread(create_org, pipe.stack.env, org, "PRO")
+    token = made["apiToken"]
+    for group in groups:
+        async with rig.session.post(
+            f"{pipe.api_url}/api/v1/webhook-subscriptions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "name": f"bench {group}",
+                "webhookUrl": f"{rig.receiver_url}/{group}/0",
+                "events": ["MAPPING_COMPLETED"],
+            },
+        ) as response:
+            if response.status != 201:
+                raise RuntimeError(f"subscription: HTTP {response.status} {await response.text()}")
+    sent = load.Sent()
+    started = asyncio.get_running_loop().time()
+    await load.open_loop(
+        rig.session, pipe.api_url, token,
+        rate_per_s=FAIR_RATE, duration_s=FAIR_S, max_open=256, sent=sent,
+    )  # fmt: skip
+    window = asyncio.get_running_loop().time() - started
+    if measured is None:
+        return {"window": window}
+    await rig.wait_arrivals(measured, len(sent.events), timeout=60)
+    first: dict[str | None, float] = {}
+    for record in await rig.records(measured):
+        if record.status == 200:
+            first.setdefault(record.event_id, record.arrived)
+    latencies = [(first[e[2]] - e[0]) * 1000 for e in sent.events if e[2] in first]
+    return {**percentiles(latencies, "p50", "p99"), "arrived": len(latencies), "window": window}
+
+
+async def _requests_per_s(pipe: Pipeline, group: str, window_s: float) -> float:
+    """Requests of every status the group received during the load, per second."""
+    records = await pipe.rig.records(group)
+    if not records:
+        return 0.0
+    start = records[0].arrived
+    return sum(1 for r in records if r.arrived - start <= window_s) / window_s
+
+
+async def _drained(pipe: Pipeline, group: str) -> None:
+    """Wait (bounded) until every event sent to the group was answered 200 once."""
+    rig = pipe.rig
+    deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S
+    while asyncio.get_running_loop().time() < deadline:
+        records = await rig.records(group)
+        ok = {r.event_id for r in records if r.status == 200}
+        sent = await pipe.pool.fetchval(
+            "SELECT count(*) FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
+            " WHERE e.url_masked LIKE $1",
+            f"%/{group}/%",
+        )
+        if len(ok) >= sent:
+            return
+        await asyncio.sleep(2.0)
+    log(f"  {group}: backlog not drained within {DRAIN_TIMEOUT_S:g} s")
