@@ -10,8 +10,12 @@ limit, and the receiver's Retry-After.
 - **`rateLimitPerSecond`** (an endpoint's own setting) is a token bucket.
 - **A Retry-After** (429 or 503) holds the whole endpoint back until it has passed.
 
-An attempt with no room yet is not made: the engine defers its step to a short retry tier,
-so it never holds one of the queue's prefetch slots that other endpoints' work needs.
+An attempt with no room yet is not made: the engine defers its step to a retry tier, so it
+never holds one of the queue's prefetch slots that other endpoints' work needs. How long it
+waits follows a queue: the steps already waiting for that endpoint, divided by what the
+endpoint gets through per second (its limit over its attempts' duration, or its rate). So
+an endpoint far over its capacity has its backlog come back spread over time, at the pace it
+can take, instead of every deferred step coming back each second.
 
 Every engine (each sender, each dispatcher making first attempts) keeps its own limits, and
 takes its share of an endpoint's ceiling and rate: `share` is 1 / the number of engines
@@ -22,8 +26,9 @@ and rate, within one engine's share while replicas come and go.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from libs.delivery.http_client import HttpResult
 
@@ -32,6 +37,8 @@ MINIMUM = 1.0
 DECREASE_EVERY_S = 1.0
 IDLE_FORGET_S = 600.0  # an endpoint idle this long starts afresh
 MAX_ENDPOINTS = 50_000  # beyond it, idle endpoints are forgotten first
+MAX_WAITING = 100_000  # deferred steps remembered per endpoint (the rest wait as the last)
+MIN_WAIT_S = 1.0
 
 
 @dataclass
@@ -44,6 +51,8 @@ class _Endpoint:
     decreased: float = float("-inf")
     used: float = 0.0
     slow_start: bool = True
+    duration_s: float = 0.05  # its attempts' duration, a moving average
+    waiting: deque[float] = field(default_factory=deque)  # when each deferred step is due
 
 
 def overloaded(result: HttpResult) -> bool:
@@ -76,12 +85,10 @@ class EndpointLimits:
         share = self._share()
         if state.not_before > now:
             return state.not_before - now
-        if state.in_flight >= max(MINIMUM, min(state.limit, self._ceiling * share)):
-            return DECREASE_EVERY_S  # a slot frees as soon as an attempt ends
-        if rate_per_s:
-            wait = self._take_token(state, rate_per_s * share, now)
-            if wait:
-                return wait
+        slots = max(MINIMUM, min(state.limit, self._ceiling * share))
+        rate = rate_per_s * share if rate_per_s else None
+        if state.in_flight >= slots or (rate and self._take_token(state, rate, now)):
+            return self._defer(state, slots / state.duration_s, rate, now)
         state.in_flight += 1
         return None
 
@@ -89,6 +96,8 @@ class EndpointLimits:
         now = self._clock()
         state = self._state(endpoint_id, now)
         state.in_flight = max(0, state.in_flight - 1)
+        if not result.refused:
+            state.duration_s = 0.8 * state.duration_s + 0.2 * max(result.duration_ms / 1000, 0.001)
         if result.retry_after_s:
             state.not_before = max(state.not_before, now + result.retry_after_s)
         if overloaded(result):
@@ -113,6 +122,18 @@ class EndpointLimits:
             state = self._endpoints[endpoint_id] = _Endpoint(min(INITIAL, self._ceiling))
         state.used = now
         return state
+
+    @staticmethod
+    def _defer(state: _Endpoint, through_per_s: float, rate: float | None, now: float) -> float:
+        """How long a step that found no room waits: behind those already waiting, at the
+        pace the endpoint gets through (see the top)."""
+        while state.waiting and state.waiting[0] <= now:
+            state.waiting.popleft()
+        pace = min(through_per_s, rate) if rate else through_per_s
+        wait = max(MIN_WAIT_S, (len(state.waiting) + 1) / max(pace, 0.01))
+        if len(state.waiting) < MAX_WAITING:
+            state.waiting.append(now + wait)
+        return wait
 
     @staticmethod
     def _take_token(state: _Endpoint, rate_per_s: float, now: float) -> float:

@@ -84,3 +84,21 @@ def test_retry_after_holds_the_endpoint_and_other_endpoints_go_on() -> None:
     assert limits.try_acquire("calm") is None
     clock.now += 12
     assert limits.try_acquire("busy") is None
+
+
+def test_steps_without_room_come_back_at_the_pace_the_endpoint_takes() -> None:
+    """A 2 s endpoint with 32 slots takes 16 attempts a second: the steps that found no room
+    are spread over the seconds ahead instead of all coming back each second."""
+    clock = Clock()
+    limits = EndpointLimits(32, clock=clock)  # a ceiling of 32 in flight
+    fill(limits, "slow")
+    for _ in range(20):  # it learns: 2 s per attempt
+        limits.release("slow", HttpResult(True, 200, None, "", 2000))
+        assert limits.try_acquire("slow") is None
+    waits = [limits.try_acquire("slow") for _ in range(160)]
+    assert all(w is not None for w in waits)
+    assert waits[0] == 1.0  # at least the shortest tier
+    assert 9 <= waits[-1] <= 12  # the 160th waits for the 160 before it at ~16/s
+    assert waits == sorted(waits)
+    clock.now += 1000
+    assert limits.try_acquire("slow") is not None  # still full: nothing was released
