@@ -83,12 +83,12 @@ async def measure(rows: int, pending_every: int, overdue_every: int) -> None:
             await conn.execute("ANALYZE")
             took = time.monotonic() - started
             print(f"filled {rows:,} events, deliveries and attempts each in {took:.0f} s")
-            await _report(conn, "overdue events", overdue._OVERDUE_EVENTS, 60.0)
-            await _report(conn, "overdue deliveries", overdue._OVERDUE_DELIVERIES, 300.0)
+            await _report(conn, "overdue events", overdue.EVENTS.claim_sql, 60.0)
+            await _report(conn, "overdue deliveries", overdue.DELIVERIES.claim_sql, 300.0)
             # The usual pass: nothing is overdue (the same unfinished rows, all on time).
             await conn.execute(_ON_TIME)
-            await _report(conn, "idle pass, events", overdue._OVERDUE_EVENTS, 60.0)
-            await _report(conn, "idle pass, deliveries", overdue._OVERDUE_DELIVERIES, 300.0)
+            await _report(conn, "idle pass, events", overdue.EVENTS.claim_sql, 60.0)
+            await _report(conn, "idle pass, deliveries", overdue.DELIVERIES.claim_sql, 300.0)
         finally:
             await conn.close()
     finally:

@@ -19,7 +19,7 @@ from benchmarks import load
 from benchmarks.common import log, percentiles
 from benchmarks.config import FAIR_RATE, FAIR_S, THROTTLED_PER_S
 from benchmarks.results import Fairness
-from benchmarks.rig import Pipeline
+from benchmarks.rig import Pipeline, subscribe
 from harness.orgs import create_org
 
 DRAIN_TIMEOUT_S = 240.0
@@ -60,17 +60,7 @@ async def _run(
     made = await asyncio.to_thread(create_org, pipe.stack.env, org, "PRO")
     token = made["apiToken"]
     for group in groups:
-        async with rig.session.post(
-            f"{pipe.api_url}/api/v1/webhook-subscriptions",
-            headers={"Authorization": f"Bearer {token}"},
-            json={
-                "name": f"bench {group}",
-                "webhookUrl": f"{rig.receiver_url}/{group}/0",
-                "events": ["MAPPING_COMPLETED"],
-            },
-        ) as response:
-            if response.status != 201:
-                raise RuntimeError(f"subscription: HTTP {response.status} {await response.text()}")
+        await subscribe(rig, pipe.api_url, token, group, 1)
     sent = load.Sent()
     started = asyncio.get_running_loop().time()
     await load.open_loop(

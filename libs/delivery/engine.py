@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -87,31 +88,19 @@ class Limits(Protocol):
     def release(self, endpoint_id: str, result: HttpResult) -> None: ...
 
 
+@dataclass
 class DeliveryEngine:
-    def __init__(
-        self,
-        repository: Repository,
-        http: Http,
-        publisher: StepPublisher,
-        metrics: EngineMetrics,
-        limits: Limits,
-        *,
-        retry_delay_scale: float,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        db_backoff: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0.5),
-        record_tries: int = 5,
-        sink_payload_cap_bytes: int = 10 * 1024 * 1024,
-    ) -> None:
-        self._repo = repository
-        self._http = http
-        self._publisher = publisher
-        self._metrics = metrics
-        self._limits = limits
-        self._scale = retry_delay_scale
-        self._now = now
-        self._db_backoff = db_backoff
-        self._record_tries = record_tries
-        self._sink_cap = sink_payload_cap_bytes
+    repository: Repository
+    http: Http
+    publisher: StepPublisher
+    metrics: EngineMetrics
+    limits: Limits
+    retry_delay_scale: float
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # what a failed record waits for before it tries again (the database coming back)
+    db_backoff: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0.5)
+    record_tries: int = 5
+    sink_payload_cap_bytes: int = 10 * 1024 * 1024
 
     async def attempt(self, step: DeliveryStep) -> Outcome:
         """Make the attempt `step` asks for, reading the delivery's current state first."""
@@ -121,7 +110,7 @@ class DeliveryEngine:
     async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]:
         """Attempt 1 of deliveries the caller has just created: their rows are known (PENDING,
         nothing attempted), so they are not read; only their endpoints, from the cache."""
-        rows = await self._repo.new_rows(tasks)
+        rows = await self.repository.new_rows(tasks)
         return list(
             await asyncio.gather(
                 *(self._first_attempt(task, row) for task, row in zip(tasks, rows, strict=True))
@@ -132,12 +121,12 @@ class DeliveryEngine:
         """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""
         self._annotate(task)
         try:
-            marked = await self._repo.mark_dead(task.delivery_id)
+            marked = await self.repository.mark_dead(task.delivery_id)
         except Exception:
             log.exception("could not mark a delivery DEAD")
             return Outcome.UNSETTLED
         if marked:
-            self._metrics.finished(DeliveryStatus.DEAD)
+            self.metrics.finished(DeliveryStatus.DEAD)
             log.info("delivery DEAD")
         return Outcome.SETTLED
 
@@ -194,13 +183,13 @@ class DeliveryEngine:
                 schedule_start,
                 throttled_before=row.throttled,
             )
-            overdue = row.next_attempt_at is not None and row.next_attempt_at <= self._now()
+            overdue = row.next_attempt_at is not None and row.next_attempt_at <= self.now()
         else:
-            wait = self._limits.try_acquire(row.endpoint.id, _rate_limit(row.endpoint.config))
+            wait = self.limits.try_acquire(row.endpoint.id, _rate_limit(row.endpoint.config))
             if wait is not None:
                 # No room at this endpoint yet: back in a moment, holding no slot meanwhile.
                 step = DeliveryStep(task, attempt, schedule_start)
-                await self._publisher.publish_deferred(step, tier_at_least(wait))
+                await self.publisher.publish_deferred(step, tier_at_least(wait))
                 return Outcome.SETTLED
             decision = await self._post_and_record(task, row, attempt, schedule_start, policy)
             if decision is None:
@@ -212,7 +201,7 @@ class DeliveryEngine:
     async def _current(self, step: DeliveryStep) -> DeliveryRow | None:
         """The delivery as it stands, once any manual retry reopening it has committed."""
         delivery_id = step.task.delivery_id
-        row = await self._repo.load(delivery_id, step.attempt or 1)
+        row = await self.repository.load(delivery_id, step.attempt or 1)
         if (
             row is not None
             and row.status != DeliveryStatus.PENDING
@@ -222,8 +211,8 @@ class DeliveryEngine:
             # A manual retry publishes its task before its transaction reopening the delivery
             # commits (so a task that never left never leaves a delivery PENDING): wait for
             # that transaction, then judge the row it left behind.
-            await self._repo.await_writers(delivery_id)
-            row = await self._repo.load(delivery_id, step.attempt or 1)
+            await self.repository.await_writers(delivery_id)
+            row = await self.repository.load(delivery_id, step.attempt or 1)
         return row
 
     async def _post_and_record(
@@ -249,9 +238,9 @@ class DeliveryEngine:
             throttled_before=row.throttled,
             retry_after_s=result.retry_after_s,
         )
-        attempted_at = self._now() - timedelta(milliseconds=result.duration_ms)
+        attempted_at = self.now() - timedelta(milliseconds=result.duration_ms)
         if attempt == 1:
-            self._metrics.first_attempt_started(attempted_at, task.event_created_at)
+            self.metrics.first_attempt_started(attempted_at, task.event_created_at)
         next_attempt_at = self._due(decision)
         status = await self._record(
             AttemptRecord(
@@ -275,9 +264,11 @@ class DeliveryEngine:
         its dead letter at once; None once it has ended."""
         if decision.next is Next.RETRY:
             assert decision.delay_s is not None
-            return self._now() + timedelta(milliseconds=scaled_ms(decision.delay_s, self._scale))
+            return self.now() + timedelta(
+                milliseconds=scaled_ms(decision.delay_s, self.retry_delay_scale)
+            )
         if decision.next is Next.EXHAUSTED:
-            return self._now()
+            return self.now()
         return None
 
     async def _next_step(
@@ -293,14 +284,14 @@ class DeliveryEngine:
             assert decision.delay_s is not None
             next_step = DeliveryStep(task, attempt + 1, schedule_start)
             if overdue:
-                await self._publisher.publish_now(next_step)
+                await self.publisher.publish_now(next_step)
             else:
-                await self._publisher.publish_retry(next_step, decision.delay_s)
+                await self.publisher.publish_retry(next_step, decision.delay_s)
             return Outcome.SETTLED
         if decision.next is Next.EXHAUSTED:
             log.info("no attempts left, dead-lettering")
             return Outcome.DEAD_LETTER
-        self._metrics.finished(decision.status)
+        self.metrics.finished(decision.status)
         return Outcome.SETTLED
 
     async def _send(self, task: DeliveryTask, row: DeliveryRow, attempt_id: str) -> HttpResult:
@@ -308,16 +299,16 @@ class DeliveryEngine:
         started = time.monotonic()
         result = HttpResult(False, None, "not sent", None, 0, refused=True)
         try:
-            request = signed_request(task, row, attempt_id, self._sink_cap)
+            request = signed_request(task, row, attempt_id, self.sink_payload_cap_bytes)
         except Unsendable as exc:
             result = HttpResult(False, None, f"not sent: {exc}", None, 0, refused=True)
         else:
-            result = await self._http.post(
+            result = await self.http.post(
                 request.url, request.body, request.headers, request.url_masked
             )
-            self._metrics.attempt_took(time.monotonic() - started)
+            self.metrics.attempt_took(time.monotonic() - started)
         finally:
-            self._limits.release(row.endpoint.id, result)
+            self.limits.release(row.endpoint.id, result)
         self._observe(result, row.endpoint.url_masked)
         return result
 
@@ -327,18 +318,18 @@ class DeliveryEngine:
         Giving the step back instead would POST the same attempt again; the statement is
         idempotent, so trying it again is safe.
         """
-        for remaining in range(self._record_tries - 1, -1, -1):
+        for remaining in range(self.record_tries - 1, -1, -1):
             try:
-                return await self._repo.record(attempt)
+                return await self.repository.record(attempt)
             except Exception:
                 if remaining == 0:
                     raise
                 log.warning("could not record an attempt, trying again", exc_info=True)
-                await self._db_backoff()
+                await self.db_backoff()
         raise AssertionError("unreachable")
 
     def _observe(self, result: HttpResult, url_masked: str) -> None:
-        self._metrics.attempted(result)
+        self.metrics.attempted(result)
         extra = {
             "url": url_masked,
             "http_status": result.http_status,

@@ -9,7 +9,6 @@ is alone; if PostgreSQL does not answer, the last count stands.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -17,6 +16,8 @@ import socket
 import uuid
 
 import asyncpg
+
+from libs.infra.periodic import Periodic
 
 log = logging.getLogger("hookpost.membership")
 
@@ -36,7 +37,7 @@ class Membership:
         self._interval_s = interval_s
         self._id = f"{service}-{uuid.uuid4().hex[:12]}"
         self._live = 1
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("membership", interval_s, self._beat, first_after_s=interval_s)
 
     @property
     def live(self) -> int:
@@ -47,20 +48,12 @@ class Membership:
 
     async def start(self) -> None:
         await self._beat()
-        self._task = asyncio.create_task(self._run(), name="membership")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
         with contextlib.suppress(Exception):
             await self._pool.execute(_LEAVE, self._id)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self._beat()
 
     async def _beat(self) -> None:
         try:

@@ -11,6 +11,7 @@ A row whose message waits among the poison messages is left alone: it would only
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -44,21 +45,26 @@ FOR UPDATE OF d SKIP LOCKED
 _DELIVERIES_SENT = "UPDATE deliveries SET next_attempt_at = now() WHERE id = ANY ($1::text[])"
 
 
-async def overdue_events(
-    conn: asyncpg.Connection, after_s: float, limit: int
+@dataclass(frozen=True)
+class Overdue:
+    """One kind of overdue work: how to claim a batch of it, how to restart its clocks."""
+
+    what: str  # the metric's label
+    claim_sql: str
+    restart_sql: str
+
+
+EVENTS = Overdue("event", _OVERDUE_EVENTS, _EVENTS_SENT)
+DELIVERIES = Overdue("delivery", _OVERDUE_DELIVERIES, _DELIVERIES_SENT)
+
+
+async def claim(
+    conn: asyncpg.Connection, kind: Overdue, after_s: float, limit: int
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(_OVERDUE_EVENTS, after_s, limit)
+    """A batch of `kind` overdue by `after_s`, locked for the caller's transaction."""
+    return await conn.fetch(kind.claim_sql, after_s, limit)
 
 
-async def events_sent(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
-    await conn.execute(_EVENTS_SENT, list(event_ids))
-
-
-async def overdue_deliveries(
-    conn: asyncpg.Connection, after_s: float, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(_OVERDUE_DELIVERIES, after_s, limit)
-
-
-async def deliveries_sent(conn: asyncpg.Connection, delivery_ids: Sequence[str]) -> None:
-    await conn.execute(_DELIVERIES_SENT, list(delivery_ids))
+async def restart_clocks(conn: asyncpg.Connection, kind: Overdue, ids: Sequence[str]) -> None:
+    """Those re-driven: none is re-driven again before the bound has passed once more."""
+    await conn.execute(kind.restart_sql, list(ids))

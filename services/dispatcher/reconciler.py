@@ -21,7 +21,6 @@ a message the broker lost, or a delivery stuck far longer than it should be.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
 from prometheus_client import Counter
 
-from libs.domain.envelope import capped_data
 from libs.infra import telemetry
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask, EventMessage
 from libs.infra.broker.topology import Topology
+from libs.infra.periodic import Periodic
 from libs.infra.settings import Settings
 from services.dispatcher import overdue
 
@@ -75,51 +74,45 @@ class Reconciler:
         self._steps = steps
         self._settings = settings
         self._events_exchange: AbstractExchange | None = None
-        self._task: asyncio.Task[None] | None = None
+        # First one interval after start: a replica starting up has its own backlog.
+        interval = settings.reconcile_interval_s
+        self._loop = Periodic("reconciler", interval, self.run_once, first_after_s=interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reconciler")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def run_once(self) -> Redriven:
         redriven = Redriven(await self._redrive_events(), await self._redrive_deliveries())
         PASSES.inc()
         return redriven
 
-    async def _run(self) -> None:
-        while True:
-            # First one interval after start: a replica starting up has its own backlog.
-            await asyncio.sleep(self._settings.reconcile_interval_s)
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconciler pass failed; trying again")
-
     async def _redrive_events(self) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await overdue.overdue_events(conn, self._settings.redrive_events_after_s, BATCH)
-            sent = await _published(rows, self._publish_event)
-            if sent:
-                await overdue.events_sent(conn, sent)
-        return _counted("event", sent)
+        after_s = self._settings.redrive_events_after_s
+        return await self._redrive(overdue.EVENTS, after_s, self._publish_event)
 
     async def _redrive_deliveries(self) -> int:
+        after_s = self._settings.redrive_deliveries_after_s
+        return await self._redrive(overdue.DELIVERIES, after_s, self._publish_step)
+
+    async def _redrive(
+        self,
+        kind: overdue.Overdue,
+        after_s: float,
+        publish: Callable[[asyncpg.Record], Awaitable[None]],
+    ) -> int:
+        """Claim a batch, publish each row's message, restart the clocks of the confirmed."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await overdue.overdue_deliveries(
-                conn, self._settings.redrive_deliveries_after_s, BATCH
-            )
-            sent = await _published(rows, self._publish_step)
+            rows = await overdue.claim(conn, kind, after_s, BATCH)
+            sent = await _published(rows, publish)
             if sent:
-                await overdue.deliveries_sent(conn, sent)
-        return _counted("delivery", sent)
+                await overdue.restart_clocks(conn, kind, sent)
+        if sent:
+            REDRIVEN.labels(kind.what).inc(len(sent))
+            log.warning("re-drove overdue work", extra={"what": kind.what, "count": len(sent)})
+        return len(sent)
 
     async def _publish_event(self, row: asyncpg.Record) -> None:
         event = EventMessage.model_validate(dict(row))
@@ -142,21 +135,7 @@ class Reconciler:
             )
 
     async def _publish_step(self, row: asyncpg.Record) -> None:
-        task = DeliveryTask(
-            delivery_id=row["id"],
-            event_id=row["event_id"],
-            endpoint_id=row["endpoint_id"],
-            organization_id=row["organization_id"],
-            type=row["type"],
-            event_created_at=row["event_created_at"],
-            data=capped_data(
-                row["event_id"],
-                row["type"],
-                row["event_created_at"],
-                row["data"],
-                self._settings.payload_cap_bytes,
-            ),
-        )
+        task = DeliveryTask.from_row(row, self._settings.payload_cap_bytes)
         # The step it is at: attempt 1 if none was made, else the last one recorded (the
         # engine then does what follows it).
         step = DeliveryStep(task, max(row["attempt_count"], 1), row["schedule_start"])
@@ -172,10 +151,3 @@ async def _published(
     if failed:
         log.warning("could not re-drive some overdue work", extra={"count": len(failed)})
     return [row["id"] for row, r in zip(rows, results, strict=True) if r is None]
-
-
-def _counted(what: str, ids: Sequence[str]) -> int:
-    if ids:
-        REDRIVEN.labels(what).inc(len(ids))
-        log.warning("re-drove overdue work", extra={"what": what, "count": len(ids)})
-    return len(ids)

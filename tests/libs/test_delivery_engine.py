@@ -37,6 +37,7 @@ from libs.domain.retry_policy import (
 from libs.domain.signing import verify_standard_webhooks, verify_v1
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.infra.url_safety import SafetyPolicy, UnsafeURLError
+from tests.support.factories import delivery_task
 from tests.support.factories import sender_delivery_row as delivery_row
 
 NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
@@ -310,15 +311,7 @@ class FakeRetries:
         ]
 
 
-TASK = DeliveryTask(
-    delivery_id="del_01TESTDELIVERY0000000000000",
-    event_id="evt_1",
-    endpoint_id="dest_1",
-    organization_id="org_1",
-    type="mapping.completed",
-    event_created_at=NOW,
-    data={"a": 1},
-)
+TASK = delivery_task(delivery_id="del_01TESTDELIVERY0000000000000", event_created_at=NOW)
 OK = HttpResult(True, 200, None, "ok", 5)
 FAIL_500 = HttpResult(False, 500, "HTTP 500", "no", 5)
 

@@ -21,9 +21,8 @@ from libs.domain.signing import (
     verify_mt,
 )
 from libs.domain.sink_payload import SinkPayload, build_sink_body, results_ref
-from libs.infra.broker.messages import DeliveryTask
 from libs.infra.crypto import encrypt
-from tests.support.factories import sender_delivery_row
+from tests.support.factories import delivery_task, sender_delivery_row
 
 BODY = b'{"jobId":"job_1","results":[]}'
 COMPLETED = datetime(2026, 5, 25, 12, 34, 56, tzinfo=UTC)
@@ -126,15 +125,7 @@ ROW = sender_delivery_row(
     job_stats={"total": 2, "matched": 1, "unmatched": 1},
     job_results_json=orjson.dumps(RESULTS).decode(),
 )
-TASK = DeliveryTask(
-    delivery_id="del_1",
-    event_id="evt_1",
-    endpoint_id="ds_1",
-    organization_id="org_1",
-    type="mapping.completed",
-    event_created_at=COMPLETED,
-    data={"mappingJobId": "job_1"},
-)
+TASK = delivery_task(endpoint_id="ds_1", event_created_at=COMPLETED, data={"mappingJobId": "job_1"})
 
 
 def test_request_body_by_door() -> None:

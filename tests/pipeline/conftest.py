@@ -39,6 +39,13 @@ async def _with_two_senders(
         yield pipe
 
 
+async def one_of_each(base_env: dict[str, str], suffix: str, **env: str) -> AsyncIterator[Pipeline]:
+    """A dispatcher and a sender on their own prefix, `env` for both."""
+    async with Pipeline(base_env, suffix, **env) as pipe:
+        await pipe.stack.start(api=False, dispatchers=1, senders=1)
+        yield pipe
+
+
 @pytest.fixture(scope="session")
 async def pipeline(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
     # db_pool: the database exists and is migrated before any service starts.

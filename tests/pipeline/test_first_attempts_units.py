@@ -21,6 +21,7 @@ from tests.pipeline.test_dispatcher_units import (
     context,
     event,
 )
+from tests.support.factories import delivery_task
 
 
 @dataclass
@@ -170,15 +171,7 @@ class FakeEngine:
 
 
 def task(delivery_id: str = "del_1", endpoint_id: str = "dest_1") -> DeliveryTask:
-    return DeliveryTask(
-        delivery_id=delivery_id,
-        event_id="evt_1",
-        endpoint_id=endpoint_id,
-        organization_id="org_1",
-        type="mapping.completed",
-        event_created_at=NOW,
-        data={},
-    )
+    return delivery_task(delivery_id=delivery_id, endpoint_id=endpoint_id, data={})
 
 
 def first_attempts(engine: FakeEngine, publisher: FakePublisher | None = None) -> FirstAttempts:

@@ -11,6 +11,7 @@ import pytest
 
 from harness.receiver import Receiver
 from libs.domain.plans import Plan
+from tests.pipeline.conftest import one_of_each
 from tests.support.factories import (
     attempts_of,
     delivered,
@@ -28,8 +29,7 @@ DEAD_SCALE = 0.005
 
 @pytest.fixture(scope="module")
 async def dead_pipeline(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    async with Pipeline(test_env, "dead", HOOKPOST_RETRY_DELAY_SCALE=str(DEAD_SCALE)) as pipe:
-        await pipe.stack.start(api=False, dispatchers=1, senders=1)
+    async for pipe in one_of_each(test_env, "dead", HOOKPOST_RETRY_DELAY_SCALE=str(DEAD_SCALE)):
         yield pipe
 
 

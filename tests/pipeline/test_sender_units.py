@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,16 +18,9 @@ from libs.infra.broker.messages import (
 )
 from libs.worker.consumers import Verdict
 from services.sender.consumer import SenderConsumer
+from tests.support.factories import delivery_task
 
-TASK = DeliveryTask(
-    delivery_id="del_1",
-    event_id="evt_1",
-    endpoint_id="dest_1",
-    organization_id="org_1",
-    type="mapping.completed",
-    event_created_at=datetime(2026, 11, 22, tzinfo=UTC),
-    data={"a": 1},
-)
+TASK = delivery_task()
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 
 from harness.receiver import Receiver
 from harness.receiver.behaviours import RetryAfter
+from tests.pipeline.conftest import one_of_each
 from tests.support.factories import attempts_of, delivered, event_message, make_endpoint
 from tests.support.stacks import Pipeline
 
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 async def real_tiers(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    async with Pipeline(test_env, "throttle", HOOKPOST_RETRY_DELAY_SCALE="1.0") as pipe:
-        await pipe.stack.start(api=False, dispatchers=1, senders=1)
+    async for pipe in one_of_each(test_env, "throttle", HOOKPOST_RETRY_DELAY_SCALE="1.0"):
         yield pipe
 
 

@@ -20,7 +20,7 @@ from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.masking import mask_url
 from libs.domain.secrets import generate_signing_secret, mask_secret
-from libs.infra.broker.messages import EventMessage
+from libs.infra.broker.messages import DeliveryTask, EventMessage
 from libs.infra.crypto import encrypt, encrypt_optional
 
 
@@ -212,3 +212,20 @@ def sender_delivery_row(**changes: Any) -> DeliveryRow:
         recorded_http_status=None,
     )
     return replace(row, **{k: v for k, v in changes.items() if k not in endpoint_fields})
+
+
+UNIT_TIME = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
+
+
+def delivery_task(**changes: Any) -> DeliveryTask:
+    """A delivery task for unit tests: `del_1` of `evt_1` to `dest_1` of `org_1`."""
+    fields: dict[str, Any] = {
+        "delivery_id": "del_1",
+        "event_id": "evt_1",
+        "endpoint_id": "dest_1",
+        "organization_id": "org_1",
+        "type": "mapping.completed",
+        "event_created_at": UNIT_TIME,
+        "data": {"a": 1},
+    }
+    return DeliveryTask(**(fields | changes))

@@ -11,6 +11,8 @@ import aio_pika
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from libs.domain.envelope import capped_data
+
 
 class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
@@ -71,6 +73,27 @@ class DeliveryTask(WireModel):
     type: str
     event_created_at: datetime
     data: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], payload_cap_bytes: int) -> DeliveryTask:
+        """The task of a delivery row joined with its event's columns (`id`, `event_id`,
+        `endpoint_id`, `organization_id`, `type`, `event_created_at`, `data`), the data
+        capped to the payload limit."""
+        return cls(
+            delivery_id=row["id"],
+            event_id=row["event_id"],
+            endpoint_id=row["endpoint_id"],
+            organization_id=row["organization_id"],
+            type=row["type"],
+            event_created_at=row["event_created_at"],
+            data=capped_data(
+                row["event_id"],
+                row["type"],
+                row["event_created_at"],
+                row["data"],
+                payload_cap_bytes,
+            ),
+        )
 
 
 # Our own headers: x-* belong to the broker (SPEC §7).

@@ -7,7 +7,6 @@ from collections import defaultdict
 import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus
-from libs.domain.envelope import capped_data
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
@@ -60,21 +59,7 @@ async def retry_delivery(
         await audit.record(
             conn, org_id, audit.AuditAction.DELIVERY_RETRIED, {"deliveryId": delivery_id}
         )
-        task = DeliveryTask(
-            delivery_id=row["id"],
-            event_id=row["event_id"],
-            endpoint_id=row["endpoint_id"],
-            organization_id=row["organization_id"],
-            type=row["type"],
-            event_created_at=row["event_created_at"],
-            data=capped_data(
-                row["event_id"],
-                row["type"],
-                row["event_created_at"],
-                row["data"],
-                settings.payload_cap_bytes,
-            ),
-        )
+        task = DeliveryTask.from_row(row, settings.payload_cap_bytes)
         try:
             await publish_delivery_step(broker, topology, DeliveryStep(task, attempt, attempt))
         except BrokerUnavailable as exc:

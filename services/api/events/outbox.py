@@ -8,12 +8,12 @@ and database outages, so every failure is logged and the loop goes on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
 
 from libs.infra.broker.topology import Topology
+from libs.infra.periodic import Periodic
 from services.api.broker import BrokerLink
 from services.api.events import repository
 from services.api.events.publishing import publish_event, to_message
@@ -37,30 +37,15 @@ class OutboxRelay:
         self._pool = pool
         self._broker = broker
         self._topology = topology
-        self._interval_s = interval_s
         self._grace_s = grace_s
         self._batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("outbox-relay", interval_s, self.relay_once)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.relay_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay round failed; trying again")
-            await asyncio.sleep(self._interval_s)
+        await self._loop.stop()
 
     async def relay_once(self) -> int:
         """Publish one batch of overdue events; return how many the broker confirmed."""

@@ -21,15 +21,8 @@ MARK_BATCH_MAX = 1000
 
 
 def to_message(record: asyncpg.Record) -> EventMessage:
-    return EventMessage(
-        id=record["id"],
-        organization_id=record["organization_id"],
-        type=record["type"],
-        data=record["data"],
-        created_at=record["created_at"],
-        target_endpoint_id=record["target_endpoint_id"],
-        target_delivery_id=record["target_delivery_id"],
-    )
+    """A stored event row as its message (the row's columns are the message's fields)."""
+    return EventMessage.model_validate(dict(record))
 
 
 async def publish_event(
