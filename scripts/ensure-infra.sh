@@ -24,8 +24,32 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Whether the broker on the port speaks AMQP: it answers our protocol header with its
+# Connection.Start (a frame of type 1) within a few seconds. An open port alone is not
+# enough: a node that is wedged still accepts connections and never answers them.
+amqp_answers() {
+  local answer
+  answer=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; printf 'AMQP\\x00\\x00\\x09\\x01' >&3; head -c 1 <&3 | od -An -tu1" 2>/dev/null)
+  [ "$(echo "$answer" | tr -d ' ')" = "1" ]
+}
+
+restart_local_rabbitmq() {
+  say "RabbitMQ on :$AMQP_PORT accepts connections but does not answer: restarting the local node"
+  pkill -9 -f 'beam.smp.*rabbit' 2>/dev/null || true
+  sleep 2
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+}
+
 start_rabbitmq() {
-  if port_open "$AMQP_PORT"; then say "RabbitMQ is up on :$AMQP_PORT"; return 0; fi
+  if port_open "$AMQP_PORT" && ! amqp_answers "$AMQP_PORT" && is_root \
+    && command -v rabbitmq-server >/dev/null; then
+    restart_local_rabbitmq
+    wait_port "$AMQP_PORT" 90 || true
+  fi
+  if port_open "$AMQP_PORT" && amqp_answers "$AMQP_PORT"; then
+    say "RabbitMQ is up on :$AMQP_PORT"
+    return 0
+  fi
   if ! command -v rabbitmq-server >/dev/null; then
     if docker_engine; then
       say "starting RabbitMQ with docker compose"
