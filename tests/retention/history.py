@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import asyncpg
 from ulid import ULID
@@ -101,3 +102,47 @@ async def insert_day(
         audits,
     )
     return rows
+
+
+# Every table with an organization_id column, found in the catalog: a table added later is
+# covered without editing this test.
+_ORG_TABLES = """
+SELECT c.table_name FROM information_schema.columns c
+JOIN information_schema.tables t USING (table_schema, table_name)
+WHERE c.table_schema = 'public' AND c.column_name = 'organization_id'
+  AND t.table_type = 'BASE TABLE' AND c.table_name NOT LIKE '%\\_p________'
+  AND c.table_name NOT LIKE '%\\_default'
+ORDER BY 1
+"""
+
+
+async def rows_of(conn: asyncpg.Connection, org_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row the organization owns, per table (attempts and poison through its ids)."""
+    found = {}
+    for (table,) in await conn.fetch(_ORG_TABLES):
+        found[table] = [
+            dict(r)
+            for r in await conn.fetch(
+                f"SELECT * FROM {table} WHERE organization_id = $1 ORDER BY 1, 2", org_id
+            )
+        ]
+    found["organizations"] = [
+        dict(r) for r in await conn.fetch("SELECT * FROM organizations WHERE id = $1", org_id)
+    ]
+    found["delivery_attempts"] = [
+        dict(r)
+        for r in await conn.fetch(
+            "SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id"
+            " WHERE d.organization_id = $1 ORDER BY a.id",
+            org_id,
+        )
+    ]
+    found["poison_messages"] = [
+        dict(r)
+        for r in await conn.fetch(
+            "SELECT * FROM poison_messages WHERE position(convert_to($1, 'UTF8') IN body) > 0"
+            " ORDER BY id",
+            org_id,
+        )
+    ]
+    return found
