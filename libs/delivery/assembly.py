@@ -79,5 +79,6 @@ async def open_engine(
             timedelta(seconds=settings.endpoint_failing_after_s),
             settings.endpoint_failing_min_dead,
         ),
+        redrive_after_s=settings.redrive_deliveries_after_s,
     )
     return RunningEngine(engine, repository, http, membership)

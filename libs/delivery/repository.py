@@ -180,6 +180,8 @@ _FORGET_FAILURES = "DELETE FROM endpoint_failures WHERE endpoint_id = $1"
 _AUDIT = "INSERT INTO audit_log (organization_id, action, details) VALUES ($1, $2, $3)"
 _OUTBOX_EVENT = "INSERT INTO events (id, organization_id, type, data) VALUES ($1, $2, $3, $4)"
 DISABLED_ACTION = "endpoint.disabled"
+# A deferred step's new due time (engine.py: the reconciler must not take it for lost).
+_POSTPONE = "UPDATE deliveries SET next_attempt_at = $2 WHERE id = $1 AND status = 'PENDING'"
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,9 @@ class DeliveryRepository:
                 _OUTBOX_EVENT, event_id, org_id, EventType.ENDPOINT_DISABLED.value, data
             )
         return True
+
+    async def postpone(self, delivery_id: str, due: datetime) -> None:
+        await self._pool.execute(_POSTPONE, delivery_id, due)
 
     async def close(self) -> None:
         """Finish every collected load and record (after the consumers have stopped)."""
