@@ -456,18 +456,14 @@ def _event_data_errors() -> Iterator[None]:
 def _context(row: asyncpg.Record) -> EventContext | None:
     if row["plan"] is None:
         return None  # unknown organization
-    active, parked = [], []
-    for endpoint_id in row["endpoint_ids"]:
-        if endpoint_id.endswith(PARKED_SUFFIX):
-            parked.append(endpoint_id.removesuffix(PARKED_SUFFIX))
-        else:
-            active.append(endpoint_id)
+    ids = row["endpoint_ids"]
+    parked = [i.removesuffix(PARKED_SUFFIX) for i in ids if i.endswith(PARKED_SUFFIX)]
     return EventContext(
         plan=row["plan"],
         stored_organization_id=row["stored_organization_id"],
         dispatched_at=row["dispatched_at"],
         pending=row["pending"],
-        endpoint_ids=active,
+        endpoint_ids=[i for i in ids if not i.endswith(PARKED_SUFFIX)],
         locked=row["locked"],
         parked_endpoint_ids=parked,
     )
