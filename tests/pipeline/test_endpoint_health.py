@@ -96,7 +96,10 @@ async def org(make_org, api: httpx.AsyncClient) -> Org:
 async def test_a_410_disables_the_endpoint_at_once_and_tells_the_others(
     org: Org, receiver: Receiver
 ) -> None:
-    gone = await org.subscribe(receiver.script("/gone", [410]), ["MAPPING_COMPLETED"])
+    # It hears endpoint.disabled too, but not of itself (not even PARKED): one delivery.
+    gone = await org.subscribe(
+        receiver.script("/gone", [410]), ["MAPPING_COMPLETED", "ENDPOINT_DISABLED"]
+    )
     await org.subscribe(receiver.behave("/watcher", Ok()), ["ENDPOINT_DISABLED"])
     event_id = await org.send_event()
 
