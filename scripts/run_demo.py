@@ -70,7 +70,8 @@ def main() -> None:
         procs.extend(start(proc) for proc in services)
         for proc in services:
             try:
-                proc.wait_ready("/readyz")
+                # generous: a first start compiles every module, slow on a busy machine
+                proc.wait_ready("/readyz", timeout=120.0)
             except (RuntimeError, TimeoutError) as exc:
                 raise SystemExit(f"{exc}\n(see {LOG_DIR})") from exc
 
