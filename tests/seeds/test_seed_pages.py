@@ -16,6 +16,7 @@ import hmac
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 
@@ -23,7 +24,7 @@ from harness.receiver import ReceivedRequest, Receiver
 from harness.stack import Stack
 from libs.sdk.webhooks import verify_signature
 from tests.e2e.conftest import auth
-from tests.seeds.page import curl_commands, json_examples, run_curl, same_shape, text
+from tests.seeds.page import PAGES, curl_commands, json_examples, run_curl, same_shape, text
 
 P000, P001, P002 = (
     "000-export-webhooks.txt",
@@ -84,6 +85,18 @@ async def complete_a_job(client: httpx.AsyncClient, org: dict, agent_id: str | N
     )
     assert done.status_code == 200, done.text
     return str(job_id)
+
+
+def test_the_pages_here_are_the_product_documents_verbatim() -> None:
+    """tests/seeds/pages are byte copies of the product documents (SPEC: ../shared/seeds),
+    so the tests read what users read; where those are checked out beside the repository
+    (as in this workplace), any edit to either side fails here until both agree."""
+    names = sorted(path.name for path in PAGES.iterdir())
+    assert names == [P000, P001, P002, P003, P004]
+    upstream = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+    if upstream.is_dir():
+        for name in names:
+            assert (upstream / name).read_bytes() == (PAGES / name).read_bytes(), name
 
 
 def test_every_curl_of_every_page_is_run_here() -> None:
