@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install infra migrate run test lint format bench chaos clean
+.PHONY: install infra tools migrate run test lint format bench chaos clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 infra:
 	@scripts/ensure-infra.sh
 
+tools:
+	@scripts/ensure-tools.sh
+
 migrate: install infra
 	$(BIN)/hookpost migrate
 
@@ -34,7 +37,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install infra lint
+test: install infra tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: install
