@@ -16,6 +16,7 @@ from libs.delivery.engine import DeliveryEngine
 from libs.delivery.http_client import HttpClient
 from libs.delivery.limits import EndpointLimits
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
 from libs.delivery.repository import DeliveryRepository
 from libs.infra.broker.topology import Topology
@@ -73,5 +74,6 @@ async def open_engine(
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
         sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
+        lines=LineReleases(pool, settings.payload_cap_bytes),
     )
     return RunningEngine(engine, repository, http, membership)

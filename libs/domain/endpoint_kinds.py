@@ -23,3 +23,6 @@ class DeliveryStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"  # ended by a non-retryable answer (agent sinks' 4xx)
     DEAD = "DEAD"
+    # An ordered endpoint's delivery waiting for the one before it of its ordering key to
+    # end (libs/delivery/ordering.py): not attempted, not re-driven, not counted as pending.
+    HELD = "HELD"

@@ -13,6 +13,7 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
@@ -66,6 +67,7 @@ async def serve(settings: Settings) -> None:
     first_attempts, close_first_attempts = await open_first_attempts(
         settings, broker, topology, publisher
     )
+    releases = LineReleases(pool, settings.payload_cap_bytes)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),
         publisher,
@@ -73,6 +75,7 @@ async def serve(settings: Settings) -> None:
         payload_cap_bytes=settings.payload_cap_bytes,
         max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
         first_attempts=first_attempts,
+        releases=releases,
     )
 
     async def on_event(message: RabbitMessage) -> Verdict:
@@ -105,7 +108,7 @@ async def serve(settings: Settings) -> None:
     await broker.connect()
     await declare_topology(broker, topology)
 
-    reconciler = Reconciler(pool, broker, topology, publisher, settings)
+    reconciler = Reconciler(pool, broker, topology, publisher, settings, releases)
 
     async def on_started() -> None:
         reconciler.start()

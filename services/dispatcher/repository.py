@@ -39,9 +39,9 @@ SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.
 _PREPARE = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[],
-                         $6::text[], $7::timestamptz[]) WITH ORDINALITY
+                         $6::text[], $7::timestamptz[], $11::text[]) WITH ORDINALITY
         AS i (id, organization_id, type, data, target_endpoint_id, target_delivery_id,
-              created_at, ord)
+              created_at, ordering_key, ord)
 ), org AS (
     SELECT o.id, o.plan, (SELECT count(*) FROM (
         SELECT 1 FROM deliveries d
@@ -52,9 +52,9 @@ WITH input AS (
     WHERE o.id IN (SELECT organization_id FROM input)
 ), inserted AS (
     INSERT INTO events (id, organization_id, type, data, target_endpoint_id,
-                        target_delivery_id, created_at, published_at)
+                        target_delivery_id, created_at, published_at, ordering_key)
     SELECT i.id, org.id, i.type, i.data, i.target_endpoint_id, i.target_delivery_id,
-           i.created_at, now()
+           i.created_at, now(), i.ordering_key
     FROM input i JOIN org ON org.id = i.organization_id
     ORDER BY i.id
     ON CONFLICT (id) DO NOTHING
@@ -90,6 +90,13 @@ SELECT
         SELECT e.id FROM endpoints e
         WHERE e.id = i.target_endpoint_id AND e.organization_id = i.organization_id
     ) END AS endpoint_ids,
+    -- A keyed event only: the org's endpoints with ordered delivery (the caller keeps those
+    -- of endpoint_ids). Nothing is evaluated for an event without a key.
+    CASE WHEN i.ordering_key IS NOT NULL AND i.target_endpoint_id IS NULL THEN ARRAY(
+        SELECT e.id FROM endpoints e
+        WHERE e.organization_id = i.organization_id AND e.status = 'ACTIVE'
+          AND e.config @> '{"orderedDelivery": true}'
+    ) END AS ordered_endpoint_ids,
     (SELECT count(*) FROM inserted) AS inserted,
     CASE
         WHEN org.id IS NULL THEN NULL
@@ -103,11 +110,13 @@ ORDER BY i.ord
 """
 
 # (d): every delivery of the batch in one statement, each only while its event is still
-# open (not dispatched meanwhile); the second part returns deliveries an earlier,
-# interrupted run inserted but never sent (this statement's own new rows are not visible
-# to it: one snapshot per statement), found through the events' ids (the (event_id,
-# endpoint_id) index), never through every PENDING delivery; the third names the events
-# found already dispatched.
+# open (not dispatched meanwhile); an ordered endpoint's delivery of a keyed event (its
+# `ordering_key` given) is inserted HELD and not returned: its line's release, after the
+# batch, decides when it goes (libs/delivery/ordering.py); the second part returns
+# deliveries an earlier, interrupted run inserted but never sent (this statement's own new
+# rows are not visible to it: one snapshot per statement), found through the events' ids
+# (the (event_id, endpoint_id) index), never through every PENDING delivery; the third
+# names the events found already dispatched.
 # The events in $5 are finished by this statement as well, as _FINISH does: marked
 # dispatched, and their session locks released, each taken again for the transaction first
 # (the subquery with OFFSET 0 is evaluated row by row before the unlock above it). The last
@@ -119,12 +128,15 @@ WITH open_event AS (
     FROM unnest($1::text[]) AS wanted (id) JOIN events e ON e.id = wanted.id
     WHERE e.dispatched_at IS NULL
 ), inserted AS (
-    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)
-    SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id
-    FROM unnest($2::text[], $3::text[], $4::text[]) AS candidate (event_id, id, endpoint_id)
+    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status, ordering_key)
+    SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id,
+           CASE WHEN candidate.ordering_key IS NULL THEN 'PENDING' ELSE 'HELD' END,
+           candidate.ordering_key
+    FROM unnest($2::text[], $3::text[], $4::text[], $6::text[])
+        AS candidate (event_id, id, endpoint_id, ordering_key)
     JOIN open_event ON open_event.id = candidate.event_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
-    RETURNING event_id, id, endpoint_id
+    RETURNING event_id, id, endpoint_id, ordering_key
 ), marked AS (
     UPDATE events e SET dispatched_at = now()
     FROM open_event
@@ -138,16 +150,17 @@ WITH open_event AS (
         OFFSET 0
     ) AS relocked
 )
-SELECT event_id, id, endpoint_id, true AS open FROM inserted
+SELECT event_id, id, endpoint_id, NULL AS ordering_key, true AS open FROM inserted
+WHERE ordering_key IS NULL
 UNION ALL
-SELECT d.event_id, d.id, d.endpoint_id, true
+SELECT d.event_id, d.id, d.endpoint_id, d.ordering_key, true
 FROM open_event JOIN deliveries d ON d.event_id = open_event.id
 WHERE d.status = 'PENDING' AND d.attempt_count = 0
 UNION ALL
-SELECT wanted.id, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
+SELECT wanted.id, NULL, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM unlocked) AS done
+SELECT NULL, NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM unlocked) AS done
 """
 
 # The batch's last statement: its delivered events are marked dispatched and every lock the
@@ -202,7 +215,7 @@ SELECT marked.id, counted.total FROM marked JOIN counted USING (organization_id)
 # A redelivered copy of a dispatched event (handler.py, RECOVERED): the step each of its
 # PENDING deliveries is at. Through the (event_id, endpoint_id) index.
 _PENDING_STEPS = """
-SELECT id, endpoint_id, attempt_count, schedule_start
+SELECT id, endpoint_id, attempt_count, schedule_start, ordering_key
 FROM deliveries
 WHERE event_id = $1 AND status = 'PENDING'
 ORDER BY id
@@ -222,21 +235,30 @@ class EventContext:
     pending: int  # capped at limit + 1
     endpoint_ids: list[str]
     locked: bool = True  # False: another session holds the event's lock right now
+    # A keyed event's: the org's active endpoints with ordered delivery (a superset of the
+    # ordered ones among endpoint_ids); empty for an event without a key.
+    ordered_endpoint_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class PlannedDeliveries:
-    """One event's new deliveries: one id per endpoint, in the same order."""
+    """One event's new deliveries: one id per endpoint, in the same order, and per endpoint
+    the ordering key its delivery waits in line under (None: it goes at once)."""
 
     event_id: str
     delivery_ids: list[str]
     endpoint_ids: list[str]
+    ordering_keys: list[str | None] | None = None  # None: no delivery waits in line
+
+    def keys(self) -> list[str | None]:
+        return self.ordering_keys or [None] * len(self.endpoint_ids)
 
 
 @dataclass(frozen=True)
 class PendingDelivery:
     id: str
     endpoint_id: str
+    ordering_key: str | None = None  # a line's head (an ordered endpoint's keyed delivery)
 
 
 @dataclass(frozen=True)
@@ -248,6 +270,7 @@ class PendingStep:
     endpoint_id: str
     attempt_count: int
     schedule_start: int
+    ordering_key: str | None = None
 
 
 class EventDataError(Exception):
@@ -266,7 +289,13 @@ class DispatcherRepository:
     async def pending_steps(self, event_id: str) -> list[PendingStep]:
         rows = await self._pool.fetch(_PENDING_STEPS, event_id)
         return [
-            PendingStep(row["id"], row["endpoint_id"], row["attempt_count"], row["schedule_start"])
+            PendingStep(
+                row["id"],
+                row["endpoint_id"],
+                row["attempt_count"],
+                row["schedule_start"],
+                row["ordering_key"],
+            )
             for row in rows
         ]
 
@@ -324,6 +353,7 @@ class EventLocks:
                     pending_limit,
                     self._wait,
                     SINK_PLANS,
+                    [event.ordering_key for event in events],
                 )
         except Exception:
             # Session locks outlive a failed statement, and rows before the failing one
@@ -357,13 +387,19 @@ class EventLocks:
         unlocked, as `finish` would: those none of whose tasks must be confirmed first."""
         assert self._conn is not None
         columns: tuple[list[str], list[str], list[str]] = ([], [], [])
+        keys: list[str | None] = []
         for each in planned:
             columns[0].extend([each.event_id] * len(each.endpoint_ids))
             columns[1].extend(each.delivery_ids)
             columns[2].extend(each.endpoint_ids)
+            keys.extend(each.keys())
         with _event_data_errors():
             rows = await self._conn.fetch(
-                _INSERT_DELIVERIES, [each.event_id for each in planned], *columns, list(finished)
+                _INSERT_DELIVERIES,
+                [each.event_id for each in planned],
+                *columns,
+                list(finished),
+                keys,
             )
         self._held.difference_update(finished)
         found: dict[str, list[PendingDelivery] | None] = {each.event_id: [] for each in planned}
@@ -374,7 +410,9 @@ class EventLocks:
             if not row["open"]:
                 found[row["event_id"]] = None
             elif deliveries is not None:
-                deliveries.append(PendingDelivery(row["id"], row["endpoint_id"]))
+                deliveries.append(
+                    PendingDelivery(row["id"], row["endpoint_id"], row["ordering_key"])
+                )
         return found
 
     async def finish(self, event_ids: Sequence[str]) -> None:
@@ -430,4 +468,5 @@ def _context(row: asyncpg.Record) -> EventContext | None:
         pending=row["pending"],
         endpoint_ids=list(row["endpoint_ids"]),
         locked=row["locked"],
+        ordered_endpoint_ids=frozenset(row["ordered_endpoint_ids"] or ()),
     )

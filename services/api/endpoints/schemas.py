@@ -17,11 +17,17 @@ from pydantic import Field
 
 from libs.domain.endpoint_kinds import EndpointStatus
 from libs.domain.event_types import EventType
+from libs.domain.ordering import is_ordered
 from libs.domain.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 
 Spelling = Callable[[EventType], str]
+ORDERED_DELIVERY_TEXT = (
+    "Events with the same `orderingKey` arrive one at a time, in the order they were"
+    " accepted: the next waits (HELD) until the one before it succeeded, failed or died."
+    " Other keys, and events without one, go in parallel."
+)
 # The signing secret in the answer to a create: the one time it is shown.
 SigningSecretOnce = Annotated[str, Field(description="Shown only in this response: store it now.")]
 
@@ -42,6 +48,7 @@ class WebhookEndpointIn(ApiModel):
         default=SignatureScheme.V1,
         description="`v1` (X-Webhook-Signature, Stripe-compatible) or `standard-webhooks`.",
     )
+    ordered_delivery: bool = Field(default=False, description=ORDERED_DELIVERY_TEXT)
 
 
 class EndpointOut(ApiModel):
@@ -81,6 +88,7 @@ class WebhookEndpointOut(EndpointOut):
     status: EndpointStatus
     deactivated_reason: str | None
     signature_scheme: str
+    ordered_delivery: bool = Field(description=ORDERED_DELIVERY_TEXT)
     signing_secret_masked: str | None
     created_at: datetime
     updated_at: datetime
@@ -97,6 +105,7 @@ class WebhookEndpointOut(EndpointOut):
             "status": endpoint.status,
             "deactivated_reason": endpoint.deactivated_reason,
             "signature_scheme": endpoint.signature_scheme,
+            "ordered_delivery": is_ordered(endpoint.config),
         }
 
 
