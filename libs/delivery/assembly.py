@@ -74,6 +74,7 @@ async def open_engine(
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
         sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
+        redrive_after_s=settings.redrive_deliveries_after_s,
         lines=LineReleases(pool, settings.payload_cap_bytes),
     )
     return RunningEngine(engine, repository, http, membership)
