@@ -33,7 +33,7 @@ from services.dispatcher.ports import (
     Publisher,
     Repository,
 )
-from services.dispatcher.repository import (
+from services.dispatcher.rows import (
     EventContext,
     PendingDelivery,
     PendingStep,

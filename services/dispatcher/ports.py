@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask, EventMessage
-from services.dispatcher.repository import (
+from services.dispatcher.rows import (
     EventContext,
     PendingDelivery,
     PendingStep,

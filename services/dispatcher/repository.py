@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
 from libs.domain import plan_gate
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.infra.broker.messages import EventMessage
+from services.dispatcher.rows import EventContext, PendingDelivery, PendingStep, PlannedDeliveries
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
@@ -225,52 +224,6 @@ ORDER BY id
 # was the batch's alone from `prepare` on, so every advisory lock its session holds is one of
 # them.
 _UNLOCK = "SELECT pg_advisory_unlock_all()"
-
-
-@dataclass(frozen=True)
-class EventContext:
-    plan: str
-    stored_organization_id: str | None  # None when this run inserted the event
-    dispatched_at: datetime | None
-    pending: int  # capped at limit + 1
-    endpoint_ids: list[str]
-    locked: bool = True  # False: another session holds the event's lock right now
-    # A keyed event's: the org's active endpoints with ordered delivery (a superset of the
-    # ordered ones among endpoint_ids); empty for an event without a key.
-    ordered_endpoint_ids: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class PlannedDeliveries:
-    """One event's new deliveries: one id per endpoint, in the same order, and per endpoint
-    the ordering key its delivery waits in line under (None: it goes at once)."""
-
-    event_id: str
-    delivery_ids: list[str]
-    endpoint_ids: list[str]
-    ordering_keys: list[str | None] | None = None  # None: no delivery waits in line
-
-    def keys(self) -> list[str | None]:
-        return self.ordering_keys or [None] * len(self.endpoint_ids)
-
-
-@dataclass(frozen=True)
-class PendingDelivery:
-    id: str
-    endpoint_id: str
-    ordering_key: str | None = None  # a line's head (an ordered endpoint's keyed delivery)
-
-
-@dataclass(frozen=True)
-class PendingStep:
-    """A PENDING delivery and how far it got: attempts recorded, and the attempt its
-    current schedule started at (a manual retry starts a new one)."""
-
-    id: str
-    endpoint_id: str
-    attempt_count: int
-    schedule_start: int
-    ordering_key: str | None = None
 
 
 class EventDataError(Exception):
