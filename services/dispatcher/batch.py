@@ -95,7 +95,7 @@ class BatchDispatcher:
         """Once a keyed event is dispatched (or dropped), the lines of its key may move: its
         own HELD deliveries, and later events' it was holding back (ordering.py). A failure
         here fails no event: the reconciler releases a line left without a head."""
-        keys = {
+        keys: set[tuple[str, str]] = {
             (submitted.event.organization_id, submitted.event.ordering_key)
             for submitted, ctx, result in zip(batch, contexts, results, strict=True)
             if submitted.event.ordering_key is not None
@@ -103,6 +103,11 @@ class BatchDispatcher:
             and ctx.ordered_endpoint_ids
             and result.outcome in (Outcome.DISPATCHED, Outcome.DROPPED)
         }
+        await self.release_keys(keys)
+
+    async def release_keys(self, keys: set[tuple[str, str]]) -> None:
+        """Release the lines of these (organization, ordering key) pairs and publish what
+        goes; a failure is logged only (the reconciler releases a line left headless)."""
         if not keys or self.releases is None:
             return
         try:

@@ -118,6 +118,9 @@ class Dispatcher:
                 for task, step in zip(tasks, pending, strict=True)
             ]
         )
+        if event.ordering_key is not None:
+            # Its dispatch may have ended before it released the event's key (ordering.py).
+            await self._batch.release_keys({(event.organization_id, event.ordering_key)})
         return Result(
             Outcome.RECOVERED,
             "redelivered event: the steps of its pending deliveries republished",

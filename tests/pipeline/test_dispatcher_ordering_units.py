@@ -72,3 +72,14 @@ async def test_no_release_without_a_key_or_without_ordered_endpoints() -> None:
     ):
         assert await dispatcher(repo, FakePublisher(), releases).handle(body) is Verdict.ACK
     assert releases.released == []
+
+
+async def test_a_redelivered_dispatched_keyed_event_releases_its_key_again() -> None:
+    """Its first dispatch may have died between the mark and the release."""
+    repo = FakeDispatchRepo(replace(ordered_context(), dispatched_at=NOW))
+    releases = FakeReleases()
+    body = event(ordering_key="k")
+    assert await dispatcher(repo, FakePublisher(), releases).handle(body, redelivered=True) is (
+        Verdict.ACK
+    )
+    assert releases.released == [{("org_1", "k")}]
