@@ -26,5 +26,6 @@ MAX_ORDERING_KEY_LENGTH = 128
 
 
 def is_ordered(config: Mapping[str, Any]) -> bool:
-    """Does this endpoint config ask for ordered delivery?"""
+    """Does this endpoint config ask for ordered delivery? (The dispatcher asks the same in
+    SQL, `config @> '{"orderedDelivery": true}'`, services/dispatcher/repository.py.)"""
     return config.get(ORDERED_DELIVERY) is True
