@@ -217,7 +217,6 @@ async def record_in_transaction(
         trace_context=telemetry.trace_headers() or None,
         ordering_key=ordering_key,
     )
-    assert record is not None  # no idempotency key: nothing can conflict
     return record
 
 
