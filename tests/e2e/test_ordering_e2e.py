@@ -1,0 +1,62 @@
+"""Ordered delivery through the real api, dispatcher and senders: events POSTed with an
+`orderingKey` to a subscription created with `orderedDelivery: true` arrive in order while
+every first attempt fails, and a mapping job's events carry the job's id as their key."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+
+from harness.receiver import FailFirstArrival, Receiver
+from harness.stack import Stack
+from harness.waiting import eventually
+from tests.e2e.conftest import auth, create_webhook
+from tests.pipeline.test_ordering import assert_in_line
+
+
+async def test_posted_keys_reach_an_ordered_subscription_in_order(
+    stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    org = stack.create_org()
+    url = receiver.behave("/ordered-e2e", FailFirstArrival())
+    created = await create_webhook(
+        api_client, org, "/api/v1/webhook-subscriptions", url, orderedDelivery=True
+    )
+    assert created["orderedDelivery"] is True
+    lines: dict[str, list[str]] = {"a": [], "b": []}
+    for _ in range(4):
+        for key, line in lines.items():
+            response = await api_client.post(
+                "/api/v1/events",
+                headers=auth(org),
+                json={"type": "mapping.completed", "data": {}, "orderingKey": key},
+            )
+            assert response.status_code == 202, response.text
+            line.append(response.json()["eventId"])
+
+    await receiver.wait_for("/ordered-e2e", 16, timeout=60)  # a 500, then a 200, each
+    for line in lines.values():
+        assert_in_line(receiver.records, line)
+
+
+async def test_a_mapping_job_s_events_carry_its_id_as_their_key(
+    stack: Stack, api_client: httpx.AsyncClient, db_pool: asyncpg.Pool
+) -> None:
+    org = stack.create_org()
+    job = await api_client.post("/api/v1/mapping-jobs", headers=auth(org), json={})
+    assert job.status_code in (200, 201, 202), job.text
+    job_id = job.json()["jobId"]
+    done = await api_client.post(
+        f"/api/v1/mapping-jobs/{job_id}/complete",
+        headers=auth(org),
+        json={"stats": {"total": 1, "matched": 1, "unmatched": 0}, "results": [{"a": 1}]},
+    )
+    assert done.status_code == 200, done.text
+    keys = await eventually(
+        lambda: db_pool.fetch(
+            "SELECT type, ordering_key FROM events WHERE organization_id = $1",
+            org["organizationId"],
+        ),
+        lambda rows: len(rows) >= 1,
+    )
+    assert {(row["type"], row["ordering_key"]) for row in keys} == {("mapping.completed", job_id)}
