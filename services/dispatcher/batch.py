@@ -2,7 +2,9 @@
 (repository.py): prepare + lock, drop what is over the backpressure limit, insert the
 deliveries (which also marks dispatched the events that need no confirm first), publish what
 goes to the sender queue, then finish (mark + unlock) the others. Each event still gets its
-own Result: one event's failed publish requeues that event only.
+own Result: one event's failed publish requeues that event only. A batch with keyed events
+for ordered endpoints then releases their keys' lines (libs/delivery/ordering.py, where the
+deliveries inserted HELD are decided); a batch without any runs nothing more.
 """
 
 from __future__ import annotations

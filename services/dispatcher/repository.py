@@ -4,7 +4,8 @@ Each statement takes a whole batch of events (handler.py coalesces the events in
 so a batch of N events costs the same round trips as one event: prepare + lock, then
 deliveries, which also marks dispatched + unlocks the events whose tasks need no confirm
 first (first attempts made here), then, only for events whose tasks were published, mark
-dispatched + unlock.
+dispatched + unlock. (Ordered delivery's releases, after a batch with keyed events, have their
+SQL with the rest of ordering's, in libs/delivery/ordering.py.)
 """
 
 from __future__ import annotations
