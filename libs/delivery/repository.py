@@ -28,7 +28,7 @@ from libs.infra.broker.messages import DeliveryTask
 # cache (endpoint_cache.py), read with _ENDPOINTS on a miss.
 _LOAD = """
 SELECT want.ord, d.status, d.attempt_count, d.schedule_start, d.endpoint_id, d.event_id,
-       d.next_attempt_at,
+       d.next_attempt_at, d.ordering_key,
        a.succeeded AS recorded_succeeded, a.http_status AS recorded_http_status,
        (SELECT count(*) FROM delivery_attempts t
         WHERE t.delivery_id = d.id AND t.event_id = d.event_id AND t.event_id = ANY ($2::text[])
@@ -220,6 +220,7 @@ class DeliveryRow:
     job_completed_at: datetime | None = None
     job_stats: Any = None
     job_results_json: str | None = None
+    ordering_key: str | None = None  # an ordered endpoint's keyed delivery (ordering.py)
 
 
 @dataclass(frozen=True)
@@ -456,4 +457,5 @@ def _delivery_row(row: Mapping[str, Any], endpoint: EndpointSettings) -> Deliver
         recorded_http_status=row["recorded_http_status"],
         next_attempt_at=row["next_attempt_at"],
         throttled=row["throttled"],
+        ordering_key=row.get("ordering_key"),
     )

@@ -41,3 +41,6 @@ class DeliveryStatus(StrEnum):
     # Kept, not attempted: its endpoint was INACTIVE (libs/domain/endpoint_health.py); a
     # recover call re-sends it.
     PARKED = "PARKED"
+    # An ordered endpoint's delivery waiting for the one before it of its ordering key to
+    # end (libs/delivery/ordering.py): not attempted, not re-driven, not counted as pending.
+    HELD = "HELD"

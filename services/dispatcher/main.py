@@ -14,6 +14,7 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.db.partitions import PartitionMaintenance
@@ -68,6 +69,7 @@ async def serve(settings: Settings) -> None:
     first_attempts, close_first_attempts = await open_first_attempts(
         settings, broker, topology, publisher
     )
+    releases = LineReleases(pool, settings.payload_cap_bytes)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),
         publisher,
@@ -75,6 +77,7 @@ async def serve(settings: Settings) -> None:
         payload_cap_bytes=settings.payload_cap_bytes,
         max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
         first_attempts=first_attempts,
+        releases=releases,
     )
 
     async def on_event(message: RabbitMessage) -> Verdict:
@@ -107,7 +110,7 @@ async def serve(settings: Settings) -> None:
     await broker.connect()
     await declare_topology(broker, topology)
 
-    reconciler = Reconciler(pool, broker, topology, publisher, settings)
+    reconciler = Reconciler(pool, broker, topology, publisher, settings, releases)
     # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at
     # start and hourly, by one dispatcher replica at a time (an advisory lock).
     partitions = PartitionMaintenance(

@@ -70,6 +70,7 @@ async def ingest(
     type_name: str,
     data: dict[str, Any],
     idempotency_key: str | None,
+    ordering_key: str | None = None,
 ) -> str:
     """POST /events once its token, body and rate limit have passed; return the event id.
 
@@ -79,7 +80,12 @@ async def ingest(
     telemetry.annotate(organization_id=org_id)
     event_type = parse_ingest_type(type_name)
     return await record_and_publish(
-        outbox, org_id, event_type, data, idempotency_key=idempotency_key
+        outbox,
+        org_id,
+        event_type,
+        data,
+        idempotency_key=idempotency_key,
+        ordering_key=ordering_key,
     )
 
 
@@ -93,8 +99,13 @@ def _serialized(data: dict[str, Any]) -> bytes:
     return body
 
 
-def _fingerprint(event_type: str, serialized_data: bytes) -> str:
-    return hashlib.sha256(event_type.encode() + b"\n" + serialized_data).hexdigest()
+def _fingerprint(event_type: str, serialized_data: bytes, ordering_key: str | None) -> str:
+    # The ordering key is part of the request (only when there is one, so the fingerprints
+    # of requests without one are what they always were).
+    text = event_type.encode() + b"\n" + serialized_data
+    if ordering_key is not None:
+        text += b"\n" + ordering_key.encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 async def record_and_publish(
@@ -106,6 +117,7 @@ async def record_and_publish(
     idempotency_key: str | None = None,
     target_endpoint_id: str | None = None,
     target_delivery_id: str | None = None,
+    ordering_key: str | None = None,
 ) -> str:
     """Store the event (the outbox), then publish it; return the event id.
 
@@ -115,7 +127,7 @@ async def record_and_publish(
     """
     _check_idempotency_key(idempotency_key)
     serialized = _serialized(data)
-    fingerprint = _fingerprint(event_type.value, serialized)
+    fingerprint = _fingerprint(event_type.value, serialized, ordering_key)
     event = repository.NewEvent(
         id=new_id(IdPrefix.EVENT),
         organization_id=org_id,
@@ -125,6 +137,7 @@ async def record_and_publish(
         fingerprint=fingerprint if idempotency_key is not None else None,
         target_endpoint_id=target_endpoint_id,
         target_delivery_id=target_delivery_id,
+        ordering_key=ordering_key,
         # The accepting request's context: the relay, if it publishes, continues this trace.
         trace_context=telemetry.trace_headers() or None,
     )
@@ -141,6 +154,7 @@ async def record_and_publish(
         created_at=created_at,
         target_endpoint_id=target_endpoint_id,
         target_delivery_id=target_delivery_id,
+        ordering_key=ordering_key,
     )
     await publish_now(outbox.broker, outbox.topology, outbox.marks, message, event.trace_context)
     return event.id
@@ -189,11 +203,13 @@ async def record_in_transaction(
     data: dict[str, Any],
     *,
     target_endpoint_id: str | None = None,
+    ordering_key: str | None = None,
 ) -> asyncpg.Record:
     """Write an outbox event inside the caller's transaction (with the state change it
     reports): it exists exactly when that change committed. Publish it after the commit with
     publish_recorded; if that publish fails, the outbox relay publishes it later. With a
     `target_endpoint_id`, that endpoint alone receives it (a report job's own webhook).
+    `ordering_key`: a job's events use the job's id (ordered delivery, SPEC §4).
     """
     check_storable(data)
     record = await repository.insert_event(
@@ -205,6 +221,7 @@ async def record_in_transaction(
         target_endpoint_id=target_endpoint_id,
         # As in record_and_publish: a relayed publish continues the request's trace.
         trace_context=telemetry.trace_headers() or None,
+        ordering_key=ordering_key,
     )
     return record
 
