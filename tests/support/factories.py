@@ -137,6 +137,18 @@ async def insert_pending_delivery(
     return delivery_id
 
 
+async def event_of(pool: asyncpg.Pool, delivery_id: str) -> str:
+    """A delivery's event id: with its own id, what names it (migration 0007)."""
+    return str(await pool.fetchval("SELECT event_id FROM deliveries WHERE id = $1", delivery_id))
+
+
+async def load_delivery(
+    pool: asyncpg.Pool, repository: Any, delivery_id: str, attempt: int = 1
+) -> DeliveryRow | None:
+    """The engine's `load` of a delivery known by its id alone."""
+    return await repository.load(delivery_id, await event_of(pool, delivery_id), attempt)
+
+
 async def deliveries_of(pool: asyncpg.Pool, event_id: str) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT * FROM deliveries WHERE event_id = $1 ORDER BY endpoint_id", event_id
