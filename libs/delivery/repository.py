@@ -14,15 +14,15 @@ from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask
 
-# Deliveries and attempts are partitioned by their event's day (migration 0007): every
-# statement names its rows by delivery id AND event id. Joined plainly on both, the planner
-# prices an index probe of every day per row and picks a hash join over sequential scans of
-# every partition instead. _LOAD reaches each row through a LATERAL subquery with LIMIT 1 (it
-# cannot be flattened into a join): one index probe per row, in the one partition its event
-# id selects when it runs. Every statement also names the batch's event ids as
-# `event_id = ANY (array)`: that prunes to those days' partitions when planning, or when a
-# generic plan starts, so the other days' partitions are not even opened (half the cost of
-# _LOAD with 39 partitions; python -m benchmarks.retention_cost).
+# The history tables are partitioned by their event's day (migration 0007): every statement
+# here names the event id beside the delivery id, so that PostgreSQL reads one partition
+# instead of probing each day's index (40 times the work with a month of partitions).
+# _LOAD reaches each row through a LATERAL subquery with LIMIT 1, which cannot be flattened
+# into a join: joined plainly, a day's partition of some 10,000 rows was read by a
+# sequential scan testing every row against the batch's `= ANY` array, then hash-joined
+# (28 ms for 100 deliveries against 1 ms before partitioning; 2-2.6 ms as it is now:
+# python -m benchmarks.retention_cost).
+#
 # Per (delivery id, attempt number) pair of a batch (`ord` says which): the delivery's state,
 # its endpoint and event ids, and, when a redelivered message finds its attempt already
 # recorded, that attempt's outcome. The endpoint's own settings come from the replica's
@@ -83,7 +83,7 @@ SELECT want.ord, j.id AS job_id, j.completed_at AS job_completed_at, j.stats AS 
        j.results::text AS job_results_json
 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
     AS want (event_id, organization_id, agent_id, ord)
-JOIN events ev ON ev.id = want.event_id AND ev.id = ANY ($1::text[])
+JOIN events ev ON ev.id = want.event_id
 JOIN mapping_jobs j ON j.id = ev.data ->> 'mappingJobId'
     AND j.organization_id = want.organization_id AND j.agent_id = want.agent_id
 """
@@ -133,7 +133,7 @@ WITH input AS (
         next_attempt_at = i.next_attempt_at,
         updated_at = now()
     FROM input i JOIN open_delivery o ON o.id = i.delivery_id
-    WHERE d.id = i.delivery_id AND d.event_id = i.event_id AND d.event_id = ANY ($12::text[])
+    WHERE d.id = i.delivery_id AND d.event_id = o.event_id AND d.event_id = ANY ($12::text[])
     RETURNING d.id, d.status
 )
 SELECT i.ord, u.status FROM input i LEFT JOIN updated u ON u.id = i.delivery_id
@@ -150,10 +150,9 @@ RETURNING id
 """
 
 # A deferred step's new due time (engine.py: the reconciler must not take it for lost).
-_POSTPONE = (
-    "UPDATE deliveries SET next_attempt_at = $3"
-    " WHERE id = $1 AND event_id = $2 AND status = 'PENDING'"
-)
+_POSTPONE = """
+UPDATE deliveries SET next_attempt_at = $3 WHERE id = $1 AND event_id = $2 AND status = 'PENDING'
+"""
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,7 @@ class DeliveryRow:
 class AttemptRecord:
     attempt_id: str
     delivery_id: str
-    event_id: str  # the partition key of the delivery and its attempts (migration 0007)
+    event_id: str
     attempt_number: int
     attempted_at: datetime
     duration_ms: int
@@ -210,7 +209,7 @@ class DeliveryRepository:
         self._pool = pool
         # Caches once started, listening on `listen_dsn`; without it every load reads.
         self.endpoints = EndpointCache(self._read_endpoints, listen_dsn)
-        self._loads: Batcher[tuple[str, str, int], DeliveryRow | None] = Batcher(
+        self._loads: Batcher[tuple[DeliveryTask, int], DeliveryRow | None] = Batcher(
             self._load_many, max_concurrent_writes=MAX_CONCURRENT_BATCHES, **LOAD_BATCH
         )
         self._records: Batcher[AttemptRecord, str | None] = Batcher(
@@ -220,17 +219,15 @@ class DeliveryRepository:
             **RECORD_BATCH,
         )
 
-    async def load(
-        self, delivery_id: str, event_id: str, attempt_number: int
-    ) -> DeliveryRow | None:
-        return await self._loads.submit((delivery_id, event_id, attempt_number))
+    async def load(self, task: DeliveryTask, attempt_number: int) -> DeliveryRow | None:
+        return await self._loads.submit((task, attempt_number))
 
-    async def _load_many(self, wanted: list[tuple[str, str, int]]) -> list[DeliveryRow | None]:
+    async def _load_many(self, wanted: list[tuple[DeliveryTask, int]]) -> list[DeliveryRow | None]:
         rows = await self._pool.fetch(
             _LOAD,
-            [delivery_id for delivery_id, _, _ in wanted],
-            [event_id for _, event_id, _ in wanted],
-            [number for _, _, number in wanted],
+            [task.delivery_id for task, _ in wanted],
+            [task.event_id for task, _ in wanted],
+            [number for _, number in wanted],
         )
         return await self._with_endpoints(len(wanted), [(row["ord"] - 1, row) for row in rows])
 
@@ -303,10 +300,10 @@ class DeliveryRepository:
                 job_results_json=job["job_results_json"],
             )
 
-    async def await_writers(self, delivery_id: str, event_id: str) -> None:
+    async def await_writers(self, task: DeliveryTask) -> None:
         """Return once no open transaction holds the delivery row for update."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_AWAIT_WRITERS, delivery_id, event_id)
+            await conn.execute(_AWAIT_WRITERS, task.delivery_id, task.event_id)
 
     async def record(self, attempt: AttemptRecord) -> str | None:
         """Store the attempt; the delivery's status after it, None (and nothing stored) when
@@ -336,11 +333,11 @@ class DeliveryRepository:
             outcomes[row["ord"] - 1] = row["status"]
         return outcomes
 
-    async def mark_dead(self, delivery_id: str, event_id: str) -> bool:
-        return await self._pool.fetchval(_MARK_DEAD, delivery_id, event_id) is not None
+    async def mark_dead(self, task: DeliveryTask) -> bool:
+        return await self._pool.fetchval(_MARK_DEAD, task.delivery_id, task.event_id) is not None
 
-    async def postpone(self, delivery_id: str, event_id: str, due: datetime) -> None:
-        await self._pool.execute(_POSTPONE, delivery_id, event_id, due)
+    async def postpone(self, task: DeliveryTask, due: datetime) -> None:
+        await self._pool.execute(_POSTPONE, task.delivery_id, task.event_id, due)
 
     async def close(self) -> None:
         """Finish every collected load and record (after the consumers have stopped)."""

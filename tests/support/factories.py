@@ -137,16 +137,16 @@ async def insert_pending_delivery(
     return delivery_id
 
 
-async def event_of(pool: asyncpg.Pool, delivery_id: str) -> str:
-    """A delivery's event id: with its own id, what names it (migration 0007)."""
-    return str(await pool.fetchval("SELECT event_id FROM deliveries WHERE id = $1", delivery_id))
-
-
-async def load_delivery(
-    pool: asyncpg.Pool, repository: Any, delivery_id: str, attempt: int = 1
-) -> DeliveryRow | None:
-    """The engine's `load` of a delivery known by its id alone."""
-    return await repository.load(delivery_id, await event_of(pool, delivery_id), attempt)
+async def task_of(pool: asyncpg.Pool, delivery_id: str) -> DeliveryTask:
+    """The task of a stored delivery, as the engine receives it."""
+    row = await pool.fetchrow(
+        "SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, e.type, e.data,"
+        " e.created_at AS event_created_at"
+        " FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1",
+        delivery_id,
+    )
+    assert row is not None, f"no delivery {delivery_id}"
+    return DeliveryTask.from_row(row, 64 * 1024)
 
 
 async def deliveries_of(pool: asyncpg.Pool, event_id: str) -> list[asyncpg.Record]:
