@@ -63,6 +63,15 @@ async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await open_pool(settings)
+    # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at
+    # start and hourly, by one dispatcher replica at a time (an advisory lock). It needs only
+    # PostgreSQL: it starts before the broker is reached, and goes on while it is away.
+    partitions = PartitionMaintenance(
+        settings.database_url,
+        settings.retention_days,
+        settings.partition_maintenance_interval_s,
+    )
+    partitions.start()
     broker = build_broker(settings, settings.dispatcher_prefetch)
     pause = ConsumerPause(broker, pool)
     publisher = StepPublisher(broker, topology, EngineMetrics(SERVICE))
@@ -121,7 +130,6 @@ async def serve(settings: Settings) -> None:
 
     async def on_started() -> None:
         reconciler.start()
-        partitions.start()
 
     async def on_stopped() -> None:
         await partitions.stop()

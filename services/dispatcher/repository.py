@@ -29,6 +29,9 @@ PARKED_SUFFIX = " parked"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
 SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
+# events and deliveries are partitioned by the event id's day (migration 0007): a join on an
+# event id also says `= ANY (the batch's ids)`, so only the batch's days are read (the
+# generic plans prune when they start); libs/delivery/repository.py says why.
 # (a) + (b) + (c), and each event's lock, in one round trip for a batch of events. The
 # INSERT's rows are invisible to the outer SELECT (one snapshot per statement), so
 # `dispatched_at` is NULL for a new event and the stored value for a known one. An unknown
@@ -116,7 +119,7 @@ SELECT
     END AS locked
 FROM input i
 LEFT JOIN org ON org.id = i.organization_id
-LEFT JOIN events existing ON existing.id = i.id
+LEFT JOIN events existing ON existing.id = i.id AND existing.id = ANY ($1::text[])
 ORDER BY i.ord
 """
 
@@ -138,7 +141,7 @@ _INSERT_DELIVERIES = """
 WITH open_event AS (
     SELECT e.id, e.organization_id
     FROM unnest($1::text[]) AS wanted (id) JOIN events e ON e.id = wanted.id
-    WHERE e.dispatched_at IS NULL
+    WHERE e.dispatched_at IS NULL AND e.id = ANY ($1::text[])
 ), inserted AS (
     INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status,
                             next_attempt_at, ordering_key)
@@ -156,7 +159,7 @@ WITH open_event AS (
 ), marked AS (
     UPDATE events e SET dispatched_at = now()
     FROM open_event
-    WHERE e.id = open_event.id AND open_event.id = ANY ($5::text[])
+    WHERE e.id = open_event.id AND open_event.id = ANY ($5::text[]) AND e.id = ANY ($5::text[])
     RETURNING e.id
 ), unlocked AS (
     SELECT pg_advisory_unlock(relocked.key)
@@ -171,7 +174,7 @@ WHERE status = 'PENDING'
 UNION ALL
 SELECT d.event_id, d.id, d.endpoint_id, d.ordering_key, true
 FROM open_event JOIN deliveries d ON d.event_id = open_event.id
-WHERE d.status = 'PENDING' AND d.attempt_count = 0
+WHERE d.status = 'PENDING' AND d.attempt_count = 0 AND d.event_id = ANY ($1::text[])
 UNION ALL
 SELECT wanted.id, NULL, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
@@ -189,7 +192,7 @@ _FINISH = """
 WITH marked AS (
     UPDATE events e SET dispatched_at = now()
     FROM unnest($1::text[]) AS done (id)
-    WHERE e.id = done.id AND e.dispatched_at IS NULL
+    WHERE e.id = done.id AND e.dispatched_at IS NULL AND e.id = ANY ($1::text[])
     RETURNING e.id
 ), held_until_commit AS (
     SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS e (id)
