@@ -99,6 +99,27 @@ class WebhookTestData(EventData):
     )
 
 
+class ReportError(EventData):
+    code: str = Field(description="e.g. `target_not_found`.")
+    message: str = Field(description="e.g. `Could not identify target speaker`.")
+
+
+class ReportCompletedData(EventData):
+    """A report job finished (seed 004): fetch the report with GET /reports/{reportId}."""
+
+    job_id: str
+    report_id: str
+    status: Literal["completed"] = "completed"
+
+
+class ReportFailedData(EventData):
+    """A report job failed (seed 004)."""
+
+    job_id: str
+    status: Literal["failed"] = "failed"
+    error: ReportError
+
+
 class TruncatedData(EventData):
     """What `data` holds instead when the envelope would exceed the 64 KiB payload cap."""
 
@@ -113,6 +134,8 @@ PAYLOAD_MODELS: dict[EventType, type[EventData]] = {
     EventType.MAPPING_FAILED: MappingFailedData,
     EventType.EXPORT_READY: ExportReadyData,
     EventType.WEBHOOK_TEST: WebhookTestData,
+    EventType.REPORT_COMPLETED: ReportCompletedData,
+    EventType.REPORT_FAILED: ReportFailedData,
 }
 
 

@@ -15,6 +15,8 @@ class EventType(StrEnum):
     MAPPING_FAILED = "mapping.failed"
     EXPORT_READY = "export.ready"
     WEBHOOK_TEST = "webhook.test"
+    REPORT_COMPLETED = "report.completed"
+    REPORT_FAILED = "report.failed"
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,9 @@ class EventTypeInfo:
     type: EventType
     minimum_plan: Plan
     description: str
-    subscribable: bool = True  # webhook.test only ever comes from a /test call
+    # webhook.test only ever comes from a /test call, report.* only from a report job's
+    # producer call to that job's own webhook: neither can be subscribed to nor ingested.
+    subscribable: bool = True
 
 
 CATALOGUE: dict[EventType, EventTypeInfo] = {
@@ -39,6 +43,18 @@ CATALOGUE: dict[EventType, EventTypeInfo] = {
             EventType.WEBHOOK_TEST,
             Plan.FREE,
             "A synthetic event sent by a /test call.",
+            subscribable=False,
+        ),
+        EventTypeInfo(
+            EventType.REPORT_COMPLETED,
+            Plan.FREE,
+            "A report job completed (seed 004): sent to that job's webhook.url only.",
+            subscribable=False,
+        ),
+        EventTypeInfo(
+            EventType.REPORT_FAILED,
+            Plan.FREE,
+            "A report job failed (seed 004): sent to that job's webhook.url only.",
             subscribable=False,
         ),
     )

@@ -48,6 +48,14 @@ SAMPLES: dict[str, tuple[dict, dict]] = {
         },
     ),
     "webhook.test": ({"message": "hi", "destinationId": "dest_1"}, {"destinationId": "dest_1"}),
+    "report.completed": (
+        {"jobId": "rjob_1", "reportId": "rpt_1", "status": "completed"},
+        {"jobId": "rjob_1", "status": "completed"},
+    ),
+    "report.failed": (
+        {"jobId": "rjob_1", "status": "failed", "error": {"code": "x", "message": "y"}},
+        {"jobId": "rjob_1", "status": "failed", "error": {"message": "y"}},
+    ),
 }
 
 
@@ -65,6 +73,8 @@ async def test_lists_every_event_type_with_plans_and_schema(client: Client) -> N
         "mapping.failed": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
         "export.ready": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
         "webhook.test": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
+        "report.completed": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
+        "report.failed": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
     }
     for event_type in EventType:
         item = listed[event_type.value]
@@ -80,7 +90,8 @@ async def test_lists_every_event_type_with_plans_and_schema(client: Client) -> N
         assert item["enumName"] == event_type.name
         assert item["minimumPlan"] == CATALOGUE[event_type].minimum_plan.value
         assert item["plans"] == expected_plans[event_type.value]
-        assert item["subscribable"] is (event_type != EventType.WEBHOOK_TEST)
+        assert item["subscribable"] is CATALOGUE[event_type].subscribable
+        assert item["subscribable"] is (event_type.value.split(".")[0] not in ("webhook", "report"))
         assert item["description"] == CATALOGUE[event_type].description
         # The schema is the model's: changing a model changes the published schema.
         assert item["dataSchema"] == PAYLOAD_MODELS[event_type].model_json_schema(by_alias=True)

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from libs.domain import plan_gate
-from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.domain.endpoint_kinds import TARGETED_KINDS, EndpointKind, EndpointStatus
 from libs.domain.event_types import CATALOGUE, EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
@@ -49,6 +49,7 @@ NOUNS: dict[EndpointKind, str] = {
     EndpointKind.EXPORT_WEBHOOK: "export_webhook",
     EndpointKind.AGENT_SINK: "agent_sink",
     EndpointKind.JOB_WEBHOOK: "job_webhook",
+    EndpointKind.REPORT_WEBHOOK: "report_webhook",
 }
 
 
@@ -165,9 +166,15 @@ def _check_kind(kind: EndpointKind, plan: Plan) -> None:
 
 
 async def _validated_row(
-    spec: EndpointSpec, plan: Plan, settings: Settings, deactivated_reason: str | None
+    spec: EndpointSpec,
+    plan: Plan,
+    settings: Settings,
+    deactivated_reason: str | None,
+    *,
+    targeted: bool = False,
 ) -> repository.EndpointRow:
-    events = _check_events(plan, spec.events)
+    # A targeted endpoint subscribes to nothing: only events naming it reach it.
+    events = [] if targeted else _check_events(plan, spec.events)
     try:
         check_api_key(spec.api_key_name, spec.api_key_value)
         check_additional_headers(spec.additional_headers, spec.api_key_name)
@@ -229,7 +236,9 @@ async def prepare_row(
 ) -> repository.EndpointRow:
     """Validate a spec (plan, headers, URL safety with DNS) before any transaction starts."""
     _check_kind(kind, plan)
-    return await _validated_row(spec, plan, settings, deactivated_reason=None)
+    return await _validated_row(
+        spec, plan, settings, deactivated_reason=None, targeted=kind in TARGETED_KINDS
+    )
 
 
 async def insert_prepared(
