@@ -132,6 +132,9 @@ WHERE id = $1 AND status = 'PENDING'
 RETURNING id
 """
 
+# A deferred step's new due time (engine.py: the reconciler must not take it for lost).
+_POSTPONE = "UPDATE deliveries SET next_attempt_at = $2 WHERE id = $1 AND status = 'PENDING'"
+
 
 @dataclass(frozen=True)
 class DeliveryRow:
@@ -308,6 +311,9 @@ class DeliveryRepository:
 
     async def mark_dead(self, delivery_id: str) -> bool:
         return await self._pool.fetchval(_MARK_DEAD, delivery_id) is not None
+
+    async def postpone(self, delivery_id: str, due: datetime) -> None:
+        await self._pool.execute(_POSTPONE, delivery_id, due)
 
     async def close(self) -> None:
         """Finish every collected load and record (after the consumers have stopped)."""
