@@ -21,8 +21,10 @@ import pytest
 from harness.process import Process
 from harness.receiver import ReceivedRequest, Receiver
 from harness.stack import Stack
+from tests.e2e.conftest import auth
 from tests.seeds_node.conftest import WEBHOOK_PATH
 from tests.seeds_node.reports_api import (
+    SECRET,
     complete_job,
     create_job,
     fail_job,
@@ -142,3 +144,34 @@ async def test_a_receiver_with_another_secret_refuses_every_attempt_until_dead(
     dead = await job_delivery(db_pool, job, "DEAD", timeout=60)
     assert dead["attempt_count"] == 5
     assert node.log_tail(400).count("Webhook verification failed") == 5
+
+
+@pytest.mark.e2e
+async def test_during_a_secret_rotation_receivers_with_either_secret_take_the_delivery(
+    stack: Stack,
+    api_client: httpx.AsyncClient,
+    receiver: Receiver,
+    db_pool: asyncpg.Pool,
+    start_receiver: Callable[..., Process],
+) -> None:
+    """Team Settings' rotation keeps the old secret signing for a grace window: a delivery then
+    carries two v1 signatures, and the page's receiver verifies with the old secret (not yet
+    redeployed) as well as with the new one."""
+    org = stack.create_org()
+    old = await reveal_secret(api_client, org)
+    rotated = await api_client.post(
+        f"{SECRET}/rotate", json={"gracePeriodSeconds": 600}, headers=auth(org)
+    )
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["webhookSecret"]
+    assert new != old
+    common = {"api_key": org["apiToken"], "base_url": stack.api_url}
+    receivers = [start_receiver("express", secret=s, **common) for s in (old, new)]
+
+    request, _ = await caught_delivery(api_client, org, receiver, "/rotation")
+    signature = request.headers.get("mappa-signature") or request.headers["Mappa-Signature"]
+    assert signature.count("v1=") == 2, signature
+    for node in receivers:
+        job = await create_job(api_client, org, node.url(WEBHOOK_PATH))
+        await complete_job(api_client, org, job)
+        assert (await job_delivery(db_pool, job, "SUCCEEDED"))["attempt_count"] == 1
