@@ -107,15 +107,23 @@ def sdk_inputs() -> list[Path]:
     return [SDK / name for name in names]
 
 
-def sdk_tarball() -> Path:
-    """The SDK as `npm pack` makes it (prepack compiles src/ to dist/ with tsc)."""
+def sdk_built() -> None:
+    """sdks/node/dist compiled from the current sources (tsc), by the SDK's own build script."""
     npm_ci(SDK)
+    stamp = SDK / "dist" / ".hookpost-digest"
+    cached(stamp, digest(sdk_inputs()), lambda: run(["npm", "run", "build"], SDK))
+
+
+def sdk_tarball() -> Path:
+    """The SDK as `npm pack` makes it from the built dist/ (one tarball per source digest)."""
+    sdk_built()
     out = CACHE / "sdk" / digest(sdk_inputs())[:16]
     tarballs = list(out.glob("*.tgz")) if out.exists() else []
     if not tarballs:
         out.mkdir(parents=True, exist_ok=True)
-        name = run(["npm", "pack", "--pack-destination", str(out)], SDK).strip().splitlines()[-1]
-        tarballs = [out / name]
+        # --ignore-scripts: prepack would compile again what sdk_built just did
+        argv = ["npm", "pack", "--ignore-scripts", "--pack-destination", str(out)]
+        tarballs = [out / run(argv, SDK).strip().splitlines()[-1]]
     assert tarballs[0].exists(), f"npm pack wrote no {tarballs[0]}"
     return tarballs[0]
 
