@@ -89,18 +89,18 @@ WITH input AS (
         AS i (attempt_id, delivery_id, attempt_number, attempted_at, duration_ms, http_status,
               error, response_excerpt, succeeded, new_status, next_attempt_at, ord)
 ), open_delivery AS (
-    SELECT d.id FROM deliveries d
+    SELECT d.id, d.event_id FROM deliveries d
     WHERE d.id IN (SELECT delivery_id FROM input) AND d.status = 'PENDING'
     ORDER BY d.id
     FOR UPDATE
 ), attempt AS (
-    INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at,
+    INSERT INTO delivery_attempts (id, delivery_id, event_id, attempt_number, attempted_at,
                                    duration_ms, http_status, error, response_excerpt, succeeded)
-    SELECT i.attempt_id, i.delivery_id, i.attempt_number, i.attempted_at, i.duration_ms,
-           i.http_status, i.error, i.response_excerpt, i.succeeded
+    SELECT i.attempt_id, i.delivery_id, o.event_id, i.attempt_number, i.attempted_at,
+           i.duration_ms, i.http_status, i.error, i.response_excerpt, i.succeeded
     FROM input i JOIN open_delivery o ON o.id = i.delivery_id
     ORDER BY i.delivery_id
-    ON CONFLICT (delivery_id, attempt_number) DO UPDATE SET
+    ON CONFLICT (delivery_id, attempt_number, event_id) DO UPDATE SET
         id = EXCLUDED.id,
         attempted_at = EXCLUDED.attempted_at,
         duration_ms = EXCLUDED.duration_ms,

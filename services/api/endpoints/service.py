@@ -36,7 +36,10 @@ from services.api.endpoints.headers import (
 from services.api.endpoints.masking import mask_url
 from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
 
-# Endpoints of these kinds share the per-org quota of ACTIVE endpoints (SPEC §4: A and B).
+# Doors with a quota of ACTIVE endpoints per org (HOOKPOST_ACTIVE_ENDPOINT_QUOTA, 10), each
+# counted on its own: seed 002's "10 active subscriptions" are subscriptions only, and
+# destinations have the same allowance of their own. Export webhooks, agent sinks (one
+# agent's few) and job webhooks (one per job) have none (docs/front-doors.md, "Quotas").
 QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
 PLAN_DOWNGRADE = "PLAN_DOWNGRADE"
 URL_CHECK_TIMEOUT_S = 5.0
@@ -207,10 +210,11 @@ async def _check_quota(
     if kind not in QUOTA_KINDS:
         return
     await repository.lock_org_endpoints(conn, org_id)
-    active = await repository.count_active(conn, org_id, [k.value for k in QUOTA_KINDS], exclude_id)
+    active = await repository.count_active(conn, org_id, [kind.value], exclude_id)
     if active >= settings.active_endpoint_quota:
+        noun = NOUNS[kind].replace("_", " ")
         raise BadRequestError(
-            f"quota exceeded: at most {settings.active_endpoint_quota} ACTIVE endpoints"
+            f"quota exceeded: at most {settings.active_endpoint_quota} ACTIVE {noun}s"
             " per organization (deactivate or delete one first)"
         )
 
@@ -292,6 +296,14 @@ async def get_endpoint(
     if record is None:
         raise _not_found(kind, endpoint_id)
     return _from_record(record)
+
+
+async def stored_url(pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str) -> str:
+    """The endpoint's URL in plaintext (for a PUT that leaves it as it is)."""
+    blob = await repository.url_enc(pool, org_id, endpoint_id, kind.value)
+    if blob is None:
+        raise _not_found(kind, endpoint_id)
+    return crypto.decrypt(blob)
 
 
 async def list_endpoints(

@@ -49,31 +49,31 @@ async def create_job(body: ReportJobIn, state: State, org: Org) -> ReportJobAcce
     return ReportJobAccepted(job_id=job["id"], status=job["status"])
 
 
-@router.get("/jobs/{job_id}", response_model=ReportJobOut)
-async def get_job(job_id: str, state: State, org: Org) -> ReportJobOut:
+@router.get("/jobs/{report_job_id}", response_model=ReportJobOut)
+async def get_job(report_job_id: str, state: State, org: Org) -> ReportJobOut:
     """The job's status (queued, completed, failed), its `reportId` or its `error`."""
-    return _job(await service.get_job(state.pool, org.id, job_id))
+    return _job(await service.get_job(state.pool, org.id, report_job_id))
 
 
 @router.post(
-    "/jobs/{job_id}/complete",
+    "/jobs/{report_job_id}/complete",
     response_model=ReportCompleted,
     dependencies=[max_body(COMPLETE_MAX_BODY)],
 )
 async def complete_job(
-    job_id: str, body: ReportCompleteIn, state: State, org: Org
+    report_job_id: str, body: ReportCompleteIn, state: State, org: Org
 ) -> ReportCompleted:
     """Producer call (the report engine): a queued job's `report {markdown, …}` (409 once
     the job has an outcome). Sends `report.completed` to the job's webhook."""
-    report_id = await service.complete_job(state.pool, state.outbox, org.id, job_id, body)
-    return ReportCompleted(job_id=job_id, report_id=report_id)
+    report_id = await service.complete_job(state.pool, state.outbox, org.id, report_job_id, body)
+    return ReportCompleted(job_id=report_job_id, report_id=report_id)
 
 
-@router.post("/jobs/{job_id}/fail", response_model=ReportJobOut)
-async def fail_job(job_id: str, body: ReportFailIn, state: State, org: Org) -> ReportJobOut:
+@router.post("/jobs/{report_job_id}/fail", response_model=ReportJobOut)
+async def fail_job(report_job_id: str, body: ReportFailIn, state: State, org: Org) -> ReportJobOut:
     """Producer call: a queued job failed with `error {code, message}` (409 once the job has
     an outcome). Sends `report.failed` to the job's webhook."""
-    return _job(await service.fail_job(state.pool, state.outbox, org.id, job_id, body))
+    return _job(await service.fail_job(state.pool, state.outbox, org.id, report_job_id, body))
 
 
 @router.get("/{report_id}", response_model=ReportOut)
