@@ -238,7 +238,7 @@ class FakeRepo:
     dead: list[str] = field(default_factory=list)
     postponed: list[datetime] = field(default_factory=list)
 
-    async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
+    async def load(self, task: DeliveryTask, attempt_number: int) -> DeliveryRow | None:
         self.loads += 1
         return self.row
 
@@ -246,7 +246,7 @@ class FakeRepo:
         self.new.extend(tasks)
         return [delivery_row(id=task.endpoint_id) for task in tasks]
 
-    async def await_writers(self, delivery_id: str) -> None:
+    async def await_writers(self, task: DeliveryTask) -> None:
         self.awaited_writers += 1
         if self.committed_row is not None:
             self.row = self.committed_row
@@ -258,13 +258,13 @@ class FakeRepo:
         self.recorded.append(attempt)
         return attempt.new_status
 
-    async def mark_dead(self, delivery_id: str) -> bool:
+    async def mark_dead(self, task: DeliveryTask) -> bool:
         if self.record_failures:
             raise ConnectionError("postgres restarting")
-        self.dead.append(delivery_id)
+        self.dead.append(task.delivery_id)
         return True
 
-    async def postpone(self, delivery_id: str, due: datetime) -> None:
+    async def postpone(self, task: DeliveryTask, due: datetime) -> None:
         self.postponed.append(due)
 
 
