@@ -38,11 +38,20 @@ def node_env(**extra: str) -> dict[str, str]:
     }
 
 
-def run(argv: list[str], cwd: Path, timeout: float = 900, **env: str) -> str:
-    """`argv` in `cwd`; its stdout, or the test fails with the tail of what it printed."""
+def run(
+    argv: list[str], cwd: Path, timeout: float = 900, input: str | None = None, **env: str
+) -> str:
+    """`argv` in `cwd` (`input` on its stdin); its stdout, or the test fails with the tail of
+    what it printed."""
     try:
         done = subprocess.run(
-            argv, cwd=cwd, env=node_env(**env), capture_output=True, text=True, timeout=timeout
+            argv,
+            cwd=cwd,
+            env=node_env(**env),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except FileNotFoundError as exc:
         pytest.fail(
