@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
+import re
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -200,3 +203,60 @@ async def test_the_sdk_generates_a_report_and_reports_a_failed_job(
             await asyncio.to_thread(
                 mappa.reports.generate_from_url, **job_args, timeout_sec=0.3, poll_interval_sec=0.05
             )
+
+
+def readme_python_blocks() -> list[str]:
+    readme = Path(__file__).resolve().parents[2] / "libs" / "sdk" / "README.md"
+    return re.findall(r"```python\n(.*?)```", readme.read_text(), re.DOTALL)
+
+
+async def test_the_sdk_readmes_examples_run_as_written(
+    stack: Stack,
+    api_client: httpx.AsyncClient,
+    receiver: Receiver,
+    db_pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libs/sdk/README.md's two Python blocks, with only the host substituted: the client
+    part (a job with a webhook, then generate_from_url, which waits while the test plays the
+    report engine), then the handler part on the delivery that job's webhook received."""
+    client_part, handler_part = readme_python_blocks()
+    org = stack.create_org()
+    secret = await revealed_secret(api_client, org)
+    monkeypatch.setenv("MAPPA_API_KEY", org["apiToken"])
+    monkeypatch.setenv("MAPPA_WEBHOOK_SECRET", secret)
+    client_part = client_part.replace("https://hookpost.example.com", stack.api_url)
+    client_part = client_part.replace("https://yourapp.com", receiver.url(""))
+    namespace: dict = {}
+
+    async def engine() -> None:
+        done: set[str] = set()
+        while len(done) < 2:
+            for row in await db_pool.fetch(
+                "SELECT id FROM report_jobs WHERE organization_id = $1 AND status = 'queued'",
+                org["organizationId"],
+            ):
+                body = {"report": {"markdown": f"# report of {row['id']}"}}
+                await call(api_client, org, "POST", f"{JOBS}/{row['id']}/complete", body)
+                done.add(row["id"])
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(
+        asyncio.gather(asyncio.to_thread(exec, client_part, namespace), engine()), timeout=60
+    )
+    assert namespace["report"].markdown.startswith("# report of rjob_")
+    [delivery] = await receiver.wait_for("/webhooks/mappa", 1)
+
+    handler = {"mappa": namespace["mappa"], "os": os}
+    handler |= {"raw_body": delivery.body, "request_headers": delivery.headers}
+    await asyncio.to_thread(exec, handler_part, handler)
+    assert handler["event"].data.job_id == namespace["receipt"].job_id
+    assert handler["report"].markdown == f"# report of {namespace['receipt'].job_id}"
+    # The verifying part alone, its except branch marked: taken for a tampered body only.
+    verifying = handler_part.split("event = ")[0].replace("...  # answer 401", "rejected = 401")
+    genuine = {**handler}
+    await asyncio.to_thread(exec, verifying, genuine)
+    assert "rejected" not in genuine
+    tampered = {**handler, "raw_body": delivery.body.replace(b"completed", b"complete!")}
+    await asyncio.to_thread(exec, verifying, tampered)
+    assert tampered["rejected"] == 401
