@@ -54,3 +54,5 @@ chaos: install infra
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hookpost *.egg-info
+	rm -rf sdks/node/node_modules sdks/node/dist tests/seeds_node/receivers/node_modules \
+		tests/seeds_node/receivers/.next tests/seeds_node/receivers/.build
