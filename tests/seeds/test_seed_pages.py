@@ -17,7 +17,9 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 
 from harness.receiver import ReceivedRequest, Receiver
@@ -258,3 +260,59 @@ async def test_seed_003_agent_results_sink(
     assert set(payload["stats"]) == set(page_payload["stats"])
     assert [set(row) for row in payload["results"]] == [set(r) for r in page_payload["results"]]
     assert page_node_verify(pushed)
+
+
+async def test_seed_000_export_webhooks(
+    stack: Stack, api_client: httpx.AsyncClient, receiver: Receiver, db_pool: asyncpg.Pool
+) -> None:
+    """Seed 000 has no curl; each call it describes, in its words, with its example URL's
+    secret token (the page's `?secret=abc123`, host substituted)."""
+    page = text(P000)
+    assert "https://your-server.example.com/webhooks/mapping-export?secret=abc123" in page
+    org = stack.create_org(plan="FREE")
+    hooks, headers = "/api/v1/export-webhooks", auth(org)
+    url = receiver.url("/webhooks/mapping-export") + "?secret=abc123"
+
+    # "Send a POST request to /api/v1/export-webhooks with your endpoint URL. Set active to
+    # true" — "id — you need it to update or delete this webhook later."
+    created = await api_client.post(hooks, headers=headers, json={"url": url, "active": True})
+    assert created.status_code == 201, created.text
+    hook_id = created.json()["id"]
+    # "Pass activeOnly=true to filter to enabled endpoints only."
+    listed = await api_client.get(hooks, headers=headers, params={"activeOnly": "true"})
+    assert [w["id"] for w in listed.json()["webhooks"]] == [hook_id]
+    # "Set the file format ... Send a PUT request to /api/v1/export-format."
+    fmt = await api_client.put("/api/v1/export-format", headers=headers, json={"format": "JSON"})
+    assert fmt.status_code == 200, fmt.text
+
+    # "When a mapping job completes, Mapping.Travel sends a POST request to each active
+    # webhook URL ... a download URL, the associated mapping job ID, file format, and
+    # metadata such as file size and row count." The URL's token arrives intact.
+    job_id = await complete_a_job(api_client, org)
+    [delivery] = await receiver.wait_for("/webhooks/mapping-export", 1, timeout=30)
+    assert delivery.query == "secret=abc123"
+    data = delivery.json()["data"]
+    assert data["mappingJobId"] == job_id and data["format"] == "JSON"
+    assert data["rowCount"] == 2 and data["fileSize"] > 0
+    link = urlsplit(data["downloadUrl"])  # HOOKPOST_PUBLIC_BASE_URL is not this test's api
+    download = await api_client.get(f"{link.path}?{link.query}")
+    assert download.status_code == 200 and len(download.content) == data["fileSize"]
+
+    # "You can disable a webhook without deleting it by setting active to false."
+    off = await api_client.put(f"{hooks}/{hook_id}", headers=headers, json={"active": False})
+    assert off.status_code == 200 and off.json()["active"] is False, off.text
+    listed = await api_client.get(hooks, headers=headers, params={"activeOnly": "true"})
+    assert listed.json()["webhooks"] == []
+    # A job completed now has no active export webhook: no export is even produced.
+    later = await complete_a_job(api_client, org)
+    exported = await db_pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = 'export.ready' AND data ->> 'mappingJobId' = $1",
+        later,
+    )
+    assert exported == 0
+    # "404 Not Found." for another org's webhook (the page's last words).
+    other = stack.create_org(plan="FREE")
+    gone = await api_client.put(f"{hooks}/{hook_id}", headers=auth(other), json={"active": True})
+    assert gone.status_code == 404
+    deleted = await api_client.delete(f"{hooks}/{hook_id}", headers=headers)
+    assert deleted.status_code == 204
