@@ -1,6 +1,7 @@
 # hookpost — every entry point sets up what it needs on a fresh machine.
 #   make run     venv + RabbitMQ + PostgreSQL + migrate + all services + a demo delivery
-#   make test    the same preparation, then lint and the whole suite on the real servers
+#   make test    the same preparation (and Node.js for tests/seeds_node), then lint and the whole
+#                suite on the real servers
 #   make install only the venv, with the `hookpost` script in .venv/bin/
 #   make bench   the benchmarks (BENCHMARKS.md)
 #   make chaos   faults under load on a private RabbitMQ + PostgreSQL (RELIABILITY.md)
@@ -38,6 +39,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: install infra tools lint
+	@scripts/ensure-node.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: install
@@ -52,3 +54,5 @@ chaos: install infra
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hookpost *.egg-info
+	rm -rf sdks/node/node_modules sdks/node/dist tests/seeds_node/receivers/node_modules \
+		tests/seeds_node/receivers/.next tests/seeds_node/receivers/.build
