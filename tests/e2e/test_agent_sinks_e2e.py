@@ -28,7 +28,7 @@ from libs.sdk.webhooks import (
     verify_sink_signature,
 )
 from tests.e2e.conftest import auth
-from tests.sdk.test_docs_snippets import NODE, run_node, snippet
+from tests.sdk.test_docs_snippets import run_node, snippet
 
 AGENTS = "/api/v1/agents"
 SINK_KEYS = {"jobId", "agentId", "workspaceId", "completedAt", "stats", "results"}
