@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install infra migrate run test lint format bench chaos clean
+.PHONY: install infra migrate run test lint format bench chaos chaos-long clean
 
 install: $(STAMP)
 
@@ -45,7 +45,11 @@ bench: install infra
 	$(BIN)/python -m benchmarks.run
 
 chaos: install infra
-	$(BIN)/python -m chaos.run
+	nice -n 10 $(BIN)/python -m chaos.run --segment single --segment cluster
+
+# PostgreSQL away for longer than the poison window (≈ 20 minutes): RELIABILITY.md
+chaos-long: install infra
+	nice -n 10 $(BIN)/python -m chaos.run --segment long
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hookpost *.egg-info
