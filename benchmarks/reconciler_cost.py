@@ -60,9 +60,10 @@ UPDATE deliveries SET next_attempt_at = now() + interval '10 minutes' WHERE stat
 ANALYZE;
 """
 _ATTEMPTS = """
-INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at, duration_ms,
-                               http_status, succeeded)
-SELECT 'att_' || lpad(n::text, 12, '0'), 'del_' || lpad(n::text, 12, '0'), 1,
+INSERT INTO delivery_attempts (id, delivery_id, event_id, attempt_number, attempted_at,
+                               duration_ms, http_status, succeeded)
+SELECT 'att_' || lpad(n::text, 12, '0'), 'del_' || lpad(n::text, 12, '0'),
+       'evt_' || lpad(n::text, 12, '0'), 1,
        now() - interval '1 day', 20, 200, true
 FROM generate_series(1, $1) AS n
 """

@@ -246,7 +246,7 @@ async def read_rows(
                    (array_agg(a.http_status ORDER BY a.attempt_number DESC))[1]
                        AS last_http_status
             FROM deliveries d LEFT JOIN delivery_attempts a ON a.delivery_id = d.id
-            GROUP BY d.id
+            GROUP BY d.id, d.event_id  -- the primary key (migration 0007)
             """
         )
     ]

@@ -52,6 +52,23 @@ def _orgs_create(args: argparse.Namespace) -> None:
     print(asyncio.run(create()))
 
 
+def _orgs_erase(args: argparse.Namespace) -> None:
+    from libs.worker.runtime import connect_database
+    from services.api.organizations.service import erase_organization
+
+    async def erase() -> dict[str, int] | None:
+        pool = await connect_database(get_settings().database_url, max_size=1)
+        try:
+            return await erase_organization(pool, args.organization_id, requested_by="cli")
+        finally:
+            await pool.close()
+
+    erased = asyncio.run(erase())
+    if erased is None:
+        sys.exit(f"no organization {args.organization_id!r}")
+    print(json.dumps({"organizationId": args.organization_id, "erased": erased}))
+
+
 def _poison_list(_: argparse.Namespace) -> None:
     from libs.worker import poison
     from libs.worker.runtime import connect_database
@@ -130,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--plan", choices=[p.value for p in Plan], default=Plan.FREE.value)
     create.set_defaults(func=_orgs_create)
+    erase = orgs_commands.add_parser(
+        "erase", help="erase an org and every row of its data (audited)"
+    )
+    erase.add_argument("organization_id")
+    erase.set_defaults(func=_orgs_erase)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,7 +71,8 @@ def main() -> None:
         procs.extend(start(proc) for proc in services)
         for proc in services:
             try:
-                proc.wait_ready("/readyz")
+                # generous: a first start compiles every module, slow on a busy machine
+                proc.wait_ready("/readyz", timeout=120.0)
             except (RuntimeError, TimeoutError) as exc:
                 raise SystemExit(f"{exc}\n(see {LOG_DIR})") from exc
 
@@ -102,7 +104,7 @@ def main() -> None:
             log_path=None,  # its verified deliveries are the demo: on the terminal
         )  # fmt: skip
         procs.append(start(listen))
-        time.sleep(1.0)
+        wait_listening(args.listen_port)  # an event fired before it listens waits for a retry
         event = (
             httpx.post(
                 f"{api}/api/v1/events",
@@ -151,8 +153,19 @@ Ctrl-C stops everything.
         stop_all()
 
 
+def wait_listening(port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the demo receiver did not listen on port {port} within {timeout_s:.0f} s")
+
+
 def wait_for_deliveries(api: str, auth: dict[str, str], sub_id: str, expected: int) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         deliveries = httpx.get(
             f"{api}/api/v1/webhook-subscriptions/{sub_id}/deliveries", headers=auth
@@ -162,7 +175,7 @@ def wait_for_deliveries(api: str, auth: dict[str, str], sub_id: str, expected: i
             print(f"hookpost: {len(done)} deliveries SUCCEEDED")
             return
         time.sleep(0.5)
-    raise SystemExit("demo deliveries did not succeed within 30 s")
+    raise SystemExit("demo deliveries did not succeed within 60 s")
 
 
 if __name__ == "__main__":

@@ -73,5 +73,6 @@ async def open_engine(
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
         sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
+        redrive_after_s=settings.redrive_deliveries_after_s,
     )
     return RunningEngine(engine, repository, http, membership)

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=15.0, gt=0)
     redrive_events_after_s: float = Field(default=60.0, gt=0)
     redrive_deliveries_after_s: float = Field(default=300.0, gt=0)
+    # Retention (libs/infra/db/partitions.py, run by every dispatcher): events, deliveries,
+    # attempts and audit entries are kept this many whole days before today (UTC), then their
+    # day's partitions are dropped; maintenance runs at start and every interval.
+    retention_days: int = Field(default=30, ge=1)
+    partition_maintenance_interval_s: float = Field(default=3600.0, gt=0)
 
     # Export files: download links in export.ready point here and stay valid this long.
     public_base_url: str = "http://127.0.0.1:8000"

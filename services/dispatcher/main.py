@@ -1,7 +1,8 @@
 """`hookpost dispatcher`: consume `<prefix>.dispatcher`, fan each event out to deliveries,
 and POST their first attempts itself while it has room (first_attempts.py); keep what
 `<prefix>.dead.events` receives (libs/worker/poison.py); and re-drive what PostgreSQL says
-is overdue (reconciler.py)."""
+is overdue (reconciler.py); and keep the history tables' day partitions
+(libs/infra/db/partitions.py: retention)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from libs.delivery.assembly import open_engine
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.db.partitions import PartitionMaintenance
 from libs.infra.settings import Settings
 from libs.worker.consumers import ConsumerPause, Verdict, consume
 from libs.worker.poison import PoisonKeeper
@@ -106,11 +108,20 @@ async def serve(settings: Settings) -> None:
     await declare_topology(broker, topology)
 
     reconciler = Reconciler(pool, broker, topology, publisher, settings)
+    # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at
+    # start and hourly, by one dispatcher replica at a time (an advisory lock).
+    partitions = PartitionMaintenance(
+        settings.database_url,
+        settings.retention_days,
+        settings.partition_maintenance_interval_s,
+    )
 
     async def on_started() -> None:
         reconciler.start()
+        partitions.start()
 
     async def on_stopped() -> None:
+        await partitions.stop()
         await reconciler.stop()
         await dispatcher.close()
         await close_first_attempts()

@@ -170,21 +170,24 @@ FROM (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM held_until_commit
 """
 
 # Count a dropped event once: only the run that marks it dispatched adds it to its
-# organization's entry for the hour. One row per organization (ON CONFLICT DO UPDATE may
-# touch a row once per statement), upserted in organization order: no deadlock between
-# batches. Per event this run marked: the hour's total after this statement.
+# organization's entry for the hour, whose created_at is the hour's start ($3 is
+# `YYYY-MM-DDTHH`, UTC): audit_log is partitioned by created_at (migration 0007), so the
+# period's row is found by a key that includes it. One row per organization (ON CONFLICT
+# DO UPDATE may touch a row once per statement), upserted in organization order: no deadlock
+# between batches. Per event this run marked: the hour's total after this statement.
 _DROP = """
 WITH marked AS (
     UPDATE events SET dispatched_at = now()
     WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
     RETURNING id, organization_id
 ), counted AS (
-    INSERT INTO audit_log (organization_id, action, details, dedup_key)
-    SELECT organization_id, $2, jsonb_build_object('dropped', count(*), 'hour', $3::text), $3
+    INSERT INTO audit_log (organization_id, action, details, dedup_key, created_at)
+    SELECT organization_id, $2, jsonb_build_object('dropped', count(*), 'hour', $3::text), $3,
+           ($3 || ':00:00+00')::timestamptz
     FROM marked
     GROUP BY organization_id
     ORDER BY organization_id
-    ON CONFLICT (organization_id, action, dedup_key) WHERE dedup_key IS NOT NULL
+    ON CONFLICT (organization_id, action, dedup_key, created_at) WHERE dedup_key IS NOT NULL
     DO UPDATE SET
         details = jsonb_set(
             audit_log.details, '{dropped}',

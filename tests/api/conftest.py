@@ -177,15 +177,16 @@ async def insert_delivery(
         )
         for number, (http_status, error, succeeded) in enumerate(attempts, start=1):
             await conn.execute(
-                "INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at,"
-                " duration_ms, http_status, error, succeeded) VALUES ($1, $2, $3, now(), 12,"
-                " $4, $5, $6)",
+                "INSERT INTO delivery_attempts (id, delivery_id, event_id, attempt_number,"
+                " attempted_at, duration_ms, http_status, error, succeeded)"
+                " VALUES ($1, $2, $7, $3, now(), 12, $4, $5, $6)",
                 new_id(IdPrefix.DELIVERY),
                 delivery_id,
                 number,
                 http_status,
                 error,
                 succeeded,
+                event_id,
             )
     return event_id, delivery_id
 

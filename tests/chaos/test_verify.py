@@ -160,13 +160,15 @@ async def test_rows_are_read_from_postgres_as_the_harness_reads_them(
     )
     for number, (status, ok) in enumerate([(500, False), (200, True)], start=1):
         await db_pool.execute(
-            "INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at,"
-            " duration_ms, http_status, succeeded) VALUES ($1, $2, $3, now(), 5, $4, $5)",
+            "INSERT INTO delivery_attempts (id, delivery_id, event_id, attempt_number,"
+            " attempted_at, duration_ms, http_status, succeeded)"
+            " VALUES ($1, $2, $6, $3, now(), 5, $4, $5)",
             new_id(IdPrefix.DELIVERY),
             delivery_id,
             number,
             status,
             ok,
+            event.id,
         )
 
     events, endpoints, plans, deliveries = await read_rows(db_pool)

@@ -236,8 +236,9 @@ class FakeRepo:
     loads: int = 0
     new: list[DeliveryTask] = field(default_factory=list)
     dead: list[str] = field(default_factory=list)
+    postponed: list[datetime] = field(default_factory=list)
 
-    async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
+    async def load(self, task: DeliveryTask, attempt_number: int) -> DeliveryRow | None:
         self.loads += 1
         return self.row
 
@@ -245,7 +246,7 @@ class FakeRepo:
         self.new.extend(tasks)
         return [delivery_row(id=task.endpoint_id) for task in tasks]
 
-    async def await_writers(self, delivery_id: str) -> None:
+    async def await_writers(self, task: DeliveryTask) -> None:
         self.awaited_writers += 1
         if self.committed_row is not None:
             self.row = self.committed_row
@@ -257,11 +258,14 @@ class FakeRepo:
         self.recorded.append(attempt)
         return attempt.new_status
 
-    async def mark_dead(self, delivery_id: str) -> bool:
+    async def mark_dead(self, task: DeliveryTask) -> bool:
         if self.record_failures:
             raise ConnectionError("postgres restarting")
-        self.dead.append(delivery_id)
+        self.dead.append(task.delivery_id)
         return True
+
+    async def postpone(self, task: DeliveryTask, due: datetime) -> None:
+        self.postponed.append(due)
 
 
 @dataclass
@@ -500,6 +504,29 @@ async def test_an_endpoint_without_room_gets_the_step_back_later_with_no_attempt
     limits.release("dst_unit", OK)
     assert await engine(repo, http, retries, limits).attempt(step(2)) is Outcome.SETTLED
     assert len(http.calls) == 1 and repo.recorded[0].attempt_number == 2
+
+
+async def test_a_step_deferred_well_past_its_due_time_moves_it_so_it_is_not_re_driven() -> None:
+    clock = [100.0]
+    limits = EndpointLimits(1000, clock=lambda: clock[0])
+    throttled = HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=3600)
+    await engine(FakeRepo(delivery_row()), FakeHttp(throttled), FakeRetries(), limits).attempt(
+        step(1)
+    )  # the endpoint holds everything back for an hour
+    due_now = FakeRepo(delivery_row(next_attempt_at=NOW))
+    retries = FakeRetries()
+    await engine(due_now, FakeHttp(OK), retries, limits).attempt(step(1))
+    assert retries.deferred == [(DeliveryStep(TASK, 1, 1), 3600)]
+    assert due_now.postponed == [NOW + timedelta(seconds=3600)]
+    # a short wait leaves the due time alone: no statement for the usual deferral
+    limits = EndpointLimits(1000, clock=lambda: clock[0])
+    throttled = HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=30)
+    await engine(FakeRepo(delivery_row()), FakeHttp(throttled), FakeRetries(), limits).attempt(
+        step(1)
+    )
+    briefly = FakeRepo(delivery_row(next_attempt_at=NOW))
+    await engine(briefly, FakeHttp(OK), FakeRetries(), limits).attempt(step(1))
+    assert briefly.postponed == []
 
 
 async def test_a_retry_after_holds_the_whole_endpoint_back() -> None:

@@ -42,8 +42,9 @@ async def ensure_database(dsn: str) -> None:
         await conn.close()
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply what is missing; return the names applied now (empty when up to date)."""
+async def migrate(dsn: str, *, up_to: int | None = None) -> list[str]:
+    """Apply what is missing (up to version `up_to`, when given: the tests of a migration
+    load rows with the schema before it); return the names applied now."""
     await ensure_database(dsn)
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
@@ -56,7 +57,7 @@ async def migrate(dsn: str) -> list[str]:
         )
         done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in _migration_files():
-            if version in done:
+            if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
 from services.api.admin import service
 from services.api.admin.schemas import PlanChanged, PlanIn
@@ -19,3 +19,11 @@ async def change_plan(organization_id: str, body: PlanIn, state: State) -> PlanC
     return PlanChanged(
         organization_id=organization_id, plan=body.plan, deactivated_endpoints=deactivated
     )
+
+
+@router.delete("/organizations/{organization_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def erase_organization(organization_id: str, state: State) -> Response:
+    """Erase the organization and every row of its data: events, deliveries, attempts,
+    audit entries, endpoints, tokens, jobs, agents (HOOKPOST_ADMIN_TOKEN). Audited."""
+    await service.erase_organization(state.pool, state.tokens, organization_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

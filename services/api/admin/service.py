@@ -1,4 +1,5 @@
-"""Operator actions: changing an organization's plan (and what a downgrade switches off)."""
+"""Operator actions: changing an organization's plan (and what a downgrade switches off),
+erasing an organization."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from services.api.audit import service as audit
 from services.api.endpoints import service as endpoints
 from services.api.errors import NotFoundError
 from services.api.organizations import repository as organizations
+from services.api.organizations.service import erase_organization as erase
 from services.api.organizations.tokens import TokenCache
 
 
@@ -43,3 +45,13 @@ async def change_plan(pool: asyncpg.Pool, tokens: TokenCache, org_id: str, plan:
             )
     tokens.invalidate_org(org_id)
     return deactivated
+
+
+async def erase_organization(pool: asyncpg.Pool, tokens: TokenCache, org_id: str) -> None:
+    """Erase the organization (organizations/erasure.py); 404 when there is none. This
+    replica forgets its tokens at once; others refuse them within their token cache TTL
+    (an event stored meanwhile is left out: its organization no longer exists)."""
+    erased = await erase(pool, org_id, requested_by="api")
+    if erased is None:
+        raise NotFoundError(f"organization {org_id!r} not found")
+    tokens.invalidate_org(org_id)

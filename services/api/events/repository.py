@@ -25,36 +25,40 @@ async def insert_event(
     org_id: str,
     event_type: str,
     data: dict[str, Any],
-    idempotency_key: str | None = None,
-    fingerprint: str | None = None,
     target_endpoint_id: str | None = None,
     target_delivery_id: str | None = None,
     trace_context: dict[str, str] | None = None,
-) -> asyncpg.Record | None:
-    """The new row, or None when the org already used this idempotency key."""
+) -> asyncpg.Record:
+    """The new row (an event without an idempotency key: keyed ones go through
+    EventInserts)."""
     return await conn.fetchrow(
-        "INSERT INTO events (id, organization_id, type, data, idempotency_key,"
-        " idempotency_fingerprint, target_endpoint_id, target_delivery_id, trace_context)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        f" ON CONFLICT (organization_id, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
+        "INSERT INTO events (id, organization_id, type, data, target_endpoint_id,"
+        " target_delivery_id, trace_context) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        f" RETURNING {_COLUMNS}",
         event_id,
         org_id,
         event_type,
         data,
-        idempotency_key,
-        fingerprint,
         target_endpoint_id,
         target_delivery_id,
         trace_context,
     )
 
 
+# The key's reservation for today (UTC), or, just after midnight, yesterday's: the one
+# _INSERT_MANY's insert conflicted with. Its event, when the event is still kept.
+_BY_IDEMPOTENCY_KEY = f"""
+SELECT {", ".join("e." + column.strip() for column in _COLUMNS.split(","))}
+FROM idempotency_keys k JOIN events e ON e.id = k.event_id
+WHERE k.organization_id = $1 AND k.idempotency_key = $2
+  AND k.day <= (now() AT TIME ZONE 'UTC')::date
+ORDER BY k.day DESC
+LIMIT 1
+"""
+
+
 async def get_by_idempotency_key(conn: Executor, org_id: str, key: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM events WHERE organization_id = $1 AND idempotency_key = $2",
-        org_id,
-        key,
-    )
+    return await conn.fetchrow(_BY_IDEMPOTENCY_KEY, org_id, key)
 
 
 async def get_event(conn: Executor, org_id: str, event_id: str) -> asyncpg.Record | None:
@@ -104,17 +108,35 @@ class NewEvent:
 # Rows of an org that no longer exists are left out (its token may still be cached for up to
 # HOOKPOST_TOKEN_CACHE_TTL_S): one such row would otherwise fail the whole batch on the
 # foreign key, every other org's request with it.
+# An Idempotency-Key is reserved for today (UTC) and, once that succeeded, for tomorrow
+# (migration 0007: idempotency_keys is partitioned by day, unique per org, key and day), so
+# a repeat within 24 hours conflicts with its own day's reservation and stores nothing. An
+# event with a key is stored only when this statement reserved it.
 _INSERT_MANY = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::jsonb[])
+        AS e (id, organization_id, type, data, idempotency_key, fingerprint,
+              target_endpoint_id, target_delivery_id, trace_context)
+    WHERE EXISTS (SELECT 1 FROM organizations o WHERE o.id = e.organization_id)
+), reserved AS (
+    INSERT INTO idempotency_keys (organization_id, idempotency_key, day, event_id)
+    SELECT organization_id, idempotency_key, (now() AT TIME ZONE 'UTC')::date, id
+    FROM input WHERE idempotency_key IS NOT NULL
+    ORDER BY organization_id, idempotency_key
+    ON CONFLICT DO NOTHING
+    RETURNING event_id, organization_id, idempotency_key, day
+), reserved_ahead AS (
+    INSERT INTO idempotency_keys (organization_id, idempotency_key, day, event_id)
+    SELECT organization_id, idempotency_key, day + 1, event_id FROM reserved
+    ON CONFLICT DO NOTHING
+)
 INSERT INTO events (id, organization_id, type, data, idempotency_key, idempotency_fingerprint,
                     target_endpoint_id, target_delivery_id, trace_context)
 SELECT e.id, e.organization_id, e.type, e.data::jsonb, e.idempotency_key, e.fingerprint,
        e.target_endpoint_id, e.target_delivery_id, e.trace_context
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::jsonb[])
-     AS e (id, organization_id, type, data, idempotency_key, fingerprint, target_endpoint_id,
-           target_delivery_id, trace_context)
-WHERE EXISTS (SELECT 1 FROM organizations o WHERE o.id = e.organization_id)
-ON CONFLICT (organization_id, idempotency_key) DO NOTHING
+FROM input e
+WHERE e.idempotency_key IS NULL OR e.id IN (SELECT event_id FROM reserved)
 RETURNING id, created_at
 """
 

@@ -13,7 +13,7 @@ from libs.domain.plans import Plan
 from libs.domain.secrets import generate_api_token, generate_signing_secret, mask_secret
 from libs.infra import crypto
 from services.api.audit import service as audit
-from services.api.organizations import repository
+from services.api.organizations import erasure, repository
 
 WEBHOOK_SECRET_ROTATED = "organization.webhook_secret_rotated"
 
@@ -67,6 +67,15 @@ async def rotate_webhook_secret(pool: asyncpg.Pool, org_id: str) -> str:
             conn, org_id, WEBHOOK_SECRET_ROTATED, {"webhookSecretMasked": mask_secret(secret)}
         )
     return secret
+
+
+async def erase_organization(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: str, requested_by: str
+) -> dict[str, int] | None:
+    """Erase every row of the organization's data (erasure.py), audited; the rows erased
+    per kind, or None when it does not exist."""
+    async with _acquire(conn) as c, c.transaction():
+        return await erasure.erase(c, org_id, requested_by)
 
 
 class _acquire:  # lowercase: used like a function
