@@ -199,9 +199,12 @@ async def kill_cluster_leader(stack: ChaosStack) -> list[str]:
         notes.append(f"{NOT_MADE}no probe delivered while {leader} was down")
     else:
         notes.append(f"failover: a probe delivered {failover - killed:.1f}s after the kill")
-    survivor = next(n for n in stack.infra.rabbits if n.running)
-    rows = await asyncio.to_thread(survivor.queues, "name", "leader")
-    notes.append("new leaders: " + ", ".join(f"{r['name']}={r['leader']}" for r in rows))
+    survivor = next((n for n in stack.infra.rabbits if n.running), None)
+    if survivor is None:  # check_alive records which died, and starts them again
+        notes.append(f"{NOT_MADE}every node was down after {leader}'s kill")
+    else:
+        rows = await asyncio.to_thread(survivor.queues, "name", "leader")
+        notes.append("new leaders: " + ", ".join(f"{r['name']}={r['leader']}" for r in rows))
     await asyncio.to_thread(node.start)
     return notes
 

@@ -140,6 +140,11 @@ class ChaosStack:
             if not proc.running:
                 self.crashes.append(Crash(proc.name, proc.returncode, during))
                 await self.services.restart(proc)
+        for node in self.infra.rabbits:  # a broker node the harness did not kill (or restart)
+            if not node.running:
+                code = None if node.popen is None else node.popen.returncode
+                self.crashes.append(Crash(node.node, code, during))
+                await asyncio.to_thread(node.start)
 
     # ------------------------------------------------------------------ tearing down
 

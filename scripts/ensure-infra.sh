@@ -35,7 +35,9 @@ amqp_answers() {
 
 restart_local_rabbitmq() {
   say "RabbitMQ on :$AMQP_PORT accepts connections but does not answer: restarting the local node"
-  pkill -9 -f 'beam.smp.*rabbit' 2>/dev/null || true
+  # Only the Debian node (its HOME): 'beam.smp.*rabbit' also matched every private node a
+  # running `make chaos` owns (HOME in /tmp), and killed a chaos cluster mid-run.
+  pkill -9 -f 'beam.smp.* -home /var/lib/rabbitmq( |$)' 2>/dev/null || true
   sleep 2
   rabbitmq-server -detached >/dev/null 2>&1 || true
 }
