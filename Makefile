@@ -3,7 +3,8 @@
 #   make test    the same preparation, then lint and the whole suite on the real servers
 #   make install only the venv, with the `hookpost` script in .venv/bin/
 #   make bench   the benchmarks (BENCHMARKS.md)
-#   make chaos   faults under load on a private RabbitMQ + PostgreSQL (RELIABILITY.md)
+#   make chaos   hard faults under load on private RabbitMQ nodes (one, then a cluster of 3) + PostgreSQL
+#   make chaos-long  PostgreSQL away past the poison window (RELIABILITY.md)
 
 PYTHON ?= python3
 VENV   := .venv
