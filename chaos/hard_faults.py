@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import orjson
@@ -32,7 +33,7 @@ LONG_POSTGRES_S = 740.0  # beyond the poison window (20 deliveries × ~30 s of w
 HELD_TIMEOUT_S = 60.0
 
 
-async def _fetchval(stack: ChaosStack, sql: str, *args: object) -> object:
+async def _fetchval(stack: ChaosStack, sql: str, *args: object) -> Any:
     conn = await asyncpg.connect(stack.env.dsn)
     try:
         return await conn.fetchval(sql, *args)
@@ -184,7 +185,7 @@ async def kill_cluster_leader(stack: ChaosStack) -> list[str]:
     alive = next(n for n in stack.infra.rabbits if n.running)
     rows = await asyncio.to_thread(alive.queues, "name", "leader", "members")
     leaders = [str(r["leader"]) for r in rows if r["name"] in work]
-    members = {str(r["name"]): len(r["members"]) for r in rows if r["name"] in work}  # type: ignore[arg-type]
+    members = {str(r["name"]): len(r["members"]) for r in rows if r["name"] in work}
     if not leaders:
         return [f"{NOT_MADE}no work queue found: {rows}"]
     leader = max(set(leaders), key=leaders.count)
@@ -227,7 +228,7 @@ async def publish_poison(stack: ChaosStack) -> list[str]:
     deadline, settled = time.time() + 120, 0
     while time.time() < deadline:
         settled = int(
-            await _fetchval(  # type: ignore[arg-type]
+            await _fetchval(
                 stack,
                 "SELECT count(*) FROM unnest($1::text[]) AS m(id) WHERE"
                 " EXISTS (SELECT 1 FROM poison_messages p WHERE p.message_id = m.id)"

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 
@@ -156,10 +157,10 @@ class PrivateRabbit:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stdout}{result.stderr}")
         return result.stdout
 
-    def queues(self, *columns: str) -> list[dict[str, object]]:
+    def queues(self, *columns: str) -> list[dict[str, Any]]:
         """`rabbitmqctl list_queues <columns>` as rows (JSON, so names with spaces survive)."""
         out = self.check("-q", "--formatter", "json", "list_queues", *columns, timeout=30.0)
-        rows: list[dict[str, object]] = json.loads(out or "[]")
+        rows: list[dict[str, Any]] = json.loads(out or "[]")
         return rows
 
     def channels(self) -> list[dict[str, object]]:
