@@ -10,6 +10,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -195,7 +196,9 @@ async def kill_cluster_leader(stack: ChaosStack) -> list[str]:
     notes = [f"SIGKILL {leader}, leader of {leaders.count(leader)} work queues; members {members}"]
     if any(n < len(stack.infra.rabbits) for n in members.values()):
         notes.append(f"{NOT_MADE}a work queue is not replicated on every node: {members}")
+    elected = asyncio.create_task(_work_queues_led(stack, work, leader, killed))
     failover = await stack.prober.delivered_after(killed, timeout=120)
+    notes.append(await elected)
     if failover is None:
         notes.append(f"{NOT_MADE}no probe delivered while {leader} was down")
     else:
@@ -208,6 +211,23 @@ async def kill_cluster_leader(stack: ChaosStack) -> list[str]:
         notes.append("new leaders: " + ", ".join(f"{r['name']}={r['leader']}" for r in rows))
     await asyncio.to_thread(node.start)
     return notes
+
+
+async def _work_queues_led(stack: ChaosStack, work: set[str], dead: str, killed: float) -> str:
+    """When every work queue had a leader again on a live node, as a surviving node says."""
+    deadline = killed + 120
+    while time.time() < deadline:
+        survivor = next((n for n in stack.infra.rabbits if n.running and n.node != dead), None)
+        if survivor is not None:
+            try:
+                rows = await asyncio.to_thread(survivor.queues, "name", "leader")
+            except (RuntimeError, subprocess.TimeoutExpired):
+                rows = []
+            leaders = {str(r["name"]): str(r["leader"]) for r in rows if r["name"] in work}
+            if len(leaders) == len(work) and dead not in leaders.values():
+                return f"work queues led again {time.time() - killed:.1f}s after the kill"
+        await asyncio.sleep(1.0)
+    return "work queues still without a live leader 120 s after the kill"
 
 
 # ------------------------------------------------------------------------ the poison corpus
