@@ -102,6 +102,41 @@ def _poison_replay(args: argparse.Namespace) -> None:
     print(json.dumps({"replayed": asyncio.run(replayed())}))
 
 
+def _recover(args: argparse.Namespace) -> None:
+    from datetime import datetime
+
+    from libs.infra.broker.topology import Topology
+    from libs.worker.runtime import connect_database
+    from services.api.broker import BrokerLink
+    from services.api.deliveries.recovery import organization_of, recover_endpoint
+    from services.api.errors import ApiError
+
+    since = datetime.fromisoformat(args.since)
+    if since.tzinfo is None:
+        sys.exit("--since needs its offset (RFC 3339), e.g. 2026-12-01T00:00:00Z")
+
+    async def recovered() -> int:
+        settings = get_settings()
+        pool = await connect_database(settings.database_url, max_size=2)
+        topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+        link = BrokerLink(settings.amqp_url, topology)
+        link.start()
+        try:
+            if not await link.wait_first_attempt():
+                sys.exit("the message broker is unreachable: nothing was recovered")
+            org_id = await organization_of(pool, args.endpoint_id)
+            return await recover_endpoint(
+                pool, link, topology, settings, org_id, args.endpoint_id, since
+            )
+        except ApiError as exc:
+            sys.exit(str(exc))
+        finally:
+            await link.stop()
+            await pool.close()
+
+    print(json.dumps({"deliveries": asyncio.run(recovered())}))
+
+
 def _listen(args: argparse.Namespace) -> None:
     from libs.sdk.listen import listen
 
@@ -140,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", nargs="*", type=int, help="ids from `hookpost poison list`")
     replay.add_argument("--all", action="store_true", help="every one waiting")
     replay.set_defaults(func=_poison_replay)
+
+    recover = commands.add_parser(
+        "recover",
+        help="re-send an endpoint's PARKED, FAILED and DEAD deliveries since a time",
+    )
+    recover.add_argument("endpoint_id", help="any door's endpoint id (sub_…, dest_…, ds_…)")
+    recover.add_argument("--since", required=True, help="RFC 3339, e.g. 2026-12-01T00:00:00Z")
+    recover.set_defaults(func=_recover)
 
     orgs = commands.add_parser("orgs", help="administer organizations")
     orgs_commands = orgs.add_subparsers(dest="orgs_command", required=True)

@@ -7,6 +7,7 @@ connection, an SSRF-safe HTTP client and the retry publisher on its caller's bro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 from aiohttp.abc import AbstractResolver
@@ -18,6 +19,7 @@ from libs.delivery.limits import EndpointLimits
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.publisher import StepPublisher
 from libs.delivery.repository import DeliveryRepository
+from libs.domain.endpoint_health import HealthPolicy
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from libs.infra.url_safety import SafetyPolicy
@@ -73,6 +75,10 @@ async def open_engine(
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
         sink_payload_cap_bytes=settings.sink_payload_cap_bytes,
+        health=HealthPolicy(
+            timedelta(seconds=settings.endpoint_failing_after_s),
+            settings.endpoint_failing_min_dead,
+        ),
         redrive_after_s=settings.redrive_deliveries_after_s,
     )
     return RunningEngine(engine, repository, http, membership)

@@ -60,6 +60,9 @@ class EndpointSettings:
     additional_headers: dict[str, Any]
     config: dict[str, Any]
     workspace_id: str | None
+    # INACTIVE for a reason that parks its deliveries (libs/domain/endpoint_health.py)?
+    endpoint_status: str = "ACTIVE"
+    deactivated_reason: str | None = None
 
     def previous_secret(self, now: datetime) -> bytes | None:
         """The rotated-out secret while it still signs alongside the new one."""

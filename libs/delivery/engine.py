@@ -20,16 +20,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 from libs.delivery.http_client import HttpResult
 from libs.delivery.metrics import EngineMetrics
-from libs.delivery.repository import AttemptRecord, DeliveryRow
+from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow
 from libs.delivery.request import Unsendable, signed_request
-from libs.domain.endpoint_kinds import DeliveryStatus
+from libs.domain import endpoint_health
+from libs.domain.endpoint_health import DeactivatedReason, HealthPolicy
+from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, DeliveryStatus
+from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.retry_policy import (
     Decision,
@@ -63,7 +66,18 @@ class Repository(Protocol):
 
     async def record(self, attempt: AttemptRecord) -> str | None: ...
 
-    async def mark_dead(self, task: DeliveryTask) -> bool: ...
+    async def mark_dead(self, task: DeliveryTask) -> DeadMark | None: ...
+
+    async def park(self, task: DeliveryTask) -> bool: ...
+
+    async def disable_endpoint(
+        self,
+        endpoint_id: str,
+        reason: DeactivatedReason,
+        *,
+        http_status: int | None = None,
+        failing_since: datetime | None = None,
+    ) -> bool: ...
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None: ...
 
@@ -103,6 +117,7 @@ class DeliveryEngine:
     db_backoff: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0.5)
     record_tries: int = 5
     sink_payload_cap_bytes: int = 10 * 1024 * 1024
+    health: HealthPolicy = field(default_factory=HealthPolicy)
     # how late a PENDING delivery may be before the reconciler re-drives it (a step deferred
     # beyond it moves its due time, or it would come back twice)
     redrive_after_s: float = 300.0
@@ -127,13 +142,37 @@ class DeliveryEngine:
         self._annotate(task)
         try:
             marked = await self.repository.mark_dead(task)
-        except Exception:
-            log.exception("could not mark a delivery DEAD")
-            return Outcome.UNSETTLED
-        if marked:
+            if marked is None:
+                return Outcome.SETTLED
             self.metrics.finished(DeliveryStatus.DEAD)
             log.info("delivery DEAD")
+            if endpoint_health.is_failing(
+                marked.failing_since, marked.dead_in_a_row, self.now(), self.health
+            ):
+                failing_since = marked.failing_since
+                await self._disable(
+                    marked.endpoint_id, DeactivatedReason.FAILING, failing_since=failing_since
+                )
+        except Exception:
+            # Redelivered: marked already, it is not marked (nor counted) again; an endpoint
+            # left enabled is judged again at its next DEAD delivery.
+            log.exception("could not mark a delivery DEAD")
+            return Outcome.UNSETTLED
         return Outcome.SETTLED
+
+    async def _disable(
+        self,
+        endpoint_id: str,
+        reason: DeactivatedReason,
+        *,
+        http_status: int | None = None,
+        failing_since: datetime | None = None,
+    ) -> None:
+        disabled = await self.repository.disable_endpoint(
+            endpoint_id, reason, http_status=http_status, failing_since=failing_since
+        )
+        if disabled:
+            log.warning("endpoint disabled: %s", reason.value, extra={"reason": reason.value})
 
     async def _first_attempt(self, task: DeliveryTask, row: DeliveryRow | None) -> Outcome:
         # Its own span (the sender's "process" span for attempt 1): the ids put on the
@@ -174,6 +213,11 @@ class DeliveryEngine:
         if row.attempt_count > attempt:
             log.info("stale copy of an earlier attempt, skipping")
             return Outcome.SETTLED
+        if self._parks(task, row):
+            if await self.repository.park(task):
+                self.metrics.finished(DeliveryStatus.PARKED)
+                log.info("endpoint inactive: delivery PARKED")
+            return Outcome.SETTLED
         policy = policy_for_endpoint(row.endpoint.kind, row.endpoint.config)
 
         if row.attempt_count == attempt and row.recorded_succeeded is not None:
@@ -202,6 +246,15 @@ class DeliveryEngine:
             overdue = False
         return await self._next_step(task, decision, attempt, schedule_start, overdue=overdue)
 
+    @staticmethod
+    def _parks(task: DeliveryTask, row: DeliveryRow) -> bool:
+        """An INACTIVE endpoint's delivery is kept, not sent (a /test call's excepted: the
+        user asked for that one POST)."""
+        endpoint = row.endpoint
+        return task.type != EventType.WEBHOOK_TEST.value and endpoint_health.parks(
+            endpoint.endpoint_status, endpoint.deactivated_reason
+        )
+
     async def _defer(self, step: DeliveryStep, row: DeliveryRow, wait_s: float) -> None:
         """Send the step back for later. A wait that takes it well past its due time moves
         that time first (one statement, at most once per half bound): the reconciler judges
@@ -220,11 +273,12 @@ class DeliveryEngine:
             row is not None
             and row.status != DeliveryStatus.PENDING
             and step.schedule_start is not None
-            and step.schedule_start > row.schedule_start
+            and (step.schedule_start > row.schedule_start or row.status == DeliveryStatus.PARKED)
         ):
-            # A manual retry publishes its task before its transaction reopening the delivery
-            # commits (so a task that never left never leaves a delivery PENDING): wait for
-            # that transaction, then judge the row it left behind.
+            # A manual retry (or a recover) publishes its task before its transaction
+            # reopening the delivery commits (so a task that never left never leaves a
+            # delivery PENDING): wait for that transaction, then judge the row it left behind.
+            # A PARKED delivery never attempted keeps its schedule_start when recovered.
             await self.repository.await_writers(step.task)
             row = await self.repository.load(step.task, step.attempt or 1)
         return row
@@ -252,6 +306,13 @@ class DeliveryEngine:
             throttled_before=row.throttled,
             retry_after_s=result.retry_after_s,
         )
+        if endpoint_health.is_gone(result.http_status):
+            # Disabled before the attempt is recorded: should the record fail, the step's
+            # redelivery finds the endpoint INACTIVE and parks the delivery, unsent.
+            await self._disable(
+                row.endpoint.id, DeactivatedReason.ENDPOINT_GONE, http_status=result.http_status
+            )
+            decision = Decision(Next.PARKED)
         attempted_at = self.now() - timedelta(milliseconds=result.duration_ms)
         if attempt == 1:
             self.metrics.first_attempt_started(attempted_at, task.event_created_at)
@@ -270,6 +331,9 @@ class DeliveryEngine:
                 succeeded=result.succeeded,
                 new_status=decision.status.value,
                 next_attempt_at=next_attempt_at,
+                endpoint_failed=endpoint_health.attempt_effect(
+                    result.succeeded, result.http_status
+                ),
             )
         )
         return None if status is None else decision
@@ -358,5 +422,5 @@ class DeliveryEngine:
 
 def _rate_limit(config: Mapping[str, Any]) -> float | None:
     """The endpoint's own `rateLimitPerSecond` (attempts per second), when it has one."""
-    value = config.get("rateLimitPerSecond")
+    value = config.get(RATE_LIMIT_KEY)
     return float(value) if isinstance(value, int | float) and value > 0 else None

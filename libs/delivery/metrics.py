@@ -35,7 +35,7 @@ EVENT_TO_FIRST_ATTEMPT_SECONDS = Histogram(
 DELIVERIES_FINISHED = Counter(
     "hookpost_delivery_finished_total",
     "Deliveries that reached a final status, by status.",
-    ["service", "status"],  # SUCCEEDED | FAILED | DEAD
+    ["service", "status"],  # SUCCEEDED | FAILED | DEAD | PARKED
 )
 DEFERRED = Counter(
     "hookpost_delivery_deferred_total",

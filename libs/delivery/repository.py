@@ -10,7 +10,11 @@ from typing import Any
 import asyncpg
 
 from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
+from libs.domain.endpoint_health import DeactivatedReason
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
+from libs.domain.event_payloads import EndpointDisabledData
+from libs.domain.event_types import EventType
+from libs.domain.ids import IdPrefix, new_id
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask
 
@@ -53,7 +57,7 @@ SELECT e.id, e.organization_id, e.agent_id, e.kind, e.url_enc, e.url_masked,
        CASE WHEN e.kind = 'AGENT_SINK' THEN e.config || jsonb_build_object(
                 'retryFailedPush', ag.rules #> '{data_sinks,retry_failed_push}')
             ELSE e.config END AS config,
-       ag.workspace_id
+       ag.workspace_id, e.status AS endpoint_status, e.deactivated_reason
 FROM endpoints e
 JOIN organizations o ON o.id = e.organization_id
 LEFT JOIN agents ag ON ag.id = e.agent_id
@@ -86,9 +90,10 @@ _RECORD = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[],
                          $6::int[], $7::text[], $8::text[], $9::bool[], $10::text[],
-                         $11::timestamptz[], $12::text[]) WITH ORDINALITY
+                         $11::timestamptz[], $12::text[], $13::bool[]) WITH ORDINALITY
         AS i (attempt_id, delivery_id, attempt_number, attempted_at, duration_ms, http_status,
-              error, response_excerpt, succeeded, new_status, next_attempt_at, event_id, ord)
+              error, response_excerpt, succeeded, new_status, next_attempt_at, event_id,
+              endpoint_failed, ord)
 ), open_delivery AS (
     SELECT d.id, d.event_id FROM deliveries d
     WHERE (d.id, d.event_id) IN (SELECT delivery_id, event_id FROM input)
@@ -119,21 +124,71 @@ WITH input AS (
         updated_at = now()
     FROM input i JOIN open_delivery o ON o.id = i.delivery_id
     WHERE d.id = i.delivery_id AND d.event_id = o.event_id AND d.event_id = ANY ($12::text[])
-    RETURNING d.id, d.status
+    RETURNING d.id, d.status, d.endpoint_id
+), health AS (
+    SELECT u.endpoint_id, bool_or(NOT i.endpoint_failed) AS healthy,
+           bool_or(i.endpoint_failed) AS failed, min(i.attempted_at) AS since
+    FROM updated u JOIN input i ON i.delivery_id = u.id
+    WHERE i.endpoint_failed IS NOT NULL
+    GROUP BY u.endpoint_id
+), recovered AS (
+    DELETE FROM endpoint_failures f
+    WHERE f.endpoint_id IN (SELECT endpoint_id FROM health WHERE healthy)
+), failing AS (
+    INSERT INTO endpoint_failures (endpoint_id, failing_since)
+    SELECT endpoint_id, since FROM health WHERE failed AND NOT healthy
+    ORDER BY endpoint_id
+    ON CONFLICT (endpoint_id) DO NOTHING
 )
 SELECT i.ord, u.status FROM input i LEFT JOIN updated u ON u.id = i.delivery_id
 """
+
+# The endpoint's failing period (endpoint_failures, migration 0009) follows each batch's
+# attempts in the CTEs after `updated`, per libs/domain/endpoint_health.py attempt_effect
+# (the `endpoint_failed` column: NULL for an attempt that says nothing). A success ends the
+# period (a healthy endpoint has no row: the DELETE finds nothing and writes nothing); a
+# failure starts one unless one is running. Data-modifying CTEs run whether read or not.
 
 # A share lock waits for a writer's commit or rollback (the api's manual retry holds the
 # row FOR UPDATE while its task is being published).
 _AWAIT_WRITERS = "SELECT 1 FROM deliveries WHERE id = $1 AND event_id = $2 FOR SHARE"
 
+# DEAD, once; its endpoint's count of DEAD deliveries in a row goes up with it while the
+# endpoint is failing. Per delivery marked: its endpoint and where its failing period stands.
 _MARK_DEAD = """
-UPDATE deliveries SET status = 'DEAD', next_attempt_at = NULL, updated_at = now()
+WITH dead AS (
+    UPDATE deliveries SET status = 'DEAD', next_attempt_at = NULL, updated_at = now()
+    WHERE id = $1 AND event_id = $2 AND status = 'PENDING'
+    RETURNING id, endpoint_id
+), counted AS (
+    UPDATE endpoint_failures f SET dead_in_a_row = f.dead_in_a_row + 1
+    FROM dead WHERE f.endpoint_id = dead.endpoint_id
+    RETURNING f.endpoint_id, f.failing_since, f.dead_in_a_row
+)
+SELECT dead.endpoint_id, counted.failing_since, COALESCE(counted.dead_in_a_row, 0) AS dead_in_a_row
+FROM dead LEFT JOIN counted USING (endpoint_id)
+"""
+
+# A delivery of an endpoint that is INACTIVE (endpoint_health.parks): kept, not attempted.
+_PARK = """
+UPDATE deliveries SET status = 'PARKED', next_attempt_at = NULL, updated_at = now()
 WHERE id = $1 AND event_id = $2 AND status = 'PENDING'
 RETURNING id
 """
 
+# Disabling an endpoint (410 Gone, FAILING): once, whichever engine gets there first; its
+# failing period ends with it, so a re-activated endpoint starts afresh. The audit entry and
+# the endpoint.disabled event (the outbox: the api's relay or the reconciler publishes it)
+# commit with the change.
+_DISABLE = """
+UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = $2, updated_at = now()
+WHERE id = $1 AND status = 'ACTIVE'
+RETURNING id, organization_id, kind, name, url_masked, updated_at
+"""
+_FORGET_FAILURES = "DELETE FROM endpoint_failures WHERE endpoint_id = $1"
+_AUDIT = "INSERT INTO audit_log (organization_id, action, details) VALUES ($1, $2, $3)"
+_OUTBOX_EVENT = "INSERT INTO events (id, organization_id, type, data) VALUES ($1, $2, $3, $4)"
+DISABLED_ACTION = "endpoint.disabled"
 # A deferred step's new due time (engine.py: the reconciler must not take it for lost).
 _POSTPONE = """
 UPDATE deliveries SET next_attempt_at = $3 WHERE id = $1 AND event_id = $2 AND status = 'PENDING'
@@ -174,6 +229,17 @@ class AttemptRecord:
     succeeded: bool
     new_status: str
     next_attempt_at: datetime | None
+    # What it says of its endpoint's health (endpoint_health.attempt_effect)
+    endpoint_failed: bool | None = None
+
+
+@dataclass(frozen=True)
+class DeadMark:
+    """A delivery just marked DEAD, and where its endpoint's failing period stands."""
+
+    endpoint_id: str
+    failing_since: datetime | None  # None: its endpoint is not failing (a success since)
+    dead_in_a_row: int
 
 
 # Loads come before the POST, so they wait for no timer: a batch is whatever arrived in the
@@ -310,6 +376,7 @@ class DeliveryRepository:
             [a.new_status for a in attempts],
             [a.next_attempt_at for a in attempts],
             [a.event_id for a in attempts],
+            [a.endpoint_failed for a in attempts],
         )
         # Only deliveries locked while PENDING are written, so a concurrent delete cannot
         # break the batch: a deleted one simply comes back None, like an ended one.
@@ -318,8 +385,49 @@ class DeliveryRepository:
             outcomes[row["ord"] - 1] = row["status"]
         return outcomes
 
-    async def mark_dead(self, task: DeliveryTask) -> bool:
-        return await self._pool.fetchval(_MARK_DEAD, task.delivery_id, task.event_id) is not None
+    async def mark_dead(self, task: DeliveryTask) -> DeadMark | None:
+        """DEAD, and its endpoint's failing period; None when it was not PENDING."""
+        row = await self._pool.fetchrow(_MARK_DEAD, task.delivery_id, task.event_id)
+        if row is None:
+            return None
+        return DeadMark(row["endpoint_id"], row["failing_since"], row["dead_in_a_row"])
+
+    async def park(self, task: DeliveryTask) -> bool:
+        """PARKED (its endpoint is INACTIVE); False when it was not PENDING."""
+        return await self._pool.fetchval(_PARK, task.delivery_id, task.event_id) is not None
+
+    async def disable_endpoint(
+        self,
+        endpoint_id: str,
+        reason: DeactivatedReason,
+        *,
+        http_status: int | None = None,
+        failing_since: datetime | None = None,
+    ) -> bool:
+        """INACTIVE for `reason`, with its audit entry and endpoint.disabled event; False
+        when it was not ACTIVE (disabled already, by someone else, or deleted)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_DISABLE, endpoint_id, reason.value)
+            await conn.execute(_FORGET_FAILURES, endpoint_id)
+            if row is None:
+                return False
+            data = EndpointDisabledData(
+                endpoint_id=endpoint_id,
+                endpoint_kind=row["kind"],
+                name=row["name"],
+                url=row["url_masked"],
+                reason=reason.value,
+                http_status=http_status,
+                failing_since=failing_since,
+                disabled_at=row["updated_at"],
+            ).model_dump(mode="json", by_alias=True, exclude_none=True)
+            org_id = row["organization_id"]
+            await conn.execute(_AUDIT, org_id, DISABLED_ACTION, data)
+            event_id = new_id(IdPrefix.EVENT)
+            await conn.execute(
+                _OUTBOX_EVENT, event_id, org_id, EventType.ENDPOINT_DISABLED.value, data
+            )
+        return True
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None:
         await self._pool.execute(_POSTPONE, task.delivery_id, task.event_id, due)

@@ -13,6 +13,13 @@ class EndpointKind(StrEnum):
     JOB_WEBHOOK = "JOB_WEBHOOK"  # /mapping-jobs {webhook {url}} (seed 004)
 
 
+# An endpoint's own ceiling on attempts per second, set by its owner (every door's
+# `rateLimitPerSecond`), kept in its config under this key; libs/delivery/limits.py holds
+# every engine to it.
+RATE_LIMIT_KEY = "rateLimitPerSecond"
+MAX_RATE_LIMIT_PER_S = 1000.0
+
+
 class EndpointStatus(StrEnum):
     ACTIVE = "ACTIVE"
     INACTIVE = "INACTIVE"
@@ -23,3 +30,6 @@ class DeliveryStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"  # ended by a non-retryable answer (agent sinks' 4xx)
     DEAD = "DEAD"
+    # Kept, not attempted: its endpoint was INACTIVE (libs/domain/endpoint_health.py); a
+    # recover call re-sends it.
+    PARKED = "PARKED"

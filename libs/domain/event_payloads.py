@@ -99,6 +99,25 @@ class WebhookTestData(EventData):
     )
 
 
+class EndpointDisabledData(EventData):
+    """hookpost disabled one of the organization's endpoints (never sent to that endpoint):
+    its events are PARKED until it is re-activated and recovered."""
+
+    endpoint_id: str = Field(description="The endpoint disabled (`sub_…`, `dest_…`, …).")
+    endpoint_kind: str = Field(description="Its front door: SUBSCRIPTION, DESTINATION, …")
+    name: str | None = None
+    url: str = Field(description="Its URL, query values and path tokens masked.")
+    reason: Literal["ENDPOINT_GONE", "FAILING"] = Field(
+        description="ENDPOINT_GONE: it answered 410 Gone; FAILING: every attempt to it failed"
+        " for the configured period, with that many DEAD deliveries in a row."
+    )
+    http_status: int | None = Field(default=None, description="The answer that decided it.")
+    failing_since: datetime | None = Field(
+        default=None, description="FAILING: since when every attempt failed."
+    )
+    disabled_at: datetime
+
+
 class TruncatedData(EventData):
     """What `data` holds instead when the envelope would exceed the 64 KiB payload cap."""
 
@@ -113,6 +132,7 @@ PAYLOAD_MODELS: dict[EventType, type[EventData]] = {
     EventType.MAPPING_FAILED: MappingFailedData,
     EventType.EXPORT_READY: ExportReadyData,
     EventType.WEBHOOK_TEST: WebhookTestData,
+    EventType.ENDPOINT_DISABLED: EndpointDisabledData,
 }
 
 

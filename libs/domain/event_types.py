@@ -15,6 +15,7 @@ class EventType(StrEnum):
     MAPPING_FAILED = "mapping.failed"
     EXPORT_READY = "export.ready"
     WEBHOOK_TEST = "webhook.test"
+    ENDPOINT_DISABLED = "endpoint.disabled"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class EventTypeInfo:
     minimum_plan: Plan
     description: str
     subscribable: bool = True  # webhook.test only ever comes from a /test call
+    producible: bool = True  # False: only hookpost itself emits it (POST /events refuses it)
 
 
 CATALOGUE: dict[EventType, EventTypeInfo] = {
@@ -40,6 +42,13 @@ CATALOGUE: dict[EventType, EventTypeInfo] = {
             Plan.FREE,
             "A synthetic event sent by a /test call.",
             subscribable=False,
+        ),
+        EventTypeInfo(
+            EventType.ENDPOINT_DISABLED,
+            Plan.FREE,
+            "An endpoint of the organization was disabled: it answered 410 Gone, or every"
+            " attempt to it failed for days (libs/domain/endpoint_health.py).",
+            producible=False,
         ),
     )
 }

@@ -101,6 +101,7 @@ class Next(StrEnum):
     FAILED = "FAILED"  # a non-retryable answer (agent sinks' 4xx): ended for good
     RETRY = "RETRY"  # wait in a retry tier, then try again
     EXHAUSTED = "EXHAUSTED"  # no attempt left: dead-lettered, then DEAD
+    PARKED = "PARKED"  # the answer disabled its endpoint (410 Gone): kept for a recover
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class Decision:
             return DeliveryStatus.SUCCEEDED
         if self.next is Next.FAILED:
             return DeliveryStatus.FAILED
+        if self.next is Next.PARKED:
+            return DeliveryStatus.PARKED
         return DeliveryStatus.PENDING  # a retry is due, or the dead letter marks it DEAD
 
 

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # replica within it; changes made through a replica apply there at once). 0: no cache.
     token_cache_ttl_s: float = Field(default=1.0, ge=0)
     backpressure_pending_limit: int = 10_000
+    # An endpoint is disabled as FAILING once every attempt to it has failed for this long
+    # AND this many of its deliveries in a row ended DEAD (libs/domain/endpoint_health.py).
+    endpoint_failing_after_s: float = Field(default=5 * 24 * 3600.0, ge=0)
+    endpoint_failing_min_dead: int = Field(default=5, ge=1)
     active_endpoint_quota: int = 10
     shutdown_grace_s: float = 35.0
 

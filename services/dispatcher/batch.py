@@ -242,9 +242,12 @@ def _settled_by_prepare(event: EventMessage, ctx: EventContext | None) -> Result
 
 def _planned(event: EventMessage, ctx: EventContext | None) -> PlannedDeliveries:
     assert ctx is not None
-    endpoint_ids = ctx.endpoint_ids if plan_gate.allows_event(ctx.plan, event.type) else []
+    allowed = plan_gate.allows_event(ctx.plan, event.type)
+    endpoint_ids = ctx.endpoint_ids if allowed else []
+    parked_ids = ctx.parked_endpoint_ids if allowed else []
     if event.target_endpoint_id is not None:
         delivery_ids = [event.target_delivery_id or new_id(IdPrefix.DELIVERY)] * len(endpoint_ids)
     else:
         delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in endpoint_ids]
-    return PlannedDeliveries(event.id, delivery_ids, endpoint_ids)
+    parked_delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in parked_ids]
+    return PlannedDeliveries(event.id, delivery_ids, endpoint_ids, parked_delivery_ids, parked_ids)

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
-from libs.domain import plan_gate
+from libs.domain import endpoint_health, plan_gate
 from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.event_types import EventType
 from libs.infra.broker.messages import EventMessage
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
+# Marks, in _PREPARE's one array of endpoint ids, an INACTIVE endpoint whose delivery is
+# PARKED (ids never hold a space).
+PARKED_SUFFIX = " parked"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
 SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
@@ -67,9 +71,16 @@ SELECT
     existing.dispatched_at,
     org.pending,
     CASE WHEN i.target_endpoint_id IS NULL THEN ARRAY(
-        SELECT e.id FROM endpoints e
+        SELECT e.id || CASE WHEN e.status = 'ACTIVE' THEN '' ELSE $12 END
+        FROM endpoints e
         LEFT JOIN agents a ON a.id = e.agent_id
-        WHERE e.organization_id = i.organization_id AND e.status = 'ACTIVE'
+        WHERE e.organization_id = i.organization_id
+          -- an INACTIVE endpoint gets a PARKED delivery (its id suffixed with $12), unless
+          -- its reason is one of $11 (libs/domain/endpoint_health.py parks)
+          AND (e.status = 'ACTIVE'
+               OR e.deactivated_reason IS NULL OR e.deactivated_reason <> ALL ($11::text[]))
+          -- endpoint.disabled goes to the org's other endpoints
+          AND NOT (i.type = $13 AND e.id = i.data ->> 'endpointId')
           AND i.type = ANY (e.events)
           -- a per-job webhook hears only its own job
           AND (e.mapping_job_id IS NULL OR e.mapping_job_id = i.data ->> 'mappingJobId')
@@ -102,7 +113,8 @@ LEFT JOIN events existing ON existing.id = i.id
 ORDER BY i.ord
 """
 
-# (d): every delivery of the batch in one statement, each only while its event is still
+# (d): every delivery of the batch in one statement (PARKED ones, for INACTIVE endpoints,
+# are stored, not returned: nothing is published for them), each only while its event is still
 # open (not dispatched meanwhile); the second part returns deliveries an earlier,
 # interrupted run inserted but never sent (this statement's own new rows are not visible
 # to it: one snapshot per statement), found through the events' ids (the (event_id,
@@ -119,12 +131,16 @@ WITH open_event AS (
     FROM unnest($1::text[]) AS wanted (id) JOIN events e ON e.id = wanted.id
     WHERE e.dispatched_at IS NULL
 ), inserted AS (
-    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)
-    SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id
-    FROM unnest($2::text[], $3::text[], $4::text[]) AS candidate (event_id, id, endpoint_id)
+    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status,
+                            next_attempt_at)
+    SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id,
+           CASE WHEN candidate.parked THEN 'PARKED' ELSE 'PENDING' END,
+           CASE WHEN candidate.parked THEN NULL ELSE now() END
+    FROM unnest($2::text[], $3::text[], $4::text[], $6::bool[])
+        AS candidate (event_id, id, endpoint_id, parked)
     JOIN open_event ON open_event.id = candidate.event_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
-    RETURNING event_id, id, endpoint_id
+    RETURNING event_id, id, endpoint_id, status
 ), marked AS (
     UPDATE events e SET dispatched_at = now()
     FROM open_event
@@ -138,7 +154,7 @@ WITH open_event AS (
         OFFSET 0
     ) AS relocked
 )
-SELECT event_id, id, endpoint_id, true AS open FROM inserted
+SELECT event_id, id, endpoint_id, true AS open FROM inserted WHERE status = 'PENDING'
 UNION ALL
 SELECT d.event_id, d.id, d.endpoint_id, true
 FROM open_event JOIN deliveries d ON d.event_id = open_event.id
@@ -225,15 +241,19 @@ class EventContext:
     pending: int  # capped at limit + 1
     endpoint_ids: list[str]
     locked: bool = True  # False: another session holds the event's lock right now
+    parked_endpoint_ids: list[str] = field(default_factory=list)  # INACTIVE: kept, not sent
 
 
 @dataclass(frozen=True)
 class PlannedDeliveries:
-    """One event's new deliveries: one id per endpoint, in the same order."""
+    """One event's new deliveries: one id per endpoint, in the same order; and those kept
+    PARKED for its INACTIVE endpoints (never published)."""
 
     event_id: str
     delivery_ids: list[str]
     endpoint_ids: list[str]
+    parked_delivery_ids: list[str] = field(default_factory=list)
+    parked_endpoint_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -327,6 +347,9 @@ class EventLocks:
                     pending_limit,
                     self._wait,
                     SINK_PLANS,
+                    list(endpoint_health.NOT_PARKED_REASONS),
+                    PARKED_SUFFIX,
+                    EventType.ENDPOINT_DISABLED.value,
                 )
         except Exception:
             # Session locks outlive a failed statement, and rows before the failing one
@@ -360,13 +383,23 @@ class EventLocks:
         unlocked, as `finish` would: those none of whose tasks must be confirmed first."""
         assert self._conn is not None
         columns: tuple[list[str], list[str], list[str]] = ([], [], [])
+        parked: list[bool] = []
         for each in planned:
-            columns[0].extend([each.event_id] * len(each.endpoint_ids))
-            columns[1].extend(each.delivery_ids)
-            columns[2].extend(each.endpoint_ids)
+            for delivery_ids, endpoint_ids, parks in (
+                (each.delivery_ids, each.endpoint_ids, False),
+                (each.parked_delivery_ids, each.parked_endpoint_ids, True),
+            ):
+                columns[0].extend([each.event_id] * len(endpoint_ids))
+                columns[1].extend(delivery_ids)
+                columns[2].extend(endpoint_ids)
+                parked.extend([parks] * len(endpoint_ids))
         with _event_data_errors():
             rows = await self._conn.fetch(
-                _INSERT_DELIVERIES, [each.event_id for each in planned], *columns, list(finished)
+                _INSERT_DELIVERIES,
+                [each.event_id for each in planned],
+                *columns,
+                list(finished),
+                parked,
             )
         self._held.difference_update(finished)
         found: dict[str, list[PendingDelivery] | None] = {each.event_id: [] for each in planned}
@@ -426,11 +459,14 @@ def _event_data_errors() -> Iterator[None]:
 def _context(row: asyncpg.Record) -> EventContext | None:
     if row["plan"] is None:
         return None  # unknown organization
+    ids = row["endpoint_ids"]
+    parked = [i.removesuffix(PARKED_SUFFIX) for i in ids if i.endswith(PARKED_SUFFIX)]
     return EventContext(
         plan=row["plan"],
         stored_organization_id=row["stored_organization_id"],
         dispatched_at=row["dispatched_at"],
         pending=row["pending"],
-        endpoint_ids=list(row["endpoint_ids"]),
+        endpoint_ids=[i for i in ids if not i.endswith(PARKED_SUFFIX)],
         locked=row["locked"],
+        parked_endpoint_ids=parked,
     )

@@ -38,6 +38,7 @@ DS_FIELDS = {
     "format",
     "status",
     "deactivatedReason",
+    "rateLimitPerSecond",
     "createdAt",
     "updatedAt",
 }

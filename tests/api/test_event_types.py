@@ -48,6 +48,23 @@ SAMPLES: dict[str, tuple[dict, dict]] = {
         },
     ),
     "webhook.test": ({"message": "hi", "destinationId": "dest_1"}, {"destinationId": "dest_1"}),
+    "endpoint.disabled": (
+        {
+            "endpointId": "sub_1",
+            "endpointKind": "SUBSCRIPTION",
+            "url": "https://hooks.example/x",
+            "reason": "ENDPOINT_GONE",
+            "httpStatus": 410,
+            "disabledAt": "2026-12-06T14:00:00Z",
+        },
+        {
+            "endpointId": "sub_1",
+            "endpointKind": "SUBSCRIPTION",
+            "url": "https://hooks.example/x",
+            "reason": "PLAN_DOWNGRADE",
+            "disabledAt": "2026-12-06T14:00:00Z",
+        },
+    ),
 }
 
 
@@ -65,6 +82,7 @@ async def test_lists_every_event_type_with_plans_and_schema(client: Client) -> N
         "mapping.failed": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
         "export.ready": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
         "webhook.test": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
+        "endpoint.disabled": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
     }
     for event_type in EventType:
         item = listed[event_type.value]

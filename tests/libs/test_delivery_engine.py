@@ -22,9 +22,10 @@ from libs.delivery.http_client import (
 )
 from libs.delivery.limits import INITIAL, EndpointLimits
 from libs.delivery.metrics import EngineMetrics
-from libs.delivery.repository import AttemptRecord, DeliveryRow
+from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow
 from libs.delivery.request import customer_headers
 from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
+from libs.domain.endpoint_health import DeactivatedReason
 from libs.domain.retry_policy import (
     MAX_THROTTLED,
     WEBHOOK_POLICY,
@@ -258,10 +259,32 @@ class FakeRepo:
         self.recorded.append(attempt)
         return attempt.new_status
 
-    async def mark_dead(self, task: DeliveryTask) -> bool:
+    # what mark_dead says of the endpoint's failing period (None: not failing)
+    failing_since: datetime | None = None
+    dead_in_a_row: int = 0
+    parked: list[str] = field(default_factory=list)
+    disabled: list[tuple[str, str]] = field(default_factory=list)
+
+    async def mark_dead(self, task: DeliveryTask) -> DeadMark | None:
         if self.record_failures:
             raise ConnectionError("postgres restarting")
         self.dead.append(task.delivery_id)
+        self.dead_in_a_row += 1
+        return DeadMark("ep_1", self.failing_since, self.dead_in_a_row)
+
+    async def park(self, task: DeliveryTask) -> bool:
+        self.parked.append(task.delivery_id)
+        return True
+
+    async def disable_endpoint(
+        self,
+        endpoint_id: str,
+        reason: DeactivatedReason,
+        *,
+        http_status: int | None = None,
+        failing_since: datetime | None = None,
+    ) -> bool:
+        self.disabled.append((endpoint_id, reason.value))
         return True
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None:

@@ -69,7 +69,8 @@ async def test_every_row_survives_and_the_app_works_on_the_partitioned_tables(
         )
         before = await snapshot(conn)
 
-        assert await migrate(fresh_dsn) == ["0007_partitioned_history.sql", "0008_workers.sql"]
+        applied = await migrate(fresh_dsn)  # and any later migration
+        assert applied[:2] == ["0007_partitioned_history.sql", "0008_workers.sql"]
 
         after = await snapshot(conn)
         assert after["events"] == before["events"]

@@ -61,6 +61,15 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/agents/{agent_id}/data-sources"): SINK,
     ("PUT", "/api/v1/agents/{agent_id}/data-sources/{ds_id}"): SINK,
+    **{
+        ("POST", f"{path}/recover"): {"since": "2026-01-01T00:00:00Z"}
+        for path in (
+            "/api/v1/webhook-subscriptions/{subscription_id}",
+            "/api/v1/delivery-destinations/{destination_id}",
+            "/api/v1/export-webhooks/{webhook_id}",
+            "/api/v1/agents/{agent_id}/data-sources/{ds_id}",
+        )
+    },
 }
 
 # Every table an org's resources live in: their whole contents must not change.
@@ -73,6 +82,7 @@ TABLES = [
     "agents",
     "mapping_jobs",
     "export_files",
+    "endpoint_failures",
 ]
 
 

@@ -20,7 +20,9 @@ from libs.infra.telemetry import TRACE_HEADERS
 DOCUMENTED_PREFIX = "hookpost"  # HOOKPOST_BROKER_PREFIX's default: what production uses
 DOCUMENTED_SERVER = "amqp://rabbitmq:5672/"  # a placeholder host, never credentials
 
-_EVENT_TYPES = ", ".join(f"`{t.value}`" for t, info in CATALOGUE.items() if info.subscribable)
+_EVENT_TYPES = ", ".join(
+    f"`{t.value}`" for t, info in CATALOGUE.items() if info.subscribable and info.producible
+)
 
 DESCRIPTION = f"""\
 Producers that run next to hookpost may publish events straight to RabbitMQ instead of
@@ -60,7 +62,7 @@ def build_broker(prefix: str = DOCUMENTED_PREFIX) -> RabbitBroker:
 
     # What a producer (and the api) sends: one routing key per event type.
     for event_type, info in CATALOGUE.items():
-        if info.subscribable:
+        if info.subscribable and info.producible:  # endpoint.disabled: hookpost's own
             broker.publisher(
                 exchange=topology.events_exchange,
                 routing_key=event_type.value,

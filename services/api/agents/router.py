@@ -23,6 +23,8 @@ from services.api.agents.schemas import (
     SyncOut,
 )
 from services.api.auth import Org
+from services.api.deliveries.recovery import recover_endpoint
+from services.api.deliveries.schemas import RecoverAccepted, RecoverIn
 from services.api.endpoints.schemas import TestQueued
 from services.api.endpoints.service import Endpoint
 from services.api.endpoints.test_limits import TestSendLimit
@@ -52,6 +54,7 @@ def _data_source_out(endpoint: Endpoint) -> DataSourceOut:
         secret=DataSourceSecretOut(value_masked=endpoint.secret_masked),
         status=endpoint.status,
         deactivated_reason=endpoint.deactivated_reason,
+        rate_limit_per_second=endpoint.rate_limit_per_second,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
     )
@@ -161,6 +164,30 @@ async def delete_data_source(agent_id: str, ds_id: str, state: State, org: Org) 
     """Delete the sink and its sync history."""
     await service.delete_data_source(state.pool, org.id, org.plan, agent_id, ds_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{agent_id}/data-sources/{ds_id}/recover",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RecoverAccepted,
+)
+async def recover(
+    agent_id: str, ds_id: str, body: RecoverIn, state: State, org: Org
+) -> RecoverAccepted:
+    """Re-send this sink's PARKED, FAILED and DEAD pushes created since `since`, each once
+    → `{"deliveries": N}`. 409 while the sink is INACTIVE: PUT it back to ACTIVE first."""
+    await service.get_data_source(state.pool, org.id, org.plan, agent_id, ds_id)
+    count = await recover_endpoint(
+        state.pool,
+        state.broker,
+        state.topology,
+        state.settings,
+        org.id,
+        ds_id,
+        body.since,
+        kind=service.DOOR.kind,
+    )
+    return RecoverAccepted(deliveries=count)
 
 
 @router.post(

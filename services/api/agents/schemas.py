@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointStatus
 from libs.domain.signing import SinkAuthScheme
+from services.api.endpoints.schemas import RATE_LIMIT_DOC, REASON_DOC, RateLimit
 from services.api.schemas import ApiModel, StorableText
 
 MAX_RETRY_FAILED_PUSH = 3
@@ -108,6 +109,7 @@ class DataSourceIn(ApiModel):
         default=EndpointStatus.ACTIVE,
         description="PUT it back to ACTIVE after a plan downgrade deactivated the sink.",
     )
+    rate_limit_per_second: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
 
 
 class DataSourceConfigOut(ApiModel):
@@ -130,7 +132,8 @@ class DataSourceOut(ApiModel):
     secret: DataSourceSecretOut
     format: Literal["JSON"] = "JSON"
     status: EndpointStatus
-    deactivated_reason: str | None
+    deactivated_reason: str | None = Field(description=REASON_DOC)
+    rate_limit_per_second: float | None = Field(description=RATE_LIMIT_DOC)
     created_at: datetime
     updated_at: datetime
 

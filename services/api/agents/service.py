@@ -169,6 +169,7 @@ def _sink_spec(agent_id: str, body: DataSourceIn) -> EndpointSpec:
         config={"format": body.format},
         secret=body.secret.value,
         agent_id=agent_id,
+        rate_limit_per_second=body.rate_limit_per_second,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 Executor = asyncpg.Connection | asyncpg.Pool
@@ -51,5 +53,60 @@ async def attempts_for(conn: Executor, delivery_ids: list[str]) -> list[asyncpg.
         "SELECT id, delivery_id, attempt_number, attempted_at, http_status, error, duration_ms,"
         " succeeded FROM delivery_attempts WHERE delivery_id = ANY($1::text[])"
         " ORDER BY delivery_id, attempt_number",
+        delivery_ids,
+    )
+
+
+async def recover_target(
+    conn: Executor, org_id: str, endpoint_id: str, kind: str | None
+) -> asyncpg.Record | None:
+    """The endpoint a recover names (of this org, and of this kind when given)."""
+    return await conn.fetchrow(
+        "SELECT id, kind, status, deactivated_reason FROM endpoints"
+        " WHERE id = $1 AND organization_id = $2 AND ($3::text IS NULL OR kind = $3)",
+        endpoint_id,
+        org_id,
+        kind,
+    )
+
+
+async def endpoint_organization(conn: Executor, endpoint_id: str) -> str | None:
+    org_id: str | None = await conn.fetchval(
+        "SELECT organization_id FROM endpoints WHERE id = $1", endpoint_id
+    )
+    return org_id
+
+
+async def claim_recoverable(
+    conn: asyncpg.Connection,
+    org_id: str,
+    endpoint_id: str,
+    statuses: list[str],
+    since: datetime,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A batch of the endpoint's deliveries in `statuses` created since `since`, oldest first,
+    with their events, locked until the transaction ends (rows another recover holds are
+    skipped: that one re-sends them). Through the deliveries_recoverable index (0009)."""
+    return await conn.fetch(
+        "SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, d.status, d.attempt_count,"
+        " e.type, e.data, e.created_at AS event_created_at"
+        " FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.endpoint_id = $1 AND d.organization_id = $2 AND d.status = ANY($3::text[])"
+        " AND d.created_at >= $4"
+        " ORDER BY d.created_at, d.id LIMIT $5 FOR UPDATE OF d SKIP LOCKED",
+        endpoint_id,
+        org_id,
+        statuses,
+        since,
+        limit,
+    )
+
+
+async def reopen_many(conn: asyncpg.Connection, delivery_ids: list[str]) -> None:
+    """PENDING again, each with a new retry schedule from its next attempt (as `reopen`)."""
+    await conn.execute(
+        "UPDATE deliveries SET status = 'PENDING', schedule_start = attempt_count + 1,"
+        " next_attempt_at = now(), updated_at = now() WHERE id = ANY($1::text[])",
         delivery_ids,
     )

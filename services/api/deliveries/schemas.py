@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import AwareDatetime, Field
+
 from services.api.schemas import ApiModel
 
 
@@ -35,3 +37,13 @@ class DeliveryList(ApiModel):
 class RetryAccepted(ApiModel):
     delivery_id: str
     status: str
+
+
+class RecoverIn(ApiModel):
+    since: AwareDatetime = Field(
+        description="RFC 3339 with its offset: re-send the deliveries created since then."
+    )
+
+
+class RecoverAccepted(ApiModel):
+    deliveries: int = Field(description="How many deliveries went back on their way.")

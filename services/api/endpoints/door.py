@@ -69,6 +69,7 @@ class WebhookDoor:
             api_key_value=body.api_key_value,
             additional_headers=body.additional_headers,
             signature_scheme=body.signature_scheme.value,
+            rate_limit_per_second=body.rate_limit_per_second,
         )
 
     async def _gated(self, call: Awaitable[T]) -> T:

@@ -167,6 +167,12 @@ async def delete(conn: Executor, org_id: str, endpoint_id: str, kind: str) -> bo
     return deleted is not None
 
 
+async def forget_failures(conn: Executor, endpoint_id: str) -> None:
+    """Its failing period (migration 0009) ends: it is deleted, or its user re-activated it
+    and it starts afresh rather than being disabled again at its next DEAD delivery."""
+    await conn.execute("DELETE FROM endpoint_failures WHERE endpoint_id = $1", endpoint_id)
+
+
 async def install_secret(
     conn: Executor,
     org_id: str,

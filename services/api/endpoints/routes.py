@@ -17,7 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response, status
 
 from services.api.auth import Org
-from services.api.deliveries.schemas import AttemptOut, DeliveryList, DeliveryOut
+from services.api.deliveries.recovery import recover_endpoint
+from services.api.deliveries.schemas import (
+    AttemptOut,
+    DeliveryList,
+    DeliveryOut,
+    RecoverAccepted,
+    RecoverIn,
+)
 from services.api.endpoints.door import WebhookDoor
 from services.api.endpoints.schemas import DoorModels, EndpointOut, TestQueued
 from services.api.endpoints.service import NOUNS
@@ -95,6 +102,30 @@ def _add_crud_routes(
             state.pool, state.settings, org.id, org.plan, endpoint_id, body
         )
         return models.out.from_endpoint(updated, door.spell)
+
+    @router.post(
+        f"{one}/recover",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=RecoverAccepted,
+        name=f"recover_{noun}",
+        description=f"Re-send this {what}'s PARKED, FAILED and DEAD deliveries created since"
+        ' `since`, each once, with its original eventId → `{"deliveries": N}`. 409 while the'
+        f" {what} is INACTIVE: re-activate it first.",
+    )
+    async def recover(
+        endpoint_id: EndpointId, body: RecoverIn, state: State, org: Org
+    ) -> RecoverAccepted:
+        count = await recover_endpoint(
+            state.pool,
+            state.broker,
+            state.topology,
+            state.settings,
+            org.id,
+            endpoint_id,
+            body.since,
+            kind=door.kind,
+        )
+        return RecoverAccepted(deliveries=count)
 
     @router.delete(
         one,

@@ -15,13 +15,25 @@ from typing import Annotated, Self
 
 from pydantic import Field
 
-from libs.domain.endpoint_kinds import EndpointStatus
+from libs.domain.endpoint_kinds import MAX_RATE_LIMIT_PER_S, EndpointStatus
 from libs.domain.event_types import EventType
 from libs.domain.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 
 Spelling = Callable[[EventType], str]
+# An endpoint's own ceiling on attempts per second (every door's `rateLimitPerSecond`).
+RateLimit = Annotated[float, Field(gt=0, le=MAX_RATE_LIMIT_PER_S)]
+RATE_LIMIT_DOC = (
+    "At most this many attempts per second to this endpoint, across every sender (its"
+    f" answers may slow it further). Above 0, at most {MAX_RATE_LIMIT_PER_S:g}; null: no limit."
+)
+REASON_DOC = (
+    "Why it is INACTIVE: PLAN_DOWNGRADE (its events stop), ENDPOINT_GONE (it answered 410),"
+    " FAILING (every attempt failed for days); null when ACTIVE or switched off by you. While"
+    " INACTIVE for any reason but PLAN_DOWNGRADE its events are kept as PARKED deliveries:"
+    " re-activate it, then POST …/recover."
+)
 # The signing secret in the answer to a create: the one time it is shown.
 SigningSecretOnce = Annotated[str, Field(description="Shown only in this response: store it now.")]
 
@@ -42,6 +54,7 @@ class WebhookEndpointIn(ApiModel):
         default=SignatureScheme.V1,
         description="`v1` (X-Webhook-Signature, Stripe-compatible) or `standard-webhooks`.",
     )
+    rate_limit_per_second: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
 
 
 class EndpointOut(ApiModel):
@@ -79,8 +92,9 @@ class WebhookEndpointOut(EndpointOut):
     api_key_value_masked: str | None
     additional_headers: dict[str, str]
     status: EndpointStatus
-    deactivated_reason: str | None
+    deactivated_reason: str | None = Field(description=REASON_DOC)
     signature_scheme: str
+    rate_limit_per_second: float | None = Field(description=RATE_LIMIT_DOC)
     signing_secret_masked: str | None
     created_at: datetime
     updated_at: datetime
@@ -97,6 +111,7 @@ class WebhookEndpointOut(EndpointOut):
             "status": endpoint.status,
             "deactivated_reason": endpoint.deactivated_reason,
             "signature_scheme": endpoint.signature_scheme,
+            "rate_limit_per_second": endpoint.rate_limit_per_second,
         }
 
 

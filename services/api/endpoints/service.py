@@ -18,7 +18,8 @@ from typing import Any
 import asyncpg
 
 from libs.domain import plan_gate
-from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
+from libs.domain.endpoint_health import DeactivatedReason
+from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, EndpointKind, EndpointStatus
 from libs.domain.event_types import CATALOGUE, EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
@@ -38,7 +39,7 @@ from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
 
 # Endpoints of these kinds share the per-org quota of ACTIVE endpoints (SPEC §4: A and B).
 QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
-PLAN_DOWNGRADE = "PLAN_DOWNGRADE"
+PLAN_DOWNGRADE = DeactivatedReason.PLAN_DOWNGRADE.value
 URL_CHECK_TIMEOUT_S = 5.0
 MAX_GRACE_S = 86_400  # a rotated secret keeps signing for at most a day
 
@@ -76,6 +77,7 @@ class EndpointSpec:
     # A secret the user chose (agent sinks' auth secret); None: the service generates one.
     secret: str | None = None
     agent_id: str | None = None  # the agent an AGENT_SINK belongs to
+    rate_limit_per_second: float | None = None  # None: only its answers limit it
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class Endpoint:
     created_at: datetime
     updated_at: datetime
     agent_id: str | None = None
+
+    @property
+    def rate_limit_per_second(self) -> float | None:
+        value = self.config.get(RATE_LIMIT_KEY)
+        return float(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)
@@ -185,9 +192,17 @@ async def _validated_row(
         api_key_name=spec.api_key_name,
         api_key_value_enc=crypto.encrypt_optional(spec.api_key_value),
         additional_headers=dict(spec.additional_headers),
-        config=dict(spec.config),
+        config=_config(spec),
         agent_id=spec.agent_id,
     )
+
+
+def _config(spec: EndpointSpec) -> dict[str, Any]:
+    """The door's config, with the endpoint's own rate limit when it has one."""
+    config = {k: v for k, v in spec.config.items() if k != RATE_LIMIT_KEY}
+    if spec.rate_limit_per_second is not None:
+        config[RATE_LIMIT_KEY] = spec.rate_limit_per_second
+    return config
 
 
 async def _check_quota(
@@ -321,6 +336,8 @@ async def replace_endpoint(
             row = dataclasses.replace(row, deactivated_reason=current["deactivated_reason"])
         if spec.status == EndpointStatus.ACTIVE:
             await _check_quota(conn, org_id, kind, settings, exclude_id=endpoint_id)
+            if current["status"] != EndpointStatus.ACTIVE.value:
+                await repository.forget_failures(conn, endpoint_id)
         if spec.secret is not None:
             # A user-chosen secret (agent sinks) is replaced with the rest, at once: first,
             # so the row returned below already shows its mask.
@@ -356,6 +373,7 @@ async def delete_endpoint(
     async with pool.acquire() as conn, conn.transaction():
         if not await repository.delete(conn, org_id, endpoint_id, kind.value):
             raise _not_found(kind, endpoint_id)
+        await repository.forget_failures(conn, endpoint_id)
         await audit.record(conn, org_id, f"{NOUNS[kind]}.deleted", {"endpointId": endpoint_id})
 
 

@@ -64,6 +64,8 @@ def parse_ingest_type(name: str) -> EventType:
         raise BadRequestError(f"unknown event type {name!r} (known: {known})") from exc
     if not CATALOGUE[event_type].subscribable:
         raise BadRequestError(f"{name} events are only created by a /test call")
+    if not CATALOGUE[event_type].producible:
+        raise BadRequestError(f"{name} events are only created by hookpost itself")
     return event_type
 
 

@@ -7,7 +7,14 @@ from datetime import datetime
 from pydantic import Field
 
 from libs.domain.endpoint_kinds import EndpointStatus
-from services.api.endpoints.schemas import DoorModels, EndpointOut, Spelling
+from services.api.endpoints.schemas import (
+    RATE_LIMIT_DOC,
+    REASON_DOC,
+    DoorModels,
+    EndpointOut,
+    RateLimit,
+    Spelling,
+)
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
 
@@ -21,6 +28,7 @@ class ExportWebhookIn(ApiModel):
         "but is stored encrypted and shown masked.",
     )
     active: bool = True
+    rate_limit_per_second: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
 
 
 class ExportWebhookOut(EndpointOut):
@@ -28,6 +36,8 @@ class ExportWebhookOut(EndpointOut):
     organization_id: str
     url: str = Field(description="Query values are masked: they may carry a token.")
     active: bool
+    deactivated_reason: str | None = Field(description=REASON_DOC)
+    rate_limit_per_second: float | None = Field(description=RATE_LIMIT_DOC)
     events: list[str]
     signing_secret_masked: str | None
     created_at: datetime
@@ -36,7 +46,13 @@ class ExportWebhookOut(EndpointOut):
     @classmethod
     def fields_of(cls, endpoint: Endpoint, spell: Spelling) -> dict[str, object]:
         active = endpoint.status == EndpointStatus.ACTIVE
-        return {**super().fields_of(endpoint, spell), "url": endpoint.url_masked, "active": active}
+        return {
+            **super().fields_of(endpoint, spell),
+            "url": endpoint.url_masked,
+            "active": active,
+            "deactivated_reason": endpoint.deactivated_reason,
+            "rate_limit_per_second": endpoint.rate_limit_per_second,
+        }
 
 
 class ExportWebhookCreated(ExportWebhookOut):

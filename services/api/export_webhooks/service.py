@@ -25,6 +25,7 @@ class ExportWebhookDoor(WebhookDoor):
             url=body.url,
             events=[EventType.EXPORT_READY],
             status=EndpointStatus.ACTIVE if body.active else EndpointStatus.INACTIVE,
+            rate_limit_per_second=body.rate_limit_per_second,
         )
 
 

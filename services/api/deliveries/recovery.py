@@ -1,0 +1,118 @@
+"""Recover an endpoint: re-send its PARKED, FAILED and DEAD deliveries since a time.
+
+The one implementation behind every door's `POST …/{id}/recover`, the dashboard and
+`hookpost recover`. Each delivery goes back through the pipeline as a manual retry does
+(service.retry_delivery): PENDING again with a fresh retry schedule, its task published to
+the sender queue with confirms, its original eventId kept. A batch's status change commits
+only once every one of its tasks was confirmed, so a task that never left never leaves a
+delivery PENDING; a delivery already PENDING is not picked, so a second recover right after
+the first re-sends nothing twice.
+
+Only an ACTIVE endpoint is recovered (409 otherwise): its deliveries would only be parked
+again. Re-activate it first (PUT status ACTIVE), then recover, as on Svix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import asyncpg
+
+from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind, EndpointStatus
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
+from libs.infra.broker.topology import Topology
+from libs.infra.settings import Settings
+from services.api.audit import service as audit
+from services.api.broker import BrokerLink, BrokerUnavailable
+from services.api.deliveries import repository
+from services.api.deliveries.publishing import publish_delivery_step
+from services.api.errors import ConflictError, NotFoundError, ServiceUnavailableError
+from services.api.metrics import PUBLISH_FAILURES
+
+RECOVERABLE = [s.value for s in (DeliveryStatus.PARKED, DeliveryStatus.FAILED, DeliveryStatus.DEAD)]
+BATCH = 500  # deliveries per transaction: their row locks last as long as their publishes
+RECOVERED_ACTION = "endpoint.recovered"
+
+
+async def recover_endpoint(
+    pool: asyncpg.Pool,
+    broker: BrokerLink,
+    topology: Topology,
+    settings: Settings,
+    org_id: str,
+    endpoint_id: str,
+    since: datetime,
+    *,
+    kind: EndpointKind | None = None,
+) -> int:
+    """Re-send the endpoint's PARKED, FAILED and DEAD deliveries created since `since`; how
+    many. `kind`: the door asking (another door's endpoint is a 404); None for operators.
+
+    404 for an unknown endpoint, 409 while it is INACTIVE, 503 when the broker does not
+    confirm (what was confirmed before stays recovered: recover again for the rest)."""
+    target = await repository.recover_target(
+        pool, org_id, endpoint_id, None if kind is None else kind.value
+    )
+    if target is None:
+        raise NotFoundError(f"endpoint {endpoint_id!r} not found")
+    if target["status"] != EndpointStatus.ACTIVE.value:
+        raise ConflictError(
+            "the endpoint is INACTIVE: re-activate it (status ACTIVE) before recovering,"
+            " or its deliveries would only be parked again",
+            status=target["status"],
+            deactivatedReason=target["deactivated_reason"],
+        )
+    recovered = 0
+    while True:
+        done = await _recover_batch(pool, broker, topology, settings, org_id, endpoint_id, since)
+        recovered += done
+        if done < BATCH:
+            break
+    await audit.record(
+        pool,
+        org_id,
+        RECOVERED_ACTION,
+        {"endpointId": endpoint_id, "since": since.isoformat(), "deliveries": recovered},
+    )
+    return recovered
+
+
+async def organization_of(pool: asyncpg.Pool, endpoint_id: str) -> str:
+    """The org an endpoint belongs to (operators name the endpoint alone); 404 if none."""
+    org_id = await repository.endpoint_organization(pool, endpoint_id)
+    if org_id is None:
+        raise NotFoundError(f"endpoint {endpoint_id!r} not found")
+    return org_id
+
+
+async def _recover_batch(
+    pool: asyncpg.Pool,
+    broker: BrokerLink,
+    topology: Topology,
+    settings: Settings,
+    org_id: str,
+    endpoint_id: str,
+    since: datetime,
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await repository.claim_recoverable(
+            conn, org_id, endpoint_id, RECOVERABLE, since, BATCH
+        )
+        if not rows:
+            return 0
+        await repository.reopen_many(conn, [row["id"] for row in rows])
+        steps = []
+        for row in rows:
+            attempt = row["attempt_count"] + 1  # a new schedule starts at the next attempt
+            task = DeliveryTask.from_row(row, settings.payload_cap_bytes)
+            steps.append(DeliveryStep(task, attempt, attempt))
+        try:
+            await asyncio.gather(*(publish_delivery_step(broker, topology, s) for s in steps))
+        except BrokerUnavailable as exc:
+            PUBLISH_FAILURES.labels(what="delivery").inc()
+            # Raising inside the transaction rolls this batch's status changes back.
+            raise ServiceUnavailableError(
+                "the message broker is unavailable; recover again to re-send the rest"
+            ) from exc
+    return len(rows)
