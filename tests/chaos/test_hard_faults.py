@@ -19,7 +19,9 @@ from chaos.judge import (
     judge_poison,
 )
 from chaos.load import Answer
-from tests.chaos.test_verify import DELIVERIES, EVENTS, POSTS, dead, run
+from chaos.verify import DeliveryRow, EndpointRow
+from libs.domain.endpoint_kinds import EndpointKind
+from tests.chaos.test_verify import DELIVERIES, ENDPOINTS, EVENTS, MF, POSTS, dead, run
 
 # --------------------------------------------------------------- what a broker crash can lose
 # kill -9 of the single node, SIGKILL of the cluster's leader, pg_ctl -m immediate: an accepted
@@ -205,3 +207,33 @@ def test_the_api_holds_an_event_before_its_publish_only_in_dev() -> None:
     assert Settings(env="prod", chaos_hold_publish_key="k").chaos_hold_key is None
     assert Settings(env="dev", chaos_hold_publish_key="k").chaos_hold_key == "k"
     assert Settings(env="dev").chaos_hold_key is None
+
+
+# ------------------------------------- an endpoint disabled by its answers (410): PARKED rows
+
+GONE = EndpointRow(
+    "ep-g", "org-a", EndpointKind.DESTINATION.value, (MF,), False, "/gone/g", parks=True
+)
+
+
+def parked(event: str, ep: str, attempts: int = 0) -> DeliveryRow:
+    return DeliveryRow(
+        event, ep, "PARKED", attempts, attempts, False if attempts else None, False, 410
+    )
+
+
+def test_a_disabled_endpoints_parked_deliveries_are_expected_and_settled() -> None:
+    report = run(endpoints=[*ENDPOINTS, GONE], deliveries=[*DELIVERIES, parked("e2", "ep-g", 1)])
+    assert report.ok, (report.problems, dict(report.examples))
+    assert report.expected_deliveries == 5
+
+
+def test_a_disabled_endpoints_missing_delivery_is_lost() -> None:
+    """Its events are kept PARKED, not dropped: a missing row is a loss."""
+    report = run(endpoints=[*ENDPOINTS, GONE])
+    assert report.examples["no delivery row"] == ["e2 → /gone/g"]
+
+
+def test_parked_where_nothing_parks_is_inconsistent() -> None:
+    report = run(deliveries=[*DELIVERIES[:2], parked("e2", "ep-2"), DELIVERIES[3]])
+    assert report.problems["PARKED for an endpoint that does not park"] == 1
