@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install infra migrate run test lint format bench chaos chaos-long clean
+.PHONY: install infra tools migrate run test lint format bench chaos chaos-long clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 infra:
 	@scripts/ensure-infra.sh
 
+tools:
+	@scripts/ensure-tools.sh
+
 migrate: install infra
 	$(BIN)/hookpost migrate
 
@@ -35,7 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install infra lint
+test: install infra tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: install

@@ -11,7 +11,7 @@ import asyncpg
 
 from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
 from libs.domain.endpoint_health import DeactivatedReason
-from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
+from libs.domain.endpoint_kinds import ORG_SIGNED_KINDS, DeliveryStatus, EndpointKind
 from libs.domain.event_payloads import EndpointDisabledData
 from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
@@ -44,15 +44,19 @@ LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.event_id = d.event_i
 """
 
 # What sending to an endpoint takes (endpoint_cache.py EndpointSettings). A
-# per-job webhook without a secret of its own signs with its organization's; an agent sink
+# per-job or report-job webhook without a secret of its own signs with its organization's
+# (and, in the org secret's rotation window, with the org's previous one too); an agent sink
 # gets its agent's retry_failed_push merged into config (the rules are read at send time,
 # hence the cache's `agent:<id>` invalidation).
+_ORG_SIGNED = sorted(kind.value for kind in ORG_SIGNED_KINDS)
 _ENDPOINTS = """
 SELECT e.id, e.organization_id, e.agent_id, e.kind, e.url_enc, e.url_masked,
        e.signature_scheme,
-       CASE WHEN e.kind = 'JOB_WEBHOOK' THEN COALESCE(e.secret_enc, o.webhook_secret_enc)
-            ELSE e.secret_enc END AS secret_enc,
-       e.previous_secret_enc, e.previous_secret_expires_at,
+       CASE WHEN org_signed THEN o.webhook_secret_enc ELSE e.secret_enc END AS secret_enc,
+       CASE WHEN org_signed THEN o.previous_webhook_secret_enc
+            ELSE e.previous_secret_enc END AS previous_secret_enc,
+       CASE WHEN org_signed THEN o.previous_webhook_secret_expires_at
+            ELSE e.previous_secret_expires_at END AS previous_secret_expires_at,
        e.api_key_name, e.api_key_value_enc, e.additional_headers,
        CASE WHEN e.kind = 'AGENT_SINK' THEN e.config || jsonb_build_object(
                 'retryFailedPush', ag.rules #> '{data_sinks,retry_failed_push}')
@@ -61,6 +65,9 @@ SELECT e.id, e.organization_id, e.agent_id, e.kind, e.url_enc, e.url_masked,
 FROM endpoints e
 JOIN organizations o ON o.id = e.organization_id
 LEFT JOIN agents ag ON ag.id = e.agent_id
+CROSS JOIN LATERAL (
+    SELECT e.kind = ANY ($2::text[]) AND e.secret_enc IS NULL AS org_signed
+) AS signer
 WHERE e.id = ANY ($1::text[])
 """
 
@@ -325,7 +332,7 @@ class DeliveryRepository:
         return found
 
     async def _read_endpoints(self, endpoint_ids: list[str]) -> list[EndpointSettings]:
-        rows = await self._pool.fetch(_ENDPOINTS, endpoint_ids)
+        rows = await self._pool.fetch(_ENDPOINTS, endpoint_ids, _ORG_SIGNED)
         return [EndpointSettings(**dict(row)) for row in rows]
 
     async def _add_sink_jobs(

@@ -11,6 +11,14 @@ class EndpointKind(StrEnum):
     EXPORT_WEBHOOK = "EXPORT_WEBHOOK"  # /export-webhooks (seed 000)
     AGENT_SINK = "AGENT_SINK"  # /agents/{id}/data-sources (seed 003)
     JOB_WEBHOOK = "JOB_WEBHOOK"  # /mapping-jobs {webhook {url}} (seed 004)
+    REPORT_WEBHOOK = "REPORT_WEBHOOK"  # /reports/jobs {webhook {url}} (seed 004, door F)
+
+
+# Endpoints signed with their organization's webhook secret (Team Settings), not their own.
+ORG_SIGNED_KINDS = frozenset({EndpointKind.JOB_WEBHOOK, EndpointKind.REPORT_WEBHOOK})
+# Endpoints that subscribe to nothing: they hear only the events addressed to them (a report
+# job's outcome goes to that job's webhook alone).
+TARGETED_KINDS = frozenset({EndpointKind.REPORT_WEBHOOK})
 
 
 # An endpoint's own ceiling on attempts per second, set by its owner (every door's

@@ -21,6 +21,9 @@ class IdPrefix(StrEnum):
     EXPORT_WEBHOOK = "ewh"
     EXPORT_FILE = "exp"
     JOB_WEBHOOK = "jwh"
+    REPORT_JOB = "rjob"
+    REPORT = "rpt"
+    REPORT_WEBHOOK = "rwh"
 
 
 def new_id(prefix: IdPrefix) -> str:

@@ -77,8 +77,9 @@ class BatchDispatcher:
 
     def _over_limit(self, event: EventMessage, ctx: EventContext | None) -> bool:
         # A /test call's single event is exempt: its caller already holds the delivery id.
+        # An event addressed to one endpoint without one (a report job's outcome) is not.
         assert ctx is not None
-        return event.target_endpoint_id is None and ctx.pending > self.pending_limit
+        return event.target_delivery_id is None and ctx.pending > self.pending_limit
 
     async def _drop(
         self,

@@ -63,7 +63,8 @@ def parse_ingest_type(name: str) -> EventType:
         known = ", ".join(t.value for t in EventType if CATALOGUE[t].subscribable)
         raise BadRequestError(f"unknown event type {name!r} (known: {known})") from exc
     if not CATALOGUE[event_type].subscribable:
-        raise BadRequestError(f"{name} events are only created by a /test call")
+        source = "a /test call" if event_type is EventType.WEBHOOK_TEST else "a report job"
+        raise BadRequestError(f"{name} events are only created by {source}")
     if not CATALOGUE[event_type].producible:
         raise BadRequestError(f"{name} events are only created by hookpost itself")
     return event_type
@@ -196,11 +197,17 @@ def check_storable(data: dict[str, Any]) -> None:
 
 
 async def record_in_transaction(
-    conn: asyncpg.Connection, org_id: str, event_type: EventType, data: dict[str, Any]
+    conn: asyncpg.Connection,
+    org_id: str,
+    event_type: EventType,
+    data: dict[str, Any],
+    *,
+    target_endpoint_id: str | None = None,
 ) -> asyncpg.Record:
     """Write an outbox event inside the caller's transaction (with the state change it
     reports): it exists exactly when that change committed. Publish it after the commit with
-    publish_recorded; if that publish fails, the outbox relay publishes it later.
+    publish_recorded; if that publish fails, the outbox relay publishes it later. With a
+    `target_endpoint_id`, that endpoint alone receives it (a report job's own webhook).
     """
     check_storable(data)
     record = await repository.insert_event(
@@ -209,6 +216,7 @@ async def record_in_transaction(
         org_id,
         event_type.value,
         data,
+        target_endpoint_id=target_endpoint_id,
         # As in record_and_publish: a relayed publish continues the request's trace.
         trace_context=telemetry.trace_headers() or None,
     )
