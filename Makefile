@@ -4,7 +4,8 @@
 #                suite on the real servers
 #   make install only the venv, with the `hookpost` script in .venv/bin/
 #   make bench   the benchmarks (BENCHMARKS.md)
-#   make chaos   faults under load on a private RabbitMQ + PostgreSQL (RELIABILITY.md)
+#   make chaos   hard faults under load on private RabbitMQ nodes (one, then a cluster of 3) + PostgreSQL
+#   make chaos-long  PostgreSQL away past the poison window (RELIABILITY.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install infra tools migrate run test lint format bench chaos clean
+.PHONY: install infra tools migrate run test lint format bench chaos chaos-long clean
 
 install: $(STAMP)
 
@@ -50,7 +51,11 @@ bench: install infra
 	$(BIN)/python -m benchmarks.run
 
 chaos: install infra
-	$(BIN)/python -m chaos.run
+	nice -n 10 $(BIN)/python -m chaos.run --segment single --segment cluster
+
+# PostgreSQL away for longer than the poison window (≈ 20 minutes): RELIABILITY.md
+chaos-long: install infra
+	nice -n 10 $(BIN)/python -m chaos.run --segment long
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hookpost *.egg-info
