@@ -23,11 +23,11 @@ from libs.domain.plans import Plan
 from libs.domain.signing import SignatureScheme
 from libs.infra import crypto
 from libs.infra.settings import Settings
+from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import EndpointSpec
 from services.api.errors import ConflictError, NotFoundError
 from services.api.events import service as events
-from services.api.organizations import service as organizations
 from services.api.reports import repository
 from services.api.reports.schemas import ReportCompleteIn, ReportFailIn, ReportJobIn
 
@@ -58,16 +58,8 @@ async def create_job(
     async with pool.acquire() as conn, conn.transaction():
         webhook_id = None
         if row is not None:
-            # The org secret signs this webhook: it must exist before the first send.
-            await organizations.ensure_webhook_secret(conn, org_id)
-            created = await endpoints.insert_prepared(
-                conn,
-                settings,
-                org_id,
-                EndpointKind.REPORT_WEBHOOK,
-                IdPrefix.REPORT_WEBHOOK,
-                row,
-                None,
+            created = await job_webhooks.insert(
+                conn, settings, org_id, EndpointKind.REPORT_WEBHOOK, row
             )
             webhook_id = created.endpoint.id
         await repository.insert_job(
