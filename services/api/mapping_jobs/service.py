@@ -25,7 +25,7 @@ from libs.infra.settings import Settings
 from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import EndpointSpec
-from services.api.errors import ConflictError, NotFoundError
+from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
 from services.api.exports import service as exports
 from services.api.exports.service import ExportFile
@@ -71,18 +71,13 @@ async def create_job(
 
 
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
-    job = await repository.get(pool, org_id, job_id)
-    if job is None:
-        raise _not_found(job_id)
-    return job
+    return found(await repository.get(pool, org_id, job_id), _not_found(job_id))
 
 
 async def _lock_in_state(
     conn: asyncpg.Connection, org_id: str, job_id: str, wanted: str, action: str
 ) -> asyncpg.Record:
-    locked = await repository.lock(conn, org_id, job_id)
-    if locked is None:
-        raise _not_found(job_id)
+    locked = found(await repository.lock(conn, org_id, job_id), _not_found(job_id))
     if locked["status"] != wanted:
         raise ConflictError(
             f"mapping job {job_id!r} is {locked['status']}: only a {wanted} job can {action}",

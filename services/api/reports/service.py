@@ -26,7 +26,7 @@ from libs.infra.settings import Settings
 from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import EndpointSpec
-from services.api.errors import ConflictError, NotFoundError
+from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
 from services.api.reports import repository
 from services.api.reports.schemas import ReportCompleteIn, ReportFailIn, ReportJobIn
@@ -71,16 +71,11 @@ async def create_job(
 
 
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
-    job = await repository.get_job(pool, org_id, job_id)
-    if job is None:
-        raise _job_not_found(job_id)
-    return job
+    return found(await repository.get_job(pool, org_id, job_id), _job_not_found(job_id))
 
 
 async def _lock_queued(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record:
-    job = await repository.lock_job(conn, org_id, job_id)
-    if job is None:
-        raise _job_not_found(job_id)
+    job = found(await repository.lock_job(conn, org_id, job_id), _job_not_found(job_id))
     if job["status"] != QUEUED:
         raise ConflictError(
             f"report job {job_id!r} is already {job['status']}", status=job["status"]
@@ -144,9 +139,10 @@ async def fail_job(
 
 
 async def get_report(pool: asyncpg.Pool, org_id: str, report_id: str) -> dict[str, Any]:
-    report = await repository.get_report(pool, org_id, report_id)
-    if report is None:
-        raise NotFoundError(f"report {report_id!r} not found")
+    report = found(
+        await repository.get_report(pool, org_id, report_id),
+        NotFoundError(f"report {report_id!r} not found"),
+    )
     return {
         **(report["extra"] or {}),
         "id": report["id"],
