@@ -58,17 +58,17 @@ class Outcome(StrEnum):
 
 
 class Repository(Protocol):
-    async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None: ...
+    async def load(self, task: DeliveryTask, attempt_number: int) -> DeliveryRow | None: ...
 
     async def new_rows(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]: ...
 
-    async def await_writers(self, delivery_id: str) -> None: ...
+    async def await_writers(self, task: DeliveryTask) -> None: ...
 
     async def record(self, attempt: AttemptRecord) -> str | None: ...
 
-    async def mark_dead(self, delivery_id: str) -> DeadMark | None: ...
+    async def mark_dead(self, task: DeliveryTask) -> DeadMark | None: ...
 
-    async def park(self, delivery_id: str) -> bool: ...
+    async def park(self, task: DeliveryTask) -> bool: ...
 
     async def disable_endpoint(
         self,
@@ -79,7 +79,7 @@ class Repository(Protocol):
         failing_since: datetime | None = None,
     ) -> bool: ...
 
-    async def postpone(self, delivery_id: str, due: datetime) -> None: ...
+    async def postpone(self, task: DeliveryTask, due: datetime) -> None: ...
 
 
 class Http(Protocol):
@@ -141,7 +141,7 @@ class DeliveryEngine:
         """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""
         self._annotate(task)
         try:
-            marked = await self.repository.mark_dead(task.delivery_id)
+            marked = await self.repository.mark_dead(task)
             if marked is None:
                 return Outcome.SETTLED
             self.metrics.finished(DeliveryStatus.DEAD)
@@ -214,7 +214,7 @@ class DeliveryEngine:
             log.info("stale copy of an earlier attempt, skipping")
             return Outcome.SETTLED
         if self._parks(task, row):
-            if await self.repository.park(task.delivery_id):
+            if await self.repository.park(task):
                 self.metrics.finished(DeliveryStatus.PARKED)
                 log.info("endpoint inactive: delivery PARKED")
             return Outcome.SETTLED
@@ -263,13 +263,12 @@ class DeliveryEngine:
         due = self.now() + timedelta(seconds=delay_s)
         slack = timedelta(seconds=self.redrive_after_s / 2)
         if row.next_attempt_at is None or due > row.next_attempt_at + slack:
-            await self.repository.postpone(step.task.delivery_id, due)
+            await self.repository.postpone(step.task, due)
         await self.publisher.publish_deferred(step, delay_s)
 
     async def _current(self, step: DeliveryStep) -> DeliveryRow | None:
         """The delivery as it stands, once any manual retry reopening it has committed."""
-        delivery_id = step.task.delivery_id
-        row = await self.repository.load(delivery_id, step.attempt or 1)
+        row = await self.repository.load(step.task, step.attempt or 1)
         if (
             row is not None
             and row.status != DeliveryStatus.PENDING
@@ -280,8 +279,8 @@ class DeliveryEngine:
             # reopening the delivery commits (so a task that never left never leaves a
             # delivery PENDING): wait for that transaction, then judge the row it left behind.
             # A PARKED delivery never attempted keeps its schedule_start when recovered.
-            await self.repository.await_writers(delivery_id)
-            row = await self.repository.load(delivery_id, step.attempt or 1)
+            await self.repository.await_writers(step.task)
+            row = await self.repository.load(step.task, step.attempt or 1)
         return row
 
     async def _post_and_record(
@@ -322,6 +321,7 @@ class DeliveryEngine:
             AttemptRecord(
                 attempt_id=attempt_id,
                 delivery_id=task.delivery_id,
+                event_id=task.event_id,
                 attempt_number=attempt,
                 attempted_at=attempted_at,
                 duration_ms=result.duration_ms,

@@ -239,7 +239,7 @@ class FakeRepo:
     dead: list[str] = field(default_factory=list)
     postponed: list[datetime] = field(default_factory=list)
 
-    async def load(self, delivery_id: str, attempt_number: int) -> DeliveryRow | None:
+    async def load(self, task: DeliveryTask, attempt_number: int) -> DeliveryRow | None:
         self.loads += 1
         return self.row
 
@@ -247,7 +247,7 @@ class FakeRepo:
         self.new.extend(tasks)
         return [delivery_row(id=task.endpoint_id) for task in tasks]
 
-    async def await_writers(self, delivery_id: str) -> None:
+    async def await_writers(self, task: DeliveryTask) -> None:
         self.awaited_writers += 1
         if self.committed_row is not None:
             self.row = self.committed_row
@@ -265,15 +265,15 @@ class FakeRepo:
     parked: list[str] = field(default_factory=list)
     disabled: list[tuple[str, str]] = field(default_factory=list)
 
-    async def mark_dead(self, delivery_id: str) -> DeadMark | None:
+    async def mark_dead(self, task: DeliveryTask) -> DeadMark | None:
         if self.record_failures:
             raise ConnectionError("postgres restarting")
-        self.dead.append(delivery_id)
+        self.dead.append(task.delivery_id)
         self.dead_in_a_row += 1
         return DeadMark("ep_1", self.failing_since, self.dead_in_a_row)
 
-    async def park(self, delivery_id: str) -> bool:
-        self.parked.append(delivery_id)
+    async def park(self, task: DeliveryTask) -> bool:
+        self.parked.append(task.delivery_id)
         return True
 
     async def disable_endpoint(
@@ -287,7 +287,7 @@ class FakeRepo:
         self.disabled.append((endpoint_id, reason.value))
         return True
 
-    async def postpone(self, delivery_id: str, due: datetime) -> None:
+    async def postpone(self, task: DeliveryTask, due: datetime) -> None:
         self.postponed.append(due)
 
 

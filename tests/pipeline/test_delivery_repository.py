@@ -24,14 +24,16 @@ from tests.support.factories import (
     insert_event,
     insert_pending_delivery,
     make_endpoint,
+    task_of,
 )
 
 
-def attempt(delivery_id: str, number: int, *, ok: bool) -> AttemptRecord:
+def attempt(task: DeliveryTask, number: int, *, ok: bool) -> AttemptRecord:
     now = datetime.now(UTC)
     return AttemptRecord(
         attempt_id=new_id(IdPrefix.DELIVERY),
-        delivery_id=delivery_id,
+        delivery_id=task.delivery_id,
+        event_id=task.event_id,
         attempt_number=number,
         attempted_at=now,
         duration_ms=7,
@@ -44,52 +46,54 @@ def attempt(delivery_id: str, number: int, *, ok: bool) -> AttemptRecord:
     )
 
 
-async def new_delivery(db_pool: asyncpg.Pool, make_org: Callable) -> str:
+async def new_delivery(db_pool: asyncpg.Pool, make_org: Callable) -> DeliveryTask:
     org = await make_org(Plan.PRO)
     endpoint = await make_endpoint(
         db_pool, org.organizationId, "http://127.0.0.1:9/hook", ["mapping.completed"]
     )
-    return await insert_pending_delivery(db_pool, org.organizationId, endpoint.id)
+    return await task_of(
+        db_pool, await insert_pending_delivery(db_pool, org.organizationId, endpoint.id)
+    )
 
 
 async def test_a_late_failed_copy_does_not_rewrite_a_succeeded_delivery(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
-    delivery_id = await new_delivery(db_pool, make_org)
+    task = await new_delivery(db_pool, make_org)
     repository = DeliveryRepository(db_pool)
 
-    assert await repository.record(attempt(delivery_id, 1, ok=True)) == "SUCCEEDED"
-    assert await repository.record(attempt(delivery_id, 1, ok=False)) is None  # too late
-    assert await repository.record(attempt(delivery_id, 2, ok=False)) is None  # stale next
+    assert await repository.record(attempt(task, 1, ok=True)) == "SUCCEEDED"
+    assert await repository.record(attempt(task, 1, ok=False)) is None  # too late
+    assert await repository.record(attempt(task, 2, ok=False)) is None  # stale next
 
-    rows = await attempts_of(db_pool, delivery_id)
+    rows = await attempts_of(db_pool, task.delivery_id)
     assert [(r["attempt_number"], r["succeeded"], r["http_status"]) for r in rows] == [
         (1, True, 200)
     ]
-    delivery = await db_pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
+    delivery = await db_pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", task.delivery_id)
     assert (delivery["status"], delivery["attempt_count"]) == ("SUCCEEDED", 1)
 
 
 async def test_while_pending_a_repeated_attempt_overwrites_its_own_row(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
-    delivery_id = await new_delivery(db_pool, make_org)
+    task = await new_delivery(db_pool, make_org)
     repository = DeliveryRepository(db_pool)
 
-    assert await repository.record(attempt(delivery_id, 1, ok=False)) == "PENDING"
-    assert await repository.record(attempt(delivery_id, 1, ok=True)) == "SUCCEEDED"
+    assert await repository.record(attempt(task, 1, ok=False)) == "PENDING"
+    assert await repository.record(attempt(task, 1, ok=True)) == "SUCCEEDED"
 
-    rows = await attempts_of(db_pool, delivery_id)
+    rows = await attempts_of(db_pool, task.delivery_id)
     assert [(r["attempt_number"], r["succeeded"]) for r in rows] == [(1, True)]
 
 
 async def test_a_deleted_delivery_records_nothing(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
-    delivery_id = await new_delivery(db_pool, make_org)
-    await db_pool.execute("DELETE FROM deliveries WHERE id = $1", delivery_id)
-    assert await DeliveryRepository(db_pool).record(attempt(delivery_id, 1, ok=True)) is None
-    assert await attempts_of(db_pool, delivery_id) == []
+    task = await new_delivery(db_pool, make_org)
+    await db_pool.execute("DELETE FROM deliveries WHERE id = $1", task.delivery_id)
+    assert await DeliveryRepository(db_pool).record(attempt(task, 1, ok=True)) is None
+    assert await attempts_of(db_pool, task.delivery_id) == []
 
 
 async def test_a_just_created_row_is_what_loading_it_would_read(
@@ -152,7 +156,7 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
     repository = DeliveryRepository(db_pool)
 
     created = await repository.new_rows(tasks)
-    loaded = [await repository.load(task.delivery_id, 1) for task in tasks]
+    loaded = [await repository.load(task, 1) for task in tasks]
 
     # A new row's due time only matters once an attempt is recorded (the engine reads it to
     # resume a recorded attempt): the created rows leave it out.
@@ -164,16 +168,6 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
 async def test_a_created_row_whose_endpoint_is_gone_is_none(
     db_pool: asyncpg.Pool, make_org: Callable
 ) -> None:
-    delivery_id = await new_delivery(db_pool, make_org)
-    row = await db_pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
-    await db_pool.execute("DELETE FROM endpoints WHERE id = $1", row["endpoint_id"])
-    task = DeliveryTask(
-        delivery_id=delivery_id,
-        event_id=row["event_id"],
-        endpoint_id=row["endpoint_id"],
-        organization_id=row["organization_id"],
-        type="mapping.completed",
-        event_created_at=datetime.now(UTC),
-        data={},
-    )
+    task = await new_delivery(db_pool, make_org)
+    await db_pool.execute("DELETE FROM endpoints WHERE id = $1", task.endpoint_id)
     assert await DeliveryRepository(db_pool).new_rows([task]) == [None]

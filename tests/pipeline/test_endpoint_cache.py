@@ -22,7 +22,7 @@ from libs.delivery.repository import DeliveryRepository
 from libs.domain.plans import Plan
 from libs.infra.crypto import decrypt, encrypt
 from libs.infra.settings import get_settings
-from tests.support.factories import insert_pending_delivery, make_endpoint
+from tests.support.factories import insert_pending_delivery, make_endpoint, task_of
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -57,8 +57,8 @@ async def test_deliveries_to_one_endpoint_read_its_row_once(
 ) -> None:
     _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
 
-    one = await cached.load(first, 1)
-    two = await cached.load(second, 1)
+    one = await cached.load(await task_of(db_pool, first), 1)
+    two = await cached.load(await task_of(db_pool, second), 1)
 
     assert one is not None and two is not None
     assert decrypt(two.endpoint.url_enc) == URL and two.status == "PENDING"
@@ -71,8 +71,8 @@ async def test_without_a_listener_every_load_reads(
     _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
     repository = DeliveryRepository(db_pool)  # never started: nothing may be cached
 
-    await repository.load(first, 1)
-    await repository.load(second, 1)
+    await repository.load(await task_of(db_pool, first), 1)
+    await repository.load(await task_of(db_pool, second), 1)
 
     assert repository.endpoints.rows_read == 2
 
@@ -81,7 +81,7 @@ async def test_an_endpoint_change_reaches_the_next_load(
     db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     _, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
-    await cached.load(delivery_id, 1)
+    await cached.load(await task_of(db_pool, delivery_id), 1)
     moved = "http://127.0.0.1:9/moved"
 
     await db_pool.execute(
@@ -89,7 +89,7 @@ async def test_an_endpoint_change_reaches_the_next_load(
     )
 
     async def moved_seen() -> bool:
-        row = await cached.load(delivery_id, 1)
+        row = await cached.load(await task_of(db_pool, delivery_id), 1)
         return row is not None and decrypt(row.endpoint.url_enc) == moved
 
     await eventually(moved_seen, bool, timeout=5.0, interval=0.02)
@@ -104,7 +104,7 @@ async def test_a_change_no_trigger_announced_is_read_within_the_max_age(
     # Restore and replication tools write with triggers off: no NOTIFY, only the age helps.
     monkeypatch.setattr(endpoint_cache, "MAX_AGE_S", 0.5)
     _, endpoint_id, (delivery_id, _) = await endpoint_with_deliveries(db_pool, make_org)
-    await cached.load(delivery_id, 1)
+    await cached.load(await task_of(db_pool, delivery_id), 1)
     moved = "http://127.0.0.1:9/moved-quietly"
     async with db_pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL session_replication_role = replica")
@@ -113,7 +113,7 @@ async def test_a_change_no_trigger_announced_is_read_within_the_max_age(
         )
 
     async def url() -> str:
-        row = await cached.load(delivery_id, 1)
+        row = await cached.load(await task_of(db_pool, delivery_id), 1)
         assert row is not None
         return decrypt(row.endpoint.url_enc)
 
@@ -138,7 +138,7 @@ async def test_an_organization_secret_change_reaches_its_job_webhooks(
 
     def signs_with(secret: str) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
-            row = await cached.load(delivery_id, 1)
+            row = await cached.load(await task_of(db_pool, delivery_id), 1)
             return (
                 row is not None
                 and row.endpoint.secret_enc is not None
@@ -160,7 +160,7 @@ async def test_a_lost_listener_empties_the_cache_until_it_is_back(
     db_pool: asyncpg.Pool, make_org: Callable, cached: DeliveryRepository
 ) -> None:
     _, _, (first, second) = await endpoint_with_deliveries(db_pool, make_org)
-    await cached.load(first, 1)
+    await cached.load(await task_of(db_pool, first), 1)
     assert cached.endpoints.rows_read == 1
     old_pid = cached.endpoints.listener_pid
 
@@ -170,15 +170,15 @@ async def test_a_lost_listener_empties_the_cache_until_it_is_back(
         return not cached.endpoints.listening
 
     await eventually(stopped, bool, timeout=5.0, interval=0.02)
-    await cached.load(second, 1)
+    await cached.load(await task_of(db_pool, second), 1)
     assert cached.endpoints.rows_read == 2  # emptied, and not caching while down
 
     async def back() -> bool:
         return cached.endpoints.listening and cached.endpoints.listener_pid != old_pid
 
     await eventually(back, bool, timeout=5.0, interval=0.02)
-    await cached.load(first, 1)
-    await cached.load(second, 1)
+    await cached.load(await task_of(db_pool, first), 1)
+    await cached.load(await task_of(db_pool, second), 1)
     assert cached.endpoints.rows_read == 3  # one read, then cached again
 
 

@@ -167,6 +167,7 @@ async def test_every_row_survives_and_the_app_works_on_the_partitioned_tables(
             AttemptRecord(
                 ulid_at("del", datetime.now(UTC)),
                 pending,
+                claimed[0]["event_id"],
                 1,
                 noon(datetime.now(UTC).date()),
                 5,

@@ -137,6 +137,18 @@ async def insert_pending_delivery(
     return delivery_id
 
 
+async def task_of(pool: asyncpg.Pool, delivery_id: str) -> DeliveryTask:
+    """The task of a stored delivery, as the engine receives it."""
+    row = await pool.fetchrow(
+        "SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, e.type, e.data,"
+        " e.created_at AS event_created_at"
+        " FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1",
+        delivery_id,
+    )
+    assert row is not None, f"no delivery {delivery_id}"
+    return DeliveryTask.from_row(row, 64 * 1024)
+
+
 async def deliveries_of(pool: asyncpg.Pool, event_id: str) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT * FROM deliveries WHERE event_id = $1 ORDER BY endpoint_id", event_id
