@@ -272,5 +272,6 @@ async def test_manual_export_reaches_active_export_webhooks_only(
 
     await wait_for_delivery(db_pool, on["id"], "SUCCEEDED")
     assert receiver.on("/off") == [] and receiver.on("/foreign") == []
-    assert await deliveries_to(db_pool, off["id"]) == []
+    # the inactive one keeps it PARKED (sent once re-activated and recovered), never POSTed
+    assert [d["status"] for d in await deliveries_to(db_pool, off["id"])] == ["PARKED"]
     assert await deliveries_to(db_pool, foreign["id"]) == []
