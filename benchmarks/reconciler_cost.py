@@ -34,10 +34,12 @@ INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, eve
 VALUES ('dest_cost', 'org_cost', 'DESTINATION', 'cost', '\\x00', 'https://x.test/',
         ARRAY['mapping.completed'], 'ACTIVE', '\\x00', 'whsec_••••')
 """
-# 1 event in 1,000 still undispatched, a day old (overdue: what a pass re-drives)
+# 1 event in 1,000 still undispatched, a day old (overdue: what a pass re-drives); ids are
+# ULIDs of that day, so every row is in one day partition (migration 0007)
 _EVENTS = """
 INSERT INTO events (id, organization_id, type, data, created_at, published_at, dispatched_at)
-SELECT 'evt_' || lpad(n::text, 12, '0'), 'org_cost', 'mapping.completed', '{"n": 1}',
+SELECT 'evt_' || hookpost_ulid_prefix(current_date - 1) || lpad(n::text, 16, '0'),
+       'org_cost', 'mapping.completed', '{"n": 1}',
        now() - interval '1 day', now() - interval '1 day',
        CASE WHEN n % 1000 = 0 THEN NULL ELSE now() - interval '1 day' END
 FROM generate_series(1, $1) AS n
@@ -46,7 +48,9 @@ FROM generate_series(1, $1) AS n
 _DELIVERIES = """
 INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status, attempt_count,
                         next_attempt_at, created_at)
-SELECT 'del_' || lpad(n::text, 12, '0'), 'evt_' || lpad(n::text, 12, '0'), 'dest_cost',
+SELECT 'del_' || lpad(n::text, 12, '0'),
+       'evt_' || hookpost_ulid_prefix(current_date - 1) || lpad(n::text, 16, '0'),
+       'dest_cost',
        'org_cost', CASE WHEN n % $2 = 0 THEN 'PENDING' ELSE 'SUCCEEDED' END, 1,
        CASE WHEN n % $2 <> 0 THEN NULL
             WHEN n % ($2 * $3) = 0 THEN now() - interval '1 hour'
@@ -63,7 +67,7 @@ _ATTEMPTS = """
 INSERT INTO delivery_attempts (id, delivery_id, event_id, attempt_number, attempted_at,
                                duration_ms, http_status, succeeded)
 SELECT 'att_' || lpad(n::text, 12, '0'), 'del_' || lpad(n::text, 12, '0'),
-       'evt_' || lpad(n::text, 12, '0'), 1,
+       'evt_' || hookpost_ulid_prefix(current_date - 1) || lpad(n::text, 16, '0'), 1,
        now() - interval '1 day', 20, 200, true
 FROM generate_series(1, $1) AS n
 """

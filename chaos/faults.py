@@ -13,13 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
-
-from chaos.load import LoadStats, post_event
+from chaos import hard_faults as hard
+from chaos.load import LoadStats
+from chaos.probe import Prober
 from chaos.stack import ChaosStack
-from harness.receiver import ReceiverClient
 
-PROBE_PATH = "/ok/probe"
 RABBIT_DOWN_S = 10.0
 POSTGRES_DOWN_S = 5.0
 
@@ -33,6 +31,8 @@ class FaultResult:
     recovered: float | None
     api_answers: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    slowest_answer_s: float = 0.0  # the api's slowest answer in the fault's window
+    problems: list[str] = field(default_factory=list)  # how the fault was not made as planned
 
     @property
     def outage_s(self) -> float:
@@ -43,48 +43,7 @@ class FaultResult:
         return None if self.recovered is None else self.recovered - self.restored
 
 
-@dataclass
-class Prober:
-    """Posts probe events for the probe org and waits until the receiver answered one 2xx."""
-
-    session: aiohttp.ClientSession
-    api_url: str
-    receiver: ReceiverClient
-    token: str
-    accepted: list[str] = field(default_factory=list)
-    serial: int = 0
-
-    async def delivered_after(self, not_before: float, timeout: float = 240.0) -> float | None:
-        """When the first probe posted at/after `not_before` was delivered (None: never)."""
-        deadline = time.time() + timeout
-        event_id: str | None = None
-        while time.time() < deadline:
-            if event_id is None:
-                self.serial += 1
-                answer = await post_event(
-                    self.session, self.api_url, self.token, "mapping.completed", self.serial
-                )
-                if answer.event_id is None:
-                    await asyncio.sleep(0.25)
-                    continue
-                event_id = answer.event_id
-                self.accepted.append(event_id)
-            ok_at = await self.receiver.ok_at(PROBE_PATH, event_id)
-            if ok_at is not None:
-                return ok_at
-            await asyncio.sleep(0.1)
-        return None
-
-
 Harm = Callable[[ChaosStack], Awaitable[list[str]]]
-
-
-async def _kill_sender(stack: ChaosStack) -> list[str]:
-    victim = stack.services.senders[0]
-    await stack.services.kill(victim)
-    stack.services.senders.remove(victim)
-    replacement = await stack.services.add_sender()
-    return [f"SIGKILL {victim.name} (pid {victim.pid}); started {replacement.name}"]
 
 
 async def _kill_dispatcher(stack: ChaosStack) -> list[str]:
@@ -127,16 +86,58 @@ async def _rolling_deploy(stack: ChaosStack) -> list[str]:
     return notes
 
 
-FAULTS: tuple[tuple[str, str, Harm], ...] = (
-    ("sender_kill", "SIGKILL a sender mid-flight, start another", _kill_sender),
+Fault = tuple[str, str, Harm]
+
+# `make chaos`: one single-node broker, every fault in turn under the load.
+SINGLE_NODE: tuple[Fault, ...] = (
+    (
+        "sender_kill",
+        "first attempts all through senders; SIGKILL a sender holding unacked deliveries",
+        hard.kill_sender_holding,
+    ),
     ("dispatcher_kill", "SIGKILL the dispatcher, restart it", _kill_dispatcher),
     ("rabbitmq_restart", f"stop RabbitMQ, wait {RABBIT_DOWN_S:.0f} s, start", _restart_rabbitmq),
+    ("rabbitmq_kill9", f"SIGKILL the broker, wait {hard.DOWN_S:.0f} s, start", hard.kill_rabbitmq),
     (
         "postgres_restart",
         f"stop PostgreSQL (fast), wait {POSTGRES_DOWN_S:.0f} s, start",
         _restart_postgres,
     ),
+    ("postgres_immediate", "pg_ctl stop -m immediate, wait 5 s, start", hard.crash_postgres),
+    ("memory_alarm", f"broker memory alarm for {hard.ALARM_S:.0f} s", hard.memory_alarm),
+    (
+        "partition_rabbitmq",
+        f"blackhole workers ↔ RabbitMQ for {hard.PARTITION_S:.0f} s",
+        hard.partition_workers_rabbitmq,
+    ),
+    (
+        "partition_postgres",
+        f"blackhole workers ↔ PostgreSQL for {hard.PARTITION_S:.0f} s",
+        hard.partition_workers_postgres,
+    ),
+    (
+        "api_kill_before_publish",
+        "SIGKILL the api between its commit and its publish",
+        hard.kill_api_before_publish,
+    ),
+    ("poison_corpus", "a poison corpus straight onto AMQP", hard.publish_poison),
     ("rolling_deploy", "SIGTERM every service in turn, start each again", _rolling_deploy),
+)
+# `make chaos`, second part: a 3-node cluster.
+CLUSTER: tuple[Fault, ...] = (
+    (
+        "cluster_leader_kill",
+        "SIGKILL the node leading the work queues, start it again",
+        hard.kill_cluster_leader,
+    ),
+)
+# `make chaos-long`: PostgreSQL away longer than the poison window.
+LONG: tuple[Fault, ...] = (
+    (
+        "postgres_long_outage",
+        f"pg_ctl stop -m immediate, {hard.LONG_POSTGRES_S:.0f} s away, start",
+        hard.crash_postgres_long,
+    ),
 )
 
 
@@ -150,12 +151,16 @@ async def run_fault(
     crashes_before = len(stack.crashes)
     await stack.check_alive(name)
     notes += [f"CRASH: {c.service} exited {c.returncode}" for c in stack.crashes[crashes_before:]]
+    end = recovered or time.time()
+    window = [a for a in load.answers if started <= a.sent < end]
     return FaultResult(
         name,
         what,
         started,
         restored,
         recovered,
-        dict(load.outcomes(started, recovered or time.time())),
+        dict(load.outcomes(started, end)),
         notes,
+        max((a.took_s for a in window), default=0.0),
+        [n.removeprefix(hard.NOT_MADE) for n in notes if n.startswith(hard.NOT_MADE)],
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -26,8 +27,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aio_pika
+
+from harness.process import free_port
 
 RABBITMQ_BIN = Path(os.environ.get("CHAOS_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 
@@ -54,17 +58,29 @@ def _wait_process(popen: subprocess.Popen[bytes], timeout: float) -> None:
 class PrivateRabbit:
     """One RabbitMQ node, owned by this run, that can be stopped and started again."""
 
-    def __init__(self, base: Path, amqp_port: int, dist_port: int, run_id: str) -> None:
-        self.node = f"hookpost-chaos-{run_id}@localhost"
+    def __init__(
+        self,
+        base: Path,
+        amqp_port: int,
+        dist_port: int,
+        run_id: str,
+        *,
+        name: str = "rabbitmq",
+        cookie: str | None = None,
+    ) -> None:
+        suffix = "" if name == "rabbitmq" else f"-{name}"
+        self.node = f"hookpost-chaos-{run_id}{suffix}@localhost"
+        self.name = name
         self.port = amqp_port
-        self.dir = base / "rabbitmq"
+        self.dir = base / name
         self.dir.mkdir()
-        self.log_path = base / "rabbitmq.out"
+        self.log_path = base / f"{name}.out"
         self.url = f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
         self.popen: subprocess.Popen[bytes] | None = None
-        cookie = self.dir / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(20))
-        cookie.chmod(0o400)
+        cookie_path = self.dir / ".erlang.cookie"
+        # the nodes of one cluster share a cookie (private to this run all the same)
+        cookie_path.write_text(cookie or secrets.token_hex(20))
+        cookie_path.chmod(0o400)
         (self.dir / "enabled_plugins").write_text("[].\n")
         (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{amqp_port}\n")
         (self.dir / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's: its NODENAME
@@ -123,6 +139,47 @@ class PrivateRabbit:
             text=True,
             timeout=timeout,
         )
+
+    def kill(self) -> None:
+        """SIGKILL the whole VM (its own session: only what this run started)."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def check(self, *args: str, timeout: float = 90.0) -> str:
+        """`rabbitmqctl <args>` that must succeed; its output."""
+        result = self.ctl(*args, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def queues(self, *columns: str) -> list[dict[str, Any]]:
+        """`rabbitmqctl list_queues <columns>` as rows (JSON, so names with spaces survive)."""
+        out = self.check("-q", "--formatter", "json", "list_queues", *columns, timeout=30.0)
+        rows: list[dict[str, Any]] = json.loads(out or "[]")
+        return rows
+
+    def channels(self) -> list[dict[str, object]]:
+        """Every channel: its name (holding the client's peer port) and unacked messages."""
+        out = self.check(
+            "-q",
+            "--formatter",
+            "json",
+            "list_channels",
+            "name",
+            "messages_unacknowledged",
+            timeout=30.0,
+        )
+        rows: list[dict[str, object]] = json.loads(out or "[]")
+        return rows
+
+    def memory_alarm(self, on: bool) -> None:
+        """A memory alarm: a watermark no node can stay under blocks every publisher."""
+        self.check("set_vm_memory_high_watermark", "0.0000001" if on else "0.4")
 
     def stop(self, timeout: float = 90.0) -> None:
         """`rabbitmqctl shutdown`: a clean stop that waits for the VM to exit."""
@@ -228,28 +285,64 @@ class PrivatePostgres:
 
 
 class PrivateInfra:
-    """Both servers in one temp dir; `close()` stops them and removes the dir."""
+    """Both servers in one temp dir; `close()` stops them and removes the dir.
 
-    def __init__(self, run_id: str, ports: dict[str, int]) -> None:
+    `nodes` > 1: a RabbitMQ cluster of that many private nodes (the first on `ports["amqp"]`,
+    the others on free ports), joined before any queue is declared, so every quorum queue the
+    services declare has a replica on each node.
+    """
+
+    def __init__(self, run_id: str, ports: dict[str, int], nodes: int = 1) -> None:
         self.base = Path(tempfile.mkdtemp(prefix=f"hookpost-chaos-{run_id}-"))
         self.base.chmod(0o755)  # the postgres user must reach its data dir inside
-        self.rabbit = PrivateRabbit(self.base, ports["amqp"], ports["dist"], run_id)
+        cookie = secrets.token_hex(20)
+        self.rabbits = [PrivateRabbit(self.base, ports["amqp"], ports["dist"], run_id)]
+        for n in range(2, nodes + 1):
+            self.rabbits.append(
+                PrivateRabbit(
+                    self.base, free_port(), free_port(), run_id, name=f"rabbit{n}", cookie=cookie
+                )
+            )
+        if nodes > 1:  # the first node shares the cluster's cookie too
+            first = self.rabbits[0].dir / ".erlang.cookie"
+            first.chmod(0o600)
+            first.write_text(cookie)
+            first.chmod(0o400)
         self.postgres = PrivatePostgres(self.base, ports["pg"])
+
+    @property
+    def rabbit(self) -> PrivateRabbit:
+        return self.rabbits[0]
 
     def start(self) -> None:
         self.postgres.init()
         self.postgres.start()
         self.rabbit.start()
+        for node in self.rabbits[1:]:
+            node.start()
+            node.check("stop_app")
+            node.check("join_cluster", self.rabbit.node)
+            node.check("start_app")
+            asyncio.run(node._wait_amqp(120.0))
+        if len(self.rabbits) > 1:
+            status = self.rabbit.check("cluster_status")
+            missing = [n.node for n in self.rabbits if n.node not in status]
+            if missing:
+                raise RuntimeError(f"nodes not in the cluster: {missing}\n{status}")
+
+    def node(self, name: str) -> PrivateRabbit:
+        """The cluster node of that Erlang node name."""
+        return next(n for n in self.rabbits if n.node == name)
 
     def close(self, keep_logs_in: Path | None = None) -> None:
         errors: list[BaseException] = []
-        for stop in (self.rabbit.close, self.postgres.close):
+        for stop in (*(n.close for n in reversed(self.rabbits)), self.postgres.close):
             try:
                 stop()
-            except BaseException as exc:  # teardown goes on: the other server must stop too
+            except BaseException as exc:  # teardown goes on: the other servers must stop too
                 errors.append(exc)
         if keep_logs_in is not None:
-            for log in (self.rabbit.log_path, self.postgres.log_path):
+            for log in (*(n.log_path for n in self.rabbits), self.postgres.log_path):
                 if log.exists():
                     shutil.copy(log, keep_logs_in / log.name)
         shutil.rmtree(self.base, ignore_errors=True)

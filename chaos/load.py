@@ -20,9 +20,11 @@ import orjson
 
 # The types the load sends, with weights; every org is PRO, so all three are allowed.
 EVENT_MIX: tuple[tuple[str, float], ...] = (
-    ("mapping.completed", 0.6),
+    ("mapping.completed", 0.57),
     ("mapping.failed", 0.3),
     ("mapping.error.resolved", 0.1),
+    # rare, and all the slow receivers take (chaos/run.py LAYOUT)
+    ("inventory.duplicate.resolved", 0.03),
 )
 
 
@@ -46,6 +48,11 @@ class Answer:
     outcome: str  # "202", "503", …, or the client error's name
     event_id: str | None
     error_code: str | None = None  # the SPEC §4 error code of a non-2xx answer
+    retry_after: str | None = None  # its Retry-After header (a shaped 503 must carry one)
+
+    @property
+    def took_s(self) -> float:
+        return self.answered - self.sent
 
 
 @dataclass
@@ -69,18 +76,23 @@ class LoadStats:
 
 
 async def post_event(
-    session: aiohttp.ClientSession, api_url: str, token: str, event_type: str, n: int
+    session: aiohttp.ClientSession,
+    api_url: str,
+    token: str,
+    event_type: str,
+    n: int,
+    idempotency_key: str | None = None,
 ) -> Answer:
     sent = time.time()
     body = orjson.dumps({"type": event_type, "data": event_data(event_type, n)})
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     try:
-        async with session.post(
-            f"{api_url}/api/v1/events",
-            data=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        ) as response:
+        async with session.post(f"{api_url}/api/v1/events", data=body, headers=headers) as response:
             payload = await response.read()
             status = response.status
+            retry_after = response.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Answer(sent, time.time(), type(exc).__name__, None)
     try:
@@ -92,7 +104,7 @@ async def post_event(
     code = None
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
         code = parsed["error"].get("code")
-    return Answer(sent, time.time(), str(status), None, code)
+    return Answer(sent, time.time(), str(status), None, code, retry_after)
 
 
 class LoadGenerator:

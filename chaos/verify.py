@@ -11,7 +11,8 @@ never from the dispatcher's own query, so a dispatcher that forgets an endpoint 
 
 lost        accepted but not stored; or no delivery row; or never POSTed; or SUCCEEDED
             without the receiver ever answering 2xx
-stuck       delivery still PENDING, or an event never dispatched
+stuck       delivery still PENDING, or an event never dispatched (PARKED, for an endpoint
+            disabled by its answers, is settled: kept unsent until a recover call)
 inconsistent  a row for an endpoint that does not match, attempts not as recorded,
             a terminal state the policy does not allow, DEAD before its last attempt
 duplicates  POSTs received beyond the attempts recorded (at-least-once: allowed, counted),
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from libs.domain import endpoint_health
 from libs.domain.endpoint_kinds import DeliveryStatus
 from libs.domain.plan_gate import allows_event
 from libs.domain.retry_policy import policy_for_endpoint
@@ -49,6 +51,9 @@ class EndpointRow:
     active: bool
     path: str  # where the receiver sees its POSTs
     config: dict[str, object] = field(default_factory=dict)
+    # INACTIVE by what it answered (410, persistent failure): its events become PARKED
+    # deliveries, still expected (libs/domain/endpoint_health.py)
+    parks: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def account(
             report.flag("stuck", "event never dispatched", event.id)
         for endpoint in by_org[event.organization_id]:
             if (
-                endpoint.active
+                (endpoint.active or endpoint.parks)
                 and event.type in endpoint.events
                 and allows_event(plans[event.organization_id], event.type)
             ):
@@ -169,6 +174,8 @@ def account(
         answered_ok = ok_posts_to[endpoint.path, event_id]
         if row.status == DeliveryStatus.PENDING:
             report.flag("stuck", "delivery still PENDING", where)
+        elif row.status == DeliveryStatus.PARKED:
+            pass  # kept unsent for a disabled endpoint (its attempts, if any, checked below)
         elif received == 0:
             report.flag("lost", "never POSTed", where)
         elif row.status == DeliveryStatus.SUCCEEDED and answered_ok == 0:
@@ -183,6 +190,12 @@ def account(
 
 
 def _check_attempts(report: Report, row: DeliveryRow, endpoint: EndpointRow, where: str) -> None:
+    if row.status == DeliveryStatus.PARKED:
+        if not endpoint.parks:
+            report.flag("inconsistent", "PARKED for an endpoint that does not park", where)
+        if row.attempt_count != row.attempt_rows or row.any_succeeded:
+            report.flag("inconsistent", "PARKED after a success, or attempts not recorded", where)
+        return
     if not _allowed_final(row.status, endpoint.kind, endpoint.config):
         report.flag("inconsistent", f"{row.status} not allowed by the policy", where)
     if row.attempt_count < 1 or row.attempt_count != row.attempt_rows:
@@ -220,9 +233,11 @@ async def read_rows(
             r["status"] == "ACTIVE",
             urlsplit(r["url_masked"]).path,
             dict(r["config"] or {}),
+            endpoint_health.parks(r["status"], r["deactivated_reason"]),
         )
         for r in await pool.fetch(
-            "SELECT id, organization_id, kind, events, status, url_masked, config FROM endpoints"
+            "SELECT id, organization_id, kind, events, status, deactivated_reason, url_masked,"
+            " config FROM endpoints"
         )
     ]
     plans = {r["id"]: r["plan"] for r in await pool.fetch("SELECT id, plan FROM organizations")}

@@ -43,6 +43,14 @@ class EventPublisher:
             persistent_message(event.to_bytes(), event.id), routing_key=event.type, mandatory=True
         )
 
+    async def publish_raw(self, body: bytes, routing_key: str, message_id: str) -> None:
+        """Any bytes as an event message would travel (a poison corpus: malformed, too big)."""
+        if self._exchange is None:
+            await self.start()
+        assert self._exchange is not None
+        message = persistent_message(body, message_id)
+        await self._exchange.publish(message, routing_key=routing_key, mandatory=True)
+
     async def queue_depth(self, queue_name: str) -> int:
         """Messages ready in a queue (its passive declare's count)."""
         if self._connection is None:

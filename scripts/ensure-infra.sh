@@ -35,7 +35,8 @@ amqp_answers() {
 
 restart_local_rabbitmq() {
   say "RabbitMQ on :$AMQP_PORT accepts connections but does not answer: restarting the local node"
-  pkill -9 -f 'beam.smp.*rabbit' 2>/dev/null || true
+  # the Debian node only (user rabbitmq): private nodes of chaos runs and tests are left alone
+  pkill -9 -u rabbitmq beam.smp 2>/dev/null || true
   sleep 2
   rabbitmq-server -detached >/dev/null 2>&1 || true
 }

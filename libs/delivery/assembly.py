@@ -17,6 +17,7 @@ from libs.delivery.engine import DeliveryEngine
 from libs.delivery.http_client import HttpClient
 from libs.delivery.limits import EndpointLimits
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
 from libs.delivery.repository import DeliveryRepository
 from libs.domain.endpoint_health import HealthPolicy
@@ -80,5 +81,6 @@ async def open_engine(
             settings.endpoint_failing_min_dead,
         ),
         redrive_after_s=settings.redrive_deliveries_after_s,
+        lines=LineReleases(pool, settings.payload_cap_bytes),
     )
     return RunningEngine(engine, repository, http, membership)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -49,6 +49,8 @@ from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 log = logging.getLogger("hookpost.delivery")
 
 FIRST_ATTEMPT_SPAN = "first attempt"
+# A delivery in one of these has ended: the next of its ordered line may go.
+ENDED = frozenset({DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.DEAD})
 
 
 class Outcome(StrEnum):
@@ -96,6 +98,12 @@ class StepPublisher(Protocol):
     async def publish_now(self, step: DeliveryStep) -> None: ...
 
 
+class LineReleases(Protocol):
+    """The next delivery of ordered lines (ordering.py LineReleases)."""
+
+    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryTask]: ...
+
+
 class Limits(Protocol):
     """How hard the engine may push each endpoint (limits.py EndpointLimits)."""
 
@@ -121,6 +129,7 @@ class DeliveryEngine:
     # how late a PENDING delivery may be before the reconciler re-drives it (a step deferred
     # beyond it moves its due time, or it would come back twice)
     redrive_after_s: float = 300.0
+    lines: LineReleases | None = None  # None: nothing is ordered (unit tests)
 
     async def attempt(self, step: DeliveryStep) -> Outcome:
         """Make the attempt `step` asks for, reading the delivery's current state first."""
@@ -142,21 +151,23 @@ class DeliveryEngine:
         self._annotate(task)
         try:
             marked = await self.repository.mark_dead(task)
-            if marked is None:
-                return Outcome.SETTLED
-            self.metrics.finished(DeliveryStatus.DEAD)
-            log.info("delivery DEAD")
-            if endpoint_health.is_failing(
-                marked.failing_since, marked.dead_in_a_row, self.now(), self.health
-            ):
-                failing_since = marked.failing_since
-                await self._disable(
-                    marked.endpoint_id, DeactivatedReason.FAILING, failing_since=failing_since
-                )
+            if marked is not None:
+                self.metrics.finished(DeliveryStatus.DEAD)
+                log.info("delivery DEAD")
+                if endpoint_health.is_failing(
+                    marked.failing_since, marked.dead_in_a_row, self.now(), self.health
+                ):
+                    failing_since = marked.failing_since
+                    await self._disable(
+                        marked.endpoint_id, DeactivatedReason.FAILING, failing_since=failing_since
+                    )
+            # Even when it was DEAD already: a release may not have run (a crash after the
+            # mark); releasing twice changes nothing.
+            await self._release_line(task.endpoint_id, task.ordering_key)
         except Exception:
             # Redelivered: marked already, it is not marked (nor counted) again; an endpoint
             # left enabled is judged again at its next DEAD delivery.
-            log.exception("could not mark a delivery DEAD")
+            log.exception("could not mark a delivery DEAD or release its line")
             return Outcome.UNSETTLED
         return Outcome.SETTLED
 
@@ -207,8 +218,11 @@ class DeliveryEngine:
         attempt = step.attempt or row.attempt_count + 1
         schedule_start = step.schedule_start or row.schedule_start
         telemetry.annotate(attempt=attempt)
+        ordering_key = task.ordering_key or row.ordering_key
         if row.status != DeliveryStatus.PENDING:
             log.info("delivery already %s, skipping", row.status)
+            if row.status in ENDED:  # its line's release may not have run (a crash)
+                await self._release_line(task.endpoint_id, ordering_key)
             return Outcome.SETTLED
         if row.attempt_count > attempt:
             log.info("stale copy of an earlier attempt, skipping")
@@ -244,7 +258,9 @@ class DeliveryEngine:
                 log.info("delivery ended or deleted during the attempt, skipping")
                 return Outcome.SETTLED
             overdue = False
-        return await self._next_step(task, decision, attempt, schedule_start, overdue=overdue)
+        return await self._next_step(
+            task, decision, attempt, schedule_start, overdue=overdue, ordering_key=ordering_key
+        )
 
     @staticmethod
     def _parks(task: DeliveryTask, row: DeliveryRow) -> bool:
@@ -358,6 +374,7 @@ class DeliveryEngine:
         schedule_start: int,
         *,
         overdue: bool,
+        ordering_key: str | None = None,
     ) -> Outcome:
         if decision.next is Next.RETRY:
             assert decision.delay_s is not None
@@ -371,7 +388,17 @@ class DeliveryEngine:
             log.info("no attempts left, dead-lettering")
             return Outcome.DEAD_LETTER
         self.metrics.finished(decision.status)
+        await self._release_line(task.endpoint_id, ordering_key)
         return Outcome.SETTLED
+
+    async def _release_line(self, endpoint_id: str, ordering_key: str | None) -> None:
+        """A line's head has ended: the next of its line goes (libs/delivery/ordering.py).
+        Raises when the release or its publish fails: the step is then not acknowledged,
+        and its redelivery, finding the delivery ended, releases again."""
+        if ordering_key is None or self.lines is None:
+            return
+        for promoted in await self.lines.release([(endpoint_id, ordering_key)]):
+            await self.publisher.publish_now(DeliveryStep(promoted))
 
     async def _send(self, task: DeliveryTask, row: DeliveryRow, attempt_id: str) -> HttpResult:
         """The attempt's POST, in the endpoint slot `_run` acquired (given back here)."""

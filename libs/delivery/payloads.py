@@ -1,6 +1,7 @@
 """What an attempt's body is: the front door chooses its payload shape.
 
-Every door sends the envelope (SPEC §5) except agent results sinks, which send the
+Every door sends the envelope (SPEC §5) except report jobs' webhooks, which send seed 004's
+own envelope (`id` = the event id), and agent results sinks, which send the
 completed job itself (libs/domain/sink_payload.py) — or, for their /test call, the
 synthetic sink payload the api put in the test event's data.
 """
@@ -11,7 +12,7 @@ import orjson
 
 from libs.delivery.repository import DeliveryRow
 from libs.domain.endpoint_kinds import EndpointKind
-from libs.domain.envelope import build_envelope
+from libs.domain.envelope import build_envelope, build_report_envelope
 from libs.domain.event_types import EventType
 from libs.domain.sink_payload import build_sink_body
 from libs.infra.broker.messages import DeliveryTask
@@ -24,6 +25,8 @@ class UnsendablePayload(ValueError):
 def request_body(
     task: DeliveryTask, row: DeliveryRow, attempt_id: str, sink_cap_bytes: int
 ) -> bytes:
+    if row.endpoint.kind == EndpointKind.REPORT_WEBHOOK:
+        return build_report_envelope(task.event_id, task.type, task.event_created_at, task.data)
     if row.endpoint.kind != EndpointKind.AGENT_SINK:
         return build_envelope(
             attempt_id, task.event_id, task.type, task.event_created_at, task.data

@@ -1,6 +1,7 @@
 """How an attempt is signed: one entry point, one branch per signature scheme.
 
 - `v1` (default): Stripe-compatible `X-Webhook-Signature: t=…,v1=…[,v1=…]`.
+- `mappa` (report jobs, seed 004): v1's value under `mappa-signature`.
 - `standard-webhooks`: `webhook-id` (= eventId), `webhook-timestamp`, `webhook-signature`.
 Both sign with every secret given (the current one, then a rotated one in its grace window).
 - Agent sinks (`mt-hmac-sha256`, `bearer`, `basic`): `X-MT-Signature: sha256=<hex>` or an
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from libs.domain.signing import (
+    MAPPA_SIGNATURE_HEADER,
     MT_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     SignatureScheme,
@@ -42,6 +44,8 @@ def signature_headers(
         raise UnsupportedSignatureScheme("the endpoint has no signing secret")
     if endpoint.scheme == SignatureScheme.V1:
         return {SIGNATURE_HEADER: sign_v1(body, endpoint.secrets, timestamp)}
+    if endpoint.scheme == SignatureScheme.MAPPA:
+        return {MAPPA_SIGNATURE_HEADER: sign_v1(body, endpoint.secrets, timestamp)}
     if endpoint.scheme == SignatureScheme.STANDARD_WEBHOOKS:
         # webhook-id is the eventId: stable across attempts, the receiver's idempotency key.
         try:

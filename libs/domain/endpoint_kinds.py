@@ -11,6 +11,14 @@ class EndpointKind(StrEnum):
     EXPORT_WEBHOOK = "EXPORT_WEBHOOK"  # /export-webhooks (seed 000)
     AGENT_SINK = "AGENT_SINK"  # /agents/{id}/data-sources (seed 003)
     JOB_WEBHOOK = "JOB_WEBHOOK"  # /mapping-jobs {webhook {url}} (seed 004)
+    REPORT_WEBHOOK = "REPORT_WEBHOOK"  # /reports/jobs {webhook {url}} (seed 004, door F)
+
+
+# Endpoints signed with their organization's webhook secret (Team Settings), not their own.
+ORG_SIGNED_KINDS = frozenset({EndpointKind.JOB_WEBHOOK, EndpointKind.REPORT_WEBHOOK})
+# Endpoints that subscribe to nothing: they hear only the events addressed to them (a report
+# job's outcome goes to that job's webhook alone).
+TARGETED_KINDS = frozenset({EndpointKind.REPORT_WEBHOOK})
 
 
 # An endpoint's own ceiling on attempts per second, set by its owner (every door's
@@ -33,3 +41,6 @@ class DeliveryStatus(StrEnum):
     # Kept, not attempted: its endpoint was INACTIVE (libs/domain/endpoint_health.py); a
     # recover call re-sends it.
     PARKED = "PARKED"
+    # An ordered endpoint's delivery waiting for the one before it of its ordering key to
+    # end (libs/delivery/ordering.py): not attempted, not re-driven, not counted as pending.
+    HELD = "HELD"

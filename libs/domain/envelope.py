@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,6 +30,15 @@ def build_envelope(
         },
         option=orjson.OPT_UTC_Z,
     )
+
+
+def build_report_envelope(
+    event_id: str, event_type: str, created_at: datetime, data: dict[str, Any]
+) -> bytes:
+    """Seed 004's envelope (door F): `id` is the event id, the same on every attempt (its
+    receivers deduplicate on it), and `createdAt` has milliseconds as the page shows."""
+    stamp = created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps({"id": event_id, "type": event_type, "createdAt": stamp, "data": data})
 
 
 def capped_data(

@@ -118,6 +118,27 @@ class EndpointDisabledData(EventData):
     disabled_at: datetime
 
 
+class ReportError(EventData):
+    code: str = Field(description="e.g. `target_not_found`.")
+    message: str = Field(description="e.g. `Could not identify target speaker`.")
+
+
+class ReportCompletedData(EventData):
+    """A report job finished (seed 004): fetch the report with GET /reports/{reportId}."""
+
+    job_id: str
+    report_id: str
+    status: Literal["completed"] = "completed"
+
+
+class ReportFailedData(EventData):
+    """A report job failed (seed 004)."""
+
+    job_id: str
+    status: Literal["failed"] = "failed"
+    error: ReportError
+
+
 class TruncatedData(EventData):
     """What `data` holds instead when the envelope would exceed the 64 KiB payload cap."""
 
@@ -133,6 +154,8 @@ PAYLOAD_MODELS: dict[EventType, type[EventData]] = {
     EventType.EXPORT_READY: ExportReadyData,
     EventType.WEBHOOK_TEST: WebhookTestData,
     EventType.ENDPOINT_DISABLED: EndpointDisabledData,
+    EventType.REPORT_COMPLETED: ReportCompletedData,
+    EventType.REPORT_FAILED: ReportFailedData,
 }
 
 

@@ -16,6 +16,8 @@ class EventType(StrEnum):
     EXPORT_READY = "export.ready"
     WEBHOOK_TEST = "webhook.test"
     ENDPOINT_DISABLED = "endpoint.disabled"
+    REPORT_COMPLETED = "report.completed"
+    REPORT_FAILED = "report.failed"
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,9 @@ class EventTypeInfo:
     type: EventType
     minimum_plan: Plan
     description: str
-    subscribable: bool = True  # webhook.test only ever comes from a /test call
+    # webhook.test only ever comes from a /test call, report.* only from a report job's
+    # producer call to that job's own webhook: neither can be subscribed to.
+    subscribable: bool = True
     producible: bool = True  # False: only hookpost itself emits it (POST /events refuses it)
 
 
@@ -48,6 +52,20 @@ CATALOGUE: dict[EventType, EventTypeInfo] = {
             Plan.FREE,
             "An endpoint of the organization was disabled: it answered 410 Gone, or every"
             " attempt to it failed for days (libs/domain/endpoint_health.py).",
+            producible=False,
+        ),
+        EventTypeInfo(
+            EventType.REPORT_COMPLETED,
+            Plan.FREE,
+            "A report job completed (seed 004): sent to that job's webhook.url only.",
+            subscribable=False,
+            producible=False,
+        ),
+        EventTypeInfo(
+            EventType.REPORT_FAILED,
+            Plan.FREE,
+            "A report job failed (seed 004): sent to that job's webhook.url only.",
+            subscribable=False,
             producible=False,
         ),
     )

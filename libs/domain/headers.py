@@ -18,6 +18,7 @@ RESERVED_HEADERS = frozenset(
         EVENT_HEADER,
         DELIVERY_HEADER,
         "X-MT-Signature",
+        "mappa-signature",
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",

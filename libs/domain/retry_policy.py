@@ -66,7 +66,8 @@ def agent_sink_policy(retry_failed_push: int) -> RetryPolicy:
 
 def policy_for(kind: EndpointKind, retry_failed_push: int = 2) -> RetryPolicy:
     match kind:
-        case EndpointKind.JOB_WEBHOOK:
+        case EndpointKind.JOB_WEBHOOK | EndpointKind.REPORT_WEBHOOK:
+            # Seed 004: immediate, 5 s, 30 s, 5 min, 30 min, then abandoned.
             return JOB_WEBHOOK_POLICY
         case EndpointKind.AGENT_SINK:
             return agent_sink_policy(retry_failed_push)

@@ -5,6 +5,9 @@ v1 (Stripe-compatible, the default):
 `X-Webhook-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>…]` where each hex is
 HMAC-SHA256(key = the whole secret string as UTF-8, msg = f"{t}.{raw_body}").
 Several `v1=` appear while a rotated secret is still in its grace window.
+
+mappa (seed 004's report jobs, door F): the same `t=…,v1=…` value under the header
+`mappa-signature`, with the organization's webhook secret (Team Settings).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
+MAPPA_SIGNATURE_HEADER = "mappa-signature"
 DEFAULT_TOLERANCE_S = 300
 
 
@@ -99,6 +103,7 @@ class SignatureScheme(StrEnum):
 
     V1 = "v1"
     STANDARD_WEBHOOKS = "standard-webhooks"
+    MAPPA = "mappa"  # v1's value under `mappa-signature` (seed 004)
 
 
 def _standard_key(secret: str) -> bytes:

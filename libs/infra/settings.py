@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     # nothing of our traces (and cannot join or pollute them) unless an operator opts in.
     propagate_trace_to_endpoints: bool = False
 
+    # `make chaos` only, and only with HOOKPOST_ENV=dev: an event accepted under this
+    # Idempotency-Key is held between its commit and its publish (logged), so that the harness
+    # can SIGKILL the api exactly there and watch the outbox relay re-drive it.
+    chaos_hold_publish_key: str | None = None
+
+    @property
+    def chaos_hold_key(self) -> str | None:
+        """The hold key where it may apply: never in prod, whatever the environment says."""
+        return self.chaos_hold_publish_key if self.is_dev else None
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"

@@ -34,7 +34,8 @@ def describe_delivery(
     now = datetime.now(UTC).strftime("%H:%M:%S")
     title = (
         f"[{now}] {headers.get('X-Webhook-Event', envelope.get('type', '?'))}"
-        f"  event={envelope.get('eventId', '?')}"
+        # seed 004's envelope has no eventId: its `id` is the event's
+        f"  event={envelope.get('eventId', envelope.get('id', '?'))}"
         f"  delivery={headers.get('X-Webhook-Delivery', envelope.get('id', '?'))}  {verdict}"
     )
     return verified, f"{title}\n{pretty}\n"

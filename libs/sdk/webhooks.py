@@ -7,8 +7,9 @@
 
 The scheme is detected from the headers: `X-Webhook-Signature` is hookpost's default v1
 (Stripe-compatible); `webhook-id` / `webhook-timestamp` / `webhook-signature` is Standard
-Webhooks (an endpoint's opt-in `signatureScheme`). Verifying itself is libs.domain.signing's,
-the same module the sender signs with.
+Webhooks (an endpoint's opt-in `signatureScheme`); `mappa-signature` is v1's value on a report
+job's webhook (seed 004: libs.sdk.Mappa has that page's whole surface). Verifying itself is
+libs.domain.signing's, the same module the sender signs with.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from libs.domain.event_payloads import EventData, parse_data
 from libs.domain.event_types import EventType
 from libs.domain.signing import (
     DEFAULT_TOLERANCE_S,
+    MAPPA_SIGNATURE_HEADER,
     MT_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     STANDARD_ID_HEADER,
@@ -68,8 +70,11 @@ def detect_scheme(headers: Mapping[str, str]) -> SignatureScheme:
         return SignatureScheme.V1
     if STANDARD_SIGNATURE_HEADER in lowered:
         return SignatureScheme.STANDARD_WEBHOOKS
+    if MAPPA_SIGNATURE_HEADER in lowered:
+        return SignatureScheme.MAPPA
     raise WebhookVerificationError(
-        f"no signature header: expected {SIGNATURE_HEADER} or {STANDARD_SIGNATURE_HEADER}"
+        f"no signature header: expected {SIGNATURE_HEADER}, {STANDARD_SIGNATURE_HEADER}"
+        f" or {MAPPA_SIGNATURE_HEADER}"
     )
 
 
@@ -93,6 +98,8 @@ def verify_signature(
     scheme = detect_scheme(lowered)
     if scheme is SignatureScheme.V1:
         return verify_v1(body, lowered[SIGNATURE_HEADER.lower()], candidates, tolerance_s)
+    if scheme is SignatureScheme.MAPPA:
+        return verify_v1(body, lowered[MAPPA_SIGNATURE_HEADER], candidates, tolerance_s)
     missing = [h for h in (STANDARD_ID_HEADER, STANDARD_TIMESTAMP_HEADER) if h not in lowered]
     if missing:
         raise WebhookVerificationError(f"missing header(s): {', '.join(missing)}")

@@ -31,6 +31,7 @@ from services.api.exports.router import router as exports_router
 from services.api.mapping_jobs.router import router as mapping_jobs_router
 from services.api.metrics import HTTP_RESPONSES
 from services.api.organizations.router import router as organization_router
+from services.api.reports.router import router as reports_router
 from services.api.state import ApiState
 from services.api.webhook_subscriptions.router import router as subscriptions_router
 
@@ -92,6 +93,7 @@ def _api_router() -> APIRouter:
         deliveries_router,
         audit_router,
         agents_router,
+        reports_router,
     ):
         router.include_router(domain)
     router.include_router(admin_router)

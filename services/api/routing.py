@@ -16,17 +16,22 @@ The limit is `HOOKPOST_MAX_BODY_BYTES`, or the one a route declares where it is 
 
     @router.post("/{job_id}/complete", dependencies=[max_body(10 * MiB)])
 
+3. a body that is a JSON object is read as JSON whatever Content-Type it declares: seed 003's
+   curl sends its JSON with `-d` alone, which curl declares as form data. Anything else is
+   parsed (and refused) as it declares itself, exactly as before.
+
 (Not FastAPI's own `max_body_size`: Starlette's limiter behind it replaces any answer to an
 oversized Content-Length, ours included, with a plain-text 413 outside the SPEC §4 shape.)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, params
 from fastapi.dependencies.models import Dependant
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
@@ -124,14 +129,35 @@ async def guard(
     return org
 
 
+_JSON_TYPE = re.compile(r"^\s*application/([\w.+-]*\+)?json\s*(;|$)", re.IGNORECASE)
+
+
+def read_json_whatever_declared(request: Request) -> None:
+    """Step 3: declare a JSON-object body as JSON (FastAPI parses only what says it is)."""
+    body: bytes = request._body
+    if not body.lstrip()[:1] == b"{":
+        return
+    if _JSON_TYPE.match(request.headers.get("content-type", "")):
+        return
+    headers = [(k, v) for k, v in request.scope["headers"] if k.lower() != b"content-type"]
+    request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
+    if hasattr(request, "_headers"):
+        del request._headers  # Starlette caches the headers it read first
+
+
 class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
         auth = route_auth(self.dependant)
         route_limit = route_body_limit(self.dependant)
+        takes_json = bool(self.dependant.body_params) and not any(
+            isinstance(p.field_info, params.Form) for p in self.dependant.body_params
+        )
 
         async def guarded(request: Request) -> Response:
             await guard(request, auth, route_limit, request.app.state.api)
+            if takes_json:
+                read_json_whatever_declared(request)
             return await handler(request)
 
         return guarded

@@ -45,7 +45,11 @@ class ApiState:
         )
         self.tokens = TokenCache(self.pool, self.settings.token_cache_ttl_s)
         self.outbox = EventOutbox(
-            self.pool, self.broker, self.topology, self.settings.outbox_relay_grace_s
+            self.pool,
+            self.broker,
+            self.topology,
+            self.settings.outbox_relay_grace_s,
+            hold_key=self.settings.chaos_hold_key,
         )
 
 

@@ -2,13 +2,16 @@
 (repository.py): prepare + lock, drop what is over the backpressure limit, insert the
 deliveries (which also marks dispatched the events that need no confirm first), publish what
 goes to the sender queue, then finish (mark + unlock) the others. Each event still gets its
-own Result: one event's failed publish requeues that event only.
+own Result: one event's failed publish requeues that event only. A batch with keyed events
+for ordered endpoints then releases their keys' lines (libs/delivery/ordering.py, where the
+deliveries inserted HELD are decided); a batch without any runs nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,13 +28,21 @@ from services.dispatcher.outcomes import (
     Outcome,
     Result,
 )
-from services.dispatcher.ports import EventLocks, FirstAttemptsHere, Publisher, Repository
-from services.dispatcher.repository import (
+from services.dispatcher.ports import (
+    EventLocks,
+    FirstAttemptsHere,
+    LineReleases,
+    Publisher,
+    Repository,
+)
+from services.dispatcher.rows import (
     EventContext,
     PendingDelivery,
     PendingStep,
     PlannedDeliveries,
 )
+
+log = logging.getLogger("hookpost.dispatcher")
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class BatchDispatcher:
     pending_limit: int  # PENDING deliveries per org above which its events are dropped
     payload_cap_bytes: int
     now: Callable[[], datetime]
+    releases: LineReleases | None = None  # None: no ordered delivery (unit tests)
 
     async def dispatch(self, batch: Sequence[Submitted], *, wait: bool) -> list[Result]:
         """Dispatch the events of a batch (distinct ids), one statement per step for all."""
@@ -73,12 +85,45 @@ class BatchDispatcher:
                 await self._deliver(locks, batch, contexts, to_deliver, results)
         settled = [result for result in results if result is not None]
         assert len(settled) == len(batch), "every event of the batch gets a result"
+        await self._release_lines(batch, contexts, settled)
         return settled
+
+    async def _release_lines(
+        self,
+        batch: Sequence[Submitted],
+        contexts: list[EventContext | None],
+        results: list[Result],
+    ) -> None:
+        """Once a keyed event is dispatched (or dropped), the lines of its key may move: its
+        own HELD deliveries, and later events' it was holding back (ordering.py). A failure
+        here fails no event: the reconciler releases a line left without a head."""
+        keys: set[tuple[str, str]] = {
+            (submitted.event.organization_id, submitted.event.ordering_key)
+            for submitted, ctx, result in zip(batch, contexts, results, strict=True)
+            if submitted.event.ordering_key is not None
+            and ctx is not None
+            and ctx.ordered_endpoint_ids
+            and result.outcome in (Outcome.DISPATCHED, Outcome.DROPPED)
+        }
+        await self.release_keys(keys)
+
+    async def release_keys(self, keys: set[tuple[str, str]]) -> None:
+        """Release the lines of these (organization, ordering key) pairs and publish what
+        goes; a failure is logged only (the reconciler releases a line left headless)."""
+        if not keys or self.releases is None:
+            return
+        try:
+            tasks = await self.releases.release_keys(keys)
+            if tasks:
+                await self.publisher.publish_steps([DeliveryStep(task) for task in tasks])
+        except Exception:
+            log.exception("could not release ordered deliveries; the reconciler will")
 
     def _over_limit(self, event: EventMessage, ctx: EventContext | None) -> bool:
         # A /test call's single event is exempt: its caller already holds the delivery id.
+        # An event addressed to one endpoint without one (a report job's outcome) is not.
         assert ctx is not None
-        return event.target_endpoint_id is None and ctx.pending > self.pending_limit
+        return event.target_delivery_id is None and ctx.pending > self.pending_limit
 
     async def _drop(
         self,
@@ -219,6 +264,7 @@ def delivery_tasks(
             type=event.type,
             event_created_at=event.created_at,
             data=data,
+            ordering_key=delivery.ordering_key,
         )
         for delivery in deliveries
     ]
@@ -250,4 +296,10 @@ def _planned(event: EventMessage, ctx: EventContext | None) -> PlannedDeliveries
     else:
         delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in endpoint_ids]
     parked_delivery_ids = [new_id(IdPrefix.DELIVERY) for _ in parked_ids]
-    return PlannedDeliveries(event.id, delivery_ids, endpoint_ids, parked_delivery_ids, parked_ids)
+    keys = None
+    if ctx.ordered_endpoint_ids:  # a keyed event, and its org has ordered endpoints
+        ordered = ctx.ordered_endpoint_ids
+        keys = [event.ordering_key if e in ordered else None for e in endpoint_ids]
+    return PlannedDeliveries(
+        event.id, delivery_ids, endpoint_ids, keys, parked_delivery_ids, parked_ids
+    )

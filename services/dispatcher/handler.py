@@ -36,7 +36,7 @@ from libs.worker.consumers import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.batch import BatchDispatcher, Submitted, delivery_tasks
 from services.dispatcher.outcomes import VERDICTS, FirstAttemptsUnsettled, Outcome, Result
-from services.dispatcher.ports import FirstAttemptsHere, Publisher, Repository
+from services.dispatcher.ports import FirstAttemptsHere, LineReleases, Publisher, Repository
 from services.dispatcher.repository import EventDataError
 
 log = logging.getLogger("hookpost.dispatcher")
@@ -59,13 +59,14 @@ class Dispatcher:
         max_batch: int = 64,
         first_attempts: FirstAttemptsHere | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        releases: LineReleases | None = None,
     ) -> None:
         self._repo = repository
         self._publisher = publisher
         self._first_attempts = first_attempts
         self._payload_cap = payload_cap_bytes
         self._batch = BatchDispatcher(
-            repository, publisher, first_attempts, pending_limit, payload_cap_bytes, now
+            repository, publisher, first_attempts, pending_limit, payload_cap_bytes, now, releases
         )
         # No linger: a batch is whatever arrived in the same loop turn, plus whatever
         # arrives while every batch slot is busy.
@@ -117,6 +118,9 @@ class Dispatcher:
                 for task, step in zip(tasks, pending, strict=True)
             ]
         )
+        if event.ordering_key is not None:
+            # Its dispatch may have ended before it released the event's key (ordering.py).
+            await self._batch.release_keys({(event.organization_id, event.ordering_key)})
         return Result(
             Outcome.RECOVERED,
             "redelivered event: the steps of its pending deliveries republished",

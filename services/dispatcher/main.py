@@ -14,6 +14,7 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.db.partitions import PartitionMaintenance
@@ -62,12 +63,22 @@ async def serve(settings: Settings) -> None:
     topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await open_pool(settings)
+    # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at
+    # start and hourly, by one dispatcher replica at a time (an advisory lock). It needs only
+    # PostgreSQL: it starts before the broker is reached, and goes on while it is away.
+    partitions = PartitionMaintenance(
+        settings.database_url,
+        settings.retention_days,
+        settings.partition_maintenance_interval_s,
+    )
+    partitions.start()
     broker = build_broker(settings, settings.dispatcher_prefetch)
     pause = ConsumerPause(broker, pool)
     publisher = StepPublisher(broker, topology, EngineMetrics(SERVICE))
     first_attempts, close_first_attempts = await open_first_attempts(
         settings, broker, topology, publisher
     )
+    releases = LineReleases(pool, settings.payload_cap_bytes)
     dispatcher = Dispatcher(
         DispatcherRepository(pool),
         publisher,
@@ -75,6 +86,7 @@ async def serve(settings: Settings) -> None:
         payload_cap_bytes=settings.payload_cap_bytes,
         max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
         first_attempts=first_attempts,
+        releases=releases,
     )
 
     async def on_event(message: RabbitMessage) -> Verdict:
@@ -107,7 +119,7 @@ async def serve(settings: Settings) -> None:
     await broker.connect()
     await declare_topology(broker, topology)
 
-    reconciler = Reconciler(pool, broker, topology, publisher, settings)
+    reconciler = Reconciler(pool, broker, topology, publisher, settings, releases)
     # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at
     # start and hourly, by one dispatcher replica at a time (an advisory lock).
     partitions = PartitionMaintenance(
@@ -118,7 +130,6 @@ async def serve(settings: Settings) -> None:
 
     async def on_started() -> None:
         reconciler.start()
-        partitions.start()
 
     async def on_stopped() -> None:
         await partitions.stop()

@@ -17,7 +17,7 @@ import asyncpg
 
 _OVERDUE_EVENTS = """
 SELECT e.id, e.organization_id, e.type, e.data, e.created_at, e.target_endpoint_id,
-       e.target_delivery_id, e.trace_context
+       e.target_delivery_id, e.trace_context, e.ordering_key
 FROM events e
 WHERE e.dispatched_at IS NULL
   AND COALESCE(e.published_at, e.created_at) < now() - make_interval(secs => $1)
@@ -31,7 +31,7 @@ _EVENTS_SENT = "UPDATE events SET published_at = now() WHERE id = ANY ($1::text[
 
 _OVERDUE_DELIVERIES = """
 SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, d.attempt_count, d.schedule_start,
-       e.type, e.data, e.created_at AS event_created_at
+       d.ordering_key, e.type, e.data, e.created_at AS event_created_at
 FROM deliveries d
 JOIN events e ON e.id = d.event_id
 WHERE d.status = 'PENDING'

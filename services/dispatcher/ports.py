@@ -4,11 +4,11 @@ tests fake them)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask, EventMessage
-from services.dispatcher.repository import (
+from services.dispatcher.rows import (
     EventContext,
     PendingDelivery,
     PendingStep,
@@ -42,6 +42,13 @@ class Repository(Protocol):
 
 class Publisher(Protocol):
     async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None: ...
+
+
+class LineReleases(Protocol):
+    """libs/delivery/ordering.py LineReleases: the HELD deliveries a dispatched keyed event
+    lets go, per (organization id, ordering key)."""
+
+    async def release_keys(self, keys: Iterable[tuple[str, str]]) -> list[DeliveryTask]: ...
 
 
 class FirstAttemptsHere(Protocol):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,7 +43,8 @@ log = logging.getLogger("hookpost.reconciler")
 BATCH = 500
 REDRIVEN = Counter(
     "hookpost_reconciler_redriven_total",
-    "Overdue work the reconciler published again, by what it was (event | delivery).",
+    "Overdue work the reconciler published again, by what it was (event | delivery | line:"
+    " an ordered line's next delivery, released).",
     ["what"],
 )
 PASSES = Counter("hookpost_reconciler_passes_total", "Reconciler passes that completed.")
@@ -53,6 +54,15 @@ PASSES = Counter("hookpost_reconciler_passes_total", "Reconciler passes that com
 class Redriven:
     events: int
     deliveries: int
+    lines: int = 0  # ordered lines left without a head, released
+
+
+class LineReleases(Protocol):
+    """libs/delivery/ordering.py LineReleases."""
+
+    async def stuck_lines(self, after_s: float, limit: int) -> list[tuple[str, str]]: ...
+
+    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryTask]: ...
 
 
 class StepPublisher(Protocol):
@@ -67,8 +77,10 @@ class Reconciler:
         topology: Topology,
         steps: StepPublisher,
         settings: Settings,
+        releases: LineReleases | None = None,
     ) -> None:
         self._pool = pool
+        self._releases = releases
         self._broker = broker
         self._topology = topology
         self._steps = steps
@@ -85,9 +97,31 @@ class Reconciler:
         await self._loop.stop()
 
     async def run_once(self) -> Redriven:
-        redriven = Redriven(await self._redrive_events(), await self._redrive_deliveries())
+        redriven = Redriven(
+            await self._redrive_events(),
+            await self._redrive_deliveries(),
+            await self._release_stuck_lines(),
+        )
         PASSES.inc()
         return redriven
+
+    async def _release_stuck_lines(self) -> int:
+        """Ordered lines with HELD deliveries and none PENDING for longer than the bound:
+        their release never ran (a crash between a head's end and its release). Releasing
+        a line that is only waiting for an earlier event changes nothing (ordering.py)."""
+        if self._releases is None:
+            return 0
+        after_s = self._settings.redrive_deliveries_after_s
+        lines = await self._releases.stuck_lines(after_s, BATCH)
+        if not lines:
+            return 0
+        tasks = await self._releases.release(lines)
+        if tasks:
+            # Promoted rows are due now: a publish lost here is re-driven as overdue.
+            await self._steps.publish_steps([DeliveryStep(task) for task in tasks])
+            REDRIVEN.labels("line").inc(len(tasks))
+            log.warning("released ordered lines left without a head", extra={"count": len(tasks)})
+        return len(tasks)
 
     async def _redrive_events(self) -> int:
         after_s = self._settings.redrive_events_after_s

@@ -4,7 +4,8 @@ Each statement takes a whole batch of events (handler.py coalesces the events in
 so a batch of N events costs the same round trips as one event: prepare + lock, then
 deliveries, which also marks dispatched + unlocks the events whose tasks need no confirm
 first (first attempts made here), then, only for events whose tasks were published, mark
-dispatched + unlock.
+dispatched + unlock. (Ordered delivery's releases, after a batch with keyed events, have their
+SQL with the rest of ordering's, in libs/delivery/ordering.py.)
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ PARKED_SUFFIX = " parked"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
 SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
+# events and deliveries are partitioned by the event id's day (migration 0007): a join on an
+# event id also says `= ANY (the batch's ids)`, so only the batch's days are read (the
+# generic plans prune when they start); libs/delivery/repository.py says why.
 # (a) + (b) + (c), and each event's lock, in one round trip for a batch of events. The
 # INSERT's rows are invisible to the outer SELECT (one snapshot per statement), so
 # `dispatched_at` is NULL for a new event and the stored value for a known one. An unknown
@@ -42,9 +46,9 @@ SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.
 _PREPARE = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[],
-                         $6::text[], $7::timestamptz[]) WITH ORDINALITY
+                         $6::text[], $7::timestamptz[], $14::text[]) WITH ORDINALITY
         AS i (id, organization_id, type, data, target_endpoint_id, target_delivery_id,
-              created_at, ord)
+              created_at, ordering_key, ord)
 ), org AS (
     SELECT o.id, o.plan, (SELECT count(*) FROM (
         SELECT 1 FROM deliveries d
@@ -55,9 +59,9 @@ WITH input AS (
     WHERE o.id IN (SELECT organization_id FROM input)
 ), inserted AS (
     INSERT INTO events (id, organization_id, type, data, target_endpoint_id,
-                        target_delivery_id, created_at, published_at)
+                        target_delivery_id, created_at, published_at, ordering_key)
     SELECT i.id, org.id, i.type, i.data, i.target_endpoint_id, i.target_delivery_id,
-           i.created_at, now()
+           i.created_at, now(), i.ordering_key
     FROM input i JOIN org ON org.id = i.organization_id
     ORDER BY i.id
     ON CONFLICT (id) DO NOTHING
@@ -100,6 +104,13 @@ SELECT
         SELECT e.id FROM endpoints e
         WHERE e.id = i.target_endpoint_id AND e.organization_id = i.organization_id
     ) END AS endpoint_ids,
+    -- A keyed event only: the org's endpoints with ordered delivery (the caller keeps those
+    -- of endpoint_ids). Nothing is evaluated for an event without a key.
+    CASE WHEN i.ordering_key IS NOT NULL AND i.target_endpoint_id IS NULL THEN ARRAY(
+        SELECT e.id FROM endpoints e
+        WHERE e.organization_id = i.organization_id AND e.status = 'ACTIVE'
+          AND e.config @> '{"orderedDelivery": true}'
+    ) END AS ordered_endpoint_ids,
     (SELECT count(*) FROM inserted) AS inserted,
     CASE
         WHEN org.id IS NULL THEN NULL
@@ -108,17 +119,19 @@ SELECT
     END AS locked
 FROM input i
 LEFT JOIN org ON org.id = i.organization_id
-LEFT JOIN events existing ON existing.id = i.id
+LEFT JOIN events existing ON existing.id = i.id AND existing.id = ANY ($1::text[])
 ORDER BY i.ord
 """
 
-# (d): every delivery of the batch in one statement (PARKED ones, for INACTIVE endpoints,
-# are stored, not returned: nothing is published for them), each only while its event is still
-# open (not dispatched meanwhile); the second part returns deliveries an earlier,
-# interrupted run inserted but never sent (this statement's own new rows are not visible
-# to it: one snapshot per statement), found through the events' ids (the (event_id,
-# endpoint_id) index), never through every PENDING delivery; the third names the events
-# found already dispatched.
+# (d): every delivery of the batch in one statement, each only while its event is still
+# open (not dispatched meanwhile). Two kinds are stored and not returned (nothing is
+# published for them): PARKED ones, for INACTIVE endpoints, and an ordered endpoint's
+# delivery of a keyed event (its `ordering_key` given), inserted HELD: its line's release,
+# after the batch, decides when it goes (libs/delivery/ordering.py). The second part returns
+# deliveries an earlier, interrupted run inserted but never sent (this statement's own new
+# rows are not visible to it: one snapshot per statement), found through the events' ids
+# (the (event_id, endpoint_id) index), never through every PENDING delivery; the third
+# names the events found already dispatched.
 # The events in $5 are finished by this statement as well, as _FINISH does: marked
 # dispatched, and their session locks released, each taken again for the transaction first
 # (the subquery with OFFSET 0 is evaluated row by row before the unlock above it). The last
@@ -128,22 +141,25 @@ _INSERT_DELIVERIES = """
 WITH open_event AS (
     SELECT e.id, e.organization_id
     FROM unnest($1::text[]) AS wanted (id) JOIN events e ON e.id = wanted.id
-    WHERE e.dispatched_at IS NULL
+    WHERE e.dispatched_at IS NULL AND e.id = ANY ($1::text[])
 ), inserted AS (
     INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status,
-                            next_attempt_at)
+                            next_attempt_at, ordering_key)
     SELECT candidate.id, open_event.id, candidate.endpoint_id, open_event.organization_id,
-           CASE WHEN candidate.parked THEN 'PARKED' ELSE 'PENDING' END,
-           CASE WHEN candidate.parked THEN NULL ELSE now() END
-    FROM unnest($2::text[], $3::text[], $4::text[], $6::bool[])
-        AS candidate (event_id, id, endpoint_id, parked)
+           CASE WHEN candidate.parked THEN 'PARKED'
+                WHEN candidate.ordering_key IS NULL THEN 'PENDING' ELSE 'HELD' END,
+           CASE WHEN candidate.parked OR candidate.ordering_key IS NOT NULL THEN NULL
+                ELSE now() END,
+           candidate.ordering_key
+    FROM unnest($2::text[], $3::text[], $4::text[], $6::bool[], $7::text[])
+        AS candidate (event_id, id, endpoint_id, parked, ordering_key)
     JOIN open_event ON open_event.id = candidate.event_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING event_id, id, endpoint_id, status
 ), marked AS (
     UPDATE events e SET dispatched_at = now()
     FROM open_event
-    WHERE e.id = open_event.id AND open_event.id = ANY ($5::text[])
+    WHERE e.id = open_event.id AND open_event.id = ANY ($5::text[]) AND e.id = ANY ($5::text[])
     RETURNING e.id
 ), unlocked AS (
     SELECT pg_advisory_unlock(relocked.key)
@@ -153,16 +169,17 @@ WITH open_event AS (
         OFFSET 0
     ) AS relocked
 )
-SELECT event_id, id, endpoint_id, true AS open FROM inserted WHERE status = 'PENDING'
+SELECT event_id, id, endpoint_id, NULL AS ordering_key, true AS open FROM inserted
+WHERE status = 'PENDING'
 UNION ALL
-SELECT d.event_id, d.id, d.endpoint_id, true
+SELECT d.event_id, d.id, d.endpoint_id, d.ordering_key, true
 FROM open_event JOIN deliveries d ON d.event_id = open_event.id
-WHERE d.status = 'PENDING' AND d.attempt_count = 0
+WHERE d.status = 'PENDING' AND d.attempt_count = 0 AND d.event_id = ANY ($1::text[])
 UNION ALL
-SELECT wanted.id, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
+SELECT wanted.id, NULL, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM unlocked) AS done
+SELECT NULL, NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM unlocked) AS done
 """
 
 # The batch's last statement: its delivered events are marked dispatched and every lock the
@@ -175,7 +192,7 @@ _FINISH = """
 WITH marked AS (
     UPDATE events e SET dispatched_at = now()
     FROM unnest($1::text[]) AS done (id)
-    WHERE e.id = done.id AND e.dispatched_at IS NULL
+    WHERE e.id = done.id AND e.dispatched_at IS NULL AND e.id = ANY ($1::text[])
     RETURNING e.id
 ), held_until_commit AS (
     SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS e (id)
@@ -220,7 +237,7 @@ SELECT marked.id, counted.total FROM marked JOIN counted USING (organization_id)
 # A redelivered copy of a dispatched event (handler.py, RECOVERED): the step each of its
 # PENDING deliveries is at. Through the (event_id, endpoint_id) index.
 _PENDING_STEPS = """
-SELECT id, endpoint_id, attempt_count, schedule_start
+SELECT id, endpoint_id, attempt_count, schedule_start, ordering_key
 FROM deliveries
 WHERE event_id = $1 AND status = 'PENDING'
 ORDER BY id
@@ -248,7 +265,13 @@ class DispatcherRepository:
     async def pending_steps(self, event_id: str) -> list[PendingStep]:
         rows = await self._pool.fetch(_PENDING_STEPS, event_id)
         return [
-            PendingStep(row["id"], row["endpoint_id"], row["attempt_count"], row["schedule_start"])
+            PendingStep(
+                row["id"],
+                row["endpoint_id"],
+                row["attempt_count"],
+                row["schedule_start"],
+                row["ordering_key"],
+            )
             for row in rows
         ]
 
@@ -309,6 +332,7 @@ class EventLocks:
                     list(endpoint_health.NOT_PARKED_REASONS),
                     PARKED_SUFFIX,
                     EventType.ENDPOINT_DISABLED.value,
+                    [event.ordering_key for event in events],
                 )
         except Exception:
             # Session locks outlive a failed statement, and rows before the failing one
@@ -343,15 +367,22 @@ class EventLocks:
         assert self._conn is not None
         columns: tuple[list[str], list[str], list[str]] = ([], [], [])
         parked: list[bool] = []
+        keys: list[str | None] = []
         for each in planned:
-            for delivery_ids, endpoint_ids, parks in (
-                (each.delivery_ids, each.endpoint_ids, False),
-                (each.parked_delivery_ids, each.parked_endpoint_ids, True),
+            for delivery_ids, endpoint_ids, parks, their_keys in (
+                (each.delivery_ids, each.endpoint_ids, False, each.keys()),
+                (
+                    each.parked_delivery_ids,
+                    each.parked_endpoint_ids,
+                    True,
+                    [None] * len(each.parked_endpoint_ids),
+                ),
             ):
                 columns[0].extend([each.event_id] * len(endpoint_ids))
                 columns[1].extend(delivery_ids)
                 columns[2].extend(endpoint_ids)
                 parked.extend([parks] * len(endpoint_ids))
+                keys.extend(their_keys)
         with _event_data_errors():
             rows = await self._conn.fetch(
                 _INSERT_DELIVERIES,
@@ -359,6 +390,7 @@ class EventLocks:
                 *columns,
                 list(finished),
                 parked,
+                keys,
             )
         self._held.difference_update(finished)
         found: dict[str, list[PendingDelivery] | None] = {each.event_id: [] for each in planned}
@@ -369,7 +401,9 @@ class EventLocks:
             if not row["open"]:
                 found[row["event_id"]] = None
             elif deliveries is not None:
-                deliveries.append(PendingDelivery(row["id"], row["endpoint_id"]))
+                deliveries.append(
+                    PendingDelivery(row["id"], row["endpoint_id"], row["ordering_key"])
+                )
         return found
 
     async def finish(self, event_ids: Sequence[str]) -> None:
@@ -428,4 +462,5 @@ def _context(row: asyncpg.Record) -> EventContext | None:
         endpoint_ids=[i for i in ids if not i.endswith(PARKED_SUFFIX)],
         locked=row["locked"],
         parked_endpoint_ids=parked,
+        ordered_endpoint_ids=frozenset(row["ordered_endpoint_ids"] or ()),
     )

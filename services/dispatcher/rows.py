@@ -1,4 +1,4 @@
-"""The rows the dispatcher's statements (repository.py) take and give back."""
+"""What the dispatcher's statements (repository.py) take and give back, as plain data."""
 
 from __future__ import annotations
 
@@ -15,24 +15,33 @@ class EventContext:
     endpoint_ids: list[str]
     locked: bool = True  # False: another session holds the event's lock right now
     parked_endpoint_ids: list[str] = field(default_factory=list)  # INACTIVE: kept, not sent
+    # A keyed event's: the org's active endpoints with ordered delivery (a superset of the
+    # ordered ones among endpoint_ids); empty for an event without a key.
+    ordered_endpoint_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class PlannedDeliveries:
-    """One event's new deliveries: one id per endpoint, in the same order; and those kept
-    PARKED for its INACTIVE endpoints (never published)."""
+    """One event's new deliveries: one id per endpoint, in the same order, and per endpoint
+    the ordering key its delivery waits in line under (None: it goes at once); and those
+    kept PARKED for its INACTIVE endpoints (never published)."""
 
     event_id: str
     delivery_ids: list[str]
     endpoint_ids: list[str]
+    ordering_keys: list[str | None] | None = None  # None: no delivery waits in line
     parked_delivery_ids: list[str] = field(default_factory=list)
     parked_endpoint_ids: list[str] = field(default_factory=list)
+
+    def keys(self) -> list[str | None]:
+        return self.ordering_keys or [None] * len(self.endpoint_ids)
 
 
 @dataclass(frozen=True)
 class PendingDelivery:
     id: str
     endpoint_id: str
+    ordering_key: str | None = None  # a line's head (an ordered endpoint's keyed delivery)
 
 
 @dataclass(frozen=True)
@@ -44,3 +53,4 @@ class PendingStep:
     endpoint_id: str
     attempt_count: int
     schedule_start: int
+    ordering_key: str | None = None

@@ -16,8 +16,8 @@ from tests.api.conftest import Client, subscription_body
 # What a subscription response shows: never the signing secret nor the API key value.
 SUBSCRIPTION_FIELDS = frozenset(
     "id organizationId name webhookUrl events apiKeyName apiKeyValueMasked additionalHeaders"
-    " status deactivatedReason signatureScheme rateLimitPerSecond signingSecretMasked createdAt"
-    " updatedAt".split()
+    " status deactivatedReason signatureScheme rateLimitPerSecond orderedDelivery"
+    " signingSecretMasked createdAt updatedAt".split()
 )
 
 

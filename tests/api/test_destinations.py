@@ -1,5 +1,5 @@
 """What is the delivery-destinations door's own (seed 001): `type: WEBHOOK`, dotted event
-names, the quota it shares with subscriptions, URL safety, the grace-window rotate-secret.
+names, its own quota (not shared with subscriptions), URL safety, the grace-window rotate-secret.
 What it does like the webhook-subscriptions door is in test_webhook_doors.py."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from libs.infra import crypto
-from tests.api.conftest import Client, assert_error, subscription_body
+from libs.infra.settings import Settings
+from tests.api.conftest import Client, assert_error, fill_subscription_quota, subscription_body
 from tests.api.doors import DESTINATIONS, SUBSCRIPTIONS, destination_body
 
 DESTS = DESTINATIONS.path
@@ -45,29 +46,28 @@ async def test_unauthenticated_is_401(client: Client) -> None:
     assert_error(response, 401, "UNAUTHORIZED")
 
 
-async def test_quota_is_shared_with_subscriptions(client: Client) -> None:
-    for _ in range(5):
-        assert (await client.post(SUBS, json=subscription_body())).status_code == 201
-    for _ in range(5):
+async def test_quota_is_per_door_not_shared_with_subscriptions(
+    client: Client, settings: Settings
+) -> None:
+    """Seed 002's 10 ACTIVE subscriptions count subscriptions only: a full subscription quota
+    leaves destinations their own allowance, and the other way round."""
+    await fill_subscription_quota(client, settings)
+    for _ in range(settings.active_endpoint_quota):
         await DESTINATIONS.create(client)
     inactive = await DESTINATIONS.create(client, status="INACTIVE")  # INACTIVE never counts
-    assert (
-        "quota"
-        in assert_error(await client.post(DESTS, json=destination_body()), 400, "BAD_REQUEST")[
-            "message"
-        ]
-    )
-    assert (
-        "quota"
-        in assert_error(await client.post(SUBS, json=subscription_body()), 400, "BAD_REQUEST")[
-            "message"
-        ]
-    )
+    error = assert_error(await client.post(DESTS, json=destination_body()), 400, "BAD_REQUEST")
+    assert "quota" in error["message"] and "destinations" in error["message"]
+    error = assert_error(await client.post(SUBS, json=subscription_body()), 400, "BAD_REQUEST")
+    assert "quota" in error["message"] and "subscriptions" in error["message"]
     reactivate = await client.put(f"{DESTS}/{inactive['id']}", json=destination_body())
     assert "quota" in assert_error(reactivate, 400, "BAD_REQUEST")["message"]
-    # Freeing a subscription makes room for a destination.
+    # Freeing a subscription makes no room for a destination; freeing a destination does.
     first_sub = (await client.get(SUBS)).json()["subscriptions"][0]
     assert (await client.delete(f"{SUBS}/{first_sub['id']}")).status_code == 204
+    reactivate = await client.put(f"{DESTS}/{inactive['id']}", json=destination_body())
+    assert_error(reactivate, 400, "BAD_REQUEST")
+    first_dest = (await client.get(DESTS)).json()["destinations"][0]
+    assert (await client.delete(f"{DESTS}/{first_dest['id']}")).status_code == 204
     assert (
         await client.put(f"{DESTS}/{inactive['id']}", json=destination_body())
     ).status_code == 200

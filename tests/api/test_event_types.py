@@ -65,6 +65,14 @@ SAMPLES: dict[str, tuple[dict, dict]] = {
             "disabledAt": "2026-12-06T14:00:00Z",
         },
     ),
+    "report.completed": (
+        {"jobId": "rjob_1", "reportId": "rpt_1", "status": "completed"},
+        {"jobId": "rjob_1", "status": "completed"},
+    ),
+    "report.failed": (
+        {"jobId": "rjob_1", "status": "failed", "error": {"code": "x", "message": "y"}},
+        {"jobId": "rjob_1", "status": "failed", "error": {"message": "y"}},
+    ),
 }
 
 
@@ -83,6 +91,8 @@ async def test_lists_every_event_type_with_plans_and_schema(client: Client) -> N
         "export.ready": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
         "webhook.test": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
         "endpoint.disabled": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
+        "report.completed": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
+        "report.failed": ["FREE", "PRO", "PRO_MAX", "ENTERPRISE"],
     }
     for event_type in EventType:
         item = listed[event_type.value]
@@ -98,7 +108,8 @@ async def test_lists_every_event_type_with_plans_and_schema(client: Client) -> N
         assert item["enumName"] == event_type.name
         assert item["minimumPlan"] == CATALOGUE[event_type].minimum_plan.value
         assert item["plans"] == expected_plans[event_type.value]
-        assert item["subscribable"] is (event_type != EventType.WEBHOOK_TEST)
+        assert item["subscribable"] is CATALOGUE[event_type].subscribable
+        assert item["subscribable"] is (event_type.value.split(".")[0] not in ("webhook", "report"))
         assert item["description"] == CATALOGUE[event_type].description
         # The schema is the model's: changing a model changes the published schema.
         assert item["dataSchema"] == PAYLOAD_MODELS[event_type].model_json_schema(by_alias=True)

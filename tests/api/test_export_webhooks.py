@@ -130,3 +130,24 @@ async def test_unauthenticated_is_401(client: Client) -> None:
 )
 async def test_unsafe_urls_are_refused_outside_dev(prod_client: Client, url: str) -> None:
     assert_error(await prod_client.post(HOOKS, json={"url": url}), 400, "BAD_REQUEST")
+
+
+async def test_put_toggles_active_alone_and_keeps_the_url(
+    client: Client, db_pool: asyncpg.Pool, make_client: Callable
+) -> None:
+    """Seed 000: "Use PUT to change the URL or toggle the active flag" — `active` alone keeps
+    the stored URL (token included); a POST still needs its url."""
+    hook = await create(client)
+    off = await client.put(f"{HOOKS}/{hook['id']}", json={"active": False})
+    assert off.status_code == 200, off.text
+    assert off.json()["active"] is False and off.json()["url"] == hook["url"]
+    blob = await db_pool.fetchval("SELECT url_enc FROM endpoints WHERE id = $1", hook["id"])
+    assert decrypt(blob) == TOKEN_URL
+    listed = (await client.get(HOOKS, params={"activeOnly": "true"})).json()["webhooks"]
+    assert hook["id"] not in [w["id"] for w in listed]
+    on = await client.put(f"{HOOKS}/{hook['id']}", json={"active": True})
+    assert on.status_code == 200 and on.json()["active"] is True
+    assert_error(await client.post(HOOKS, json={"active": True}), 400, "BAD_REQUEST")
+    other = await make_client()
+    response = await other.put(f"{HOOKS}/{hook['id']}", json={"active": False})
+    assert_error(response, 404, "NOT_FOUND")

@@ -96,3 +96,54 @@ async def test_each_org_has_its_own_secret(
 async def test_unauthenticated_is_401(client: Client) -> None:
     assert_error(await client.http.get(SECRET), 401, "UNAUTHORIZED")
     assert_error(await client.http.post(f"{SECRET}/rotate"), 401, "UNAUTHORIZED")
+
+
+async def test_reveal_shows_the_plaintext_and_audits(client: Client, db_pool: asyncpg.Pool) -> None:
+    """Team Settings (seed 004): `?reveal=true` is the secret itself; a plain GET stays masked."""
+    response = await client.get(SECRET, params={"reveal": "true"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"webhookSecret": await stored_secret(db_pool, client.org_id)}
+    assert "webhookSecret" not in (await client.get(SECRET)).json()
+    assert "webhookSecret" not in (await client.get(SECRET, params={"reveal": "false"})).json()
+    assert_error(await client.get(SECRET, params={"reveal": "maybe"}), 400, "BAD_REQUEST")
+    entries = (await client.get("/api/v1/audit-log")).json()["entries"]
+    reveals = [e for e in entries if e["action"] == "organization.webhook_secret_revealed"]
+    assert len(reveals) == 1
+    assert response.json()["webhookSecret"] not in str(entries)
+
+
+async def test_reveal_creates_a_missing_secret(client: Client, db_pool: asyncpg.Pool) -> None:
+    await predate_webhook_secrets(db_pool, client.org_id)
+    revealed = (await client.get(SECRET, params={"reveal": "true"})).json()["webhookSecret"]
+    assert revealed == await stored_secret(db_pool, client.org_id)
+
+
+async def previous(pool: asyncpg.Pool, org_id: str) -> asyncpg.Record:
+    return await pool.fetchrow(
+        "SELECT previous_webhook_secret_enc, previous_webhook_secret_expires_at,"
+        " previous_webhook_secret_expires_at - now() AS left FROM organizations WHERE id = $1",
+        org_id,
+    )
+
+
+async def test_rotation_keeps_the_old_secret_for_a_grace_window(
+    client: Client, db_pool: asyncpg.Pool
+) -> None:
+    old = await stored_secret(db_pool, client.org_id)
+    body = (await client.post(f"{SECRET}/rotate")).json()
+    assert body["previousSecretExpiresAt"] is not None
+    kept = await previous(db_pool, client.org_id)
+    assert decrypt(kept["previous_webhook_secret_enc"]) == old
+    assert 290 <= kept["left"].total_seconds() <= 300  # the default: 300 s
+
+    await client.post(f"{SECRET}/rotate", json={"gracePeriodSeconds": 60})
+    kept = await previous(db_pool, client.org_id)
+    assert decrypt(kept["previous_webhook_secret_enc"]) == body["webhookSecret"]
+    assert 50 <= kept["left"].total_seconds() <= 60
+
+    immediate = (await client.post(f"{SECRET}/rotate", json={"gracePeriodSeconds": 0})).json()
+    assert immediate["previousSecretExpiresAt"] is None
+    assert (await previous(db_pool, client.org_id))["previous_webhook_secret_enc"] is None
+    for bad in (-1, 86_401, "x"):
+        response = await client.post(f"{SECRET}/rotate", json={"gracePeriodSeconds": bad})
+        assert_error(response, 400, "BAD_REQUEST")

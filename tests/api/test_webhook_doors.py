@@ -1,7 +1,7 @@
 """What webhook subscriptions (seed 002) and delivery destinations (seed 001) do alike, tested
 on each: CRUD with every field and the secret shown once, secrets encrypted at rest,
 activeOnly, replace not patch, delete with its history, plan gates in the door's spelling,
-tenancy, /test, the delivery history and signatureScheme."""
+tenancy, /test, the delivery history, signatureScheme and orderedDelivery."""
 
 from __future__ import annotations
 
@@ -286,4 +286,23 @@ async def test_signature_scheme_is_stored_per_endpoint(
     shown = (await client.get(door.url(chosen["id"]))).json()
     assert shown["signatureScheme"] == "standard-webhooks"
     bad = await client.post(door.path, json=door.body(signatureScheme="v2"))
+    assert_error(bad, 400, "BAD_REQUEST")
+
+
+async def test_ordered_delivery_is_opt_in_and_replaced_with_the_rest(
+    client: Client, db_pool: asyncpg.Pool, door: Door
+) -> None:
+    plain = await door.create(client)
+    assert plain["orderedDelivery"] is False
+    ordered = await door.create(client, orderedDelivery=True)
+    assert ordered["orderedDelivery"] is True
+    assert (await client.get(door.url(ordered["id"]))).json()["orderedDelivery"] is True
+    # Stored with the endpoint's config, where the dispatcher reads it.
+    config = await db_pool.fetchval("SELECT config FROM endpoints WHERE id = $1", ordered["id"])
+    assert config == {"orderedDelivery": True}
+    # PUT replaces: left out, it is off again.
+    replaced = await client.put(door.url(ordered["id"]), json=door.body())
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["orderedDelivery"] is False
+    bad = await client.post(door.path, json=door.body(orderedDelivery="sometimes"))
     assert_error(bad, 400, "BAD_REQUEST")

@@ -28,7 +28,7 @@ from libs.sdk.webhooks import (
     verify_sink_signature,
 )
 from tests.e2e.conftest import auth
-from tests.sdk.test_docs_snippets import NODE, run_node, snippet
+from tests.sdk.test_docs_snippets import run_node, snippet
 
 AGENTS = "/api/v1/agents"
 SINK_KEYS = {"jobId", "agentId", "workspaceId", "completedAt", "stats", "results"}
@@ -386,7 +386,6 @@ def test_docs_python_sink_snippet_and_sdk_verify_a_real_push(
     assert payload.stats.total == 2
 
 
-@pytest.mark.skipif(not Path(NODE).exists(), reason="node is not installed")
 def test_docs_node_sink_snippet_verifies_a_real_push(
     sink_delivery: ReceivedRequest, tmp_path: Path
 ) -> None:

@@ -15,19 +15,20 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 import stripe
 
 from harness.receiver import Receiver
 from harness.stack import Stack
+from libs.sdk import Mappa
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "front-doors.md"
 STEP = re.compile(r"<!-- step: ([\w-]+) -->\s*```sh\n(.*?)```", re.DOTALL)
 SINK_SECRET = "a-32-byte-secret-from-your-vault"
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("curl") and shutil.which("jq")), reason="the walkthrough uses curl and jq"
-)
+
+def test_curl_and_jq_are_installed() -> None:
+    """`make test` installs them (scripts/ensure-tools.sh): a missing one fails, never skips."""
+    assert shutil.which("curl") and shutil.which("jq"), "install curl and jq (make tools)"
 
 
 def steps() -> list[tuple[str, str]]:
@@ -39,6 +40,7 @@ def steps() -> list[tuple[str, str]]:
         "agent-sink",
         "job",
         "export-and-fail",
+        "report-job",
         "watch",
     ]
     return found
@@ -123,6 +125,20 @@ async def test_every_step_of_the_walkthrough_happens(
     assert json.loads(to_job.body)["type"] == "mapping.completed"
     [to_failed] = await receiver.wait_for("/failed-job", 1, timeout=60)
     assert json.loads(to_failed.body)["data"]["error"]["code"] == "target_not_found"
+
+    # The report job's own URL: seed 004's envelope, signed with the revealed org secret.
+    [to_report] = await receiver.wait_for("/mappa", 1, timeout=60)
+    envelope = json.loads(to_report.body)
+    assert envelope["type"] == "report.completed" and envelope["id"].startswith("evt_")
+    assert (
+        envelope["data"]["jobId"] == json.loads((tmp_path / "report-job.json").read_text())["jobId"]
+    )
+    Mappa().webhooks.verify_signature(
+        payload=to_report.body,
+        headers=to_report.headers,
+        secret=(tmp_path / "mappa-secret.txt").read_text().strip(),
+    )
+    assert "# Sales playbook" in output
 
     # The page's own "watching" step printed the recorded attempts.
     assert "### watch" in output

@@ -34,8 +34,15 @@ async def post(client: httpx.AsyncClient, org: dict, path: str, body: object = N
 
 
 async def org_secret(client: httpx.AsyncClient, org: dict) -> str:
-    """The org webhook secret in plaintext: only a rotation ever shows it."""
-    return (await post(client, org, f"{SECRET}/rotate"))["webhookSecret"]
+    """The org webhook secret in plaintext, as Team Settings reveals it."""
+    response = await client.get(SECRET, headers=auth(org), params={"reveal": "true"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["webhookSecret"])
+
+
+async def rotate_at_once(client: httpx.AsyncClient, org: dict) -> str:
+    """A new org webhook secret with no grace window: the old one stops signing now."""
+    return (await post(client, org, f"{SECRET}/rotate", {"gracePeriodSeconds": 0}))["webhookSecret"]
 
 
 def verifies(request: ReceivedRequest, secret: str) -> bool:
@@ -180,13 +187,13 @@ async def test_failure_reaches_the_job_url_and_rotation_switches_the_secret_at_o
     assert envelope["data"]["status"] == "FAILED" and envelope["data"]["error"] == error
     assert verifies(failed, old)
 
-    new = await org_secret(api_client, org)
+    new = await rotate_at_once(api_client, org)
     second = await post(api_client, org, JOBS, {"webhook": {"url": receiver.script("/f2", [200])}})
     await post(api_client, org, f"{JOBS}/{second['jobId']}/complete", {"results": RESULTS})
     [after] = await receiver.wait_for("/f2", 1)
     assert after.json()["type"] == "mapping.completed"
     assert verifies(after, new)
-    assert not verifies(after, old)  # v1 rotation: the old secret is invalid at once
+    assert not verifies(after, old)  # no grace window: the old secret is invalid at once
 
 
 async def test_a_job_webhook_hears_only_its_own_job(

@@ -54,6 +54,10 @@ def test_listen_accepts_both_schemes_and_rejects_a_forgery(
     assert httpx.post(url, content=BODY, headers=v1).json() == {"verified": True}
     standard = standard_webhooks_headers("evt_1", now, BODY, [SECRET])
     assert httpx.post(url, content=BODY, headers=standard).status_code == 200
+    # A report job's delivery (seed 004): v1's value under mappa-signature, its own envelope.
+    report = b'{"id":"evt_2","type":"report.completed","createdAt":"x","data":{"jobId":"j"}}'
+    mappa = {"mappa-signature": sign_v1(report, [SECRET])}
+    assert httpx.post(url, content=report, headers=mappa).json() == {"verified": True}
     forged = {"X-Webhook-Signature": sign_v1(BODY, [generate_signing_secret()])}
     rejected = httpx.post(url, content=BODY, headers=forged)
     assert rejected.status_code == 400 and rejected.json() == {"verified": False}
@@ -62,5 +66,6 @@ def test_listen_accepts_both_schemes_and_rejects_a_forgery(
     assert "event=evt_1" in out
     assert "signature OK (v1)" in out
     assert "signature OK (standard-webhooks)" in out
+    assert "event=evt_2" in out and "signature OK (mappa)" in out
     assert "signature REJECTED (no signature matches the secret)" in out
     assert '"rows": 3' in out  # pretty-printed data

@@ -232,6 +232,18 @@ async def test_dispatcher_targeted_test_event_uses_the_given_delivery_id() -> No
     assert [(t.delivery_id, t.endpoint_id) for t in publisher.tasks] == [("del_TARGET", "dest_1")]
 
 
+async def test_a_report_jobs_outcome_is_held_to_the_pending_limit() -> None:
+    """Addressed to its job's webhook, but no caller holds a delivery id: dropped like any
+    event of an org over its limit (only a /test call is exempt)."""
+    repo, publisher = FakeDispatchRepo(context(pending=4, endpoints=["rwh_1"])), FakePublisher()
+    body = event("report.completed", target_endpoint_id="rwh_1")
+    assert await dispatcher(repo, publisher).handle(body) is Verdict.ACK
+    assert repo.drops == ["2026-11-22T12"] and publisher.tasks == []
+    repo = FakeDispatchRepo(context(pending=3, endpoints=["rwh_1"]))
+    assert await dispatcher(repo, publisher).handle(body) is Verdict.ACK
+    assert [t.endpoint_id for t in publisher.tasks] == ["rwh_1"]
+
+
 async def test_dispatcher_events_in_flight_together_share_each_statement() -> None:
     ids = [f"evt_{n}" for n in range(6)]
     repo, publisher = FakeDispatchRepo(context()), FakePublisher()

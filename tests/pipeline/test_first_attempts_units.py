@@ -13,7 +13,7 @@ from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.worker.consumers import Verdict
 from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import Dispatcher
-from services.dispatcher.repository import PendingStep
+from services.dispatcher.rows import PendingStep
 from tests.pipeline.test_dispatcher_units import (
     NOW,
     FakeDispatchRepo,

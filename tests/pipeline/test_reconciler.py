@@ -18,6 +18,7 @@ from faststream.rabbit import RabbitBroker
 
 from harness.receiver import Receiver
 from libs.delivery.metrics import EngineMetrics
+from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.messages import (
     ATTEMPT_HEADER,
@@ -79,7 +80,8 @@ async def setup(
         update={"redrive_events_after_s": 60.0, "redrive_deliveries_after_s": 300.0}
     )
     publisher = StepPublisher(real_broker, topology, EngineMetrics("dispatcher"))
-    reconciler = Reconciler(db_pool, real_broker, topology, publisher, settings)
+    releases = LineReleases(db_pool, settings.payload_cap_bytes)
+    reconciler = Reconciler(db_pool, real_broker, topology, publisher, settings, releases)
     connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
     async with connection:
         yield Setup(reconciler, await connection.channel(), topology)
@@ -175,6 +177,48 @@ async def test_work_whose_publish_is_not_confirmed_stays_overdue(
     await setup.reconciler.run_once()
     due = await db_pool.fetchval("SELECT next_attempt_at FROM deliveries WHERE id = $1", delivery)
     assert due == LONG_AGO
+
+
+async def test_an_ordered_line_left_without_a_head_is_released(
+    setup: Setup, db_pool: asyncpg.Pool, make_org
+) -> None:
+    """Its head ended, and the release that should have followed never ran (a crash): the
+    earliest HELD delivery goes, once, its step carrying the line's key; a line still in
+    flight is left alone."""
+    org = await make_org()
+    endpoint = await make_endpoint(db_pool, org.organizationId, "https://x.test/h", ["a"])
+    headless = [await overdue_delivery(db_pool, org.organizationId, endpoint.id) for _ in "ab"]
+    in_flight = [await overdue_delivery(db_pool, org.organizationId, endpoint.id) for _ in "ab"]
+    for ids, key, head in ((headless, "lost", "HELD"), (in_flight, "busy", "PENDING")):
+        await db_pool.execute(
+            "UPDATE deliveries SET status = 'HELD', ordering_key = $2, updated_at = $3"
+            " WHERE id = ANY ($1::text[])",
+            ids,
+            key,
+            LONG_AGO,
+        )
+        await db_pool.execute("UPDATE deliveries SET status = $2 WHERE id = $1", ids[0], head)
+
+    redriven = await setup.reconciler.run_once()
+    assert redriven.lines >= 1
+    messages = await setup.taken(setup.topology.sender_queue.name)
+    tasks = {t.delivery_id: t for t in (DeliveryTask.model_validate_json(m.body) for m in messages)}
+    assert tasks[headless[0]].ordering_key == "lost"
+    assert not {headless[1], in_flight[1]} & set(tasks)
+    statuses = await db_pool.fetch(
+        "SELECT id, status FROM deliveries WHERE id = ANY ($1::text[])", headless + in_flight
+    )
+    assert {row["id"]: row["status"] for row in statuses} == {
+        headless[0]: "PENDING",
+        headless[1]: "HELD",
+        in_flight[0]: "PENDING",
+        in_flight[1]: "HELD",
+    }
+    await setup.reconciler.run_once()  # the line has a head again: nothing more
+    assert headless[1] not in {
+        DeliveryTask.model_validate_json(m.body).delivery_id
+        for m in await setup.taken(setup.topology.sender_queue.name)
+    }
 
 
 @pytest.mark.e2e

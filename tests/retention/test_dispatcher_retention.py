@@ -1,11 +1,12 @@
 """The dispatcher keeps the day partitions: at start it drops the days past
 HOOKPOST_RETENTION_DAYS and creates the coming ones, and says so in its metrics and log (the
-real `hookpost dispatcher` on a database of its own)."""
+real `hookpost dispatcher` on a database of its own; it does so before, and whether or not,
+it reaches the broker)."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,7 +45,8 @@ async def test_the_dispatcher_drops_days_past_retention_at_start(
             HOOKPOST_RETENTION_DAYS="30",
         )
         dispatcher = hookpost("dispatcher", "dispatcher", env, tmp_path / "dispatcher.log")
-        await asyncio.to_thread(dispatcher.start)
+        # Not waiting for /readyz: retention needs PostgreSQL alone, not the broker.
+        await asyncio.to_thread(dispatcher.start, None)
         try:
             gone = await eventually(
                 lambda: conn.fetch(
@@ -64,11 +66,15 @@ async def test_the_dispatcher_drops_days_past_retention_at_start(
             assert 'hookpost_partitions_dropped_total{table="events"} 1.0' in metrics
             assert 'hookpost_partitions_created_total{table="events"} 1.0' in metrics
             assert "dropped partitions past retention" in dispatcher.log_tail(400)
+            assert "partition-maintenance round failed" not in dispatcher.log_tail(400)
         finally:
-            dispatcher.signal(signal.SIGTERM)
-            code = await asyncio.to_thread(dispatcher.wait, 60)
+            # (how it exits is the subject of other tests; it may still be reaching the broker)
+            await asyncio.to_thread(dispatcher.stop, 30)  # SIGTERM, then SIGKILL
             scale = float(test_env["HOOKPOST_RETRY_DELAY_SCALE"])
-            await delete_broker_objects(test_env["HOOKPOST_AMQP_URL"], prefix, [scale])
-        assert code == 0
+            # A broker that does not answer got no queue of this prefix either.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    delete_broker_objects(test_env["HOOKPOST_AMQP_URL"], prefix, [scale]), 30
+                )
     finally:
         await conn.close()

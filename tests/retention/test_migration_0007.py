@@ -73,6 +73,10 @@ async def test_every_row_survives_and_the_app_works_on_the_partitioned_tables(
         assert applied[:2] == ["0007_partitioned_history.sql", "0008_workers.sql"]
 
         after = await snapshot(conn)
+        # what later migrations add (0012's ordering_key) is not part of the comparison
+        for table in ("events", "deliveries"):
+            known = set(before[table][0])
+            after[table] = [{k: v for k, v in r.items() if k in known} for r in after[table]]
         assert after["events"] == before["events"]
         assert after["deliveries"] == before["deliveries"]
         event_of = {d["id"]: d["event_id"] for d in before["deliveries"]}

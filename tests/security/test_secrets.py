@@ -191,6 +191,31 @@ async def test_no_secret_escapes_a_full_run(
         [job_hook] = await receiver.wait_for("/job", 1, timeout=60)
         assert job_hook.query == f"k={job_token}"
 
+        # A report job (seed 004): its webhook URL's token and its media URL's token.
+        report_token, media_token = new_secret("tok"), new_secret("tok")
+        made |= {"report url token": report_token, "report media token": media_token}
+        report_job = await http.post(
+            "/api/v1/reports/jobs",
+            json={
+                "url": f"https://example.com/call.mp3?sig={media_token}",
+                "output": {"template": "t"},
+                "target": {"strategy": "dominant"},
+                "webhook": {"url": f"{receiver.url('/report')}?k={report_token}"},
+            },
+        )
+        assert report_job.status_code == 202, report_job.text
+        after_creation.append(("create report job", report_job))
+        report_job_id = report_job.json()["jobId"]
+        report_done = await http.post(
+            f"/api/v1/reports/jobs/{report_job_id}/complete", json={"report": {"markdown": "m"}}
+        )
+        assert report_done.status_code == 200, report_done.text
+        [report_hook] = await receiver.wait_for("/report", 1, timeout=60)
+        assert report_hook.query == f"k={report_token}"
+        after_creation.append(
+            ("get report job", await http.get(f"/api/v1/reports/jobs/{report_job_id}"))
+        )
+
         for name, path in [
             ("list sinks", f"/api/v1/agents/{agent_id}/data-sources"),
             ("get sink", f"/api/v1/agents/{agent_id}/data-sources/{sink_id}"),

@@ -56,6 +56,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "results": [{"partnerRowId": "row_1"}],
     },
     ("POST", "/api/v1/mapping-jobs/{job_id}/fail"): {"error": {"code": "x", "message": "y"}},
+    ("POST", "/api/v1/reports/jobs/{report_job_id}/complete"): {"report": {"markdown": "m"}},
+    ("POST", "/api/v1/reports/jobs/{report_job_id}/fail"): {"error": {"code": "x", "message": "y"}},
     ("PATCH", "/api/v1/agents/{agent_id}"): {"status": "INACTIVE"},
     ("PUT", "/api/v1/agents/{agent_id}/rules"): {
         "data_sinks": {"auto_push_on_job_complete": True, "retry_failed_push": 0}
@@ -84,6 +86,8 @@ TABLES = [
     "mapping_jobs",
     "export_files",
     "endpoint_failures",
+    "report_jobs",
+    "reports",
 ]
 
 
@@ -137,6 +141,20 @@ async def owner_resources(owner: Client, db_pool: asyncpg.Pool) -> dict[str, str
             "/api/v1/events", json={"type": "mapping.completed", "data": {"mappingJobId": "j"}}
         )
     )
+    # A queued report job (what the producer calls act on), and a finished one's report.
+    report_body = {
+        "url": "https://example.com/call.mp3",
+        "output": {"template": "t"},
+        "target": {"strategy": "dominant"},
+        "webhook": {"url": URL},
+    }
+    report_job = await created(await owner.post("/api/v1/reports/jobs", json=report_body))
+    finished = await created(await owner.post("/api/v1/reports/jobs", json=report_body))
+    report = await created(
+        await owner.post(
+            f"/api/v1/reports/jobs/{finished['jobId']}/complete", json={"report": {"markdown": "m"}}
+        )
+    )
     # A DEAD delivery of the owner's subscription: the kind a manual retry acts on.
     delivery_id = new_id(IdPrefix.DELIVERY)
     await db_pool.execute(
@@ -157,6 +175,8 @@ async def owner_resources(owner: Client, db_pool: asyncpg.Pool) -> dict[str, str
         "file_id": export["exportFileId"],
         "event_id": event["eventId"],
         "delivery_id": delivery_id,
+        "report_job_id": report_job["jobId"],
+        "report_id": report["reportId"],
     }
 
 

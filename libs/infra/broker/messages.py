@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import aio_pika
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from libs.domain.envelope import capped_data
+from libs.domain.ordering import MAX_ORDERING_KEY_LENGTH
 
 
 class WireModel(BaseModel):
@@ -35,6 +36,13 @@ def persistent_message(
     )
 
 
+# 1 to 128 characters, no NUL (a text column cannot hold it): the api's `orderingKey` too.
+OrderingKey = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ORDERING_KEY_LENGTH, pattern=r"^[^\x00]*$"),
+]
+
+
 class EventMessage(WireModel):
     """Published to `<prefix>.events` with routing key = event type; message_id = id."""
 
@@ -52,6 +60,13 @@ class EventMessage(WireModel):
     )
     target_delivery_id: str | None = Field(
         default=None, description="Internal (the api's /test calls): producers leave it out."
+    )
+    ordering_key: OrderingKey | None = Field(
+        default=None,
+        description=(
+            "Optional: an endpoint with ordered delivery receives the events of one key one"
+            " at a time, in event id order (a message with an invalid key is rejected)."
+        ),
     )
 
     def message(self, trace_headers: Mapping[str, str] | None = None) -> aio_pika.Message:
@@ -73,12 +88,19 @@ class DeliveryTask(WireModel):
     type: str
     event_created_at: datetime
     data: dict[str, Any]
+    # Only an ordered endpoint's delivery of a keyed event has one (libs/delivery/ordering.py):
+    # when it ends, the next of its line is released.
+    ordering_key: str | None = None
+
+    def to_bytes(self) -> bytes:
+        # Without the key when there is none: an unordered task's body is what it was.
+        return self.model_dump_json(by_alias=True, exclude_defaults=True).encode("utf-8")
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], payload_cap_bytes: int) -> DeliveryTask:
         """The task of a delivery row joined with its event's columns (`id`, `event_id`,
-        `endpoint_id`, `organization_id`, `type`, `event_created_at`, `data`), the data
-        capped to the payload limit."""
+        `endpoint_id`, `organization_id`, `type`, `event_created_at`, `data`, and
+        `ordering_key` if selected), the data capped to the payload limit."""
         return cls(
             delivery_id=row["id"],
             event_id=row["event_id"],
@@ -93,6 +115,7 @@ class DeliveryTask(WireModel):
                 row["data"],
                 payload_cap_bytes,
             ),
+            ordering_key=row.get("ordering_key"),
         )
 
 

@@ -216,10 +216,10 @@ class PartitionMaintenance:
         if report.created or report.dropped or report.busy or report.default_rows_deleted:
             log.info(
                 "partition maintenance",
-                extra={
-                    "created": report.created,
-                    "dropped": report.dropped,
-                    "busy": report.busy,
+                extra={  # (`created` is a LogRecord attribute of its own)
+                    "partitions_created": report.created,
+                    "partitions_dropped": report.dropped,
+                    "partitions_busy": report.busy,
                     "default_rows_deleted": report.default_rows_deleted,
                 },
             )

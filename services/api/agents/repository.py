@@ -104,7 +104,7 @@ async def syncs(conn: Executor, org_id: str, endpoint_id: str, limit: int) -> li
         " a.attempt_number, a.attempted_at, a.http_status, a.succeeded, a.error,"
         " a.duration_ms, d.status AS delivery_status"
         " FROM deliveries d"
-        " JOIN delivery_attempts a ON a.delivery_id = d.id"
+        " JOIN delivery_attempts a ON a.delivery_id = d.id AND a.event_id = d.event_id"
         " JOIN events ev ON ev.id = d.event_id"
         " WHERE d.endpoint_id = $1 AND d.organization_id = $2"
         " ORDER BY a.attempted_at DESC, a.attempt_number DESC LIMIT $3",

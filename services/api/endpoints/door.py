@@ -17,6 +17,7 @@ import asyncpg
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_types import CATALOGUE, EventType
 from libs.domain.ids import IdPrefix, new_id
+from libs.domain.ordering import ORDERED_DELIVERY
 from libs.domain.plans import Plan
 from libs.infra.settings import Settings
 from services.api.deliveries import service as deliveries
@@ -70,6 +71,7 @@ class WebhookDoor:
             additional_headers=body.additional_headers,
             signature_scheme=body.signature_scheme.value,
             rate_limit_per_second=body.rate_limit_per_second,
+            config={ORDERED_DELIVERY: True} if body.ordered_delivery else {},
         )
 
     async def _gated(self, call: Awaitable[T]) -> T:

@@ -130,6 +130,16 @@ async def get(
     )
 
 
+async def url_enc(conn: Executor, org_id: str, endpoint_id: str, kind: str) -> bytes | None:
+    blob: bytes | None = await conn.fetchval(
+        "SELECT url_enc FROM endpoints WHERE id = $1 AND organization_id = $2 AND kind = $3",
+        endpoint_id,
+        org_id,
+        kind,
+    )
+    return blob
+
+
 async def list_for_org(
     conn: Executor, org_id: str, kind: str, active_only: bool
 ) -> list[asyncpg.Record]:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from libs.domain.endpoint_kinds import MAX_RATE_LIMIT_PER_S, EndpointStatus
 from libs.domain.event_types import EventType
+from libs.domain.ordering import is_ordered
 from libs.domain.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
 from services.api.schemas import ApiModel, StorableText
@@ -33,6 +34,11 @@ REASON_DOC = (
     " FAILING (every attempt failed for days); null when ACTIVE or switched off by you. While"
     " INACTIVE for any reason but PLAN_DOWNGRADE its events are kept as PARKED deliveries:"
     " re-activate it, then POST …/recover."
+)
+ORDERED_DELIVERY_TEXT = (
+    "Events with the same `orderingKey` arrive one at a time, in the order they were"
+    " accepted: the next waits (HELD) until the one before it succeeded, failed or died."
+    " Other keys, and events without one, go in parallel."
 )
 # The signing secret in the answer to a create: the one time it is shown.
 SigningSecretOnce = Annotated[str, Field(description="Shown only in this response: store it now.")]
@@ -55,6 +61,7 @@ class WebhookEndpointIn(ApiModel):
         description="`v1` (X-Webhook-Signature, Stripe-compatible) or `standard-webhooks`.",
     )
     rate_limit_per_second: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
+    ordered_delivery: bool = Field(default=False, description=ORDERED_DELIVERY_TEXT)
 
 
 class EndpointOut(ApiModel):
@@ -95,6 +102,7 @@ class WebhookEndpointOut(EndpointOut):
     deactivated_reason: str | None = Field(description=REASON_DOC)
     signature_scheme: str
     rate_limit_per_second: float | None = Field(description=RATE_LIMIT_DOC)
+    ordered_delivery: bool = Field(description=ORDERED_DELIVERY_TEXT)
     signing_secret_masked: str | None
     created_at: datetime
     updated_at: datetime
@@ -112,6 +120,7 @@ class WebhookEndpointOut(EndpointOut):
             "deactivated_reason": endpoint.deactivated_reason,
             "signature_scheme": endpoint.signature_scheme,
             "rate_limit_per_second": endpoint.rate_limit_per_second,
+            "ordered_delivery": is_ordered(endpoint.config),
         }
 
 

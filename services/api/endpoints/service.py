@@ -19,7 +19,7 @@ import asyncpg
 
 from libs.domain import plan_gate
 from libs.domain.endpoint_health import DeactivatedReason
-from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, EndpointKind, EndpointStatus
+from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, TARGETED_KINDS, EndpointKind, EndpointStatus
 from libs.domain.event_types import CATALOGUE, EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
@@ -37,7 +37,10 @@ from services.api.endpoints.headers import (
 from services.api.endpoints.masking import mask_url
 from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
 
-# Endpoints of these kinds share the per-org quota of ACTIVE endpoints (SPEC §4: A and B).
+# Doors with a quota of ACTIVE endpoints per org (HOOKPOST_ACTIVE_ENDPOINT_QUOTA, 10), each
+# counted on its own: seed 002's "10 active subscriptions" are subscriptions only, and
+# destinations have the same allowance of their own. Export webhooks, agent sinks (one
+# agent's few) and job webhooks (one per job) have none (docs/front-doors.md, "Quotas").
 QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
 PLAN_DOWNGRADE = DeactivatedReason.PLAN_DOWNGRADE.value
 URL_CHECK_TIMEOUT_S = 5.0
@@ -50,6 +53,7 @@ NOUNS: dict[EndpointKind, str] = {
     EndpointKind.EXPORT_WEBHOOK: "export_webhook",
     EndpointKind.AGENT_SINK: "agent_sink",
     EndpointKind.JOB_WEBHOOK: "job_webhook",
+    EndpointKind.REPORT_WEBHOOK: "report_webhook",
 }
 
 
@@ -172,9 +176,15 @@ def _check_kind(kind: EndpointKind, plan: Plan) -> None:
 
 
 async def _validated_row(
-    spec: EndpointSpec, plan: Plan, settings: Settings, deactivated_reason: str | None
+    spec: EndpointSpec,
+    plan: Plan,
+    settings: Settings,
+    deactivated_reason: str | None,
+    *,
+    targeted: bool = False,
 ) -> repository.EndpointRow:
-    events = _check_events(plan, spec.events)
+    # A targeted endpoint subscribes to nothing: only events naming it reach it.
+    events = [] if targeted else _check_events(plan, spec.events)
     try:
         check_api_key(spec.api_key_name, spec.api_key_value)
         check_additional_headers(spec.additional_headers, spec.api_key_name)
@@ -215,10 +225,11 @@ async def _check_quota(
     if kind not in QUOTA_KINDS:
         return
     await repository.lock_org_endpoints(conn, org_id)
-    active = await repository.count_active(conn, org_id, [k.value for k in QUOTA_KINDS], exclude_id)
+    active = await repository.count_active(conn, org_id, [kind.value], exclude_id)
     if active >= settings.active_endpoint_quota:
+        noun = NOUNS[kind].replace("_", " ")
         raise BadRequestError(
-            f"quota exceeded: at most {settings.active_endpoint_quota} ACTIVE endpoints"
+            f"quota exceeded: at most {settings.active_endpoint_quota} ACTIVE {noun}s"
             " per organization (deactivate or delete one first)"
         )
 
@@ -244,7 +255,9 @@ async def prepare_row(
 ) -> repository.EndpointRow:
     """Validate a spec (plan, headers, URL safety with DNS) before any transaction starts."""
     _check_kind(kind, plan)
-    return await _validated_row(spec, plan, settings, deactivated_reason=None)
+    return await _validated_row(
+        spec, plan, settings, deactivated_reason=None, targeted=kind in TARGETED_KINDS
+    )
 
 
 async def insert_prepared(
@@ -298,6 +311,14 @@ async def get_endpoint(
     if record is None:
         raise _not_found(kind, endpoint_id)
     return _from_record(record)
+
+
+async def stored_url(pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str) -> str:
+    """The endpoint's URL in plaintext (for a PUT that leaves it as it is)."""
+    blob = await repository.url_enc(pool, org_id, endpoint_id, kind.value)
+    if blob is None:
+        raise _not_found(kind, endpoint_id)
+    return crypto.decrypt(blob)
 
 
 async def list_endpoints(

@@ -57,7 +57,12 @@ async def ingest_event(request: Request) -> Response:
     await within_ingest_rate(state, org)
     event = parse_event(parsed)
     event_id = await service.ingest(
-        state.outbox, org.id, event.type, event.data, request.headers.get("idempotency-key")
+        state.outbox,
+        org.id,
+        event.type,
+        event.data,
+        request.headers.get("idempotency-key"),
+        event.ordering_key,
     )
     # As FastAPI serializes a response_model: pydantic's JSON, by alias.
     return Response(

@@ -15,7 +15,8 @@ Executor = asyncpg.Connection | asyncpg.Pool
 
 _COLUMNS = (
     "id, organization_id, type, data, idempotency_key, idempotency_fingerprint,"
-    " target_endpoint_id, target_delivery_id, created_at, published_at, trace_context"
+    " target_endpoint_id, target_delivery_id, created_at, published_at, trace_context,"
+    " ordering_key"
 )
 
 
@@ -28,12 +29,13 @@ async def insert_event(
     target_endpoint_id: str | None = None,
     target_delivery_id: str | None = None,
     trace_context: dict[str, str] | None = None,
+    ordering_key: str | None = None,
 ) -> asyncpg.Record:
     """The new row (an event without an idempotency key: keyed ones go through
     EventInserts)."""
     return await conn.fetchrow(
         "INSERT INTO events (id, organization_id, type, data, target_endpoint_id,"
-        " target_delivery_id, trace_context) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " target_delivery_id, trace_context, ordering_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         f" RETURNING {_COLUMNS}",
         event_id,
         org_id,
@@ -42,6 +44,7 @@ async def insert_event(
         target_endpoint_id,
         target_delivery_id,
         trace_context,
+        ordering_key,
     )
 
 
@@ -103,6 +106,7 @@ class NewEvent:
     target_endpoint_id: str | None = None
     target_delivery_id: str | None = None
     trace_context: dict[str, str] | None = None
+    ordering_key: str | None = None
 
 
 # Rows of an org that no longer exists are left out (its token may still be cached for up to
@@ -115,9 +119,9 @@ class NewEvent:
 _INSERT_MANY = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::jsonb[])
+                         $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[])
         AS e (id, organization_id, type, data, idempotency_key, fingerprint,
-              target_endpoint_id, target_delivery_id, trace_context)
+              target_endpoint_id, target_delivery_id, trace_context, ordering_key)
     WHERE EXISTS (SELECT 1 FROM organizations o WHERE o.id = e.organization_id)
 ), reserved AS (
     INSERT INTO idempotency_keys (organization_id, idempotency_key, day, event_id)
@@ -132,9 +136,9 @@ WITH input AS (
     ON CONFLICT DO NOTHING
 )
 INSERT INTO events (id, organization_id, type, data, idempotency_key, idempotency_fingerprint,
-                    target_endpoint_id, target_delivery_id, trace_context)
+                    target_endpoint_id, target_delivery_id, trace_context, ordering_key)
 SELECT e.id, e.organization_id, e.type, e.data::jsonb, e.idempotency_key, e.fingerprint,
-       e.target_endpoint_id, e.target_delivery_id, e.trace_context
+       e.target_endpoint_id, e.target_delivery_id, e.trace_context, e.ordering_key
 FROM input e
 WHERE e.idempotency_key IS NULL OR e.id IN (SELECT event_id FROM reserved)
 RETURNING id, created_at
@@ -188,6 +192,7 @@ class EventInserts:
             [e.target_endpoint_id for e in events],
             [e.target_delivery_id for e in events],
             [e.trace_context for e in events],
+            [e.ordering_key for e in events],
         )
         created = {row["id"]: row["created_at"] for row in rows}
         return [created.get(e.id) for e in events]

@@ -6,7 +6,9 @@ when the publish fails the answer is still 202 and the outbox relay publishes it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,9 @@ from services.api.events.publishing import PublishedMarks, publish_now, to_messa
 from services.api.metrics import EVENTS_ACCEPTED
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+CHAOS_HOLD_S = 120.0  # the harness kills the api well within it
+
+log = logging.getLogger("hookpost.api.events")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class EventOutbox:
     broker: BrokerLink
     topology: Topology
     relay_grace_s: float
+    hold_key: str | None = None  # chaos runs only: see Settings.chaos_hold_publish_key
     inserts: repository.EventInserts = field(init=False)
     marks: PublishedMarks = field(init=False)
 
@@ -57,7 +63,8 @@ def parse_ingest_type(name: str) -> EventType:
         known = ", ".join(t.value for t in EventType if CATALOGUE[t].subscribable)
         raise BadRequestError(f"unknown event type {name!r} (known: {known})") from exc
     if not CATALOGUE[event_type].subscribable:
-        raise BadRequestError(f"{name} events are only created by a /test call")
+        source = "a /test call" if event_type is EventType.WEBHOOK_TEST else "a report job"
+        raise BadRequestError(f"{name} events are only created by {source}")
     if not CATALOGUE[event_type].producible:
         raise BadRequestError(f"{name} events are only created by hookpost itself")
     return event_type
@@ -69,6 +76,7 @@ async def ingest(
     type_name: str,
     data: dict[str, Any],
     idempotency_key: str | None,
+    ordering_key: str | None = None,
 ) -> str:
     """POST /events once its token, body and rate limit have passed; return the event id.
 
@@ -78,7 +86,12 @@ async def ingest(
     telemetry.annotate(organization_id=org_id)
     event_type = parse_ingest_type(type_name)
     return await record_and_publish(
-        outbox, org_id, event_type, data, idempotency_key=idempotency_key
+        outbox,
+        org_id,
+        event_type,
+        data,
+        idempotency_key=idempotency_key,
+        ordering_key=ordering_key,
     )
 
 
@@ -92,8 +105,13 @@ def _serialized(data: dict[str, Any]) -> bytes:
     return body
 
 
-def _fingerprint(event_type: str, serialized_data: bytes) -> str:
-    return hashlib.sha256(event_type.encode() + b"\n" + serialized_data).hexdigest()
+def _fingerprint(event_type: str, serialized_data: bytes, ordering_key: str | None) -> str:
+    # The ordering key is part of the request (only when there is one, so the fingerprints
+    # of requests without one are what they always were).
+    text = event_type.encode() + b"\n" + serialized_data
+    if ordering_key is not None:
+        text += b"\n" + ordering_key.encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 async def record_and_publish(
@@ -105,6 +123,7 @@ async def record_and_publish(
     idempotency_key: str | None = None,
     target_endpoint_id: str | None = None,
     target_delivery_id: str | None = None,
+    ordering_key: str | None = None,
 ) -> str:
     """Store the event (the outbox), then publish it; return the event id.
 
@@ -114,7 +133,7 @@ async def record_and_publish(
     """
     _check_idempotency_key(idempotency_key)
     serialized = _serialized(data)
-    fingerprint = _fingerprint(event_type.value, serialized)
+    fingerprint = _fingerprint(event_type.value, serialized, ordering_key)
     event = repository.NewEvent(
         id=new_id(IdPrefix.EVENT),
         organization_id=org_id,
@@ -124,6 +143,7 @@ async def record_and_publish(
         fingerprint=fingerprint if idempotency_key is not None else None,
         target_endpoint_id=target_endpoint_id,
         target_delivery_id=target_delivery_id,
+        ordering_key=ordering_key,
         # The accepting request's context: the relay, if it publishes, continues this trace.
         trace_context=telemetry.trace_headers() or None,
     )
@@ -132,6 +152,8 @@ async def record_and_publish(
         return await _repeated(outbox.pool, event)
     EVENTS_ACCEPTED.labels(type=event.type).inc()
     telemetry.annotate(event_id=event.id, organization_id=org_id)
+    if idempotency_key is not None and idempotency_key == outbox.hold_key:
+        await _hold_before_publish(event.id)
     message = EventMessage(
         id=event.id,
         organization_id=org_id,
@@ -140,9 +162,16 @@ async def record_and_publish(
         created_at=created_at,
         target_endpoint_id=target_endpoint_id,
         target_delivery_id=target_delivery_id,
+        ordering_key=ordering_key,
     )
     await publish_now(outbox.broker, outbox.topology, outbox.marks, message, event.trace_context)
     return event.id
+
+
+async def _hold_before_publish(event_id: str) -> None:
+    """Committed, not yet published: where a crash leaves the outbox relay the only way on."""
+    log.warning("chaos: holding a committed event before its publish", extra={"event_id": event_id})
+    await asyncio.sleep(CHAOS_HOLD_S)
 
 
 def _check_idempotency_key(key: str | None) -> None:
@@ -182,11 +211,19 @@ def check_storable(data: dict[str, Any]) -> None:
 
 
 async def record_in_transaction(
-    conn: asyncpg.Connection, org_id: str, event_type: EventType, data: dict[str, Any]
+    conn: asyncpg.Connection,
+    org_id: str,
+    event_type: EventType,
+    data: dict[str, Any],
+    *,
+    target_endpoint_id: str | None = None,
+    ordering_key: str | None = None,
 ) -> asyncpg.Record:
     """Write an outbox event inside the caller's transaction (with the state change it
     reports): it exists exactly when that change committed. Publish it after the commit with
-    publish_recorded; if that publish fails, the outbox relay publishes it later.
+    publish_recorded; if that publish fails, the outbox relay publishes it later. With a
+    `target_endpoint_id`, that endpoint alone receives it (a report job's own webhook).
+    `ordering_key`: a job's events use the job's id (ordered delivery, SPEC §4).
     """
     check_storable(data)
     record = await repository.insert_event(
@@ -195,8 +232,10 @@ async def record_in_transaction(
         org_id,
         event_type.value,
         data,
+        target_endpoint_id=target_endpoint_id,
         # As in record_and_publish: a relayed publish continues the request's trace.
         trace_context=telemetry.trace_headers() or None,
+        ordering_key=ordering_key,
     )
     return record
 

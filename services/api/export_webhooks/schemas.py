@@ -20,12 +20,14 @@ from services.api.schemas import ApiModel, StorableText
 
 
 class ExportWebhookIn(ApiModel):
-    """The body of POST and PUT (PUT replaces both fields)."""
+    """The body of POST and PUT. PUT replaces both fields, except that a PUT without `url`
+    keeps the stored one: seed 000 toggles `active` alone."""
 
-    url: StorableText = Field(
+    url: StorableText | None = Field(
+        default=None,
         max_length=2048,
-        description="May carry a secret token in its query: it reaches your server intact "
-        "but is stored encrypted and shown masked.",
+        description="Required on POST. May carry a secret token in its query: it reaches "
+        "your server intact but is stored encrypted and shown masked.",
     )
     active: bool = True
     rate_limit_per_second: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)

@@ -102,7 +102,11 @@ async def produce_in_transaction(
         row_count=file.row_count,
     )
     event = await events.record_in_transaction(
-        conn, org_id, EventType.EXPORT_READY, data.model_dump(mode="json", by_alias=True)
+        conn,
+        org_id,
+        EventType.EXPORT_READY,
+        data.model_dump(mode="json", by_alias=True),
+        ordering_key=job_id,  # a job's events keep their order on an ordered endpoint
     )
     return ProducedExport(file=file, event=event)
 

@@ -128,7 +128,7 @@ async def complete_job(
         )
         recorded.append(
             await events.record_in_transaction(
-                conn, org_id, EventType.MAPPING_COMPLETED, _wire(data)
+                conn, org_id, EventType.MAPPING_COMPLETED, _wire(data), ordering_key=job_id
             )
         )
         if export is not None:
@@ -156,7 +156,7 @@ async def fail_job(
             failed_at=failed["failed_at"],
         )
         event = await events.record_in_transaction(
-            conn, org_id, EventType.MAPPING_FAILED, _wire(data)
+            conn, org_id, EventType.MAPPING_FAILED, _wire(data), ordering_key=job_id
         )
         job = await repository.get(conn, org_id, job_id)
     await events.publish_recorded(outbox, [event])

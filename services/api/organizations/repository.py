@@ -60,6 +60,32 @@ async def webhook_secret_masked(conn: Executor, org_id: str) -> str | None:
     return masked
 
 
+async def webhook_secret_enc(conn: Executor, org_id: str) -> bytes | None:
+    blob: bytes | None = await conn.fetchval(
+        "SELECT webhook_secret_enc FROM organizations WHERE id = $1", org_id
+    )
+    return blob
+
+
+async def rotate_webhook_secret(
+    conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str, grace_s: int
+) -> asyncpg.Record:
+    """The new secret in; the one it replaces keeps signing for `grace_s` seconds (only that
+    one: a second rotation inside a window drops the older secret)."""
+    return await conn.fetchrow(
+        "UPDATE organizations SET"
+        " previous_webhook_secret_enc = CASE WHEN $4::int > 0 THEN webhook_secret_enc END,"
+        " previous_webhook_secret_expires_at ="
+        "   CASE WHEN $4::int > 0 THEN now() + make_interval(secs => $4::int) END,"
+        " webhook_secret_enc = $2, webhook_secret_masked = $3, updated_at = now()"
+        " WHERE id = $1 RETURNING previous_webhook_secret_expires_at",
+        org_id,
+        secret_enc,
+        secret_masked,
+        grace_s,
+    )
+
+
 async def store_webhook_secret(
     conn: Executor, org_id: str, secret_enc: bytes, secret_masked: str, *, replace: bool
 ) -> None:

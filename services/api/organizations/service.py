@@ -1,9 +1,11 @@
 """Organizations, their API tokens (only a SHA-256 of a token is ever stored) and the org
-webhook secret that signs per-job webhooks (seed 004)."""
+webhook secret that signs per-job and report-job webhooks (seed 004, "Team Settings")."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from pydantic import BaseModel
@@ -16,6 +18,7 @@ from services.api.audit import service as audit
 from services.api.organizations import erasure, repository
 
 WEBHOOK_SECRET_ROTATED = "organization.webhook_secret_rotated"
+WEBHOOK_SECRET_REVEALED = "organization.webhook_secret_revealed"
 
 
 class CreatedOrganization(BaseModel):
@@ -56,17 +59,41 @@ async def ensure_webhook_secret(conn: asyncpg.Connection | asyncpg.Pool, org_id:
     return masked
 
 
-async def rotate_webhook_secret(pool: asyncpg.Pool, org_id: str) -> str:
-    """A new org webhook secret, returned once; the old one stops signing at once (v1)."""
+@dataclass(frozen=True)
+class RotatedWebhookSecret:
+    secret: str  # shown once
+    previous_secret_expires_at: datetime | None  # until when the old one also signs
+
+
+async def rotate_webhook_secret(
+    pool: asyncpg.Pool, org_id: str, grace_s: int = 0
+) -> RotatedWebhookSecret:
+    """A new org webhook secret, returned once. The old one keeps signing beside it for
+    `grace_s` seconds (deliveries carry both v1 signatures), so receivers can switch over
+    without rejecting a delivery; 0 ends it at once."""
     secret = generate_signing_secret()
     async with pool.acquire() as conn, conn.transaction():
-        await repository.store_webhook_secret(
-            conn, org_id, crypto.encrypt(secret), mask_secret(secret), replace=True
+        await ensure_webhook_secret(conn, org_id)
+        row = await repository.rotate_webhook_secret(
+            conn, org_id, crypto.encrypt(secret), mask_secret(secret), grace_s
         )
         await audit.record(
-            conn, org_id, WEBHOOK_SECRET_ROTATED, {"webhookSecretMasked": mask_secret(secret)}
+            conn,
+            org_id,
+            WEBHOOK_SECRET_ROTATED,
+            {"webhookSecretMasked": mask_secret(secret), "gracePeriodSeconds": grace_s},
         )
-    return secret
+    return RotatedWebhookSecret(secret, row["previous_webhook_secret_expires_at"])
+
+
+async def reveal_webhook_secret(pool: asyncpg.Pool, org_id: str) -> str:
+    """The org webhook secret in plaintext (Team Settings): an explicit act, audited."""
+    async with pool.acquire() as conn, conn.transaction():
+        masked = await ensure_webhook_secret(conn, org_id)
+        blob = await repository.webhook_secret_enc(conn, org_id)
+        assert blob is not None  # ensured just now
+        await audit.record(conn, org_id, WEBHOOK_SECRET_REVEALED, {"webhookSecretMasked": masked})
+    return crypto.decrypt(blob)
 
 
 async def erase_organization(

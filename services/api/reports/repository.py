@@ -1,0 +1,87 @@
+"""All SQL for report jobs and their reports (seed 004, door F)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+_COLUMNS = (
+    "id, organization_id, status, report_id, error, webhook_endpoint_id, created_at, updated_at"
+)
+_JOB = f"SELECT {_COLUMNS} FROM report_jobs"
+
+
+async def insert_job(
+    conn: Executor,
+    job_id: str,
+    org_id: str,
+    source_url_enc: bytes,
+    output: dict[str, Any],
+    target: dict[str, Any],
+    webhook_endpoint_id: str | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO report_jobs (id, organization_id, source_url_enc, output, target,"
+        " webhook_endpoint_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        job_id,
+        org_id,
+        source_url_enc,
+        output,
+        target,
+        webhook_endpoint_id,
+    )
+
+
+async def get_job(conn: Executor, org_id: str, job_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_JOB} WHERE id = $1 AND organization_id = $2", job_id, org_id)
+
+
+async def lock_job(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record | None:
+    """The job, locked until the transaction ends: one outcome wins, the second is a 409."""
+    return await conn.fetchrow(
+        f"{_JOB} WHERE id = $1 AND organization_id = $2 FOR UPDATE", job_id, org_id
+    )
+
+
+async def insert_report(
+    conn: Executor, report_id: str, org_id: str, job_id: str, markdown: str, extra: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO reports (id, organization_id, job_id, markdown, extra)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        report_id,
+        org_id,
+        job_id,
+        markdown,
+        extra,
+    )
+
+
+async def complete_job(conn: Executor, job_id: str, report_id: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE report_jobs SET status = 'completed', report_id = $2, updated_at = now()"
+        f" WHERE id = $1 RETURNING {_COLUMNS}",
+        job_id,
+        report_id,
+    )
+
+
+async def fail_job(conn: Executor, job_id: str, error: dict[str, Any]) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE report_jobs SET status = 'failed', error = $2, updated_at = now()"
+        f" WHERE id = $1 RETURNING {_COLUMNS}",
+        job_id,
+        error,
+    )
+
+
+async def get_report(conn: Executor, org_id: str, report_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, job_id, markdown, extra, created_at FROM reports"
+        " WHERE id = $1 AND organization_id = $2",
+        report_id,
+        org_id,
+    )
