@@ -44,7 +44,7 @@ FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY
     AS want (delivery_id, event_id, attempt_number, ord)
 CROSS JOIN LATERAL (
     SELECT d.id, d.event_id, d.status, d.attempt_count, d.schedule_start, d.endpoint_id,
-           d.next_attempt_at
+           d.next_attempt_at, d.ordering_key
     FROM deliveries d
     WHERE d.id = want.delivery_id AND d.event_id = want.event_id
       AND d.event_id = ANY ($2::text[])
