@@ -210,10 +210,16 @@ async def claim_recoverable(
     )
 
 
-async def reopen_many(conn: asyncpg.Connection, delivery_ids: list[str]) -> None:
-    """PENDING again, each with a new retry schedule from its next attempt (as `reopen`)."""
+async def reopen_many(
+    conn: asyncpg.Connection, delivery_ids: list[str], event_ids: list[str]
+) -> None:
+    """PENDING again, each with a new retry schedule from its next attempt (as `reopen`).
+    With each one's event id: the history is partitioned by it (0007)."""
     await conn.execute(
         "UPDATE deliveries SET status = 'PENDING', schedule_start = attempt_count + 1,"
-        " next_attempt_at = now(), updated_at = now() WHERE id = ANY($1::text[])",
+        " next_attempt_at = now(), updated_at = now()"
+        " WHERE (id, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        " AND event_id = ANY($2::text[])",
         delivery_ids,
+        event_ids,
     )
