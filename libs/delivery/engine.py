@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from libs.delivery.health_repository import Disablement
+from libs.delivery.disabling import Disablement
 from libs.delivery.http_client import HttpResult
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from libs.delivery.disabling import Disablement, disable_endpoint
 from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
-from libs.delivery.health_repository import Disablement, disable_endpoint
 from libs.domain.endpoint_kinds import ORG_SIGNED_KINDS, DeliveryStatus, EndpointKind
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask
@@ -41,7 +41,7 @@ FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY
     AS want (delivery_id, event_id, attempt_number, ord)
 CROSS JOIN LATERAL (
     SELECT d.id, d.event_id, d.status, d.attempt_count, d.schedule_start, d.endpoint_id,
-           d.next_attempt_at
+           d.next_attempt_at, d.ordering_key
     FROM deliveries d
     WHERE d.id = want.delivery_id AND d.event_id = want.event_id
       AND d.event_id = ANY ($2::text[])

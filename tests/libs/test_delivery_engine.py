@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from libs.delivery.disabling import Disablement
 from libs.delivery.engine import DeliveryEngine, Outcome
-from libs.delivery.health_repository import Disablement
 from libs.delivery.http_client import (
     HttpClient,
     HttpResult,

@@ -70,6 +70,10 @@ async def create_job(
     return job
 
 
+async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[asyncpg.Record]:
+    return await repository.recent_jobs(pool, org_id, limit)
+
+
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
     return found(await repository.get_job(pool, org_id, job_id), _job_not_found(job_id))
 

@@ -1,5 +1,5 @@
-"""The SQL of disabling an endpoint for its health (410 Gone, FAILING: the rules are in
-libs/domain/endpoint_health.py), apart from the delivery statements of repository.py."""
+"""Disabling an endpoint by what it answered (libs/domain/endpoint_health.py decides when):
+the change, its audit entry and its endpoint.disabled event commit together."""
 
 from __future__ import annotations
 
