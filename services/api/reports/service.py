@@ -99,6 +99,7 @@ async def _announce(
         event_type,
         data.model_dump(mode="json", by_alias=True),
         target_endpoint_id=job["webhook_endpoint_id"],
+        ordering_key=job["id"],  # a job's events carry its id (SPEC §4, ordered delivery)
     )
 
 
