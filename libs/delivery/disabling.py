@@ -3,6 +3,7 @@ the change, its audit entry and its endpoint.disabled event commit together."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -27,16 +28,21 @@ _OUTBOX_EVENT = "INSERT INTO events (id, organization_id, type, data) VALUES ($1
 DISABLED_ACTION = "endpoint.disabled"
 
 
-async def disable_endpoint(
-    pool: asyncpg.Pool,
-    endpoint_id: str,
-    reason: DeactivatedReason,
-    *,
-    http_status: int | None = None,
-    failing_since: datetime | None = None,
-) -> bool:
-    """INACTIVE for `reason`; False when it was not ACTIVE (disabled already, by someone
-    else, or deleted)."""
+@dataclass(frozen=True)
+class Disablement:
+    """Why an endpoint is disabled, with what its endpoint.disabled event tells: the status
+    that said it is gone, or when its failing period started."""
+
+    endpoint_id: str
+    reason: DeactivatedReason
+    http_status: int | None = None
+    failing_since: datetime | None = None
+
+
+async def disable_endpoint(pool: asyncpg.Pool, disablement: Disablement) -> bool:
+    """INACTIVE for its reason, with its audit entry and endpoint.disabled event; False
+    when it was not ACTIVE (disabled already, by someone else, or deleted)."""
+    endpoint_id, reason = disablement.endpoint_id, disablement.reason
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_DISABLE, endpoint_id, reason.value)
         await conn.execute(_FORGET_FAILURES, endpoint_id)
@@ -48,8 +54,8 @@ async def disable_endpoint(
             name=row["name"],
             url=row["url_masked"],
             reason=reason.value,
-            http_status=http_status,
-            failing_since=failing_since,
+            http_status=disablement.http_status,
+            failing_since=disablement.failing_since,
             disabled_at=row["updated_at"],
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
         org_id = row["organization_id"]

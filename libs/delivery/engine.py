@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from libs.delivery.disabling import Disablement
 from libs.delivery.http_client import HttpResult
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow
@@ -72,14 +73,7 @@ class Repository(Protocol):
 
     async def park(self, task: DeliveryTask) -> bool: ...
 
-    async def disable_endpoint(
-        self,
-        endpoint_id: str,
-        reason: DeactivatedReason,
-        *,
-        http_status: int | None = None,
-        failing_since: datetime | None = None,
-    ) -> bool: ...
+    async def disable_endpoint(self, disablement: Disablement) -> bool: ...
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None: ...
 
@@ -157,9 +151,12 @@ class DeliveryEngine:
                 if endpoint_health.is_failing(
                     marked.failing_since, marked.dead_in_a_row, self.now(), self.health
                 ):
-                    failing_since = marked.failing_since
                     await self._disable(
-                        marked.endpoint_id, DeactivatedReason.FAILING, failing_since=failing_since
+                        Disablement(
+                            marked.endpoint_id,
+                            DeactivatedReason.FAILING,
+                            failing_since=marked.failing_since,
+                        )
                     )
             # Even when it was DEAD already: a release may not have run (a crash after the
             # mark); releasing twice changes nothing.
@@ -171,19 +168,10 @@ class DeliveryEngine:
             return Outcome.UNSETTLED
         return Outcome.SETTLED
 
-    async def _disable(
-        self,
-        endpoint_id: str,
-        reason: DeactivatedReason,
-        *,
-        http_status: int | None = None,
-        failing_since: datetime | None = None,
-    ) -> None:
-        disabled = await self.repository.disable_endpoint(
-            endpoint_id, reason, http_status=http_status, failing_since=failing_since
-        )
-        if disabled:
-            log.warning("endpoint disabled: %s", reason.value, extra={"reason": reason.value})
+    async def _disable(self, disablement: Disablement) -> None:
+        if await self.repository.disable_endpoint(disablement):
+            reason = disablement.reason.value
+            log.warning("endpoint disabled: %s", reason, extra={"reason": reason})
 
     async def _first_attempt(self, task: DeliveryTask, row: DeliveryRow | None) -> Outcome:
         # Its own span (the sender's "process" span for attempt 1): the ids put on the
@@ -326,7 +314,9 @@ class DeliveryEngine:
             # Disabled before the attempt is recorded: should the record fail, the step's
             # redelivery finds the endpoint INACTIVE and parks the delivery, unsent.
             await self._disable(
-                row.endpoint.id, DeactivatedReason.ENDPOINT_GONE, http_status=result.http_status
+                Disablement(
+                    row.endpoint.id, DeactivatedReason.ENDPOINT_GONE, http_status=result.http_status
+                )
             )
             decision = Decision(Next.PARKED)
         attempted_at = self.now() - timedelta(milliseconds=result.duration_ms)

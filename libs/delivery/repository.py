@@ -9,9 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from libs.delivery import disabling
+from libs.delivery.disabling import Disablement, disable_endpoint
 from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
-from libs.domain.endpoint_health import DeactivatedReason
 from libs.domain.endpoint_kinds import ORG_SIGNED_KINDS, DeliveryStatus, EndpointKind
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask
@@ -404,19 +403,8 @@ class DeliveryRepository:
         """PARKED (its endpoint is INACTIVE); False when it was not PENDING."""
         return await self._pool.fetchval(_PARK, task.delivery_id, task.event_id) is not None
 
-    async def disable_endpoint(
-        self,
-        endpoint_id: str,
-        reason: DeactivatedReason,
-        *,
-        http_status: int | None = None,
-        failing_since: datetime | None = None,
-    ) -> bool:
-        """INACTIVE for `reason`, with its audit entry and endpoint.disabled event; False
-        when it was not ACTIVE (disabled already, by someone else, or deleted)."""
-        return await disabling.disable_endpoint(
-            self._pool, endpoint_id, reason, http_status=http_status, failing_since=failing_since
-        )
+    async def disable_endpoint(self, disablement: Disablement) -> bool:
+        return await disable_endpoint(self._pool, disablement)
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None:
         await self._pool.execute(_POSTPONE, task.delivery_id, task.event_id, due)

@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge
 
 from libs.infra import telemetry
 
+DEAD_LETTER_PREFETCH = 32  # messages a dead-letter consumer holds unsettled at once
 log = logging.getLogger("hookpost.worker")
 
 PAUSED = Gauge(
@@ -147,6 +148,19 @@ def consume(
             telemetry.consumer_span(span_name, message.headers, name),
         ):
             await settle(message, await handle(message), pause)
+
+
+def consume_dead_letters(
+    broker: RabbitBroker,
+    queue: RabbitQueue,
+    exchange: RabbitExchange,
+    handle: MessageHandler,
+    pause: ConsumerPause,
+) -> None:
+    """`consume` for a dead-letter queue: on a channel of its own, so that its prefetch
+    (DEAD_LETTER_PREFETCH) is apart from the main queue's."""
+    channel = Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False)
+    consume(broker, queue, exchange, handle, pause, channel=channel)
 
 
 async def stop_consuming(broker: RabbitBroker) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -221,3 +221,13 @@ def install_error_handlers(app: FastAPI) -> None:
     for database_error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(database_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+_T = TypeVar("_T")
+
+
+def found(record: _T | None, not_found: NotFoundError) -> _T:
+    """What the caller asked for by id; None (no such row, or another org's) is the 404."""
+    if record is None:
+        raise not_found
+    return record

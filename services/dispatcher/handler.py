@@ -35,9 +35,9 @@ from libs.infra.broker.messages import DeliveryStep, EventMessage
 from libs.worker.consumers import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.batch import BatchDispatcher, Submitted, delivery_tasks
+from services.dispatcher.data_errors import EventDataError
 from services.dispatcher.outcomes import VERDICTS, FirstAttemptsUnsettled, Outcome, Result
 from services.dispatcher.ports import FirstAttemptsHere, LineReleases, Publisher, Repository
-from services.dispatcher.repository import EventDataError
 
 log = logging.getLogger("hookpost.dispatcher")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
@@ -19,7 +19,7 @@ from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.db.partitions import PartitionMaintenance
 from libs.infra.settings import Settings
-from libs.worker.consumers import ConsumerPause, Verdict, consume
+from libs.worker.consumers import ConsumerPause, Verdict, consume, consume_dead_letters
 from libs.worker.poison import PoisonKeeper
 from libs.worker.runtime import (
     build_broker,
@@ -35,7 +35,6 @@ from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.repository import DispatcherRepository
 
 SERVICE = "dispatcher"  # the label of its delivery engine's metrics
-DEAD_LETTER_PREFETCH = 32
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
 # plus one for the readiness probe and the requeue's wait for the database, and one for the
 # reconciler's pass.
@@ -107,13 +106,8 @@ async def serve(settings: Settings) -> None:
     async def on_dead_event(message: RabbitMessage) -> Verdict:
         return await poison.keep(message.body, message.headers, message.raw_message.message_id)
 
-    consume(
-        broker,
-        topology.dead_events_queue,
-        topology.dead_exchange,
-        on_dead_event,
-        pause,
-        channel=Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False),
+    consume_dead_letters(
+        broker, topology.dead_events_queue, topology.dead_exchange, on_dead_event, pause
     )
 
     await broker.connect()

@@ -11,8 +11,7 @@ SQL with the rest of ordering's, in libs/delivery/ordering.py.)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -20,12 +19,23 @@ from libs.domain import endpoint_health, plan_gate
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_types import EventType
 from libs.infra.broker.messages import EventMessage
-from services.dispatcher.rows import EventContext, PendingDelivery, PendingStep, PlannedDeliveries
+from services.dispatcher.data_errors import EventDataError, event_data_errors
+from services.dispatcher.rows import (
+    PARKED_SUFFIX,
+    EventContext,
+    PendingDelivery,
+    PendingStep,
+    PlannedDeliveries,
+    event_context,
+)
+
+__all__ = [
+    "DispatcherRepository",
+    "EventDataError",
+    "EventLocks",
+]
 
 BACKPRESSURE_ACTION = "events.dropped.backpressure"
-# Marks, in _PREPARE's one array of endpoint ids, an INACTIVE endpoint whose delivery is
-# PARKED (ids never hold a space).
-PARKED_SUFFIX = " parked"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
 SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
@@ -249,12 +259,6 @@ ORDER BY id
 _UNLOCK = "SELECT pg_advisory_unlock_all()"
 
 
-class EventDataError(Exception):
-    """A statement shared by a batch failed on one event's data (a value Postgres refuses,
-    an endpoint deleted in between): nothing was published, and the events should be
-    retried one by one so that only the failing one is requeued."""
-
-
 class DispatcherRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -316,7 +320,7 @@ class EventLocks:
             # Waiting for several locks in one statement could deadlock with another batch.
             raise ValueError("a waiting lock is taken for one event at a time")
         try:
-            with _event_data_errors():
+            with event_data_errors():
                 rows = await self._conn.fetch(
                     _PREPARE,
                     [event.id for event in events],
@@ -346,14 +350,14 @@ class EventLocks:
         self._held = {events[row["ord"] - 1].id for row in rows if row["locked"]}
         contexts: list[EventContext | None] = [None] * len(events)
         for row in rows:
-            contexts[row["ord"] - 1] = _context(row)
+            contexts[row["ord"] - 1] = event_context(row)
         return contexts
 
     async def drop(self, event_ids: Sequence[str], hour: str) -> dict[str, int]:
         """Mark dropped events dispatched and count them per organization and hour; per
         event this run counted (absent: it was dispatched meanwhile), the hour's total."""
         assert self._conn is not None
-        with _event_data_errors():
+        with event_data_errors():
             rows = await self._conn.fetch(_DROP, list(event_ids), BACKPRESSURE_ACTION, hour)
         return {row["id"]: row["total"] for row in rows}
 
@@ -383,7 +387,7 @@ class EventLocks:
                 columns[2].extend(endpoint_ids)
                 parked.extend([parks] * len(endpoint_ids))
                 keys.extend(their_keys)
-        with _event_data_errors():
+        with event_data_errors():
             rows = await self._conn.fetch(
                 _INSERT_DELIVERIES,
                 [each.event_id for each in planned],
@@ -437,30 +441,3 @@ class EventLocks:
         conn, self._conn = self._conn, None
         conn.terminate()
         await self._pool.release(conn)
-
-
-@contextmanager
-def _event_data_errors() -> Iterator[None]:
-    """What one event's data can cause (SQLSTATE classes 22 and 23: a value Postgres
-    refuses, a row referenced or deleted in between) becomes EventDataError."""
-    try:
-        yield
-    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-        raise EventDataError(str(exc)) from exc
-
-
-def _context(row: asyncpg.Record) -> EventContext | None:
-    if row["plan"] is None:
-        return None  # unknown organization
-    ids = row["endpoint_ids"]
-    parked = [i.removesuffix(PARKED_SUFFIX) for i in ids if i.endswith(PARKED_SUFFIX)]
-    return EventContext(
-        plan=row["plan"],
-        stored_organization_id=row["stored_organization_id"],
-        dispatched_at=row["dispatched_at"],
-        pending=row["pending"],
-        endpoint_ids=[i for i in ids if not i.endswith(PARKED_SUFFIX)],
-        locked=row["locked"],
-        parked_endpoint_ids=parked,
-        ordered_endpoint_ids=frozenset(row["ordered_endpoint_ids"] or ()),
-    )

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+# Marks, in the one array of endpoint ids of repository.py's _PREPARE, an INACTIVE endpoint
+# whose delivery is PARKED (ids never hold a space).
+PARKED_SUFFIX = " parked"
 
 
 @dataclass(frozen=True)
@@ -54,3 +60,21 @@ class PendingStep:
     attempt_count: int
     schedule_start: int
     ordering_key: str | None = None
+
+
+def event_context(row: Mapping[str, Any]) -> EventContext | None:
+    """An event's row from _PREPARE; None for an unknown organization."""
+    if row["plan"] is None:
+        return None
+    ids = row["endpoint_ids"]
+    parked = [i.removesuffix(PARKED_SUFFIX) for i in ids if i.endswith(PARKED_SUFFIX)]
+    return EventContext(
+        plan=row["plan"],
+        stored_organization_id=row["stored_organization_id"],
+        dispatched_at=row["dispatched_at"],
+        pending=row["pending"],
+        endpoint_ids=[i for i in ids if not i.endswith(PARKED_SUFFIX)],
+        locked=row["locked"],
+        parked_endpoint_ids=parked,
+        ordered_endpoint_ids=frozenset(row["ordered_endpoint_ids"] or ()),
+    )

@@ -12,13 +12,12 @@ unacknowledged to the queue. Then exit 0.
 from __future__ import annotations
 
 from aiohttp.abc import AbstractResolver
-from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
 from libs.delivery.assembly import open_engine
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.settings import Settings
-from libs.worker.consumers import ConsumerPause, Verdict, consume
+from libs.worker.consumers import ConsumerPause, Verdict, consume, consume_dead_letters
 from libs.worker.poison import PoisonKeeper
 from libs.worker.runtime import (
     build_broker,
@@ -30,7 +29,6 @@ from libs.worker.runtime import (
 from services.sender import metrics
 from services.sender.consumer import SenderConsumer
 
-DEAD_LETTER_PREFETCH = 32
 # Loads and records are batched across in-flight deliveries (repository.py), none held
 # across the POST: a few connections go far.
 DB_POOL_SIZE = 10
@@ -71,13 +69,8 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
         pause,
         in_flight=metrics.IN_FLIGHT,
     )
-    consume(
-        broker,
-        topology.dead_deliveries_queue,
-        topology.dead_exchange,
-        on_dead_letter,
-        pause,
-        channel=Channel(prefetch_count=DEAD_LETTER_PREFETCH, global_qos=False),
+    consume_dead_letters(
+        broker, topology.dead_deliveries_queue, topology.dead_exchange, on_dead_letter, pause
     )
 
     await broker.connect()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from libs.delivery.disabling import Disablement
 from libs.delivery.engine import DeliveryEngine, Outcome
 from libs.delivery.http_client import (
     HttpClient,
@@ -25,7 +26,6 @@ from libs.delivery.metrics import EngineMetrics
 from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow
 from libs.delivery.request import customer_headers
 from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
-from libs.domain.endpoint_health import DeactivatedReason
 from libs.domain.retry_policy import (
     MAX_THROTTLED,
     WEBHOOK_POLICY,
@@ -276,15 +276,8 @@ class FakeRepo:
         self.parked.append(task.delivery_id)
         return True
 
-    async def disable_endpoint(
-        self,
-        endpoint_id: str,
-        reason: DeactivatedReason,
-        *,
-        http_status: int | None = None,
-        failing_since: datetime | None = None,
-    ) -> bool:
-        self.disabled.append((endpoint_id, reason.value))
+    async def disable_endpoint(self, disablement: Disablement) -> bool:
+        self.disabled.append((disablement.endpoint_id, disablement.reason.value))
         return True
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None:

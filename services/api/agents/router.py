@@ -177,16 +177,7 @@ async def recover(
     """Re-send this sink's PARKED, FAILED and DEAD pushes created since `since`, each once
     → `{"deliveries": N}`. 409 while the sink is INACTIVE: PUT it back to ACTIVE first."""
     await service.get_data_source(state.pool, org.id, org.plan, agent_id, ds_id)
-    count = await recover_endpoint(
-        state.pool,
-        state.broker,
-        state.topology,
-        state.settings,
-        org.id,
-        ds_id,
-        body.since,
-        kind=service.DOOR.kind,
-    )
+    count = await recover_endpoint(state, org.id, ds_id, body.since, kind=service.DOOR.kind)
     return RecoverAccepted(deliveries=count)
 
 

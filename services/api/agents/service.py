@@ -33,7 +33,7 @@ from services.api.audit import service as audit
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
 from services.api.endpoints.service import Endpoint, EndpointSpec
-from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
+from services.api.errors import BadRequestError, ForbiddenError, NotFoundError, found
 from services.api.events.service import EventOutbox
 
 SINK_MINIMUM_PLAN = plan_gate.kind_minimum_plan(EndpointKind.AGENT_SINK)
@@ -66,10 +66,7 @@ async def create_agent(pool: asyncpg.Pool, org_id: str, name: str) -> asyncpg.Re
 
 
 async def get_agent(pool: asyncpg.Pool, org_id: str, agent_id: str) -> asyncpg.Record:
-    record = await repository.get(pool, org_id, agent_id)
-    if record is None:
-        raise _agent_not_found(agent_id)
-    return record
+    return found(await repository.get(pool, org_id, agent_id), _agent_not_found(agent_id))
 
 
 async def list_agents(pool: asyncpg.Pool, org_id: str) -> list[asyncpg.Record]:
@@ -119,9 +116,10 @@ async def set_rules(
 async def job_results(pool: asyncpg.Pool, org_id: str, agent_id: str, job_id: str) -> str:
     """A job's full results as JSON text (the `resultsRef` of an over-cap push)."""
     await get_agent(pool, org_id, agent_id)
-    record = await repository.job_results(pool, org_id, agent_id, job_id)
-    if record is None:
-        raise NotFoundError(f"mapping job {job_id!r} of agent {agent_id!r} not found")
+    record = found(
+        await repository.job_results(pool, org_id, agent_id, job_id),
+        NotFoundError(f"mapping job {job_id!r} of agent {agent_id!r} not found"),
+    )
     results_json: str = record["results_json"]
     return results_json
 

@@ -254,14 +254,7 @@ async def recover(
     if since is None:
         raise BadRequestError("since: give the date and time to recover from")
     count = await recover_endpoint(
-        state.pool,
-        state.broker,
-        state.topology,
-        state.settings,
-        session.organization_id,
-        endpoint_id,
-        since,
-        kind=page.door.kind,
+        state, session.organization_id, endpoint_id, since, kind=page.door.kind
     )
     return redirect(f"{APP}/{slug}/{endpoint_id}?notice=recovered&count={count}", session)
 

@@ -21,14 +21,13 @@ import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind, EndpointStatus
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
-from libs.infra.broker.topology import Topology
-from libs.infra.settings import Settings
 from services.api.audit import service as audit
-from services.api.broker import BrokerLink, BrokerUnavailable
+from services.api.broker import BrokerUnavailable
 from services.api.deliveries import repository
 from services.api.deliveries.publishing import publish_delivery_step
 from services.api.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from services.api.metrics import PUBLISH_FAILURES
+from services.api.state import ApiState
 
 RECOVERABLE = [s.value for s in (DeliveryStatus.PARKED, DeliveryStatus.FAILED, DeliveryStatus.DEAD)]
 BATCH = 500  # deliveries per transaction: their row locks last as long as their publishes
@@ -36,10 +35,7 @@ RECOVERED_ACTION = "endpoint.recovered"
 
 
 async def recover_endpoint(
-    pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
-    settings: Settings,
+    state: ApiState,
     org_id: str,
     endpoint_id: str,
     since: datetime,
@@ -51,6 +47,7 @@ async def recover_endpoint(
 
     404 for an unknown endpoint, 409 while it is INACTIVE, 503 when the broker does not
     confirm (what was confirmed before stays recovered: recover again for the rest)."""
+    pool = state.pool
     target = await repository.recover_target(
         pool, org_id, endpoint_id, None if kind is None else kind.value
     )
@@ -65,7 +62,7 @@ async def recover_endpoint(
         )
     recovered = 0
     while True:
-        done = await _recover_batch(pool, broker, topology, settings, org_id, endpoint_id, since)
+        done = await _recover_batch(state, org_id, endpoint_id, since)
         recovered += done
         if done < BATCH:
             break
@@ -86,16 +83,8 @@ async def organization_of(pool: asyncpg.Pool, endpoint_id: str) -> str:
     return org_id
 
 
-async def _recover_batch(
-    pool: asyncpg.Pool,
-    broker: BrokerLink,
-    topology: Topology,
-    settings: Settings,
-    org_id: str,
-    endpoint_id: str,
-    since: datetime,
-) -> int:
-    async with pool.acquire() as conn, conn.transaction():
+async def _recover_batch(state: ApiState, org_id: str, endpoint_id: str, since: datetime) -> int:
+    async with state.pool.acquire() as conn, conn.transaction():
         rows = await repository.claim_recoverable(
             conn, org_id, endpoint_id, RECOVERABLE, since, BATCH
         )
@@ -107,10 +96,12 @@ async def _recover_batch(
         steps = []
         for row in rows:
             attempt = row["attempt_count"] + 1  # a new schedule starts at the next attempt
-            task = DeliveryTask.from_row(row, settings.payload_cap_bytes)
+            task = DeliveryTask.from_row(row, state.settings.payload_cap_bytes)
             steps.append(DeliveryStep(task, attempt, attempt))
         try:
-            await asyncio.gather(*(publish_delivery_step(broker, topology, s) for s in steps))
+            await asyncio.gather(
+                *(publish_delivery_step(state.broker, state.topology, step) for step in steps)
+            )
         except BrokerUnavailable as exc:
             PUBLISH_FAILURES.labels(what="delivery").inc()
             # Raising inside the transaction rolls this batch's status changes back.

@@ -15,9 +15,8 @@ import asyncpg
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_payloads import WebhookTestData
 from libs.domain.ids import IdPrefix
-from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import TEST_MESSAGE, WebhookDoor
-from services.api.endpoints.service import RotatedSecret
+from services.api.endpoints.rotation import RotatedSecret, rotate_secret_with_grace
 
 
 def test_data(destination_id: str) -> dict[str, Any]:
@@ -33,6 +32,4 @@ async def rotate_secret(
     pool: asyncpg.Pool, org_id: str, destination_id: str, grace_s: int
 ) -> RotatedSecret:
     # Seed 001: the old secret keeps working through a grace window (≈5 minutes by default).
-    return await endpoints.rotate_secret_with_grace(
-        pool, org_id, DOOR.kind, destination_id, grace_s
-    )
+    return await rotate_secret_with_grace(pool, org_id, DOOR.kind, destination_id, grace_s)

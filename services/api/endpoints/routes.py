@@ -115,16 +115,7 @@ def _add_crud_routes(
     async def recover(
         endpoint_id: EndpointId, body: RecoverIn, state: State, org: Org
     ) -> RecoverAccepted:
-        count = await recover_endpoint(
-            state.pool,
-            state.broker,
-            state.topology,
-            state.settings,
-            org.id,
-            endpoint_id,
-            body.since,
-            kind=door.kind,
-        )
+        count = await recover_endpoint(state, org.id, endpoint_id, body.since, kind=door.kind)
         return RecoverAccepted(deliveries=count)
 
     @router.delete(

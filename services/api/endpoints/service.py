@@ -44,7 +44,6 @@ from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
 QUOTA_KINDS = (EndpointKind.SUBSCRIPTION, EndpointKind.DESTINATION)
 PLAN_DOWNGRADE = DeactivatedReason.PLAN_DOWNGRADE.value
 URL_CHECK_TIMEOUT_S = 5.0
-MAX_GRACE_S = 86_400  # a rotated secret keeps signing for at most a day
 
 # What each kind is called: in audit actions, in messages and in the doors' operation names.
 NOUNS: dict[EndpointKind, str] = {
@@ -141,7 +140,7 @@ def _from_record(record: asyncpg.Record) -> Endpoint:
     )
 
 
-def _not_found(kind: EndpointKind, endpoint_id: str) -> NotFoundError:
+def not_found(kind: EndpointKind, endpoint_id: str) -> NotFoundError:
     return NotFoundError(f"{NOUNS[kind].replace('_', ' ')} {endpoint_id!r} not found")
 
 
@@ -309,7 +308,7 @@ async def get_endpoint(
 ) -> Endpoint:
     record = await repository.get(pool, org_id, endpoint_id, kind.value)
     if record is None:
-        raise _not_found(kind, endpoint_id)
+        raise not_found(kind, endpoint_id)
     return _from_record(record)
 
 
@@ -341,7 +340,7 @@ async def stored_settings(
     (the pages themselves only ever show both masked)."""
     row = await repository.stored_settings(pool, org_id, endpoint_id, kind.value)
     if row is None:
-        raise _not_found(kind, endpoint_id)
+        raise not_found(kind, endpoint_id)
     return StoredSettings(
         crypto.decrypt(row["url_enc"]), crypto.decrypt_optional(row["api_key_value_enc"])
     )
@@ -364,7 +363,7 @@ async def replace_endpoint(
     async with pool.acquire() as conn, conn.transaction():
         current = await repository.get(conn, org_id, endpoint_id, kind.value, for_update=True)
         if current is None:
-            raise _not_found(kind, endpoint_id)
+            raise not_found(kind, endpoint_id)
         # An endpoint the user leaves INACTIVE keeps the reason it was deactivated for;
         # making it ACTIVE (or deactivating it themselves) clears it.
         if (
@@ -379,7 +378,7 @@ async def replace_endpoint(
         if spec.secret is not None:
             # A user-chosen secret (agent sinks) is replaced with the rest, at once: first,
             # so the row returned below already shows its mask.
-            await _install_secret(conn, org_id, kind, endpoint_id, spec.secret, grace_s=0)
+            await install_secret(conn, org_id, kind, endpoint_id, spec.secret, grace_s=0)
         record = await repository.replace(conn, org_id, endpoint_id, kind.value, row)
         assert record is not None  # locked above
         await audit.record(
@@ -391,7 +390,7 @@ async def replace_endpoint(
     return _from_record(record)
 
 
-async def _install_secret(
+async def install_secret(
     conn: asyncpg.Connection,
     org_id: str,
     kind: EndpointKind,
@@ -410,47 +409,9 @@ async def delete_endpoint(
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
         if not await repository.delete(conn, org_id, endpoint_id, kind.value):
-            raise _not_found(kind, endpoint_id)
+            raise not_found(kind, endpoint_id)
         await repository.forget_failures(conn, endpoint_id)
         await audit.record(conn, org_id, f"{NOUNS[kind]}.deleted", {"endpointId": endpoint_id})
-
-
-@dataclass(frozen=True)
-class RotatedSecret:
-    secret: str  # shown once
-    previous_secret_expires_at: datetime | None  # None: the old secret stopped at once
-
-
-async def rotate_secret(
-    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str, grace_s: int = 0
-) -> str:
-    """A new signing secret (returned once); the old one is valid for `grace_s` more seconds."""
-    rotated = await rotate_secret_with_grace(pool, org_id, kind, endpoint_id, grace_s)
-    return rotated.secret
-
-
-async def rotate_secret_with_grace(
-    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str, grace_s: int
-) -> RotatedSecret:
-    """As rotate_secret, also saying until when the old secret still signs.
-
-    During the window the sender signs with both secrets (newest first). A second rotation
-    inside a window keeps only the secret it replaces: at most two secrets sign at once.
-    """
-    if not 0 <= grace_s <= MAX_GRACE_S:
-        raise BadRequestError(f"gracePeriodSeconds must be between 0 and {MAX_GRACE_S}")
-    secret = generate_signing_secret()
-    async with pool.acquire() as conn, conn.transaction():
-        record = await _install_secret(conn, org_id, kind, endpoint_id, secret, grace_s)
-        if record is None:
-            raise _not_found(kind, endpoint_id)
-        await audit.record(
-            conn,
-            org_id,
-            f"{NOUNS[kind]}.secret_rotated",
-            {"endpointId": endpoint_id, "gracePeriodSeconds": grace_s},
-        )
-    return RotatedSecret(secret, record["previous_secret_expires_at"])
 
 
 async def deactivate_for_plan(conn: asyncpg.Connection, org_id: str, plan: Plan) -> list[str]:

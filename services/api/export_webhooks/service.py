@@ -15,11 +15,9 @@ import asyncpg
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix
-from libs.domain.plans import Plan
-from libs.infra.settings import Settings
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.door import WebhookDoor
-from services.api.endpoints.service import Endpoint, EndpointSpec
+from services.api.endpoints.service import EndpointSpec
 from services.api.errors import BadRequestError
 from services.api.export_webhooks.schemas import ExportWebhookIn
 
@@ -36,20 +34,14 @@ class ExportWebhookDoor(WebhookDoor):
             rate_limit_per_second=body.rate_limit_per_second,
         )
 
-    async def replace(  # type: ignore[override]
-        self,
-        pool: asyncpg.Pool,
-        settings: Settings,
-        org_id: str,
-        plan: Plan,
-        endpoint_id: str,
-        body: ExportWebhookIn,
-    ) -> Endpoint:
+    async def completed(  # type: ignore[override]
+        self, pool: asyncpg.Pool, org_id: str, endpoint_id: str, body: ExportWebhookIn
+    ) -> ExportWebhookIn:
         # Seed 000: "Use PUT to change the URL or toggle the active flag" — either alone.
         if body.url is None:
             url = await endpoints.stored_url(pool, org_id, self.kind, endpoint_id)
             body = body.model_copy(update={"url": url})
-        return await super().replace(pool, settings, org_id, plan, endpoint_id, body)
+        return body
 
 
 DOOR = ExportWebhookDoor(EndpointKind.EXPORT_WEBHOOK, IdPrefix.EXPORT_WEBHOOK)

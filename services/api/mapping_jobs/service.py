@@ -22,15 +22,15 @@ from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.infra.settings import Settings
+from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import EndpointSpec
-from services.api.errors import ConflictError, NotFoundError
+from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
 from services.api.exports import service as exports
 from services.api.exports.service import ExportFile
 from services.api.mapping_jobs import repository
 from services.api.mapping_jobs.schemas import CompleteIn, FailIn, MappingJobIn
-from services.api.organizations import service as organizations
 
 JOB_WEBHOOK_EVENTS = [EventType.MAPPING_COMPLETED, EventType.MAPPING_FAILED]
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
@@ -62,17 +62,8 @@ async def create_job(
             raise NotFoundError(f"agent {body.agent_id!r} not found")
         await repository.insert(conn, job_id, org_id, body.agent_id)
         if row is not None:
-            # The org secret signs this webhook: it must exist before the first send.
-            await organizations.ensure_webhook_secret(conn, org_id)
-            await endpoints.insert_prepared(
-                conn,
-                settings,
-                org_id,
-                EndpointKind.JOB_WEBHOOK,
-                IdPrefix.JOB_WEBHOOK,
-                row,
-                None,
-                mapping_job_id=job_id,
+            await job_webhooks.insert(
+                conn, settings, org_id, EndpointKind.JOB_WEBHOOK, row, mapping_job_id=job_id
             )
         job = await repository.get(conn, org_id, job_id)
     assert job is not None
@@ -80,10 +71,7 @@ async def create_job(
 
 
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
-    job = await repository.get(pool, org_id, job_id)
-    if job is None:
-        raise _not_found(job_id)
-    return job
+    return found(await repository.get(pool, org_id, job_id), _not_found(job_id))
 
 
 async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[asyncpg.Record]:
@@ -93,9 +81,7 @@ async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[
 async def _lock_in_state(
     conn: asyncpg.Connection, org_id: str, job_id: str, wanted: str, action: str
 ) -> asyncpg.Record:
-    locked = await repository.lock(conn, org_id, job_id)
-    if locked is None:
-        raise _not_found(job_id)
+    locked = found(await repository.lock(conn, org_id, job_id), _not_found(job_id))
     if locked["status"] != wanted:
         raise ConflictError(
             f"mapping job {job_id!r} is {locked['status']}: only a {wanted} job can {action}",

@@ -23,11 +23,11 @@ from libs.domain.plans import Plan
 from libs.domain.signing import SignatureScheme
 from libs.infra import crypto
 from libs.infra.settings import Settings
+from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import EndpointSpec
-from services.api.errors import ConflictError, NotFoundError
+from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
-from services.api.organizations import service as organizations
 from services.api.reports import repository
 from services.api.reports.schemas import ReportCompleteIn, ReportFailIn, ReportJobIn
 
@@ -58,16 +58,8 @@ async def create_job(
     async with pool.acquire() as conn, conn.transaction():
         webhook_id = None
         if row is not None:
-            # The org secret signs this webhook: it must exist before the first send.
-            await organizations.ensure_webhook_secret(conn, org_id)
-            created = await endpoints.insert_prepared(
-                conn,
-                settings,
-                org_id,
-                EndpointKind.REPORT_WEBHOOK,
-                IdPrefix.REPORT_WEBHOOK,
-                row,
-                None,
+            created = await job_webhooks.insert(
+                conn, settings, org_id, EndpointKind.REPORT_WEBHOOK, row
             )
             webhook_id = created.endpoint.id
         await repository.insert_job(
@@ -83,16 +75,11 @@ async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[
 
 
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
-    job = await repository.get_job(pool, org_id, job_id)
-    if job is None:
-        raise _job_not_found(job_id)
-    return job
+    return found(await repository.get_job(pool, org_id, job_id), _job_not_found(job_id))
 
 
 async def _lock_queued(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record:
-    job = await repository.lock_job(conn, org_id, job_id)
-    if job is None:
-        raise _job_not_found(job_id)
+    job = found(await repository.lock_job(conn, org_id, job_id), _job_not_found(job_id))
     if job["status"] != QUEUED:
         raise ConflictError(
             f"report job {job_id!r} is already {job['status']}", status=job["status"]
@@ -157,9 +144,10 @@ async def fail_job(
 
 
 async def get_report(pool: asyncpg.Pool, org_id: str, report_id: str) -> dict[str, Any]:
-    report = await repository.get_report(pool, org_id, report_id)
-    if report is None:
-        raise NotFoundError(f"report {report_id!r} not found")
+    report = found(
+        await repository.get_report(pool, org_id, report_id),
+        NotFoundError(f"report {report_id!r} not found"),
+    )
     return {
         **(report["extra"] or {}),
         "id": report["id"],

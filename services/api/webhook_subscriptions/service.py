@@ -14,7 +14,7 @@ import asyncpg
 from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.event_types import enum_name, from_enum_name
 from libs.domain.ids import IdPrefix
-from services.api.endpoints import service as endpoints
+from services.api.endpoints import rotation
 from services.api.endpoints.door import TEST_MESSAGE, WebhookDoor
 
 
@@ -34,4 +34,4 @@ DOOR = WebhookDoor(
 
 async def rotate_secret(pool: asyncpg.Pool, org_id: str, subscription_id: str) -> str:
     # Seed 002: the old secret stops working at once (no grace window on this door).
-    return await endpoints.rotate_secret(pool, org_id, DOOR.kind, subscription_id, grace_s=0)
+    return await rotation.rotate_secret(pool, org_id, DOOR.kind, subscription_id, grace_s=0)
