@@ -41,6 +41,7 @@ lint: install
 
 test: install infra tools lint
 	@scripts/ensure-node.sh
+	@scripts/ensure-chromium.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: install

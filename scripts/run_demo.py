@@ -125,8 +125,18 @@ def main() -> None:
             .json()
         )
 
+        # One click into the demo org's delivery pages (a day's portal link); the full
+        # dashboard, Team Settings included, takes the API token on its sign-in page.
+        portal = (
+            httpx.post(f"{api}/api/v1/portal-links", headers=auth, json={"expiresInSeconds": 86400})
+            .raise_for_status()
+            .json()
+        )
+        portal_url = api + portal["url"][portal["url"].index("/app/") :]
         print(f"""
 hookpost is running.
+  Dashboard         {api}/app  (sign in with the API token below)
+  one-click portal  {portal_url}
   API + docs        {api}/docs
   organization      {created["organizationId"]}
   API token         {token}

@@ -9,12 +9,10 @@ from typing import Any
 
 import asyncpg
 
+from libs.delivery import disabling
 from libs.delivery.endpoint_cache import EndpointCache, EndpointSettings
 from libs.domain.endpoint_health import DeactivatedReason
 from libs.domain.endpoint_kinds import ORG_SIGNED_KINDS, DeliveryStatus, EndpointKind
-from libs.domain.event_payloads import EndpointDisabledData
-from libs.domain.event_types import EventType
-from libs.domain.ids import IdPrefix, new_id
 from libs.infra.batching import Batcher
 from libs.infra.broker.messages import DeliveryTask
 
@@ -44,7 +42,7 @@ FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY
     AS want (delivery_id, event_id, attempt_number, ord)
 CROSS JOIN LATERAL (
     SELECT d.id, d.event_id, d.status, d.attempt_count, d.schedule_start, d.endpoint_id,
-           d.next_attempt_at
+           d.next_attempt_at, d.ordering_key
     FROM deliveries d
     WHERE d.id = want.delivery_id AND d.event_id = want.event_id
       AND d.event_id = ANY ($2::text[])
@@ -198,19 +196,6 @@ WHERE id = $1 AND event_id = $2 AND status = 'PENDING'
 RETURNING id
 """
 
-# Disabling an endpoint (410 Gone, FAILING): once, whichever engine gets there first; its
-# failing period ends with it, so a re-activated endpoint starts afresh. The audit entry and
-# the endpoint.disabled event (the outbox: the api's relay or the reconciler publishes it)
-# commit with the change.
-_DISABLE = """
-UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = $2, updated_at = now()
-WHERE id = $1 AND status = 'ACTIVE'
-RETURNING id, organization_id, kind, name, url_masked, updated_at
-"""
-_FORGET_FAILURES = "DELETE FROM endpoint_failures WHERE endpoint_id = $1"
-_AUDIT = "INSERT INTO audit_log (organization_id, action, details) VALUES ($1, $2, $3)"
-_OUTBOX_EVENT = "INSERT INTO events (id, organization_id, type, data) VALUES ($1, $2, $3, $4)"
-DISABLED_ACTION = "endpoint.disabled"
 # A deferred step's new due time (engine.py: the reconciler must not take it for lost).
 _POSTPONE = """
 UPDATE deliveries SET next_attempt_at = $3 WHERE id = $1 AND event_id = $2 AND status = 'PENDING'
@@ -429,28 +414,9 @@ class DeliveryRepository:
     ) -> bool:
         """INACTIVE for `reason`, with its audit entry and endpoint.disabled event; False
         when it was not ACTIVE (disabled already, by someone else, or deleted)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_DISABLE, endpoint_id, reason.value)
-            await conn.execute(_FORGET_FAILURES, endpoint_id)
-            if row is None:
-                return False
-            data = EndpointDisabledData(
-                endpoint_id=endpoint_id,
-                endpoint_kind=row["kind"],
-                name=row["name"],
-                url=row["url_masked"],
-                reason=reason.value,
-                http_status=http_status,
-                failing_since=failing_since,
-                disabled_at=row["updated_at"],
-            ).model_dump(mode="json", by_alias=True, exclude_none=True)
-            org_id = row["organization_id"]
-            await conn.execute(_AUDIT, org_id, DISABLED_ACTION, data)
-            event_id = new_id(IdPrefix.EVENT)
-            await conn.execute(
-                _OUTBOX_EVENT, event_id, org_id, EventType.ENDPOINT_DISABLED.value, data
-            )
-        return True
+        return await disabling.disable_endpoint(
+            self._pool, endpoint_id, reason, http_status=http_status, failing_since=failing_since
+        )
 
     async def postpone(self, task: DeliveryTask, due: datetime) -> None:
         await self._pool.execute(_POSTPONE, task.delivery_id, task.event_id, due)

@@ -24,6 +24,7 @@ class IdPrefix(StrEnum):
     REPORT_JOB = "rjob"
     REPORT = "rpt"
     REPORT_WEBHOOK = "rwh"
+    PORTAL_LINK = "pl"
 
 
 # The last ULID this process made, as an integer (its top 48 bits are its millisecond).

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # nothing of our traces (and cannot join or pollute them) unless an operator opts in.
     propagate_trace_to_endpoints: bool = False
 
+    # The dashboard (/app): how long a sign-in lasts, and the longest a portal link may live.
+    dashboard_session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    portal_link_max_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+
     # `make chaos` only, and only with HOOKPOST_ENV=dev: an event accepted under this
     # Idempotency-Key is held between its commit and its publish (logged), so that the harness
     # can SIGKILL the api exactly there and watch the outbox relay re-drive it.

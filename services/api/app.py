@@ -19,6 +19,7 @@ from services.api.admin.router import router as admin_router
 from services.api.agents.router import router as agents_router
 from services.api.audit.router import router as audit_router
 from services.api.broker import BrokerLink
+from services.api.dashboard import router as dashboard
 from services.api.deliveries.router import router as deliveries_router
 from services.api.delivery_destinations.router import router as destinations_router
 from services.api.errors import install_error_handlers
@@ -31,6 +32,8 @@ from services.api.exports.router import router as exports_router
 from services.api.mapping_jobs.router import router as mapping_jobs_router
 from services.api.metrics import HTTP_RESPONSES
 from services.api.organizations.router import router as organization_router
+from services.api.portal_links.router import admin_router as portal_links_admin_router
+from services.api.portal_links.router import router as portal_links_router
 from services.api.reports.router import router as reports_router
 from services.api.state import ApiState
 from services.api.webhook_subscriptions.router import router as subscriptions_router
@@ -94,9 +97,11 @@ def _api_router() -> APIRouter:
         audit_router,
         agents_router,
         reports_router,
+        portal_links_router,
     ):
         router.include_router(domain)
     router.include_router(admin_router)
+    router.include_router(portal_links_admin_router)
     return router
 
 
@@ -161,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.append(ingest.ROUTE)
     app.include_router(health.router)
     app.include_router(_api_router())
+    dashboard.install(app)  # /app: the web dashboard
     app.add_middleware(ResponseCounter)
 
     def openapi() -> dict[str, Any]:

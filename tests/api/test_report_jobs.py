@@ -130,11 +130,12 @@ async def test_the_outcome_event_names_the_jobs_webhook_alone(
     assert decrypt(row["source_url_enc"]) == BODY["url"]
     await client.post(f"{JOBS}/{job_id}/fail", json={"error": {"code": "c", "message": "m"}})
     events = await db_pool.fetch(
-        "SELECT type, data, target_endpoint_id FROM events WHERE organization_id = $1",
+        "SELECT type, data, target_endpoint_id, ordering_key FROM events"
+        " WHERE organization_id = $1",
         client.org_id,
     )
-    assert [(e["type"], e["target_endpoint_id"]) for e in events] == [
-        ("report.failed", row["webhook_endpoint_id"])
+    assert [(e["type"], e["target_endpoint_id"], e["ordering_key"]) for e in events] == [
+        ("report.failed", row["webhook_endpoint_id"], job_id)  # a job's events: its id as key
     ]
     assert events[0]["data"] == {
         "jobId": job_id,

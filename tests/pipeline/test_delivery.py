@@ -183,7 +183,8 @@ async def test_fan_out_plan_gate_inactive_and_other_orgs(
         receiver.script("/fan-2", [200]),
         ["mapping.failed", "mapping.completed"],
     )
-    await make_endpoint(
+    # INACTIVE (switched off by its user): kept as a PARKED delivery, never sent
+    inactive = await make_endpoint(
         db_pool,
         pro.organizationId,
         receiver.script("/fan-inactive", [200]),
@@ -209,9 +210,9 @@ async def test_fan_out_plan_gate_inactive_and_other_orgs(
     await pipeline.publish(fan_event)
     await pipeline.publish(gated_event)
 
-    rows = await delivered(db_pool, fan_event.id, 2)
-    assert sorted(r["endpoint_id"] for r in rows) == sorted([first.id, second.id])
-    assert all(r["status"] == "SUCCEEDED" for r in rows)
+    rows = await delivered(db_pool, fan_event.id, 3)
+    by_endpoint = {r["endpoint_id"]: r["status"] for r in rows}
+    assert by_endpoint == {first.id: "SUCCEEDED", second.id: "SUCCEEDED", inactive.id: "PARKED"}
     await receiver.wait_for("/fan-1", 1)
     await receiver.wait_for("/fan-2", 1)
     await dispatched(db_pool, gated_event.id)

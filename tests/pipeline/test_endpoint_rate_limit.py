@@ -17,6 +17,7 @@ import pytest
 from harness.receiver import Receiver
 from harness.receiver.behaviours import Ok
 from libs.domain.endpoint_kinds import MAX_RATE_LIMIT_PER_S
+from libs.infra.db.migrate import migrate
 from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +28,32 @@ DESTINATIONS = "/api/v1/delivery-destinations"
 
 
 @pytest.fixture(scope="module")
-async def platform(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    async with Pipeline(test_env, "ratelimit", HOOKPOST_RETRY_DELAY_SCALE="1.0") as pipe:
-        await pipe.stack.start(api=True, dispatchers=1, senders=1)
-        yield pipe
+async def platform(test_env: dict[str, str]) -> AsyncIterator[Pipeline]:
+    # A database of its own: engines share an endpoint's rate with every live engine of
+    # their database (libs/worker/membership.py), and the suite's other stacks would leave
+    # these two a sliver of it (still within the rate, but slower than any timeout).
+    server = test_env["HOOKPOST_DATABASE_URL"].rpartition("/")[0]
+    name = f"{test_env['HOOKPOST_BROKER_PREFIX']}_ratelimit"
+    await migrate(f"{server}/{name}")
+    try:
+        async with Pipeline(
+            test_env,
+            "ratelimit",
+            HOOKPOST_RETRY_DELAY_SCALE="1.0",
+            HOOKPOST_DATABASE_URL=f"{server}/{name}",
+        ) as pipe:
+            await pipe.stack.start(api=True, dispatchers=1, senders=1)
+            yield pipe
+    finally:
+        admin = await asyncpg.connect(f"{server}/postgres")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture
-async def client(platform: Pipeline, make_org) -> AsyncIterator[httpx.AsyncClient]:
-    org = await make_org()
-    headers = {"Authorization": f"Bearer {org.apiToken}"}
+async def client(platform: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
+    org = platform.stack.create_org("FREE")
+    headers = {"Authorization": f"Bearer {org['apiToken']}"}
     async with httpx.AsyncClient(
         base_url=platform.stack.api_url, headers=headers, timeout=10
     ) as client:

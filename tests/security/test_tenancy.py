@@ -23,6 +23,7 @@ EXEMPT = {
     # the organization id is the admin's to name (admin token, not an org's)
     ("PUT", "/api/v1/admin/organizations/{organization_id}/plan"),
     ("DELETE", "/api/v1/admin/organizations/{organization_id}"),  # erasure, the admin's too
+    ("POST", "/api/v1/admin/organizations/{organization_id}/portal-links"),
     # a signed link: no token at all; its signature is checked instead (tests/api/test_exports.py)
     ("GET", "/api/v1/export-files/{file_id}/download"),
 }
@@ -85,6 +86,7 @@ TABLES = [
     "agents",
     "mapping_jobs",
     "export_files",
+    "dashboard_portal_links",
     "endpoint_failures",
     "report_jobs",
     "reports",
@@ -165,7 +167,9 @@ async def owner_resources(owner: Client, db_pool: asyncpg.Pool) -> dict[str, str
         subscription["id"],
         owner.org_id,
     )
+    portal_link = await created(await owner.post("/api/v1/portal-links"))
     return {
+        "link_id": portal_link["id"],
         "subscription_id": subscription["id"],
         "destination_id": destination["id"],
         "webhook_id": export_webhook["id"],

@@ -101,7 +101,9 @@ async def _recover_batch(
         )
         if not rows:
             return 0
-        await repository.reopen_many(conn, [row["id"] for row in rows])
+        await repository.reopen_many(
+            conn, [row["id"] for row in rows], [row["event_id"] for row in rows]
+        )
         steps = []
         for row in rows:
             attempt = row["attempt_count"] + 1  # a new schedule starts at the next attempt

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -68,3 +70,52 @@ async def retry_delivery(
             raise ServiceUnavailableError(
                 "the message broker is unavailable; the delivery was not retried, try again"
             ) from exc
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What the dashboard's delivery log is narrowed to (every field optional)."""
+
+    endpoint_id: str | None = None
+    status: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def log_page(
+    pool: asyncpg.Pool,
+    org_id: str,
+    where: LogFilter,
+    *,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[asyncpg.Record]:
+    """One page of the org's deliveries, newest first (keyset: `before` a row)."""
+    return await repository.log_page(
+        pool,
+        org_id,
+        endpoint_id=where.endpoint_id,
+        status=where.status,
+        event_type=where.event_type,
+        since=where.since,
+        until=where.until,
+        before=before,
+        limit=limit,
+    )
+
+
+async def delivery_with_attempts(
+    pool: asyncpg.Pool, org_id: str, delivery_id: str
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """A delivery of this org with every attempt (response excerpts included); 404 else."""
+    row = await repository.delivery_detail(pool, org_id, delivery_id)
+    if row is None:
+        raise NotFoundError(f"delivery {delivery_id!r} not found")
+    return row, await repository.attempts_with_responses(pool, delivery_id, row["event_id"])
+
+
+async def hourly_outcomes(
+    pool: asyncpg.Pool, org_id: str, endpoint_id: str, since: datetime
+) -> list[asyncpg.Record]:
+    return await repository.hourly_outcomes(pool, org_id, endpoint_id, since)

@@ -130,14 +130,17 @@ async def get(
     )
 
 
-async def url_enc(conn: Executor, org_id: str, endpoint_id: str, kind: str) -> bytes | None:
-    blob: bytes | None = await conn.fetchval(
-        "SELECT url_enc FROM endpoints WHERE id = $1 AND organization_id = $2 AND kind = $3",
+async def stored_settings(
+    conn: Executor, org_id: str, endpoint_id: str, kind: str
+) -> asyncpg.Record | None:
+    """The encrypted URL and API key value of the endpoint (for an edit that keeps them)."""
+    return await conn.fetchrow(
+        "SELECT url_enc, api_key_value_enc FROM endpoints"
+        " WHERE id = $1 AND organization_id = $2 AND kind = $3",
         endpoint_id,
         org_id,
         kind,
     )
-    return blob
 
 
 async def list_for_org(

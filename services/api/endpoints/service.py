@@ -315,10 +315,7 @@ async def get_endpoint(
 
 async def stored_url(pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str) -> str:
     """The endpoint's URL in plaintext (for a PUT that leaves it as it is)."""
-    blob = await repository.url_enc(pool, org_id, endpoint_id, kind.value)
-    if blob is None:
-        raise _not_found(kind, endpoint_id)
-    return crypto.decrypt(blob)
+    return (await stored_settings(pool, org_id, kind, endpoint_id)).url
 
 
 async def list_endpoints(
@@ -328,6 +325,26 @@ async def list_endpoints(
         _from_record(r)
         for r in await repository.list_for_org(pool, org_id, kind.value, active_only)
     ]
+
+
+@dataclass(frozen=True)
+class StoredSettings:
+    url: str
+    api_key_value: str | None
+
+
+async def stored_settings(
+    pool: asyncpg.Pool, org_id: str, kind: EndpointKind, endpoint_id: str
+) -> StoredSettings:
+    """The endpoint's URL and API key value in plaintext, for the dashboard's edit, pause and
+    activate: they replace the endpoint as PUT does, keeping what the user leaves as it is
+    (the pages themselves only ever show both masked)."""
+    row = await repository.stored_settings(pool, org_id, endpoint_id, kind.value)
+    if row is None:
+        raise _not_found(kind, endpoint_id)
+    return StoredSettings(
+        crypto.decrypt(row["url_enc"]), crypto.decrypt_optional(row["api_key_value_enc"])
+    )
 
 
 async def replace_endpoint(

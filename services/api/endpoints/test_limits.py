@@ -11,15 +11,19 @@ from fastapi import Depends, Request
 from services.api.auth import Org
 from services.api.errors import RateLimitedError
 from services.api.rate_limit import retry_after_seconds
-from services.api.state import State
+from services.api.state import ApiState, State
 
 
 async def within_test_rate(request: Request, state: State, org: Org) -> None:
     # The endpoint is the last path parameter of every /test route (…/{id}/test).
-    endpoint_id = str(list(request.path_params.values())[-1])
+    check_test_rate(state, org.id, str(list(request.path_params.values())[-1]))
+
+
+def check_test_rate(state: ApiState, org_id: str, endpoint_id: str) -> None:
+    """429 beyond the /test limits (the api's routes and the dashboard's Send test button)."""
     for limiter, key, what in (
-        (state.test_limiter_per_endpoint, f"{org.id}/{endpoint_id}", "this endpoint"),
-        (state.test_limiter_per_org, org.id, "this organization"),
+        (state.test_limiter_per_endpoint, f"{org_id}/{endpoint_id}", "this endpoint"),
+        (state.test_limiter_per_org, org_id, "this organization"),
     ):
         wait_s = limiter.take(key)
         if wait_s > 0:

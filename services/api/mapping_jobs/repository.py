@@ -45,6 +45,15 @@ async def get(conn: Executor, org_id: str, job_id: str) -> asyncpg.Record | None
     )
 
 
+async def recent(conn: Executor, org_id: str, limit: int) -> list[asyncpg.Record]:
+    """The org's newest jobs with their webhooks (the dashboard's Mapping jobs page)."""
+    return await conn.fetch(
+        f"{_WITH_WEBHOOK} WHERE j.organization_id = $1 ORDER BY j.created_at DESC LIMIT $2",
+        org_id,
+        limit,
+    )
+
+
 async def lock(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record | None:
     """The job's status and agent, locked until the transaction ends (one transition wins)."""
     return await conn.fetchrow(

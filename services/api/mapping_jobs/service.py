@@ -86,6 +86,10 @@ async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Recor
     return job
 
 
+async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[asyncpg.Record]:
+    return await repository.recent(pool, org_id, limit)
+
+
 async def _lock_in_state(
     conn: asyncpg.Connection, org_id: str, job_id: str, wanted: str, action: str
 ) -> asyncpg.Record:

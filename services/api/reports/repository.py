@@ -35,6 +35,13 @@ async def insert_job(
     )
 
 
+async def recent_jobs(conn: Executor, org_id: str, limit: int) -> list[asyncpg.Record]:
+    """The org's newest report jobs (the dashboard's Jobs page)."""
+    return await conn.fetch(
+        f"{_JOB} WHERE organization_id = $1 ORDER BY created_at DESC LIMIT $2", org_id, limit
+    )
+
+
 async def get_job(conn: Executor, org_id: str, job_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"{_JOB} WHERE id = $1 AND organization_id = $2", job_id, org_id)
 

@@ -78,6 +78,10 @@ async def create_job(
     return job
 
 
+async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[asyncpg.Record]:
+    return await repository.recent_jobs(pool, org_id, limit)
+
+
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
     job = await repository.get_job(pool, org_id, job_id)
     if job is None:
@@ -108,6 +112,7 @@ async def _announce(
         event_type,
         data.model_dump(mode="json", by_alias=True),
         target_endpoint_id=job["webhook_endpoint_id"],
+        ordering_key=job["id"],  # a job's events carry its id (SPEC §4, ordered delivery)
     )
 
 

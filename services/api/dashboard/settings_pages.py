@@ -1,0 +1,113 @@
+"""Team Settings (plan, the org webhook secret: reveal on purpose, rotate; portal links),
+Agent results sinks (agents, their rules and sinks) and Jobs (mapping and report jobs, each
+with its webhook and that webhook's deliveries).
+Team Settings is the org's own: a portal session never reaches it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from libs.domain import plan_gate
+from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.secrets import mask_secret
+from services.api.agents import service as agents
+from services.api.dashboard.web import APP, DashboardRoute, Form, OrgSession, Session, render
+from services.api.errors import BadRequestError
+from services.api.mapping_jobs import service as mapping_jobs
+from services.api.organizations import service as organizations
+from services.api.portal_links import service as portal_links
+from services.api.reports import service as report_jobs
+from services.api.state import State
+
+router = APIRouter(prefix=APP, route_class=DashboardRoute, include_in_schema=False)
+
+
+async def _settings(
+    request: Request, state: State, session: OrgSession, **shown: object
+) -> Response:
+    org_id = session.organization_id
+    return render(
+        request,
+        "settings.html",
+        session,
+        masked=await organizations.ensure_webhook_secret(state.pool, org_id),
+        links=await portal_links.list_links(state.pool, org_id),
+        max_link_ttl_s=state.settings.portal_link_max_ttl_s,
+        **shown,
+    )
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings(request: Request, state: State, session: OrgSession) -> Response:
+    return await _settings(request, state, session)
+
+
+@router.post("/settings/reveal", response_class=HTMLResponse)
+async def reveal(request: Request, state: State, session: OrgSession, form: Form) -> Response:
+    del form
+    secret = await organizations.reveal_webhook_secret(state.pool, session.organization_id)
+    return await _settings(request, state, session, revealed=secret)
+
+
+@router.post("/settings/rotate", response_class=HTMLResponse)
+async def rotate(request: Request, state: State, session: OrgSession, form: Form) -> Response:
+    del form
+    secret = await organizations.rotate_webhook_secret(state.pool, session.organization_id)
+    return await _settings(
+        request, state, session, rotated=secret, rotated_mask=mask_secret(secret)
+    )
+
+
+@router.post("/settings/portal-links", response_class=HTMLResponse)
+async def mint_link(request: Request, state: State, session: OrgSession, form: Form) -> Response:
+    ttl_text = str(form.get("ttl_minutes") or "60").strip()
+    if not ttl_text.isdigit():
+        raise BadRequestError("the link's lifetime is a whole number of minutes")
+    link = await portal_links.mint(
+        state.pool,
+        session.organization_id,
+        int(ttl_text) * 60,
+        state.settings.portal_link_max_ttl_s,
+        str(form.get("frame_origin") or "").strip() or None,
+        created_by="organization",
+    )
+    url = str(request.base_url).rstrip("/") + link.path
+    return await _settings(request, state, session, minted=link, minted_url=url)
+
+
+@router.post("/settings/portal-links/{link_id}/revoke", response_class=HTMLResponse)
+async def revoke_link(
+    link_id: str, request: Request, state: State, session: OrgSession, form: Form
+) -> Response:
+    del form
+    await portal_links.revoke(state.pool, session.organization_id, link_id)
+    return await _settings(request, state, session, notice="Portal link revoked.")
+
+
+@router.get("/agents", response_class=HTMLResponse)
+async def agent_sinks(request: Request, state: State, session: Session) -> Response:
+    org_id, plan = session.organization_id, session.plan
+    allowed = plan_gate.allows_kind(plan, EndpointKind.AGENT_SINK)
+    listed = []
+    for agent in await agents.list_agents(state.pool, org_id):
+        sinks = (
+            await agents.list_data_sources(state.pool, org_id, plan, agent["id"]) if allowed else []
+        )
+        listed.append((agent, agents.rules_of(agent), sinks))
+    return render(
+        request,
+        "agents.html",
+        session,
+        agents=listed,
+        allowed=allowed,
+        minimum=plan_gate.kind_minimum_plan(EndpointKind.AGENT_SINK),
+    )
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs(request: Request, state: State, session: Session) -> Response:
+    org_id = session.organization_id
+    found = await mapping_jobs.recent_jobs(state.pool, org_id)
+    reports = await report_jobs.recent_jobs(state.pool, org_id)
+    return render(request, "jobs.html", session, jobs=found, reports=reports)
