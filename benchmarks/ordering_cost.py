@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.common import plan_cost
 from harness.env import FreshEnv
 from libs.delivery.ordering import _LOCK_LINES, _LOCK_LINES_OF_KEYS, _PROMOTE, _STUCK_LINES
 
@@ -120,12 +120,9 @@ async def _report(conn: asyncpg.Connection, what: str, sql: str, *args: Any) -> 
             plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
         finally:
             await transaction.rollback()
-    top = json.loads(plan)[0]
-    buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get("Shared Read Blocks", 0)
     print(
         f"{what}: {len(found)} rows; wall p50 {statistics.median(walls[1:]):.2f} ms;"
-        f" PostgreSQL {top['Execution Time']:.2f} ms, planning {top['Planning Time']:.2f} ms,"
-        f" {buffers} buffers"
+        f" {plan_cost(plan)}"
     )
 
 

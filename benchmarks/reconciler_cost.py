@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 import uuid
 
 import asyncpg
 
+from benchmarks.common import plan_cost
 from harness.env import FreshEnv
 from services.dispatcher import overdue
 
@@ -109,13 +109,9 @@ async def _report(conn: asyncpg.Connection, what: str, sql: str, after_s: float)
             walls.append((time.perf_counter() - started) * 1000)
     async with conn.transaction():
         plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", after_s, 500)
-    top = json.loads(plan)[0]
-    buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get("Shared Read Blocks", 0)
     print(
         f"{what}: {len(found)} rows claimed; wall p50 {statistics.median(walls):.2f} ms,"
-        f" max {max(walls):.2f} ms over {ROUNDS}; PostgreSQL execution"
-        f" {top['Execution Time']:.2f} ms, planning {top['Planning Time']:.2f} ms,"
-        f" {buffers} buffers"
+        f" max {max(walls):.2f} ms over {ROUNDS}; {plan_cost(plan)}"
     )
 
 

@@ -81,6 +81,17 @@ def print_profiles(profiles: Profiles) -> None:
         )
 
 
+def print_costs(phase: Throughput | Latency) -> None:
+    """What a loaded phase cost: CPU per delivery, the kernel's share, run-queue waits,
+    PostgreSQL, the cores and the profiles."""
+    print(f"             cpu s / 1,000 deliveries {phase.cpu.cpu_s_per_1000_deliveries}")
+    print(f"             kernel share {phase.cpu.kernel_share_of_service_cpu}")
+    print(f"             run-queue wait s/s {phase.cpu.runqueue_wait_per_s}")
+    print_postgres(phase.postgres_connections, phase.postgres_statements)
+    print_cores(phase.cpu)
+    print_profiles(phase.profiles)
+
+
 def print_throughput(t: Throughput, broker: float, http: float, skeleton: float) -> None:
     dps = t.deliveries_per_s
     print(f"{t.door}")
@@ -90,12 +101,7 @@ def print_throughput(t: Throughput, broker: float, http: float, skeleton: float)
         f" {dps / skeleton:.3f} × skeleton;"
         f" errors {t.request_errors}, duplicates {t.duplicate_posts}"
     )
-    print(f"             cpu s / 1,000 deliveries {t.cpu.cpu_s_per_1000_deliveries}")
-    print(f"             kernel share {t.cpu.kernel_share_of_service_cpu}")
-    print(f"             run-queue wait s/s {t.cpu.runqueue_wait_per_s}")
-    print_postgres(t.postgres_connections, t.postgres_statements)
-    print_cores(t.cpu)
-    print_profiles(t.profiles)
+    print_costs(t)
 
 
 def print_latency(lat: Latency) -> None:
@@ -105,12 +111,7 @@ def print_latency(lat: Latency) -> None:
     )
     for stage, figures in lat.stages_ms.items():
         print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
-    print(f"             cpu s / 1,000 deliveries {lat.cpu.cpu_s_per_1000_deliveries}")
-    print(f"             run-queue wait s/s {lat.cpu.runqueue_wait_per_s}")
-    print(f"             kernel share {lat.cpu.kernel_share_of_service_cpu}")
-    print_cores(lat.cpu)
-    print_postgres(lat.postgres_connections, lat.postgres_statements)
-    print_profiles(lat.profiles)
+    print_costs(lat)
 
 
 def print_concurrency(r: Concurrency) -> None:

@@ -8,7 +8,6 @@ dispatcher → sender. recovery_s = recovery − restore; outage_s = restore −
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,20 +55,14 @@ async def _kill_dispatcher(stack: ChaosStack) -> list[str]:
 
 async def _restart_rabbitmq(stack: ChaosStack) -> list[str]:
     rabbit = stack.infra.rabbit
-    await asyncio.to_thread(rabbit.stop)
-    stopped = time.time()
-    await asyncio.sleep(RABBIT_DOWN_S)
-    await asyncio.to_thread(rabbit.start)
-    return [f"rabbitmqctl shutdown; down {time.time() - stopped:.1f}s; rabbitmq-server again"]
+    down = await hard.down_for(rabbit.stop, rabbit.start, RABBIT_DOWN_S)
+    return [f"rabbitmqctl shutdown; down {down:.1f}s; rabbitmq-server again"]
 
 
 async def _restart_postgres(stack: ChaosStack) -> list[str]:
     postgres = stack.infra.postgres
-    await asyncio.to_thread(postgres.stop, "fast")
-    stopped = time.time()
-    await asyncio.sleep(POSTGRES_DOWN_S)
-    await asyncio.to_thread(postgres.start)
-    return [f"pg_ctl stop -m fast; down {time.time() - stopped:.1f}s; pg_ctl start"]
+    down = await hard.down_for(lambda: postgres.stop("fast"), postgres.start, POSTGRES_DOWN_S)
+    return [f"pg_ctl stop -m fast; down {down:.1f}s; pg_ctl start"]
 
 
 async def _rolling_deploy(stack: ChaosStack) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,24 +43,28 @@ async def _fetchval(stack: ChaosStack, sql: str, *args: object) -> Any:
         await conn.close()
 
 
+async def down_for(stop: Callable[[], object], start: Callable[[], object], down_s: float) -> float:
+    """`stop`, then `start` `down_s` seconds later (in threads: both block); the seconds it
+    was really down, for the fault's notes."""
+    await asyncio.to_thread(stop)
+    stopped = time.time()
+    await asyncio.sleep(down_s)
+    await asyncio.to_thread(start)
+    return time.time() - stopped
+
+
 async def kill_rabbitmq(stack: ChaosStack) -> list[str]:
     """kill -9 of the whole single-node broker: no goodbye to any client, no clean flush."""
     rabbit = stack.infra.rabbit
-    await asyncio.to_thread(rabbit.kill)
-    killed = time.time()
-    await asyncio.sleep(DOWN_S)
-    await asyncio.to_thread(rabbit.start)
-    return [f"SIGKILL the node's VM; down {time.time() - killed:.1f}s; started again"]
+    down = await down_for(rabbit.kill, rabbit.start, DOWN_S)
+    return [f"SIGKILL the node's VM; down {down:.1f}s; started again"]
 
 
 async def crash_postgres(stack: ChaosStack, down_s: float = 5.0) -> list[str]:
     """`pg_ctl stop -m immediate`: no checkpoint, crash recovery at the next start."""
     postgres = stack.infra.postgres
-    await asyncio.to_thread(postgres.stop, "immediate")
-    stopped = time.time()
-    await asyncio.sleep(down_s)
-    await asyncio.to_thread(postgres.start)
-    return [f"pg_ctl stop -m immediate; down {time.time() - stopped:.1f}s; crash recovery"]
+    down = await down_for(lambda: postgres.stop("immediate"), postgres.start, down_s)
+    return [f"pg_ctl stop -m immediate; down {down:.1f}s; crash recovery"]
 
 
 async def crash_postgres_long(stack: ChaosStack) -> list[str]:

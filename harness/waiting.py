@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -38,3 +38,8 @@ async def eventually(
     if not held:
         raise AssertionError(f"condition not reached within {timeout}s; last value: {value!r}")
     return value
+
+
+def first_is(status: str) -> Callable[[Sequence[Mapping[str, object]]], bool]:
+    """For `poll`/`eventually` over delivery rows: the first row has reached `status`."""
+    return lambda rows: bool(rows) and rows[0]["status"] == status

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from chaos.hard_faults import NOT_MADE, _channel_peer_port
+from chaos.hard_faults import NOT_MADE, _channel_peer_port, down_for
 from chaos.judge import (
     API_BOUND_S,
     CorpusItem,
@@ -237,3 +237,9 @@ def test_a_disabled_endpoints_missing_delivery_is_lost() -> None:
 def test_parked_where_nothing_parks_is_inconsistent() -> None:
     report = run(deliveries=[*DELIVERIES[:2], parked("e2", "ep-2"), DELIVERIES[3]])
     assert report.problems["PARKED for an endpoint that does not park"] == 1
+
+
+async def test_an_outage_stops_then_starts_and_reports_how_long_it_was_down() -> None:
+    calls: list[str] = []
+    down = await down_for(lambda: calls.append("stop"), lambda: calls.append("start"), 0.05)
+    assert calls == ["stop", "start"] and 0.05 <= down < 5

@@ -8,10 +8,7 @@ import httpx
 import pytest
 
 from harness.stack import Stack
-from tests.support.stacks import stack_on
-
-# 1m/5m/30m tiers become 120 ms / 600 ms / 3.6 s: a DEAD delivery in about 5 s.
-E2E_RETRY_SCALE = "0.002"
+from tests.support.stacks import E2E_RETRY_SCALE, e2e_env, e2e_stack  # noqa: F401  (the e2e modules' scale)
 
 
 def auth(org: dict[str, str]) -> dict[str, str]:
@@ -39,16 +36,13 @@ async def create_webhook(
 @pytest.fixture(scope="module")
 def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
     # db_pool: the database exists and is migrated before any service starts.
-    return {**test_env, "HOOKPOST_RETRY_DELAY_SCALE": E2E_RETRY_SCALE}
+    return e2e_env(test_env)
 
 
 @pytest.fixture(scope="module")
 async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
-    services = stack_on(stack_env)
-    try:
-        yield await services.start(dispatchers=1, senders=2)
-    finally:
-        await services.stop_all()
+    async with e2e_stack(stack_env) as started:
+        yield started
 
 
 @pytest.fixture

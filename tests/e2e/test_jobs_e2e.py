@@ -5,8 +5,6 @@ job's URL, a subscription and an export webhook at once."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -16,6 +14,7 @@ import stripe
 
 from harness.receiver import ReceivedRequest, Receiver
 from harness.stack import Stack
+from harness.waiting import first_is, poll
 from tests.e2e.conftest import auth
 
 JOBS = "/api/v1/mapping-jobs"
@@ -65,14 +64,11 @@ async def deliveries_to(pool: asyncpg.Pool, endpoint_id: str) -> list[asyncpg.Re
 async def wait_for_delivery(
     pool: asyncpg.Pool, endpoint_id: str, status: str, timeout: float = 40
 ) -> asyncpg.Record:
-    deadline = time.monotonic() + timeout
-    found: list[asyncpg.Record] = []
-    while time.monotonic() < deadline:
-        found = await deliveries_to(pool, endpoint_id)
-        if found and found[0]["status"] == status:
-            return found[0]
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no {status} delivery to {endpoint_id} within {timeout}s: {found}")
+    reached, found = await poll(
+        lambda: deliveries_to(pool, endpoint_id), first_is(status), timeout, interval=0.2
+    )
+    assert reached, f"no {status} delivery to {endpoint_id} within {timeout}s: {found}"
+    return found[0]
 
 
 async def test_completion_reaches_the_job_url_a_subscription_and_an_export_webhook(

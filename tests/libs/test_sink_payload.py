@@ -22,24 +22,11 @@ from libs.domain.signing import (
 )
 from libs.domain.sink_payload import SinkPayload, build_sink_body, results_ref
 from libs.infra.crypto import encrypt
+from tests.support.factories import MAPPING_RESULTS as RESULTS
 from tests.support.factories import delivery_task, sender_delivery_row
 
 BODY = b'{"jobId":"job_1","results":[]}'
 COMPLETED = datetime(2026, 5, 25, 12, 34, 56, tzinfo=UTC)
-RESULTS = [
-    {
-        "partnerRowId": "row_1",
-        "referenceHotelId": "ref_1",
-        "matchMethod": "STANDARD",
-        "matchConfidence": None,
-    },
-    {
-        "partnerRowId": "row_2",
-        "referenceHotelId": None,
-        "matchMethod": None,
-        "matchConfidence": None,
-    },
-]
 
 
 def test_mt_signature_is_hmac_sha256_hex_of_the_raw_body() -> None:

@@ -12,6 +12,7 @@ the message (tests.support.factories.event_message, with the key).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
@@ -47,6 +48,27 @@ class Failing:
         if event_id in self.always or (first_time and event_id in self.first):
             return Reply(500, "scripted failure")
         return Reply()
+
+
+# An endpoint's target: (its org's id, its id, the behaviour answering it).
+NewTarget = Callable[..., Awaitable[tuple[str, str, Failing]]]
+
+
+@pytest.fixture
+def failing_endpoint(make_org, forget_orgs, db_pool: asyncpg.Pool, receiver: Receiver) -> NewTarget:
+    """A new org (forgotten after the test) with one endpoint to `path` on the receiver, answered
+    as its `Failing` says: ordered unless `ordered=False`."""
+
+    async def make(path: str, *, ordered: bool = True) -> tuple[str, str, Failing]:
+        org = await make_org()
+        forget_orgs(org.organizationId)
+        behaviour = Failing()
+        url = receiver.behave(path, behaviour)
+        config = ORDERED if ordered else None
+        endpoint = await make_endpoint(db_pool, org.organizationId, url, config=config)
+        return org.organizationId, endpoint.id, behaviour
+
+    return make
 
 
 async def accept(pool: asyncpg.Pool, org_id: str, key: str | None) -> EventMessage:
@@ -93,18 +115,14 @@ async def statuses(pool: asyncpg.Pool, events: list[EventMessage]) -> list[str]:
 
 
 async def test_each_key_arrives_in_order_while_attempts_fail(
-    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver, forget_orgs
+    pipeline: Pipeline, db_pool: asyncpg.Pool, receiver: Receiver, failing_endpoint: NewTarget
 ) -> None:
-    org = await make_org()
-    forget_orgs(org.organizationId)
-    behaviour = Failing()
-    url = receiver.behave("/ordered", behaviour)
-    await make_endpoint(db_pool, org.organizationId, url, config=ORDERED)
+    org_id, _, behaviour = await failing_endpoint("/ordered")
     lines: dict[str, list[EventMessage]] = {key: [] for key in ("k1", "k2", "k3")}
     accepted: list[EventMessage] = []
     for _ in range(6):
         for key, line in lines.items():
-            event = await accept(db_pool, org.organizationId, key)
+            event = await accept(db_pool, org_id, key)
             line.append(event)
             accepted.append(event)
             if len(accepted) % 3 == 0:
@@ -124,16 +142,12 @@ async def test_each_key_arrives_in_order_while_attempts_fail(
 
 
 async def test_a_failing_key_holds_back_only_itself(
-    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver, forget_orgs
+    pipeline: Pipeline, db_pool: asyncpg.Pool, receiver: Receiver, failing_endpoint: NewTarget
 ) -> None:
-    org = await make_org()
-    forget_orgs(org.organizationId)
-    behaviour = Failing()
-    url = receiver.behave("/stuck", behaviour)
-    await make_endpoint(db_pool, org.organizationId, url, config=ORDERED)
-    stuck = [await accept(db_pool, org.organizationId, "stuck") for _ in range(3)]
-    free = [await accept(db_pool, org.organizationId, "free") for _ in range(5)]
-    keyless = [await accept(db_pool, org.organizationId, None) for _ in range(3)]
+    org_id, _, behaviour = await failing_endpoint("/stuck")
+    stuck = [await accept(db_pool, org_id, "stuck") for _ in range(3)]
+    free = [await accept(db_pool, org_id, "free") for _ in range(5)]
+    keyless = [await accept(db_pool, org_id, None) for _ in range(3)]
     behaviour.always.add(stuck[0].id)
     for event in stuck + free + keyless:
         await pipeline.publish(event)
@@ -161,14 +175,11 @@ async def test_a_failing_key_holds_back_only_itself(
 
 
 async def test_an_earlier_event_not_yet_fanned_out_holds_the_later_one(
-    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver, forget_orgs
+    pipeline: Pipeline, db_pool: asyncpg.Pool, receiver: Receiver, failing_endpoint: NewTarget
 ) -> None:
-    org = await make_org()
-    forget_orgs(org.organizationId)
-    url = receiver.behave("/late", Failing())
-    await make_endpoint(db_pool, org.organizationId, url, config=ORDERED)
-    first = await accept(db_pool, org.organizationId, "order-42")
-    second = await accept(db_pool, org.organizationId, "order-42")
+    org_id, _, _ = await failing_endpoint("/late")
+    first = await accept(db_pool, org_id, "order-42")
+    second = await accept(db_pool, org_id, "order-42")
 
     await pipeline.publish(second)
     await dispatched(db_pool, second.id)
@@ -184,16 +195,12 @@ async def test_an_earlier_event_not_yet_fanned_out_holds_the_later_one(
 
 
 async def test_unordered_endpoints_and_keyless_events_are_untouched(
-    pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver, forget_orgs
+    pipeline: Pipeline, db_pool: asyncpg.Pool, receiver: Receiver, failing_endpoint: NewTarget
 ) -> None:
     """An endpoint without orderedDelivery gets keyed events at once, in parallel, and its
     deliveries carry no key (nothing of ordering is written for them)."""
-    org = await make_org()
-    forget_orgs(org.organizationId)
-    behaviour = Failing()
-    url = receiver.behave("/plain", behaviour)
-    plain = await make_endpoint(db_pool, org.organizationId, url)
-    events = [await accept(db_pool, org.organizationId, "same") for _ in range(4)]
+    org_id, plain_id, behaviour = await failing_endpoint("/plain", ordered=False)
+    events = [await accept(db_pool, org_id, "same") for _ in range(4)]
     behaviour.always.add(events[0].id)  # would hold the others back, were it ordered
     for event in events:
         await pipeline.publish(event)
@@ -202,7 +209,7 @@ async def test_unordered_endpoints_and_keyless_events_are_untouched(
         lambda: statuses(db_pool, events[1:]), lambda found: found == ["SUCCEEDED"] * 3
     )
     rows = await db_pool.fetch(
-        "SELECT status, ordering_key FROM deliveries WHERE endpoint_id = $1", plain.id
+        "SELECT status, ordering_key FROM deliveries WHERE endpoint_id = $1", plain_id
     )
     assert len(rows) == 4 and all(row["ordering_key"] is None for row in rows)
     assert "HELD" not in {row["status"] for row in rows}

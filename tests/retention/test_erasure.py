@@ -37,6 +37,18 @@ async def populate(conn: asyncpg.Connection, org_id: str) -> None:
     )
 
 
+async def erase_org(dsn: str, org_id: str) -> subprocess.CompletedProcess[str]:
+    """`hookpost orgs erase <org_id>` on the database at `dsn`, as an operator runs it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [str(HOOKPOST_BIN), "orgs", "erase", org_id],
+        env={**os.environ, "HOOKPOST_DATABASE_URL": dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 async def test_erase_removes_one_org_everywhere_and_leaves_the_other(fresh_dsn: str) -> None:
     await migrate(fresh_dsn)
     conn = await asyncpg.connect(fresh_dsn)
@@ -61,14 +73,7 @@ async def test_erase_removes_one_org_everywhere_and_leaves_the_other(fresh_dsn: 
             )
         )
 
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [str(HOOKPOST_BIN), "orgs", "erase", "org_gone"],
-            env={**os.environ, "HOOKPOST_DATABASE_URL": fresh_dsn},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = await erase_org(fresh_dsn, "org_gone")
         assert result.returncode == 0, result.stderr
         printed = json.loads(result.stdout)
         assert printed["erased"]["events"] == 12
@@ -85,14 +90,7 @@ async def test_erase_removes_one_org_everywhere_and_leaves_the_other(fresh_dsn: 
         assert details["organizationId"] == "org_gone" and details["requestedBy"] == "cli"
         assert details["erased"] == printed["erased"]
 
-        again = await asyncio.to_thread(
-            subprocess.run,
-            [str(HOOKPOST_BIN), "orgs", "erase", "org_gone"],
-            env={**os.environ, "HOOKPOST_DATABASE_URL": fresh_dsn},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        again = await erase_org(fresh_dsn, "org_gone")
         assert again.returncode != 0 and "no organization" in again.stderr
     finally:
         await conn.close()

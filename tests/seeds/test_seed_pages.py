@@ -27,6 +27,7 @@ from harness.stack import Stack
 from libs.sdk.webhooks import verify_signature
 from tests.e2e.conftest import auth
 from tests.seeds.page import PAGES, curl_commands, json_examples, run_curl, same_shape, text
+from tests.support.factories import MAPPING_RESULTS as RESULTS
 
 P000, P001, P002 = (
     "000-export-webhooks.txt",
@@ -35,20 +36,6 @@ P000, P001, P002 = (
 )
 P003, P004 = "003-agent-outbound-sink.txt", "004-job-webhooks-and-sdk.txt"
 MASKED = re.compile(r"^whsec_••••.{4}$")
-RESULTS = [
-    {
-        "partnerRowId": "row_1",
-        "referenceHotelId": "ref_1",
-        "matchMethod": "STANDARD",
-        "matchConfidence": None,
-    },
-    {
-        "partnerRowId": "row_2",
-        "referenceHotelId": None,
-        "matchMethod": None,
-        "matchConfidence": None,
-    },
-]
 
 
 def curl(

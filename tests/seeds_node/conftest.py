@@ -12,9 +12,9 @@ import pytest
 
 from harness.process import Process, free_port
 from harness.stack import Stack
-from tests.e2e.conftest import E2E_RETRY_SCALE, api_client  # noqa: F401  (fixtures)
+from tests.e2e.conftest import api_client  # noqa: F401  (fixtures)
 from tests.seeds_node.toolchain import RECEIVERS, build_receivers, node_env
-from tests.support.stacks import LOG_DIR, stack_on
+from tests.support.stacks import LOG_DIR, e2e_env, e2e_stack
 
 WEBHOOK_PATH = "/webhooks/mappa"  # the page's route, in all three frameworks
 
@@ -22,17 +22,14 @@ WEBHOOK_PATH = "/webhooks/mappa"  # the page's route, in all three frameworks
 @pytest.fixture(scope="package")
 def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
     # db_pool: the database exists and is migrated before any service starts.
-    return {**test_env, "HOOKPOST_RETRY_DELAY_SCALE": E2E_RETRY_SCALE}
+    return e2e_env(test_env)
 
 
 @pytest.fixture(scope="package")
 async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
     """tests/e2e's stack, started once for this package's modules (each test has its own org)."""
-    services = stack_on(stack_env)
-    try:
-        yield await services.start(dispatchers=1, senders=2)
-    finally:
-        await services.stop_all()
+    async with e2e_stack(stack_env) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,13 @@ and what became of the job's delivery (PostgreSQL, the source of truth)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import time
 
 import asyncpg
 import httpx
 
+from harness.waiting import first_is, poll
 from tests.e2e.conftest import auth
 
 JOBS = "/api/v1/reports/jobs"
@@ -64,18 +63,18 @@ async def job_delivery(
     pool: asyncpg.Pool, job_id: str, status: str, timeout: float = 40
 ) -> asyncpg.Record:
     """The delivery to `job_id`'s webhook once it reaches `status` (SUCCEEDED, DEAD, …)."""
-    deadline = time.monotonic() + timeout
-    rows: list[asyncpg.Record] = []
-    while time.monotonic() < deadline:
-        rows = await pool.fetch(
+    reached, rows = await poll(
+        lambda: pool.fetch(
             "SELECT d.status, d.attempt_count FROM deliveries d"
             " JOIN report_jobs j ON d.endpoint_id = j.webhook_endpoint_id WHERE j.id = $1",
             job_id,
-        )
-        if rows and rows[0]["status"] == status:
-            return rows[0]
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the delivery of {job_id} is not {status} within {timeout}s: {rows}")
+        ),
+        first_is(status),
+        timeout,
+        interval=0.2,
+    )
+    assert reached, f"the delivery of {job_id} is not {status} within {timeout}s: {rows}"
+    return rows[0]
 
 
 def mappa_signature(body: bytes, secret: str, timestamp: int) -> str:

@@ -228,6 +228,22 @@ def sender_delivery_row(**changes: Any) -> DeliveryRow:
 
 UNIT_TIME = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
 
+# A mapping job's results as an agent sink delivers them: one row matched, one not.
+MAPPING_RESULTS: list[dict[str, Any]] = [
+    {
+        "partnerRowId": "row_1",
+        "referenceHotelId": "ref_1",
+        "matchMethod": "STANDARD",
+        "matchConfidence": None,
+    },
+    {
+        "partnerRowId": "row_2",
+        "referenceHotelId": None,
+        "matchMethod": None,
+        "matchConfidence": None,
+    },
+]
+
 
 def delivery_task(**changes: Any) -> DeliveryTask:
     """A delivery task for unit tests: `del_1` of `evt_1` to `dest_1` of `org_1`."""

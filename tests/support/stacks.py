@@ -3,7 +3,8 @@ prefix with an AMQP producer's door, so no test consumes another's work."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +17,9 @@ from libs.infra.broker.topology import Topology
 
 LOG_DIR = ROOT / ".hookpost" / "test-logs"
 
+# 1m/5m/30m tiers become 120 ms / 600 ms / 3.6 s: a DEAD delivery in about 5 s.
+E2E_RETRY_SCALE = "0.002"
+
 
 def stack_on(base: Mapping[str, str], **overrides: str) -> Stack:
     """Services on `base` (the test environment) and `overrides`; logs in .hookpost/test-logs
@@ -26,6 +30,21 @@ def stack_on(base: Mapping[str, str], **overrides: str) -> Stack:
         log_pattern="{name}-{port}.log",
         stop_timeout_s=20.0,
     )
+
+
+def e2e_env(test_env: Mapping[str, str]) -> dict[str, str]:
+    """The test environment with the e2e retry scale (the whole-platform tests' stack)."""
+    return {**test_env, "HOOKPOST_RETRY_DELAY_SCALE": E2E_RETRY_SCALE}
+
+
+@asynccontextmanager
+async def e2e_stack(env: Mapping[str, str]) -> AsyncIterator[Stack]:
+    """The whole platform on `env`: api, one dispatcher and two senders, stopped on exit."""
+    services = stack_on(env)
+    try:
+        yield await services.start(dispatchers=1, senders=2)
+    finally:
+        await services.stop_all()
 
 
 def api_process(base: Mapping[str, str], **overrides: str) -> Process:
