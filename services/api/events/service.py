@@ -55,12 +55,19 @@ class EventOutbox:
         await self.marks.close()
 
 
+def _ingestible(event_type: EventType) -> bool:
+    """What a producer may send: neither made by a /test call or a report job (not
+    subscribable) nor by hookpost itself (not producible)."""
+    info = CATALOGUE[event_type]
+    return info.subscribable and info.producible
+
+
 def parse_ingest_type(name: str) -> EventType:
-    """A wire name a producer may send: known, and not the synthetic webhook.test."""
+    """A wire name a producer may send: known, and not one hookpost makes itself."""
     try:
         event_type = EventType(name)
     except ValueError as exc:
-        known = ", ".join(t.value for t in EventType if CATALOGUE[t].subscribable)
+        known = ", ".join(t.value for t in EventType if _ingestible(t))
         raise BadRequestError(f"unknown event type {name!r} (known: {known})") from exc
     if not CATALOGUE[event_type].subscribable:
         source = "a /test call" if event_type is EventType.WEBHOOK_TEST else "a report job"
