@@ -7,6 +7,7 @@ import json
 
 import asyncpg
 
+from harness.waiting import eventually
 from libs.infra.settings import Settings
 from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery, subscription_body
 from tests.retention.history import rows_of
@@ -34,6 +35,15 @@ async def with_history(client: Client, db_pool: asyncpg.Pool) -> None:
         headers={"Idempotency-Key": "erase-me"},
     )
     assert event.status_code == 202, event.text
+
+    # The api marks the event published just after it answers: wait for that mark, so the
+    # snapshot compared after the other org's erasure is not taken halfway through it.
+    async def published() -> object:
+        return await db_pool.fetchval(
+            "SELECT published_at FROM events WHERE id = $1", event.json()["eventId"]
+        )
+
+    await eventually(published, lambda at: at is not None, timeout=10.0)
     await insert_delivery(
         db_pool, client.org_id, endpoint_id, attempts=[(500, None, False), (200, None, True)]
     )
