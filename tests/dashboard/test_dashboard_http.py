@@ -412,6 +412,8 @@ async def test_an_edit_keeps_what_the_page_only_shows_masked(
             "apiKeyName": "X-Api-Key",
             "apiKeyValue": key,
             "additionalHeaders": {"X-Team": "ops"},
+            "orderedDelivery": True,
+            "rateLimitPerSecond": 50,
         },
     )
     assert created.status_code == 201, created.text
@@ -428,7 +430,21 @@ async def test_an_edit_keeps_what_the_page_only_shows_masked(
             await api.get(f"/api/v1/webhook-subscriptions/{before['id']}", headers=auth(org))
         ).json()
         assert after["name"] == "renamed"
-        for field in ("webhookUrl", "apiKeyName", "apiKeyValueMasked", "additionalHeaders"):
+        kept = ("webhookUrl", "apiKeyName", "apiKeyValueMasked", "additionalHeaders")
+        kept += ("orderedDelivery", "rateLimitPerSecond")
+        for field in kept:
+            assert after[field] == before[field], field
+        # pausing and activating again changes the status alone
+        for status in ("INACTIVE", "ACTIVE"):
+            toggled = await client.post(
+                f"/app/webhooks/{before['id']}/status", data={"csrf": csrf, "status": status}
+            )
+            assert toggled.status_code == 303, toggled.text
+        after = (
+            await api.get(f"/api/v1/webhook-subscriptions/{before['id']}", headers=auth(org))
+        ).json()
+        assert after["status"] == "ACTIVE"
+        for field in kept:
             assert after[field] == before[field], field
 
         await fire(api, org)

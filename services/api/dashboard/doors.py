@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.event_types import CATALOGUE, EventType
+from libs.domain.ordering import is_ordered
 from libs.domain.plans import Plan
 from services.api.delivery_destinations import service as destinations
 from services.api.delivery_destinations.schemas import DEFAULT_GRACE_PERIOD_S, DestinationIn
@@ -80,6 +81,8 @@ class DoorPage:
                 raw["apiKeyName"] = current.api_key_name
                 raw["apiKeyValue"] = stored.api_key_value if stored else None
                 raw["additionalHeaders"] = current.additional_headers
+                if "ordered_delivery" in self.model.model_fields:  # no field on its form yet
+                    raw["orderedDelivery"] = is_ordered(current.config)
             if self.slug == "destinations":
                 raw["type"] = "WEBHOOK"
         else:
