@@ -150,10 +150,17 @@ async def edit_endpoint(
 
 
 async def _replace(
-    page: DoorPage, state: State, session: Session, endpoint_id: str, form: dict
+    page: DoorPage,
+    state: State,
+    session: Session,
+    endpoint_id: str,
+    form: dict,
+    current: endpoints.Endpoint | None = None,
 ) -> endpoints.Endpoint:
+    """Replace the endpoint as PUT does; `current`, when the caller has read it already."""
     org_id = session.organization_id
-    current = await page.door.get(state.pool, org_id, endpoint_id)
+    if current is None:
+        current = await page.door.get(state.pool, org_id, endpoint_id)
     stored = await endpoints.stored_settings(state.pool, org_id, page.door.kind, endpoint_id)
     body = page.body(form, current, stored)
     return await page.door.replace(
@@ -192,7 +199,7 @@ async def set_status(
         "name": current.name or "",
         "signature_scheme": current.signature_scheme,
     }
-    await _replace(page, state, session, endpoint_id, keep)
+    await _replace(page, state, session, endpoint_id, keep, current)
     notice = "activated" if wanted is EndpointStatus.ACTIVE else "paused"
     return redirect(f"{APP}/{slug}/{endpoint_id}?notice={notice}", session)
 
