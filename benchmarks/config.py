@@ -18,7 +18,8 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 48))  # open requests to t
 # Dispatcher replicas in the throughput and latency phases (prod runs 3; the bench's stack 1).
 DISPATCHERS = int(os.environ.get("BENCH_DISPATCHERS", 1))
 MAX_BACKLOG = 2000  # deliveries accepted but not yet received (backpressure limit: 10,000)
-SLOW_EVENTS = 600  # × 10 endpoints = 6,000 deliveries queued while the senders are paused
+# × 10 endpoints = 6,000 deliveries queued while the senders are paused
+SLOW_EVENTS = int(os.environ.get("BENCH_SLOW_EVENTS", 600))
 RETRY_EVENTS = 300
 RETRY_SCALE = 1 / 60  # the 60 s first tier of A/B/C endpoints becomes 1,000 ms
 BIG_PREFETCH = 600
