@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
@@ -121,13 +122,18 @@ class AckRuns:
     ack up to a tag ≤ T can only cover messages this process is done with (one rejected or
     acked before is no longer outstanding at the broker, which skips it). An ack above T (a
     message below it still in flight, or delivered and not yet handed to us) goes alone.
-    One frame instead of one per message (BENCHMARKS.md, issue 21)."""
+    The frames go out one after the other, in the order decided: a multiple ack written
+    before the single ack of a tag it covers would make that one unknown to the broker,
+    which closes the channel. One frame instead of one per message (BENCHMARKS.md, issue 21).
+    """
 
     def __init__(self) -> None:
         self.through = 0
         self._settled: set[int] = set()  # tags above `through` settled here
         self._waiting: list[tuple[Any, asyncio.Future[None]]] = []  # (aio-pika message, done)
-        self._sending: set[asyncio.Future[None]] = set()
+        # Frames to write, in order: (message, multiple, the acks it settles).
+        self._frames: deque[tuple[Any, bool, list[asyncio.Future[None]]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
 
     def settled(self, tag: int) -> None:
         self._settled.add(tag)
@@ -148,30 +154,28 @@ class AckRuns:
         for raw, _ in waiting:
             self.settled(raw.delivery_tag)
         covered = [(raw, done) for raw, done in waiting if raw.delivery_tag <= self.through]
-        alone = [(raw, done) for raw, done in waiting if raw.delivery_tag > self.through]
         if covered:
             last = max(covered, key=lambda pair: pair[0].delivery_tag)[0]
-            self._spawn(_send(last.ack(multiple=len(covered) > 1), covered))
-        for raw, done in alone:
-            self._spawn(_send(raw.ack(), [(raw, done)]))
+            self._frames.append((last, len(covered) > 1, [done for _, done in covered]))
+        for raw, done in waiting:
+            if raw.delivery_tag > self.through:
+                self._frames.append((raw, False, [done]))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
 
-    def _spawn(self, sending: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(sending)
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-
-async def _send(ack: Awaitable[None], waiting: list[tuple[Any, asyncio.Future[None]]]) -> None:
-    try:
-        await ack
-    except Exception as exc:
-        for _, done in waiting:
-            if not done.done():
-                done.set_exception(exc)
-    else:
-        for _, done in waiting:
-            if not done.done():
-                done.set_result(None)
+    async def _write(self) -> None:
+        while self._frames:
+            raw, multiple, settles = self._frames.popleft()
+            try:
+                await raw.ack(multiple=multiple)
+            except Exception as exc:
+                for done in settles:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for done in settles:
+                    if not done.done():
+                        done.set_result(None)
 
 
 # Per AMQP channel (a reconnect makes a new one, whose tags start again at 1).
@@ -189,8 +193,8 @@ async def settle(message: RabbitMessage, verdict: Verdict, pause: ConsumerPause)
     if verdict is Verdict.REQUEUE:
         await pause.hold()
     raw = message.raw_message
-    runs = ack_runs(raw.channel)
     try:
+        runs = ack_runs(raw.channel)  # raises once the channel is closed
         if verdict is Verdict.ACK:
             await runs.ack(raw)
             return

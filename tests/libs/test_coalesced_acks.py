@@ -4,6 +4,7 @@ never cover a message still in flight or one rejected."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -113,3 +114,48 @@ async def test_a_run_waits_for_the_tags_below_it() -> None:
     await asyncio.gather(runs.ack(four), runs.ack(five))
     assert (four.acks, five.acks, runs.through) == ([], [True], 5)
     assert one.acks == []
+
+
+class Channel:
+    """RabbitMQ's side of acks, as its channel keeps them: a tag acked (alone or as the top
+    of a multiple ack) must still be outstanding, or the broker closes the channel."""
+
+    def __init__(self, tags: int) -> None:
+        self.outstanding = set(range(1, tags + 1))
+        self.unknown: list[int] = []
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        if tag not in self.outstanding:
+            self.unknown.append(tag)
+        elif multiple:
+            self.outstanding -= {t for t in self.outstanding if t <= tag}
+        else:
+            self.outstanding.discard(tag)
+
+
+class Delivered:
+    def __init__(self, channel: Channel, tag: int, rng: random.Random) -> None:
+        self.channel, self.delivery_tag, self.rng = channel, tag, rng
+
+    async def ack(self, multiple: bool = False) -> None:
+        await asyncio.sleep(self.rng.random() / 1000)  # frames take their time to write
+        self.channel.ack(self.delivery_tag, multiple)
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_messages_settled_in_any_order_are_each_acked_once_and_never_early(
+    seed: int,
+) -> None:
+    rng, channel, runs = random.Random(seed), Channel(200), AckRuns()
+
+    async def handle(tag: int) -> None:
+        await asyncio.sleep(rng.random() / 100)
+        assert tag in channel.outstanding, f"tag {tag} acked while in flight"
+        if rng.random() < 0.1:  # rejected or requeued: its own frame, then settled
+            channel.outstanding.discard(tag)
+            runs.settled(tag)
+        else:
+            await runs.ack(Delivered(channel, tag, rng))
+
+    await asyncio.gather(*(handle(tag) for tag in range(1, 201)))
+    assert channel.unknown == [] and channel.outstanding == set()
