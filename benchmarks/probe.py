@@ -9,8 +9,8 @@
     python -m benchmarks.probe --fairness            a fast endpoint beside a slow one, and a
                                                      rate-limiting one beside a bystander
     python -m benchmarks.probe --concurrency 2400    sender replicas at that prefetch under a
-                                                     backlog for the 2 s endpoint (phase 5):
-                                                     POSTs in flight and RSS per replica
+                                                     backlog for 100 endpoints at 2 s (as
+                                                     make bench): in flight and RSS per replica
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -51,9 +51,14 @@ async def probe(
         pipe = await Pipeline.start(rig)
         if prefetch is not None:
             await _senders_at(pipe, prefetch)
-            log(f"sender concurrency, prefetch {prefetch}, endpoint 2,000 ms")
-            label = f"prefetch {prefetch}, 2 s endpoint"
-            report.print_concurrency(await concurrency.measure(pipe, label, "slower"))
+            log(f"sender concurrency, prefetch {prefetch}, 100 endpoints at 2,000 ms")
+            label = f"prefetch {prefetch}, 100 endpoints at 2 s"
+            found = await concurrency.measure(pipe, label, "wide")
+            report.print_concurrency(found)
+            print(
+                f"             {found.deliveries:,} of {found.expected:,} arrived"
+                f" (drained: {found.drained}), saturated window {found.saturated_window_s:.1f} s"
+            )
         if fair:
             report.print_fairness(await fairness.measure(pipe))
         if room is not None:

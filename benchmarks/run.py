@@ -15,9 +15,10 @@
                     sender replicas.
                     receiver takes 200 ms; senders paused while 9,000 deliveries queue, then
                     resumed: in-flight POSTs, throughput and RSS per replica
-                    (default prefetch, then a second sender pair with prefetch 600; then
-                    the same pair against a receiver that takes 2,000 ms, where the
-                    in-flight count is bounded by prefetch rather than by CPU)
+                    (default prefetch, then a second sender pair with prefetch 2,400; then
+                    the same pair against 100 endpoints that take 2,000 ms each (200
+                    events), where the in-flight count is bounded by prefetch, each
+                    endpoint's adaptive limit and the replica's CPU)
     5. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
                     rate-limits with 429 + Retry-After: what it gets, and a bystander's p99
                     (benchmarks/phases/fairness.py)
@@ -91,9 +92,9 @@ async def sender_phases(pipe: Pipeline) -> tuple[Concurrency, Concurrency, Concu
         await stack.add_sender(f"sender-{i}", **pair)
     log(f"sender concurrency, prefetch {BIG_PREFETCH}")
     big = await concurrency.measure(pipe, f"prefetch {BIG_PREFETCH}")
-    log(f"sender concurrency, prefetch {BIG_PREFETCH}, endpoint 2,000 ms")
-    label = f"prefetch {BIG_PREFETCH}, 2 s endpoint"
-    slow_endpoint = await concurrency.measure(pipe, label, "slower")
+    log(f"sender concurrency, prefetch {BIG_PREFETCH}, 100 endpoints at 2,000 ms")
+    label = f"prefetch {BIG_PREFETCH}, 100 endpoints at 2 s"
+    slow_endpoint = await concurrency.measure(pipe, label, "wide")
     log(f"retry precision: {RETRY_EVENTS} deliveries, 500 then 200, first tier 1,000 ms")
     retried = await retry.measure(pipe)
     late = retried.lateness_ms
