@@ -21,6 +21,17 @@ from services.api.app import create_app
 UNREACHABLE_AMQP_URL = "amqp://guest:guest@127.0.0.1:1/"
 
 
+def admin_url(org_id: str, tail: str = "") -> str:
+    """An operator's route on one organization (`tail`: "/plan", "/portal-links", …)."""
+    return f"/api/v1/admin/organizations/{org_id}{tail}"
+
+
+def admin_headers(settings: Settings) -> dict[str, str]:
+    """The operator's credentials (HOOKPOST_ADMIN_TOKEN)."""
+    assert settings.admin_token
+    return {"Authorization": f"Bearer {settings.admin_token}"}
+
+
 @dataclass
 class Client:
     """An httpx client on the in-process app, plus the org whose token it sends."""
