@@ -26,12 +26,6 @@ def admin_url(org_id: str, tail: str = "") -> str:
     return f"/api/v1/admin/organizations/{org_id}{tail}"
 
 
-def admin_headers(settings: Settings) -> dict[str, str]:
-    """The operator's credentials (HOOKPOST_ADMIN_TOKEN)."""
-    assert settings.admin_token
-    return {"Authorization": f"Bearer {settings.admin_token}"}
-
-
 @dataclass
 class Client:
     """An httpx client on the in-process app, plus the org whose token it sends."""
@@ -70,6 +64,13 @@ async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def settings(db_pool: asyncpg.Pool) -> Settings:
     # db_pool migrated the test database and reset the settings cache to the test env.
     return get_settings()
+
+
+@pytest.fixture
+def admin_auth(settings: Settings) -> dict[str, str]:
+    """The operator's credentials (HOOKPOST_ADMIN_TOKEN)."""
+    assert settings.admin_token
+    return {"Authorization": f"Bearer {settings.admin_token}"}
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import json
 import asyncpg
 
 from harness.waiting import eventually
-from libs.infra.settings import Settings
 from tests.api.conftest import (
     Client,
     MakeClient,
-    admin_headers,
     admin_url,
     assert_error,
     insert_delivery,
@@ -50,7 +48,7 @@ async def with_history(client: Client, db_pool: asyncpg.Pool) -> None:
 
 
 async def test_delete_erases_one_org_and_leaves_the_other(
-    make_client: MakeClient, db_pool: asyncpg.Pool, settings: Settings
+    make_client: MakeClient, db_pool: asyncpg.Pool, admin_auth: dict[str, str]
 ) -> None:
     gone, kept = await make_client(), await make_client()
     await with_history(gone, db_pool)
@@ -59,7 +57,7 @@ async def test_delete_erases_one_org_and_leaves_the_other(
         assert (await rows_of(conn, gone.org_id))["delivery_attempts"]
         kept_before = await rows_of(conn, kept.org_id)
 
-    response = await gone.http.delete(admin_url(gone.org_id), headers=admin_headers(settings))
+    response = await gone.http.delete(admin_url(gone.org_id), headers=admin_auth)
     assert response.status_code == 204, response.text
 
     async with db_pool.acquire() as conn:
@@ -80,10 +78,10 @@ async def test_delete_erases_one_org_and_leaves_the_other(
 
 
 async def test_delete_of_an_unknown_org_or_without_the_admin_token_is_shaped(
-    client: Client, settings: Settings
+    client: Client, admin_auth: dict[str, str]
 ) -> None:
     assert_error(
-        await client.http.delete(admin_url("org_nope"), headers=admin_headers(settings)),
+        await client.http.delete(admin_url("org_nope"), headers=admin_auth),
         404,
         "NOT_FOUND",
     )
