@@ -13,17 +13,14 @@ events a day with one delivery and two attempts each. Then, on the same rows:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
 
 import asyncpg
 
-from harness.env import FreshEnv
+from benchmarks.common import cost_main, scratch_database
 from libs.delivery.repository import _LOAD
 from libs.infra.db import partitions
 from libs.infra.db.migrate import migrate, migration_sql
@@ -104,83 +101,65 @@ async def load_ms(
 
 
 async def measure(days: int, per_day: int) -> None:
-    env = FreshEnv(f"hookpost_retention_{uuid.uuid4().hex[:8]}")
-    await env._on_server(f'CREATE DATABASE "{env.name}"')
-    try:
-        await migrate(env.dsn, up_to=6)
-        conn = await asyncpg.connect(env.dsn)
-        try:
-            await conn.execute(_SETUP + _ulid_encoder())
-            today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
-            started = time.monotonic()
-            for age in range(days, 0, -1):
-                await conn.execute(_DAY, midnight(today - timedelta(days=age)), per_day)
-            await conn.execute("DROP FUNCTION hookpost_ulid_prefix(timestamptz); ANALYZE")
-            print(
-                f"filled {days} days x {per_day:,} events (+1 delivery, 2 attempts each) in"
-                f" {time.monotonic() - started:.0f} s"
-            )
-            sample = await conn.fetch(
-                "SELECT id, event_id FROM deliveries WHERE created_at >= $2"
-                " ORDER BY random() LIMIT $1",
-                ROUNDS * 100,
-                midnight(today - timedelta(days=1)),
-            )
-            ids = [
-                [(r["id"], r["event_id"]) for r in sample[i : i + 100]]
-                for i in range(0, len(sample), 100)
-            ]
-            before = await load_ms(conn, ids, partitioned=False)
-            print(
-                f"_LOAD of 100, one table:         p50 {before[0]:.2f} ms, p95 {before[1]:.2f} ms"
-            )
+    async with scratch_database("retention", up_to=6) as (env, conn):
+        await conn.execute(_SETUP + _ulid_encoder())
+        today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+        started = time.monotonic()
+        for age in range(days, 0, -1):
+            await conn.execute(_DAY, midnight(today - timedelta(days=age)), per_day)
+        await conn.execute("DROP FUNCTION hookpost_ulid_prefix(timestamptz); ANALYZE")
+        print(
+            f"filled {days} days x {per_day:,} events (+1 delivery, 2 attempts each) in"
+            f" {time.monotonic() - started:.0f} s"
+        )
+        sample = await conn.fetch(
+            "SELECT id, event_id FROM deliveries WHERE created_at >= $2 ORDER BY random() LIMIT $1",
+            ROUNDS * 100,
+            midnight(today - timedelta(days=1)),
+        )
+        ids = [
+            [(r["id"], r["event_id"]) for r in sample[i : i + 100]]
+            for i in range(0, len(sample), 100)
+        ]
+        before = await load_ms(conn, ids, partitioned=False)
+        print(f"_LOAD of 100, one table:         p50 {before[0]:.2f} ms, p95 {before[1]:.2f} ms")
 
-            started = time.monotonic()
-            await migrate(env.dsn)
-            took = time.monotonic() - started
-            rows = days * per_day * 4
-            print(f"migration 0007: {took:.1f} s for {rows:,} rows ({rows / took:,.0f} rows/s)")
-            after = await load_ms(conn, ids, partitioned=True)
-            parts = len(await partitions.day_partitions(conn, "deliveries"))
-            print(
-                f"_LOAD of 100, {parts} partitions:   p50 {after[0]:.2f} ms, p95 {after[1]:.2f} ms"
-            )
+        started = time.monotonic()
+        await migrate(env.dsn)
+        took = time.monotonic() - started
+        rows = days * per_day * 4
+        print(f"migration 0007: {took:.1f} s for {rows:,} rows ({rows / took:,.0f} rows/s)")
+        after = await load_ms(conn, ids, partitioned=True)
+        parts = len(await partitions.day_partitions(conn, "deliveries"))
+        print(f"_LOAD of 100, {parts} partitions:   p50 {after[0]:.2f} ms, p95 {after[1]:.2f} ms")
 
-            oldest = min(await partitions.day_partitions(conn, "events"))
-            kept = (today - oldest).days - 1  # the oldest day is past retention
-            started = time.perf_counter()
-            report = await partitions.maintain(conn, kept, today)
-            took_ms = (time.perf_counter() - started) * 1000
-            print(
-                f"maintenance round: dropped {len(report.dropped)} partitions (one day of"
-                f" history: {per_day:,} events and deliveries, 2x attempts), created"
-                f" {len(report.created)}, in {took_ms:.0f} ms"
-            )
-            # The row-by-row alternative, on the next day: what the partition drop replaces.
-            oldest = min(await partitions.day_partitions(conn, "events"))
-            bound = "SELECT 'evt_' || hookpost_ulid_prefix($1::timestamptz)"
-            lo = await conn.fetchval(bound, midnight(oldest))
-            hi = await conn.fetchval(bound, midnight(oldest + timedelta(days=1)))
-            started = time.perf_counter()
-            async with conn.transaction():
-                for table in ("delivery_attempts", "deliveries"):
-                    await conn.execute(
-                        f"DELETE FROM {table} WHERE event_id >= $1 AND event_id < $2", lo, hi
-                    )
-                await conn.execute("DELETE FROM events WHERE id >= $1 AND id < $2", lo, hi)
-            print(f"the same day by DELETE: {(time.perf_counter() - started) * 1000:.0f} ms")
-        finally:
-            await conn.close()
-    finally:
-        await env.drop_database()
+        oldest = min(await partitions.day_partitions(conn, "events"))
+        kept = (today - oldest).days - 1  # the oldest day is past retention
+        started = time.perf_counter()
+        report = await partitions.maintain(conn, kept, today)
+        took_ms = (time.perf_counter() - started) * 1000
+        print(
+            f"maintenance round: dropped {len(report.dropped)} partitions (one day of"
+            f" history: {per_day:,} events and deliveries, 2x attempts), created"
+            f" {len(report.created)}, in {took_ms:.0f} ms"
+        )
+        # The row-by-row alternative, on the next day: what the partition drop replaces.
+        oldest = min(await partitions.day_partitions(conn, "events"))
+        bound = "SELECT 'evt_' || hookpost_ulid_prefix($1::timestamptz)"
+        lo = await conn.fetchval(bound, midnight(oldest))
+        hi = await conn.fetchval(bound, midnight(oldest + timedelta(days=1)))
+        started = time.perf_counter()
+        async with conn.transaction():
+            for table in ("delivery_attempts", "deliveries"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE event_id >= $1 AND event_id < $2", lo, hi
+                )
+            await conn.execute("DELETE FROM events WHERE id >= $1 AND id < $2", lo, hi)
+        print(f"the same day by DELETE: {(time.perf_counter() - started) * 1000:.0f} ms")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=31)
-    parser.add_argument("--per-day", type=int, default=10_000)
-    args = parser.parse_args()
-    asyncio.run(measure(args.days, args.per_day))
+    cost_main(__doc__, measure, days=31, per_day=10_000)
 
 
 if __name__ == "__main__":
