@@ -17,6 +17,7 @@ unacknowledged to the queue. Then exit 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 from aiohttp.abc import AbstractResolver
 from faststream.rabbit import Channel, RabbitExchange, RabbitQueue
@@ -61,8 +62,14 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
     poison = PoisonKeeper(pool, topology.dead_deliveries_queue.name)
     consumer = SenderConsumer(running.engine, poison)
 
-    async def on_task(message: RabbitMessage) -> Verdict:
-        return await consumer.on_task(message.body, message.headers)
+    def on_task_from(queue: str) -> Callable[[RabbitMessage], Awaitable[Verdict]]:
+        taken = metrics.TASKS.labels(queue=queue)
+
+        async def on_task(message: RabbitMessage) -> Verdict:
+            taken.inc()
+            return await consumer.on_task(message.body, message.headers)
+
+        return on_task
 
     async def on_dead_letter(message: RabbitMessage) -> Verdict:
         return await consumer.on_dead_letter(
@@ -70,6 +77,7 @@ async def serve(settings: Settings, resolver: AbstractResolver | None = None) ->
         )
 
     for queue, exchange, channel in _work_queues(topology, settings.sender_prefetch):
+        on_task = on_task_from(queue.name)
         consume(
             broker, queue, exchange, on_task, pause, in_flight=metrics.IN_FLIGHT, channel=channel
         )
