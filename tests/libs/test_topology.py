@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import aio_pika
@@ -85,6 +86,10 @@ def test_one_shard_is_todays_topology_and_n_shards_hang_off_a_consistent_hash_ex
     # a shard dead-letters and counts poison exactly as the one queue does
     for queue in sharded.sender_queues:
         assert queue.arguments == sharded.sender_queue.arguments
+    # what the autoscaler sums: the one queue and every shard, nothing else
+    work = {q.name for q in plain.sender_queues + sharded.sender_queues}
+    for name in [q.name for q, _ in sharded.bindings()] + ["px.sender"]:
+        assert bool(re.fullmatch(sharded.sender_queues_pattern, name)) == (name in work), name
 
 
 def _names(topology: Topology) -> list[tuple[str, str]]:

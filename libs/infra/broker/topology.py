@@ -21,6 +21,7 @@ scaled TTL is part of a tier's name so a test's 600 ms tier never clashes with t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,11 @@ class Topology:
 
     def shard_queue(self, shard: int) -> RabbitQueue:
         return _work_queue(f"{self.prefix}.sender.{shard}", SHARD_WEIGHT, self.dead_exchange.name)
+
+    @property
+    def sender_queues_pattern(self) -> str:
+        """A regex matching `<p>.sender` and any shard of it: what the autoscaler sums."""
+        return rf"^{re.escape(self.prefix)}\.sender(\.[0-9]+)?$"
 
     @property
     def sender_queues(self) -> list[RabbitQueue]:
