@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from dataclasses import dataclass
 
 from benchmarks import load
 from benchmarks.common import log, sleep_until
@@ -29,7 +30,18 @@ from benchmarks.rig import Pipeline, Rig, Run
 ORG_OF_FANOUT = {1: "lat", FANOUT: "fanout"}
 
 
-async def measure(pipe: Pipeline, rate: float, fanout: int, seconds: float) -> CpuReport:
+@dataclass(frozen=True)
+class Steady:
+    cpu: CpuReport
+    deliveries: int
+    wal_bytes: int  # the whole server's: its other databases' writes count too
+
+
+async def _wal_lsn(pipe: Pipeline) -> str:
+    return str(await pipe.pool.fetchval("SELECT pg_current_wal_lsn()"))
+
+
+async def measure(pipe: Pipeline, rate: float, fanout: int, seconds: float) -> Steady:
     rig, org = pipe.rig, ORG_OF_FANOUT[fanout]
     sent = load.Sent()
     base = rig.arrivals.get(org)
@@ -40,20 +52,30 @@ async def measure(pipe: Pipeline, rate: float, fanout: int, seconds: float) -> C
     )  # fmt: skip
     generator = asyncio.create_task(loop)
     await sleep_until(t0 + WARMUP_S)
+    lsn_before = await _wal_lsn(pipe)
     before, arrived_before = snapshot(pipe.processes()), rig.arrivals.get(org)
     await sleep_until(t0 + WARMUP_S + seconds)
     after, arrived_after = snapshot(pipe.processes()), rig.arrivals.get(org)
+    wal = await pipe.pool.fetchval(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint", lsn_before
+    )
     await generator
     await rig.wait_arrivals(org, base + len(sent.events) * fanout, timeout=60)
     if sent.errors:
         log(f"request errors: {sent.errors}")
-    return cpu_report(before, after, arrived_after - arrived_before)
+    deliveries = arrived_after - arrived_before
+    return Steady(cpu_report(before, after, deliveries), deliveries, int(wal))
 
 
-def print_report(report: CpuReport, rate: float, fanout: int) -> None:
-    deliveries = rate * fanout
-    print(f"steady load: {rate:g} events/s × fan-out {fanout} = {deliveries:g} deliveries/s")
-    print(f"window {report.window_s} s; machine cores busy {report.system_cores_busy}")
+def print_report(steady: Steady, rate: float, fanout: int) -> None:
+    report = steady.cpu
+    print(f"steady load: {rate:g} events/s × fan-out {fanout} = {rate * fanout:g} deliveries/s")
+    print(
+        f"window {report.window_s} s: {steady.deliveries} deliveries "
+        f"({steady.deliveries / report.window_s:.0f}/s); machine cores busy "
+        f"{report.system_cores_busy}; WAL {steady.wal_bytes / max(steady.deliveries, 1):.0f} "
+        "bytes per delivery (whole server)"
+    )
     print(f"{'component':<28} {'ms CPU / delivery':>18} {'cores busy':>11}")
     for name, ms in report.cpu_s_per_1000_deliveries.items():
         print(f"{name:<28} {ms:>18.3f} {report.cores_busy[name]:>11.2f}")

@@ -17,7 +17,13 @@ from harness.metrics import sample, scrape
 from harness.receiver import Receiver
 from harness.waiting import eventually
 from libs.domain.plans import Plan
-from tests.pipeline.test_ordering import ORDERED, Failing, accept, assert_in_line, statuses
+from tests.pipeline.test_ordering import (
+    ORDERED,
+    Failing,
+    accept,
+    assert_in_line,
+    publish_in_reverse_until_delivered,
+)
 from tests.support.factories import attempts_of, deliveries_when, event_message, make_endpoint
 from tests.support.stacks import Pipeline
 
@@ -133,13 +139,6 @@ async def test_an_ordered_line_keeps_its_order_across_shards(
     }
     behaviour.first.update({lines["a"][1].id, lines["b"][0].id})  # their first attempts fail
     accepted = [event for line in lines.values() for event in line]
-    for event in reversed(accepted):
-        await sharded.publish(event)
-
-    await eventually(
-        lambda: statuses(db_pool, accepted),
-        lambda found: found == ["SUCCEEDED"] * len(accepted),
-        timeout=60,
-    )
+    await publish_in_reverse_until_delivered(sharded, db_pool, accepted)
     for line in lines.values():
         assert_in_line(receiver.records, [event.id for event in line])
