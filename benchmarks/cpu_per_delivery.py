@@ -49,7 +49,8 @@ IDLE_S = 10.0
 @dataclass(frozen=True)
 class Steady:
     cpu: CpuReport
-    deliveries: int
+    deliveries: int  # arrived at the receiver within the window
+    events: int  # accepted by the api within the window: × fan-out ≈ deliveries when steady
     wal_bytes: int  # the whole server's: its other databases' writes count too
     idle: CpuReport  # the same processes over IDLE_S before the load
     idle_wal_bytes_per_s: float
@@ -106,15 +107,16 @@ async def measure(
         log(f"request errors: {sent.errors}")
     deliveries = arrived_after - arrived_before
     report = cpu_report(before, after, deliveries)
-    return Steady(report, deliveries, wal, idle, idle_wal / idle.window_s)
+    events = sum(1 for e in sent.events if before.t <= e[1] < after.t)
+    return Steady(report, deliveries, events, wal, idle, idle_wal / idle.window_s)
 
 
 def print_report(steady: Steady, rate: float, fanout: int) -> None:
     report = steady.cpu
     print(f"steady load: {rate:g} events/s × fan-out {fanout} = {rate * fanout:g} deliveries/s")
     print(
-        f"window {report.window_s} s: {steady.deliveries} deliveries "
-        f"({steady.deliveries / report.window_s:.0f}/s); machine cores busy "
+        f"window {report.window_s} s: {steady.events} events accepted, {steady.deliveries} "
+        f"deliveries ({steady.deliveries / report.window_s:.0f}/s); machine cores busy "
         f"{report.system_cores_busy} (idle before: {steady.idle.system_cores_busy}); WAL per "
         f"delivery {steady.wal_bytes / max(steady.deliveries, 1):.0f} bytes, "
         f"{steady.marginal_wal_bytes():.0f} above the background"
