@@ -154,22 +154,24 @@ async def _body(
 def _form_page(
     request: Request,
     session: Session,
-    agent_id: str,
     form: dict[str, Any],
+    agent_id: str,
+    *,
     sink: Endpoint | None = None,
-    error: str | None = None,
-    status_code: int = 200,
+    failed: ApiError | None = None,
 ) -> Response:
+    """The sink's form, as filled (`sink`: the one edited), with the API's complaint about it
+    (`failed`) if any."""
     return render(
         request,
         "sink_form.html",
         session,
-        status_code,
+        failed.status_code if failed else 200,
         page=SINK_PAGE,
         agent_id=agent_id,
         form=form,
         endpoint=sink,
-        error=error,
+        error=failed.message if failed else None,
         schemes=list(AUTH_SCHEMES),
         generated=GENERATED,
     )
@@ -194,7 +196,7 @@ def _shown_once(
 async def new_sink(agent_id: str, request: Request, state: State, session: Session) -> Response:
     agents.require_sink_plan(session.plan)
     await agents.get_agent(state.pool, session.organization_id, agent_id)
-    return _form_page(request, session, agent_id, {"auth_scheme": "HmacSha256"})
+    return _form_page(request, session, {"auth_scheme": "HmacSha256"}, agent_id)
 
 
 @router.post("/{agent_id}/sinks/new", response_class=HTMLResponse)
@@ -210,7 +212,7 @@ async def create_sink(
         )
     except ApiError as exc:
         # The API's own message (URL refused, secret, plan, quota…) on the form as filled.
-        return _form_page(request, session, agent_id, form, None, exc.message, exc.status_code)
+        return _form_page(request, session, form, agent_id, failed=exc)
     if made:
         return _shown_once(request, session, created, secret or "", "Results sink created")
     return redirect(f"{APP}/agents/sinks/{created.id}?notice=created", session)
@@ -248,7 +250,7 @@ async def edit_sink(ds_id: str, request: Request, state: State, session: Session
         "auth_scheme": WIRE_AUTH_SCHEMES[sink.signature_scheme],
         "rate_limit": sink.rate_limit_per_second or "",
     }
-    return _form_page(request, session, sink.agent_id or "", form, sink)
+    return _form_page(request, session, form, sink.agent_id or "", sink=sink)
 
 
 async def _replace(
@@ -269,8 +271,7 @@ async def update_sink(
     try:
         await _replace(state, session, sink, form, str(form.get("secret") or "") or None)
     except ApiError as exc:
-        agent_id = sink.agent_id or ""
-        return _form_page(request, session, agent_id, form, sink, exc.message, exc.status_code)
+        return _form_page(request, session, form, sink.agent_id or "", sink=sink, failed=exc)
     return redirect(f"{APP}/agents/sinks/{ds_id}?notice=saved", session)
 
 
