@@ -16,7 +16,15 @@ from playwright.async_api import Browser, Page, expect
 from harness.receiver import Receiver
 from harness.stack import Stack
 from libs.domain.signing import MT_SIGNATURE_HEADER, verify_mt
-from tests.dashboard.conftest import auth, nav, shot, sign_in
+from tests.dashboard.conftest import (
+    api_agent,
+    api_destination,
+    api_sink,
+    auth,
+    nav,
+    shot,
+    sign_in,
+)
 from tests.dashboard.test_dashboard_browser import HOSTILE, focus
 
 RESULTS = [{"partnerRowId": "row_1", "referenceHotelId": "ref_1", "matchMethod": "STANDARD"}]
@@ -36,12 +44,6 @@ async def complete_a_job(api: httpx.AsyncClient, org: dict[str, str], agent_id: 
     return job_id
 
 
-async def api_agent(api: httpx.AsyncClient, org: dict[str, str], name: str) -> str:
-    made = await api.post("/api/v1/agents", headers=auth(org), json={"name": name})
-    assert made.status_code == 201, made.text
-    return str(made.json()["id"])
-
-
 async def add_sink(page: Page, agent: str, name: str, url: str, scheme: str, secret: str) -> None:
     """Agent sinks → Add a results sink → the seed's fields → Add."""
     await nav(page, "Agent sinks")
@@ -54,16 +56,20 @@ async def add_sink(page: Page, agent: str, name: str, url: str, scheme: str, sec
     await page.get_by_role("button", name="Add results sink").click()
 
 
+async def create_agent_on_the_page(page: Page, name: str) -> str:
+    await nav(page, "Agent sinks")
+    await page.get_by_label("Agent name").fill(name)
+    await page.get_by_role("button", name="Create agent").click()
+    await expect(page.get_by_role("status")).to_have_text("Agent created.")
+    return (await page.locator("section.card h2 code").first.text_content() or "").strip()
+
+
 async def test_a_sink_added_from_the_page_gets_pushes_signed_with_its_secret(
     page: Page, stack: Stack, api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     org = stack.create_org(plan="PRO_MAX", name="Sink org")
     await sign_in(page, org["apiToken"])
-    await nav(page, "Agent sinks")
-    await page.get_by_label("Agent name").fill("Hotel mapper")
-    await page.get_by_role("button", name="Create agent").click()
-    await expect(page.get_by_role("status")).to_have_text("Agent created.")
-    agent_id = (await page.locator("section.card h2 code").first.text_content() or "").strip()
+    agent_id = await create_agent_on_the_page(page, "Hotel mapper")
 
     await page.get_by_role("link", name="Add a results sink to Hotel mapper").click()
     await page.get_by_label("Name").fill("Internal BI ingest")
@@ -120,17 +126,7 @@ async def test_the_org_log_filters_by_endpoint_with_keyset_pages(
 ) -> None:
     org = stack.create_org(plan="PRO_MAX")
     for name in ("First", "Second"):
-        made = await api.post(
-            "/api/v1/delivery-destinations",
-            headers=auth(org),
-            json={
-                "type": "WEBHOOK",
-                "name": name,
-                "webhookUrl": receiver.url(f"/pick-{name}"),
-                "events": ["mapping.completed"],
-            },
-        )
-        assert made.status_code == 201, made.text
+        await api_destination(api, org, receiver.url(f"/pick-{name}"), name)
     for _ in range(3):
         sent = await api.post(
             "/api/v1/events",
@@ -217,28 +213,22 @@ async def test_plan_gate_tenancy_hostile_names_and_keyboard_rules(
 ) -> None:
     owner = stack.create_org(plan="PRO_MAX", name="Owner")
     agent_id = await api_agent(api, owner, HOSTILE)
-    made = await api.post(
-        f"/api/v1/agents/{agent_id}/data-sources",
-        headers=auth(owner),
-        json={
-            "role": "RESULTS_SINK",
-            "type": "HTTPS_WEBHOOK",
-            "name": HOSTILE,
-            "config": {"url": receiver.url("/hostile-sink"), "authScheme": "Bearer"},
-            "secret": {"value": "tok_0123456789"},
-        },
-    )
-    assert made.status_code == 201, made.text
-    sink = made.json()["id"]
+    sink = await api_sink(api, owner, agent_id, HOSTILE, receiver.url("/hostile-sink"))
 
-    # Hostile names are text on every sink page.
+    # Hostile names are text on every sink page, and the pages fit 375 px.
     await sign_in(page, owner["apiToken"])
+    await page.set_viewport_size({"width": 375, "height": 800})
     for path in ("/app/agents", f"/app/agents/sinks/{sink}", f"/app/agents/sinks/{sink}/edit"):
         await page.goto(path)
         await expect(page.get_by_text(HOSTILE).first).to_be_visible()
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{path} is {width} px wide at 375 px"
         assert await page.evaluate("window.__pwned") is None
         assert await page.locator("script:not([src])").count() == 0
         assert await page.locator("img").count() == 0
+
+    await shot(page, "36-mobile-hostile-sink-form")
+    await page.set_viewport_size({"width": 1280, "height": 900})
 
     # The rules by keyboard alone: every control is reachable and named by its label.
     await page.goto("/app/agents")
