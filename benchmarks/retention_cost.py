@@ -26,7 +26,7 @@ import asyncpg
 from harness.env import FreshEnv
 from libs.delivery.repository import _LOAD
 from libs.infra.db import partitions
-from libs.infra.db.migrate import migrate
+from libs.infra.db.migrate import migrate, migration_sql
 
 ROUNDS = 50
 
@@ -70,22 +70,14 @@ INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at, du
 SELECT 'att_' || u || k, 'del_' || u, k, $1, 20, 200, true
 FROM ids CROSS JOIN generate_series(1, 2) AS k
 """
-# 0001's schema has no ULID encoder yet: the migration's, created ahead of it and dropped.
-_ENCODER = """
-CREATE FUNCTION hookpost_ulid_prefix(at timestamptz) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
-DECLARE
-    ms bigint := floor(extract(epoch FROM at) * 1000)::bigint;
-    encoded text := '';
-BEGIN
-    FOR i IN 1..10 LOOP
-        encoded := substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (ms % 32)::int + 1, 1) || encoded;
-        ms := ms / 32;
-    END LOOP;
-    RETURN encoded;
-END
-$$;
-"""
+
+
+def _ulid_encoder() -> str:
+    """0001's schema has no ULID encoder yet: migration 0007's own, created ahead of it and
+    dropped."""
+    sql = migration_sql(7)
+    start = sql.index("CREATE FUNCTION hookpost_ulid_prefix")
+    return sql[start : sql.index("$$;", sql.index("BEGIN", start)) + 3] + "\n"
 
 
 def midnight(day: date) -> datetime:
@@ -118,7 +110,7 @@ async def measure(days: int, per_day: int) -> None:
         await migrate(env.dsn, up_to=6)
         conn = await asyncpg.connect(env.dsn)
         try:
-            await conn.execute(_SETUP + _ENCODER)
+            await conn.execute(_SETUP + _ulid_encoder())
             today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
             started = time.monotonic()
             for age in range(days, 0, -1):

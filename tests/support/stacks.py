@@ -61,7 +61,11 @@ class Pipeline:
     def __init__(self, base_env: Mapping[str, str], suffix: str, **overrides: str) -> None:
         self.prefix = f"{base_env['HOOKPOST_BROKER_PREFIX']}_{suffix}"
         self.stack = stack_on(base_env, HOOKPOST_BROKER_PREFIX=self.prefix, **overrides)
-        self.topology = Topology(self.prefix, float(self.env["HOOKPOST_RETRY_DELAY_SCALE"]))
+        self.topology = Topology(
+            self.prefix,
+            float(self.env["HOOKPOST_RETRY_DELAY_SCALE"]),
+            int(self.env.get("HOOKPOST_SENDER_SHARDS", "1")),
+        )
         self._publisher = EventPublisher(self.env["HOOKPOST_AMQP_URL"], self.prefix, robust=True)
 
     @property
@@ -79,7 +83,10 @@ class Pipeline:
         await self.stack.stop_all()
         await self._publisher.close()
         await delete_broker_objects(
-            self.env["HOOKPOST_AMQP_URL"], self.prefix, [self.topology.retry_delay_scale]
+            self.env["HOOKPOST_AMQP_URL"],
+            self.prefix,
+            [self.topology.retry_delay_scale],
+            self.topology.sender_shards,
         )
 
     async def __aenter__(self) -> Self:
