@@ -25,7 +25,7 @@ from services.api.agents.schemas import (
     DataSourceIn,
 )
 from services.api.dashboard.doors import DoorPage, rate_limit, validated
-from services.api.dashboard.endpoint_view import endpoint_context, recover_since
+from services.api.dashboard.endpoint_view import endpoint_context, recover_since, status_change
 from services.api.dashboard.web import APP, DashboardRoute, Form, Session, redirect, render
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.service import Endpoint
@@ -278,9 +278,8 @@ async def update_sink(
 @router.post("/sinks/{ds_id}/status")
 async def set_sink_status(ds_id: str, state: State, session: Session, form: Form) -> Response:
     sink = await _sink(state, session, ds_id)
-    wanted = EndpointStatus(form.get("status") or "INACTIVE")
+    wanted, notice = status_change(form)
     await _replace(state, session, sink, {"status": wanted.value}, None)
-    notice = "activated" if wanted is EndpointStatus.ACTIVE else "paused"
     return redirect(f"{APP}/agents/sinks/{ds_id}?notice={notice}", session)
 
 

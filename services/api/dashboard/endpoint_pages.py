@@ -10,10 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from libs.domain.endpoint_kinds import EndpointStatus
 from libs.domain.ordering import is_ordered
 from services.api.dashboard.doors import PAGES, DoorPage, event_choices
-from services.api.dashboard.endpoint_view import endpoint_context, recover_since
+from services.api.dashboard.endpoint_view import endpoint_context, recover_since, status_change
 from services.api.dashboard.web import APP, DashboardRoute, Form, Session, redirect, render
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.test_limits import check_test_rate
@@ -158,9 +157,9 @@ async def update_endpoint(
 async def set_status(
     page: Page, endpoint_id: str, state: State, session: Session, form: Form
 ) -> Response:
-    wanted = EndpointStatus(form.get("status") or "INACTIVE")
     # Only the status changes; events, name and scheme are kept as they are.
     current = await page.door.get(state.pool, session.organization_id, endpoint_id)
+    wanted, notice = status_change(form)
     keep = {
         "status": wanted.value,
         "events": [t.value for t in current.events],
@@ -168,7 +167,6 @@ async def set_status(
         "signature_scheme": current.signature_scheme,
     }
     await _replace(page, state, session, endpoint_id, keep, current)
-    notice = "activated" if wanted is EndpointStatus.ACTIVE else "paused"
     return redirect(f"{APP}/{page.slug}/{endpoint_id}?notice={notice}", session)
 
 

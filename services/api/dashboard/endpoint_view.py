@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Request
 
-from libs.domain.endpoint_kinds import EndpointKind
+from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.ordering import is_ordered
 from services.api.dashboard.chart import hourly_chart, start_of_window
 from services.api.dashboard.doors import ENDPOINT_PAGES
@@ -61,3 +61,12 @@ async def recover_since(
     if since is None:
         raise BadRequestError("since: give the date and time to recover from")
     return await recover_endpoint(state, org_id, endpoint_id, since, kind=kind)
+
+
+def status_change(form: dict[str, Any]) -> tuple[EndpointStatus, str]:
+    """The status a Pause or Activate button asks for, and the notice it leaves."""
+    try:
+        wanted = EndpointStatus(form.get("status") or EndpointStatus.INACTIVE.value)
+    except ValueError as exc:
+        raise BadRequestError("status: ACTIVE or INACTIVE") from exc
+    return wanted, "activated" if wanted is EndpointStatus.ACTIVE else "paused"
