@@ -9,6 +9,9 @@ from benchmarks.results import (
     CpuReport,
     Fairness,
     Latency,
+    Peer,
+    PeerLatency,
+    PeerThroughput,
     PgConnections,
     Profile,
     Profiles,
@@ -166,4 +169,30 @@ def print_fairness(fair: Fairness) -> None:
         f"throttling   a receiver allowing {fair.throttled_limit_per_s}/s got"
         f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"
         f" {fair.bystander_ms['p99']:.1f} ms: {fair.bystander_ratio} × the fast one alone"
+    )
+
+
+def print_peer(peer: Peer) -> None:
+    print(f"peer         {peer.version}; {peer.setup}")
+    for t in (peer.throughput_1, peer.throughput_fanout):
+        print_peer_throughput(t)
+    for lat in (peer.latency_floor, peer.latency):
+        print_peer_latency(lat)
+
+
+def print_peer_throughput(t: PeerThroughput) -> None:
+    print(
+        f"             fan-out {t.fanout}: {t.deliveries_per_s:,.0f} deliveries/s"
+        f" ({t.events_accepted_per_s:,.0f} events/s); errors {t.request_errors},"
+        f" drained {t.drained}; cores busy {t.system_cores_busy}"
+    )
+    print(f"               cpu s / 1,000 deliveries {t.cpu_s_per_1000_deliveries}")
+
+
+def print_peer_latency(lat: PeerLatency) -> None:
+    e2e = lat.e2e_ms
+    print(
+        f"             latency at {lat.offered_events_per_s:,.0f} events/s: p50 {e2e['p50']:.1f},"
+        f" p95 {e2e['p95']:.1f}, p99 {e2e['p99']:.1f} ms ({lat.delivered} of {lat.events}"
+        f" delivered); accept {lat.accept_ms}; errors {lat.request_errors}"
     )
