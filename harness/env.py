@@ -71,8 +71,12 @@ class FreshEnv:
         finally:
             await admin.close()
 
-    async def create_database(self) -> None:
+    async def create_database(self, *, migrate: bool = True) -> None:
+        """The database, migrated by `hookpost migrate` unless `migrate` is False (another
+        application's own database: the bench's peer migrates its own)."""
         await self._on_server(f'CREATE DATABASE "{self.name}"')
+        if not migrate:
+            return
         await asyncio.to_thread(
             subprocess.run,
             [str(HOOKPOST_BIN), "migrate"],

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
-import asyncpg
 import psutil
 
 from benchmarks import load
@@ -46,6 +45,7 @@ from benchmarks.config import (
 from benchmarks.measure import cpu_report, snapshot
 from benchmarks.results import Peer, PeerLatency, PeerThroughput
 from benchmarks.rig import Rig
+from harness.env import FreshEnv
 from harness.process import ROOT, Process, free_port
 from harness.waiting import poll
 
@@ -82,6 +82,7 @@ def ensure_venv() -> Path:
 class PeerStack:
     name: str  # its database and its broker prefix
     rig: Rig
+    database: FreshEnv
     env: dict[str, str]
     web: Process
     worker: Process
@@ -90,11 +91,12 @@ class PeerStack:
     async def start(cls, rig: Rig) -> PeerStack:
         bin_dir = await asyncio.to_thread(ensure_venv)
         name = f"{rig.env.name}_peer"
+        database = FreshEnv(name, base_dsn=rig.env.base_dsn)
         env = {
             **os.environ,
             "PYTHONPATH": str(PEER_DIR),
             "DJANGO_SETTINGS_MODULE": "peerproj.settings",
-            "PEER_DATABASE_URL": f"{rig.env.server}/{name}",
+            "PEER_DATABASE_URL": database.dsn,
             "PEER_AMQP_URL": rig.env.amqp_url,
             "PEER_PREFIX": name,
         }
@@ -111,14 +113,11 @@ class PeerStack:
              "--concurrency", str(PEER_CONCURRENCY)],
             env=env, port=0, log_path=logs / "peer-worker.log",
         )  # fmt: skip
-        stack = cls(name, rig, env, web, worker)
+        stack = cls(name, rig, database, env, web, worker)
         try:
-            await stack._on_server(f'CREATE DATABASE "{name}"')
-            django = [str(bin_dir / "python"), "-m", "django"]
+            await stack.database.create_database(migrate=False)
             for argv in (["migrate", "--noinput"], ["peer_webhooks", rig.receiver_url]):
-                await asyncio.to_thread(
-                    subprocess.run, [*django, *argv], env=env, check=True, capture_output=True
-                )
+                await asyncio.to_thread(_django, bin_dir, env, *argv)
             await asyncio.to_thread(web.start, "/readyz")
             worker.start(ready_path=None)
             await stack._consuming()
@@ -126,13 +125,6 @@ class PeerStack:
             await stack.close()
             raise
         return stack
-
-    async def _on_server(self, sql: str) -> None:
-        admin = await asyncpg.connect(f"{self.rig.env.server}/postgres")
-        try:
-            await admin.execute(sql)
-        finally:
-            await admin.close()
 
     async def _consuming(self) -> None:
         """Until the worker consumes its queue (a consumer on it): it has no HTTP port."""
@@ -167,10 +159,21 @@ class PeerStack:
         for proc in (self.worker, self.web):
             await asyncio.to_thread(proc.stop)
         try:
-            await self._on_server(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            await self.database.drop_database()
             await _delete_broker_objects(self.rig.env.amqp_url, self.name)
         except Exception as exc:  # leave the run's figures intact
             log(f"peer cleanup failed: {exc!r}")
+
+
+def _django(bin_dir: Path, env: dict[str, str], *argv: str) -> None:
+    """A management command of the peer's project; its own error output if it fails."""
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-m", "django", *argv], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"django-admin {argv[0]} exited {done.returncode}:\n{done.stderr[-3000:]}"
+        )
 
 
 def _tree_cpu_s(proc: Process) -> float:
