@@ -141,16 +141,15 @@ def print_latency(lat: Latency) -> None:
 
 
 def print_concurrency(r: Concurrency) -> None:
-    print(
+    print_rows(
         f"concurrency  {r.label}: {r.total_deliveries_per_s:,.0f} deliveries/s total;"
-        f" cores busy {r.cpu.cores_busy}"
+        f" cores busy {r.cpu.cores_busy}",
+        (
+            f"{name}: in-flight mean {rep.in_flight_mean:.0f} max {rep.in_flight_max},"
+            f" {rep.deliveries_per_s:,.0f}/s, RSS max {rep.rss_mb_max:.0f} MB"
+            for name, rep in r.replicas.items()
+        ),
     )
-    for name, rep in r.replicas.items():
-        print(
-            f"             {name}: in-flight mean {rep.in_flight_mean:.0f} max "
-            f"{rep.in_flight_max}, {rep.deliveries_per_s:,.0f}/s, RSS max "
-            f"{rep.rss_mb_max:.0f} MB"
-        )
 
 
 def print_summary(results: BenchResults) -> None:

@@ -166,25 +166,13 @@ async def bench() -> BenchResults:
         exit_codes = await pipe.close() if pipe is not None else {}
         exit_codes |= await rig.close()
     return BenchResults(
-        run=run.run_id,
-        started=started_at,
-        machine=host,
-        versions=found,
-        ceilings=ceiling,
-        throughput_1=tput,
-        throughput_fanout=fan,
-        throughput_amqp=direct,
-        latency_floor=floor,
-        latency=lat,
-        concurrency_default=default,
-        concurrency_big=big,
-        concurrency_slow_endpoint=slow_endpoint,
-        retry=retried,
-        fairness=fair,
-        peer=peer_found,
-        exit_codes=exit_codes,
-        duration_s=round(time.time() - started, 1),
-    )
+        run=run.run_id, started=started_at, machine=host, versions=found, ceilings=ceiling,
+        throughput_1=tput, throughput_fanout=fan, throughput_amqp=direct,
+        latency_floor=floor, latency=lat,
+        concurrency_default=default, concurrency_big=big, concurrency_slow_endpoint=slow_endpoint,
+        retry=retried, fairness=fair, peer=peer_found,
+        exit_codes=exit_codes, duration_s=round(time.time() - started, 1),
+    )  # fmt: skip
 
 
 def main() -> None:
