@@ -8,6 +8,10 @@
                                                      the dispatcher's first-attempt room, its RSS
     python -m benchmarks.probe --fairness            a fast endpoint beside a slow one, and a
                                                      rate-limiting one beside a bystander
+    python -m benchmarks.probe --sharded             fan-out traffic through 1, then 4 sender
+                                                     work queues (HOOKPOST_SENDER_SHARDS)
+    python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
+                                                     10, latency (benchmarks/phases/peer.py)
     python -m benchmarks.probe --concurrency 2400    sender replicas at that prefetch under a
                                                      backlog for 100 endpoints at 2 s (as
                                                      make bench): in flight and RSS per replica
@@ -25,7 +29,16 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import concurrency, fairness, latency, skeleton, slow_room, throughput
+from benchmarks.phases import (
+    concurrency,
+    fairness,
+    latency,
+    peer,
+    sharded,
+    skeleton,
+    slow_room,
+    throughput,
+)
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -37,6 +50,8 @@ async def probe(
     skeletons: bool,
     room: float | None,
     fair: bool = False,
+    shards: bool = False,
+    peers: bool = False,
     prefetch: int | None = None,
 ) -> None:
     rig = await Rig.start(Run.new())
@@ -46,7 +61,9 @@ async def probe(
         if skeletons:
             for n in (1, FANOUT):
                 report.print_skeleton(await skeleton.measure(rig, n))
-        if not (pipeline or room or fair or prefetch):
+        if peers:
+            report.print_peer(await peer.measure(rig))
+        if not (pipeline or room or fair or shards or prefetch):
             return
         pipe = await Pipeline.start(rig)
         if prefetch is not None:
@@ -59,6 +76,8 @@ async def probe(
                 f"             {found.deliveries:,} of {found.expected:,} arrived"
                 f" (drained: {found.drained}), saturated window {found.saturated_window_s:.1f} s"
             )
+        if shards:
+            print(f"sharded      {as_dict(await sharded.measure(pipe))}")
         if fair:
             report.print_fairness(await fairness.measure(pipe))
         if room is not None:
@@ -113,13 +132,24 @@ def main() -> None:
     parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
     parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
-    parser.add_argument("--concurrency", type=int, help="sender prefetch, 2 s endpoint backlog")
+    parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
+    parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
+    parser.add_argument("--concurrency", type=int, help="sender prefetch, 2 s endpoints' backlog")
     args = parser.parse_args()
-    chosen = (args.rate, args.throughput, args.skeleton, args.slow_room, args.fairness)
-    if not (any(chosen) or args.concurrency):
+    chosen = (
+        args.rate,
+        args.throughput,
+        args.skeleton,
+        args.slow_room,
+        args.fairness,
+        args.sharded,
+        args.peer,
+        args.concurrency,
+    )
+    if not any(chosen):
         parser.error(
-            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --concurrency,"
-            " or several"
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded, --peer,"
+            " --concurrency"
         )
     asyncio.run(
         probe(
@@ -129,6 +159,8 @@ def main() -> None:
             args.skeleton,
             args.slow_room,
             args.fairness,
+            args.sharded,
+            args.peer,
             args.concurrency,
         )
     )
