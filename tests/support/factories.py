@@ -101,6 +101,13 @@ def event_message(
     )
 
 
+async def event_to(make_org: Callable, pool: asyncpg.Pool, url: str) -> EventMessage:
+    """An event of a new org whose one endpoint, at `url`, subscribes to its type."""
+    org = await make_org()
+    await make_endpoint(pool, org.organizationId, url)
+    return event_message(org.organizationId)
+
+
 async def insert_event(pool: asyncpg.Pool, event: EventMessage) -> None:
     """The row the API writes before publishing (the dispatcher upserts it otherwise)."""
     await pool.execute(
