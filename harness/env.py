@@ -72,12 +72,16 @@ class FreshEnv:
         finally:
             await admin.close()
 
-    async def create_database(self, *, up_to: int | None = None) -> None:
+    async def create_database(
+        self, *, up_to: int | None = None, hookpost_schema: bool = True
+    ) -> None:
         """The database, migrated as an operator would; `up_to`: only up to that migration,
-        in-process (a benchmark of a migration fills the schema before it)."""
+        in-process (a benchmark of a migration fills the schema before it); without
+        `hookpost_schema`, empty (another application's own: the bench's peer migrates its own)."""
         await self._on_server(f'CREATE DATABASE "{self.name}"')
         if up_to is not None:
             await migrate(self.dsn, up_to=up_to)
+        if up_to is not None or not hookpost_schema:
             return
         await asyncio.to_thread(
             subprocess.run,

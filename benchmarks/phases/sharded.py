@@ -97,9 +97,10 @@ async def _run(pipe: Pipeline, org_ids: list[str], shards: int) -> ShardRun:
         HOOKPOST_DISPATCHER_FIRST_ATTEMPTS="0",
     )
     stack = Stack(env, logs)
-    producer = await load.AmqpProducer(rig.env.amqp_url, topology.prefix).start()
+    producer = load.AmqpProducer(rig.env.amqp_url, topology.prefix)
     try:
         await stack.start(api=False, dispatchers=1, senders=2)
+        await producer.start()  # once the services declared the prefix's exchanges
         return await _load(pipe, stack, _round_robin(producer, org_ids), topology)
     finally:
         await producer.close()

@@ -550,3 +550,27 @@ async def test_put_data_source_replaces_it_and_reactivates_after_a_downgrade(
         404,
         "NOT_FOUND",
     )
+
+
+async def test_put_data_source_without_a_secret_keeps_it(
+    max_client: Client, db_pool: asyncpg.Pool
+) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    url = f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}"
+    keep = {k: v for k, v in sink_body(name="paused").items() if k != "secret"}
+    paused = await max_client.put(url, json={**keep, "status": "INACTIVE"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["status"] == "INACTIVE" and paused.json()["name"] == "paused"
+    assert paused.json()["secret"] == sink["secret"]
+    stored = await db_pool.fetchval("SELECT secret_enc FROM endpoints WHERE id = $1", sink["id"])
+    assert crypto.decrypt(stored) == SECRET
+    # A kept secret was checked for its scheme only: another scheme needs its own secret.
+    bearer = {**keep, "config": {"url": "https://localhost/x", "authScheme": "Bearer"}}
+    assert_error(await max_client.put(url, json=bearer), 400, "BAD_REQUEST")
+    # Creating still needs one.
+    assert_error(
+        await max_client.post(f"{AGENTS}/{agent['id']}/data-sources", json=keep),
+        400,
+        "BAD_REQUEST",
+    )

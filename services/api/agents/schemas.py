@@ -103,7 +103,11 @@ class DataSourceIn(ApiModel):
     type: Literal["HTTPS_WEBHOOK"]
     name: StorableText | None = Field(default=None, max_length=200)
     config: DataSourceConfigIn
-    secret: DataSourceSecretIn
+    secret: DataSourceSecretIn | None = Field(
+        default=None,
+        description="Required on POST. A PUT without it keeps the stored secret (unless"
+        " authScheme changes): pausing or renaming a sink needs no secret re-typed.",
+    )
     format: Literal["JSON"] = "JSON"
     status: EndpointStatus = Field(
         default=EndpointStatus.ACTIVE,
