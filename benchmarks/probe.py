@@ -10,6 +10,8 @@
                                                      rate-limiting one beside a bystander
     python -m benchmarks.probe --sharded             fan-out traffic through 1, then 4 sender
                                                      work queues (HOOKPOST_SENDER_SHARDS)
+    python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
+                                                     10, latency (benchmarks/phases/peer.py)
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -24,7 +26,7 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import fairness, latency, sharded, skeleton, slow_room, throughput
+from benchmarks.phases import fairness, latency, peer, sharded, skeleton, slow_room, throughput
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -37,6 +39,7 @@ async def probe(
     room: float | None,
     fair: bool = False,
     shards: bool = False,
+    peers: bool = False,
 ) -> None:
     rig = await Rig.start(Run.new())
     pipe: Pipeline | None = None
@@ -45,6 +48,8 @@ async def probe(
         if skeletons:
             for n in (1, FANOUT):
                 report.print_skeleton(await skeleton.measure(rig, n))
+        if peers:
+            report.print_peer(await peer.measure(rig))
         if not (pipeline or room or fair or shards):
             return
         pipe = await Pipeline.start(rig)
@@ -92,6 +97,7 @@ def main() -> None:
     parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
     parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
+    parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
     args = parser.parse_args()
     chosen = (
         args.rate,
@@ -100,9 +106,12 @@ def main() -> None:
         args.slow_room,
         args.fairness,
         args.sharded,
+        args.peer,
     )
     if not any(chosen):
-        parser.error("give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded")
+        parser.error(
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded, --peer"
+        )
     asyncio.run(
         probe(
             args.rate,
@@ -112,6 +121,7 @@ def main() -> None:
             args.slow_room,
             args.fairness,
             args.sharded,
+            args.peer,
         )
     )
 

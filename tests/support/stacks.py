@@ -3,10 +3,12 @@ prefix with an AMQP producer's door, so no test consumes another's work."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Literal, Self
+
+import pytest
 
 from harness.broker import EventPublisher, delete_broker_objects
 from harness.process import ROOT, Process, free_port
@@ -45,6 +47,23 @@ async def e2e_stack(env: Mapping[str, str]) -> AsyncIterator[Stack]:
         yield await services.start(dispatchers=1, senders=2)
     finally:
         await services.stop_all()
+
+
+def e2e_fixtures(scope: Literal["module", "package"]) -> tuple[Callable[..., Any], ...]:
+    """The whole-platform tests' `stack_env` and `stack` fixtures, one stack per `scope`
+    (tests/e2e: a module's, which may override `stack_env`; tests/seeds_node: the package's)."""
+
+    @pytest.fixture(scope=scope)
+    def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
+        # db_pool: the database exists and is migrated before any service starts.
+        return e2e_env(test_env)
+
+    @pytest.fixture(scope=scope)
+    async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
+        async with e2e_stack(stack_env) as started:
+            yield started
+
+    return stack_env, stack
 
 
 def api_process(base: Mapping[str, str], **overrides: str) -> Process:

@@ -65,22 +65,43 @@ class Topology:
     def sharded(self) -> bool:
         return self.sender_shards > 1
 
+    def _exchange(self, name: str, kind: ExchangeType) -> RabbitExchange:
+        return RabbitExchange(f"{self.prefix}.{name}", type=kind, durable=True)
+
+    def _queue(
+        self, name: str, routing_key: str, arguments: dict[str, Any] | None = None
+    ) -> RabbitQueue:
+        # Every queue is a quorum queue (replicated across a cluster's nodes).
+        return RabbitQueue(
+            f"{self.prefix}.{name}",
+            queue_type=QueueType.QUORUM,
+            routing_key=routing_key,
+            arguments=arguments,
+        )
+
+    def _work_queue(self, name: str, routing_key: str, dead_key: str) -> RabbitQueue:
+        """A consumer's queue: dead-lettered to `dead_key`, poison-limited."""
+        dead_lettered = _dead_lettered_to(self.dead_exchange.name, dead_key)
+        return self._queue(
+            name, routing_key, {**dead_lettered, "x-delivery-limit": POISON_DELIVERY_LIMIT}
+        )
+
     # exchanges
     @property
     def events_exchange(self) -> RabbitExchange:
-        return RabbitExchange(f"{self.prefix}.events", type=ExchangeType.TOPIC, durable=True)
+        return self._exchange("events", ExchangeType.TOPIC)
 
     @property
     def deliveries_exchange(self) -> RabbitExchange:
-        return RabbitExchange(f"{self.prefix}.deliveries", type=ExchangeType.DIRECT, durable=True)
+        return self._exchange("deliveries", ExchangeType.DIRECT)
 
     @property
     def retry_exchange(self) -> RabbitExchange:
-        return RabbitExchange(f"{self.prefix}.retry", type=ExchangeType.DIRECT, durable=True)
+        return self._exchange("retry", ExchangeType.DIRECT)
 
     @property
     def dead_exchange(self) -> RabbitExchange:
-        return RabbitExchange(f"{self.prefix}.dead", type=ExchangeType.DIRECT, durable=True)
+        return self._exchange("dead", ExchangeType.DIRECT)
 
     @property
     def shards_exchange(self) -> RabbitExchange:
@@ -102,23 +123,15 @@ class Topology:
     # queues
     @property
     def dispatcher_queue(self) -> RabbitQueue:
-        return RabbitQueue(
-            f"{self.prefix}.dispatcher",
-            queue_type=QueueType.QUORUM,
-            routing_key="#",
-            arguments={
-                **_dead_lettered_to(self.dead_exchange.name, DEAD_EVENT_ROUTING_KEY),
-                "x-delivery-limit": POISON_DELIVERY_LIMIT,
-            },
-        )
+        return self._work_queue("dispatcher", "#", DEAD_EVENT_ROUTING_KEY)
 
     @property
     def sender_queue(self) -> RabbitQueue:
         """The one work queue; sharded, the queue every sender drains and nothing feeds."""
-        return _work_queue(f"{self.prefix}.sender", SEND_ROUTING_KEY, self.dead_exchange.name)
+        return self._work_queue("sender", SEND_ROUTING_KEY, DEAD_DELIVERY_ROUTING_KEY)
 
     def shard_queue(self, shard: int) -> RabbitQueue:
-        return _work_queue(f"{self.prefix}.sender.{shard}", SHARD_WEIGHT, self.dead_exchange.name)
+        return self._work_queue(f"sender.{shard}", SHARD_WEIGHT, DEAD_DELIVERY_ROUTING_KEY)
 
     @property
     def sender_queues_pattern(self) -> str:
@@ -134,20 +147,12 @@ class Topology:
 
     @property
     def dead_deliveries_queue(self) -> RabbitQueue:
-        return RabbitQueue(
-            f"{self.prefix}.dead",
-            queue_type=QueueType.QUORUM,
-            routing_key=DEAD_DELIVERY_ROUTING_KEY,
-        )
+        return self._queue("dead", DEAD_DELIVERY_ROUTING_KEY)
 
     @property
     def dead_events_queue(self) -> RabbitQueue:
         """Events the dispatcher could not process: consumed into `poison_messages`."""
-        return RabbitQueue(
-            f"{self.prefix}.dead.events",
-            queue_type=QueueType.QUORUM,
-            routing_key=DEAD_EVENT_ROUTING_KEY,
-        )
+        return self._queue("dead.events", DEAD_EVENT_ROUTING_KEY)
 
     def retry_tier_ms(self, delay_s: int) -> int:
         return scaled_ms(delay_s, self.retry_delay_scale)
@@ -157,14 +162,11 @@ class Topology:
 
     def retry_queue(self, delay_s: int) -> RabbitQueue:
         ttl_ms = self.retry_tier_ms(delay_s)
-        return RabbitQueue(
-            f"{self.prefix}.retry.{ttl_ms}ms",
-            queue_type=QueueType.QUORUM,
-            routing_key=self.retry_routing_key(delay_s),
-            arguments={
-                **_dead_lettered_to(self.deliveries_exchange.name, SEND_ROUTING_KEY),
-                "x-message-ttl": ttl_ms,
-            },
+        expired = _dead_lettered_to(self.deliveries_exchange.name, SEND_ROUTING_KEY)
+        return self._queue(
+            f"retry.{ttl_ms}ms",
+            self.retry_routing_key(delay_s),
+            {**expired, "x-message-ttl": ttl_ms},
         )
 
     def retry_queues(self) -> list[RabbitQueue]:
@@ -179,18 +181,6 @@ class Topology:
             (self.dead_events_queue, self.dead_exchange),
             *[(queue, self.retry_exchange) for queue in self.retry_queues()],
         ]
-
-
-def _work_queue(name: str, routing_key: str, dead_exchange: str) -> RabbitQueue:
-    return RabbitQueue(
-        name,
-        queue_type=QueueType.QUORUM,
-        routing_key=routing_key,
-        arguments={
-            **_dead_lettered_to(dead_exchange, DEAD_DELIVERY_ROUTING_KEY),
-            "x-delivery-limit": POISON_DELIVERY_LIMIT,
-        },
-    )
 
 
 async def declare_topology(broker: Any, topology: Topology) -> None:
