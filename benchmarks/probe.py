@@ -8,6 +8,8 @@
                                                      the dispatcher's first-attempt room, its RSS
     python -m benchmarks.probe --fairness            a fast endpoint beside a slow one, and a
                                                      rate-limiting one beside a bystander
+    python -m benchmarks.probe --sharded             fan-out traffic through 1, then 4 sender
+                                                     work queues (HOOKPOST_SENDER_SHARDS)
     python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
                                                      10, latency (benchmarks/phases/peer.py)
 
@@ -24,7 +26,7 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import fairness, latency, peer, skeleton, slow_room, throughput
+from benchmarks.phases import fairness, latency, peer, sharded, skeleton, slow_room, throughput
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -36,6 +38,7 @@ async def probe(
     skeletons: bool,
     room: float | None,
     fair: bool = False,
+    shards: bool = False,
     peers: bool = False,
 ) -> None:
     rig = await Rig.start(Run.new())
@@ -47,9 +50,11 @@ async def probe(
                 report.print_skeleton(await skeleton.measure(rig, n))
         if peers:
             report.print_peer(await peer.measure(rig))
-        if not (pipeline or room or fair):
+        if not (pipeline or room or fair or shards):
             return
         pipe = await Pipeline.start(rig)
+        if shards:
+            print(f"sharded      {as_dict(await sharded.measure(pipe))}")
         if fair:
             report.print_fairness(await fairness.measure(pipe))
         if room is not None:
@@ -91,12 +96,21 @@ def main() -> None:
     parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
     parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
+    parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
     parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
     args = parser.parse_args()
-    chosen = (args.rate, args.throughput, args.skeleton, args.slow_room, args.fairness, args.peer)
+    chosen = (
+        args.rate,
+        args.throughput,
+        args.skeleton,
+        args.slow_room,
+        args.fairness,
+        args.sharded,
+        args.peer,
+    )
     if not any(chosen):
         parser.error(
-            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --peer, or several"
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded, --peer"
         )
     asyncio.run(
         probe(
@@ -106,6 +120,7 @@ def main() -> None:
             args.skeleton,
             args.slow_room,
             args.fairness,
+            args.sharded,
             args.peer,
         )
     )

@@ -115,7 +115,7 @@ class PeerStack:
         )  # fmt: skip
         stack = cls(name, rig, database, env, web, worker)
         try:
-            await stack.database.create_database(migrate=False)
+            await stack.database.create_database(hookpost_schema=False)
             for argv in (["migrate", "--noinput"], ["peer_webhooks", rig.receiver_url]):
                 await asyncio.to_thread(_django, bin_dir, env, *argv)
             await asyncio.to_thread(web.start, "/readyz")
