@@ -8,6 +8,8 @@
                                                      the dispatcher's first-attempt room, its RSS
     python -m benchmarks.probe --fairness            a fast endpoint beside a slow one, and a
                                                      rate-limiting one beside a bystander
+    python -m benchmarks.probe --batch               batches of 100 events, 1 endpoint each:
+                                                     POST /events/batch, then AMQP (batch.py)
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -22,7 +24,7 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import fairness, latency, skeleton, slow_room, throughput
+from benchmarks.phases import batch, fairness, latency, skeleton, slow_room, throughput
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -34,6 +36,7 @@ async def probe(
     skeletons: bool,
     room: float | None,
     fair: bool = False,
+    batches: bool = False,
 ) -> None:
     rig = await Rig.start(Run.new())
     pipe: Pipeline | None = None
@@ -42,9 +45,11 @@ async def probe(
         if skeletons:
             for n in (1, FANOUT):
                 report.print_skeleton(await skeleton.measure(rig, n))
-        if not (pipeline or room or fair):
+        if not (pipeline or room or fair or batches):
             return
         pipe = await Pipeline.start(rig)
+        if batches:
+            print(f"batch        {as_dict(await batch.measure(pipe))}")
         if fair:
             report.print_fairness(await fairness.measure(pipe))
         if room is not None:
@@ -86,11 +91,23 @@ def main() -> None:
     parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
     parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
+    parser.add_argument("--batch", action="store_true", help="batch ingest, HTTP and AMQP")
     args = parser.parse_args()
-    if not (args.rate or args.throughput or args.skeleton or args.slow_room or args.fairness):
-        parser.error("give --rate, --throughput, --skeleton, --slow-room, --fairness, or several")
+    chosen = (args.rate, args.throughput, args.skeleton, args.slow_room, args.fairness, args.batch)
+    if not any(chosen):
+        parser.error(
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --batch, or several"
+        )
     asyncio.run(
-        probe(args.rate, args.throughput, args.fanout, args.skeleton, args.slow_room, args.fairness)
+        probe(
+            args.rate,
+            args.throughput,
+            args.fanout,
+            args.skeleton,
+            args.slow_room,
+            args.fairness,
+            args.batch,
+        )
     )
 
 

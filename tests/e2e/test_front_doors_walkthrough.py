@@ -140,5 +140,8 @@ async def test_every_step_of_the_walkthrough_happens(
     )
     assert "# Sales playbook" in output
 
+    # The batch: each item answered on its own, the bad one alone refused.
+    assert "0 202\n1 202\n2 400\n" in output
+
     # The page's own "watching" step printed the recorded attempts.
     assert "### watch" in output
