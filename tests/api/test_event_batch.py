@@ -9,13 +9,11 @@ from typing import Any
 import aio_pika
 import asyncpg
 import orjson
-import pytest
 
 from libs.domain.plans import Plan
 from libs.infra.broker.messages import BATCH_ROUTING_KEY, EventMessage, batch_items, is_batch
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
-from services.api.events import repository
 from tests.api.broker_probe import bind_probe_queue, next_message
 from tests.api.conftest import Client, assert_error, running_api
 
@@ -27,26 +25,12 @@ def item(n: int, **extra: Any) -> dict[str, Any]:
     return {"type": "mapping.completed", "data": {"mappingJobId": f"job_{n}"}, **extra}
 
 
-@pytest.fixture
-def insert_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every INSERT of events the api sends (the statement still runs)."""
-    sizes: list[int] = []
-    real = repository.EventInserts._insert_many
-
-    async def counting(self: repository.EventInserts, events: list[Any]) -> list[Any]:
-        sizes.append(len(events))
-        return await real(self, events)
-
-    monkeypatch.setattr(repository.EventInserts, "_insert_many", counting)
-    return sizes
-
-
 async def test_a_batch_is_one_insert_and_one_message_and_bad_items_fail_alone(
-    insert_sizes: list[int],
-    client: Client,
-    db_pool: asyncpg.Pool,
+    insert_batches: list[int],  # before the app: its batcher holds the method it was given
     amqp: aio_pika.abc.AbstractChannel,
     topology: Topology,
+    client: Client,
+    db_pool: asyncpg.Pool,
 ) -> None:
     probe = await bind_probe_queue(amqp, topology.events_exchange.name, "#")
     events = [
@@ -74,7 +58,7 @@ async def test_a_batch_is_one_insert_and_one_message_and_bad_items_fail_alone(
         {"field": "events[3].type", "message": "Field required"}
     ]
     accepted = [r["eventId"] for r in results if r["status"] == 202]
-    assert insert_sizes == [3]  # one statement for the batch's accepted events
+    assert insert_batches == [3]  # one statement for the batch's accepted events
 
     rows = await db_pool.fetch(
         "SELECT id, data, ordering_key FROM events WHERE organization_id = $1", client.org_id

@@ -10,7 +10,6 @@ from typing import Any
 import aio_pika
 import asyncpg
 import httpx
-import pytest
 
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
@@ -19,20 +18,6 @@ from tests.api.broker_probe import bind_probe_queue
 from tests.api.conftest import Client, assert_error, running_api
 
 EVENTS = "/api/v1/events"
-
-
-@pytest.fixture
-def insert_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every INSERT the api sends (the statement itself still runs)."""
-    sizes: list[int] = []
-    real = repository.EventInserts._insert_many
-
-    async def counting(self: repository.EventInserts, events: list[Any]) -> list[Any]:
-        sizes.append(len(events))
-        return await real(self, events)
-
-    monkeypatch.setattr(repository.EventInserts, "_insert_many", counting)
-    return sizes
 
 
 async def drain(queue: aio_pika.abc.AbstractQueue, settle_s: float = 1.0) -> list[str]:

@@ -33,14 +33,8 @@ class SetAside:
 def dispatcher(
     repo: FakeDispatchRepo, publisher: FakePublisher, set_aside: SetAside | None
 ) -> Dispatcher:
-    return Dispatcher(
-        repo,
-        publisher,
-        pending_limit=3,
-        payload_cap_bytes=1024,
-        now=lambda: NOW,
-        set_aside=set_aside,
-    )
+    options: dict[str, Any] = {"pending_limit": 3, "payload_cap_bytes": 1024, "now": lambda: NOW}
+    return Dispatcher(repo, publisher, set_aside=set_aside, **options)
 
 
 async def test_good_events_are_dispatched_and_bad_ones_set_aside_alone() -> None:

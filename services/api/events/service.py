@@ -7,6 +7,7 @@ when the publish fails the answer is still 202 and the outbox relay publishes it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -25,7 +26,11 @@ from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink
 from services.api.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from services.api.events import repository
-from services.api.events.publishing import PublishedMarks, publish_now, to_message
+from services.api.events.publishing import (
+    PublishedMarks,
+    publish_now,
+    to_message,
+)
 from services.api.metrics import EVENTS_ACCEPTED
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -94,14 +99,10 @@ async def ingest(
     """
     telemetry.annotate(organization_id=org_id)
     event_type = parse_ingest_type(type_name)
-    return await record_and_publish(
-        outbox,
-        org_id,
-        event_type,
-        data,
-        idempotency_key=idempotency_key,
-        ordering_key=ordering_key,
+    event = check_event(
+        org_id, event_type, data, idempotency_key=idempotency_key, ordering_key=ordering_key
     )
+    return await record_and_publish(outbox, event)
 
 
 def _serialized(data: dict[str, Any]) -> bytes:
@@ -131,17 +132,16 @@ class CheckedEvent:
     data: dict[str, Any]
 
     def message(self, created_at: datetime) -> EventMessage:
-        row = self.row
-        return EventMessage(
-            id=row.id,
-            organization_id=row.organization_id,
-            type=row.type,
-            data=self.data,
-            created_at=created_at,
-            target_endpoint_id=row.target_endpoint_id,
-            target_delivery_id=row.target_delivery_id,
-            ordering_key=row.ordering_key,
-        )
+        fields = {name: getattr(self.row, name) for name in _MESSAGE_FIELDS}
+        return EventMessage(**fields, data=self.data, created_at=created_at)
+
+
+# What a stored event's message takes from its row (all but its data and created_at).
+_MESSAGE_FIELDS = tuple(
+    name
+    for name in EventMessage.model_fields
+    if name in {field.name for field in dataclasses.fields(repository.NewEvent)}
+)
 
 
 def check_event(
@@ -174,38 +174,19 @@ def check_event(
     return CheckedEvent(row, data)
 
 
-async def record_and_publish(
-    outbox: EventOutbox,
-    org_id: str,
-    event_type: EventType,
-    data: dict[str, Any],
-    *,
-    idempotency_key: str | None = None,
-    target_endpoint_id: str | None = None,
-    target_delivery_id: str | None = None,
-    ordering_key: str | None = None,
-) -> str:
+async def record_and_publish(outbox: EventOutbox, event: CheckedEvent) -> str:
     """Store the event (the outbox), then publish it; return the event id.
 
     With an idempotency key, a repeat of the same request returns the first event's id and
     a different request under the same key is a 409. Concurrent requests share one INSERT
     (repository.EventInserts); the published mark is written after the answer.
     """
-    event = check_event(
-        org_id,
-        event_type,
-        data,
-        idempotency_key=idempotency_key,
-        target_endpoint_id=target_endpoint_id,
-        target_delivery_id=target_delivery_id,
-        ordering_key=ordering_key,
-    )
     row = event.row
     created_at = await outbox.inserts.insert(row)
     if created_at is None:
         return await _repeated(outbox.pool, row)
     _accepted(row)
-    if idempotency_key is not None and idempotency_key == outbox.hold_key:
+    if row.idempotency_key is not None and row.idempotency_key == outbox.hold_key:
         await _hold_before_publish(row.id)
     message = event.message(created_at)
     await publish_now(outbox.broker, outbox.topology, outbox.marks, [message], row.trace_context)
@@ -316,19 +297,10 @@ async def record_in_transaction(
     `target_endpoint_id`, that endpoint alone receives it (a report job's own webhook).
     `ordering_key`: a job's events use the job's id (ordered delivery, SPEC §4).
     """
-    check_storable(data)
-    record = await repository.insert_event(
-        conn,
-        new_id(IdPrefix.EVENT),
-        org_id,
-        event_type.value,
-        data,
-        target_endpoint_id=target_endpoint_id,
-        # As in record_and_publish: a relayed publish continues the request's trace.
-        trace_context=telemetry.trace_headers() or None,
-        ordering_key=ordering_key,
+    event = check_event(
+        org_id, event_type, data, target_endpoint_id=target_endpoint_id, ordering_key=ordering_key
     )
-    return record
+    return await repository.insert_event(conn, event.row)
 
 
 async def publish_recorded(outbox: EventOutbox, records: list[asyncpg.Record]) -> None:
