@@ -8,6 +8,10 @@
                                                      the dispatcher's first-attempt room, its RSS
     python -m benchmarks.probe --fairness            a fast endpoint beside a slow one, and a
                                                      rate-limiting one beside a bystander
+    python -m benchmarks.probe --sharded             fan-out traffic through 1, then 4 sender
+                                                     work queues (HOOKPOST_SENDER_SHARDS)
+    python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
+                                                     10, latency (benchmarks/phases/peer.py)
     python -m benchmarks.probe --batch               batches of 100 events, 1 endpoint each:
                                                      POST /events/batch, then AMQP (batch.py)
 
@@ -24,7 +28,16 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import batch, fairness, latency, skeleton, slow_room, throughput
+from benchmarks.phases import (
+    batch,
+    fairness,
+    latency,
+    peer,
+    sharded,
+    skeleton,
+    slow_room,
+    throughput,
+)
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -36,6 +49,8 @@ async def probe(
     skeletons: bool,
     room: float | None,
     fair: bool = False,
+    shards: bool = False,
+    peers: bool = False,
     batches: bool = False,
 ) -> None:
     rig = await Rig.start(Run.new())
@@ -45,11 +60,15 @@ async def probe(
         if skeletons:
             for n in (1, FANOUT):
                 report.print_skeleton(await skeleton.measure(rig, n))
-        if not (pipeline or room or fair or batches):
+        if peers:
+            report.print_peer(await peer.measure(rig))
+        if not (pipeline or room or fair or shards or batches):
             return
         pipe = await Pipeline.start(rig)
         if batches:
             print(f"batch        {as_dict(await batch.measure(pipe))}")
+        if shards:
+            print(f"sharded      {as_dict(await sharded.measure(pipe))}")
         if fair:
             report.print_fairness(await fairness.measure(pipe))
         if room is not None:
@@ -91,12 +110,24 @@ def main() -> None:
     parser.add_argument("--skeleton", action="store_true", help="the design's ceilings first")
     parser.add_argument("--slow-room", type=float, help="events/s of fan-out to a 2 s endpoint")
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
+    parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
+    parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
     parser.add_argument("--batch", action="store_true", help="batch ingest, HTTP and AMQP")
     args = parser.parse_args()
-    chosen = (args.rate, args.throughput, args.skeleton, args.slow_room, args.fairness, args.batch)
+    chosen = (
+        args.rate,
+        args.throughput,
+        args.skeleton,
+        args.slow_room,
+        args.fairness,
+        args.sharded,
+        args.peer,
+        args.batch,
+    )
     if not any(chosen):
         parser.error(
-            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --batch, or several"
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded,"
+            " --peer, --batch"
         )
     asyncio.run(
         probe(
@@ -106,6 +137,8 @@ def main() -> None:
             args.skeleton,
             args.slow_room,
             args.fairness,
+            args.sharded,
+            args.peer,
             args.batch,
         )
     )

@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+        topology = Topology.of(settings)
         # No reset query on release (one round trip per pool call): the api leaves no
         # session state on a connection. Nothing in services/api runs SET, LISTEN, a session
         # advisory lock (its one lock, pg_advisory_xact_lock, ends with its transaction),

@@ -81,6 +81,11 @@ class ForbiddenError(ApiError):
 class NotFoundError(ApiError):
     status_code = 404
 
+    @classmethod
+    def of(cls, what: str, key: str) -> NotFoundError:
+        """How a 404 names what it did not find: `mapping job 'job_1' not found`."""
+        return cls(f"{what} {key!r} not found")
+
 
 class ConflictError(ApiError):
     status_code = 409

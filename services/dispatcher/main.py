@@ -60,7 +60,7 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
 
 
 async def serve(settings: Settings) -> None:
-    topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+    topology = Topology.of(settings)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await open_pool(settings)
     # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at

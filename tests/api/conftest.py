@@ -22,6 +22,11 @@ from services.api.events import repository
 UNREACHABLE_AMQP_URL = "amqp://guest:guest@127.0.0.1:1/"
 
 
+def admin_url(org_id: str, tail: str = "") -> str:
+    """An operator's route on one organization (`tail`: "/plan", "/portal-links", …)."""
+    return f"/api/v1/admin/organizations/{org_id}{tail}"
+
+
 @dataclass
 class Client:
     """An httpx client on the in-process app, plus the org whose token it sends."""
@@ -60,6 +65,13 @@ async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def settings(db_pool: asyncpg.Pool) -> Settings:
     # db_pool migrated the test database and reset the settings cache to the test env.
     return get_settings()
+
+
+@pytest.fixture
+def admin_auth(settings: Settings) -> dict[str, str]:
+    """The operator's credentials (HOOKPOST_ADMIN_TOKEN)."""
+    assert settings.admin_token
+    return {"Authorization": f"Bearer {settings.admin_token}"}
 
 
 @pytest.fixture

@@ -147,6 +147,9 @@ class DeliveryTask(WireModel):
 # Our own headers: x-* belong to the broker (SPEC §7).
 ATTEMPT_HEADER = "hookpost-attempt"
 SCHEDULE_START_HEADER = "hookpost-schedule-start"
+# What a sharded topology hashes to pick a step's work queue (libs/infra/broker/topology.py):
+# one endpoint's steps, first attempt and retries alike, share one shard.
+ENDPOINT_HEADER = "hookpost-endpoint"
 
 
 @dataclass(frozen=True)
@@ -172,9 +175,12 @@ class DeliveryStep:
             _int_header(headers, SCHEDULE_START_HEADER),
         )
 
-    def headers(self) -> dict[str, int]:
+    def headers(self) -> dict[str, int | str]:
         found = {ATTEMPT_HEADER: self.attempt, SCHEDULE_START_HEADER: self.schedule_start}
-        return {name: value for name, value in found.items() if value is not None}
+        return {
+            ENDPOINT_HEADER: self.task.endpoint_id,
+            **{name: value for name, value in found.items() if value is not None},
+        }
 
     def message(self, trace_headers: Mapping[str, str] | None = None) -> aio_pika.Message:
         return persistent_message(

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 _COLUMNS = "id, organization_id, frame_origin, created_by, expires_at, revoked_at, created_at"
 
