@@ -41,6 +41,7 @@ def steps() -> list[tuple[str, str]]:
         "job",
         "export-and-fail",
         "report-job",
+        "batch",
         "watch",
     ]
     return found
