@@ -12,6 +12,8 @@
                                                      work queues (HOOKPOST_SENDER_SHARDS)
     python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
                                                      10, latency (benchmarks/phases/peer.py)
+    python -m benchmarks.probe --batch               batches of 100 events, 1 endpoint each:
+                                                     POST /events/batch, then AMQP (batch.py)
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -26,7 +28,16 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import fairness, latency, peer, sharded, skeleton, slow_room, throughput
+from benchmarks.phases import (
+    batch,
+    fairness,
+    latency,
+    peer,
+    sharded,
+    skeleton,
+    slow_room,
+    throughput,
+)
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -40,6 +51,7 @@ async def probe(
     fair: bool = False,
     shards: bool = False,
     peers: bool = False,
+    batches: bool = False,
 ) -> None:
     rig = await Rig.start(Run.new())
     pipe: Pipeline | None = None
@@ -50,9 +62,11 @@ async def probe(
                 report.print_skeleton(await skeleton.measure(rig, n))
         if peers:
             report.print_peer(await peer.measure(rig))
-        if not (pipeline or room or fair or shards):
+        if not (pipeline or room or fair or shards or batches):
             return
         pipe = await Pipeline.start(rig)
+        if batches:
+            print(f"batch        {as_dict(await batch.measure(pipe))}")
         if shards:
             print(f"sharded      {as_dict(await sharded.measure(pipe))}")
         if fair:
@@ -98,6 +112,7 @@ def main() -> None:
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
     parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
     parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
+    parser.add_argument("--batch", action="store_true", help="batch ingest, HTTP and AMQP")
     args = parser.parse_args()
     chosen = (
         args.rate,
@@ -107,10 +122,12 @@ def main() -> None:
         args.fairness,
         args.sharded,
         args.peer,
+        args.batch,
     )
     if not any(chosen):
         parser.error(
-            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded, --peer"
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded,"
+            " --peer, --batch"
         )
     asyncio.run(
         probe(
@@ -122,6 +139,7 @@ def main() -> None:
             args.fairness,
             args.sharded,
             args.peer,
+            args.batch,
         )
     )
 
