@@ -24,9 +24,10 @@ on this machine.
                     sender replicas.
                     receiver takes 200 ms; senders paused while 6,000 deliveries queue, then
                     resumed: in-flight POSTs, throughput and RSS per replica
-                    (default prefetch, then a second sender pair with prefetch 600; then
-                    the same pair against a receiver that takes 2,000 ms, where the
-                    in-flight count is bounded by prefetch rather than by CPU)
+                    (default prefetch, then a second sender pair with prefetch 2,400; then
+                    the same pair against 100 endpoints that take 2,000 ms each (200
+                    events), where the in-flight count is bounded by prefetch, each
+                    endpoint's adaptive limit and the replica's CPU)
     8. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
                     an endpoint answers 500 then 200: lateness of attempt 2 vs its schedule
 
@@ -101,9 +102,9 @@ async def sender_phases(pipe: Pipeline) -> tuple[Concurrency, Concurrency, Concu
         await stack.add_sender(f"sender-{i}", **pair)
     log(f"sender concurrency, prefetch {BIG_PREFETCH}")
     big = await concurrency.measure(pipe, f"prefetch {BIG_PREFETCH}")
-    log(f"sender concurrency, prefetch {BIG_PREFETCH}, endpoint 2,000 ms")
-    label = f"prefetch {BIG_PREFETCH}, 2 s endpoint"
-    slow_endpoint = await concurrency.measure(pipe, label, "slower")
+    log(f"sender concurrency, prefetch {BIG_PREFETCH}, 100 endpoints at 2,000 ms")
+    label = f"prefetch {BIG_PREFETCH}, 100 endpoints at 2 s"
+    slow_endpoint = await concurrency.measure(pipe, label, "wide")
     log(f"retry precision: {RETRY_EVENTS} deliveries, 500 then 200, first tier 1,000 ms")
     retried = await retry.measure(pipe)
     late = retried.lateness_ms
