@@ -12,6 +12,8 @@
                                                      work queues (HOOKPOST_SENDER_SHARDS)
     python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
                                                      10, latency (benchmarks/phases/peer.py)
+    python -m benchmarks.probe --batch               batches of 100 events, 1 endpoint each:
+                                                     POST /events/batch, then AMQP (batch.py)
     python -m benchmarks.probe --concurrency 2400    sender replicas at that prefetch under a
                                                      backlog for 100 endpoints at 2 s (as
                                                      make bench): in flight and RSS per replica
@@ -30,6 +32,7 @@ from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
 from benchmarks.phases import (
+    batch,
     concurrency,
     fairness,
     latency,
@@ -52,6 +55,7 @@ async def probe(
     fair: bool = False,
     shards: bool = False,
     peers: bool = False,
+    batches: bool = False,
     prefetch: int | None = None,
 ) -> None:
     rig = await Rig.start(Run.new())
@@ -63,9 +67,11 @@ async def probe(
                 report.print_skeleton(await skeleton.measure(rig, n))
         if peers:
             report.print_peer(await peer.measure(rig))
-        if not (pipeline or room or fair or shards or prefetch):
+        if not (pipeline or room or fair or shards or batches or prefetch):
             return
         pipe = await Pipeline.start(rig)
+        if batches:
+            print(f"batch        {as_dict(await batch.measure(pipe))}")
         if prefetch is not None:
             await _senders_at(pipe, prefetch)
             log(f"sender concurrency, prefetch {prefetch}, 100 endpoints at 2,000 ms")
@@ -134,9 +140,12 @@ def main() -> None:
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
     parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
     parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
+    parser.add_argument("--batch", action="store_true", help="batch ingest, HTTP and AMQP")
     parser.add_argument("--concurrency", type=int, help="sender prefetch, 2 s endpoints' backlog")
     args = parser.parse_args()
-    chosen = (
+    # The phases to run, each option once and in probe()'s order (--fanout only widens
+    # --throughput, so it chooses nothing by itself).
+    phases = (
         args.rate,
         args.throughput,
         args.skeleton,
@@ -144,26 +153,16 @@ def main() -> None:
         args.fairness,
         args.sharded,
         args.peer,
+        args.batch,
         args.concurrency,
     )
-    if not any(chosen):
+    if not any(phases):
         parser.error(
-            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded, --peer,"
-            " --concurrency"
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded,"
+            " --peer, --batch, --concurrency"
         )
-    asyncio.run(
-        probe(
-            args.rate,
-            args.throughput,
-            args.fanout,
-            args.skeleton,
-            args.slow_room,
-            args.fairness,
-            args.sharded,
-            args.peer,
-            args.concurrency,
-        )
-    )
+    rate, throughput, *others = phases
+    asyncio.run(probe(rate, throughput, args.fanout, *others))
 
 
 if __name__ == "__main__":

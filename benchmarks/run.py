@@ -17,7 +17,8 @@ on this machine.
                     (phases 4 and 5: the dispatcher makes first attempts itself, the default)
     6. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
                     rate-limits with 429 + Retry-After: what it gets, and a bystander's p99
-                    (benchmarks/phases/fairness.py)
+                    (benchmarks/phases/fairness.py); then the sender work queue unsharded and
+                    in 4 shards, the same fan-out traffic (benchmarks/phases/sharded.py)
     7. concurrency  the dispatcher is replaced by one that hands every first attempt to the
                     sender queue (HOOKPOST_DISPATCHER_FIRST_ATTEMPTS=0): these phases measure
                     sender replicas.
@@ -73,6 +74,7 @@ from benchmarks.phases import (
     latency,
     peer,
     retry,
+    sharded,
     skeleton,
     throughput,
 )
@@ -161,6 +163,8 @@ async def bench() -> BenchResults:
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
         fair = await fairness.measure(pipe)
+        log(f"sharded sender queues: 1 then {sharded.SHARDS}, fan-out traffic")
+        shards = await sharded.measure(pipe)
         default, big, slow_endpoint, retried = await sender_phases(pipe)
     finally:
         log("teardown")
@@ -171,7 +175,7 @@ async def bench() -> BenchResults:
         throughput_1=tput, throughput_fanout=fan, throughput_amqp=direct,
         latency_floor=floor, latency=lat,
         concurrency_default=default, concurrency_big=big, concurrency_slow_endpoint=slow_endpoint,
-        retry=retried, fairness=fair, peer=peer_found,
+        retry=retried, fairness=fair, peer=peer_found, sharded=shards,
         exit_codes=exit_codes, duration_s=round(time.time() - started, 1),
     )  # fmt: skip
 
