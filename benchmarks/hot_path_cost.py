@@ -11,53 +11,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
 os.environ.setdefault("HOOKPOST_ENV", "dev")  # the development encryption key
 
-from libs.delivery.endpoint_cache import EndpointSettings
-from libs.delivery.repository import DeliveryRow
+from harness.samples import delivery_task, sender_delivery_row
 from libs.delivery.request import signed_request
 from libs.infra import telemetry
-from libs.infra.broker.messages import DeliveryTask
-from libs.infra.crypto import encrypt
 
 CALLS, WARMUP = 20_000, 1_000
 CARRIED = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}
-ROW = DeliveryRow(
-    status="PENDING",
-    attempt_count=0,
-    schedule_start=1,
-    endpoint=EndpointSettings(
-        id="dest_1",
-        organization_id="org_1",
-        agent_id=None,
-        kind="DESTINATION",
-        url_enc=encrypt("https://hooks.example.com/x?token=abc"),
-        url_masked="https://hooks.example.com/x",
-        signature_scheme="v1",
-        secret_enc=encrypt("whsec_cost"),
-        previous_secret_enc=None,
-        previous_secret_expires_at=None,
-        api_key_name=None,
-        api_key_value_enc=None,
-        additional_headers={},
-        config={},
-        workspace_id=None,
-    ),
-    recorded_succeeded=None,
-    recorded_http_status=None,
-)
-TASK = DeliveryTask(
-    delivery_id="del_1",
-    event_id="evt_1",
-    endpoint_id="dest_1",
-    organization_id="org_1",
-    type="mapping.completed",
-    event_created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    data={"a": 1},
-)
+ROW, TASK = sender_delivery_row(), delivery_task()
 
 
 def sign() -> None:

@@ -7,15 +7,18 @@ test gets an endpoint the API would refuse, e.g. a loopback URL in prod mode).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+# Re-exported: the sample rows and tasks live in the harness, which benchmarks share.
+from harness.samples import UNIT_TIME as UNIT_TIME
+from harness.samples import delivery_task as delivery_task
+from harness.samples import endpoint_settings as endpoint_settings
+from harness.samples import sender_delivery_row as sender_delivery_row
 from harness.waiting import eventually
-from libs.delivery.endpoint_cache import EndpointSettings
-from libs.delivery.repository import DeliveryRow
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.masking import mask_url
@@ -201,45 +204,6 @@ async def attempts_of(pool: asyncpg.Pool, delivery_id: str) -> list[asyncpg.Reco
     )
 
 
-def endpoint_settings(**changes: Any) -> EndpointSettings:
-    """An endpoint as the engine's cache holds it: a v1 destination, unless changed."""
-    endpoint = EndpointSettings(
-        id="dst_unit",
-        organization_id="org_unit",
-        agent_id=None,
-        kind="DESTINATION",
-        url_enc=encrypt("https://hooks.example.com/x?token=abc"),
-        url_masked="https://hooks.example.com/x",
-        signature_scheme="v1",
-        secret_enc=encrypt("whsec_unit"),
-        previous_secret_enc=None,
-        previous_secret_expires_at=None,
-        api_key_name=None,
-        api_key_value_enc=None,
-        additional_headers={},
-        config={},
-        workspace_id=None,
-    )
-    return replace(endpoint, **changes)
-
-
-def sender_delivery_row(**changes: Any) -> DeliveryRow:
-    """What the sender loads for one delivery: a PENDING v1 destination, unless changed
-    (a change names a field of DeliveryRow or of its EndpointSettings)."""
-    endpoint_fields = {f.name for f in fields(EndpointSettings)}
-    row = DeliveryRow(
-        status="PENDING",
-        attempt_count=0,
-        schedule_start=1,
-        endpoint=endpoint_settings(**{k: v for k, v in changes.items() if k in endpoint_fields}),
-        recorded_succeeded=None,
-        recorded_http_status=None,
-    )
-    return replace(row, **{k: v for k, v in changes.items() if k not in endpoint_fields})
-
-
-UNIT_TIME = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
-
 # A mapping job's results as an agent sink delivers them: one row matched, one not.
 MAPPING_RESULTS: list[dict[str, Any]] = [
     {
@@ -255,17 +219,3 @@ MAPPING_RESULTS: list[dict[str, Any]] = [
         "matchConfidence": None,
     },
 ]
-
-
-def delivery_task(**changes: Any) -> DeliveryTask:
-    """A delivery task for unit tests: `del_1` of `evt_1` to `dest_1` of `org_1`."""
-    fields: dict[str, Any] = {
-        "delivery_id": "del_1",
-        "event_id": "evt_1",
-        "endpoint_id": "dest_1",
-        "organization_id": "org_1",
-        "type": "mapping.completed",
-        "event_created_at": UNIT_TIME,
-        "data": {"a": 1},
-    }
-    return DeliveryTask(**(fields | changes))
