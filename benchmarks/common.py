@@ -1,14 +1,21 @@
-"""Small helpers every phase uses: the progress log, percentiles, sleeping until a time, and
-what an EXPLAIN ANALYZE says a statement cost (the *_cost benchmarks)."""
+"""Small helpers every phase uses: the progress log, percentiles, sleeping until a time; and
+for the *_cost benchmarks, a scratch database, what an EXPLAIN ANALYZE says a statement cost,
+and their command line."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
+import asyncpg
 import numpy as np
+
+from harness.env import FreshEnv
 
 
 def log(message: str) -> None:
@@ -39,3 +46,38 @@ def plan_cost(plan_json: str) -> str:
         f"PostgreSQL execution {top['Execution Time']:.2f} ms,"
         f" planning {top['Planning Time']:.2f} ms, {buffers} buffers"
     )
+
+
+async def explain_cost(conn: asyncpg.Connection, sql: str, *params: object) -> str:
+    """`sql` run under EXPLAIN ANALYZE (it executes: roll back what it changes), as plan_cost."""
+    return plan_cost(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params))
+
+
+@asynccontextmanager
+async def scratch_database(
+    purpose: str, *, up_to: int | None = None
+) -> AsyncIterator[tuple[FreshEnv, asyncpg.Connection]]:
+    """A database of its own (migrated, or only up to migration `up_to`) and a connection to
+    it; dropped on the way out."""
+    env = FreshEnv(f"hookpost_{purpose}_{uuid.uuid4().hex[:8]}")
+    await env.create_database(up_to=up_to)
+    try:
+        conn = await asyncpg.connect(env.dsn)
+        try:
+            yield env, conn
+        finally:
+            await conn.close()
+    finally:
+        await env.drop_database()
+
+
+def cost_main(
+    doc: str, measure: Callable[..., Awaitable[None]], **options: int | tuple[int, str]
+) -> None:
+    """A *_cost benchmark's command line: each option (its default, or default and help) is
+    an integer `--flag`, passed to `measure` by name."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, option in options.items():
+        default, text = option if isinstance(option, tuple) else (option, None)
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=default, help=text)
+    asyncio.run(measure(**vars(parser.parse_args())))

@@ -10,17 +10,13 @@ of the statement seen from here.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import time
-import uuid
 from typing import Any
 
 import asyncpg
 
-from benchmarks.common import plan_cost
-from harness.env import FreshEnv
+from benchmarks.common import cost_main, explain_cost, scratch_database
 from libs.delivery.ordering import _LOCK_LINES, _LOCK_LINES_OF_KEYS, _PROMOTE, _STUCK_LINES
 
 ROUNDS = 20
@@ -66,41 +62,33 @@ _END_HEAD = "UPDATE deliveries SET status = 'SUCCEEDED' WHERE id = 'del_10000000
 
 
 async def measure(rows: int, lines: int, held_per_line: int) -> None:
-    env = FreshEnv(f"hookpost_ordcost_{uuid.uuid4().hex[:8]}")
-    await env.create_database()
-    try:
-        conn = await asyncpg.connect(env.dsn)
-        try:
-            started = time.monotonic()
-            await conn.execute(_FILL)
-            await conn.execute(_HISTORY, rows)
-            await conn.execute(_HISTORY_DELIVERIES, rows)
-            await conn.execute(_LINES, lines, held_per_line)
-            await conn.execute(_LINE_DELIVERIES, lines, held_per_line)
-            await conn.execute("ANALYZE")
-            print(
-                f"filled {rows:,} delivered events and {lines:,} lines of"
-                f" 1 + {held_per_line} in {time.monotonic() - started:.0f} s"
-            )
-            one = (["dest_ordered"], ["key-1"])
-            await _report(conn, "lock one line", _LOCK_LINES, *one)
-            await _report(conn, "release, head in flight (nothing moves)", _PROMOTE, *one)
-            await _report(conn, "release, head ended (one promoted)", _PROMOTE, *one, _END_HEAD)
-            await _report(
-                conn, "a keyed event's lines, none HELD", _LOCK_LINES_OF_KEYS, ["org_cost"], ["x"]
-            )
-            await _report(
-                conn,
-                "a keyed event's lines, one HELD",
-                _LOCK_LINES_OF_KEYS,
-                ["org_cost"],
-                ["key-1"],
-            )
-            await _report(conn, "reconciler: stuck lines, none", _STUCK_LINES, 0.0, 500)
-        finally:
-            await conn.close()
-    finally:
-        await env.drop_database()
+    async with scratch_database("ordcost") as (_, conn):
+        started = time.monotonic()
+        await conn.execute(_FILL)
+        await conn.execute(_HISTORY, rows)
+        await conn.execute(_HISTORY_DELIVERIES, rows)
+        await conn.execute(_LINES, lines, held_per_line)
+        await conn.execute(_LINE_DELIVERIES, lines, held_per_line)
+        await conn.execute("ANALYZE")
+        print(
+            f"filled {rows:,} delivered events and {lines:,} lines of"
+            f" 1 + {held_per_line} in {time.monotonic() - started:.0f} s"
+        )
+        one = (["dest_ordered"], ["key-1"])
+        await _report(conn, "lock one line", _LOCK_LINES, *one)
+        await _report(conn, "release, head in flight (nothing moves)", _PROMOTE, *one)
+        await _report(conn, "release, head ended (one promoted)", _PROMOTE, *one, _END_HEAD)
+        await _report(
+            conn, "a keyed event's lines, none HELD", _LOCK_LINES_OF_KEYS, ["org_cost"], ["x"]
+        )
+        await _report(
+            conn,
+            "a keyed event's lines, one HELD",
+            _LOCK_LINES_OF_KEYS,
+            ["org_cost"],
+            ["key-1"],
+        )
+        await _report(conn, "reconciler: stuck lines, none", _STUCK_LINES, 0.0, 500)
 
 
 async def _report(conn: asyncpg.Connection, what: str, sql: str, *args: Any) -> None:
@@ -117,22 +105,14 @@ async def _report(conn: asyncpg.Connection, what: str, sql: str, *args: Any) -> 
             started = time.perf_counter()
             found = await conn.fetch(sql, *params)
             walls.append((time.perf_counter() - started) * 1000)
-            plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
+            cost = await explain_cost(conn, sql, *params)
         finally:
             await transaction.rollback()
-    print(
-        f"{what}: {len(found)} rows; wall p50 {statistics.median(walls[1:]):.2f} ms;"
-        f" {plan_cost(plan)}"
-    )
+    print(f"{what}: {len(found)} rows; wall p50 {statistics.median(walls[1:]):.2f} ms; {cost}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--lines", type=int, default=1_000)
-    parser.add_argument("--held-per-line", type=int, default=10)
-    args = parser.parse_args()
-    asyncio.run(measure(args.rows, args.lines, args.held_per_line))
+    cost_main(__doc__, measure, rows=200_000, lines=1_000, held_per_line=10)
 
 
 if __name__ == "__main__":

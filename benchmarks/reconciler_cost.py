@@ -11,16 +11,12 @@ seen from here.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import time
-import uuid
 
 import asyncpg
 
-from benchmarks.common import plan_cost
-from harness.env import FreshEnv
+from benchmarks.common import cost_main, explain_cost, scratch_database
 from services.dispatcher import overdue
 
 ROUNDS = 20
@@ -74,30 +70,22 @@ FROM generate_series(1, $1) AS n
 
 
 async def measure(rows: int, pending_every: int, overdue_every: int) -> None:
-    env = FreshEnv(f"hookpost_cost_{uuid.uuid4().hex[:8]}")
-    await env.create_database()
-    try:
-        conn = await asyncpg.connect(env.dsn)
-        try:
-            started = time.monotonic()
-            await conn.execute(_ORG)
-            await conn.execute(_ENDPOINT)
-            await conn.execute(_EVENTS, rows)
-            await conn.execute(_DELIVERIES, rows, pending_every, overdue_every)
-            await conn.execute(_ATTEMPTS, rows)
-            await conn.execute("ANALYZE")
-            took = time.monotonic() - started
-            print(f"filled {rows:,} events, deliveries and attempts each in {took:.0f} s")
-            await _report(conn, "overdue events", overdue.EVENTS.claim_sql, 60.0)
-            await _report(conn, "overdue deliveries", overdue.DELIVERIES.claim_sql, 300.0)
-            # The usual pass: nothing is overdue (the same unfinished rows, all on time).
-            await conn.execute(_ON_TIME)
-            await _report(conn, "idle pass, events", overdue.EVENTS.claim_sql, 60.0)
-            await _report(conn, "idle pass, deliveries", overdue.DELIVERIES.claim_sql, 300.0)
-        finally:
-            await conn.close()
-    finally:
-        await env.drop_database()
+    async with scratch_database("cost") as (_, conn):
+        started = time.monotonic()
+        await conn.execute(_ORG)
+        await conn.execute(_ENDPOINT)
+        await conn.execute(_EVENTS, rows)
+        await conn.execute(_DELIVERIES, rows, pending_every, overdue_every)
+        await conn.execute(_ATTEMPTS, rows)
+        await conn.execute("ANALYZE")
+        took = time.monotonic() - started
+        print(f"filled {rows:,} events, deliveries and attempts each in {took:.0f} s")
+        await _report(conn, "overdue events", overdue.EVENTS.claim_sql, 60.0)
+        await _report(conn, "overdue deliveries", overdue.DELIVERIES.claim_sql, 300.0)
+        # The usual pass: nothing is overdue (the same unfinished rows, all on time).
+        await conn.execute(_ON_TIME)
+        await _report(conn, "idle pass, events", overdue.EVENTS.claim_sql, 60.0)
+        await _report(conn, "idle pass, deliveries", overdue.DELIVERIES.claim_sql, 300.0)
 
 
 async def _report(conn: asyncpg.Connection, what: str, sql: str, after_s: float) -> None:
@@ -108,20 +96,21 @@ async def _report(conn: asyncpg.Connection, what: str, sql: str, after_s: float)
             found = await conn.fetch(sql, after_s, 500)
             walls.append((time.perf_counter() - started) * 1000)
     async with conn.transaction():
-        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", after_s, 500)
+        cost = await explain_cost(conn, sql, after_s, 500)
     print(
         f"{what}: {len(found)} rows claimed; wall p50 {statistics.median(walls):.2f} ms,"
-        f" max {max(walls):.2f} ms over {ROUNDS}; {plan_cost(plan)}"
+        f" max {max(walls):.2f} ms over {ROUNDS}; {cost}"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--pending-every", type=int, default=100, help="1 in N deliveries")
-    parser.add_argument("--overdue-every", type=int, default=10, help="1 in N pending ones")
-    args = parser.parse_args()
-    asyncio.run(measure(args.rows, args.pending_every, args.overdue_every))
+    cost_main(
+        __doc__,
+        measure,
+        rows=1_000_000,
+        pending_every=(100, "1 in N deliveries"),
+        overdue_every=(10, "1 in N pending ones"),
+    )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from benchmarks import targets
 from benchmarks.config import FANOUT
+from benchmarks.phases.sharded import ShardedResult
 from benchmarks.results import (
     BenchResults,
     Concurrency,
     CpuReport,
     Fairness,
     Latency,
+    Peer,
+    PeerLatency,
+    PeerThroughput,
     PgConnections,
     Profile,
     Profiles,
@@ -20,17 +27,35 @@ from benchmarks.results import (
 
 
 def summary_line(results: BenchResults) -> str:
+    """The last line; a figure this run did not measure is `nan`."""
     c = results.ceilings
     e2e = results.throughput_1.deliveries_per_s
     fanout = results.throughput_fanout.deliveries_per_s
     lat = results.latency.e2e_ms
+    r = targets.ratios(results)
     return (
         f"bench: e2e_dps={e2e:.0f} fanout_dps={fanout:.0f}"
         f" p50_ms={lat['p50']:.1f} p99_ms={lat['p99']:.1f}"
         f" ceiling_broker={c.broker_round_trips_per_s:.0f}"
         f" ceiling_http={c.http_posts_per_s:.0f}"
         f" ratio={e2e / c.broker_round_trips_per_s:.3f}"
+        f" skeleton_ratio_1={r.skeleton_1:.3f} skeleton_ratio_fanout={r.skeleton_fanout:.3f}"
+        f" batch_dps={r.batch_dps:.0f} peer_ratio={r.peer:.2f}"
     )
+
+
+def print_targets(results: BenchResults) -> None:
+    print("targets      issue 21, this run:")
+    for t in targets.evaluate(results):
+        verdict = "not measured" if t.met is None else "met" if t.met else "NOT MET"
+        print(f"  {t.number}. {t.goal}: {t.measured} — {verdict}")
+
+
+def print_rows(head: str, rows: Iterable[str]) -> None:
+    """A summary block: its first line, then each row under it."""
+    print(head)
+    for row in rows:
+        print(f"             {row}")
 
 
 def print_skeleton(skeleton: Skeleton) -> None:
@@ -105,26 +130,27 @@ def print_throughput(t: Throughput, broker: float, http: float, skeleton: float)
 
 
 def print_latency(lat: Latency) -> None:
-    print(
+    print_rows(
         f"latency      at {lat.offered_events_per_s:,.0f} events/s: e2e {lat.e2e_ms}"
-        f" accept {lat.api_accept_ms}"
+        f" accept {lat.api_accept_ms}",
+        (
+            f"{stage}: p50 {f['p50']:.1f} ms, p99 {f['p99']:.1f} ms"
+            for stage, f in lat.stages_ms.items()
+        ),
     )
-    for stage, figures in lat.stages_ms.items():
-        print(f"             {stage}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms")
     print_costs(lat)
 
 
 def print_concurrency(r: Concurrency) -> None:
-    print(
+    print_rows(
         f"concurrency  {r.label}: {r.total_deliveries_per_s:,.0f} deliveries/s total;"
-        f" cores busy {r.cpu.cores_busy}"
+        f" cores busy {r.cpu.cores_busy}",
+        (
+            f"{name}: in-flight mean {rep.in_flight_mean:.0f} max {rep.in_flight_max},"
+            f" {rep.deliveries_per_s:,.0f}/s, RSS max {rep.rss_mb_max:.0f} MB"
+            for name, rep in r.replicas.items()
+        ),
     )
-    for name, rep in r.replicas.items():
-        print(
-            f"             {name}: in-flight mean {rep.in_flight_mean:.0f} max "
-            f"{rep.in_flight_max}, {rep.deliveries_per_s:,.0f}/s, RSS max "
-            f"{rep.rss_mb_max:.0f} MB"
-        )
 
 
 def print_summary(results: BenchResults) -> None:
@@ -152,6 +178,10 @@ def print_summary(results: BenchResults) -> None:
     retry = results.retry
     print(f"retries      {retry.retried_deliveries} retried: lateness {retry.lateness_ms}")
     print_fairness(results.fairness)
+    if results.sharded is not None:
+        print_sharded(results.sharded)
+    print_peer_beside(results)
+    print_targets(results)
     print(f"duration     {results.duration_s} s; exit codes {results.exit_codes}")
 
 
@@ -166,4 +196,58 @@ def print_fairness(fair: Fairness) -> None:
         f"throttling   a receiver allowing {fair.throttled_limit_per_s}/s got"
         f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"
         f" {fair.bystander_ms['p99']:.1f} ms: {fair.bystander_ratio} × the fast one alone"
+    )
+
+
+def print_peer(peer: Peer) -> None:
+    print(f"peer         {peer.version}; {peer.setup}")
+    for t in (peer.throughput_1, peer.throughput_fanout):
+        print_peer_throughput(t)
+    for lat in (peer.latency_floor, peer.latency):
+        print_peer_latency(lat)
+
+
+def print_peer_beside(results: BenchResults) -> None:
+    """The peer's figures, and ours beside them (same run, load generator and receiver)."""
+    if results.peer is None:
+        print("peer         not measured: the peer phase failed (its error is in the log above)")
+        return
+    print_peer(results.peer)
+    r = targets.ratios(results)
+    floor, lat = results.latency_floor.e2e_ms, results.latency.e2e_ms
+    print(
+        f"             hookpost beside it: {results.throughput_1.deliveries_per_s:,.0f} and"
+        f" {results.throughput_fanout.deliveries_per_s:,.0f} deliveries/s ="
+        f" {r.peer_1:.2f} × and {r.peer_fanout:.2f} × the peer; latency p50 {floor['p50']:.1f},"
+        f" p99 {floor['p99']:.1f} ms at {results.latency_floor.offered_events_per_s:g}/s,"
+        f" p50 {lat['p50']:.1f}, p99 {lat['p99']:.1f} ms at"
+        f" {results.latency.offered_events_per_s:,.0f}/s"
+    )
+
+
+def print_peer_throughput(t: PeerThroughput) -> None:
+    print(
+        f"             fan-out {t.fanout}: {t.deliveries_per_s:,.0f} deliveries/s"
+        f" ({t.events_accepted_per_s:,.0f} events/s); errors {t.request_errors},"
+        f" drained {t.drained}; cores busy {t.system_cores_busy}"
+    )
+    print(f"               cpu s / 1,000 deliveries {t.cpu_s_per_1000_deliveries}")
+
+
+def print_peer_latency(lat: PeerLatency) -> None:
+    e2e = lat.e2e_ms
+    print(
+        f"             latency at {lat.offered_events_per_s:,.0f} events/s: p50 {e2e['p50']:.1f},"
+        f" p95 {e2e['p95']:.1f}, p99 {e2e['p99']:.1f} ms ({lat.delivered} of {lat.events}"
+        f" delivered); accept {lat.accept_ms}; errors {lat.request_errors}"
+    )
+
+
+def print_sharded(found: ShardedResult) -> None:
+    one, many = found.unsharded, found.sharded
+    print(
+        f"sharded      sender work queue × 1: {one.deliveries_per_s:,.0f} deliveries/s;"
+        f" × {many.shards}: {many.deliveries_per_s:,.0f} ({found.ratio} ×);"
+        f" every shard carried work {found.every_shard_carried_work};"
+        f" every delivery arrived once {found.all_arrived_once}"
     )

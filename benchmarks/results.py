@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the phase imports this module: only the name here
+    from benchmarks.phases.sharded import ShardedResult
 
 Percentiles = dict[str, float]  # {"p50": …, "p99": …} (and "n", "min", "max" where given)
 
@@ -256,6 +259,42 @@ class Fairness:
 
 
 @dataclass
+class PeerThroughput:
+    """The peer's closed loop (benchmarks/phases/peer.py): its CPU counts every process of
+    its web server and of its Celery worker (pool children included)."""
+
+    fanout: int
+    deliveries_per_s: float
+    events_accepted_per_s: float
+    request_errors: dict[str, int]
+    drained: bool
+    cpu_s_per_1000_deliveries: dict[str, float]
+    system_cores_busy: float
+
+
+@dataclass
+class PeerLatency:
+    offered_events_per_s: float
+    events: int
+    delivered: int
+    request_errors: dict[str, int]
+    e2e_ms: Percentiles  # the load generator's send → the first POST's arrival
+    accept_ms: Percentiles
+
+
+@dataclass
+class Peer:
+    """django-webhook beside hookpost, through the same load generator to the same receiver."""
+
+    version: str
+    setup: str
+    throughput_1: PeerThroughput
+    throughput_fanout: PeerThroughput
+    latency_floor: PeerLatency
+    latency: PeerLatency
+
+
+@dataclass
 class Machine:
     cpu: str
     cores: int | None
@@ -290,3 +329,5 @@ class BenchResults:
     fairness: Fairness
     exit_codes: dict[str, int | None]
     duration_s: float
+    peer: Peer | None = None  # None: the peer phase failed (the run says why)
+    sharded: ShardedResult | None = None

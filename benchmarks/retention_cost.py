@@ -13,20 +13,17 @@ events a day with one delivery and two attempts each. Then, on the same rows:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import time
-import uuid
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as day_start
+from datetime import timedelta
 
 import asyncpg
 
-from harness.env import FreshEnv
+from benchmarks import history
+from benchmarks.common import cost_main, scratch_database
 from libs.delivery.repository import _LOAD
 from libs.infra.db import partitions
-from libs.infra.db.migrate import migrate
+from libs.infra.db.migrate import migrate, migration_sql
 
 ROUNDS = 50
 
@@ -44,52 +41,16 @@ JOIN deliveries d ON d.id = want.delivery_id
 LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
 """
 
-_SETUP = """
-INSERT INTO organizations (id, name, plan) VALUES ('org_cost', 'cost', 'PRO');
-INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events, status,
-                       secret_enc, secret_masked)
-VALUES ('dest_cost', 'org_cost', 'DESTINATION', 'cost', '\\x00', 'https://x.test/',
-        ARRAY['mapping.completed'], 'ACTIVE', '\\x00', 'whsec_••••');
-"""
-# Ids are ULIDs of their day (the migration's own encoder): `evt_<day's prefix><n>`.
-_DAY = """
-WITH ids AS (
-    SELECT n, hookpost_ulid_prefix($1::timestamptz + n * interval '1 ms') || lpad(n::text, 16, '0')
-        AS u
-    FROM generate_series(1, $2) AS n
-), e AS (
-    INSERT INTO events (id, organization_id, type, data, created_at, published_at, dispatched_at)
-    SELECT 'evt_' || u, 'org_cost', 'mapping.completed', '{"n": 1}', $1, $1, $1 FROM ids
-), d AS (
-    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status, attempt_count,
-                            created_at)
-    SELECT 'del_' || u, 'evt_' || u, 'dest_cost', 'org_cost', 'SUCCEEDED', 2, $1 FROM ids
-)
-INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at, duration_ms,
-                               http_status, succeeded)
-SELECT 'att_' || u || k, 'del_' || u, k, $1, 20, 200, true
-FROM ids CROSS JOIN generate_series(1, 2) AS k
-"""
-# 0001's schema has no ULID encoder yet: the migration's, created ahead of it and dropped.
-_ENCODER = """
-CREATE FUNCTION hookpost_ulid_prefix(at timestamptz) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
-DECLARE
-    ms bigint := floor(extract(epoch FROM at) * 1000)::bigint;
-    encoded text := '';
-BEGIN
-    FOR i IN 1..10 LOOP
-        encoded := substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (ms % 32)::int + 1, 1) || encoded;
-        ms := ms / 32;
-    END LOOP;
-    RETURN encoded;
-END
-$$;
-"""
+_SETUP = history.owner("org_cost", "dest_cost", "mapping.completed")
+_DAY = history.day("org_cost", "dest_cost", "mapping.completed", attempts=2, keyed=False)
 
 
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, day_start(0), UTC)
+def _ulid_encoder() -> str:
+    """0001's schema has no ULID encoder yet: migration 0007's own, created ahead of it and
+    dropped."""
+    sql = migration_sql(7)
+    start = sql.index("CREATE FUNCTION hookpost_ulid_prefix")
+    return sql[start : sql.index("$$;", sql.index("BEGIN", start)) + 3] + "\n"
 
 
 async def load_ms(
@@ -112,83 +73,65 @@ async def load_ms(
 
 
 async def measure(days: int, per_day: int) -> None:
-    env = FreshEnv(f"hookpost_retention_{uuid.uuid4().hex[:8]}")
-    await env._on_server(f'CREATE DATABASE "{env.name}"')
-    try:
-        await migrate(env.dsn, up_to=6)
-        conn = await asyncpg.connect(env.dsn)
-        try:
-            await conn.execute(_SETUP + _ENCODER)
-            today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
-            started = time.monotonic()
-            for age in range(days, 0, -1):
-                await conn.execute(_DAY, midnight(today - timedelta(days=age)), per_day)
-            await conn.execute("DROP FUNCTION hookpost_ulid_prefix(timestamptz); ANALYZE")
-            print(
-                f"filled {days} days x {per_day:,} events (+1 delivery, 2 attempts each) in"
-                f" {time.monotonic() - started:.0f} s"
-            )
-            sample = await conn.fetch(
-                "SELECT id, event_id FROM deliveries WHERE created_at >= $2"
-                " ORDER BY random() LIMIT $1",
-                ROUNDS * 100,
-                midnight(today - timedelta(days=1)),
-            )
-            ids = [
-                [(r["id"], r["event_id"]) for r in sample[i : i + 100]]
-                for i in range(0, len(sample), 100)
-            ]
-            before = await load_ms(conn, ids, partitioned=False)
-            print(
-                f"_LOAD of 100, one table:         p50 {before[0]:.2f} ms, p95 {before[1]:.2f} ms"
-            )
+    async with scratch_database("retention", up_to=6) as (env, conn):
+        await conn.execute(_SETUP + _ulid_encoder())
+        today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+        started = time.monotonic()
+        for age in range(days, 0, -1):
+            await conn.execute(_DAY, history.midnight(today - timedelta(days=age)), per_day)
+        await conn.execute("DROP FUNCTION hookpost_ulid_prefix(timestamptz); ANALYZE")
+        print(
+            f"filled {days} days x {per_day:,} events (+1 delivery, 2 attempts each) in"
+            f" {time.monotonic() - started:.0f} s"
+        )
+        sample = await conn.fetch(
+            "SELECT id, event_id FROM deliveries WHERE created_at >= $2 ORDER BY random() LIMIT $1",
+            ROUNDS * 100,
+            history.midnight(today - timedelta(days=1)),
+        )
+        ids = [
+            [(r["id"], r["event_id"]) for r in sample[i : i + 100]]
+            for i in range(0, len(sample), 100)
+        ]
+        before = await load_ms(conn, ids, partitioned=False)
+        print(f"_LOAD of 100, one table:         p50 {before[0]:.2f} ms, p95 {before[1]:.2f} ms")
 
-            started = time.monotonic()
-            await migrate(env.dsn)
-            took = time.monotonic() - started
-            rows = days * per_day * 4
-            print(f"migration 0007: {took:.1f} s for {rows:,} rows ({rows / took:,.0f} rows/s)")
-            after = await load_ms(conn, ids, partitioned=True)
-            parts = len(await partitions.day_partitions(conn, "deliveries"))
-            print(
-                f"_LOAD of 100, {parts} partitions:   p50 {after[0]:.2f} ms, p95 {after[1]:.2f} ms"
-            )
+        started = time.monotonic()
+        await migrate(env.dsn)
+        took = time.monotonic() - started
+        rows = days * per_day * 4
+        print(f"migration 0007: {took:.1f} s for {rows:,} rows ({rows / took:,.0f} rows/s)")
+        after = await load_ms(conn, ids, partitioned=True)
+        parts = len(await partitions.day_partitions(conn, "deliveries"))
+        print(f"_LOAD of 100, {parts} partitions:   p50 {after[0]:.2f} ms, p95 {after[1]:.2f} ms")
 
-            oldest = min(await partitions.day_partitions(conn, "events"))
-            kept = (today - oldest).days - 1  # the oldest day is past retention
-            started = time.perf_counter()
-            report = await partitions.maintain(conn, kept, today)
-            took_ms = (time.perf_counter() - started) * 1000
-            print(
-                f"maintenance round: dropped {len(report.dropped)} partitions (one day of"
-                f" history: {per_day:,} events and deliveries, 2x attempts), created"
-                f" {len(report.created)}, in {took_ms:.0f} ms"
-            )
-            # The row-by-row alternative, on the next day: what the partition drop replaces.
-            oldest = min(await partitions.day_partitions(conn, "events"))
-            bound = "SELECT 'evt_' || hookpost_ulid_prefix($1::timestamptz)"
-            lo = await conn.fetchval(bound, midnight(oldest))
-            hi = await conn.fetchval(bound, midnight(oldest + timedelta(days=1)))
-            started = time.perf_counter()
-            async with conn.transaction():
-                for table in ("delivery_attempts", "deliveries"):
-                    await conn.execute(
-                        f"DELETE FROM {table} WHERE event_id >= $1 AND event_id < $2", lo, hi
-                    )
-                await conn.execute("DELETE FROM events WHERE id >= $1 AND id < $2", lo, hi)
-            print(f"the same day by DELETE: {(time.perf_counter() - started) * 1000:.0f} ms")
-        finally:
-            await conn.close()
-    finally:
-        await env.drop_database()
+        oldest = min(await partitions.day_partitions(conn, "events"))
+        kept = (today - oldest).days - 1  # the oldest day is past retention
+        started = time.perf_counter()
+        report = await partitions.maintain(conn, kept, today)
+        took_ms = (time.perf_counter() - started) * 1000
+        print(
+            f"maintenance round: dropped {len(report.dropped)} partitions (one day of"
+            f" history: {per_day:,} events and deliveries, 2x attempts), created"
+            f" {len(report.created)}, in {took_ms:.0f} ms"
+        )
+        # The row-by-row alternative, on the next day: what the partition drop replaces.
+        oldest = min(await partitions.day_partitions(conn, "events"))
+        bound = "SELECT 'evt_' || hookpost_ulid_prefix($1::timestamptz)"
+        lo = await conn.fetchval(bound, history.midnight(oldest))
+        hi = await conn.fetchval(bound, history.midnight(oldest + timedelta(days=1)))
+        started = time.perf_counter()
+        async with conn.transaction():
+            for table in ("delivery_attempts", "deliveries"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE event_id >= $1 AND event_id < $2", lo, hi
+                )
+            await conn.execute("DELETE FROM events WHERE id >= $1 AND id < $2", lo, hi)
+        print(f"the same day by DELETE: {(time.perf_counter() - started) * 1000:.0f} ms")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=31)
-    parser.add_argument("--per-day", type=int, default=10_000)
-    args = parser.parse_args()
-    asyncio.run(measure(args.days, args.per_day))
+    cost_main(__doc__, measure, days=31, per_day=10_000)
 
 
 if __name__ == "__main__":

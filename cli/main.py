@@ -118,7 +118,7 @@ def _recover(args: argparse.Namespace) -> None:
     async def recovered() -> int:
         settings = get_settings()
         pool = await connect_database(settings.database_url, max_size=2)
-        topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+        topology = Topology.of(settings)
         link = BrokerLink(settings.amqp_url, topology)
         link.start()
         try:

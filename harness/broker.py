@@ -76,14 +76,18 @@ async def delete_queue(amqp_url: str, name: str) -> None:
         await channel.queue_delete(name)
 
 
-async def delete_broker_objects(amqp_url: str, prefix: str, scales: Iterable[float]) -> None:
+async def delete_broker_objects(
+    amqp_url: str, prefix: str, scales: Iterable[float], shards: int = 1
+) -> None:
     """Every queue and exchange of `prefix`, at each retry-delay scale it ran with (the
-    tiers' queue names carry their delay). Missing ones are skipped."""
+    tiers' queue names carry their delay), sharded or not. Missing ones are skipped."""
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         seen: set[tuple[str, str]] = set()
         for scale in scales:
-            for queue, exchange in Topology(prefix, scale).bindings():
+            topologies = {Topology(prefix, scale), Topology(prefix, scale, shards)}
+            bindings = [b for topology in topologies for b in topology.bindings()]
+            for queue, exchange in bindings:
                 for kind, name in (("q", queue.name), ("x", exchange.name)):
                     if (kind, name) in seen:
                         continue

@@ -16,6 +16,7 @@ import asyncpg
 
 from harness.broker import delete_broker_objects, delete_queue
 from harness.process import HOOKPOST_BIN
+from libs.infra.db.migrate import migrate
 
 DEFAULT_DSN = "postgresql://postgres:postgres@127.0.0.1:5432/hookpost"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -71,8 +72,17 @@ class FreshEnv:
         finally:
             await admin.close()
 
-    async def create_database(self) -> None:
+    async def create_database(
+        self, *, up_to: int | None = None, hookpost_schema: bool = True
+    ) -> None:
+        """The database, migrated as an operator would; `up_to`: only up to that migration,
+        in-process (a benchmark of a migration fills the schema before it); without
+        `hookpost_schema`, empty (another application's own: the bench's peer migrates its own)."""
         await self._on_server(f'CREATE DATABASE "{self.name}"')
+        if up_to is not None:
+            await migrate(self.dsn, up_to=up_to)
+        if up_to is not None or not hookpost_schema:
+            return
         await asyncio.to_thread(
             subprocess.run,
             [str(HOOKPOST_BIN), "migrate"],

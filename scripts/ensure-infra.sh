@@ -104,5 +104,17 @@ start_postgres() {
   say "PostgreSQL is up on :$PG_PORT"
 }
 
+# HOOKPOST_SENDER_SHARDS > 1 needs the consistent-hash exchange (libs/infra/broker/topology.py);
+# shipped enabled so that turning shards on is a setting, not a broker change. Online: the
+# node keeps running. (compose.yaml enables it in its container.)
+enable_rabbitmq_plugins() {
+  command -v rabbitmq-plugins >/dev/null && is_root || return 0
+  rabbitmq-plugins -q is_enabled rabbitmq_consistent_hash_exchange >/dev/null 2>&1 && return 0
+  say "enabling rabbitmq_consistent_hash_exchange"
+  timeout 60 rabbitmq-plugins -q enable rabbitmq_consistent_hash_exchange >/dev/null \
+    || say "could not enable rabbitmq_consistent_hash_exchange: HOOKPOST_SENDER_SHARDS > 1 needs it"
+}
+
 start_rabbitmq
+enable_rabbitmq_plugins
 start_postgres

@@ -11,15 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from libs.domain.event_types import EventType
 from libs.domain.sink_payload import SinkPayload
+from libs.domain.wire_model import WireModel
 
 
-class EventData(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+class EventData(WireModel):
+    """The data of one event type."""
 
 
 class MappingStats(EventData):

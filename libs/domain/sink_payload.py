@@ -17,29 +17,25 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from libs.domain.wire_model import WireModel
 
 
-class SinkModel(BaseModel):
-    # Receivers built against today's shape keep working when a field is added.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-
-
-class SinkStats(SinkModel):
+class SinkStats(WireModel):
     total: int = Field(ge=0, description="Rows the job read.")
     matched: int = Field(ge=0, description="Rows matched to a reference hotel.")
     unmatched: int = Field(ge=0, description="Rows left without a match.")
 
 
-class SinkResultRow(SinkModel):
+class SinkResultRow(WireModel):
     partner_row_id: str | None = None
     reference_hotel_id: str | None = Field(default=None, description="null: not matched.")
     match_method: str | None = None
     match_confidence: float | None = None
 
 
-class SinkPayload(SinkModel):
+class SinkPayload(WireModel):
     """The body of every push to an agent results sink (and of its /test call)."""
 
     job_id: str

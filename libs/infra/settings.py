@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     # Consumer concurrency: prefetch is the number of messages in flight per replica.
     sender_prefetch: int = Field(default=600, ge=1)
+    # Work queues behind a consistent-hash exchange on the endpoint id (every service of a
+    # deployment must agree); 1: the one `<prefix>.sender` queue. docs/operations.md.
+    sender_shards: int = Field(default=1, ge=1, le=64)
     # Events in flight per dispatcher: being dispatched, or waiting for the first attempts
     # it makes itself (which may hold half of them).
     dispatcher_prefetch: int = Field(default=256, ge=1)

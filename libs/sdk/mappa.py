@@ -32,8 +32,7 @@ from typing import Any
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from libs.domain.event_payloads import EventData, ReportCompletedData, ReportFailedData
 from libs.domain.event_types import EventType
@@ -43,6 +42,7 @@ from libs.domain.signing import (
     SignatureVerificationError,
     verify_v1,
 )
+from libs.domain.wire_model import WireModel
 
 __all__ = [
     "Mappa",
@@ -89,35 +89,31 @@ class ReportJobFailed(MappaError):
         self.job_id, self.code, self.message = job_id, code, message
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-
-
-class ReportJobReceipt(_Model):
+class ReportJobReceipt(WireModel):
     job_id: str
     status: str
 
 
-class ReportJobError(_Model):
+class ReportJobError(WireModel):
     code: str
     message: str
 
 
-class ReportJob(_Model):
+class ReportJob(WireModel):
     job_id: str
     status: str  # queued | completed | failed
     report_id: str | None = None
     error: ReportJobError | None = None
 
 
-class Report(_Model):
+class Report(WireModel):
     id: str
     job_id: str
     markdown: str
     created_at: datetime
 
 
-class MappaEvent(_Model):
+class MappaEvent(WireModel):
     """`{id: "evt_…", type, createdAt, data}`: `id` is the same on every retry of an event."""
 
     id: str

@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from libs.domain.event_payloads import EventData, parse_data
 from libs.domain.event_types import EventType
@@ -39,6 +38,7 @@ from libs.domain.signing import (
     verify_v1,
 )
 from libs.domain.sink_payload import SinkPayload
+from libs.domain.wire_model import WireModel
 
 __all__ = [
     "SinkPayload",
@@ -113,12 +113,10 @@ def verify_signature(
     )
 
 
-class WebhookEvent(BaseModel):
+class WebhookEvent(WireModel):
     """The envelope of every delivery. `data` is the model of its type (libs.domain.event_payloads),
     TruncatedData when the payload cap replaced it, or a plain dict for a type this version
     of the SDK does not know yet."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
     id: str  # this attempt (`del_…`): new on every retry
     event_id: str  # stable across retries: deduplicate on it

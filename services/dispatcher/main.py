@@ -33,6 +33,7 @@ from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.repository import DispatcherRepository
+from services.dispatcher.set_aside import SetAside
 
 SERVICE = "dispatcher"  # the label of its delivery engine's metrics
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
@@ -59,7 +60,7 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
 
 
 async def serve(settings: Settings) -> None:
-    topology = Topology(settings.broker_prefix, settings.retry_delay_scale)
+    topology = Topology.of(settings)
     ops = await start_ops(settings)  # /healthz at once; /readyz 503 until connected
     pool = await open_pool(settings)
     # Retention: day partitions created ahead and dropped past HOOKPOST_RETENTION_DAYS, at
@@ -86,6 +87,7 @@ async def serve(settings: Settings) -> None:
         max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
         first_attempts=first_attempts,
         releases=releases,
+        set_aside=SetAside(broker, topology),
     )
 
     async def on_event(message: RabbitMessage) -> Verdict:

@@ -12,21 +12,18 @@ from libs.infra.settings import Settings
 from tests.api.conftest import (
     Client,
     MakeClient,
+    admin_url,
     assert_error,
     running_api,
     subscription_body,
 )
+from tests.api.doors import SUBSCRIPTIONS
 
-SUBS = "/api/v1/webhook-subscriptions"
+SUBS = SUBSCRIPTIONS.path
 
 
 def plan_url(org_id: str) -> str:
-    return f"/api/v1/admin/organizations/{org_id}/plan"
-
-
-def admin(settings: Settings) -> dict[str, str]:
-    assert settings.admin_token
-    return {"Authorization": f"Bearer {settings.admin_token}"}
+    return admin_url(org_id, "/plan")
 
 
 async def create(client: Client, events: list[str], status: str = "ACTIVE") -> str:
@@ -36,14 +33,14 @@ async def create(client: Client, events: list[str], status: str = "ACTIVE") -> s
 
 
 async def test_downgrade_deactivates_endpoints_holding_gated_events(
-    pro_client: Client, settings: Settings
+    pro_client: Client, admin_auth: dict[str, str]
 ) -> None:
     gated = await create(pro_client, ["MAPPING_COMPLETED", "MAPPING_ERROR_RESOLVED"])
     fine = await create(pro_client, ["MAPPING_COMPLETED"])
     already_off = await create(pro_client, ["INVENTORY_DUPLICATE_RESOLVED"], status="INACTIVE")
 
     response = await pro_client.http.put(
-        plan_url(pro_client.org_id), headers=admin(settings), json={"plan": "FREE"}
+        plan_url(pro_client.org_id), headers=admin_auth, json={"plan": "FREE"}
     )
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -80,10 +77,10 @@ async def test_downgrade_deactivates_endpoints_holding_gated_events(
     assert change["details"] == {"from": "PRO", "to": "FREE"}
 
 
-async def test_upgrade_deactivates_nothing(client: Client, settings: Settings) -> None:
+async def test_upgrade_deactivates_nothing(client: Client, admin_auth: dict[str, str]) -> None:
     await create(client, ["MAPPING_COMPLETED"])
     response = await client.http.put(
-        plan_url(client.org_id), headers=admin(settings), json={"plan": "ENTERPRISE"}
+        plan_url(client.org_id), headers=admin_auth, json={"plan": "ENTERPRISE"}
     )
     assert response.json()["deactivatedEndpoints"] == []
     # The new plan takes effect at once.
@@ -123,15 +120,17 @@ async def test_admin_routes_are_closed_when_no_admin_token_is_configured(
             assert_error(response, 401, "UNAUTHORIZED")
 
 
-async def test_unknown_org_and_bad_plan(http: httpx.AsyncClient, settings: Settings) -> None:
+async def test_unknown_org_and_bad_plan(
+    http: httpx.AsyncClient, admin_auth: dict[str, str]
+) -> None:
     assert_error(
-        await http.put(plan_url("org_missing"), headers=admin(settings), json={"plan": "PRO"}),
+        await http.put(plan_url("org_missing"), headers=admin_auth, json={"plan": "PRO"}),
         404,
         "NOT_FOUND",
     )
     for body in ({"plan": "GOLD"}, {"plan": "pro"}, {}, {"plan": None}, []):
         assert_error(
-            await http.put(plan_url("org_missing"), headers=admin(settings), json=body),
+            await http.put(plan_url("org_missing"), headers=admin_auth, json=body),
             400,
             "BAD_REQUEST",
         )

@@ -11,7 +11,13 @@ import pytest
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.infra import crypto
-from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery
+from tests.api.conftest import (
+    Client,
+    MakeClient,
+    admin_url,
+    assert_error,
+    insert_delivery,
+)
 
 AGENTS = "/api/v1/agents"
 SECRET = "s3cr3t-0123456789abcdef0123456789abcdef"
@@ -497,19 +503,18 @@ async def test_job_results_route(max_client: Client, db_pool: asyncpg.Pool) -> N
 
 
 async def test_put_data_source_replaces_it_and_reactivates_after_a_downgrade(
-    max_client: Client, db_pool: asyncpg.Pool, settings: Any
+    max_client: Client, db_pool: asyncpg.Pool, admin_auth: dict[str, str]
 ) -> None:
     agent = await create_agent(max_client)
     sink = await create_sink(max_client, agent["id"])
     url = f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}"
-    admin = {"Authorization": f"Bearer {settings.admin_token}"}
-    plan_url = f"/api/v1/admin/organizations/{max_client.org_id}/plan"
+    plan_url = admin_url(max_client.org_id, "/plan")
 
-    down = await max_client.http.put(plan_url, headers=admin, json={"plan": "PRO"})
+    down = await max_client.http.put(plan_url, headers=admin_auth, json={"plan": "PRO"})
     assert down.status_code == 200, down.text
     assert sink["id"] in down.json()["deactivatedEndpoints"]
     assert_error(await max_client.get(url), 403, "FORBIDDEN")
-    up = await max_client.http.put(plan_url, headers=admin, json={"plan": "PRO_MAX"})
+    up = await max_client.http.put(plan_url, headers=admin_auth, json={"plan": "PRO_MAX"})
     assert up.status_code == 200
     off = (await max_client.get(url)).json()
     assert off["status"] == "INACTIVE" and off["deactivatedReason"] == "PLAN_DOWNGRADE"
@@ -544,4 +549,28 @@ async def test_put_data_source_replaces_it_and_reactivates_after_a_downgrade(
         await max_client.put(f"{AGENTS}/{agent['id']}/data-sources/ds_nope", json=body),
         404,
         "NOT_FOUND",
+    )
+
+
+async def test_put_data_source_without_a_secret_keeps_it(
+    max_client: Client, db_pool: asyncpg.Pool
+) -> None:
+    agent = await create_agent(max_client)
+    sink = await create_sink(max_client, agent["id"])
+    url = f"{AGENTS}/{agent['id']}/data-sources/{sink['id']}"
+    keep = {k: v for k, v in sink_body(name="paused").items() if k != "secret"}
+    paused = await max_client.put(url, json={**keep, "status": "INACTIVE"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["status"] == "INACTIVE" and paused.json()["name"] == "paused"
+    assert paused.json()["secret"] == sink["secret"]
+    stored = await db_pool.fetchval("SELECT secret_enc FROM endpoints WHERE id = $1", sink["id"])
+    assert crypto.decrypt(stored) == SECRET
+    # A kept secret was checked for its scheme only: another scheme needs its own secret.
+    bearer = {**keep, "config": {"url": "https://localhost/x", "authScheme": "Bearer"}}
+    assert_error(await max_client.put(url, json=bearer), 400, "BAD_REQUEST")
+    # Creating still needs one.
+    assert_error(
+        await max_client.post(f"{AGENTS}/{agent['id']}/data-sources", json=keep),
+        400,
+        "BAD_REQUEST",
     )

@@ -8,7 +8,6 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,12 @@ import pytest
 
 from libs.domain.plans import Plan
 from libs.infra.settings import Settings
-from services.api.app import create_app
+from tests.api.conftest import running_api
 
 EVENTS = "/api/v1/events"
 EVENT = {"type": "mapping.completed", "data": {"mappingJobId": "job_1"}}
 EVENT_ID = re.compile(rb"evt_[0-9A-Za-z]+")
 EXPECTED = json.loads((Path(__file__).with_name("ingest_answers.json")).read_text())
-
-
-@asynccontextmanager
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-            yield http
 
 
 def solve_dependencies_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -55,7 +44,7 @@ async def test_post_events_is_served_without_fastapis_route_machinery(
     org = await make_org(Plan.FREE)
     headers = {"Authorization": f"Bearer {org.apiToken}"}
     calls = solve_dependencies_calls(monkeypatch)
-    async with api(settings) as http:
+    async with running_api(settings) as http:
         accepted = await http.post(EVENTS, json=EVENT, headers=headers)
         assert accepted.status_code == 202, accepted.text
         refused = await http.post(EVENTS, content=b'{"type": 1}', headers=headers)
@@ -68,7 +57,7 @@ async def test_post_events_is_served_without_fastapis_route_machinery(
 
 
 async def test_the_operation_is_in_the_openapi_document(settings: Settings) -> None:
-    async with api(settings) as http:
+    async with running_api(settings) as http:
         document = (await http.get("/openapi.json")).json()
     operation = document["paths"][EVENTS]["post"]
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
@@ -144,7 +133,7 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
 async def test_every_request_is_answered_as_before(settings: Settings, make_org: Callable) -> None:
     org = await make_org(Plan.FREE)
     key_prefix = uuid.uuid4().hex
-    async with api(settings) as http:
+    async with running_api(settings) as http:
         answers = {
             name: _answer(await http.post(EVENTS, **kwargs))
             for name, kwargs in _requests(org.apiToken, key_prefix)
@@ -171,7 +160,7 @@ async def test_rate_limit_tokens_are_spent_as_a_fastapi_route_spends_them(
     limited = settings.model_copy(update={"events_rate_per_s": 0.001, "events_rate_burst": 3})
     org = await make_org(Plan.FREE)
     auth = {"Authorization": f"Bearer {org.apiToken}"}
-    async with api(limited) as http:
+    async with running_api(limited) as http:
         not_json = await http.post(EVENTS, content=b"{", headers=auth | JSON)
         answers = [
             await http.post(EVENTS, json=body, headers=auth)

@@ -8,20 +8,18 @@ import json
 import asyncpg
 
 from harness.waiting import eventually
-from libs.infra.settings import Settings
-from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery, subscription_body
+from tests.api.conftest import (
+    Client,
+    MakeClient,
+    admin_url,
+    assert_error,
+    insert_delivery,
+    subscription_body,
+)
+from tests.api.doors import SUBSCRIPTIONS
 from tests.retention.history import rows_of
 
-SUBS = "/api/v1/webhook-subscriptions"
-
-
-def erase_url(org_id: str) -> str:
-    return f"/api/v1/admin/organizations/{org_id}"
-
-
-def admin(settings: Settings) -> dict[str, str]:
-    assert settings.admin_token
-    return {"Authorization": f"Bearer {settings.admin_token}"}
+SUBS = SUBSCRIPTIONS.path
 
 
 async def with_history(client: Client, db_pool: asyncpg.Pool) -> None:
@@ -50,7 +48,7 @@ async def with_history(client: Client, db_pool: asyncpg.Pool) -> None:
 
 
 async def test_delete_erases_one_org_and_leaves_the_other(
-    make_client: MakeClient, db_pool: asyncpg.Pool, settings: Settings
+    make_client: MakeClient, db_pool: asyncpg.Pool, admin_auth: dict[str, str]
 ) -> None:
     gone, kept = await make_client(), await make_client()
     await with_history(gone, db_pool)
@@ -59,7 +57,7 @@ async def test_delete_erases_one_org_and_leaves_the_other(
         assert (await rows_of(conn, gone.org_id))["delivery_attempts"]
         kept_before = await rows_of(conn, kept.org_id)
 
-    response = await gone.http.delete(erase_url(gone.org_id), headers=admin(settings))
+    response = await gone.http.delete(admin_url(gone.org_id), headers=admin_auth)
     assert response.status_code == 204, response.text
 
     async with db_pool.acquire() as conn:
@@ -80,10 +78,12 @@ async def test_delete_erases_one_org_and_leaves_the_other(
 
 
 async def test_delete_of_an_unknown_org_or_without_the_admin_token_is_shaped(
-    client: Client, settings: Settings
+    client: Client, admin_auth: dict[str, str]
 ) -> None:
     assert_error(
-        await client.http.delete(erase_url("org_nope"), headers=admin(settings)), 404, "NOT_FOUND"
+        await client.http.delete(admin_url("org_nope"), headers=admin_auth),
+        404,
+        "NOT_FOUND",
     )
-    assert_error(await client.delete(erase_url(client.org_id)), 401, "UNAUTHORIZED")
+    assert_error(await client.delete(admin_url(client.org_id)), 401, "UNAUTHORIZED")
     assert (await client.get(SUBS)).status_code == 200

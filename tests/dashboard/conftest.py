@@ -133,3 +133,38 @@ async def fire(api: httpx.AsyncClient, org: dict[str, str], data: dict | None = 
     )
     assert response.status_code == 202, response.text
     return response.json()["eventId"]
+
+
+async def api_destination(
+    api: httpx.AsyncClient, org: dict[str, str], url: str, name: str | None = None
+) -> str:
+    """A delivery destination hearing mapping.completed, made through the API: its id."""
+    body = {"type": "WEBHOOK", "name": name, "webhookUrl": url, "events": ["mapping.completed"]}
+    made = await api.post("/api/v1/delivery-destinations", headers=auth(org), json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def api_agent(api: httpx.AsyncClient, org: dict[str, str], name: str) -> str:
+    made = await api.post("/api/v1/agents", headers=auth(org), json={"name": name})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def api_sink(
+    api: httpx.AsyncClient, org: dict[str, str], agent_id: str, name: str, url: str
+) -> str:
+    """A Bearer results sink of the agent, made through the API: its id."""
+    made = await api.post(
+        f"/api/v1/agents/{agent_id}/data-sources",
+        headers=auth(org),
+        json={
+            "role": "RESULTS_SINK",
+            "type": "HTTPS_WEBHOOK",
+            "name": name,
+            "config": {"url": url, "authScheme": "Bearer"},
+            "secret": {"value": "tok_0123456789"},
+        },
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])

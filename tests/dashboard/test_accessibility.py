@@ -12,7 +12,7 @@ from playwright.async_api import Page, expect
 
 from harness.receiver import Receiver
 from harness.stack import Stack
-from tests.dashboard.conftest import auth, fire, sign_in
+from tests.dashboard.conftest import api_agent, api_destination, api_sink, fire, sign_in
 
 AXE_OPTIONS = {
     "resultTypes": ["violations"],
@@ -23,18 +23,10 @@ AXE_OPTIONS = {
 async def test_every_page_passes_axe(
     page: Page, stack: Stack, api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    org = stack.create_org(plan="PRO")
-    created = await api.post(
-        "/api/v1/delivery-destinations",
-        headers=auth(org),
-        json={
-            "type": "WEBHOOK",
-            "name": "a11y",
-            "webhookUrl": receiver.url("/a11y"),
-            "events": ["mapping.completed"],
-        },
-    )
-    dest = created.json()["id"]
+    org = stack.create_org(plan="PRO_MAX")
+    dest = await api_destination(api, org, receiver.url("/a11y"), "a11y")
+    agent = await api_agent(api, org, "a11y agent")
+    sink = await api_sink(api, org, agent, "a11y sink", receiver.url("/a11y-sink"))
     await fire(api, org)
     await receiver.wait_for("/a11y", 1)
     axe = Axe()
@@ -58,6 +50,10 @@ async def test_every_page_passes_axe(
         "/app/webhooks/new",
         "/app/export-webhooks",
         "/app/agents",
+        f"/app/agents/{agent}/sinks/new",
+        f"/app/agents/sinks/{sink}",
+        f"/app/agents/sinks/{sink}/edit",
+        f"/app/agents/sinks/{sink}/delete",
         "/app/jobs",
         "/app/deliveries",
         str(delivery),

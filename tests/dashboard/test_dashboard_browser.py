@@ -16,7 +16,7 @@ from harness.receiver.behaviours import Arrival, Reply
 from harness.stack import Stack
 from libs.domain.secrets import mask_secret
 from libs.domain.signing import verify_v1
-from tests.dashboard.conftest import auth, fire, nav, shot, sign_in
+from tests.dashboard.conftest import api_destination, auth, fire, nav, shot, sign_in
 from tests.dashboard.test_seed001_browser import create_destination
 
 HOSTILE = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
@@ -99,15 +99,7 @@ async def test_portal_link_opens_one_org_and_expires(
     browser: Browser, stack: Stack, api: httpx.AsyncClient, db_pool: asyncpg.Pool
 ) -> None:
     org, other = stack.create_org(name="Portal org"), stack.create_org(name="Other org")
-    theirs = await api.post(
-        "/api/v1/delivery-destinations",
-        headers=auth(other),
-        json={
-            "type": "WEBHOOK",
-            "webhookUrl": "http://127.0.0.1:9/x",
-            "events": ["mapping.completed"],
-        },
-    )
+    theirs = await api_destination(api, other, "http://127.0.0.1:9/x")
     minted = await api.post(
         "/api/v1/admin/organizations/" + org["organizationId"] + "/portal-links",
         headers={"Authorization": "Bearer admin-test-token"},
@@ -130,7 +122,7 @@ async def test_portal_link_opens_one_org_and_expires(
         await expect(page.get_by_role("link", name="Team Settings")).to_have_count(0)
         response = await page.goto("/app/settings")
         assert response is not None and response.status == 403
-        response = await page.goto(f"/app/destinations/{theirs.json()['id']}")
+        response = await page.goto(f"/app/destinations/{theirs}")
         assert response is not None and response.status == 404
 
         # It expires: the link opens nothing more and the session it opened ends.
@@ -211,18 +203,7 @@ async def test_hostile_values_are_text_and_pages_fit_375px(
 ) -> None:
     org = stack.create_org(plan="PRO", name=HOSTILE)
     url = receiver.behave("/hostile", HostileReply())
-    created = await api.post(
-        "/api/v1/delivery-destinations",
-        headers=auth(org),
-        json={
-            "type": "WEBHOOK",
-            "name": HOSTILE,
-            "webhookUrl": url,
-            "events": ["mapping.completed"],
-        },
-    )
-    assert created.status_code == 201, created.text
-    dest = created.json()["id"]
+    dest = await api_destination(api, org, url, HOSTILE)
     await fire(api, org, {"mappingJobId": HOSTILE, "status": "COMPLETED", "note": HOSTILE})
     await receiver.wait_for("/hostile", 1)
 
@@ -273,6 +254,8 @@ async def test_edit_pause_activate_and_delete_with_confirmation(
     await page.get_by_label("Name").fill("After")
     await page.get_by_label(re.compile(r"^mapping\.failed")).check()
     await page.get_by_label(re.compile("^Rate limit")).fill("7.5")
+    await expect(page.get_by_label("Ordered delivery")).not_to_be_checked()
+    await page.get_by_label("Ordered delivery").check()
     await shot(page, "21-edit-destination")
     await page.get_by_role("button", name="Save").click()
     await expect(page.get_by_role("heading", name="After")).to_be_visible()
@@ -280,12 +263,20 @@ async def test_edit_pause_activate_and_delete_with_confirmation(
     await expect(page.locator("dl.facts")).to_contain_text("/edit")  # the URL was kept
 
     await expect(page.locator("dl.facts")).to_contain_text("7.5 per second")
+    ordered = page.locator("dl.facts dt:text-is('Ordered delivery') + dd")
+    await expect(ordered).to_have_text("on")
 
     await page.get_by_role("button", name="Pause").click()
     await expect(page.locator("dl.facts")).to_contain_text("INACTIVE")
     await page.get_by_role("button", name="Activate").click()
     await expect(page.locator("dl.facts")).to_contain_text("ACTIVE")
     await expect(page.locator("dl.facts")).to_contain_text("7.5 per second")  # kept
+    await expect(ordered).to_have_text("on")  # kept
+    await page.get_by_role("link", name="Edit", exact=True).click()
+    await expect(page.get_by_label("Ordered delivery")).to_be_checked()
+    await page.get_by_label("Ordered delivery").uncheck()  # the page turns it off too
+    await page.get_by_role("button", name="Save").click()
+    await expect(ordered).to_have_text("off")
 
     await page.get_by_role("link", name="Delete…").click()
     await expect(page.get_by_role("heading", name="Delete After?")).to_be_visible()
@@ -298,8 +289,13 @@ async def test_edit_pause_activate_and_delete_with_confirmation(
     await nav(page, "Export webhooks")
     await page.get_by_role("link", name="New export webhook").click()
     await page.get_by_label("Endpoint URL").fill(receiver.url("/exports?token=s3cret-token"))
+    await page.get_by_label(re.compile("^Rate limit")).fill("3")
     await page.get_by_role("button", name="Create").click()
     await expect(page.get_by_role("heading", name="Export webhook created")).to_be_visible()
+    await page.get_by_role("link", name=re.compile("^Done")).click()
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("dl.facts")).to_contain_text("INACTIVE")
+    await expect(page.locator("dl.facts")).to_contain_text("3.0 per second")  # set, then kept
     await nav(page, "Export webhooks")
     await expect(page.locator("table")).to_contain_text("export.ready")
     await expect(page.locator("table")).not_to_contain_text("s3cret-token")  # masked

@@ -20,7 +20,7 @@ from harness.stack import Stack
 from libs.domain.ids import IdPrefix, new_id
 from services.api.dashboard import router as dashboard
 from services.api.dashboard.web import set_session_cookie
-from tests.dashboard.conftest import auth, fire
+from tests.dashboard.conftest import api_agent, api_sink, auth, fire
 
 PERF_DELIVERIES = 10_000
 PERF_BUDGET_S = 0.300
@@ -67,6 +67,16 @@ async def owner_ids(api: httpx.AsyncClient, owner: dict, db_pool: asyncpg.Pool) 
     )
     ewh = await made("/api/v1/export-webhooks", {"url": UNREACHABLE, "active": True})
     link = await made("/api/v1/portal-links", None)
+    agent = await made("/api/v1/agents", {"name": "owner's agent"})
+    sink = await made(
+        f"/api/v1/agents/{agent['id']}/data-sources",
+        {
+            "role": "RESULTS_SINK",
+            "type": "HTTPS_WEBHOOK",
+            "config": {"url": UNREACHABLE, "authScheme": "HmacSha256"},
+            "secret": {"value": "owner-secret"},
+        },
+    )
     event = await api.post(
         "/api/v1/events", headers=auth(owner), json={"type": "mapping.failed", "data": {}}
     )
@@ -85,6 +95,8 @@ async def owner_ids(api: httpx.AsyncClient, owner: dict, db_pool: asyncpg.Pool) 
         "export-webhooks": ewh["id"],
         "delivery_id": delivery_id,
         "link_id": link["id"],
+        "agent_id": agent["id"],
+        "ds_id": sink["id"],
     }
 
 
@@ -323,6 +335,47 @@ async def test_bad_input_is_a_page_never_a_500(stack: Stack) -> None:
         await client.aclose()
 
 
+async def test_bad_sink_and_rules_input_is_a_page_never_a_500(
+    stack: Stack, api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    org = stack.create_org(plan="PRO_MAX")
+    agent = await api_agent(api, org, "checked")
+    sink = await api_sink(api, org, agent, "checked sink", receiver.url("/checked"))
+    client = await signed_in(stack, org)
+    try:
+        csrf = await csrf_of(client)
+        new, here = f"/app/agents/{agent}/sinks/new", f"/app/agents/sinks/{sink}"
+        good = {"csrf": csrf, "url": receiver.url("/x"), "auth_scheme": "Bearer", "secret": "t"}
+        for url, form in (
+            (new, {**good, "url": "ftp://x"}),
+            (new, {**good, "url": "not a url"}),
+            (new, {**good, "auth_scheme": "Digest"}),
+            (new, {**good, "auth_scheme": "Basic", "secret": "nocolon"}),
+            (new, {**good, "auth_scheme": "Basic", "secret": ""}),  # none generated for Basic
+            (new, {**good, "secret": "a\r\nX: y"}),
+            (new, {**good, "rate_limit": "fast"}),
+            (new, {**good, "name": "x" * 300}),
+            (f"{here}/edit", {"csrf": csrf, "auth_scheme": "Basic"}),  # a new scheme, no secret
+            (f"{here}/edit", {"csrf": csrf, "rate_limit": "-1"}),
+            (f"{here}/status", {"csrf": csrf, "status": "BOGUS"}),
+            ("/app/destinations/nope/status", {"csrf": csrf, "status": "BOGUS"}),
+            (f"{here}/recover", {"csrf": csrf, "since": "yesterday"}),
+            (f"/app/agents/{agent}/rules", {"csrf": csrf, "retry_failed_push": "x"}),
+            (f"/app/agents/{agent}/rules", {"csrf": csrf, "retry_failed_push": "9"}),
+            (f"/app/agents/{agent}/status", {"csrf": csrf, "status": "BOGUS"}),
+            ("/app/agents", {"csrf": csrf, "name": " "}),
+        ):
+            response = await client.post(url, data=form)
+            assert response.status_code in (400, 404), (url, form, response.text)
+            assert (
+                'role="alert"' in response.text and "text/html" in response.headers["content-type"]
+            )
+        listed = await api.get(f"/api/v1/agents/{agent}/data-sources", headers=auth(org))
+        assert [s["id"] for s in listed.json()["dataSources"]] == [sink]  # nothing was added
+    finally:
+        await client.aclose()
+
+
 async def seed_deliveries(db_pool: asyncpg.Pool, org_id: str, endpoint_id: str, n: int) -> None:
     """n dispatched events of the last n seconds, each with a delivery and one attempt (1 in
     10 DEAD), in SQL; ULID ids of their second, so they land in their days' partitions."""
@@ -390,6 +443,7 @@ async def test_a_10000_delivery_log_renders_its_first_page_in_under_300_ms(
         results["endpoint log, page 101"] = statistics.median(await timed(client, url))
         print("\ndashboard first pages with 10,000 deliveries (median of 7, seconds):", results)
         assert page.text.count("<tr>") == 50 + 1  # 50 rows and the header
+        assert f'<option value="{endpoint_id}" selected>' in page.text  # the picker keeps it
         assert max(results.values()) < PERF_BUDGET_S, results
     finally:
         await client.aclose()

@@ -97,5 +97,7 @@ async def test_seed_001_walkthrough(
     # The endpoint's chart counts its attempts of the last day: four failures, one success.
     await page.locator("#log-rows").get_by_role("link", name="Broken endpoint").first.click()
     await expect(page.get_by_text("1 succeeded, 4 failed.")).to_be_visible()
-    await expect(page.locator("svg.chart rect.bar-failed")).to_have_count(1)
+    # One hour's bar, or two when the attempts straddle an hour (a run at 17:59:59 did).
+    failed_bars = await page.locator("svg.chart rect.bar-failed").count()
+    assert failed_bars in (1, 2), failed_bars
     await shot(page, "04b-destination-chart")

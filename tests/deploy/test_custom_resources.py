@@ -94,8 +94,8 @@ MUTATIONS: dict[str, tuple[str, Callable[[Resource], Any], str]] = {
     ),
     "pattern": (
         "RabbitmqCluster",
-        lambda r: r["spec"]["rabbitmq"]["additionalPlugins"].append("rabbitmq-shovel"),
-        "/spec/rabbitmq/additionalPlugins/1: 'rabbitmq-shovel' does not match",
+        lambda r: r["spec"]["rabbitmq"]["additionalPlugins"].insert(0, "rabbitmq-shovel"),
+        "/spec/rabbitmq/additionalPlugins/0: 'rabbitmq-shovel' does not match",
     ),
     "duplicate key in a map list": (
         "Cluster",

@@ -288,7 +288,7 @@ def _check_amqp_url(where: str, container: dict[str, Any], secret: str) -> Probl
 def check_sender_scaling(docs: Docs) -> Problems:
     problems: Problems = []
     data = config(docs)
-    queue = Topology(data.get("HOOKPOST_BROKER_PREFIX", "hookpost")).sender_queue.name
+    queues = Topology(data.get("HOOKPOST_BROKER_PREFIX", "hookpost"), sender_shards=4)
     scaled = find(docs, "ScaledObject")
     if len(scaled) != 1:
         return ["no single ScaledObject"]
@@ -316,7 +316,9 @@ def check_sender_scaling(docs: Docs) -> Problems:
     expected = {
         "protocol": "http",  # counts unacked (in-flight) messages too
         "mode": "QueueLength",
-        "queueName": queue,
+        "queueName": queues.sender_queues_pattern,  # the one queue, or every shard
+        "useRegex": "true",
+        "operation": "sum",
         "vhostName": "/",
         "value": str(data.get("HOOKPOST_SENDER_PREFETCH", "600")),
     }
@@ -458,8 +460,11 @@ def check_datastores(docs: Docs, overlay: str) -> Problems:
     rabbit = the(docs, "RabbitmqCluster")["spec"]
     if rabbit.get("replicas", 1) != EXPECTED_SIZE[overlay]:
         problems.append(f"{overlay}: RabbitmqCluster replicas {rabbit.get('replicas', 1)}")
-    if "rabbitmq_prometheus" not in rabbit.get("rabbitmq", {}).get("additionalPlugins", []):
+    plugins = rabbit.get("rabbitmq", {}).get("additionalPlugins", [])
+    if "rabbitmq_prometheus" not in plugins:
         problems.append("RabbitMQ without rabbitmq_prometheus: the queue-depth alert has no data")
+    if "rabbitmq_consistent_hash_exchange" not in plugins:
+        problems.append("RabbitMQ without the consistent-hash exchange: no sharded work queues")
     if "prometheus.return_per_object_metrics = true" not in rabbit.get("rabbitmq", {}).get(
         "additionalConfig", ""
     ):
@@ -781,6 +786,13 @@ MUTATIONS: dict[str, tuple[str, Callable[[Docs], None], str]] = {
         "datastores",
         lambda d: the(d, "RabbitmqCluster")["spec"]["rabbitmq"].pop("additionalConfig"),
         "per-object metrics",
+    ),
+    "no consistent-hash exchange for the shards": (
+        "datastores",
+        lambda d: the(d, "RabbitmqCluster")["spec"]["rabbitmq"]["additionalPlugins"].remove(
+            "rabbitmq_consistent_hash_exchange"
+        ),
+        "without the consistent-hash exchange",
     ),
     "one PostgreSQL instance in prod": (
         "datastores",

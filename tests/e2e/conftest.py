@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from harness.stack import Stack
-from tests.support.stacks import E2E_RETRY_SCALE, e2e_env, e2e_stack  # noqa: F401  (the e2e modules' scale)
+from tests.support.stacks import E2E_RETRY_SCALE, e2e_fixtures  # noqa: F401  (the e2e modules' scale)
 
 
 def auth(org: dict[str, str]) -> dict[str, str]:
@@ -33,16 +33,7 @@ async def create_webhook(
     return response.json()
 
 
-@pytest.fixture(scope="module")
-def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
-    # db_pool: the database exists and is migrated before any service starts.
-    return e2e_env(test_env)
-
-
-@pytest.fixture(scope="module")
-async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
-    async with e2e_stack(stack_env) as started:
-        yield started
+stack_env, stack = e2e_fixtures("module")
 
 
 @pytest.fixture

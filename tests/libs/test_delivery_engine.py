@@ -5,15 +5,13 @@ attempt does with each answer."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from libs.delivery.disabling import Disablement
-from libs.delivery.engine import DeliveryEngine, Outcome
+from libs.delivery.engine import Outcome
 from libs.delivery.http_client import (
     HttpClient,
     HttpResult,
@@ -22,8 +20,7 @@ from libs.delivery.http_client import (
     retry_after,
 )
 from libs.delivery.limits import INITIAL, EndpointLimits
-from libs.delivery.metrics import EngineMetrics
-from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow
+from libs.delivery.repository import DeliveryRow
 from libs.delivery.request import customer_headers
 from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, signature_headers
 from libs.domain.retry_policy import (
@@ -36,13 +33,10 @@ from libs.domain.retry_policy import (
     tier_at_least,
 )
 from libs.domain.signing import verify_standard_webhooks, verify_v1
-from libs.infra.broker.messages import DeliveryStep, DeliveryTask
+from libs.infra.broker.messages import DeliveryStep
 from libs.infra.url_safety import SafetyPolicy, UnsafeURLError
-from tests.support.factories import delivery_task
+from tests.support import engine_fakes as fakes
 from tests.support.factories import sender_delivery_row as delivery_row
-
-NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
-
 
 # ---------------------------------------------------------------- retry decisions
 
@@ -224,151 +218,16 @@ async def test_read_excerpt_stops_at_the_limit() -> None:
 # ---------------------------------------------------------------- the engine's attempts
 
 
-@dataclass
-class FakeRepo:
-    row: DeliveryRow | None
-    recorded: list[AttemptRecord] = field(default_factory=list)
-    record_failures: int = 0
-
-    # what the row becomes once the transaction writing it commits (a manual retry's reopen)
-    committed_row: DeliveryRow | None = None
-    awaited_writers: int = 0
-
-    loads: int = 0
-    new: list[DeliveryTask] = field(default_factory=list)
-    dead: list[str] = field(default_factory=list)
-    postponed: list[datetime] = field(default_factory=list)
-
-    async def load(self, task: DeliveryTask, attempt_number: int) -> DeliveryRow | None:
-        self.loads += 1
-        return self.row
-
-    async def new_rows(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
-        self.new.extend(tasks)
-        return [delivery_row(id=task.endpoint_id) for task in tasks]
-
-    async def await_writers(self, task: DeliveryTask) -> None:
-        self.awaited_writers += 1
-        if self.committed_row is not None:
-            self.row = self.committed_row
-
-    async def record(self, attempt: AttemptRecord) -> str | None:
-        if self.record_failures:
-            self.record_failures -= 1
-            raise ConnectionError("postgres restarting")
-        self.recorded.append(attempt)
-        return attempt.new_status
-
-    # what mark_dead says of the endpoint's failing period (None: not failing)
-    failing_since: datetime | None = None
-    dead_in_a_row: int = 0
-    parked: list[str] = field(default_factory=list)
-    disabled: list[tuple[str, str]] = field(default_factory=list)
-
-    async def mark_dead(self, task: DeliveryTask) -> DeadMark | None:
-        if self.record_failures:
-            raise ConnectionError("postgres restarting")
-        self.dead.append(task.delivery_id)
-        self.dead_in_a_row += 1
-        return DeadMark("ep_1", self.failing_since, self.dead_in_a_row)
-
-    async def park(self, task: DeliveryTask) -> bool:
-        self.parked.append(task.delivery_id)
-        return True
-
-    async def disable_endpoint(self, disablement: Disablement) -> bool:
-        self.disabled.append((disablement.endpoint_id, disablement.reason.value))
-        return True
-
-    async def postpone(self, task: DeliveryTask, due: datetime) -> None:
-        self.postponed.append(due)
-
-
-@dataclass
-class FakeHttp:
-    result: HttpResult
-    calls: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
-
-    async def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
-    ) -> HttpResult:
-        self.calls.append((url, body, dict(headers)))
-        return self.result
-
-
-@dataclass
-class FakeRetries:
-    """The step publisher: retries into tiers (`published`), steps due now (`now`)."""
-
-    fail: bool = False
-    published: list[DeliveryStep] = field(default_factory=list)
-    delays: list[int] = field(default_factory=list)
-    now: list[DeliveryStep] = field(default_factory=list)
-    deferred: list[tuple[DeliveryStep, int]] = field(default_factory=list)
-
-    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
-        if self.fail:
-            raise ConnectionError("broker gone")
-        self.published.append(step)
-        self.delays.append(delay_s)
-
-    async def publish_now(self, step: DeliveryStep) -> None:
-        if self.fail:
-            raise ConnectionError("broker gone")
-        self.now.append(step)
-
-    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None:
-        if self.fail:
-            raise ConnectionError("broker gone")
-        self.deferred.append((step, delay_s))
-
-    @property
-    def scheduled(self) -> list[tuple[int, int | None, int | None]]:
-        """(tier, next attempt, schedule start) of each retry published."""
-        return [
-            (delay, step.attempt, step.schedule_start)
-            for delay, step in zip(self.delays, self.published, strict=True)
-        ]
-
-
-TASK = delivery_task(delivery_id="del_01TESTDELIVERY0000000000000", event_created_at=NOW)
-OK = HttpResult(True, 200, None, "ok", 5)
-FAIL_500 = HttpResult(False, 500, "HTTP 500", "no", 5)
-
-
-async def no_wait() -> None:
-    pass
-
-
-def engine(
-    repo: FakeRepo, http: FakeHttp, retries: FakeRetries, limits: EndpointLimits | None = None
-) -> DeliveryEngine:
-    return DeliveryEngine(
-        repo,
-        http,
-        retries,
-        EngineMetrics("unit"),
-        limits or EndpointLimits(1000),
-        retry_delay_scale=0.01,
-        now=lambda: NOW,
-        db_backoff=no_wait,
-    )
-
-
-def step(attempt: int, start: int = 1) -> DeliveryStep:
-    return DeliveryStep(TASK, attempt, start)
-
-
 async def test_success_records_attempt_one_under_the_delivery_id() -> None:
-    repo, http, retries = FakeRepo(delivery_row()), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    repo, http, retries = fakes.Repo(delivery_row()), fakes.Http(fakes.OK), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.SETTLED
     [(url, body, sent)] = http.calls
     assert url == "https://hooks.example.com/x?token=abc"
-    assert sent["X-Webhook-Delivery"] == TASK.delivery_id
+    assert sent["X-Webhook-Delivery"] == fakes.TASK.delivery_id
     verify_v1(body, sent["X-Webhook-Signature"], "whsec_unit")
     [record] = repo.recorded
     assert (record.attempt_id, record.new_status, record.attempt_number) == (
-        TASK.delivery_id,
+        fakes.TASK.delivery_id,
         "SUCCEEDED",
         1,
     )
@@ -376,71 +235,91 @@ async def test_success_records_attempt_one_under_the_delivery_id() -> None:
 
 
 async def test_first_attempts_of_new_deliveries_post_without_reading_them() -> None:
-    repo, http, retries = FakeRepo(None), FakeHttp(OK), FakeRetries()
-    other = TASK.model_copy(update={"delivery_id": "del_2", "endpoint_id": "dest_2"})
-    outcomes = await engine(repo, http, retries).first_attempts([TASK, other])
+    repo, http, retries = fakes.Repo(None), fakes.Http(fakes.OK), fakes.Retries()
+    other = fakes.TASK.model_copy(update={"delivery_id": "del_2", "endpoint_id": "dest_2"})
+    outcomes = await fakes.engine(repo, http, retries).first_attempts([fakes.TASK, other])
     assert outcomes == [Outcome.SETTLED, Outcome.SETTLED] and repo.loads == 0
-    assert repo.new == [TASK, other]
+    assert repo.new == [fakes.TASK, other]
     assert [(a.delivery_id, a.attempt_number) for a in repo.recorded] == [
-        (TASK.delivery_id, 1),
+        (fakes.TASK.delivery_id, 1),
         ("del_2", 1),
     ]
-    assert [sent["X-Webhook-Delivery"] for _, _, sent in http.calls] == [TASK.delivery_id, "del_2"]
+    assert [sent["X-Webhook-Delivery"] for _, _, sent in http.calls] == [
+        fakes.TASK.delivery_id,
+        "del_2",
+    ]
 
 
 async def test_a_failed_first_attempt_publishes_its_retry_with_the_task() -> None:
-    repo, http, retries = FakeRepo(None), FakeHttp(FAIL_500), FakeRetries()
-    assert await engine(repo, http, retries).first_attempts([TASK]) == [Outcome.SETTLED]
-    assert retries.scheduled == [(60, 2, 1)] and retries.published[0].task == TASK
+    repo, http, retries = fakes.Repo(None), fakes.Http(fakes.FAIL_500), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).first_attempts([fakes.TASK]) == [Outcome.SETTLED]
+    assert retries.scheduled == [(60, 2, 1)] and retries.published[0].task == fakes.TASK
 
 
 async def test_failure_with_attempts_left_publishes_the_next_tier() -> None:
-    repo = FakeRepo(delivery_row(attempt_count=1))
-    http, retries = FakeHttp(FAIL_500), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(2)) is Outcome.SETTLED
+    repo = fakes.Repo(delivery_row(attempt_count=1))
+    http, retries = fakes.Http(fakes.FAIL_500), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(2)) is Outcome.SETTLED
     [(_, _, sent)] = http.calls
     [record] = repo.recorded
-    assert sent["X-Webhook-Delivery"] == record.attempt_id != TASK.delivery_id
+    assert sent["X-Webhook-Delivery"] == record.attempt_id != fakes.TASK.delivery_id
     assert record.new_status == "PENDING"
-    assert record.next_attempt_at is not None and record.next_attempt_at > NOW
+    assert record.next_attempt_at is not None and record.next_attempt_at > fakes.NOW
     assert retries.scheduled == [(300, 3, 1)]
 
 
 async def test_a_short_database_outage_is_ridden_out_without_posting_again() -> None:
-    repo, http, retries = FakeRepo(delivery_row(), record_failures=2), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    repo, http, retries = (
+        fakes.Repo(delivery_row(), record_failures=2),
+        fakes.Http(fakes.OK),
+        fakes.Retries(),
+    )
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.SETTLED
     assert len(http.calls) == 1 and len(repo.recorded) == 1
-    repo, http = FakeRepo(delivery_row(), record_failures=99), FakeHttp(OK)
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.UNSETTLED
+    repo, http = fakes.Repo(delivery_row(), record_failures=99), fakes.Http(fakes.OK)
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.UNSETTLED
     assert len(http.calls) == 1
 
 
 async def test_a_retry_that_cannot_be_published_is_unsettled() -> None:
-    repo, http = FakeRepo(delivery_row()), FakeHttp(FAIL_500)
-    outcome = await engine(repo, http, FakeRetries(fail=True)).attempt(step(1))
+    repo, http = fakes.Repo(delivery_row()), fakes.Http(fakes.FAIL_500)
+    outcome = await fakes.engine(repo, http, fakes.Retries(fail=True)).attempt(fakes.step(1))
     assert outcome is Outcome.UNSETTLED
 
 
 async def test_no_attempts_left_is_a_dead_letter_due_at_once() -> None:
-    repo, http, retries = FakeRepo(delivery_row(attempt_count=3)), FakeHttp(FAIL_500), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(4)) is Outcome.DEAD_LETTER
+    repo, http, retries = (
+        fakes.Repo(delivery_row(attempt_count=3)),
+        fakes.Http(fakes.FAIL_500),
+        fakes.Retries(),
+    )
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(4)) is Outcome.DEAD_LETTER
     assert retries.published == [] and repo.recorded[0].new_status == "PENDING"
     # due now: if its dead letter is lost, the reconciler finds it overdue
-    assert repo.recorded[0].next_attempt_at == NOW
+    assert repo.recorded[0].next_attempt_at == fakes.NOW
 
 
 async def test_an_ended_delivery_is_due_no_more() -> None:
-    repo = FakeRepo(delivery_row())
-    assert await engine(repo, FakeHttp(OK), FakeRetries()).attempt(step(1)) is Outcome.SETTLED
+    repo = fakes.Repo(delivery_row())
+    assert (
+        await fakes.engine(repo, fakes.Http(fakes.OK), fakes.Retries()).attempt(fakes.step(1))
+        is Outcome.SETTLED
+    )
     assert repo.recorded[0].next_attempt_at is None
 
 
 async def test_bury_marks_dead_and_is_unsettled_while_the_database_is_away() -> None:
-    repo = FakeRepo(delivery_row())
-    assert await engine(repo, FakeHttp(OK), FakeRetries()).bury(TASK) is Outcome.SETTLED
-    assert repo.dead == [TASK.delivery_id]
-    repo = FakeRepo(delivery_row(), record_failures=1)
-    assert await engine(repo, FakeHttp(OK), FakeRetries()).bury(TASK) is Outcome.UNSETTLED
+    repo = fakes.Repo(delivery_row())
+    assert (
+        await fakes.engine(repo, fakes.Http(fakes.OK), fakes.Retries()).bury(fakes.TASK)
+        is Outcome.SETTLED
+    )
+    assert repo.dead == [fakes.TASK.delivery_id]
+    repo = fakes.Repo(delivery_row(), record_failures=1)
+    assert (
+        await fakes.engine(repo, fakes.Http(fakes.OK), fakes.Retries()).bury(fakes.TASK)
+        is Outcome.UNSETTLED
+    )
 
 
 async def test_a_redelivered_recorded_attempt_redoes_only_the_next_step() -> None:
@@ -448,10 +327,10 @@ async def test_a_redelivered_recorded_attempt_redoes_only_the_next_step() -> Non
         attempt_count=1,
         recorded_succeeded=False,
         recorded_http_status=500,
-        next_attempt_at=NOW + timedelta(seconds=1),
+        next_attempt_at=fakes.NOW + timedelta(seconds=1),
     )
-    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    repo, http, retries = fakes.Repo(row), fakes.Http(fakes.OK), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.SETTLED
     assert http.calls == [] and repo.recorded == []
     assert retries.scheduled == [(60, 2, 1)] and retries.now == []
 
@@ -459,18 +338,21 @@ async def test_a_redelivered_recorded_attempt_redoes_only_the_next_step() -> Non
 async def test_a_recorded_attempt_whose_retry_is_overdue_sends_the_next_one_at_once() -> None:
     """A re-driven step (the reconciler's) finds its retry already due: no second wait."""
     row = delivery_row(
-        attempt_count=1, recorded_succeeded=False, recorded_http_status=500, next_attempt_at=NOW
+        attempt_count=1,
+        recorded_succeeded=False,
+        recorded_http_status=500,
+        next_attempt_at=fakes.NOW,
     )
-    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    repo, http, retries = fakes.Repo(row), fakes.Http(fakes.OK), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.SETTLED
     assert http.calls == [] and retries.published == []
-    assert retries.now == [DeliveryStep(TASK, 2, 1)]
+    assert retries.now == [DeliveryStep(fakes.TASK, 2, 1)]
 
 
 async def test_a_step_without_our_headers_takes_its_attempt_from_the_row() -> None:
-    repo = FakeRepo(delivery_row(attempt_count=1))
-    http, retries = FakeHttp(FAIL_500), FakeRetries()
-    assert await engine(repo, http, retries).attempt(DeliveryStep(TASK, None, None))
+    repo = fakes.Repo(delivery_row(attempt_count=1))
+    http, retries = fakes.Http(fakes.FAIL_500), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(DeliveryStep(fakes.TASK, None, None))
     assert [a.attempt_number for a in repo.recorded] == [2]
     assert retries.scheduled == [(300, 3, 1)]
 
@@ -485,8 +367,8 @@ async def test_a_step_without_our_headers_takes_its_attempt_from_the_row() -> No
     ],
 )
 async def test_gone_finished_and_stale_steps_are_settled_untouched(row: DeliveryRow | None) -> None:
-    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(2)) is Outcome.SETTLED
+    repo, http, retries = fakes.Repo(row), fakes.Http(fakes.OK), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(2)) is Outcome.SETTLED
     assert http.calls == [] and repo.recorded == [] and retries.published == []
 
 
@@ -494,18 +376,22 @@ async def test_a_manual_retry_whose_reopen_has_not_committed_yet_is_waited_for()
     # The api publishes the retry (attempt 5, new schedule from 5) before its transaction
     # commits: the first read still sees DEAD. The attempt must be sent, not skipped.
     dead = delivery_row(status="DEAD", attempt_count=4, schedule_start=1)
-    repo = FakeRepo(dead, committed_row=replace(dead, status="PENDING", schedule_start=5))
-    http = FakeHttp(OK)
-    assert await engine(repo, http, FakeRetries()).attempt(step(5, 5)) is Outcome.SETTLED
+    repo = fakes.Repo(dead, committed_row=replace(dead, status="PENDING", schedule_start=5))
+    http = fakes.Http(fakes.OK)
+    assert (
+        await fakes.engine(repo, http, fakes.Retries()).attempt(fakes.step(5, 5)) is Outcome.SETTLED
+    )
     assert repo.awaited_writers == 1 and len(http.calls) == 1
     assert [(a.attempt_number, a.new_status) for a in repo.recorded] == [(5, "SUCCEEDED")]
 
 
 async def test_a_manual_retry_that_rolled_back_is_skipped() -> None:
     dead = delivery_row(status="DEAD", attempt_count=4, schedule_start=1)
-    repo = FakeRepo(dead)  # the reopen never commits: the row stays DEAD
-    http = FakeHttp(OK)
-    assert await engine(repo, http, FakeRetries()).attempt(step(5, 5)) is Outcome.SETTLED
+    repo = fakes.Repo(dead)  # the reopen never commits: the row stays DEAD
+    http = fakes.Http(fakes.OK)
+    assert (
+        await fakes.engine(repo, http, fakes.Retries()).attempt(fakes.step(5, 5)) is Outcome.SETTLED
+    )
     assert repo.awaited_writers == 1 and http.calls == [] and repo.recorded == []
 
 
@@ -513,12 +399,18 @@ async def test_an_endpoint_without_room_gets_the_step_back_later_with_no_attempt
     limits = EndpointLimits(1000)
     for _ in range(int(INITIAL)):  # the initial limit of attempts in flight to dst_unit
         assert limits.try_acquire("dst_unit") is None
-    repo, http, retries = FakeRepo(delivery_row(attempt_count=1)), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries, limits).attempt(step(2)) is Outcome.SETTLED
+    repo, http, retries = (
+        fakes.Repo(delivery_row(attempt_count=1)),
+        fakes.Http(fakes.OK),
+        fakes.Retries(),
+    )
+    assert await fakes.engine(repo, http, retries, limits).attempt(fakes.step(2)) is Outcome.SETTLED
     assert http.calls == [] and repo.recorded == []
-    assert retries.deferred == [(DeliveryStep(TASK, 2, 1), 1)]  # the same attempt, in a second
-    limits.release("dst_unit", OK)
-    assert await engine(repo, http, retries, limits).attempt(step(2)) is Outcome.SETTLED
+    assert retries.deferred == [
+        (DeliveryStep(fakes.TASK, 2, 1), 1)
+    ]  # the same attempt, in a second
+    limits.release("dst_unit", fakes.OK)
+    assert await fakes.engine(repo, http, retries, limits).attempt(fakes.step(2)) is Outcome.SETTLED
     assert len(http.calls) == 1 and repo.recorded[0].attempt_number == 2
 
 
@@ -526,22 +418,24 @@ async def test_a_step_deferred_well_past_its_due_time_moves_it_so_it_is_not_re_d
     clock = [100.0]
     limits = EndpointLimits(1000, clock=lambda: clock[0])
     throttled = HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=3600)
-    await engine(FakeRepo(delivery_row()), FakeHttp(throttled), FakeRetries(), limits).attempt(
-        step(1)
-    )  # the endpoint holds everything back for an hour
-    due_now = FakeRepo(delivery_row(next_attempt_at=NOW))
-    retries = FakeRetries()
-    await engine(due_now, FakeHttp(OK), retries, limits).attempt(step(1))
-    assert retries.deferred == [(DeliveryStep(TASK, 1, 1), 3600)]
-    assert due_now.postponed == [NOW + timedelta(seconds=3600)]
+    await fakes.engine(
+        fakes.Repo(delivery_row()), fakes.Http(throttled), fakes.Retries(), limits
+    ).attempt(fakes.step(1))  # the endpoint holds everything back for an hour
+    due_now = fakes.Repo(delivery_row(next_attempt_at=fakes.NOW))
+    retries = fakes.Retries()
+    await fakes.engine(due_now, fakes.Http(fakes.OK), retries, limits).attempt(fakes.step(1))
+    assert retries.deferred == [(DeliveryStep(fakes.TASK, 1, 1), 3600)]
+    assert due_now.postponed == [fakes.NOW + timedelta(seconds=3600)]
     # a short wait leaves the due time alone: no statement for the usual deferral
     limits = EndpointLimits(1000, clock=lambda: clock[0])
     throttled = HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=30)
-    await engine(FakeRepo(delivery_row()), FakeHttp(throttled), FakeRetries(), limits).attempt(
-        step(1)
+    await fakes.engine(
+        fakes.Repo(delivery_row()), fakes.Http(throttled), fakes.Retries(), limits
+    ).attempt(fakes.step(1))
+    briefly = fakes.Repo(delivery_row(next_attempt_at=fakes.NOW))
+    await fakes.engine(briefly, fakes.Http(fakes.OK), fakes.Retries(), limits).attempt(
+        fakes.step(1)
     )
-    briefly = FakeRepo(delivery_row(next_attempt_at=NOW))
-    await engine(briefly, FakeHttp(OK), FakeRetries(), limits).attempt(step(1))
     assert briefly.postponed == []
 
 
@@ -549,12 +443,12 @@ async def test_a_retry_after_holds_the_whole_endpoint_back() -> None:
     clock = [100.0]
     limits = EndpointLimits(1000, clock=lambda: clock[0])
     throttled = HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=30)
-    repo, retries = FakeRepo(delivery_row()), FakeRetries()
-    await engine(repo, FakeHttp(throttled), retries, limits).attempt(step(1))
-    assert retries.published == [DeliveryStep(TASK, 2, 1)] and retries.delays == [30]
-    other = FakeRepo(delivery_row())  # another delivery to the same endpoint, meanwhile
-    await engine(other, FakeHttp(OK), retries, limits).attempt(step(1))
-    assert other.recorded == [] and retries.deferred == [(DeliveryStep(TASK, 1, 1), 30)]
+    repo, retries = fakes.Repo(delivery_row()), fakes.Retries()
+    await fakes.engine(repo, fakes.Http(throttled), retries, limits).attempt(fakes.step(1))
+    assert retries.published == [DeliveryStep(fakes.TASK, 2, 1)] and retries.delays == [30]
+    other = fakes.Repo(delivery_row())  # another delivery to the same endpoint, meanwhile
+    await fakes.engine(other, fakes.Http(fakes.OK), retries, limits).attempt(fakes.step(1))
+    assert other.recorded == [] and retries.deferred == [(DeliveryStep(fakes.TASK, 1, 1), 30)]
     clock[0] += 30
-    await engine(other, FakeHttp(OK), retries, limits).attempt(step(1))
+    await fakes.engine(other, fakes.Http(fakes.OK), retries, limits).attempt(fakes.step(1))
     assert other.recorded[0].new_status == "SUCCEEDED"

@@ -13,17 +13,7 @@ from libs.delivery.http_client import HttpResult
 from libs.domain import endpoint_health
 from libs.domain.endpoint_health import HealthPolicy
 from libs.infra.broker.messages import DeliveryStep
-from tests.libs.test_delivery_engine import (
-    FAIL_500,
-    NOW,
-    OK,
-    TASK,
-    FakeHttp,
-    FakeRepo,
-    FakeRetries,
-    engine,
-    step,
-)
+from tests.support import engine_fakes as fakes
 from tests.support.factories import sender_delivery_row as delivery_row
 
 GONE = HttpResult(False, 410, "HTTP 410", "gone", 5)
@@ -53,61 +43,65 @@ def test_what_an_attempt_says_of_its_endpoint() -> None:
 
 def test_failing_takes_both_the_period_and_the_dead_count() -> None:
     policy = HealthPolicy(timedelta(days=5), 3)
-    long_ago, lately = NOW - timedelta(days=6), NOW - timedelta(days=1)
-    assert endpoint_health.is_failing(long_ago, 3, NOW, policy)
-    assert not endpoint_health.is_failing(long_ago, 2, NOW, policy)
-    assert not endpoint_health.is_failing(lately, 30, NOW, policy)
-    assert not endpoint_health.is_failing(None, 30, NOW, policy)
+    long_ago, lately = fakes.NOW - timedelta(days=6), fakes.NOW - timedelta(days=1)
+    assert endpoint_health.is_failing(long_ago, 3, fakes.NOW, policy)
+    assert not endpoint_health.is_failing(long_ago, 2, fakes.NOW, policy)
+    assert not endpoint_health.is_failing(lately, 30, fakes.NOW, policy)
+    assert not endpoint_health.is_failing(None, 30, fakes.NOW, policy)
 
 
 async def test_a_410_disables_the_endpoint_and_parks_the_delivery() -> None:
-    repo, http, retries = FakeRepo(delivery_row()), FakeHttp(GONE), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
+    repo, http, retries = fakes.Repo(delivery_row()), fakes.Http(GONE), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.SETTLED
     assert repo.disabled == [("dst_unit", "ENDPOINT_GONE")]
     [record] = repo.recorded
     assert (record.new_status, record.next_attempt_at) == ("PARKED", None)
     assert retries.published == []  # no retry: nothing left to come
 
 
-@pytest.mark.parametrize(("result", "effect"), [(OK, False), (FAIL_500, True), (THROTTLED, None)])
+@pytest.mark.parametrize(
+    ("result", "effect"), [(fakes.OK, False), (fakes.FAIL_500, True), (THROTTLED, None)]
+)
 async def test_each_attempt_is_recorded_with_its_health_effect(
     result: HttpResult, effect: bool | None
 ) -> None:
-    repo, http, retries = FakeRepo(delivery_row()), FakeHttp(result), FakeRetries()
-    await engine(repo, http, retries).attempt(step(1))
+    repo, http, retries = fakes.Repo(delivery_row()), fakes.Http(result), fakes.Retries()
+    await fakes.engine(repo, http, retries).attempt(fakes.step(1))
     assert repo.recorded[0].endpoint_failed is effect
 
 
 async def test_an_inactive_endpoints_delivery_is_parked_unsent() -> None:
     row = delivery_row(endpoint_status="INACTIVE", deactivated_reason="FAILING")
-    repo, http, retries = FakeRepo(row), FakeHttp(OK), FakeRetries()
-    assert await engine(repo, http, retries).attempt(step(1)) is Outcome.SETTLED
-    assert repo.parked == [TASK.delivery_id]
+    repo, http, retries = fakes.Repo(row), fakes.Http(fakes.OK), fakes.Retries()
+    assert await fakes.engine(repo, http, retries).attempt(fakes.step(1)) is Outcome.SETTLED
+    assert repo.parked == [fakes.TASK.delivery_id]
     assert http.calls == [] and repo.recorded == [] and retries.published == []
 
 
 async def test_a_plan_downgrade_or_a_test_call_is_not_parked() -> None:
     row = delivery_row(endpoint_status="INACTIVE", deactivated_reason="PLAN_DOWNGRADE")
-    repo, http = FakeRepo(row), FakeHttp(OK)
-    await engine(repo, http, FakeRetries()).attempt(step(1))
+    repo, http = fakes.Repo(row), fakes.Http(fakes.OK)
+    await fakes.engine(repo, http, fakes.Retries()).attempt(fakes.step(1))
     assert repo.parked == [] and len(http.calls) == 1
     row = delivery_row(endpoint_status="INACTIVE", deactivated_reason="FAILING")
-    repo, http = FakeRepo(row), FakeHttp(OK)
-    test_call = DeliveryStep(TASK.model_copy(update={"type": "webhook.test"}), 1, 1)
-    await engine(repo, http, FakeRetries()).attempt(test_call)
+    repo, http = fakes.Repo(row), fakes.Http(fakes.OK)
+    test_call = DeliveryStep(fakes.TASK.model_copy(update={"type": "webhook.test"}), 1, 1)
+    await fakes.engine(repo, http, fakes.Retries()).attempt(test_call)
     assert repo.parked == [] and len(http.calls) == 1
 
 
 async def test_dead_deliveries_disable_a_failing_endpoint_only_past_both_bounds() -> None:
-    repo = FakeRepo(delivery_row(), failing_since=NOW - timedelta(days=6))
-    runner = engine(repo, FakeHttp(OK), FakeRetries())
+    repo = fakes.Repo(delivery_row(), failing_since=fakes.NOW - timedelta(days=6))
+    runner = fakes.engine(repo, fakes.Http(fakes.OK), fakes.Retries())
     runner.health = HealthPolicy(timedelta(days=5), 2)
-    assert await runner.bury(TASK) is Outcome.SETTLED
+    assert await runner.bury(fakes.TASK) is Outcome.SETTLED
     assert repo.disabled == []  # one DEAD delivery in a row
-    await runner.bury(TASK)
+    await runner.bury(fakes.TASK)
     assert repo.disabled == [("ep_1", "FAILING")]
-    recent = FakeRepo(delivery_row(), failing_since=NOW - timedelta(days=1), dead_in_a_row=9)
-    runner = engine(recent, FakeHttp(OK), FakeRetries())
+    recent = fakes.Repo(
+        delivery_row(), failing_since=fakes.NOW - timedelta(days=1), dead_in_a_row=9
+    )
+    runner = fakes.engine(recent, fakes.Http(fakes.OK), fakes.Retries())
     runner.health = HealthPolicy(timedelta(days=5), 2)
-    await runner.bury(TASK)
+    await runner.bury(fakes.TASK)
     assert recent.disabled == []

@@ -10,18 +10,10 @@ from dataclasses import dataclass, field, replace
 
 from libs.delivery.engine import DeliveryEngine, Outcome
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
-from tests.libs.test_delivery_engine import (
-    FAIL_500,
-    OK,
-    TASK,
-    FakeHttp,
-    FakeRepo,
-    FakeRetries,
-    engine,
-)
+from tests.support import engine_fakes as fakes
 from tests.support.factories import sender_delivery_row as delivery_row
 
-KEYED = TASK.model_copy(update={"ordering_key": "customer-7"})
+KEYED = fakes.TASK.model_copy(update={"ordering_key": "customer-7"})
 NEXT = KEYED.model_copy(update={"delivery_id": "del_next", "event_id": "evt_next"})
 
 
@@ -42,14 +34,14 @@ class FakeLines:
 
 
 def ordered(
-    repo: FakeRepo, http: FakeHttp, retries: FakeRetries, lines: FakeLines
+    repo: fakes.Repo, http: fakes.Http, retries: fakes.Retries, lines: FakeLines
 ) -> DeliveryEngine:
-    return replace(engine(repo, http, retries), lines=lines)
+    return replace(fakes.engine(repo, http, retries), lines=lines)
 
 
 async def test_a_head_that_succeeds_releases_its_line_and_sends_the_next() -> None:
-    repo, retries, lines = FakeRepo(delivery_row()), FakeRetries(), FakeLines([NEXT])
-    outcome = await ordered(repo, FakeHttp(OK), retries, lines).attempt(DeliveryStep(KEYED))
+    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([NEXT])
+    outcome = await ordered(repo, fakes.Http(fakes.OK), retries, lines).attempt(DeliveryStep(KEYED))
     assert outcome is Outcome.SETTLED
     assert lines.released == [(KEYED.endpoint_id, "customer-7")]
     assert [(s.task, s.attempt, s.schedule_start) for s in retries.now] == [(NEXT, 1, 1)]
@@ -57,48 +49,60 @@ async def test_a_head_that_succeeds_releases_its_line_and_sends_the_next() -> No
 
 
 async def test_a_head_with_a_retry_ahead_releases_nothing() -> None:
-    repo, retries, lines = FakeRepo(delivery_row()), FakeRetries(), FakeLines([NEXT])
-    await ordered(repo, FakeHttp(FAIL_500), retries, lines).attempt(DeliveryStep(KEYED))
+    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([NEXT])
+    await ordered(repo, fakes.Http(fakes.FAIL_500), retries, lines).attempt(DeliveryStep(KEYED))
     assert lines.released == [] and retries.now == [] and len(retries.published) == 1
 
 
 async def test_the_key_may_come_from_the_row() -> None:
     """A task built without its key (a manual retry's) still releases its line."""
-    repo, lines = FakeRepo(delivery_row(ordering_key="from-row")), FakeLines()
-    await ordered(repo, FakeHttp(OK), FakeRetries(), lines).attempt(DeliveryStep(TASK))
-    assert lines.released == [(TASK.endpoint_id, "from-row")]
+    repo, lines = fakes.Repo(delivery_row(ordering_key="from-row")), FakeLines()
+    await ordered(repo, fakes.Http(fakes.OK), fakes.Retries(), lines).attempt(
+        DeliveryStep(fakes.TASK)
+    )
+    assert lines.released == [(fakes.TASK.endpoint_id, "from-row")]
 
 
 async def test_an_unordered_delivery_never_asks() -> None:
     lines = FakeLines()
-    for result in (OK, FAIL_500):
-        await ordered(FakeRepo(delivery_row()), FakeHttp(result), FakeRetries(), lines).attempt(
-            DeliveryStep(TASK)
-        )
-    await ordered(FakeRepo(delivery_row()), FakeHttp(OK), FakeRetries(), lines).bury(TASK)
+    for result in (fakes.OK, fakes.FAIL_500):
+        await ordered(
+            fakes.Repo(delivery_row()), fakes.Http(result), fakes.Retries(), lines
+        ).attempt(DeliveryStep(fakes.TASK))
+    await ordered(fakes.Repo(delivery_row()), fakes.Http(fakes.OK), fakes.Retries(), lines).bury(
+        fakes.TASK
+    )
     assert lines.released == []
-    assert b"orderingKey" not in DeliveryStep(TASK).message().body  # the body is as it was
+    assert b"orderingKey" not in DeliveryStep(fakes.TASK).message().body  # the body is as it was
 
 
 async def test_a_buried_head_releases_its_line() -> None:
-    retries, lines = FakeRetries(), FakeLines([NEXT])
-    outcome = await ordered(FakeRepo(delivery_row()), FakeHttp(OK), retries, lines).bury(KEYED)
+    retries, lines = fakes.Retries(), FakeLines([NEXT])
+    outcome = await ordered(fakes.Repo(delivery_row()), fakes.Http(fakes.OK), retries, lines).bury(
+        KEYED
+    )
     assert outcome is Outcome.SETTLED and [s.task for s in retries.now] == [NEXT]
 
 
 async def test_a_redelivered_step_of_an_ended_head_releases_again() -> None:
     """A crash between the record and the release: the redelivered step finds the delivery
     ended, sends nothing, and releases (a release that already ran changes nothing)."""
-    repo, http, lines = FakeRepo(delivery_row(status="SUCCEEDED")), FakeHttp(OK), FakeLines()
-    assert await ordered(repo, http, FakeRetries(), lines).attempt(DeliveryStep(KEYED)) is (
+    repo, http, lines = (
+        fakes.Repo(delivery_row(status="SUCCEEDED")),
+        fakes.Http(fakes.OK),
+        FakeLines(),
+    )
+    assert await ordered(repo, http, fakes.Retries(), lines).attempt(DeliveryStep(KEYED)) is (
         Outcome.SETTLED
     )
     assert http.calls == [] and lines.released == [(KEYED.endpoint_id, "customer-7")]
 
 
 async def test_a_release_that_fails_leaves_the_step_unacknowledged() -> None:
-    repo, lines = FakeRepo(delivery_row()), FakeLines(fail=True)
-    outcome = await ordered(repo, FakeHttp(OK), FakeRetries(), lines).attempt(DeliveryStep(KEYED))
+    repo, lines = fakes.Repo(delivery_row()), FakeLines(fail=True)
+    outcome = await ordered(repo, fakes.Http(fakes.OK), fakes.Retries(), lines).attempt(
+        DeliveryStep(KEYED)
+    )
     assert outcome is Outcome.UNSETTLED and len(repo.recorded) == 1
-    outcome = await ordered(repo, FakeHttp(OK), FakeRetries(), lines).bury(KEYED)
+    outcome = await ordered(repo, fakes.Http(fakes.OK), fakes.Retries(), lines).bury(KEYED)
     assert outcome is Outcome.UNSETTLED

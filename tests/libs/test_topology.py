@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import aio_pika
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import ExchangeType, RabbitBroker
 
+from harness.broker import delete_broker_objects
+from libs.domain.retry_policy import RETRY_TIERS_S
+from libs.infra.broker.messages import ENDPOINT_HEADER
 from libs.infra.broker.topology import SEND_ROUTING_KEY, Topology, declare_topology
 
 
@@ -61,3 +65,89 @@ def test_every_name_carries_the_prefix_and_tiers_carry_their_scaled_ttl() -> Non
         "px.retry.36000ms",
     ]
     assert topology.sender_queue.arguments["x-queue-type"] == "quorum"
+
+
+def test_one_shard_is_todays_topology_and_n_shards_hang_off_a_consistent_hash_exchange() -> None:
+    plain = Topology("px")
+    assert [q.name for q in plain.sender_queues] == ["px.sender"]
+    assert (plain.sender_queue.name, plain.deliveries_exchange.name) in _names(plain)
+    assert all(e.name != "px.deliveries.shards" for _, e in plain.bindings())
+
+    sharded = Topology("px", sender_shards=3)
+    shards = sharded.shards_exchange
+    assert [q.name for q in sharded.sender_queues] == ["px.sender.0", "px.sender.1", "px.sender.2"]
+    assert [(q, e) for q, e in _names(sharded) if q.startswith("px.sender")] == [
+        (f"px.sender.{k}", "px.deliveries.shards") for k in range(3)
+    ]
+    assert shards.type == ExchangeType.X_CONSISTENT_HASH
+    assert shards.arguments == {"hash-header": ENDPOINT_HEADER}
+    assert shards.bind_to is not None and shards.bind_to.name == "px.deliveries"
+    assert shards.routing_key == SEND_ROUTING_KEY
+    # a shard dead-letters and counts poison exactly as the one queue does
+    for queue in sharded.sender_queues:
+        assert queue.arguments == sharded.sender_queue.arguments
+    # what the autoscaler sums: the one queue and every shard, nothing else
+    work = {q.name for q in plain.sender_queues + sharded.sender_queues}
+    for name in [q.name for q, _ in sharded.bindings()] + ["px.sender"]:
+        assert bool(re.fullmatch(sharded.sender_queues_pattern, name)) == (name in work), name
+
+
+def _names(topology: Topology) -> list[tuple[str, str]]:
+    return [(q.name, e.name) for q, e in topology.bindings()]
+
+
+async def test_shards_take_each_endpoint_whole_retries_come_back_to_it_and_the_old_queue_drains(
+    test_env: dict[str, str],
+) -> None:
+    prefix = test_env["HOOKPOST_BROKER_PREFIX"] + "_shards"
+    plain = Topology(prefix, retry_delay_scale=0.001)
+    sharded = Topology(prefix, retry_delay_scale=0.001, sender_shards=3)
+    broker = RabbitBroker(test_env["HOOKPOST_AMQP_URL"])
+    await broker.connect()
+    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await declare_topology(broker, plain)
+        deliveries = await channel.get_exchange(plain.deliveries_exchange.name)
+        await deliveries.publish(_step("before"), SEND_ROUTING_KEY, mandatory=True)
+
+        await declare_topology(broker, sharded)  # the switch from 1 to 3
+        await declare_topology(broker, sharded)  # idempotent
+        endpoints = [f"ep_{n}" for n in range(60)]
+        for endpoint in endpoints:
+            for _ in range(2):
+                await deliveries.publish(_step(endpoint), SEND_ROUTING_KEY, mandatory=True)
+        retry = await channel.get_exchange(sharded.retry_exchange.name)
+        for endpoint in endpoints[:10]:  # a 10 ms tier dead-letters them to deliveries/send
+            routing_key = sharded.retry_routing_key(RETRY_TIERS_S[0])
+            await retry.publish(_step(endpoint), routing_key, mandatory=True)
+
+        where: dict[str, set[str]] = {}
+        received, expected = 0, len(endpoints) * 2 + 10
+        deadline = time.monotonic() + 10
+        while received < expected:
+            assert time.monotonic() < deadline, f"{received} of {expected} arrived"
+            for queue in sharded.sender_queues:
+                message = await (await channel.get_queue(queue.name)).get(fail=False)
+                if message is not None:
+                    where.setdefault(queue.name, set()).add(message.headers[ENDPOINT_HEADER])
+                    received += 1
+                    await message.ack()
+        assert len(where) == 3, "every shard carries work"
+        placed = [endpoint for queue in where for endpoint in where[queue]]
+        assert sorted(placed) == sorted(endpoints), "each endpoint on one shard only"
+        legacy = await channel.get_queue(plain.sender_queue.name)
+        kept = await legacy.get(fail=False)
+        assert kept is not None and kept.headers[ENDPOINT_HEADER] == "before"
+        await kept.ack()
+        assert await legacy.get(fail=False) is None, "nothing new reaches the old queue"
+    finally:
+        await connection.close()
+        await broker.stop()
+        await delete_broker_objects(test_env["HOOKPOST_AMQP_URL"], prefix, [0.001], 3)
+
+
+def _step(endpoint: str) -> aio_pika.Message:
+    return aio_pika.Message(
+        b"task", headers={ENDPOINT_HEADER: endpoint}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+    )

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from libs.delivery.repository import AttemptRecord, DeliveryRepository
 from libs.domain.endpoint_kinds import EndpointKind
@@ -46,7 +47,14 @@ def attempt(task: DeliveryTask, number: int, *, ok: bool) -> AttemptRecord:
     )
 
 
-async def new_delivery(db_pool: asyncpg.Pool, make_org: Callable) -> DeliveryTask:
+@pytest.fixture
+def repository(db_pool: asyncpg.Pool) -> DeliveryRepository:
+    return DeliveryRepository(db_pool)
+
+
+@pytest.fixture
+async def task(db_pool: asyncpg.Pool, make_org: Callable) -> DeliveryTask:
+    """A PENDING delivery of a new org's endpoint, as its task."""
     org = await make_org(Plan.PRO)
     endpoint = await make_endpoint(
         db_pool, org.organizationId, "http://127.0.0.1:9/hook", ["mapping.completed"]
@@ -57,11 +65,8 @@ async def new_delivery(db_pool: asyncpg.Pool, make_org: Callable) -> DeliveryTas
 
 
 async def test_a_late_failed_copy_does_not_rewrite_a_succeeded_delivery(
-    db_pool: asyncpg.Pool, make_org: Callable
+    db_pool: asyncpg.Pool, task: DeliveryTask, repository: DeliveryRepository
 ) -> None:
-    task = await new_delivery(db_pool, make_org)
-    repository = DeliveryRepository(db_pool)
-
     assert await repository.record(attempt(task, 1, ok=True)) == "SUCCEEDED"
     assert await repository.record(attempt(task, 1, ok=False)) is None  # too late
     assert await repository.record(attempt(task, 2, ok=False)) is None  # stale next
@@ -75,11 +80,8 @@ async def test_a_late_failed_copy_does_not_rewrite_a_succeeded_delivery(
 
 
 async def test_while_pending_a_repeated_attempt_overwrites_its_own_row(
-    db_pool: asyncpg.Pool, make_org: Callable
+    db_pool: asyncpg.Pool, task: DeliveryTask, repository: DeliveryRepository
 ) -> None:
-    task = await new_delivery(db_pool, make_org)
-    repository = DeliveryRepository(db_pool)
-
     assert await repository.record(attempt(task, 1, ok=False)) == "PENDING"
     assert await repository.record(attempt(task, 1, ok=True)) == "SUCCEEDED"
 
@@ -88,16 +90,15 @@ async def test_while_pending_a_repeated_attempt_overwrites_its_own_row(
 
 
 async def test_a_deleted_delivery_records_nothing(
-    db_pool: asyncpg.Pool, make_org: Callable
+    db_pool: asyncpg.Pool, task: DeliveryTask, repository: DeliveryRepository
 ) -> None:
-    task = await new_delivery(db_pool, make_org)
     await db_pool.execute("DELETE FROM deliveries WHERE id = $1", task.delivery_id)
-    assert await DeliveryRepository(db_pool).record(attempt(task, 1, ok=True)) is None
+    assert await repository.record(attempt(task, 1, ok=True)) is None
     assert await attempts_of(db_pool, task.delivery_id) == []
 
 
 async def test_a_just_created_row_is_what_loading_it_would_read(
-    db_pool: asyncpg.Pool, make_org: Callable
+    db_pool: asyncpg.Pool, make_org: Callable, repository: DeliveryRepository
 ) -> None:
     # The dispatcher's first attempts take `new_rows` instead of reading them back:
     # for a destination and for an agent sink (with the job it pushes), the row must be
@@ -153,8 +154,6 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
                 data=event.data,
             )
         )
-    repository = DeliveryRepository(db_pool)
-
     created = await repository.new_rows(tasks)
     loaded = [await repository.load(task, 1) for task in tasks]
 
@@ -166,8 +165,7 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
 
 
 async def test_a_created_row_whose_endpoint_is_gone_is_none(
-    db_pool: asyncpg.Pool, make_org: Callable
+    db_pool: asyncpg.Pool, task: DeliveryTask, repository: DeliveryRepository
 ) -> None:
-    task = await new_delivery(db_pool, make_org)
     await db_pool.execute("DELETE FROM endpoints WHERE id = $1", task.endpoint_id)
-    assert await DeliveryRepository(db_pool).new_rows([task]) == [None]
+    assert await repository.new_rows([task]) == [None]

@@ -20,6 +20,7 @@ from tests.support.factories import (
     deliveries_of,
     deliveries_when,
     event_message,
+    event_to,
     make_endpoint,
     succeeded,
 )
@@ -39,9 +40,7 @@ async def dispatcher_alone(
 async def test_the_dispatcher_posts_a_first_attempt_with_no_sender_running(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/here", [200]))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/here", [200]))
     await dispatcher_alone.publish(event)
 
     [request] = await receiver.wait_for("/here", 1)
@@ -126,9 +125,7 @@ async def test_an_endpoint_that_takes_long_gets_its_first_attempts_from_the_send
 async def test_a_failed_first_attempt_is_retried_by_a_sender(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/retry", [500, 200]))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/retry", [500, 200]))
     await dispatcher_alone.publish(event)
 
     [delivery] = await deliveries_when(
@@ -146,9 +143,7 @@ async def test_a_failed_first_attempt_is_retried_by_a_sender(
 async def test_a_dispatcher_killed_during_a_first_attempt_loses_nothing(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/killed", [200], delay_s=2.0))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/killed", [200], delay_s=2.0))
     await dispatcher_alone.publish(event)
 
     await receiver.wait_for("/killed", 1)

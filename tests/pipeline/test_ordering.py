@@ -114,6 +114,20 @@ async def statuses(pool: asyncpg.Pool, events: list[EventMessage]) -> list[str]:
     return [row["status"] for row in rows]
 
 
+async def publish_in_reverse_until_delivered(
+    pipeline: Pipeline, pool: asyncpg.Pool, accepted: list[EventMessage]
+) -> None:
+    """Published in reverse, so the dispatcher meets each key's later events first; returns
+    once every delivery SUCCEEDED."""
+    for event in reversed(accepted):
+        await pipeline.publish(event)
+    await eventually(
+        lambda: statuses(pool, accepted),
+        lambda found: found == ["SUCCEEDED"] * len(accepted),
+        timeout=60,
+    )
+
+
 async def test_each_key_arrives_in_order_while_attempts_fail(
     pipeline: Pipeline, db_pool: asyncpg.Pool, receiver: Receiver, failing_endpoint: NewTarget
 ) -> None:
@@ -127,15 +141,7 @@ async def test_each_key_arrives_in_order_while_attempts_fail(
             accepted.append(event)
             if len(accepted) % 3 == 0:
                 behaviour.first.add(event.id)  # every 3rd event's first attempt fails
-    # Published in reverse: the dispatcher meets each key's later events first.
-    for event in reversed(accepted):
-        await pipeline.publish(event)
-
-    await eventually(
-        lambda: statuses(db_pool, accepted),
-        lambda found: found == ["SUCCEEDED"] * len(accepted),
-        timeout=60,
-    )
+    await publish_in_reverse_until_delivered(pipeline, db_pool, accepted)
     for line in lines.values():
         assert_in_line(receiver.records, [event.id for event in line])
     assert len(behaviour.first & behaviour.seen) == 6, "the failing attempts were made"

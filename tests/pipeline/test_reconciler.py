@@ -7,7 +7,7 @@ queue holds reaches its receiver, once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +30,7 @@ from libs.infra.broker.topology import Topology
 from libs.infra.settings import get_settings
 from services.dispatcher.reconciler import Reconciler
 from tests.support.factories import (
+    EndpointRow,
     deliveries_when,
     event_message,
     insert_event,
@@ -87,10 +88,15 @@ async def setup(
         yield Setup(reconciler, await connection.channel(), topology)
 
 
-async def overdue_delivery(
-    pool: asyncpg.Pool, org_id: str, endpoint_id: str, **columns: object
-) -> str:
-    delivery_id = await insert_pending_delivery(pool, org_id, endpoint_id)
+@pytest.fixture
+async def endpoint(db_pool: asyncpg.Pool, make_org: Callable) -> EndpointRow:
+    """A new org's endpoint; nothing is sent to it (the reconciler only publishes steps)."""
+    org = await make_org()
+    return await make_endpoint(db_pool, org.organizationId, "https://x.test/h", ["a"])
+
+
+async def overdue_delivery(pool: asyncpg.Pool, endpoint: EndpointRow, **columns: object) -> str:
+    delivery_id = await insert_pending_delivery(pool, endpoint.organization_id, endpoint.id)
     await pool.execute(
         "UPDATE deliveries SET next_attempt_at = $2 WHERE id = $1", delivery_id, LONG_AGO
     )
@@ -100,19 +106,15 @@ async def overdue_delivery(
 
 
 async def test_overdue_deliveries_are_re_driven_at_the_step_they_are_at_once_per_bound(
-    setup: Setup, db_pool: asyncpg.Pool, make_org
+    setup: Setup, db_pool: asyncpg.Pool, endpoint: EndpointRow
 ) -> None:
-    org = await make_org()
-    endpoint = await make_endpoint(db_pool, org.organizationId, "https://x.test/h", ["a"])
-    never_tried = await overdue_delivery(db_pool, org.organizationId, endpoint.id)
-    retry_lost = await overdue_delivery(
-        db_pool, org.organizationId, endpoint.id, attempt_count=2, schedule_start=1
-    )
+    never_tried = await overdue_delivery(db_pool, endpoint)
+    retry_lost = await overdue_delivery(db_pool, endpoint, attempt_count=2, schedule_start=1)
     after_manual_retry = await overdue_delivery(
-        db_pool, org.organizationId, endpoint.id, attempt_count=5, schedule_start=5
+        db_pool, endpoint, attempt_count=5, schedule_start=5
     )
-    on_time = await insert_pending_delivery(db_pool, org.organizationId, endpoint.id)
-    ended = await overdue_delivery(db_pool, org.organizationId, endpoint.id, status="SUCCEEDED")
+    on_time = await insert_pending_delivery(db_pool, endpoint.organization_id, endpoint.id)
+    ended = await overdue_delivery(db_pool, endpoint, status="SUCCEEDED")
 
     await setup.reconciler.run_once()
     steps = await setup.steps()
@@ -147,11 +149,9 @@ async def test_overdue_events_are_published_again_and_dispatched_ones_are_not(
 
 
 async def test_a_poison_message_s_work_is_left_alone(
-    setup: Setup, db_pool: asyncpg.Pool, make_org
+    setup: Setup, db_pool: asyncpg.Pool, endpoint: EndpointRow
 ) -> None:
-    org = await make_org()
-    endpoint = await make_endpoint(db_pool, org.organizationId, "https://x.test/h", ["a"])
-    poisoned = await overdue_delivery(db_pool, org.organizationId, endpoint.id)
+    poisoned = await overdue_delivery(db_pool, endpoint)
     await db_pool.execute(
         "INSERT INTO poison_messages (queue, exchange, routing_key, message_id, body)"
         " VALUES ('q', 'x', 'send', $1, '\\x00')",
@@ -168,11 +168,9 @@ async def test_a_poison_message_s_work_is_left_alone(
 
 
 async def test_work_whose_publish_is_not_confirmed_stays_overdue(
-    setup: Setup, db_pool: asyncpg.Pool, make_org
+    setup: Setup, db_pool: asyncpg.Pool, endpoint: EndpointRow
 ) -> None:
-    org = await make_org()
-    endpoint = await make_endpoint(db_pool, org.organizationId, "https://x.test/h", ["a"])
-    delivery = await overdue_delivery(db_pool, org.organizationId, endpoint.id)
+    delivery = await overdue_delivery(db_pool, endpoint)
     await setup.channel.queue_delete(setup.topology.sender_queue.name)  # unroutable: returned
     await setup.reconciler.run_once()
     due = await db_pool.fetchval("SELECT next_attempt_at FROM deliveries WHERE id = $1", delivery)
@@ -180,15 +178,13 @@ async def test_work_whose_publish_is_not_confirmed_stays_overdue(
 
 
 async def test_an_ordered_line_left_without_a_head_is_released(
-    setup: Setup, db_pool: asyncpg.Pool, make_org
+    setup: Setup, db_pool: asyncpg.Pool, endpoint: EndpointRow
 ) -> None:
     """Its head ended, and the release that should have followed never ran (a crash): the
     earliest HELD delivery goes, once, its step carrying the line's key; a line still in
     flight is left alone."""
-    org = await make_org()
-    endpoint = await make_endpoint(db_pool, org.organizationId, "https://x.test/h", ["a"])
-    headless = [await overdue_delivery(db_pool, org.organizationId, endpoint.id) for _ in "ab"]
-    in_flight = [await overdue_delivery(db_pool, org.organizationId, endpoint.id) for _ in "ab"]
+    headless = [await overdue_delivery(db_pool, endpoint) for _ in "ab"]
+    in_flight = [await overdue_delivery(db_pool, endpoint) for _ in "ab"]
     for ids, key, head in ((headless, "lost", "HELD"), (in_flight, "busy", "PENDING")):
         await db_pool.execute(
             "UPDATE deliveries SET status = 'HELD', ordering_key = $2, updated_at = $3"

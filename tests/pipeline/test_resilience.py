@@ -19,18 +19,8 @@ import pytest
 from harness.receiver import Receiver
 from harness.waiting import eventually
 from tests.pipeline.conftest import BACKPRESSURE_LIMIT
+from tests.support import factories
 from tests.support.connection_counter import ConnectionCounter
-from tests.support.factories import (
-    attempts_of,
-    delivered,
-    deliveries_of,
-    deliveries_when,
-    dispatched,
-    event_message,
-    insert_pending_delivery,
-    make_endpoint,
-    succeeded,
-)
 from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -40,27 +30,29 @@ async def test_sigkilled_sender_in_flight_delivery_is_redelivered_and_completes(
     isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/slow-kill", [200], 3.0))
+    await factories.make_endpoint(
+        db_pool, org.organizationId, receiver.script("/slow-kill", [200], 3.0)
+    )
     doomed = await isolated_pipeline.stack.add_sender()
-    event = event_message(org.organizationId)
+    event = factories.event_message(org.organizationId)
     await isolated_pipeline.publish(event)
 
     [first] = await receiver.wait_for("/slow-kill", 1)
     # SIGKILL while the POST is in flight
     assert await isolated_pipeline.stack.kill(doomed) == -signal.SIGKILL
-    [delivery] = await deliveries_of(db_pool, event.id)
+    [delivery] = await factories.deliveries_of(db_pool, event.id)
     assert delivery["status"] == "PENDING" and delivery["attempt_count"] == 0
 
     replacement = await isolated_pipeline.stack.add_sender()
     try:
         requests = await receiver.wait_for("/slow-kill", 2, timeout=20)
-        [delivery] = await deliveries_when(db_pool, event.id, succeeded)
+        [delivery] = await factories.deliveries_when(db_pool, event.id, factories.succeeded)
     finally:
         await isolated_pipeline.stack.remove(replacement)
     # Same attempt again (at-least-once): same delivery id, same eventId, recorded once.
     assert [r.headers["X-Webhook-Delivery"] for r in requests] == [delivery["id"]] * 2
     assert requests[1].json()["eventId"] == first.json()["eventId"] == event.id
-    [attempt] = await attempts_of(db_pool, delivery["id"])
+    [attempt] = await factories.attempts_of(db_pool, delivery["id"])
     assert attempt["succeeded"] is True and delivery["attempt_count"] == 1
 
 
@@ -72,9 +64,9 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     url = receiver.script("/slow-term", [200], delay_s=2.0)
     for each in (org, late_org):
         forget_orgs(each.organizationId)
-        await make_endpoint(db_pool, each.organizationId, url)
+        await factories.make_endpoint(db_pool, each.organizationId, url)
     sender = await isolated_pipeline.stack.add_sender()
-    events = [event_message(org.organizationId) for _ in range(3)]
+    events = [factories.event_message(org.organizationId) for _ in range(3)]
     for event in events:
         await isolated_pipeline.publish(event)
     await receiver.wait_for("/slow-term", 3)
@@ -88,7 +80,7 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     )
     await asyncio.sleep(0.3)
     # Published while it drains: a stopping sender takes nothing new.
-    late = [event_message(late_org.organizationId) for _ in range(2)]
+    late = [factories.event_message(late_org.organizationId) for _ in range(2)]
     for event in late:
         await isolated_pipeline.publish(event)
 
@@ -97,13 +89,13 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     # It waited for the in-flight POSTs (2 s each) instead of dropping them.
     assert time.monotonic() - signalled_at >= 1.0
     for event in events:
-        [delivery] = await deliveries_of(db_pool, event.id)
+        [delivery] = await factories.deliveries_of(db_pool, event.id)
         assert delivery["status"] == "SUCCEEDED", delivery
-        [attempt] = await attempts_of(db_pool, delivery["id"])
+        [attempt] = await factories.attempts_of(db_pool, delivery["id"])
         assert attempt["succeeded"] is True
     assert len(receiver.on("/slow-term")) == 3
     for event in late:
-        [delivery] = await deliveries_of(db_pool, event.id)
+        [delivery] = await factories.deliveries_of(db_pool, event.id)
         assert delivery["status"] == "PENDING" and delivery["attempt_count"] == 0
     # Nothing in flight was left behind; the late tasks wait in the queue for a replica.
     sender_queue = isolated_pipeline.topology.sender_queue.name
@@ -113,7 +105,7 @@ async def test_sigterm_finishes_in_flight_deliveries_and_exits_zero(
     try:
         await receiver.wait_for("/slow-term", 5)
         for event in late:
-            await deliveries_when(db_pool, event.id, succeeded)
+            await factories.deliveries_when(db_pool, event.id, factories.succeeded)
     finally:
         await isolated_pipeline.stack.remove(successor)
 
@@ -125,23 +117,25 @@ async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
     forget_orgs(crowded.organizationId)
     forget_orgs(calm.organizationId)
     url = "http://127.0.0.1:9/never-called"
-    crowded_endpoint = await make_endpoint(db_pool, crowded.organizationId, url)
-    calm_endpoint = await make_endpoint(db_pool, calm.organizationId, url)
+    crowded_endpoint = await factories.make_endpoint(db_pool, crowded.organizationId, url)
+    calm_endpoint = await factories.make_endpoint(db_pool, calm.organizationId, url)
     for _ in range(BACKPRESSURE_LIMIT + 1):
-        await insert_pending_delivery(db_pool, crowded.organizationId, crowded_endpoint.id)
+        await factories.insert_pending_delivery(
+            db_pool, crowded.organizationId, crowded_endpoint.id
+        )
     for _ in range(BACKPRESSURE_LIMIT):  # at the limit, not over it
-        await insert_pending_delivery(db_pool, calm.organizationId, calm_endpoint.id)
+        await factories.insert_pending_delivery(db_pool, calm.organizationId, calm_endpoint.id)
 
-    dropped = [event_message(crowded.organizationId) for _ in range(3)]
-    kept = event_message(calm.organizationId)
+    dropped = [factories.event_message(crowded.organizationId) for _ in range(3)]
+    kept = factories.event_message(calm.organizationId)
     for event in [*dropped, kept]:
         await isolated_pipeline.publish(event)
 
     for event in [*dropped, kept]:
-        await dispatched(db_pool, event.id)
+        await factories.dispatched(db_pool, event.id)
     for event in dropped:
-        assert await deliveries_of(db_pool, event.id) == []
-    assert len(await deliveries_of(db_pool, kept.id)) == 1
+        assert await factories.deliveries_of(db_pool, event.id) == []
+    assert len(await factories.deliveries_of(db_pool, kept.id)) == 1
 
     hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
     rows = await db_pool.fetch(
@@ -165,22 +159,24 @@ async def test_prod_sender_refuses_loopback_at_send_time_without_connecting(
     org = await make_org()
     forget_orgs(org.organizationId)
     # Stored straight into the database: registration would have refused them.
-    literal = await make_endpoint(
+    literal = await factories.make_endpoint(
         db_pool, org.organizationId, f"https://127.0.0.1:{counter.port}/hook", ["export.ready"]
     )
-    named = await make_endpoint(
+    named = await factories.make_endpoint(
         db_pool, org.organizationId, f"https://localhost:{counter.port}/hook", ["export.ready"]
     )
     sender = await isolated_pipeline.stack.add_sender(HOOKPOST_ENV="prod")
     try:
-        event = event_message(org.organizationId, "export.ready", {"exportFileId": "ef_9"})
+        event = factories.event_message(
+            org.organizationId, "export.ready", {"exportFileId": "ef_9"}
+        )
         await isolated_pipeline.publish(event)
-        rows = await deliveries_when(
+        rows = await factories.deliveries_when(
             db_pool, event.id, lambda rows: len(rows) == 2 and all(r["attempt_count"] for r in rows)
         )
         errors = {}
         for row in rows:
-            first = (await attempts_of(db_pool, row["id"]))[0]
+            first = (await factories.attempts_of(db_pool, row["id"]))[0]
             assert first["succeeded"] is False and first["http_status"] is None
             errors[row["endpoint_id"]] = first["error"]
         assert "non-public address (127.0.0.1)" in errors[literal.id]
@@ -198,18 +194,18 @@ async def test_prod_sender_delivers_to_an_explicitly_allowed_private_cidr(
 ) -> None:
     receiver = await Receiver(tls_dir=tmp_path).start()
     org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/allowed", [200]))
+    await factories.make_endpoint(db_pool, org.organizationId, receiver.script("/allowed", [200]))
     sender = await isolated_pipeline.stack.add_sender(
         HOOKPOST_ENV="prod",
         HOOKPOST_ALLOWED_PRIVATE_CIDRS='["127.0.0.0/8"]',
         SSL_CERT_FILE=str(receiver.ca_path),  # trust the test receiver's certificate
     )
     try:
-        event = event_message(org.organizationId)
+        event = factories.event_message(org.organizationId)
         await isolated_pipeline.publish(event)
         [request] = await receiver.wait_for("/allowed", 1)
         assert request.json()["eventId"] == event.id
-        [delivery] = await delivered(db_pool, event.id)
+        [delivery] = await factories.delivered(db_pool, event.id)
         assert delivery["status"] == "SUCCEEDED"
     finally:
         await isolated_pipeline.stack.remove(sender)

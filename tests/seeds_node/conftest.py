@@ -4,9 +4,11 @@ real services as tests/e2e (api, dispatcher, senders on the real broker and data
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -14,22 +16,13 @@ from harness.process import Process, free_port
 from harness.stack import Stack
 from tests.e2e.conftest import api_client  # noqa: F401  (fixtures)
 from tests.seeds_node.toolchain import RECEIVERS, build_receivers, node_env
-from tests.support.stacks import LOG_DIR, e2e_env, e2e_stack
+from tests.support.stacks import LOG_DIR, e2e_fixtures
 
 WEBHOOK_PATH = "/webhooks/mappa"  # the page's route, in all three frameworks
 
 
-@pytest.fixture(scope="package")
-def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
-    # db_pool: the database exists and is migrated before any service starts.
-    return e2e_env(test_env)
-
-
-@pytest.fixture(scope="package")
-async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
-    """tests/e2e's stack, started once for this package's modules (each test has its own org)."""
-    async with e2e_stack(stack_env) as started:
-        yield started
+# tests/e2e's stack, started once for this package's modules (each test has its own org).
+stack_env, stack = e2e_fixtures("package")
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +81,31 @@ def start_receiver(sdk_tarball: Path) -> Iterator[Callable[..., Process]]:
     yield start
     for proc in started:
         proc.stop(10)
+
+
+@dataclass
+class SeedOrg:
+    """A new org of the package's stack, with what a test of the page's receivers works
+    through: the api, the database, and the page's receivers started for this org."""
+
+    org: dict[str, str]
+    api: httpx.AsyncClient
+    db: asyncpg.Pool
+    api_url: str
+    starter: Callable[..., Process]
+
+    def start_receiver(self, kind: str, secret: str) -> Process:
+        """The page's `kind` receiver, configured as the page says for this org."""
+        return self.starter(
+            kind, secret=secret, api_key=self.org["apiToken"], base_url=self.api_url
+        )
+
+
+@pytest.fixture
+def seed_org(
+    stack: Stack,
+    api_client: httpx.AsyncClient,  # noqa: F811  (tests/e2e's fixture, imported above)
+    db_pool: asyncpg.Pool,
+    start_receiver: Callable[..., Process],
+) -> SeedOrg:
+    return SeedOrg(stack.create_org(), api_client, db_pool, stack.api_url, start_receiver)

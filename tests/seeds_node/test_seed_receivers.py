@@ -12,17 +12,13 @@ secret and a fresh timestamp that must pass, so the 401 is the timestamp's alone
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-import asyncpg
 import httpx
 import pytest
 
-from harness.process import Process
 from harness.receiver import ReceivedRequest, Receiver
-from harness.stack import Stack
 from tests.e2e.conftest import auth
-from tests.seeds_node.conftest import WEBHOOK_PATH
+from tests.seeds_node.conftest import WEBHOOK_PATH, SeedOrg
 from tests.seeds_node.reports_api import (
     SECRET,
     complete_job,
@@ -60,22 +56,17 @@ def headers_of(request: ReceivedRequest, **changes: str | None) -> dict[str, str
 @pytest.mark.e2e
 @pytest.mark.parametrize("kind", RECEIVERS)
 async def test_seed_receiver_takes_genuine_deliveries_and_refuses_forgeries(
-    kind: str,
-    stack: Stack,
-    api_client: httpx.AsyncClient,
-    receiver: Receiver,
-    db_pool: asyncpg.Pool,
-    start_receiver: Callable[..., Process],
+    kind: str, seed_org: SeedOrg, receiver: Receiver
 ) -> None:
-    org = stack.create_org()
+    api_client, org = seed_org.api, seed_org.org
     secret = await reveal_secret(api_client, org)
-    node = start_receiver(kind, secret=secret, api_key=org["apiToken"], base_url=stack.api_url)
+    node = seed_org.start_receiver(kind, secret)
     url = node.url(WEBHOOK_PATH)
 
     # hookpost → the seed's receiver: 200 to the first attempt.
     job = await create_job(api_client, org, url)
     report_id = await complete_job(api_client, org, job)
-    delivered = await job_delivery(db_pool, job, "SUCCEEDED")
+    delivered = await job_delivery(seed_org.db, job, "SUCCEEDED")
     assert delivered["attempt_count"] == 1, f"{kind} refused a genuine delivery:\n{node.log_tail()}"
 
     # The same receiver, given a genuine delivery and forgeries of it.
@@ -104,24 +95,18 @@ async def test_seed_receiver_takes_genuine_deliveries_and_refuses_forgeries(
 
 
 @pytest.mark.e2e
-async def test_express_receiver_handles_both_events_as_the_page_says(
-    stack: Stack,
-    api_client: httpx.AsyncClient,
-    db_pool: asyncpg.Pool,
-    start_receiver: Callable[..., Process],
-) -> None:
+async def test_express_receiver_handles_both_events_as_the_page_says(seed_org: SeedOrg) -> None:
     """report.completed logs the reportId, report.failed the job's error: the handler saw the
     parsed, typed event (parseEvent), not only a verified body."""
-    org = stack.create_org()
-    secret = await reveal_secret(api_client, org)
-    node = start_receiver("express", secret=secret, api_key=org["apiToken"], base_url=stack.api_url)
+    api_client, org = seed_org.api, seed_org.org
+    node = seed_org.start_receiver("express", await reveal_secret(api_client, org))
     url = node.url(WEBHOOK_PATH)
 
     done, failed = await create_job(api_client, org, url), await create_job(api_client, org, url)
     report_id = await complete_job(api_client, org, done)
     await fail_job(api_client, org, failed, "target_not_found", "Could not identify target speaker")
     for job in (done, failed):
-        assert (await job_delivery(db_pool, job, "SUCCEEDED"))["attempt_count"] == 1
+        assert (await job_delivery(seed_org.db, job, "SUCCEEDED"))["attempt_count"] == 1
     log = node.log_tail(200)
     assert f"Report {report_id} ready!" in log, log
     assert "Job failed:" in log and "target_not_found" in log, log
@@ -129,35 +114,27 @@ async def test_express_receiver_handles_both_events_as_the_page_says(
 
 @pytest.mark.e2e
 async def test_a_receiver_with_another_secret_refuses_every_attempt_until_dead(
-    stack: Stack,
-    api_client: httpx.AsyncClient,
-    db_pool: asyncpg.Pool,
-    start_receiver: Callable[..., Process],
+    seed_org: SeedOrg,
 ) -> None:
     """The page's receiver with a secret that is not the org's answers 401 to hookpost's own
     deliveries, and hookpost retries them as the page says: 5 attempts, then abandoned."""
-    org = stack.create_org()
-    wrong = "whsec_" + "0" * 43
-    node = start_receiver("express", secret=wrong, api_key=org["apiToken"], base_url=stack.api_url)
+    api_client, org = seed_org.api, seed_org.org
+    node = seed_org.start_receiver("express", "whsec_" + "0" * 43)
     job = await create_job(api_client, org, node.url(WEBHOOK_PATH))
     await complete_job(api_client, org, job)
-    dead = await job_delivery(db_pool, job, "DEAD", timeout=60)
+    dead = await job_delivery(seed_org.db, job, "DEAD", timeout=60)
     assert dead["attempt_count"] == 5
     assert node.log_tail(400).count("Webhook verification failed") == 5
 
 
 @pytest.mark.e2e
 async def test_during_a_secret_rotation_receivers_with_either_secret_take_the_delivery(
-    stack: Stack,
-    api_client: httpx.AsyncClient,
-    receiver: Receiver,
-    db_pool: asyncpg.Pool,
-    start_receiver: Callable[..., Process],
+    seed_org: SeedOrg, receiver: Receiver
 ) -> None:
     """Team Settings' rotation keeps the old secret signing for a grace window: a delivery then
     carries two v1 signatures, and the page's receiver verifies with the old secret (not yet
     redeployed) as well as with the new one."""
-    org = stack.create_org()
+    api_client, org = seed_org.api, seed_org.org
     old = await reveal_secret(api_client, org)
     rotated = await api_client.post(
         f"{SECRET}/rotate", json={"gracePeriodSeconds": 600}, headers=auth(org)
@@ -165,8 +142,7 @@ async def test_during_a_secret_rotation_receivers_with_either_secret_take_the_de
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["webhookSecret"]
     assert new != old
-    common = {"api_key": org["apiToken"], "base_url": stack.api_url}
-    receivers = [start_receiver("express", secret=s, **common) for s in (old, new)]
+    receivers = [seed_org.start_receiver("express", s) for s in (old, new)]
 
     request, _ = await caught_delivery(api_client, org, receiver, "/rotation")
     signature = request.headers.get("mappa-signature") or request.headers["Mappa-Signature"]
@@ -174,4 +150,4 @@ async def test_during_a_secret_rotation_receivers_with_either_secret_take_the_de
     for node in receivers:
         job = await create_job(api_client, org, node.url(WEBHOOK_PATH))
         await complete_job(api_client, org, job)
-        assert (await job_delivery(db_pool, job, "SUCCEEDED"))["attempt_count"] == 1
+        assert (await job_delivery(seed_org.db, job, "SUCCEEDED"))["attempt_count"] == 1

@@ -3,10 +3,12 @@ prefix with an AMQP producer's door, so no test consumes another's work."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Literal, Self
+
+import pytest
 
 from harness.broker import EventPublisher, delete_broker_objects
 from harness.process import ROOT, Process, free_port
@@ -47,6 +49,23 @@ async def e2e_stack(env: Mapping[str, str]) -> AsyncIterator[Stack]:
         await services.stop_all()
 
 
+def e2e_fixtures(scope: Literal["module", "package"]) -> tuple[Callable[..., Any], ...]:
+    """The whole-platform tests' `stack_env` and `stack` fixtures, one stack per `scope`
+    (tests/e2e: a module's, which may override `stack_env`; tests/seeds_node: the package's)."""
+
+    @pytest.fixture(scope=scope)
+    def stack_env(test_env: dict[str, str], db_pool: object) -> dict[str, str]:
+        # db_pool: the database exists and is migrated before any service starts.
+        return e2e_env(test_env)
+
+    @pytest.fixture(scope=scope)
+    async def stack(stack_env: dict[str, str]) -> AsyncIterator[Stack]:
+        async with e2e_stack(stack_env) as started:
+            yield started
+
+    return stack_env, stack
+
+
 def api_process(base: Mapping[str, str], **overrides: str) -> Process:
     """`hookpost api` on its own, not started yet (for a sync test or fixture)."""
     stack, port = stack_on(base, **overrides), free_port()
@@ -61,7 +80,11 @@ class Pipeline:
     def __init__(self, base_env: Mapping[str, str], suffix: str, **overrides: str) -> None:
         self.prefix = f"{base_env['HOOKPOST_BROKER_PREFIX']}_{suffix}"
         self.stack = stack_on(base_env, HOOKPOST_BROKER_PREFIX=self.prefix, **overrides)
-        self.topology = Topology(self.prefix, float(self.env["HOOKPOST_RETRY_DELAY_SCALE"]))
+        self.topology = Topology(
+            self.prefix,
+            float(self.env["HOOKPOST_RETRY_DELAY_SCALE"]),
+            int(self.env.get("HOOKPOST_SENDER_SHARDS", "1")),
+        )
         self._publisher = EventPublisher(self.env["HOOKPOST_AMQP_URL"], self.prefix, robust=True)
 
     @property
@@ -79,7 +102,10 @@ class Pipeline:
         await self.stack.stop_all()
         await self._publisher.close()
         await delete_broker_objects(
-            self.env["HOOKPOST_AMQP_URL"], self.prefix, [self.topology.retry_delay_scale]
+            self.env["HOOKPOST_AMQP_URL"],
+            self.prefix,
+            [self.topology.retry_delay_scale],
+            self.topology.sender_shards,
         )
 
     async def __aenter__(self) -> Self:

@@ -24,6 +24,12 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def migration_sql(version: int) -> str:
+    """The text of migration `version` (a benchmark rebuilding an older schema borrows from it)."""
+    [sql] = [sql for number, _, sql in _migration_files() if number == version]
+    return sql
+
+
 async def ensure_database(dsn: str) -> None:
     """Create the target database when the server is there but the database is not."""
     try:

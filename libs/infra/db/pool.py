@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
+# What a repository function runs on: a connection (inside a transaction) or the pool.
+Executor = asyncpg.Connection | asyncpg.Pool
+
 # How long a prepared statement (and the plan PostgreSQL cached for it) lives, in seconds.
 # After five executions PostgreSQL may keep a generic plan, made for the table sizes of that
 # moment, until the statement is deallocated or an ANALYZE invalidates it. The hot statements

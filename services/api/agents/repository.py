@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 _COLUMNS = "id, organization_id, name, workspace_id, status, rules, created_at, updated_at"
 

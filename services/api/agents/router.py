@@ -151,8 +151,9 @@ async def get_data_source(agent_id: str, ds_id: str, state: State, org: Org) -> 
 async def replace_data_source(
     agent_id: str, ds_id: str, body: DataSourceIn, state: State, org: Org
 ) -> DataSourceOut:
-    """Replace the sink (same body as create, secret included); `"status": "ACTIVE"`
-    re-activates a sink a plan downgrade switched off."""
+    """Replace the sink (same body as create; without `secret` the stored one is kept,
+    unless `authScheme` changes); `"status": "ACTIVE"` re-activates a sink a plan downgrade
+    switched off."""
     updated = await service.replace_data_source(
         state.pool, state.settings, org.id, org.plan, agent_id, ds_id, body
     )

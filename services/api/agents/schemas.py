@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointStatus
 from libs.domain.signing import SinkAuthScheme
 from services.api.endpoints.schemas import RATE_LIMIT_DOC, REASON_DOC, RateLimit
-from services.api.schemas import ApiModel, StorableText
+from services.api.schemas import ApiModel, StorableText, WebhookUrl
 
 MAX_RETRY_FAILED_PUSH = 3
 
@@ -85,7 +85,7 @@ class AgentList(ApiModel):
 
 
 class DataSourceConfigIn(ApiModel):
-    url: StorableText = Field(max_length=2048, description="Where results are POSTed.")
+    url: WebhookUrl = Field(description="Where results are POSTed.")
     auth_scheme: AuthScheme
 
 
@@ -103,7 +103,11 @@ class DataSourceIn(ApiModel):
     type: Literal["HTTPS_WEBHOOK"]
     name: StorableText | None = Field(default=None, max_length=200)
     config: DataSourceConfigIn
-    secret: DataSourceSecretIn
+    secret: DataSourceSecretIn | None = Field(
+        default=None,
+        description="Required on POST. A PUT without it keeps the stored secret (unless"
+        " authScheme changes): pausing or renaming a sink needs no secret re-typed.",
+    )
     format: Literal["JSON"] = "JSON"
     status: EndpointStatus = Field(
         default=EndpointStatus.ACTIVE,

@@ -155,9 +155,16 @@ async def _sink_of(pool: asyncpg.Pool, org_id: str, agent_id: str, ds_id: str) -
     return endpoint
 
 
-def _sink_spec(agent_id: str, body: DataSourceIn) -> EndpointSpec:
+def _sink_spec(agent_id: str, body: DataSourceIn, current: Endpoint | None) -> EndpointSpec:
+    """The sink a body asks for; on a replace (`current`), no secret keeps the stored one,
+    which was checked for its scheme when given: so the scheme may not change without it."""
     scheme = AUTH_SCHEMES[body.config.auth_scheme]
-    _check_secret(scheme, body.secret.value)
+    if body.secret is not None:
+        _check_secret(scheme, body.secret.value)
+    elif current is None:
+        raise BadRequestError("secret.value: required")
+    elif current.signature_scheme != scheme.value:
+        raise BadRequestError("secret.value: required to change authScheme")
     return EndpointSpec(
         url=body.config.url,
         events=SINK_EVENTS,
@@ -165,7 +172,7 @@ def _sink_spec(agent_id: str, body: DataSourceIn) -> EndpointSpec:
         status=body.status,
         signature_scheme=scheme.value,
         config={"format": body.format},
-        secret=body.secret.value,
+        secret=None if body.secret is None else body.secret.value,
         agent_id=agent_id,
         rate_limit_per_second=body.rate_limit_per_second,
     )
@@ -181,7 +188,7 @@ async def create_data_source(
 ) -> Endpoint:
     require_sink_plan(plan)
     await get_agent(pool, org_id, agent_id)
-    spec = _sink_spec(agent_id, body)
+    spec = _sink_spec(agent_id, body, None)
     created = await endpoints.create_endpoint(
         pool, settings, org_id, plan, DOOR.kind, DOOR.id_prefix, spec
     )
@@ -197,9 +204,9 @@ async def replace_data_source(
     ds_id: str,
     body: DataSourceIn,
 ) -> Endpoint:
-    """Replace the whole sink, secret included (it is never shown, so it is always given)."""
-    await get_data_source(pool, org_id, plan, agent_id, ds_id)
-    spec = _sink_spec(agent_id, body)
+    """Replace the whole sink; without a secret in `body`, the stored one is kept."""
+    current = await get_data_source(pool, org_id, plan, agent_id, ds_id)
+    spec = _sink_spec(agent_id, body, current)
     return await endpoints.replace_endpoint(pool, settings, org_id, plan, DOOR.kind, ds_id, spec)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 
 async def insert_entry(

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from libs.domain.endpoint_kinds import EndpointKind, EndpointStatus
 from libs.domain.event_types import CATALOGUE, EventType
@@ -27,6 +27,7 @@ from services.api.schemas import ApiModel
 from services.api.webhook_subscriptions import service as subscriptions
 from services.api.webhook_subscriptions.schemas import SubscriptionIn
 
+M = TypeVar("M", bound=BaseModel)
 # (pool, org id, endpoint id, grace seconds) → (new secret, until when the old one signs)
 Rotate = Callable[[asyncpg.Pool, str, str, int], Awaitable[tuple[str, datetime | None]]]
 
@@ -45,6 +46,31 @@ async def _rotate_subscription(
     return await subscriptions.rotate_secret(pool, org_id, endpoint_id), None
 
 
+def validated(model: type[M], raw: dict[str, Any]) -> M:
+    """`raw` as the door's own model reads it; its first complaint as the API's 400."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "form"
+        raise BadRequestError(f"{where}: {first.get('msg', 'invalid')}") from exc
+
+
+def rate_limit(form: dict[str, Any], current: Endpoint | None) -> object:
+    """The form's rate limit field (empty clears it); without the field, the current one."""
+    if "rate_limit" in form:
+        return (form.get("rate_limit") or "").strip() or None
+    return current.rate_limit_per_second if current is not None else None
+
+
+def ordered(form: dict[str, Any], current: Endpoint | None) -> bool:
+    """The orderedDelivery box: its form sends a hidden "off" before the box's "on" (the last
+    one counts), so a form without the field at all (pause, activate) keeps the current one."""
+    if "ordered_delivery" in form:
+        return form.get("ordered_delivery") == "on"
+    return current is not None and is_ordered(current.config)
+
+
 @dataclass(frozen=True)
 class DoorPage:
     slug: str  # /app/<slug>
@@ -56,6 +82,11 @@ class DoorPage:
     default_grace_s: int | None  # None: no grace window on this door
     picks_events: bool  # export webhooks always get export.ready
 
+    @property
+    def orders(self) -> bool:
+        """Its form has the orderedDelivery box (the doors whose body has the field)."""
+        return "ordered_delivery" in self.model.model_fields
+
     def body(
         self, form: dict[str, Any], current: Endpoint | None, stored: StoredSettings | None
     ) -> ApiModel:
@@ -63,9 +94,10 @@ class DoorPage:
         `current` (an edit replaces the whole endpoint, as PUT does)."""
         url = (form.get("url") or "").strip() or (stored.url if stored else "")
         status = form.get("status") or (current.status.value if current else "ACTIVE")
+        raw: dict[str, Any] = {"rateLimitPerSecond": rate_limit(form, current)}
         if self.picks_events:
             events = form.get("events") or []
-            raw: dict[str, Any] = {
+            raw |= {
                 "name": (form.get("name") or "").strip() or None,
                 "webhookUrl": url,
                 "events": [self.spell(name) for name in events],
@@ -73,26 +105,17 @@ class DoorPage:
                 "signatureScheme": form.get("signature_scheme")
                 or (current.signature_scheme if current else "v1"),
             }
-            if "rate_limit" in form:  # the form's field: empty clears it
-                raw["rateLimitPerSecond"] = (form.get("rate_limit") or "").strip() or None
-            elif current is not None:
-                raw["rateLimitPerSecond"] = current.rate_limit_per_second
             if current is not None:  # kept as they are: the page shows them masked only
                 raw["apiKeyName"] = current.api_key_name
                 raw["apiKeyValue"] = stored.api_key_value if stored else None
                 raw["additionalHeaders"] = current.additional_headers
-                if "ordered_delivery" in self.model.model_fields:  # no field on its form yet
-                    raw["orderedDelivery"] = is_ordered(current.config)
+            if self.orders:
+                raw["orderedDelivery"] = ordered(form, current)
             if self.slug == "destinations":
                 raw["type"] = "WEBHOOK"
         else:
-            raw = {"url": url, "active": status == EndpointStatus.ACTIVE.value}
-        try:
-            return self.model.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "form"
-            raise BadRequestError(f"{where}: {first.get('msg', 'invalid')}") from exc
+            raw |= {"url": url, "active": status == EndpointStatus.ACTIVE.value}
+        return validated(self.model, raw)
 
     def spell(self, wire_name: str) -> str:
         try:
@@ -160,4 +183,7 @@ def event_choices(plan: Plan) -> list[EventChoice]:
 
 # Where an endpoint of each kind has its page (kinds without one link to the log only).
 ENDPOINT_PAGES: dict[str, str] = {page.door.kind: page.slug for page in PAGES.values()}
-ENDPOINT_PAGES[EndpointKind.AGENT_SINK] = "agents"
+ENDPOINT_PAGES[EndpointKind.AGENT_SINK] = "agents/sinks"
+# The log's endpoint picker: every kind with a page, under that page's title.
+PICKER_GROUPS: dict[EndpointKind, str] = {page.door.kind: page.title for page in PAGES.values()}
+PICKER_GROUPS[EndpointKind.AGENT_SINK] = "Agent sinks"

@@ -5,33 +5,21 @@ org: another org's endpoint is the door's 404."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from libs.domain.endpoint_kinds import EndpointStatus
-from services.api.dashboard.chart import hourly_chart, start_of_window
-from services.api.dashboard.doors import ENDPOINT_PAGES, PAGES, DoorPage, event_choices
-from services.api.dashboard.web import (
-    APP,
-    DashboardRoute,
-    Form,
-    Session,
-    parse_utc,
-    redirect,
-    render,
-)
-from services.api.deliveries import service as deliveries
-from services.api.deliveries.recovery import recover_endpoint
-from services.api.deliveries.service import LogFilter
+from libs.domain.ordering import is_ordered
+from services.api.dashboard.doors import PAGES, DoorPage, event_choices
+from services.api.dashboard.endpoint_view import endpoint_context, recover_since, status_change
+from services.api.dashboard.web import APP, DashboardRoute, Form, Session, redirect, render
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.test_limits import check_test_rate
 from services.api.errors import ApiError, BadRequestError, NotFoundError
 from services.api.state import State
 
 router = APIRouter(prefix=APP, route_class=DashboardRoute, include_in_schema=False)
-LATEST = 10  # deliveries on an endpoint's page; the log pages through the rest
 
 
 def _page(slug: str) -> DoorPage:
@@ -41,9 +29,12 @@ def _page(slug: str) -> DoorPage:
     return page
 
 
+# The door a route's {slug} names (a 404 page for any other slug).
+Page = Annotated[DoorPage, Depends(_page)]
+
+
 @router.get("/{slug}", response_class=HTMLResponse)
-async def list_endpoints(slug: str, request: Request, state: State, session: Session) -> Response:
-    page = _page(slug)
+async def list_endpoints(page: Page, request: Request, state: State, session: Session) -> Response:
     found = await page.door.list_all(state.pool, session.organization_id, active_only=False)
     return render(request, "endpoints.html", session, page=page, endpoints=found)
 
@@ -75,15 +66,14 @@ def _form_page(
 
 
 @router.get("/{slug}/new", response_class=HTMLResponse)
-async def new_endpoint(slug: str, request: Request, session: Session) -> Response:
-    return _form_page(request, session, _page(slug))
+async def new_endpoint(page: Page, request: Request, session: Session) -> Response:
+    return _form_page(request, session, page)
 
 
 @router.post("/{slug}/new", response_class=HTMLResponse)
 async def create_endpoint(
-    slug: str, request: Request, state: State, session: Session, form: Form
+    page: Page, request: Request, state: State, session: Session, form: Form
 ) -> Response:
-    page = _page(slug)
     try:
         body = page.body(form, None, None)
         created = await page.door.create(
@@ -106,45 +96,24 @@ async def create_endpoint(
 
 @router.get("/{slug}/{endpoint_id}", response_class=HTMLResponse)
 async def show_endpoint(
-    slug: str, endpoint_id: str, request: Request, state: State, session: Session
+    page: Page, endpoint_id: str, request: Request, state: State, session: Session
 ) -> Response:
-    page = _page(slug)
-    org_id = session.organization_id
-    endpoint = await page.door.get(state.pool, org_id, endpoint_id)
-    now = datetime.now(UTC)
-    outcomes = await deliveries.hourly_outcomes(
-        state.pool, org_id, endpoint_id, start_of_window(now)
-    )
-    latest = await deliveries.log_page(
-        state.pool, org_id, LogFilter(endpoint_id=endpoint_id), limit=LATEST
-    )
-    return render(
-        request,
-        "endpoint.html",
-        session,
-        page=page,
-        endpoint=endpoint,
-        chart=hourly_chart(outcomes, now),
-        latest=latest,
-        latest_limit=LATEST,
-        endpoint_pages=ENDPOINT_PAGES,
-        tested=request.query_params.get("tested"),
-        recovered=request.query_params.get("count"),
-        recover_from=(now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
-        notice=request.query_params.get("notice"),
-    )
+    endpoint = await page.door.get(state.pool, session.organization_id, endpoint_id)
+    shown = await endpoint_context(request, state, session, endpoint)
+    can_test = page.door.test_data is not None
+    return render(request, "endpoint.html", session, page=page, can_test=can_test, **shown)
 
 
 @router.get("/{slug}/{endpoint_id}/edit", response_class=HTMLResponse)
 async def edit_endpoint(
-    slug: str, endpoint_id: str, request: Request, state: State, session: Session
+    page: Page, endpoint_id: str, request: Request, state: State, session: Session
 ) -> Response:
-    page = _page(slug)
     endpoint = await page.door.get(state.pool, session.organization_id, endpoint_id)
     form = {
         "name": endpoint.name or "",
         "signature_scheme": endpoint.signature_scheme,
         "rate_limit": endpoint.rate_limit_per_second or "",
+        "ordered_delivery": "on" if is_ordered(endpoint.config) else "off",
     }
     return _form_page(request, session, page, form, endpoint=endpoint)
 
@@ -170,9 +139,8 @@ async def _replace(
 
 @router.post("/{slug}/{endpoint_id}/edit", response_class=HTMLResponse)
 async def update_endpoint(
-    slug: str, endpoint_id: str, request: Request, state: State, session: Session, form: Form
+    page: Page, endpoint_id: str, request: Request, state: State, session: Session, form: Form
 ) -> Response:
-    page = _page(slug)
     try:
         await _replace(page, state, session, endpoint_id, form)
     except NotFoundError:
@@ -182,17 +150,16 @@ async def update_endpoint(
         return _form_page(
             request, session, page, form, exc.message, endpoint, status_code=exc.status_code
         )
-    return redirect(f"{APP}/{slug}/{endpoint_id}?notice=saved", session)
+    return redirect(f"{APP}/{page.slug}/{endpoint_id}?notice=saved", session)
 
 
 @router.post("/{slug}/{endpoint_id}/status")
 async def set_status(
-    slug: str, endpoint_id: str, state: State, session: Session, form: Form
+    page: Page, endpoint_id: str, state: State, session: Session, form: Form
 ) -> Response:
-    page = _page(slug)
-    wanted = EndpointStatus(form.get("status") or "INACTIVE")
     # Only the status changes; events, name and scheme are kept as they are.
     current = await page.door.get(state.pool, session.organization_id, endpoint_id)
+    wanted, notice = status_change(form)
     keep = {
         "status": wanted.value,
         "events": [t.value for t in current.events],
@@ -200,15 +167,13 @@ async def set_status(
         "signature_scheme": current.signature_scheme,
     }
     await _replace(page, state, session, endpoint_id, keep, current)
-    notice = "activated" if wanted is EndpointStatus.ACTIVE else "paused"
-    return redirect(f"{APP}/{slug}/{endpoint_id}?notice={notice}", session)
+    return redirect(f"{APP}/{page.slug}/{endpoint_id}?notice={notice}", session)
 
 
 @router.post("/{slug}/{endpoint_id}/rotate", response_class=HTMLResponse)
 async def rotate_secret(
-    slug: str, endpoint_id: str, request: Request, state: State, session: Session, form: Form
+    page: Page, endpoint_id: str, request: Request, state: State, session: Session, form: Form
 ) -> Response:
-    page = _page(slug)
     if page.rotate is None:
         raise NotFoundError("this endpoint has no secret to rotate here")
     grace_s = 0
@@ -235,10 +200,9 @@ async def rotate_secret(
 
 @router.post("/{slug}/{endpoint_id}/test")
 async def send_test(
-    slug: str, endpoint_id: str, state: State, session: Session, form: Form
+    page: Page, endpoint_id: str, state: State, session: Session, form: Form
 ) -> Response:
     del form  # checked for CSRF; nothing else in it
-    page = _page(slug)
     if page.door.test_data is None:
         raise NotFoundError("this endpoint has no test send")
     org_id = session.organization_id
@@ -247,39 +211,31 @@ async def send_test(
     delivery_id = await page.door.send_test(
         state.pool, state.outbox, org_id, endpoint_id, page.door.test_data(endpoint_id)
     )
-    return redirect(f"{APP}/{slug}/{endpoint_id}?tested={delivery_id}", session)
+    return redirect(f"{APP}/{page.slug}/{endpoint_id}?tested={delivery_id}", session)
 
 
 @router.post("/{slug}/{endpoint_id}/recover")
 async def recover(
-    slug: str, endpoint_id: str, state: State, session: Session, form: Form
+    page: Page, endpoint_id: str, state: State, session: Session, form: Form
 ) -> Response:
     """Re-send the endpoint's PARKED, FAILED and DEAD deliveries since T (its own service)."""
-    page = _page(slug)
     await page.door.get(state.pool, session.organization_id, endpoint_id)  # 404 before 400
-    since = parse_utc(form.get("since"), "since")
-    if since is None:
-        raise BadRequestError("since: give the date and time to recover from")
-    count = await recover_endpoint(
-        state, session.organization_id, endpoint_id, since, kind=page.door.kind
-    )
-    return redirect(f"{APP}/{slug}/{endpoint_id}?notice=recovered&count={count}", session)
+    count = await recover_since(state, session.organization_id, endpoint_id, form, page.door.kind)
+    return redirect(f"{APP}/{page.slug}/{endpoint_id}?notice=recovered&count={count}", session)
 
 
 @router.get("/{slug}/{endpoint_id}/delete", response_class=HTMLResponse)
 async def confirm_delete(
-    slug: str, endpoint_id: str, request: Request, state: State, session: Session
+    page: Page, endpoint_id: str, request: Request, state: State, session: Session
 ) -> Response:
-    page = _page(slug)
     endpoint = await page.door.get(state.pool, session.organization_id, endpoint_id)
     return render(request, "delete.html", session, page=page, endpoint=endpoint)
 
 
 @router.post("/{slug}/{endpoint_id}/delete")
 async def delete_endpoint(
-    slug: str, endpoint_id: str, state: State, session: Session, form: Form
+    page: Page, endpoint_id: str, state: State, session: Session, form: Form
 ) -> Response:
     del form
-    page = _page(slug)
     await page.door.delete(state.pool, session.organization_id, endpoint_id)
-    return redirect(f"{APP}/{slug}?notice=deleted", session)
+    return redirect(f"{APP}/{page.slug}?notice=deleted", session)

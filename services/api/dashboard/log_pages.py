@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from libs.domain.endpoint_kinds import DeliveryStatus
 from libs.domain.event_types import EventType
 from services.api.dashboard.delivery_view import sent_request
-from services.api.dashboard.doors import ENDPOINT_PAGES
+from services.api.dashboard.doors import ENDPOINT_PAGES, PICKER_GROUPS
 from services.api.dashboard.web import (
     APP,
     DashboardRoute,
@@ -26,6 +26,8 @@ from services.api.dashboard.web import (
 )
 from services.api.deliveries import service as deliveries
 from services.api.deliveries.service import RETRYABLE, LogFilter
+from services.api.endpoints import service as endpoints
+from services.api.endpoints.service import Endpoint
 from services.api.errors import BadRequestError
 from services.api.state import State
 
@@ -66,6 +68,15 @@ def _cursor(text: str | None) -> tuple[datetime, str] | None:
     return when, delivery_id
 
 
+async def _picker(pool: asyncpg.Pool, org_id: str) -> list[tuple[str, list[Endpoint]]]:
+    """The org's endpoints that have a page, by page: the log's endpoint filter (per-job
+    webhooks are many and short-lived: the Mapping jobs page links to their logs)."""
+    return [
+        (title, await endpoints.list_endpoints(pool, org_id, kind, active_only=False))
+        for kind, title in PICKER_GROUPS.items()
+    ]
+
+
 def _query_without(request: Request, *names: str) -> str:
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in names and v]
     return urlencode(kept)
@@ -82,6 +93,8 @@ async def log(request: Request, state: State, session: Session) -> Response:
     endpoint_name = None
     if where.endpoint_id and rows:
         endpoint_name = rows[0]["endpoint_name"] or where.endpoint_id
+    picker = await _picker(state.pool, session.organization_id)
+    listed = {e.id for _, found in picker for e in found}
     return render(
         request,
         "log.html",
@@ -94,6 +107,8 @@ async def log(request: Request, state: State, session: Session) -> Response:
         statuses=list(DeliveryStatus.__members__),
         event_types=[t.value for t in EventType],
         endpoint_name=endpoint_name,
+        picker=picker,
+        unlisted=where.endpoint_id not in listed,
         endpoint_pages=ENDPOINT_PAGES,
     )
 

@@ -7,11 +7,17 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from services.api.dashboard import auth_pages, endpoint_pages, log_pages, settings_pages
+from services.api.dashboard import (
+    agent_pages,
+    auth_pages,
+    endpoint_pages,
+    log_pages,
+    settings_pages,
+)
 
 STATIC = Path(__file__).parent / "static"
 # In the order they are matched: the endpoint pages' /app/{slug} routes last.
-PAGES = (auth_pages, log_pages, settings_pages, endpoint_pages)
+PAGES = (auth_pages, log_pages, settings_pages, agent_pages, endpoint_pages)
 
 
 def install(app: FastAPI) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -65,15 +65,9 @@ async def load(pool: asyncpg.Pool, session_id: str | None) -> DashboardSession |
     row = await repository.live_session(pool, _hash(session_id))
     if row is None:
         return None
-    return DashboardSession(
-        organization_id=row["organization_id"],
-        organization_name=row["organization_name"],
-        plan=Plan(row["plan"]),
-        csrf_token=row["csrf_token"],
-        expires_at=row["expires_at"],
-        portal_link_id=row["portal_link_id"],
-        frame_origin=row["frame_origin"],
-    )
+    # repository.live_session names its columns after the fields.
+    values = {field.name: row[field.name] for field in fields(DashboardSession)}
+    return DashboardSession(**{**values, "plan": Plan(row["plan"])})
 
 
 async def end(pool: asyncpg.Pool, session_id: str | None) -> None:

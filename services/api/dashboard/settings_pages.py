@@ -1,6 +1,5 @@
-"""Team Settings (plan, the org webhook secret: reveal on purpose, rotate; portal links),
-Agent results sinks (agents, their rules and sinks) and Jobs (mapping and report jobs, each
-with its webhook and that webhook's deliveries).
+"""Team Settings (plan, the org webhook secret: reveal on purpose, rotate; portal links) and
+Jobs (mapping and report jobs, each with its webhook and that webhook's deliveries).
 Team Settings is the org's own: a portal session never reaches it."""
 
 from __future__ import annotations
@@ -8,10 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from libs.domain import plan_gate
-from libs.domain.endpoint_kinds import EndpointKind
 from libs.domain.secrets import mask_secret
-from services.api.agents import service as agents
 from services.api.dashboard.web import APP, DashboardRoute, Form, OrgSession, Session, render
 from services.api.errors import BadRequestError
 from services.api.mapping_jobs import service as mapping_jobs
@@ -83,26 +79,6 @@ async def revoke_link(
     del form
     await portal_links.revoke(state.pool, session.organization_id, link_id)
     return await _settings(request, state, session, notice="Portal link revoked.")
-
-
-@router.get("/agents", response_class=HTMLResponse)
-async def agent_sinks(request: Request, state: State, session: Session) -> Response:
-    org_id, plan = session.organization_id, session.plan
-    allowed = plan_gate.allows_kind(plan, EndpointKind.AGENT_SINK)
-    listed = []
-    for agent in await agents.list_agents(state.pool, org_id):
-        sinks = (
-            await agents.list_data_sources(state.pool, org_id, plan, agent["id"]) if allowed else []
-        )
-        listed.append((agent, agents.rules_of(agent), sinks))
-    return render(
-        request,
-        "agents.html",
-        session,
-        agents=listed,
-        allowed=allowed,
-        minimum=plan_gate.kind_minimum_plan(EndpointKind.AGENT_SINK),
-    )
 
 
 @router.get("/jobs", response_class=HTMLResponse)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 
 async def lock_for_retry(

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 _COLUMNS = (
     "id, organization_id, kind, name, url_masked, events, status, deactivated_reason,"

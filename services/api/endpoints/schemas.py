@@ -20,7 +20,7 @@ from libs.domain.event_types import EventType
 from libs.domain.ordering import is_ordered
 from libs.domain.signing import SignatureScheme
 from services.api.endpoints.service import Endpoint
-from services.api.schemas import ApiModel, StorableText
+from services.api.schemas import ApiModel, StorableText, WebhookUrl
 
 Spelling = Callable[[EventType], str]
 # An endpoint's own ceiling on attempts per second (every door's `rateLimitPerSecond`).
@@ -50,7 +50,7 @@ class WebhookEndpointIn(ApiModel):
     A door re-declares `events` to say how it spells them."""
 
     name: StorableText | None = Field(default=None, max_length=200)
-    webhook_url: StorableText = Field(max_length=2048)
+    webhook_url: WebhookUrl
     events: list[str] = Field(max_length=20)
     api_key_name: StorableText | None = None
     api_key_value: StorableText | None = Field(default=None, description="Stored encrypted.")

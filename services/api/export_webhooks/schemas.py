@@ -16,16 +16,15 @@ from services.api.endpoints.schemas import (
     Spelling,
 )
 from services.api.endpoints.service import Endpoint
-from services.api.schemas import ApiModel, StorableText
+from services.api.schemas import ApiModel, WebhookUrl
 
 
 class ExportWebhookIn(ApiModel):
     """The body of POST and PUT. PUT replaces both fields, except that a PUT without `url`
     keeps the stored one: seed 000 toggles `active` alone."""
 
-    url: StorableText | None = Field(
+    url: WebhookUrl | None = Field(
         default=None,
-        max_length=2048,
         description="Required on POST. May carry a secret token in its query: it reaches "
         "your server intact but is stored encrypted and shown masked.",
     )

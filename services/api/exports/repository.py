@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 _META = "id, organization_id, mapping_job_id, format, file_size, row_count, created_at"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 # Everything but `results`, which can be megabytes: only exports read it.
 _COLUMNS = (

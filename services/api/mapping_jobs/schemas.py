@@ -7,16 +7,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from services.api.schemas import ApiModel, StorableText
+from services.api.schemas import ApiModel, StorableText, WebhookUrl
 
 JobStatus = Literal["RUNNING", "COMPLETED", "FAILED"]
 
 
 class JobWebhookIn(ApiModel):
-    url: StorableText = Field(
-        max_length=2048,
+    url: WebhookUrl = Field(
         description="Receives mapping.completed / mapping.failed for this job only, signed "
-        "with the org webhook secret (GET /organization/webhook-secret).",
+        "with the org webhook secret (GET /organization/webhook-secret)."
     )
 
 

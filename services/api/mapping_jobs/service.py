@@ -24,7 +24,6 @@ from libs.domain.plans import Plan
 from libs.infra.settings import Settings
 from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
-from services.api.endpoints.service import EndpointSpec
 from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
 from services.api.exports import service as exports
@@ -32,7 +31,6 @@ from services.api.exports.service import ExportFile
 from services.api.mapping_jobs import repository
 from services.api.mapping_jobs.schemas import CompleteIn, FailIn, MappingJobIn
 
-JOB_WEBHOOK_EVENTS = [EventType.MAPPING_COMPLETED, EventType.MAPPING_FAILED]
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
 
 
@@ -42,24 +40,17 @@ class Completion:
     export_file_id: str | None
 
 
-def _not_found(job_id: str) -> NotFoundError:
-    return NotFoundError(f"mapping job {job_id!r} not found")
-
-
 async def create_job(
     pool: asyncpg.Pool, settings: Settings, org_id: str, plan: Plan, body: MappingJobIn
 ) -> asyncpg.Record:
-    row = None
-    if body.webhook is not None:
-        # URL safety (DNS included) before any transaction, exactly as every door checks it.
-        spec = EndpointSpec(url=body.webhook.url, events=JOB_WEBHOOK_EVENTS, name="job webhook")
-        row = await endpoints.prepare_row(settings, plan, EndpointKind.JOB_WEBHOOK, spec)
+    url = None if body.webhook is None else body.webhook.url
+    row = await job_webhooks.prepare(settings, plan, EndpointKind.JOB_WEBHOOK, url)
     job_id = new_id(IdPrefix.MAPPING_JOB)
     async with pool.acquire() as conn, conn.transaction():
         if body.agent_id is not None and not await repository.agent_in_org(
             conn, org_id, body.agent_id
         ):
-            raise NotFoundError(f"agent {body.agent_id!r} not found")
+            raise NotFoundError.of("agent", body.agent_id)
         await repository.insert(conn, job_id, org_id, body.agent_id)
         if row is not None:
             await job_webhooks.insert(
@@ -71,7 +62,9 @@ async def create_job(
 
 
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
-    return found(await repository.get(pool, org_id, job_id), _not_found(job_id))
+    return found(
+        await repository.get(pool, org_id, job_id), NotFoundError.of("mapping job", job_id)
+    )
 
 
 async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[asyncpg.Record]:
@@ -81,7 +74,9 @@ async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[
 async def _lock_in_state(
     conn: asyncpg.Connection, org_id: str, job_id: str, wanted: str, action: str
 ) -> asyncpg.Record:
-    locked = found(await repository.lock(conn, org_id, job_id), _not_found(job_id))
+    locked = found(
+        await repository.lock(conn, org_id, job_id), NotFoundError.of("mapping job", job_id)
+    )
     if locked["status"] != wanted:
         raise ConflictError(
             f"mapping job {job_id!r} is {locked['status']}: only a {wanted} job can {action}",

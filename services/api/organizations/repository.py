@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 
 async def insert_organization(

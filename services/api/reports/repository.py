@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from libs.infra.db.pool import Executor
 
 _COLUMNS = (
     "id, organization_id, status, report_id, error, webhook_endpoint_id, created_at, updated_at"

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator
 
-from services.api.schemas import ApiModel, StorableText
+from services.api.schemas import ApiModel, StorableText, WebhookUrl
 
 ReportJobStatus = Literal["queued", "completed", "failed"]
 
@@ -27,10 +27,9 @@ class ReportTargetIn(_Open):
 
 
 class ReportWebhookIn(ApiModel):
-    url: StorableText = Field(
-        max_length=2048,
+    url: WebhookUrl = Field(
         description="Receives this job's report.completed / report.failed, signed "
-        "(`mappa-signature`) with the org webhook secret (Team Settings).",
+        "(`mappa-signature`) with the org webhook secret (Team Settings)."
     )
 
 

@@ -20,12 +20,9 @@ from libs.domain.event_payloads import ReportCompletedData, ReportFailedData
 from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
-from libs.domain.signing import SignatureScheme
 from libs.infra import crypto
 from libs.infra.settings import Settings
 from services.api.endpoints import job_webhooks
-from services.api.endpoints import service as endpoints
-from services.api.endpoints.service import EndpointSpec
 from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
 from services.api.reports import repository
@@ -34,23 +31,11 @@ from services.api.reports.schemas import ReportCompleteIn, ReportFailIn, ReportJ
 QUEUED = "queued"
 
 
-def _job_not_found(job_id: str) -> NotFoundError:
-    return NotFoundError(f"report job {job_id!r} not found")
-
-
 async def create_job(
     pool: asyncpg.Pool, settings: Settings, org_id: str, plan: Plan, body: ReportJobIn
 ) -> asyncpg.Record:
-    row = None
-    if body.webhook is not None:
-        # URL safety (DNS included) before any transaction, exactly as every door checks it.
-        spec = EndpointSpec(
-            url=body.webhook.url,
-            events=[],
-            name="report job webhook",
-            signature_scheme=SignatureScheme.MAPPA.value,
-        )
-        row = await endpoints.prepare_row(settings, plan, EndpointKind.REPORT_WEBHOOK, spec)
+    url = None if body.webhook is None else body.webhook.url
+    row = await job_webhooks.prepare(settings, plan, EndpointKind.REPORT_WEBHOOK, url)
     output = body.output.model_dump(mode="json", by_alias=True)
     target = body.target.model_dump(mode="json", by_alias=True)
     events.check_storable({"output": output, "target": target})
@@ -75,11 +60,15 @@ async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[
 
 
 async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Record:
-    return found(await repository.get_job(pool, org_id, job_id), _job_not_found(job_id))
+    return found(
+        await repository.get_job(pool, org_id, job_id), NotFoundError.of("report job", job_id)
+    )
 
 
 async def _lock_queued(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record:
-    job = found(await repository.lock_job(conn, org_id, job_id), _job_not_found(job_id))
+    job = found(
+        await repository.lock_job(conn, org_id, job_id), NotFoundError.of("report job", job_id)
+    )
     if job["status"] != QUEUED:
         raise ConflictError(
             f"report job {job_id!r} is already {job['status']}", status=job["status"]
@@ -146,7 +135,7 @@ async def fail_job(
 async def get_report(pool: asyncpg.Pool, org_id: str, report_id: str) -> dict[str, Any]:
     report = found(
         await repository.get_report(pool, org_id, report_id),
-        NotFoundError(f"report {report_id!r} not found"),
+        NotFoundError.of("report", report_id),
     )
     return {
         **(report["extra"] or {}),

@@ -127,20 +127,12 @@ END
 $$;
 
 -- 2. The partitioned tables, with the names of constraints and indexes code relies on.
+-- events keeps the columns of the table it replaces (0001's, 0003's trace_context), not its
+-- keys: the idempotency key's UNIQUE moved to idempotency_keys below.
 CREATE TABLE events (
-    id                       text NOT NULL,
-    organization_id          text NOT NULL CONSTRAINT events_organization_id_fkey
-                             REFERENCES organizations (id) ON DELETE CASCADE,
-    type                     text NOT NULL,
-    data                     jsonb NOT NULL,
-    idempotency_key          text,
-    idempotency_fingerprint  text,
-    target_endpoint_id       text,
-    target_delivery_id       text,
-    created_at               timestamptz NOT NULL DEFAULT now(),
-    published_at             timestamptz,
-    dispatched_at            timestamptz,
-    trace_context            jsonb,
+    LIKE events_pre0007 INCLUDING DEFAULTS,
+    CONSTRAINT events_organization_id_fkey FOREIGN KEY (organization_id)
+        REFERENCES organizations (id) ON DELETE CASCADE,
     PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
 CREATE INDEX events_unpublished ON events (created_at) WHERE published_at IS NULL;
