@@ -114,17 +114,8 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
     parser.add_argument("--batch", action="store_true", help="batch ingest, HTTP and AMQP")
     args = parser.parse_args()
-    chosen = (
-        args.rate,
-        args.throughput,
-        args.skeleton,
-        args.slow_room,
-        args.fairness,
-        args.sharded,
-        args.peer,
-        args.batch,
-    )
-    if not any(chosen):
+    modes = ("rate", "throughput", "skeleton", "slow_room", "fairness", "sharded", "peer", "batch")
+    if not any(getattr(args, mode) for mode in modes):
         parser.error(
             "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded,"
             " --peer, --batch"

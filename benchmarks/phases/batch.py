@@ -41,13 +41,13 @@ SendBatch = Callable[[int, load.Sent], Awaitable[None]]
 @dataclass
 class BatchDoor:
     deliveries_per_s: float
-    events_sent: int
-    request_errors: dict[str, int]
-    drained: bool
-    duplicate_posts: int
     # per service, RabbitMQ and PostgreSQL: robust to a busy machine, unlike deliveries/s
     cpu_s_per_1000_deliveries: dict[str, float]
     other_processes_cores_busy: float  # what else ran on the machine meanwhile
+    events_sent: int
+    duplicate_posts: int
+    all_delivered: bool
+    errors: dict[str, int]  # failed requests or publishes, and refused items, by what
 
 
 @dataclass
@@ -119,12 +119,12 @@ async def _door(
         per_event[record.event_id] = per_event.get(record.event_id, 0) + 1
     return BatchDoor(
         deliveries_per_s=in_window / (after.t - before.t),
-        events_sent=len(sent.events),
-        request_errors=sent.errors,
-        drained=drained,
-        duplicate_posts=sum(n - 1 for n in per_event.values() if n > 1),
         cpu_s_per_1000_deliveries=cpu.cpu_s_per_1000_deliveries,
         other_processes_cores_busy=cpu.other_processes_cores_busy,
+        events_sent=len(sent.events),
+        duplicate_posts=sum(n - 1 for n in per_event.values() if n > 1),
+        all_delivered=drained,
+        errors=sent.errors,
     )
 
 
