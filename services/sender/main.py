@@ -4,9 +4,10 @@ Prefetch is the concurrency limit: aio-pika runs every delivered message as its 
 so at most `sender_prefetch` POSTs are in flight per replica.
 
 Sharded (HOOKPOST_SENDER_SHARDS=N), every replica consumes every shard, each with an equal
-share of the prefetch on a channel of their own (so the replica still holds at most
-`sender_prefetch`), and drains `<prefix>.sender`: no shard waits for a replica of its own,
-and one Deployment scales on the summed depth (docs/operations.md).
+share of the prefetch on a channel of their own (the shards hold about `sender_prefetch` at
+most; the drained `<prefix>.sender` one share more while it still has anything): no shard
+waits for a replica of its own, and one Deployment scales on the summed depth
+(docs/operations.md).
 
 SIGTERM (libs/worker/runtime.py): every consumer is cancelled first (the broker sends this
 replica nothing new), then running handlers get up to `shutdown_grace_s` to record their
