@@ -12,24 +12,20 @@ and execution time PostgreSQL reports for `_LOAD` (EXPLAIN ANALYZE EXECUTE of a 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from benchmarks.retention_cost import midnight
-from harness.env import FreshEnv
+from benchmarks import history
+from benchmarks.common import cost_main, scratch_database
 from libs.delivery.repository import _LOAD, _RECORD
 from libs.domain.ids import IdPrefix, new_id
 from libs.infra.broker.messages import EventMessage
 from libs.infra.db import partitions
-from libs.infra.db.migrate import migrate
 from libs.infra.db.pool import create_pool
 from services.dispatcher.repository import DispatcherRepository
 from services.dispatcher.rows import PlannedDeliveries
@@ -39,30 +35,8 @@ ROUNDS = 60
 BATCH = 50
 ORG, ENDPOINT, TYPE = "org_plan", "dest_plan", "mapping.completed"
 
-_SETUP = f"""
-INSERT INTO organizations (id, name, plan) VALUES ('{ORG}', 'plan', 'PRO');
-INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events, status,
-                       secret_enc, secret_masked)
-VALUES ('{ENDPOINT}', '{ORG}', 'DESTINATION', 'plan', '\\x00', 'https://x.test/',
-        ARRAY['{TYPE}'], 'ACTIVE', '\\x00', 'whsec_••••');
-"""
-_DAY = f"""
-WITH ids AS (
-    SELECT n, hookpost_ulid_prefix($1::timestamptz + n * interval '1 ms') || lpad(n::text, 16, '0')
-        AS u
-    FROM generate_series(1, $2) AS n
-), e AS (
-    INSERT INTO events (id, organization_id, type, data, created_at, published_at, dispatched_at)
-    SELECT 'evt_' || u, '{ORG}', '{TYPE}', '{{"n": 1}}', $1, $1, $1 FROM ids
-), d AS (
-    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status, attempt_count,
-                            created_at)
-    SELECT 'del_' || u, 'evt_' || u, '{ENDPOINT}', '{ORG}', 'SUCCEEDED', 1, $1 FROM ids
-)
-INSERT INTO delivery_attempts (id, delivery_id, event_id, attempt_number, attempted_at,
-                               duration_ms, http_status, succeeded)
-SELECT 'att_' || u, 'del_' || u, 'evt_' || u, 1, $1, 20, 200, true FROM ids
-"""
+_SETUP = history.owner(ORG, ENDPOINT, TYPE)
+_DAY = history.day(ORG, ENDPOINT, TYPE, attempts=1, keyed=True)
 
 
 class _Rollback(Exception):
@@ -186,37 +160,24 @@ async def _measure_mode(dsn: str, mode: str) -> None:
 
 
 async def measure(days: int, per_day: int) -> None:
-    env = FreshEnv(f"hookpost_plans_{uuid.uuid4().hex[:8]}")
-    await env._on_server(f'CREATE DATABASE "{env.name}"')
-    try:
-        await migrate(env.dsn)
-        conn = await asyncpg.connect(env.dsn)
-        try:
-            await conn.execute(_SETUP)
-            today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
-            await partitions.maintain(conn, days + 1, today)
-            for age in range(days, 0, -1):
-                day = today - timedelta(days=age)
-                for table in partitions.TABLES:
-                    await conn.fetchval("SELECT hookpost_create_day_partition($1, $2)", table, day)
-                await conn.execute(_DAY, midnight(day), per_day)
-            await conn.execute("ANALYZE")
-            parts = len(await partitions.day_partitions(conn, "deliveries"))
-            print(f"{days} days x {per_day:,} events; {parts} day partitions per history table")
-        finally:
-            await conn.close()
+    async with scratch_database("plans") as (env, conn):
+        await conn.execute(_SETUP)
+        today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+        await partitions.maintain(conn, days + 1, today)
+        for age in range(days, 0, -1):
+            day = today - timedelta(days=age)
+            for table in partitions.TABLES:
+                await conn.fetchval("SELECT hookpost_create_day_partition($1, $2)", table, day)
+            await conn.execute(_DAY, history.midnight(day), per_day)
+        await conn.execute("ANALYZE")
+        parts = len(await partitions.day_partitions(conn, "deliveries"))
+        print(f"{days} days x {per_day:,} events; {parts} day partitions per history table")
         for mode in MODES:
             await _measure_mode(env.dsn, mode)
-    finally:
-        await env.drop_database()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=31)
-    parser.add_argument("--per-day", type=int, default=2_000)
-    args = parser.parse_args()
-    asyncio.run(measure(args.days, args.per_day))
+    cost_main(__doc__, measure, days=31, per_day=2_000)
 
 
 if __name__ == "__main__":
