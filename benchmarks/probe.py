@@ -12,6 +12,11 @@
                                                      work queues (HOOKPOST_SENDER_SHARDS)
     python -m benchmarks.probe --peer                django-webhook alone: 1 endpoint, fan-out
                                                      10, latency (benchmarks/phases/peer.py)
+    python -m benchmarks.probe --batch               batches of 100 events, 1 endpoint each:
+                                                     POST /events/batch, then AMQP (batch.py)
+    python -m benchmarks.probe --concurrency 2400    sender replicas at that prefetch under a
+                                                     backlog for 100 endpoints at 2 s (as
+                                                     make bench): in flight and RSS per replica
 
 The same stack, load and reports as `make bench` (benchmarks/run.py), without the ceilings and
 the other phases: a change's effect on one regime in a couple of minutes. Its figures are
@@ -26,7 +31,17 @@ import asyncio
 from benchmarks import report
 from benchmarks.common import log
 from benchmarks.config import FANOUT, LATENCY_S
-from benchmarks.phases import fairness, latency, peer, sharded, skeleton, slow_room, throughput
+from benchmarks.phases import (
+    batch,
+    concurrency,
+    fairness,
+    latency,
+    peer,
+    sharded,
+    skeleton,
+    slow_room,
+    throughput,
+)
 from benchmarks.results import as_dict
 from benchmarks.rig import Pipeline, Rig, Run
 
@@ -40,6 +55,8 @@ async def probe(
     fair: bool = False,
     shards: bool = False,
     peers: bool = False,
+    batches: bool = False,
+    prefetch: int | None = None,
 ) -> None:
     rig = await Rig.start(Run.new())
     pipe: Pipeline | None = None
@@ -50,9 +67,21 @@ async def probe(
                 report.print_skeleton(await skeleton.measure(rig, n))
         if peers:
             report.print_peer(await peer.measure(rig))
-        if not (pipeline or room or fair or shards):
+        if not (pipeline or room or fair or shards or batches or prefetch):
             return
         pipe = await Pipeline.start(rig)
+        if batches:
+            print(f"batch        {as_dict(await batch.measure(pipe))}")
+        if prefetch is not None:
+            await _senders_at(pipe, prefetch)
+            log(f"sender concurrency, prefetch {prefetch}, 100 endpoints at 2,000 ms")
+            label = f"prefetch {prefetch}, 100 endpoints at 2 s"
+            found = await concurrency.measure(pipe, label, "wide")
+            report.print_concurrency(found)
+            print(
+                f"             {found.deliveries:,} of {found.expected:,} arrived"
+                f" (drained: {found.drained}), saturated window {found.saturated_window_s:.1f} s"
+            )
         if shards:
             print(f"sharded      {as_dict(await sharded.measure(pipe))}")
         if fair:
@@ -88,6 +117,19 @@ async def probe(
         await rig.close()
 
 
+async def _senders_at(pipe: Pipeline, prefetch: int) -> None:
+    """As make bench's sender phases: every first attempt through the senders, and a pair of
+    senders at `prefetch` (HOOKPOST_* of this process's environment reach every service)."""
+    stack = pipe.stack
+    for dispatcher in list(stack.dispatchers):
+        await stack.remove(dispatcher)
+    await stack.add_dispatcher("dispatcher-2", HOOKPOST_DISPATCHER_FIRST_ATTEMPTS="0")
+    for sender in list(stack.senders):
+        await stack.remove(sender)
+    for i in (3, 4):
+        await stack.add_sender(f"sender-{i}", HOOKPOST_SENDER_PREFETCH=str(prefetch))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, help="events/s of the latency phase")
@@ -98,8 +140,12 @@ def main() -> None:
     parser.add_argument("--fairness", action="store_true", help="slow and throttling endpoints")
     parser.add_argument("--sharded", action="store_true", help="1 vs 4 sender work queues")
     parser.add_argument("--peer", action="store_true", help="django-webhook, the Python peer")
+    parser.add_argument("--batch", action="store_true", help="batch ingest, HTTP and AMQP")
+    parser.add_argument("--concurrency", type=int, help="sender prefetch, 2 s endpoints' backlog")
     args = parser.parse_args()
-    chosen = (
+    # The phases to run, each option once and in probe()'s order (--fanout only widens
+    # --throughput, so it chooses nothing by itself).
+    phases = (
         args.rate,
         args.throughput,
         args.skeleton,
@@ -107,23 +153,16 @@ def main() -> None:
         args.fairness,
         args.sharded,
         args.peer,
+        args.batch,
+        args.concurrency,
     )
-    if not any(chosen):
+    if not any(phases):
         parser.error(
-            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded, --peer"
+            "give --rate, --throughput, --skeleton, --slow-room, --fairness, --sharded,"
+            " --peer, --batch, --concurrency"
         )
-    asyncio.run(
-        probe(
-            args.rate,
-            args.throughput,
-            args.fanout,
-            args.skeleton,
-            args.slow_room,
-            args.fairness,
-            args.sharded,
-            args.peer,
-        )
-    )
+    rate, throughput, *others = phases
+    asyncio.run(probe(rate, throughput, args.fanout, *others))
 
 
 if __name__ == "__main__":

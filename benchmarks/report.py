@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from benchmarks import targets
 from benchmarks.config import FANOUT
+from benchmarks.phases.sharded import ShardedResult
 from benchmarks.results import (
     BenchResults,
     Concurrency,
@@ -177,6 +178,8 @@ def print_summary(results: BenchResults) -> None:
     retry = results.retry
     print(f"retries      {retry.retried_deliveries} retried: lateness {retry.lateness_ms}")
     print_fairness(results.fairness)
+    if results.sharded is not None:
+        print_sharded(results.sharded)
     print_peer_beside(results)
     print_targets(results)
     print(f"duration     {results.duration_s} s; exit codes {results.exit_codes}")
@@ -237,4 +240,14 @@ def print_peer_latency(lat: PeerLatency) -> None:
         f"             latency at {lat.offered_events_per_s:,.0f} events/s: p50 {e2e['p50']:.1f},"
         f" p95 {e2e['p95']:.1f}, p99 {e2e['p99']:.1f} ms ({lat.delivered} of {lat.events}"
         f" delivered); accept {lat.accept_ms}; errors {lat.request_errors}"
+    )
+
+
+def print_sharded(found: ShardedResult) -> None:
+    one, many = found.unsharded, found.sharded
+    print(
+        f"sharded      sender work queue × 1: {one.deliveries_per_s:,.0f} deliveries/s;"
+        f" × {many.shards}: {many.deliveries_per_s:,.0f} ({found.ratio} ×);"
+        f" every shard carried work {found.every_shard_carried_work};"
+        f" every delivery arrived once {found.all_arrived_once}"
     )

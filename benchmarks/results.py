@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the phase imports this module: only the name here
+    from benchmarks.phases.sharded import ShardedResult
 
 Percentiles = dict[str, float]  # {"p50": …, "p99": …} (and "n", "min", "max" where given)
 
@@ -327,3 +330,4 @@ class BenchResults:
     exit_codes: dict[str, int | None]
     duration_s: float
     peer: Peer | None = None  # None: the peer phase failed (the run says why)
+    sharded: ShardedResult | None = None

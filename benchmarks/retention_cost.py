@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as day_start
+from datetime import timedelta
 
 import asyncpg
 
+from benchmarks import history
 from benchmarks.common import cost_main, scratch_database
 from libs.delivery.repository import _LOAD
 from libs.infra.db import partitions
@@ -41,32 +41,8 @@ JOIN deliveries d ON d.id = want.delivery_id
 LEFT JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt_number = want.attempt_number
 """
 
-_SETUP = """
-INSERT INTO organizations (id, name, plan) VALUES ('org_cost', 'cost', 'PRO');
-INSERT INTO endpoints (id, organization_id, kind, name, url_enc, url_masked, events, status,
-                       secret_enc, secret_masked)
-VALUES ('dest_cost', 'org_cost', 'DESTINATION', 'cost', '\\x00', 'https://x.test/',
-        ARRAY['mapping.completed'], 'ACTIVE', '\\x00', 'whsec_••••');
-"""
-# Ids are ULIDs of their day (the migration's own encoder): `evt_<day's prefix><n>`.
-_DAY = """
-WITH ids AS (
-    SELECT n, hookpost_ulid_prefix($1::timestamptz + n * interval '1 ms') || lpad(n::text, 16, '0')
-        AS u
-    FROM generate_series(1, $2) AS n
-), e AS (
-    INSERT INTO events (id, organization_id, type, data, created_at, published_at, dispatched_at)
-    SELECT 'evt_' || u, 'org_cost', 'mapping.completed', '{"n": 1}', $1, $1, $1 FROM ids
-), d AS (
-    INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status, attempt_count,
-                            created_at)
-    SELECT 'del_' || u, 'evt_' || u, 'dest_cost', 'org_cost', 'SUCCEEDED', 2, $1 FROM ids
-)
-INSERT INTO delivery_attempts (id, delivery_id, attempt_number, attempted_at, duration_ms,
-                               http_status, succeeded)
-SELECT 'att_' || u || k, 'del_' || u, k, $1, 20, 200, true
-FROM ids CROSS JOIN generate_series(1, 2) AS k
-"""
+_SETUP = history.owner("org_cost", "dest_cost", "mapping.completed")
+_DAY = history.day("org_cost", "dest_cost", "mapping.completed", attempts=2, keyed=False)
 
 
 def _ulid_encoder() -> str:
@@ -75,10 +51,6 @@ def _ulid_encoder() -> str:
     sql = migration_sql(7)
     start = sql.index("CREATE FUNCTION hookpost_ulid_prefix")
     return sql[start : sql.index("$$;", sql.index("BEGIN", start)) + 3] + "\n"
-
-
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, day_start(0), UTC)
 
 
 async def load_ms(
@@ -106,7 +78,7 @@ async def measure(days: int, per_day: int) -> None:
         today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
         started = time.monotonic()
         for age in range(days, 0, -1):
-            await conn.execute(_DAY, midnight(today - timedelta(days=age)), per_day)
+            await conn.execute(_DAY, history.midnight(today - timedelta(days=age)), per_day)
         await conn.execute("DROP FUNCTION hookpost_ulid_prefix(timestamptz); ANALYZE")
         print(
             f"filled {days} days x {per_day:,} events (+1 delivery, 2 attempts each) in"
@@ -115,7 +87,7 @@ async def measure(days: int, per_day: int) -> None:
         sample = await conn.fetch(
             "SELECT id, event_id FROM deliveries WHERE created_at >= $2 ORDER BY random() LIMIT $1",
             ROUNDS * 100,
-            midnight(today - timedelta(days=1)),
+            history.midnight(today - timedelta(days=1)),
         )
         ids = [
             [(r["id"], r["event_id"]) for r in sample[i : i + 100]]
@@ -146,8 +118,8 @@ async def measure(days: int, per_day: int) -> None:
         # The row-by-row alternative, on the next day: what the partition drop replaces.
         oldest = min(await partitions.day_partitions(conn, "events"))
         bound = "SELECT 'evt_' || hookpost_ulid_prefix($1::timestamptz)"
-        lo = await conn.fetchval(bound, midnight(oldest))
-        hi = await conn.fetchval(bound, midnight(oldest + timedelta(days=1)))
+        lo = await conn.fetchval(bound, history.midnight(oldest))
+        hi = await conn.fetchval(bound, history.midnight(oldest + timedelta(days=1)))
         started = time.perf_counter()
         async with conn.transaction():
             for table in ("delivery_attempts", "deliveries"):

@@ -41,7 +41,9 @@ class Run:
         # capacity: with it on, the 1-endpoint phase measured the limit (thousands of 429s
         # per window) instead of the pipeline. Off, the bench's one org per phase can offer
         # what the pipeline takes.
-        env = FreshEnv(f"hookpost_bench_{run_id}", overrides={"HOOKPOST_EVENTS_RATE_PER_S": "0"})
+        # No ingest rate limit; room for the "wide" scenario's 100 subscriptions in one org.
+        overrides = {"HOOKPOST_EVENTS_RATE_PER_S": "0", "HOOKPOST_ACTIVE_ENDPOINT_QUOTA": "100"}
+        env = FreshEnv(f"hookpost_bench_{run_id}", overrides=overrides)
         logs = OUT / f"logs-{run_id}"
         (logs / "profiles").mkdir(parents=True, exist_ok=True)
         return cls(run_id, env, logs)

@@ -17,15 +17,17 @@ on this machine.
                     (phases 4 and 5: the dispatcher makes first attempts itself, the default)
     6. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
                     rate-limits with 429 + Retry-After: what it gets, and a bystander's p99
-                    (benchmarks/phases/fairness.py)
+                    (benchmarks/phases/fairness.py); then the sender work queue unsharded and
+                    in 4 shards, the same fan-out traffic (benchmarks/phases/sharded.py)
     7. concurrency  the dispatcher is replaced by one that hands every first attempt to the
                     sender queue (HOOKPOST_DISPATCHER_FIRST_ATTEMPTS=0): these phases measure
                     sender replicas.
                     receiver takes 200 ms; senders paused while 6,000 deliveries queue, then
                     resumed: in-flight POSTs, throughput and RSS per replica
-                    (default prefetch, then a second sender pair with prefetch 600; then
-                    the same pair against a receiver that takes 2,000 ms, where the
-                    in-flight count is bounded by prefetch rather than by CPU)
+                    (default prefetch, then a second sender pair with prefetch 2,400; then
+                    the same pair against 100 endpoints that take 2,000 ms each (200
+                    events), where the in-flight count is bounded by prefetch, each
+                    endpoint's adaptive limit and the replica's CPU)
     8. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
                     an endpoint answers 500 then 200: lateness of attempt 2 vs its schedule
 
@@ -72,6 +74,7 @@ from benchmarks.phases import (
     latency,
     peer,
     retry,
+    sharded,
     skeleton,
     throughput,
 )
@@ -99,9 +102,9 @@ async def sender_phases(pipe: Pipeline) -> tuple[Concurrency, Concurrency, Concu
         await stack.add_sender(f"sender-{i}", **pair)
     log(f"sender concurrency, prefetch {BIG_PREFETCH}")
     big = await concurrency.measure(pipe, f"prefetch {BIG_PREFETCH}")
-    log(f"sender concurrency, prefetch {BIG_PREFETCH}, endpoint 2,000 ms")
-    label = f"prefetch {BIG_PREFETCH}, 2 s endpoint"
-    slow_endpoint = await concurrency.measure(pipe, label, "slower")
+    log(f"sender concurrency, prefetch {BIG_PREFETCH}, 100 endpoints at 2,000 ms")
+    label = f"prefetch {BIG_PREFETCH}, 100 endpoints at 2 s"
+    slow_endpoint = await concurrency.measure(pipe, label, "wide")
     log(f"retry precision: {RETRY_EVENTS} deliveries, 500 then 200, first tier 1,000 ms")
     retried = await retry.measure(pipe)
     late = retried.lateness_ms
@@ -160,6 +163,8 @@ async def bench() -> BenchResults:
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
         fair = await fairness.measure(pipe)
+        log(f"sharded sender queues: 1 then {sharded.SHARDS}, fan-out traffic")
+        shards = await sharded.measure(pipe)
         default, big, slow_endpoint, retried = await sender_phases(pipe)
     finally:
         log("teardown")
@@ -170,7 +175,7 @@ async def bench() -> BenchResults:
         throughput_1=tput, throughput_fanout=fan, throughput_amqp=direct,
         latency_floor=floor, latency=lat,
         concurrency_default=default, concurrency_big=big, concurrency_slow_endpoint=slow_endpoint,
-        retry=retried, fairness=fair, peer=peer_found,
+        retry=retried, fairness=fair, peer=peer_found, sharded=shards,
         exit_codes=exit_codes, duration_s=round(time.time() - started, 1),
     )  # fmt: skip
 

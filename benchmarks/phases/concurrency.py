@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from benchmarks.common import pct
-from benchmarks.config import DEFAULT_PREFETCH, FANOUT, SLOW_EVENTS, SLOW_S
+from benchmarks.config import DEFAULT_PREFETCH, SLOW_EVENTS, SLOW_S, SUBSCRIPTIONS, WIDE_EVENTS
 from benchmarks.measure import PgActivity, RssSamples, cpu_report, snapshot
 from benchmarks.results import Concurrency, Replica
 from benchmarks.rig import Pipeline
@@ -22,8 +22,8 @@ async def _queue_while_paused(pipe: Pipeline, scenario: str) -> int:
     delivery. How many deliveries are expected."""
     org_id = pipe.org_id(scenario)
     already = await pipe.pool.fetchval(COUNT_SQL, org_id)
-    sent = await pipe.amqp.publish_n(org_id, SLOW_EVENTS)
-    expected = len(sent.events) * FANOUT
+    sent = await pipe.amqp.publish_n(org_id, WIDE_EVENTS if scenario == "wide" else SLOW_EVENTS)
+    expected = len(sent.events) * dict(SUBSCRIPTIONS)[scenario]
     for _ in range(300):  # up to 60 s for the dispatcher to insert them all
         if await pipe.pool.fetchval(COUNT_SQL, org_id) >= already + expected:
             break

@@ -22,6 +22,7 @@ they made every load an eight-table join, the costliest statement of the whole s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -31,6 +32,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from libs.infra.crypto import decrypt, decrypt_optional
+
 log = logging.getLogger("hookpost.delivery")
 
 CHANNEL = "hookpost_config"
@@ -38,6 +41,16 @@ MAX_ENTRIES = 10_000  # endpoints per replica; beyond it the oldest entries go
 CHECK_EVERY_S = 5.0  # how often the LISTEN connection proves it is alive
 RECONNECT_AFTER_S = 1.0
 MAX_AGE_S = 60.0  # the longest an entry is used without being read again
+
+
+@dataclass(frozen=True)
+class Plaintext:
+    """An endpoint's encrypted settings, decrypted."""
+
+    url: str
+    secret: str | None
+    previous_secret: str | None
+    api_key_value: str | None
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,28 @@ class EndpointSettings:
         """The rotated-out secret while it still signs alongside the new one."""
         expires = self.previous_secret_expires_at
         return self.previous_secret_enc if expires is not None and expires > now else None
+
+    @functools.cached_property
+    def plaintext(self) -> Plaintext:
+        """Decrypted once per cache entry, not per attempt (AES-GCM of three or four values
+        was a few % of a first attempt's CPU, BENCHMARKS.md): the plaintext lives as long
+        as the entry, at most MAX_AGE_S. A value that does not decrypt raises on every use
+        (nothing is cached then)."""
+        return Plaintext(
+            url=decrypt(self.url_enc),
+            secret=decrypt_optional(self.secret_enc),
+            previous_secret=decrypt_optional(self.previous_secret_enc),
+            api_key_value=decrypt_optional(self.api_key_value_enc),
+        )
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets that sign now: the current one, then the rotated-out one while it
+        still signs alongside it."""
+        plain = self.plaintext
+        secrets = [plain.secret] if plain.secret is not None else []
+        if plain.previous_secret is not None and self.previous_secret(now) is not None:
+            secrets.append(plain.previous_secret)
+        return secrets
 
 
 Loader = Callable[[list[str]], Awaitable[list[EndpointSettings]]]

@@ -9,13 +9,19 @@ limit, and the receiver's Retry-After.
   one is sent less.
 - **`rateLimitPerSecond`** (an endpoint's own setting) is a token bucket.
 - **A Retry-After** (429 or 503) holds the whole endpoint back until it has passed.
+- **An endpoint whose attempts take long** (`takes_long`) has its first attempts left to the
+  senders by the dispatcher, so that its events' messages and the dispatcher's room for
+  first attempts never wait on it (services/dispatcher/first_attempts.py).
 
 An attempt with no room yet is not made: the engine defers its step to a retry tier, so it
 never holds one of the queue's prefetch slots that other endpoints' work needs. How long it
 waits follows a queue: the steps already waiting for that endpoint, divided by what the
 endpoint gets through per second (its limit over its attempts' duration, or its rate). So
 an endpoint far over its capacity has its backlog come back spread over time, at the pace it
-can take, instead of every deferred step coming back each second.
+can take, instead of every deferred step coming back each second. A Retry-After's hold
+paces them the same way, by what the endpoint has taken per second lately: otherwise every
+step of a throttled endpoint's backlog came back each second, through the queue every other
+endpoint's steps share (BENCHMARKS.md, "Session 10").
 
 Every engine (each sender, each dispatcher making first attempts) keeps its own limits, and
 takes its share of an endpoint's ceiling and rate: `share` is 1 / the number of engines
@@ -39,6 +45,11 @@ IDLE_FORGET_S = 600.0  # an endpoint idle this long starts afresh
 MAX_ENDPOINTS = 50_000  # beyond it, idle endpoints are forgotten first
 MAX_WAITING = 100_000  # deferred steps remembered per endpoint (the rest wait as the last)
 MIN_WAIT_S = 1.0
+MIN_PACE_PER_S = 1.0  # a held endpoint that has taken nothing lately: one step a second
+# Beyond this, an endpoint's attempts would hold the dispatcher's room (128 events at the
+# default prefetch) for long: at 0.5 s per attempt it lasts 256 events/s.
+LONG_S = 0.5
+PROBE_EVERY_S = 10.0  # how often one first attempt of a long endpoint is made here anyway
 
 
 @dataclass
@@ -52,6 +63,10 @@ class _Endpoint:
     used: float = 0.0
     slow_start: bool = True
     duration_s: float = 0.05  # its attempts' duration, a moving average
+    probed: float = float("-inf")  # when `takes_long` last let one attempt be made here
+    taken: int = 0  # attempts it took (answered without an overload) since `counted`
+    counted: float = 0.0
+    taken_per_s: float = 0.0  # a moving average of those per second
     waiting: deque[float] = field(default_factory=deque)  # when each deferred step is due
 
 
@@ -83,10 +98,11 @@ class EndpointLimits:
         now = self._clock()
         state = self._state(endpoint_id, now)
         share = self._share()
-        if state.not_before > now:
-            return state.not_before - now
-        slots = max(MINIMUM, min(state.limit, self._ceiling * share))
         rate = rate_per_s * share if rate_per_s else None
+        if state.not_before > now:
+            pace = max(MIN_PACE_PER_S, state.taken_per_s)
+            return self._defer(state, pace, rate, now, at_least=state.not_before - now)
+        slots = max(MINIMUM, min(state.limit, self._ceiling * share))
         if state.in_flight >= slots or (rate and self._take_token(state, rate, now)):
             return self._defer(state, slots / state.duration_s, rate, now)
         state.in_flight += 1
@@ -105,9 +121,23 @@ class EndpointLimits:
             if now - state.decreased >= DECREASE_EVERY_S:
                 state.limit = max(MINIMUM, state.limit / 2)
                 state.decreased = now
-        elif result.succeeded:
+        elif not result.refused:
+            self._count_taken(state, now)
+        if result.succeeded:
             grown = state.limit + (1 if state.slow_start else 1 / state.limit)
             state.limit = min(float(self._ceiling), grown)
+
+    def takes_long(self, endpoint_id: str) -> bool:
+        """Do its attempts take long (over LONG_S, lately)? Now and then it answers no
+        anyway, so that one attempt made here finds out whether that is still so."""
+        state = self._endpoints.get(endpoint_id)
+        if state is None or state.duration_s <= LONG_S:
+            return False
+        now = self._clock()
+        if now - state.probed >= PROBE_EVERY_S:
+            state.probed = now
+            return False
+        return True
 
     def limit(self, endpoint_id: str) -> float:
         """The endpoint's current concurrency limit here (for metrics and tests)."""
@@ -119,18 +149,35 @@ class EndpointLimits:
         if state is None or (state.in_flight == 0 and now - state.used > IDLE_FORGET_S):
             if len(self._endpoints) >= MAX_ENDPOINTS:
                 self._forget_idle(now)
-            state = self._endpoints[endpoint_id] = _Endpoint(min(INITIAL, self._ceiling))
+            state = self._endpoints[endpoint_id] = _Endpoint(
+                min(INITIAL, self._ceiling), counted=now
+            )
         state.used = now
         return state
 
     @staticmethod
-    def _defer(state: _Endpoint, through_per_s: float, rate: float | None, now: float) -> float:
+    def _count_taken(state: _Endpoint, now: float) -> None:
+        state.taken += 1
+        elapsed = now - state.counted
+        if elapsed >= 1.0:
+            state.taken_per_s = 0.5 * state.taken_per_s + 0.5 * state.taken / elapsed
+            state.taken = 0
+            state.counted = now
+
+    @staticmethod
+    def _defer(
+        state: _Endpoint,
+        through_per_s: float,
+        rate: float | None,
+        now: float,
+        at_least: float = MIN_WAIT_S,
+    ) -> float:
         """How long a step that found no room waits: behind those already waiting, at the
         pace the endpoint gets through (see the top)."""
         while state.waiting and state.waiting[0] <= now:
             state.waiting.popleft()
         pace = min(through_per_s, rate) if rate else through_per_s
-        wait = max(MIN_WAIT_S, (len(state.waiting) + 1) / max(pace, 0.01))
+        wait = max(MIN_WAIT_S, at_least, (len(state.waiting) + 1) / max(pace, 0.01))
         if len(state.waiting) < MAX_WAITING:
             state.waiting.append(now + wait)
         return wait

@@ -1,7 +1,8 @@
 """What one attempt sends: the door's body, signed, with the customer's headers and ours.
 
-`signed_request` is the whole recipe; it decrypts the endpoint's settings and signs with
-every secret in force (the current one, then a rotated one still in its grace window).
+`signed_request` is the whole recipe; it takes the endpoint's settings as decrypted once per
+cache entry (endpoint_cache.py) and signs with every secret in force (the current one, then a
+rotated one still in its grace window).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from libs.delivery.signatures import SigningKeys, UnsupportedSignatureScheme, si
 from libs.domain.headers import DELIVERY_HEADER, EVENT_HEADER, RESERVED_HEADERS
 from libs.domain.headers import HEADER_NAME as _TOKEN
 from libs.infra.broker.messages import DeliveryTask
-from libs.infra.crypto import decrypt, decrypt_optional
 
 log = logging.getLogger("hookpost.delivery")
 
@@ -47,30 +47,27 @@ def signed_request(
     try:
         # The door's payload shape: the envelope, or an agent sink's job payload.
         body = request_body(task, row, attempt_id, sink_cap_bytes)
-        secrets = [decrypt(endpoint.secret_enc)] if endpoint.secret_enc is not None else []
-        previous = decrypt_optional(endpoint.previous_secret(datetime.now(UTC)))
-        if previous is not None:
-            secrets.append(previous)
+        plain = endpoint.plaintext
         signed = signature_headers(
-            SigningKeys(endpoint.signature_scheme, secrets),
+            SigningKeys(endpoint.signature_scheme, endpoint.signing_secrets(datetime.now(UTC))),
             body,
             attempt_id,
             task.event_id,
             int(time.time()),
         )
-        url = decrypt(endpoint.url_enc)
-        api_key_value = decrypt_optional(endpoint.api_key_value_enc)
     except (UnsupportedSignatureScheme, UnsendablePayload) as exc:
         raise Unsendable(str(exc)) from exc
     except Exception as exc:
         log.exception("could not decrypt the endpoint's settings")
         raise Unsendable("the endpoint's stored settings could not be read") from exc
-    headers = customer_headers(endpoint.api_key_name, api_key_value, endpoint.additional_headers)
+    headers = customer_headers(
+        endpoint.api_key_name, plain.api_key_value, endpoint.additional_headers
+    )
     headers.update(signed)
     headers[EVENT_HEADER] = task.type
     headers[DELIVERY_HEADER] = attempt_id
     headers["Content-Type"] = "application/json"
-    return SignedRequest(url, endpoint.url_masked, body, headers)
+    return SignedRequest(plain.url, endpoint.url_masked, body, headers)
 
 
 def customer_headers(

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
 from faststream import AckPolicy
@@ -110,16 +113,98 @@ class ConsumerPause:
             self._answers.set()
 
 
+class AckRuns:
+    """The acks of one channel, coalesced: those settled in the same loop turn go out as one
+    `basic.ack(multiple=True)` when every delivery tag up to the highest of them is settled.
+
+    Delivery tags count a channel's deliveries from 1. `through` is the highest tag T such
+    that every tag up to T has been settled here (acked, rejected or requeued): a multiple
+    ack up to a tag ≤ T can only cover messages this process is done with (one rejected or
+    acked before is no longer outstanding at the broker, which skips it). An ack above T (a
+    message below it still in flight, or delivered and not yet handed to us) goes alone.
+    The frames go out one after the other, in the order decided: a multiple ack written
+    before the single ack of a tag it covers would make that one unknown to the broker,
+    which closes the channel. One frame instead of one per message (BENCHMARKS.md, issue 21).
+    """
+
+    def __init__(self) -> None:
+        self.through = 0
+        self._settled: set[int] = set()  # tags above `through` settled here
+        self._waiting: list[tuple[Any, asyncio.Future[None]]] = []  # (aio-pika message, done)
+        # Frames to write, in order: (message, multiple, the acks it settles).
+        self._frames: deque[tuple[Any, bool, list[asyncio.Future[None]]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    def settled(self, tag: int) -> None:
+        self._settled.add(tag)
+        while self.through + 1 in self._settled:
+            self.through += 1
+            self._settled.discard(self.through)
+
+    async def ack(self, raw: Any) -> None:
+        """Acknowledge `raw` (an aio-pika IncomingMessage of this channel) on the next turn."""
+        done = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiting.append((raw, done))
+        await done
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for raw, _ in waiting:
+            self.settled(raw.delivery_tag)
+        covered = [(raw, done) for raw, done in waiting if raw.delivery_tag <= self.through]
+        if covered:
+            last = max(covered, key=lambda pair: pair[0].delivery_tag)[0]
+            self._frames.append((last, len(covered) > 1, [done for _, done in covered]))
+        for raw, done in waiting:
+            if raw.delivery_tag > self.through:
+                self._frames.append((raw, False, [done]))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        while self._frames:
+            raw, multiple, settles = self._frames.popleft()
+            try:
+                await raw.ack(multiple=multiple)
+            except Exception as exc:
+                for done in settles:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for done in settles:
+                    if not done.done():
+                        done.set_result(None)
+
+
+# Per AMQP channel (a reconnect makes a new one, whose tags start again at 1).
+_RUNS: weakref.WeakKeyDictionary[Any, AckRuns] = weakref.WeakKeyDictionary()
+
+
+def ack_runs(channel: Any) -> AckRuns:
+    runs = _RUNS.get(channel)
+    if runs is None:
+        runs = _RUNS[channel] = AckRuns()
+    return runs
+
+
 async def settle(message: RabbitMessage, verdict: Verdict, pause: ConsumerPause) -> None:
     if verdict is Verdict.REQUEUE:
         await pause.hold()
+    raw = message.raw_message
     try:
+        runs = ack_runs(raw.channel)  # raises once the channel is closed
         if verdict is Verdict.ACK:
-            await message.ack()
-        elif verdict is Verdict.REJECT:
+            await runs.ack(raw)
+            return
+        if verdict is Verdict.REJECT:
             await message.reject(requeue=False)
         else:
             await message.nack(requeue=True)
+        # Only once its frame is written: a multiple ack sent before it would ack it (a
+        # requeued or dead-lettered message lost). Frames of one channel arrive in order.
+        runs.settled(raw.delivery_tag)
     except Exception:
         # The channel is gone: the broker redelivers the message, which is safe.
         log.warning("could not settle a message", extra={"verdict": verdict.value}, exc_info=True)

@@ -24,7 +24,7 @@ from services.api.deliveries.router import router as deliveries_router
 from services.api.delivery_destinations.router import router as destinations_router
 from services.api.errors import install_error_handlers
 from services.api.event_types.router import router as event_types_router
-from services.api.events import ingest
+from services.api.events import batch, ingest
 from services.api.events.outbox import OutboxRelay
 from services.api.events.router import router as events_router
 from services.api.export_webhooks.router import router as export_webhooks_router
@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # First, so that the hot path is matched at once (events/ingest.py says why it is a plain
     # Starlette route); its OpenAPI operation is declared from its models.
     app.router.routes.append(ingest.ROUTE)
+    app.router.routes.append(batch.ROUTE)
     app.include_router(health.router)
     app.include_router(_api_router())
     dashboard.install(app)  # /app: the web dashboard
@@ -171,7 +172,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            ingest.add_to_openapi(FastAPI.openapi(app))
+            schema = FastAPI.openapi(app)
+            ingest.add_to_openapi(schema)
+            batch.add_to_openapi(schema)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

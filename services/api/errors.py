@@ -164,12 +164,15 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
+def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
+    """Malformed input's error body (also one item's, in a batch of events)."""
+    return BadRequestError(_validation_message(exc), details=_validation_details(exc)).body()
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # FastAPI says 422; the product's contract (seed 002) says malformed input is a 400.
-    return error_response(
-        400, "BAD_REQUEST", _validation_message(exc), details=_validation_details(exc)
-    )
+    return JSONResponse(validation_error_body(exc), status_code=400)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,11 @@ every delivery still PENDING to the sender queue (handler.py, `Outcome.RECOVERED
 Isolation from slow endpoints: at most `max_attempts` POSTs, for at most `max_events`
 events, run here at once (`reserve`). Beyond that an event's tasks go through the sender
 queue as before, so a slow endpoint ties up a bounded share of the dispatcher and never
-stops it from dispatching.
+stops it from dispatching. And an endpoint whose attempts take long (the engine's moving
+average, libs/delivery/limits.py `takes_long`) has its first attempts published to the
+sender queue at once: were they made here, each of its events would hold its message and
+its room for seconds, and the room would fill, sending every other endpoint's first
+attempts the long way round, behind the slow one's (BENCHMARKS.md, "Session 10").
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Engine(Protocol):
     """The delivery engine, as the dispatcher uses it (libs/delivery/engine.py)."""
 
     async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]: ...
+
+    def takes_long(self, endpoint_id: str) -> bool: ...
 
     async def bury(self, task: DeliveryTask) -> Outcome: ...
 
@@ -80,18 +86,48 @@ class FirstAttempts:
         """POST each task's first attempt (reserved with `reserve(len(tasks))`); True when
         every one is settled, False when one could be neither settled here nor handed to the
         sender queue (the event must then be redelivered, and recovered)."""
+        here: list[DeliveryTask] = []
+        long: list[DeliveryTask] = []
+        for task in tasks:
+            (long if self._engine.takes_long(task.endpoint_id) else here).append(task)
         try:
-            metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
-            outcomes = await self._engine.first_attempts(tasks)
-            settled = await asyncio.gather(
-                *(
-                    self._settle(task, outcome)
-                    for task, outcome in zip(tasks, outcomes, strict=True)
-                )
-            )
-            return all(settled)
+            handed_over, settled = await asyncio.gather(self._hand_over(long), self._here(here))
+            return handed_over and settled
         finally:
             self.release(len(tasks))
+
+    async def _here(self, tasks: Sequence[DeliveryTask]) -> bool:
+        if not tasks:
+            return True
+        metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
+        outcomes = await self._engine.first_attempts(tasks)
+        settled = await asyncio.gather(
+            *(self._settle(task, outcome) for task, outcome in zip(tasks, outcomes, strict=True))
+        )
+        return all(settled)
+
+    async def _hand_over(self, tasks: Sequence[DeliveryTask]) -> bool:
+        """To the sender queue: first attempts to endpoints that take long (see the top)."""
+        if not tasks:
+            return True
+        if not await self._publish(tasks):
+            return False
+        metrics.FIRST_ATTEMPTS_TAKING_LONG.inc(len(tasks))
+        return True
+
+    async def _publish(self, tasks: Sequence[DeliveryTask]) -> bool:
+        """Whether the sender queue has the tasks' first steps (False: the event must be
+        redelivered, and recovered)."""
+        try:
+            await self._publisher.publish_steps([DeliveryStep(task) for task in tasks])
+        except Exception:
+            log.warning(
+                "could not hand first attempts to the sender queue",
+                extra={"delivery_id": tasks[0].delivery_id},
+                exc_info=True,
+            )
+            return False
+        return True
 
     async def _settle(self, task: DeliveryTask, outcome: Outcome) -> bool:
         if outcome is Outcome.DEAD_LETTER:
@@ -102,14 +138,7 @@ class FirstAttempts:
             return True
         # Postgres or the broker failed mid-way: the sender queue takes the step over. A
         # sender that finds the attempt recorded does not POST it again.
-        try:
-            await self._publisher.publish_steps([DeliveryStep(task)])
-        except Exception:
-            log.warning(
-                "could not hand a first attempt to the sender queue",
-                extra={"delivery_id": task.delivery_id},
-                exc_info=True,
-            )
+        if not await self._publish([task]):
             return False
         metrics.FIRST_ATTEMPTS_HANDED_OVER.inc()
         return True

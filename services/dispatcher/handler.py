@@ -24,14 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
 from libs.infra import telemetry
 from libs.infra.batching import Batcher
-from libs.infra.broker.messages import DeliveryStep, EventMessage
+from libs.infra.broker.messages import DeliveryStep, EventMessage, batch_items, is_batch
 from libs.worker.consumers import Verdict
 from services.dispatcher import metrics
 from services.dispatcher.batch import BatchDispatcher, Submitted, delivery_tasks
@@ -48,6 +49,16 @@ CONCURRENT_BATCHES = 4
 CONCURRENT_WAITS = 2
 
 
+# Publishes each of a batch message's bad items as a message of its own (set_aside.py).
+SetAside = Callable[[Sequence[Any]], Awaitable[None]]
+
+
+def _malformed(exc: Exception) -> Verdict:
+    log.warning("malformed event message", extra={"error": str(exc)[:500]})
+    metrics.EVENTS.labels(Outcome.REJECTED.value).inc()
+    return Verdict.REJECT
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -60,8 +71,10 @@ class Dispatcher:
         first_attempts: FirstAttemptsHere | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         releases: LineReleases | None = None,
+        set_aside: SetAside | None = None,
     ) -> None:
         self._repo = repository
+        self._set_aside = set_aside
         self._publisher = publisher
         self._first_attempts = first_attempts
         self._payload_cap = payload_cap_bytes
@@ -80,12 +93,50 @@ class Dispatcher:
         self._waits = asyncio.Semaphore(CONCURRENT_WAITS)
 
     async def handle(self, body: bytes, *, redelivered: bool = False) -> Verdict:
+        if is_batch(body):
+            return await self._handle_batch(body, redelivered)
         try:
             event = EventMessage.model_validate_json(body)
         except ValidationError as exc:
-            log.warning("malformed event message", extra={"error": str(exc)[:500]})
-            metrics.EVENTS.labels(Outcome.REJECTED.value).inc()
-            return Verdict.REJECT
+            return _malformed(exc)
+        return await self._handle_event(event, redelivered)
+
+    async def _handle_batch(self, body: bytes, redelivered: bool) -> Verdict:
+        """Many events in one message: each handled as a message of its own would be. The
+        message is acked once every good one is settled; a bad one (malformed, or rejected
+        as a message of its own would be) is first published alone, to be dead-lettered as
+        poison like any bad single message. Any requeue redelivers the whole message (its
+        settled events are then duplicates, handled as such)."""
+        try:
+            items = batch_items(body)
+        except ValueError as exc:
+            return _malformed(exc)
+        events: list[tuple[Any, EventMessage]] = []
+        bad: list[Any] = []
+        for item in items:
+            try:
+                events.append((item, EventMessage.model_validate(item)))
+            except ValidationError as exc:
+                # Counted once, when its message of its own is rejected.
+                log.warning("malformed event in a batch", extra={"error": str(exc)[:500]})
+                bad.append(item)
+        verdicts = await asyncio.gather(
+            *(self._handle_event(event, redelivered) for _, event in events)
+        )
+        if Verdict.REQUEUE in verdicts:
+            return Verdict.REQUEUE
+        bad += [item for (item, _), v in zip(events, verdicts, strict=True) if v is Verdict.REJECT]
+        if bad:
+            if self._set_aside is None:
+                return Verdict.REJECT  # no way to part them: the whole message is poison
+            try:
+                await self._set_aside(bad)
+            except Exception:
+                log.exception("could not set a batch's bad events aside; requeueing it")
+                return Verdict.REQUEUE
+        return Verdict.ACK
+
+    async def _handle_event(self, event: EventMessage, redelivered: bool) -> Verdict:
         ids = {"event_id": event.id, "organization_id": event.organization_id}
         telemetry.annotate(**ids)
         submitted = Submitted(event, contextvars.copy_context())

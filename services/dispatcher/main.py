@@ -33,6 +33,7 @@ from services.dispatcher.first_attempts import FirstAttempts
 from services.dispatcher.handler import CONCURRENT_BATCHES, CONCURRENT_WAITS, Dispatcher
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.repository import DispatcherRepository
+from services.dispatcher.set_aside import SetAside
 
 SERVICE = "dispatcher"  # the label of its delivery engine's metrics
 # A connection per batch in flight and per copy waiting for its twin (each holds locks),
@@ -86,6 +87,7 @@ async def serve(settings: Settings) -> None:
         max_batch=settings.dispatcher_prefetch,  # the most events ever in flight together
         first_attempts=first_attempts,
         releases=releases,
+        set_aside=SetAside(broker, topology),
     )
 
     async def on_event(message: RabbitMessage) -> Verdict:

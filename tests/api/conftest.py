@@ -17,6 +17,7 @@ from libs.domain.plans import Plan
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings, get_settings
 from services.api.app import create_app
+from services.api.events import repository
 
 UNREACHABLE_AMQP_URL = "amqp://guest:guest@127.0.0.1:1/"
 
@@ -210,3 +211,17 @@ async def prod_client(settings: Settings, make_org: Callable) -> AsyncIterator[C
     org = await make_org()
     async with running_api(prod) as http:
         yield Client(http=http, org_id=org.organizationId, token=org.apiToken)
+
+
+@pytest.fixture
+def insert_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every INSERT the api sends (the statement itself still runs)."""
+    sizes: list[int] = []
+    real = repository.EventInserts._insert_many
+
+    async def counting(self: repository.EventInserts, events: list[Any]) -> list[Any]:
+        sizes.append(len(events))
+        return await real(self, events)
+
+    monkeypatch.setattr(repository.EventInserts, "_insert_many", counting)
+    return sizes

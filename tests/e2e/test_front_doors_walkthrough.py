@@ -41,6 +41,7 @@ def steps() -> list[tuple[str, str]]:
         "job",
         "export-and-fail",
         "report-job",
+        "batch",
         "watch",
     ]
     return found
@@ -139,6 +140,9 @@ async def test_every_step_of_the_walkthrough_happens(
         secret=(tmp_path / "mappa-secret.txt").read_text().strip(),
     )
     assert "# Sales playbook" in output
+
+    # The batch: each item answered on its own, the bad one alone refused.
+    assert "0 202\n1 202\n2 400\n" in output
 
     # The page's own "watching" step printed the recorded attempts.
     assert "### watch" in output

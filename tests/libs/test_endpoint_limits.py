@@ -102,3 +102,43 @@ def test_steps_without_room_come_back_at_the_pace_the_endpoint_takes() -> None:
     assert waits == sorted(waits)
     clock.now += 1000
     assert limits.try_acquire("slow") is not None  # still full: nothing was released
+
+
+def test_a_throttled_endpoints_backlog_comes_back_at_the_pace_it_took_not_each_second() -> None:
+    """Held by `Retry-After: 1` after taking ~10 attempts a second: the steps that find it
+    held wait behind one another at about that pace, instead of all returning each second
+    through the queue every other endpoint's steps share."""
+    clock = Clock()
+    limits = EndpointLimits(1000, clock=clock)
+    for _ in range(30):  # 3 s at 10 attempts a second
+        assert limits.try_acquire("throttled") is None
+        limits.release("throttled", OK)
+        clock.now += 0.1
+    assert limits.try_acquire("throttled") is None
+    limits.release("throttled", HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=1))
+    waits = [limits.try_acquire("throttled") for _ in range(100)]
+    assert all(w is not None for w in waits) and waits == sorted(waits)
+    assert waits[0] == 1.0  # the Retry-After itself
+    assert 7 <= waits[-1] <= 14  # the 100th waits for the 99 before it, at ~10/s
+    assert limits.try_acquire("bystander") is None
+
+
+def test_an_endpoint_that_takes_long_is_known_and_checked_again_now_and_then() -> None:
+    clock = Clock()
+    limits = EndpointLimits(1000, clock=clock)
+    assert not limits.takes_long("slow")  # nothing known yet
+    for _ in range(10):
+        assert limits.try_acquire("slow") is None
+        limits.release("slow", HttpResult(True, 200, None, "", 2000))
+        assert limits.try_acquire("quick") is None
+        limits.release("quick", OK)
+    assert not limits.takes_long("quick")
+    assert not limits.takes_long("slow")  # the first ask probes it once
+    assert limits.takes_long("slow") and limits.takes_long("slow")
+    clock.now += 10
+    assert not limits.takes_long("slow")  # one attempt here again: still slow?
+    assert limits.takes_long("slow")
+    for _ in range(20):  # it became quick
+        assert limits.try_acquire("slow") is None
+        limits.release("slow", OK)
+    assert not limits.takes_long("slow")

@@ -26,6 +26,7 @@ from tests.support.factories import (
     deliveries_when,
     dispatched,
     event_message,
+    event_to,
     insert_event,
     make_endpoint,
 )
@@ -155,9 +156,7 @@ async def test_rotation_window_signs_with_both_secrets(
 async def test_duplicate_event_message_creates_one_delivery_and_one_post(
     pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/dup", [200]))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/dup", [200]))
     await pipeline.publish(event)
     await pipeline.publish(event)
 

@@ -22,7 +22,12 @@ from libs.delivery.repository import DeliveryRepository
 from libs.domain.plans import Plan
 from libs.infra.crypto import decrypt, encrypt
 from libs.infra.settings import get_settings
-from tests.support.factories import insert_pending_delivery, make_endpoint, task_of
+from tests.support.factories import (
+    endpoint_settings,
+    insert_pending_delivery,
+    make_endpoint,
+    task_of,
+)
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -211,24 +216,8 @@ async def test_a_read_that_raced_a_change_is_not_kept(
 
 
 def settings(**changes: object) -> EndpointSettings:
-    values: dict[str, object] = {
-        "id": "dst_1",
-        "organization_id": "org_1",
-        "agent_id": "agt_1",
-        "kind": "AGENT_SINK",
-        "url_enc": b"u",
-        "url_masked": "u",
-        "signature_scheme": "v1",
-        "secret_enc": b"s",
-        "previous_secret_enc": b"p",
-        "previous_secret_expires_at": None,
-        "api_key_name": None,
-        "api_key_value_enc": None,
-        "additional_headers": {},
-        "config": {},
-        "workspace_id": "ws_1",
-    }
-    return EndpointSettings(**(values | changes))  # type: ignore[arg-type]
+    """An agent's endpoint with a previous secret whose expiry is not stored, unless changed."""
+    return endpoint_settings(**({"agent_id": "agt_1", "previous_secret_enc": b"p"} | changes))
 
 
 def test_the_previous_secret_signs_only_until_it_expires() -> None:

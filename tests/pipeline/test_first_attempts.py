@@ -20,6 +20,7 @@ from tests.support.factories import (
     deliveries_of,
     deliveries_when,
     event_message,
+    event_to,
     make_endpoint,
     succeeded,
 )
@@ -39,9 +40,7 @@ async def dispatcher_alone(
 async def test_the_dispatcher_posts_a_first_attempt_with_no_sender_running(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/here", [200]))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/here", [200]))
     await dispatcher_alone.publish(event)
 
     [request] = await receiver.wait_for("/here", 1)
@@ -88,12 +87,45 @@ async def test_a_burst_of_fanned_out_events_is_posted_by_the_dispatcher_itself(
     assert len(await receiver.wait_for("/burst", events * fanout)) == events * fanout
 
 
+async def test_an_endpoint_that_takes_long_gets_its_first_attempts_from_the_senders(
+    dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """Once the dispatcher has seen an endpoint take long (1 s, over limits.py LONG_S), its
+    first attempts go to the sender queue at once, and the events' other endpoints still get
+    theirs from here: their messages and the dispatcher's room never wait on the slow one."""
+    org = await make_org()
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/quick", [200]))
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/long", [200], delay_s=1.0))
+    learning = [event_message(org.organizationId) for _ in range(4)]
+    await asyncio.gather(*(dispatcher_alone.publish(e) for e in learning))
+    for event in learning:  # four attempts of 1 s each, made here: it knows
+        await deliveries_when(db_pool, event.id, lambda rows: len(rows) == 2 and succeeded(rows))
+
+    later = [event_message(org.organizationId) for _ in range(5)]
+    for event in later:
+        await dispatcher_alone.publish(event)
+    [dispatcher] = dispatcher_alone.stack.dispatchers
+
+    async def taking_long() -> float:
+        return metric_value(dispatcher, "hookpost_dispatcher_first_attempts_taking_long_total")
+
+    # One of the five still goes from here: now and then it checks whether it is still slow.
+    await eventually(taking_long, lambda n: n >= 4)
+    await receiver.wait_for("/quick", 9)
+    assert await taking_long() == 4
+    assert metric_value(dispatcher, "hookpost_dispatcher_first_attempts_total") == 4 * 2 + 5 + 1
+    assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 4
+
+    await dispatcher_alone.stack.add_sender()
+    for event in later:
+        await deliveries_when(db_pool, event.id, lambda rows: len(rows) == 2 and succeeded(rows))
+    assert len(receiver.on("/long")) == 9
+
+
 async def test_a_failed_first_attempt_is_retried_by_a_sender(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/retry", [500, 200]))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/retry", [500, 200]))
     await dispatcher_alone.publish(event)
 
     [delivery] = await deliveries_when(
@@ -111,9 +143,7 @@ async def test_a_failed_first_attempt_is_retried_by_a_sender(
 async def test_a_dispatcher_killed_during_a_first_attempt_loses_nothing(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    await make_endpoint(db_pool, org.organizationId, receiver.script("/killed", [200], delay_s=2.0))
-    event = event_message(org.organizationId)
+    event = await event_to(make_org, db_pool, receiver.script("/killed", [200], delay_s=2.0))
     await dispatcher_alone.publish(event)
 
     await receiver.wait_for("/killed", 1)

@@ -101,6 +101,13 @@ def event_message(
     )
 
 
+async def event_to(make_org: Callable, pool: asyncpg.Pool, url: str) -> EventMessage:
+    """An event of a new org whose one endpoint, at `url`, subscribes to its type."""
+    org = await make_org()
+    await make_endpoint(pool, org.organizationId, url)
+    return event_message(org.organizationId)
+
+
 async def insert_event(pool: asyncpg.Pool, event: EventMessage) -> None:
     """The row the API writes before publishing (the dispatcher upserts it otherwise)."""
     await pool.execute(
@@ -194,10 +201,8 @@ async def attempts_of(pool: asyncpg.Pool, delivery_id: str) -> list[asyncpg.Reco
     )
 
 
-def sender_delivery_row(**changes: Any) -> DeliveryRow:
-    """What the sender loads for one delivery: a PENDING v1 destination, unless changed
-    (a change names a field of DeliveryRow or of its EndpointSettings)."""
-    endpoint_fields = {f.name for f in fields(EndpointSettings)}
+def endpoint_settings(**changes: Any) -> EndpointSettings:
+    """An endpoint as the engine's cache holds it: a v1 destination, unless changed."""
     endpoint = EndpointSettings(
         id="dst_unit",
         organization_id="org_unit",
@@ -215,11 +220,18 @@ def sender_delivery_row(**changes: Any) -> DeliveryRow:
         config={},
         workspace_id=None,
     )
+    return replace(endpoint, **changes)
+
+
+def sender_delivery_row(**changes: Any) -> DeliveryRow:
+    """What the sender loads for one delivery: a PENDING v1 destination, unless changed
+    (a change names a field of DeliveryRow or of its EndpointSettings)."""
+    endpoint_fields = {f.name for f in fields(EndpointSettings)}
     row = DeliveryRow(
         status="PENDING",
         attempt_count=0,
         schedule_start=1,
-        endpoint=replace(endpoint, **{k: v for k, v in changes.items() if k in endpoint_fields}),
+        endpoint=endpoint_settings(**{k: v for k, v in changes.items() if k in endpoint_fields}),
         recorded_succeeded=None,
         recorded_http_status=None,
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import aio_pika
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -72,6 +73,30 @@ class EventMessage(WireModel):
     def message(self, trace_headers: Mapping[str, str] | None = None) -> aio_pika.Message:
         """As it goes on the wire (routing key: its type)."""
         return persistent_message(self.to_bytes(), self.id, trace_headers)
+
+
+# Many events in one message (the api's batches, AMQP producers): the body is a JSON array of
+# EventMessage objects, each read as a message of its own would be (docs/producers.md).
+MAX_BATCH_EVENTS = 500
+BATCH_ROUTING_KEY = "batch"  # what hookpost routes its own batches by (any key reaches it)
+
+
+def is_batch(body: bytes) -> bool:
+    """An array body is a batch; anything else is one event (or malformed)."""
+    return body.lstrip()[:1] == b"["
+
+
+def batch_items(body: bytes) -> list[Any]:
+    """The items of a batch body, each still to be validated as an EventMessage; ValueError
+    for a body that is not a JSON array of 1 to MAX_BATCH_EVENTS items."""
+    items = orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_EVENTS:
+        raise ValueError(f"a batch is a JSON array of 1 to {MAX_BATCH_EVENTS} events")
+    return items
+
+
+def batch_body(events: Sequence[EventMessage]) -> bytes:
+    return b"[" + b",".join(event.to_bytes() for event in events) + b"]"
 
 
 class DeliveryTask(WireModel):

@@ -142,12 +142,12 @@ class WebhookDoor:
         """
         await self.get(pool, org_id, endpoint_id)
         delivery_id = new_id(IdPrefix.DELIVERY)
-        await events.record_and_publish(
-            outbox,
+        event = events.check_event(
             org_id,
             EventType.WEBHOOK_TEST,
             data,
             target_endpoint_id=endpoint_id,
             target_delivery_id=delivery_id,
         )
+        await events.record_and_publish(outbox, event)
         return delivery_id

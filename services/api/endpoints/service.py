@@ -36,6 +36,7 @@ from services.api.endpoints.headers import (
 )
 from services.api.endpoints.masking import mask_url
 from services.api.errors import BadRequestError, ForbiddenError, NotFoundError
+from services.api.records import from_columns
 
 # Doors with a quota of ACTIVE endpoints per org (HOOKPOST_ACTIVE_ENDPOINT_QUOTA, 10), each
 # counted on its own: seed 002's "10 active subscriptions" are subscriptions only, and
@@ -119,24 +120,15 @@ class EndpointWithSecret:
 
 def _from_record(record: asyncpg.Record) -> Endpoint:
     api_key_value = crypto.decrypt_optional(record["api_key_value_enc"])
-    return Endpoint(
-        id=record["id"],
-        organization_id=record["organization_id"],
+    return from_columns(
+        Endpoint,
+        record,
         kind=EndpointKind(record["kind"]),
-        name=record["name"],
-        url_masked=record["url_masked"],
         events=[EventType(name) for name in record["events"]],
         status=EndpointStatus(record["status"]),
-        deactivated_reason=record["deactivated_reason"],
-        signature_scheme=record["signature_scheme"],
-        secret_masked=record["secret_masked"],
-        api_key_name=record["api_key_name"],
         api_key_value_masked=None if api_key_value is None else mask_secret(api_key_value),
         additional_headers=dict(record["additional_headers"] or {}),
         config=dict(record["config"] or {}),
-        created_at=record["created_at"],
-        updated_at=record["updated_at"],
-        agent_id=record["agent_id"],
     )
 
 

@@ -16,11 +16,11 @@ form encoding); what is not a JSON object is refused.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.telemetry import get_telemetry_data
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +31,8 @@ from services.api.events.rate_limit import within_ingest_rate
 from services.api.events.schemas import EventAccepted, EventIn
 from services.api.routing import Auth, guard
 from services.api.state import ApiState
+
+M = TypeVar("M", bound=BaseModel)
 
 PATH = "/api/v1/events"
 SUMMARY = "Ingest Event"
@@ -105,61 +107,95 @@ def parse_json(body: bytes) -> Any:
 
 def parse_event(parsed: Any) -> EventIn:
     """The JSON body as an EventIn, or the error FastAPI raises for a body parameter."""
+    return parse_model(parsed, EventIn)
+
+
+def parse_model(parsed: Any, model: type[M], loc: tuple[str | int, ...] = ("body",)) -> M:
+    """`parsed` (found at `loc`) as a `model`, or the error FastAPI raises for a body."""
     if parsed is _MISSING:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     try:
         # from_attributes, as FastAPI validates a body (its errors read the same)
-        return EventIn.model_validate(parsed, from_attributes=True)
+        return model.model_validate(parsed, from_attributes=True)
     except ValidationError as exc:
-        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        errors = [{**error, "loc": (*loc, *error["loc"])} for error in exc.errors()]
         raise RequestValidationError(errors, body=parsed) from exc
 
 
 def add_to_openapi(schema: dict[str, Any]) -> None:
     """Declare the operation in the app's OpenAPI document, from the models it uses."""
+    declare_operation(
+        schema,
+        PATH,
+        EventIn,
+        EventAccepted,
+        {
+            "summary": SUMMARY,
+            "description": DESCRIPTION,
+            "operationId": "ingest_event_api_v1_events_post",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                }
+            ],
+        },
+        accepted=("202", "Accepted"),
+        errors=(
+            ("400", "Bad request"),
+            ("401", "Unauthorized"),
+            ("409", "Idempotency-Key reused with another body"),
+            ("413", "Body too large"),
+            ("429", "Rate limited"),
+        ),
+    )
+
+
+def declare_operation(
+    schema: dict[str, Any],
+    path: str,
+    body: type[BaseModel],
+    answer: type[BaseModel],
+    operation: dict[str, Any],
+    *,
+    accepted: tuple[str, str],
+    errors: tuple[tuple[str, str], ...],
+) -> None:
+    """A POST of the events tag, taking `body` and answering `answer`, in the document."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EventIn, EventAccepted):
+    for model in (body, answer):
         model_schema = model.model_json_schema(
             by_alias=True, ref_template="#/components/schemas/{model}"
         )
         components.update(model_schema.pop("$defs", {}))
         components[model.__name__] = model_schema
-    schema["paths"].setdefault(PATH, {})["post"] = {
+    status, text = accepted
+    schema["paths"].setdefault(path, {})["post"] = {
         "tags": ["events"],
-        "summary": SUMMARY,
-        "description": DESCRIPTION,
-        "operationId": "ingest_event_api_v1_events_post",
+        **operation,
         "security": [{"HTTPBearer": []}],
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "schema": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-            }
-        ],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}
+            },
         },
         "responses": {
-            "202": {
-                "description": "Accepted",
+            status: {
+                "description": text,
                 "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/EventAccepted"}}
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{answer.__name__}"}
+                    }
                 },
             },
             **{
-                status: {"description": f"{text}: the error body of every route"}
-                for status, text in (
-                    ("400", "Bad request"),
-                    ("401", "Unauthorized"),
-                    ("409", "Idempotency-Key reused with another body"),
-                    ("413", "Body too large"),
-                    ("429", "Rate limited"),
-                )
+                code: {"description": f"{what}: the error body of every route"}
+                for code, what in errors
             },
         },
     }

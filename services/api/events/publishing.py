@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 
 from libs.infra import telemetry
 from libs.infra.batching import Batcher
-from libs.infra.broker.messages import EventMessage
+from libs.infra.broker.messages import BATCH_ROUTING_KEY, EventMessage, batch_body
 from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink, BrokerUnavailable
 from services.api.events import repository
@@ -36,20 +37,33 @@ async def publish_event(
     `trace_context`: the one stored with the event, so a relayed publish, seconds or hours
     later, still continues the trace of the request that accepted the event.
     """
+    await _publish(broker, topology, [message], trace_context)
+
+
+async def _publish(
+    broker: BrokerLink,
+    topology: Topology,
+    messages: Sequence[EventMessage],
+    trace_context: dict[str, str] | None,
+) -> None:
+    """One event as itself, several as one batch message (one confirm for all of them)."""
     exchange = topology.events_exchange
+    first = messages[0]
+    alone = len(messages) == 1
+    routing_key = first.type if alone else BATCH_ROUTING_KEY
     with telemetry.producer_span(
         f"{exchange.name} publish",
         exchange.name,
-        message.type,
+        routing_key,
         parent=trace_context,
-        event_id=message.id,
-        organization_id=message.organization_id,
+        event_id=first.id,
+        organization_id=first.organization_id,
     ) as trace_headers:
         await broker.publish(
-            message.to_bytes(),
+            first.to_bytes() if alone else batch_body(messages),
             exchange=exchange,
-            routing_key=message.type,
-            message_id=message.id,
+            routing_key=routing_key,
+            message_id=first.id,
             headers=trace_headers,
         )
 
@@ -96,18 +110,23 @@ async def publish_now(
     broker: BrokerLink,
     topology: Topology,
     marks: PublishedMarks,
-    message: EventMessage,
+    messages: Sequence[EventMessage],
     trace_context: dict[str, str] | None,
 ) -> bool:
-    """Try to publish a just-stored event; on failure the relay will (the row is safe)."""
+    """Try to publish just-stored events (several: as one batch message); on failure the
+    relay will, each on its own (the rows are safe)."""
+    if not messages:
+        return True
     try:
-        await publish_event(broker, topology, message, trace_context)
+        await _publish(broker, topology, messages, trace_context)
     except BrokerUnavailable as exc:
-        PUBLISH_FAILURES.labels(what="event").inc()
+        PUBLISH_FAILURES.labels(what="event").inc(len(messages))
         log.warning(
-            "event left for the outbox relay", extra={"event_id": message.id, "error": str(exc)}
+            "events left for the outbox relay",
+            extra={"event_id": messages[0].id, "count": len(messages), "error": str(exc)},
         )
         return False
-    EVENTS_PUBLISHED.labels(path="inline").inc()
-    marks.add(message.id)
+    EVENTS_PUBLISHED.labels(path="inline").inc(len(messages))
+    for message in messages:
+        marks.add(message.id)
     return True

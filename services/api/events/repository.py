@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -20,31 +19,15 @@ _COLUMNS = (
 )
 
 
-async def insert_event(
-    conn: Executor,
-    event_id: str,
-    org_id: str,
-    event_type: str,
-    data: dict[str, Any],
-    target_endpoint_id: str | None = None,
-    target_delivery_id: str | None = None,
-    trace_context: dict[str, str] | None = None,
-    ordering_key: str | None = None,
-) -> asyncpg.Record:
+async def insert_event(conn: Executor, event: NewEvent) -> asyncpg.Record:
     """The new row (an event without an idempotency key: keyed ones go through
     EventInserts)."""
     return await conn.fetchrow(
         "INSERT INTO events (id, organization_id, type, data, target_endpoint_id,"
-        " target_delivery_id, trace_context, ordering_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " target_delivery_id, trace_context, ordering_key)"
+        " VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8)"
         f" RETURNING {_COLUMNS}",
-        event_id,
-        org_id,
-        event_type,
-        data,
-        target_endpoint_id,
-        target_delivery_id,
-        trace_context,
-        ordering_key,
+        *(getattr(event, name) for name in _ROW_FIELDS),
     )
 
 
@@ -108,6 +91,30 @@ class NewEvent:
     trace_context: dict[str, str] | None = None
     ordering_key: str | None = None
 
+
+# The fields of NewEvent insert_event and _INSERT_MANY take, in their parameters' order.
+_ROW_FIELDS = (
+    "id",
+    "organization_id",
+    "type",
+    "data_json",
+    "target_endpoint_id",
+    "target_delivery_id",
+    "trace_context",
+    "ordering_key",
+)
+_INSERT_FIELDS = (
+    "id",
+    "organization_id",
+    "type",
+    "data_json",
+    "idempotency_key",
+    "fingerprint",
+    "target_endpoint_id",
+    "target_delivery_id",
+    "trace_context",
+    "ordering_key",
+)
 
 # Rows of an org that no longer exists are left out (its token may still be cached for up to
 # HOOKPOST_TOKEN_CACHE_TTL_S): one such row would otherwise fail the whole batch on the
@@ -180,20 +187,15 @@ class EventInserts:
         org already used this idempotency key, or the org no longer exists."""
         return await self._batcher.submit(event)
 
+    async def insert_now(self, events: list[NewEvent]) -> list[datetime | None]:
+        """As `insert`, for a batch of events already together (no two with one key): one
+        statement of its own, whatever size."""
+        return await self._insert_many(events) if events else []
+
     async def _insert_many(self, events: list[NewEvent]) -> list[datetime | None]:
-        rows = await self._pool.fetch(
-            _INSERT_MANY,
-            [e.id for e in events],
-            [e.organization_id for e in events],
-            [e.type for e in events],
-            [e.data_json for e in events],
-            [e.idempotency_key for e in events],
-            [e.fingerprint for e in events],
-            [e.target_endpoint_id for e in events],
-            [e.target_delivery_id for e in events],
-            [e.trace_context for e in events],
-            [e.ordering_key for e in events],
-        )
+        # One array per column of the unnest, in its order.
+        columns = ([getattr(e, name) for e in events] for name in _INSERT_FIELDS)
+        rows = await self._pool.fetch(_INSERT_MANY, *columns)
         created = {row["id"]: row["created_at"] for row in rows}
         return [created.get(e.id) for e in events]
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from libs.infra.broker.messages import OrderingKey
+from libs.infra.broker.messages import MAX_BATCH_EVENTS, OrderingKey
 from services.api.schemas import ApiModel
 
 
@@ -31,3 +31,42 @@ class EventOut(ApiModel):
     type: str
     data: dict[str, Any]
     created_at: datetime
+
+
+class BatchEventIn(EventIn):
+    idempotency_key: str | None = Field(
+        default=None,
+        description=(
+            "This event's own `Idempotency-Key` (1 to 255 characters), with the single"
+            " route's meaning: the same key and event again → the first eventId; the same"
+            " key with another event → that item's 409."
+        ),
+    )
+
+
+class BatchIn(ApiModel):
+    """The request: 1 to MAX_BATCH_EVENTS events (each item is checked on its own)."""
+
+    events: list[BatchEventIn] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class BatchEnvelope(ApiModel):
+    """What is read of the request before its items: a list of the right length."""
+
+    events: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class BatchItemResult(ApiModel):
+    index: int = Field(description="The item's position in `events`, from 0.")
+    status: int = Field(description="202 when accepted, else the single route's status.")
+    event_id: str | None = Field(default=None, description="Set when accepted (202).")
+    error: dict[str, Any] | None = Field(
+        default=None,
+        description="Otherwise the `error` of the body the single route would answer.",
+    )
+
+
+class BatchAccepted(ApiModel):
+    accepted: int
+    failed: int
+    results: list[BatchItemResult] = Field(description="One per item, in the request's order.")

@@ -7,9 +7,12 @@ when the publish fails the answer is still 202 and the outbox relay publishes it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -23,7 +26,11 @@ from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink
 from services.api.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from services.api.events import repository
-from services.api.events.publishing import PublishedMarks, publish_now, to_message
+from services.api.events.publishing import (
+    PublishedMarks,
+    publish_now,
+    to_message,
+)
 from services.api.metrics import EVENTS_ACCEPTED
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -92,14 +99,10 @@ async def ingest(
     """
     telemetry.annotate(organization_id=org_id)
     event_type = parse_ingest_type(type_name)
-    return await record_and_publish(
-        outbox,
-        org_id,
-        event_type,
-        data,
-        idempotency_key=idempotency_key,
-        ordering_key=ordering_key,
+    event = check_event(
+        org_id, event_type, data, idempotency_key=idempotency_key, ordering_key=ordering_key
     )
+    return await record_and_publish(outbox, event)
 
 
 def _serialized(data: dict[str, Any]) -> bytes:
@@ -121,8 +124,27 @@ def _fingerprint(event_type: str, serialized_data: bytes, ordering_key: str | No
     return hashlib.sha256(text).hexdigest()
 
 
-async def record_and_publish(
-    outbox: EventOutbox,
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """An event that passed every check of ingest, ready for its INSERT and its message."""
+
+    row: repository.NewEvent
+    data: dict[str, Any]
+
+    def message(self, created_at: datetime) -> EventMessage:
+        fields = {name: getattr(self.row, name) for name in _MESSAGE_FIELDS}
+        return EventMessage(**fields, data=self.data, created_at=created_at)
+
+
+# What a stored event's message takes from its row (all but its data and created_at).
+_MESSAGE_FIELDS = tuple(
+    name
+    for name in EventMessage.model_fields
+    if name in {field.name for field in dataclasses.fields(repository.NewEvent)}
+)
+
+
+def check_event(
     org_id: str,
     event_type: EventType,
     data: dict[str, Any],
@@ -131,17 +153,12 @@ async def record_and_publish(
     target_endpoint_id: str | None = None,
     target_delivery_id: str | None = None,
     ordering_key: str | None = None,
-) -> str:
-    """Store the event (the outbox), then publish it; return the event id.
-
-    With an idempotency key, a repeat of the same request returns the first event's id and
-    a different request under the same key is a 409. Concurrent requests share one INSERT
-    (repository.EventInserts); the published mark is written after the answer.
-    """
+) -> CheckedEvent:
+    """The event as its row, or the 400 of a key or data it cannot be stored with."""
     _check_idempotency_key(idempotency_key)
     serialized = _serialized(data)
     fingerprint = _fingerprint(event_type.value, serialized, ordering_key)
-    event = repository.NewEvent(
+    row = repository.NewEvent(
         id=new_id(IdPrefix.EVENT),
         organization_id=org_id,
         type=event_type.value,
@@ -154,25 +171,73 @@ async def record_and_publish(
         # The accepting request's context: the relay, if it publishes, continues this trace.
         trace_context=telemetry.trace_headers() or None,
     )
-    created_at = await outbox.inserts.insert(event)
+    return CheckedEvent(row, data)
+
+
+async def record_and_publish(outbox: EventOutbox, event: CheckedEvent) -> str:
+    """Store the event (the outbox), then publish it; return the event id.
+
+    With an idempotency key, a repeat of the same request returns the first event's id and
+    a different request under the same key is a 409. Concurrent requests share one INSERT
+    (repository.EventInserts); the published mark is written after the answer.
+    """
+    row = event.row
+    created_at = await outbox.inserts.insert(row)
     if created_at is None:
-        return await _repeated(outbox.pool, event)
-    EVENTS_ACCEPTED.labels(type=event.type).inc()
-    telemetry.annotate(event_id=event.id, organization_id=org_id)
-    if idempotency_key is not None and idempotency_key == outbox.hold_key:
-        await _hold_before_publish(event.id)
-    message = EventMessage(
-        id=event.id,
-        organization_id=org_id,
-        type=event.type,
-        data=data,
-        created_at=created_at,
-        target_endpoint_id=target_endpoint_id,
-        target_delivery_id=target_delivery_id,
-        ordering_key=ordering_key,
-    )
-    await publish_now(outbox.broker, outbox.topology, outbox.marks, message, event.trace_context)
-    return event.id
+        return await _repeated(outbox.pool, row)
+    _accepted(row)
+    if row.idempotency_key is not None and row.idempotency_key == outbox.hold_key:
+        await _hold_before_publish(row.id)
+    message = event.message(created_at)
+    await publish_now(outbox.broker, outbox.topology, outbox.marks, [message], row.trace_context)
+    return row.id
+
+
+async def record_and_publish_many(
+    outbox: EventOutbox, events: Sequence[CheckedEvent]
+) -> list[str | ConflictError]:
+    """A batch's events: one INSERT, then one confirmed publish (one message) for the new
+    ones; each one's event id, or its 409, in order. Idempotency as record_and_publish, per
+    event: a key repeated within the batch is answered as a later request with it would be.
+    """
+    outcomes: list[str | ConflictError | None] = [None] * len(events)
+    first_use: set[str] = set()
+    fresh: list[int] = []
+    repeats: list[int] = []
+    for index, event in enumerate(events):
+        key = event.row.idempotency_key
+        if key is not None and key in first_use:
+            repeats.append(index)  # one statement cannot reserve a key twice: after it
+            continue
+        if key is not None:
+            first_use.add(key)
+        fresh.append(index)
+    created = await outbox.inserts.insert_now([events[i].row for i in fresh])
+    messages: list[EventMessage] = []
+    for index, created_at in zip(fresh, created, strict=True):
+        if created_at is None:
+            repeats.append(index)
+            continue
+        _accepted(events[index].row)
+        messages.append(events[index].message(created_at))
+        outcomes[index] = events[index].row.id
+    for index in repeats:
+        try:
+            outcomes[index] = await _repeated(outbox.pool, events[index].row)
+        except ConflictError as exc:
+            outcomes[index] = exc
+    if messages:
+        # One span for the batch's publish: it continues the request's trace.
+        trace_context = events[0].row.trace_context
+        await publish_now(outbox.broker, outbox.topology, outbox.marks, messages, trace_context)
+    answered = [outcome for outcome in outcomes if outcome is not None]
+    assert len(answered) == len(events)  # every event is fresh or a repeat
+    return answered
+
+
+def _accepted(row: repository.NewEvent) -> None:
+    EVENTS_ACCEPTED.labels(type=row.type).inc()
+    telemetry.annotate(event_id=row.id, organization_id=row.organization_id)
 
 
 async def _hold_before_publish(event_id: str) -> None:
@@ -232,19 +297,10 @@ async def record_in_transaction(
     `target_endpoint_id`, that endpoint alone receives it (a report job's own webhook).
     `ordering_key`: a job's events use the job's id (ordered delivery, SPEC §4).
     """
-    check_storable(data)
-    record = await repository.insert_event(
-        conn,
-        new_id(IdPrefix.EVENT),
-        org_id,
-        event_type.value,
-        data,
-        target_endpoint_id=target_endpoint_id,
-        # As in record_and_publish: a relayed publish continues the request's trace.
-        trace_context=telemetry.trace_headers() or None,
-        ordering_key=ordering_key,
+    event = check_event(
+        org_id, event_type, data, target_endpoint_id=target_endpoint_id, ordering_key=ordering_key
     )
-    return record
+    return await repository.insert_event(conn, event.row)
 
 
 async def publish_recorded(outbox: EventOutbox, records: list[asyncpg.Record]) -> None:
@@ -256,7 +312,7 @@ async def publish_recorded(outbox: EventOutbox, records: list[asyncpg.Record]) -
             outbox.broker,
             outbox.topology,
             outbox.marks,
-            to_message(record),
+            [to_message(record)],
             record["trace_context"],
         )
 

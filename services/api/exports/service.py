@@ -23,6 +23,7 @@ from services.api.errors import ApiError, BadRequestError, NotFoundError
 from services.api.events import service as events
 from services.api.exports import links, repository
 from services.api.exports.render import CONTENT_TYPES, EXTENSIONS, ExportFormat, TooManyRows, render
+from services.api.records import from_columns
 
 FORMAT_CHANGED = "organization.export_format_changed"
 
@@ -56,13 +57,10 @@ class Download:
 
 
 def _file(record: asyncpg.Record, settings: Settings) -> ExportFile:
-    return ExportFile(
-        id=record["id"],
-        mapping_job_id=record["mapping_job_id"],
+    return from_columns(
+        ExportFile,
+        record,
         format=ExportFormat(record["format"]),
-        file_size=record["file_size"],
-        row_count=record["row_count"],
-        created_at=record["created_at"],
         download_url=links.signed_url(
             settings.public_base_url, record["id"], settings.export_link_ttl_s
         ),

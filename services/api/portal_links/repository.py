@@ -44,23 +44,14 @@ async def usable_by_token_hash(conn: Executor, token_hash: bytes) -> asyncpg.Rec
 
 
 async def revoke(conn: Executor, org_id: str, link_id: str) -> bool:
-    done: str = await conn.execute(
-        "UPDATE dashboard_portal_links SET revoked_at = now()"
-        " WHERE id = $1 AND organization_id = $2 AND revoked_at IS NULL",
+    """Revoke the link (one revoked before keeps its time); False: the org has no such link."""
+    revoked = await conn.fetchval(
+        "UPDATE dashboard_portal_links SET revoked_at = COALESCE(revoked_at, now())"
+        " WHERE id = $1 AND organization_id = $2 RETURNING id",
         link_id,
         org_id,
     )
-    return done != "UPDATE 0"
-
-
-async def exists(conn: Executor, org_id: str, link_id: str) -> bool:
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM dashboard_portal_links WHERE id = $1"
-        " AND organization_id = $2)",
-        link_id,
-        org_id,
-    )
-    return found
+    return revoked is not None
 
 
 async def list_for_org(conn: Executor, org_id: str) -> list[asyncpg.Record]:

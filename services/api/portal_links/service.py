@@ -110,9 +110,8 @@ async def usable(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
 async def revoke(pool: asyncpg.Pool, org_id: str, link_id: str) -> None:
     """Revoke the link; the sessions it opened end with it (they are checked against it)."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await repository.exists(conn, org_id, link_id):
-            raise NotFoundError(f"portal link {link_id!r} not found")
-        await repository.revoke(conn, org_id, link_id)
+        if not await repository.revoke(conn, org_id, link_id):
+            raise NotFoundError.of("portal link", link_id)
         await audit.record(conn, org_id, "portal_link.revoked", {"portalLinkId": link_id})
 
 

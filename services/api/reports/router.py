@@ -30,14 +30,8 @@ router = APIRouter(prefix="/reports", tags=["report jobs"], route_class=ApiRoute
 
 
 def _job(job: asyncpg.Record) -> ReportJobOut:
-    return ReportJobOut(
-        job_id=job["id"],
-        status=job["status"],
-        report_id=job["report_id"],
-        error=job["error"],
-        created_at=job["created_at"],
-        updated_at=job["updated_at"],
-    )
+    # The row's columns are the response's fields, but for the job's id.
+    return ReportJobOut.model_validate({**job, "job_id": job["id"]})
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=ReportJobAccepted)
