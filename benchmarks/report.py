@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from benchmarks import targets
 from benchmarks.config import FANOUT
+from benchmarks.phases.batch import BatchResult
 from benchmarks.phases.sharded import ShardedResult
 from benchmarks.results import (
     BenchResults,
@@ -178,6 +179,8 @@ def print_summary(results: BenchResults) -> None:
     retry = results.retry
     print(f"retries      {retry.retried_deliveries} retried: lateness {retry.lateness_ms}")
     print_fairness(results.fairness)
+    if results.batch is not None:
+        print_batch(results.batch)
     if results.sharded is not None:
         print_sharded(results.sharded)
     print_peer_beside(results)
@@ -250,4 +253,14 @@ def print_sharded(found: ShardedResult) -> None:
         f" × {many.shards}: {many.deliveries_per_s:,.0f} ({found.ratio} ×);"
         f" every shard carried work {found.every_shard_carried_work};"
         f" every delivery arrived once {found.all_arrived_once}"
+    )
+
+
+def print_batch(found: BatchResult) -> None:
+    print(
+        f"batch        {found.batch_size} events per request, {found.batches_in_flight} in"
+        f" flight, 1 endpoint each: POST /events/batch {found.batch_dps:,.0f} deliveries/s,"
+        f" AMQP {found.amqp_batch_dps:,.0f}; errors {found.http.request_errors},"
+        f" {found.amqp.request_errors}; duplicates {found.http.duplicate_posts},"
+        f" {found.amqp.duplicate_posts}"
     )

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # the phase imports this module: only the name here
+if TYPE_CHECKING:  # the phases import this module: only the names here
+    from benchmarks.phases.batch import BatchResult
     from benchmarks.phases.sharded import ShardedResult
 
 Percentiles = dict[str, float]  # {"p50": …, "p99": …} (and "n", "min", "max" where given)
@@ -331,3 +332,4 @@ class BenchResults:
     duration_s: float
     peer: Peer | None = None  # None: the peer phase failed (the run says why)
     sharded: ShardedResult | None = None
+    batch: BatchResult | None = None

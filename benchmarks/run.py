@@ -15,11 +15,13 @@ on this machine.
                     (CPU per service), then 10 s of py-spy on api, dispatcher, sender-1
     5. latency      open loop at 10 events/s, then at 50 % of the measured 1-endpoint maximum
                     (phases 4 and 5: the dispatcher makes first attempts itself, the default)
-    6. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
+    6. batch        POST /api/v1/events/batch, then AMQP messages of many events, 1 endpoint
+                    per event: deliveries/s (benchmarks/phases/batch.py)
+    7. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
                     rate-limits with 429 + Retry-After: what it gets, and a bystander's p99
                     (benchmarks/phases/fairness.py); then the sender work queue unsharded and
                     in 4 shards, the same fan-out traffic (benchmarks/phases/sharded.py)
-    7. concurrency  the dispatcher is replaced by one that hands every first attempt to the
+    8. concurrency  the dispatcher is replaced by one that hands every first attempt to the
                     sender queue (HOOKPOST_DISPATCHER_FIRST_ATTEMPTS=0): these phases measure
                     sender replicas.
                     receiver takes 200 ms; senders paused while 6,000 deliveries queue, then
@@ -28,7 +30,7 @@ on this machine.
                     the same pair against 100 endpoints that take 2,000 ms each (200
                     events), where the in-flight count is bounded by prefetch, each
                     endpoint's adaptive limit and the replica's CPU)
-    8. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
+    9. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
                     an endpoint answers 500 then 200: lateness of attempt 2 vs its schedule
 
 Each phase is a module of benchmarks/phases/ returning its typed result
@@ -68,6 +70,7 @@ from benchmarks.config import (
 )
 from benchmarks.machine import machine, versions
 from benchmarks.phases import (
+    batch,
     ceilings,
     concurrency,
     fairness,
@@ -162,6 +165,7 @@ async def bench() -> BenchResults:
         e2e = lat.e2e_ms
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
+        batched = await batch.measure(pipe)
         fair = await fairness.measure(pipe)
         log(f"sharded sender queues: 1 then {sharded.SHARDS}, fan-out traffic")
         shards = await sharded.measure(pipe)
@@ -176,6 +180,7 @@ async def bench() -> BenchResults:
         latency_floor=floor, latency=lat,
         concurrency_default=default, concurrency_big=big, concurrency_slow_endpoint=slow_endpoint,
         retry=retried, fairness=fair, peer=peer_found, sharded=shards,
+        batch=batched,
         exit_codes=exit_codes, duration_s=round(time.time() - started, 1),
     )  # fmt: skip
 

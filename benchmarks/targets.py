@@ -49,7 +49,7 @@ def ratios(results: BenchResults) -> Ratios:
     return Ratios(
         skeleton_1=_ratio(ours_1, skeletons[1].deliveries_per_s),
         skeleton_fanout=_ratio(ours_fanout, skeleton_fanout),
-        batch_dps=math.nan,  # benchmarks/phases/batch.py is not on main yet
+        batch_dps=results.batch.batch_dps if results.batch else math.nan,
         peer_1=_ratio(ours_1, peer.throughput_1.deliveries_per_s) if peer else math.nan,
         peer_fanout=(
             _ratio(ours_fanout, peer.throughput_fanout.deliveries_per_s) if peer else math.nan

@@ -72,7 +72,11 @@ async def open_engine(
         http,
         StepPublisher(broker, topology, metrics),
         metrics,
-        EndpointLimits(settings.endpoint_max_concurrency, share=membership.share),
+        EndpointLimits(
+            settings.endpoint_max_concurrency,
+            share=membership.share,
+            long_share=membership.senders_share,
+        ),
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),
         sink_payload_cap_bytes=settings.sink_payload_cap_bytes,

@@ -26,7 +26,10 @@ endpoint's steps share (BENCHMARKS.md, "Session 10").
 Every engine (each sender, each dispatcher making first attempts) keeps its own limits, and
 takes its share of an endpoint's ceiling and rate: `share` is 1 / the number of engines
 running (libs/worker/membership.py). So across replicas an endpoint sees at most its ceiling
-and rate, within one engine's share while replicas come and go.
+and rate, within one engine's share while replicas come and go. An endpoint that takes long
+is sent to by the senders alone (the dispatchers only check it now and then), so each sender
+takes `long_share` of its ceiling instead (1 / the senders running), or a third of a 2 s
+endpoint's ceiling went unused with one dispatcher and two senders.
 """
 
 from __future__ import annotations
@@ -84,11 +87,14 @@ class EndpointLimits:
         ceiling: int,
         *,
         share: Callable[[], float] = lambda: 1.0,
+        long_share: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`ceiling`: the most attempts in flight to one endpoint (across all engines)."""
+        """`ceiling`: the most attempts in flight to one endpoint (across all engines);
+        `long_share`: this engine's share of an endpoint that takes long (`share` if None)."""
         self._ceiling = ceiling
         self._share = share
+        self._long_share = long_share or share
         self._clock = clock
         self._endpoints: dict[str, _Endpoint] = {}
 
@@ -97,7 +103,7 @@ class EndpointLimits:
         is worth trying again."""
         now = self._clock()
         state = self._state(endpoint_id, now)
-        share = self._share()
+        share = self._long_share() if state.duration_s > LONG_S else self._share()
         rate = rate_per_s * share if rate_per_s else None
         if state.not_before > now:
             pace = max(MIN_PACE_PER_S, state.taken_per_s)

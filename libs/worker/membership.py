@@ -25,7 +25,10 @@ _BEAT = """
 INSERT INTO workers (id, service, host, pid) VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET seen_at = now()
 """
-_LIVE = "SELECT count(*) FROM workers WHERE seen_at > now() - make_interval(secs => $1)"
+_LIVE = """
+SELECT count(*) AS live, count(*) FILTER (WHERE service = 'sender') AS senders
+FROM workers WHERE seen_at > now() - make_interval(secs => $1)
+"""
 _FORGET = "DELETE FROM workers WHERE seen_at < now() - interval '1 hour'"
 _LEAVE = "DELETE FROM workers WHERE id = $1"
 
@@ -37,6 +40,7 @@ class Membership:
         self._interval_s = interval_s
         self._id = f"{service}-{uuid.uuid4().hex[:12]}"
         self._live = 1
+        self._senders = 1
         self._loop = Periodic("membership", interval_s, self._beat, first_after_s=interval_s)
 
     @property
@@ -45,6 +49,11 @@ class Membership:
 
     def share(self) -> float:
         return 1.0 / self._live
+
+    def senders_share(self) -> float:
+        """A sender's share of what only the senders use: the dispatchers leave the first
+        attempts of an endpoint that takes long to them (libs/delivery/limits.py)."""
+        return 1.0 / self._senders
 
     async def start(self) -> None:
         await self._beat()
@@ -61,7 +70,9 @@ class Membership:
                 await conn.execute(
                     _BEAT, self._id, self._service, socket.gethostname(), os.getpid()
                 )
-                self._live = max(1, await conn.fetchval(_LIVE, self._interval_s * 3))
+                counts = await conn.fetchrow(_LIVE, self._interval_s * 3)
+                self._live = max(1, counts["live"])
+                self._senders = max(1, counts["senders"])
                 await conn.execute(_FORGET)
         except Exception:
             log.warning("could not renew this worker's heartbeat", exc_info=True)

@@ -23,3 +23,17 @@ async def test_each_engine_takes_its_share_of_the_live_ones(db_pool: asyncpg.Poo
     assert first.live == 1
     await first.stop()
     assert await db_pool.fetchval("SELECT count(*) FROM workers WHERE id <> 'gone'") == 0
+
+
+async def test_the_senders_are_counted_apart_for_what_only_they_send(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await db_pool.execute("DELETE FROM workers")
+    engines = [Membership(db_pool, s, 60) for s in ("dispatcher", "sender", "sender")]
+    for engine in engines:
+        await engine.start()
+    dispatcher = engines[0]
+    await dispatcher._beat()
+    assert dispatcher.share() == 1 / 3 and dispatcher.senders_share() == 0.5
+    for engine in engines:
+        await engine.stop()

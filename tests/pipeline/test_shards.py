@@ -60,6 +60,20 @@ def taken(pipe: Pipeline) -> Counter[str]:
     )
 
 
+async def quiet(pipe: Pipeline) -> None:
+    """Once nothing is queued, waiting in a retry tier or in flight: what a test counts from
+    here is its own (a step of an earlier test requeued or deferred would count too)."""
+    topology = pipe.topology
+    queues = [q.name for q in topology.sender_queues + topology.retry_queues()]
+
+    async def left() -> float:
+        depth = sum([await pipe.queue_depth(name) for name in queues])
+        texts = [scrape(sender) for sender in pipe.stack.senders]
+        return depth + sum(sample(text, "hookpost_sender_in_flight") for text in texts)
+
+    await eventually(left, lambda n: n == 0)
+
+
 async def test_every_shard_carries_work_and_each_delivery_arrives_once(
     sharded: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
@@ -67,6 +81,7 @@ async def test_every_shard_carries_work_and_each_delivery_arrives_once(
     # 30 endpoints on 3 shards: one shard left empty by chance is (2/3)^30 × 3 ≈ 1.5e-5.
     for n in range(30):
         await make_endpoint(db_pool, org.organizationId, receiver.url(f"/fan/{n}"))
+    await quiet(sharded)
     before = taken(sharded)
     events = [event_message(org.organizationId) for _ in range(4)]
     for event in events:
@@ -84,7 +99,8 @@ async def test_every_shard_carries_work_and_each_delivery_arrives_once(
     )
     assert len(arrivals) == 120 and set(arrivals.values()) == {1}, "each delivery once"
     grew = taken(sharded) - before
-    assert sum(grew.values()) == 120
+    # at least once: a step requeued (the database away) or deferred is taken again
+    assert sum(grew.values()) >= 120
     assert all(grew[q.name] > 0 for q in sharded.topology.sender_queues), grew
     assert grew[sharded.topology.sender_queue.name] == 0, "nothing reaches the old queue"
 
@@ -96,6 +112,7 @@ async def test_retries_come_back_to_their_shard_and_a_delivery_out_of_attempts_i
     flaky = await make_endpoint(
         db_pool, org.organizationId, receiver.script("/flaky", [500, 500, 200])
     )
+    await quiet(sharded)
     before = taken(sharded)
     event = event_message(org.organizationId)
     await sharded.publish(event)
@@ -104,23 +121,26 @@ async def test_retries_come_back_to_their_shard_and_a_delivery_out_of_attempts_i
     )
     assert delivery["endpoint_id"] == flaky.id and delivery["attempt_count"] == 3
     grew = +(taken(sharded) - before)
-    assert list(grew.values()) == [3], f"all three attempts from one shard: {grew}"
+    assert len(grew) == 1 and grew.total() >= 3, f"all three attempts from one shard: {grew}"
 
-    down = await make_endpoint(db_pool, org.organizationId, receiver.script("/down", [503]))
+    other = await make_org()  # this endpoint alone
+    down = await make_endpoint(db_pool, other.organizationId, receiver.script("/down", [503]))
+    await quiet(sharded)
     before = taken(sharded)
-    event = event_message(org.organizationId)
+    event = event_message(other.organizationId)
     await sharded.publish(event)
     rows = await deliveries_when(
         db_pool,
         event.id,
-        lambda rows: len(rows) == 2 and all(r["status"] != "PENDING" for r in rows),
+        lambda rows: len(rows) == 1 and rows[0]["status"] != "PENDING",
         timeout=40,
     )
-    [dead] = [r for r in rows if r["endpoint_id"] == down.id]
+    [dead] = rows
+    assert dead["endpoint_id"] == down.id
     assert dead["status"] == "DEAD" and dead["attempt_count"] == 4
     assert [a["http_status"] for a in await attempts_of(db_pool, dead["id"])] == [503] * 4
     grew = +(taken(sharded) - before)
-    assert sorted(grew.values()) in ([1, 4], [5]), f"the 503 endpoint's 4 on one shard: {grew}"
+    assert len(grew) == 1 and grew.total() >= 4, f"its four attempts from one shard: {grew}"
     dead_queue = sharded.topology.dead_deliveries_queue.name
     await eventually(lambda: sharded.queue_depth(dead_queue), lambda depth: depth == 0)
 

@@ -26,11 +26,7 @@ from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink
 from services.api.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from services.api.events import repository
-from services.api.events.publishing import (
-    PublishedMarks,
-    publish_now,
-    to_message,
-)
+from services.api.events.publishing import PublishedMarks, publish_now, to_message
 from services.api.metrics import EVENTS_ACCEPTED
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
