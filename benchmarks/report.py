@@ -260,7 +260,7 @@ def print_batch(found: BatchResult) -> None:
     print(
         f"batch        {found.batch_size} events per request, {found.batches_in_flight} in"
         f" flight, 1 endpoint each: POST /events/batch {found.batch_dps:,.0f} deliveries/s,"
-        f" AMQP {found.amqp_batch_dps:,.0f}; errors {found.http.request_errors},"
-        f" {found.amqp.request_errors}; duplicates {found.http.duplicate_posts},"
+        f" AMQP {found.amqp_batch_dps:,.0f}; errors {found.http.errors},"
+        f" {found.amqp.errors}; duplicates {found.http.duplicate_posts},"
         f" {found.amqp.duplicate_posts}"
     )
