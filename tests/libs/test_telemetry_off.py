@@ -56,13 +56,18 @@ def test_nothing_recording_makes_no_span_but_the_context_goes_on(
     assert not trace.get_current_span().get_span_context().is_valid  # detached again
 
 
-def test_a_message_without_context_still_gets_its_own_trace(
-    monkeypatch: pytest.MonkeyPatch, installed: list[object]
-) -> None:
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+def _tracing_with(exporter: str, monkeypatch: pytest.MonkeyPatch, installed: list[object]) -> None:
+    """Tracing configured with `exporter`, its tracer the one `telemetry` hands out."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporter)
     telemetry.configure_tracing("test")
     tracer = installed[0].get_tracer("test")  # type: ignore[attr-defined]
     monkeypatch.setattr(telemetry, "tracer", lambda: tracer)
+
+
+def test_a_message_without_context_still_gets_its_own_trace(
+    monkeypatch: pytest.MonkeyPatch, installed: list[object]
+) -> None:
+    _tracing_with("none", monkeypatch, installed)
     with telemetry.consumer_span("q process", {}, "q") as root:
         trace_id, _ = ids(root)
         assert root.get_span_context().is_valid and not root.is_recording()
@@ -73,10 +78,7 @@ def test_a_message_without_context_still_gets_its_own_trace(
 def test_with_an_exporter_each_step_is_a_span_of_its_own(
     monkeypatch: pytest.MonkeyPatch, installed: list[object]
 ) -> None:
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    telemetry.configure_tracing("test")
-    tracer = installed[0].get_tracer("test")  # type: ignore[attr-defined]
-    monkeypatch.setattr(telemetry, "tracer", lambda: tracer)
+    _tracing_with("console", monkeypatch, installed)
     sampled = {"traceparent": f"00-{CARRIED_TRACE}-{CARRIED_SPAN}-01"}
     with telemetry.consumer_span("q process", sampled, "q") as consumed:
         with telemetry.internal_span("first attempt") as step:
