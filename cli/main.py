@@ -110,8 +110,12 @@ def _recover(args: argparse.Namespace) -> None:
     from services.api.broker import BrokerLink
     from services.api.deliveries.recovery import organization_of, recover_endpoint
     from services.api.errors import ApiError
+    from services.api.state import ApiState
 
-    since = datetime.fromisoformat(args.since)
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        sys.exit(f"--since {args.since!r} is no RFC 3339 time, e.g. 2026-12-01T00:00:00Z")
     if since.tzinfo is None:
         sys.exit("--since needs its offset (RFC 3339), e.g. 2026-12-01T00:00:00Z")
 
@@ -121,16 +125,16 @@ def _recover(args: argparse.Namespace) -> None:
         topology = Topology.of(settings)
         link = BrokerLink(settings.amqp_url, topology)
         link.start()
+        state = ApiState(settings=settings, pool=pool, broker=link, topology=topology)
         try:
             if not await link.wait_first_attempt():
                 sys.exit("the message broker is unreachable: nothing was recovered")
             org_id = await organization_of(pool, args.endpoint_id)
-            return await recover_endpoint(
-                pool, link, topology, settings, org_id, args.endpoint_id, since
-            )
+            return await recover_endpoint(state, org_id, args.endpoint_id, since)
         except ApiError as exc:
             sys.exit(str(exc))
         finally:
+            await state.outbox.close()
             await link.stop()
             await pool.close()
 
