@@ -72,6 +72,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
             "/api/v1/delivery-destinations/{destination_id}",
             "/api/v1/export-webhooks/{webhook_id}",
             "/api/v1/agents/{agent_id}/data-sources/{ds_id}",
+            "/api/v1/mapping-jobs/{job_id}/webhook",
+            "/api/v1/reports/jobs/{report_job_id}/webhook",
         )
     },
 }
@@ -130,7 +132,9 @@ async def owner_resources(owner: Client, db_pool: asyncpg.Pool) -> dict[str, str
             json=BODIES[("POST", "/api/v1/agents/{agent_id}/data-sources")],
         )
     )
-    job = await created(await owner.post("/api/v1/mapping-jobs", json={"agentId": agent["id"]}))
+    # With a webhook: its recover's 404 must be the tenancy's, not "the job has none".
+    job_body = {"agentId": agent["id"], "webhook": {"url": URL}}
+    job = await created(await owner.post("/api/v1/mapping-jobs", json=job_body))
     await created(
         await owner.post(
             f"/api/v1/mapping-jobs/{job['jobId']}/complete",

@@ -16,6 +16,7 @@ from libs.infra.settings import Settings
 from services.api.endpoints import service as endpoints
 from services.api.endpoints.repository import EndpointRow
 from services.api.endpoints.service import EndpointSpec
+from services.api.errors import NotFoundError
 from services.api.organizations import service as organizations
 
 _ID_PREFIXES = {
@@ -63,3 +64,11 @@ async def insert(
     return await endpoints.insert_prepared(
         conn, settings, org_id, kind, _ID_PREFIXES[kind], row, None, mapping_job_id=mapping_job_id
     )
+
+
+def required(webhook_id: str | None, what: str, job_id: str) -> str:
+    """The id of a job's webhook, for a call on it (its recover); a job created without
+    `webhook.url` has none, and a call on it is a 404 like an unknown job's."""
+    if webhook_id is None:
+        raise NotFoundError(f"{what} {job_id!r} has no webhook")
+    return webhook_id

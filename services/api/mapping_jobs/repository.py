@@ -45,6 +45,11 @@ async def get(conn: Executor, org_id: str, job_id: str) -> asyncpg.Record | None
     )
 
 
+async def get_any_org(conn: Executor, job_id: str) -> asyncpg.Record | None:
+    """The job with its webhook, whichever org's (an operator names the job alone)."""
+    return await conn.fetchrow(f"{_WITH_WEBHOOK} WHERE j.id = $1", job_id)
+
+
 async def recent(conn: Executor, org_id: str, limit: int) -> list[asyncpg.Record]:
     """The org's newest jobs with their webhooks (the dashboard's Mapping jobs page)."""
     return await conn.fetch(

@@ -6,6 +6,7 @@ import asyncpg
 from fastapi import APIRouter, status
 
 from services.api.auth import Org
+from services.api.deliveries.schemas import RecoverAccepted, RecoverIn
 from services.api.mapping_jobs import service
 from services.api.mapping_jobs.schemas import (
     CompleteIn,
@@ -94,3 +95,16 @@ async def export_job(job_id: str, state: State, org: Org) -> ExportQueued:
         row_count=file.row_count,
         download_url=file.download_url,
     )
+
+
+@router.post(
+    "/{job_id}/webhook/recover",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RecoverAccepted,
+)
+async def recover_webhook(job_id: str, body: RecoverIn, state: State, org: Org) -> RecoverAccepted:
+    """Re-send the job webhook's PARKED, FAILED and DEAD deliveries created since `since`,
+    each once, with its original eventId → `{"deliveries": N}`. 404 when the job has no
+    webhook; 409 while the webhook is INACTIVE (it answered 410 Gone)."""
+    count = await service.recover_webhook(state, org.id, job_id, body.since)
+    return RecoverAccepted(deliveries=count)

@@ -12,6 +12,7 @@ through the same pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.infra.settings import Settings
+from services.api.deliveries.recovery import recover_endpoint
 from services.api.endpoints import job_webhooks
 from services.api.endpoints import service as endpoints
 from services.api.errors import ConflictError, NotFoundError, found
@@ -30,6 +32,7 @@ from services.api.exports import service as exports
 from services.api.exports.service import ExportFile
 from services.api.mapping_jobs import repository
 from services.api.mapping_jobs.schemas import CompleteIn, FailIn, MappingJobIn
+from services.api.state import ApiState
 
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
 
@@ -65,6 +68,20 @@ async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Recor
     return found(
         await repository.get(pool, org_id, job_id), NotFoundError.of("mapping job", job_id)
     )
+
+
+async def recover_webhook(state: ApiState, org_id: str, job_id: str, since: datetime) -> int:
+    """Re-send the job webhook's PARKED, FAILED and DEAD deliveries since `since` through
+    the one recover every door runs; 404 for an unknown job or one without a webhook."""
+    job = await get_job(state.pool, org_id, job_id)
+    webhook_id = job_webhooks.required(job["webhook_id"], "mapping job", job_id)
+    return await recover_endpoint(state, org_id, webhook_id, since, kind=EndpointKind.JOB_WEBHOOK)
+
+
+async def webhook_of(pool: asyncpg.Pool, job_id: str) -> str:
+    """The job's webhook, whichever org's: operators name the job (`hookpost recover job_…`)."""
+    job = found(await repository.get_any_org(pool, job_id), NotFoundError.of("mapping job", job_id))
+    return job_webhooks.required(job["webhook_id"], "mapping job", job_id)
 
 
 async def recent_jobs(pool: asyncpg.Pool, org_id: str, limit: int = 50) -> list[asyncpg.Record]:

@@ -46,6 +46,11 @@ async def get_job(conn: Executor, org_id: str, job_id: str) -> asyncpg.Record | 
     return await conn.fetchrow(f"{_JOB} WHERE id = $1 AND organization_id = $2", job_id, org_id)
 
 
+async def get_job_any_org(conn: Executor, job_id: str) -> asyncpg.Record | None:
+    """The job, whichever org's (an operator names the job alone)."""
+    return await conn.fetchrow(f"{_JOB} WHERE id = $1", job_id)
+
+
 async def lock_job(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record | None:
     """The job, locked until the transaction ends: one outcome wins, the second is a 409."""
     return await conn.fetchrow(

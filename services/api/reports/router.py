@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import APIRouter, status
 
 from services.api.auth import Org
+from services.api.deliveries.schemas import RecoverAccepted, RecoverIn
 from services.api.reports import service
 from services.api.reports.schemas import (
     ReportCompleted,
@@ -68,6 +69,21 @@ async def fail_job(report_job_id: str, body: ReportFailIn, state: State, org: Or
     """Producer call: a queued job failed with `error {code, message}` (409 once the job has
     an outcome). Sends `report.failed` to the job's webhook."""
     return _job(await service.fail_job(state.pool, state.outbox, org.id, report_job_id, body))
+
+
+@router.post(
+    "/jobs/{report_job_id}/webhook/recover",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RecoverAccepted,
+)
+async def recover_webhook(
+    report_job_id: str, body: RecoverIn, state: State, org: Org
+) -> RecoverAccepted:
+    """Re-send the job webhook's PARKED, FAILED and DEAD deliveries created since `since`,
+    each once, with its original `id` → `{"deliveries": N}`. 404 when the job has no
+    webhook; 409 while the webhook is INACTIVE (it answered 410 Gone)."""
+    count = await service.recover_webhook(state, org.id, report_job_id, body.since)
+    return RecoverAccepted(deliveries=count)
 
 
 @router.get("/{report_id}", response_model=ReportOut)

@@ -11,6 +11,7 @@ attempts log, DEAD). What goes on the wire is the seed's own: libs/delivery/payl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -22,11 +23,13 @@ from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
 from libs.infra import crypto
 from libs.infra.settings import Settings
+from services.api.deliveries.recovery import recover_endpoint
 from services.api.endpoints import job_webhooks
 from services.api.errors import ConflictError, NotFoundError, found
 from services.api.events import service as events
 from services.api.reports import repository
 from services.api.reports.schemas import ReportCompleteIn, ReportFailIn, ReportJobIn
+from services.api.state import ApiState
 
 QUEUED = "queued"
 
@@ -63,6 +66,25 @@ async def get_job(pool: asyncpg.Pool, org_id: str, job_id: str) -> asyncpg.Recor
     return found(
         await repository.get_job(pool, org_id, job_id), NotFoundError.of("report job", job_id)
     )
+
+
+async def recover_webhook(state: ApiState, org_id: str, job_id: str, since: datetime) -> int:
+    """Re-send the job webhook's PARKED, FAILED and DEAD deliveries since `since` through
+    the one recover every door runs; 404 for an unknown job or one without a webhook."""
+    job = await get_job(state.pool, org_id, job_id)
+    webhook_id = job_webhooks.required(job["webhook_endpoint_id"], "report job", job_id)
+    return await recover_endpoint(
+        state, org_id, webhook_id, since, kind=EndpointKind.REPORT_WEBHOOK
+    )
+
+
+async def webhook_of(pool: asyncpg.Pool, job_id: str) -> str:
+    """The job's webhook, whichever org's: operators name the job (`hookpost recover rjob_…`);
+    the seed's job responses never show the webhook's own id."""
+    job = found(
+        await repository.get_job_any_org(pool, job_id), NotFoundError.of("report job", job_id)
+    )
+    return job_webhooks.required(job["webhook_endpoint_id"], "report job", job_id)
 
 
 async def _lock_queued(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record:

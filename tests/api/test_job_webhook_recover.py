@@ -1,0 +1,189 @@
+"""Recover since T for per-job webhooks (mapping jobs and report jobs) through the in-process
+api on the real database and broker: what is re-sent (each once, its
+original event), the 404s (unknown job, no webhook, another org's), bad `since` as a 400,
+an INACTIVE webhook as a 409. With real receivers: tests/pipeline/test_endpoint_health.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from libs.infra.broker.topology import SEND_ROUTING_KEY
+from tests.api.broker_probe import bind_probe_queue, next_message
+from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery
+
+HOOK_URL = "http://127.0.0.1:9/webhooks/job"
+
+
+@dataclass(frozen=True)
+class JobDoor:
+    """One kind of job whose webhook is recovered: where jobs are made, and their body."""
+
+    name: str
+    jobs: str  # the collection its jobs are created in and named under
+    created: int  # the create's status
+    body: dict[str, Any]
+    webhook_sql: str  # the job's webhook id, by job id
+
+    async def create(self, client: Client, webhook: bool = True) -> str:
+        body = {**self.body, **({"webhook": {"url": HOOK_URL}} if webhook else {})}
+        response = await client.post(self.jobs, json=body)
+        assert response.status_code == self.created, response.text
+        return str(response.json()["jobId"])
+
+    def recover_path(self, job_id: str) -> str:
+        return f"{self.jobs}/{job_id}/webhook/recover"
+
+
+MAPPING = JobDoor(
+    "mapping",
+    "/api/v1/mapping-jobs",
+    201,
+    {},
+    "SELECT id FROM endpoints WHERE mapping_job_id = $1 AND kind = 'JOB_WEBHOOK'",
+)
+REPORT = JobDoor(
+    "report",
+    "/api/v1/reports/jobs",
+    202,
+    {
+        "url": "https://example.com/call.mp3",
+        "output": {"template": "sales_playbook"},
+        "target": {"strategy": "dominant"},
+    },
+    "SELECT webhook_endpoint_id FROM report_jobs WHERE id = $1",
+)
+DOORS = pytest.mark.parametrize("door", [MAPPING, REPORT], ids=lambda d: d.name)
+
+
+def since(delta: timedelta = timedelta(hours=-1)) -> dict[str, str]:
+    return {"since": (datetime.now(UTC) + delta).isoformat()}
+
+
+async def job_with_webhook(client: Client, db_pool: asyncpg.Pool, door: JobDoor) -> tuple[str, str]:
+    job_id = await door.create(client)
+    webhook_id = await db_pool.fetchval(door.webhook_sql, job_id)
+    assert webhook_id is not None
+    return job_id, str(webhook_id)
+
+
+async def statuses(db_pool: asyncpg.Pool, delivery_ids: list[str]) -> list[str]:
+    rows = await db_pool.fetch(
+        "SELECT id, status FROM deliveries WHERE id = ANY($1::text[])", delivery_ids
+    )
+    by_id = {r["id"]: r["status"] for r in rows}
+    return [by_id[d] for d in delivery_ids]
+
+
+@DOORS
+async def test_recover_resends_the_webhooks_parked_failed_and_dead_deliveries_once(
+    door: JobDoor, client: Client, db_pool: asyncpg.Pool, amqp, topology
+) -> None:
+    job_id, webhook_id = await job_with_webhook(client, db_pool, door)
+    _, other_webhook = await job_with_webhook(client, db_pool, door)
+    again = {
+        status: await insert_delivery(db_pool, client.org_id, webhook_id, status=status)
+        for status in ("DEAD", "PARKED", "FAILED")
+    }
+    _, succeeded = await insert_delivery(db_pool, client.org_id, webhook_id, status="SUCCEEDED")
+    _, bystander = await insert_delivery(db_pool, client.org_id, other_webhook, status="DEAD")
+    probe = await bind_probe_queue(amqp, topology.deliveries_exchange.name, SEND_ROUTING_KEY)
+
+    # Nothing was created after a time still to come.
+    future = await client.post(door.recover_path(job_id), json=since(timedelta(hours=1)))
+    assert (future.status_code, future.json()) == (202, {"deliveries": 0})
+    response = await client.post(door.recover_path(job_id), json=since())
+    assert (response.status_code, response.json()) == (202, {"deliveries": 3})
+
+    for event_id, delivery_id in again.values():
+        message = await next_message(probe, lambda m, d=delivery_id: m.message_id == d)
+        task = orjson.loads(message.body)
+        assert (task["eventId"], task["endpointId"]) == (event_id, webhook_id)
+    resent = [delivery_id for _, delivery_id in again.values()]
+    assert await statuses(db_pool, resent) == ["PENDING"] * 3
+    assert await statuses(db_pool, [succeeded, bystander]) == ["SUCCEEDED", "DEAD"]
+    # PENDING now: a second recover re-sends none of them again.
+    response = await client.post(door.recover_path(job_id), json=since())
+    assert (response.status_code, response.json()) == (202, {"deliveries": 0})
+
+    audit = (await client.get("/api/v1/audit-log")).json()["entries"]
+    counts = [e["details"]["deliveries"] for e in audit if e["action"] == "endpoint.recovered"]
+    assert sorted(counts) == [0, 0, 3]
+    assert {e["details"]["endpointId"] for e in audit if e["action"] == "endpoint.recovered"} == {
+        webhook_id
+    }
+
+
+@DOORS
+async def test_a_job_without_a_webhook_is_a_404(door: JobDoor, client: Client) -> None:
+    job_id = await door.create(client, webhook=False)
+    error = assert_error(
+        await client.post(door.recover_path(job_id), json=since()), 404, "NOT_FOUND"
+    )
+    assert "has no webhook" in error["message"]
+    unknown = f"{job_id[:-4]}ZZZZ"
+    error = assert_error(
+        await client.post(door.recover_path(unknown), json=since()), 404, "NOT_FOUND"
+    )
+    assert "not found" in error["message"]
+
+
+@DOORS
+async def test_another_orgs_job_is_a_404_and_nothing_is_resent(
+    door: JobDoor, client: Client, make_client: MakeClient, db_pool: asyncpg.Pool
+) -> None:
+    owner = await make_client()
+    job_id, webhook_id = await job_with_webhook(owner, db_pool, door)
+    _, delivery_id = await insert_delivery(db_pool, owner.org_id, webhook_id, status="DEAD")
+
+    assert_error(await client.post(door.recover_path(job_id), json=since()), 404, "NOT_FOUND")
+    assert await statuses(db_pool, [delivery_id]) == ["DEAD"]
+    # The same call is the owner's to make: the 404 above was the org's, not the route's.
+    response = await owner.post(door.recover_path(job_id), json=since())
+    assert (response.status_code, response.json()) == (202, {"deliveries": 1})
+
+
+@DOORS
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"since": "2026-12-01T00:00:00"},  # no offset: which time is it?
+        {"since": "yesterday"},
+        {"since": None},
+        {},
+        [],
+    ],
+    ids=["naive", "not-a-time", "null", "missing", "not-an-object"],
+)
+async def test_a_bad_since_is_a_400_and_nothing_is_resent(
+    door: JobDoor, body: Any, client: Client, db_pool: asyncpg.Pool
+) -> None:
+    job_id, webhook_id = await job_with_webhook(client, db_pool, door)
+    _, delivery_id = await insert_delivery(db_pool, client.org_id, webhook_id, status="DEAD")
+    assert_error(await client.post(door.recover_path(job_id), json=body), 400, "BAD_REQUEST")
+    assert await statuses(db_pool, [delivery_id]) == ["DEAD"]
+
+
+@DOORS
+async def test_an_inactive_webhook_is_a_409(
+    door: JobDoor, client: Client, db_pool: asyncpg.Pool
+) -> None:
+    """A job's webhook that answered 410 Gone is INACTIVE (its delivery PARKED); it has no
+    PUT to re-activate it, so the 409 stands: it said it is gone."""
+    job_id, webhook_id = await job_with_webhook(client, db_pool, door)
+    _, delivery_id = await insert_delivery(db_pool, client.org_id, webhook_id, status="PARKED")
+    await db_pool.execute(
+        "UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = 'ENDPOINT_GONE'"
+        " WHERE id = $1",
+        webhook_id,
+    )
+    error = assert_error(
+        await client.post(door.recover_path(job_id), json=since()), 409, "CONFLICT"
+    )
+    assert (error["status"], error["deactivatedReason"]) == ("INACTIVE", "ENDPOINT_GONE")
+    assert await statuses(db_pool, [delivery_id]) == ["PARKED"]
