@@ -105,13 +105,22 @@ def _poison_replay(args: argparse.Namespace) -> None:
 def _recover(args: argparse.Namespace) -> None:
     from datetime import datetime
 
+    from libs.domain.ids import IdPrefix
     from libs.infra.broker.topology import Topology
     from libs.worker.runtime import connect_database
     from services.api.broker import BrokerLink
     from services.api.deliveries.recovery import organization_of, recover_endpoint
     from services.api.errors import ApiError
+    from services.api.mapping_jobs import service as mapping_jobs
+    from services.api.reports import service as reports
     from services.api.state import ApiState
 
+    # A per-job webhook is known by its job (a report job's answers never show the
+    # webhook's id): a job's id names its webhook.
+    webhook_of = {
+        IdPrefix.MAPPING_JOB.value: mapping_jobs.webhook_of,
+        IdPrefix.REPORT_JOB.value: reports.webhook_of,
+    }.get(args.endpoint_id.partition("_")[0])
     try:
         since = datetime.fromisoformat(args.since)
     except ValueError:
@@ -129,8 +138,11 @@ def _recover(args: argparse.Namespace) -> None:
         try:
             if not await link.wait_first_attempt():
                 sys.exit("the message broker is unreachable: nothing was recovered")
-            org_id = await organization_of(pool, args.endpoint_id)
-            return await recover_endpoint(state, org_id, args.endpoint_id, since)
+            endpoint_id = args.endpoint_id
+            if webhook_of is not None:
+                endpoint_id = await webhook_of(pool, endpoint_id)
+            org_id = await organization_of(pool, endpoint_id)
+            return await recover_endpoint(state, org_id, endpoint_id, since)
         except ApiError as exc:
             sys.exit(str(exc))
         finally:
@@ -184,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         "recover",
         help="re-send an endpoint's PARKED, FAILED and DEAD deliveries since a time",
     )
-    recover.add_argument("endpoint_id", help="any door's endpoint id (sub_…, dest_…, ds_…)")
+    recover.add_argument(
+        "endpoint_id",
+        help="any door's endpoint id (sub_…, dest_…, ewh_…, ds_…, jwh_…, rwh_…), or a mapping"
+        " or report job's id (job_…, rjob_…) for that job's webhook",
+    )
     recover.add_argument("--since", required=True, help="RFC 3339, e.g. 2026-12-01T00:00:00Z")
     recover.set_defaults(func=_recover)
 

@@ -1,10 +1,13 @@
 """Recover since T for per-job webhooks (mapping jobs and report jobs) through the in-process
-api on the real database and broker: what is re-sent (each once, its
+api and `hookpost recover` on the real database and broker: what is re-sent (each once, its
 original event), the 404s (unknown job, no webhook, another org's), bad `since` as a 400,
 an INACTIVE webhook as a 409. With real receivers: tests/pipeline/test_endpoint_health.py."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +16,7 @@ import asyncpg
 import orjson
 import pytest
 
+from harness.process import HOOKPOST_BIN
 from libs.infra.broker.topology import SEND_ROUTING_KEY
 from tests.api.broker_probe import bind_probe_queue, next_message
 from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery
@@ -187,3 +191,46 @@ async def test_an_inactive_webhook_is_a_409(
     )
     assert (error["status"], error["deactivatedReason"]) == ("INACTIVE", "ENDPOINT_GONE")
     assert await statuses(db_pool, [delivery_id]) == ["PARKED"]
+
+
+async def hookpost_recover(name: str, when: str) -> subprocess.CompletedProcess[str]:
+    """`hookpost recover` as an operator runs it (the test run's database and broker)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [str(HOOKPOST_BIN), "recover", name, "--since", when],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@DOORS
+async def test_operators_recover_a_jobs_webhook_by_the_jobs_id(
+    door: JobDoor, client: Client, db_pool: asyncpg.Pool, amqp, topology
+) -> None:
+    job_id, webhook_id = await job_with_webhook(client, db_pool, door)
+    event_id, delivery_id = await insert_delivery(db_pool, client.org_id, webhook_id, status="DEAD")
+    probe = await bind_probe_queue(amqp, topology.deliveries_exchange.name, SEND_ROUTING_KEY)
+
+    done = await hookpost_recover(job_id, since()["since"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"deliveries": 1}
+    message = await next_message(probe, lambda m: m.message_id == delivery_id)
+    assert orjson.loads(message.body)["eventId"] == event_id
+    assert await statuses(db_pool, [delivery_id]) == ["PENDING"]
+
+    # The webhook's own id works as every door's endpoint id does; PENDING now: none again.
+    done = await hookpost_recover(webhook_id, since()["since"])
+    assert (done.returncode, json.loads(done.stdout)) == (0, {"deliveries": 0})
+
+
+@DOORS
+async def test_operators_naming_a_job_without_a_webhook_get_why(
+    door: JobDoor, client: Client
+) -> None:
+    job_id = await door.create(client, webhook=False)
+    done = await hookpost_recover(job_id, "2026-12-01T00:00:00Z")
+    assert done.returncode == 1
+    assert f"{job_id!r} has no webhook" in done.stderr
+    done = await hookpost_recover(job_id, "yesterday")
+    assert done.returncode == 1 and "RFC 3339" in done.stderr
