@@ -1,7 +1,8 @@
 """Endpoints that vanish or keep failing, with real receivers on the whole platform (api,
 dispatcher, sender as subprocesses): a 410 disables at once, persistent failure disables as
 FAILING, an INACTIVE endpoint's events are PARKED (never attempted, not counted toward
-backpressure), and a recover re-sends them, each once, with its original eventId.
+backpressure), and a recover re-sends them, each once, with its original eventId; per-job
+webhooks' DEAD deliveries too (their job's recover route, `hookpost recover <job id>`).
 
 The rules: libs/domain/endpoint_health.py; the recover: services/api/deliveries/recovery.py.
 Retry tiers scaled by 0.002 (a webhook is DEAD in about 5 s); FAILING after 1 s and two DEAD
@@ -10,6 +11,9 @@ deliveries in a row; backpressure at 3 PENDING deliveries per org.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
+from harness.process import HOOKPOST_BIN
 from harness.receiver import Receiver
 from harness.receiver.behaviours import Ok
 from harness.waiting import eventually
@@ -37,6 +42,13 @@ ENV = {
 }
 SUBSCRIPTIONS = "/api/v1/webhook-subscriptions"
 DESTINATIONS = "/api/v1/delivery-destinations"
+MAPPING_JOBS = "/api/v1/mapping-jobs"
+REPORT_JOBS = "/api/v1/reports/jobs"
+REPORT_JOB = {
+    "url": "https://example.com/call.mp3",
+    "output": {"template": "sales_playbook"},
+    "target": {"strategy": "dominant"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +248,56 @@ async def test_recover_answers_in_the_error_shape(org: Org, receiver: Receiver) 
     await org.call("POST", path, 400, json={})
     missing = f"{DESTINATIONS}/{endpoint['id']}/recover"  # another door's endpoint
     await org.call("POST", missing, 404, json={"since": "2026-12-01T00:00:00Z"})
+
+
+async def statuses_of(db_pool: asyncpg.Pool, endpoint_id: str) -> list[str]:
+    """A job webhook's deliveries' statuses (it has no GET …/deliveries of its own)."""
+    rows = await db_pool.fetch("SELECT status FROM deliveries WHERE endpoint_id = $1", endpoint_id)
+    return [r["status"] for r in rows]
+
+
+async def test_job_webhooks_dead_deliveries_are_recovered_once_with_their_event_ids(
+    org: Org, receiver: Receiver, platform: Pipeline, db_pool: asyncpg.Pool
+) -> None:
+    """A mapping job's webhook and a report job's, each DEAD after its 5 attempts: the
+    mapping job's recover route and `hookpost recover <report job id>` re-send each once,
+    with the event id the receiver saw on every attempt before."""
+    since = datetime.now(UTC)
+    failing = [500] * 5 + [200]
+    mapping = await org.call(
+        "POST", MAPPING_JOBS, 201, json={"webhook": {"url": receiver.script("/job", failing)}}
+    )
+    report_body = {**REPORT_JOB, "webhook": {"url": receiver.script("/report", failing)}}
+    report = await org.call("POST", REPORT_JOBS, 202, json=report_body)
+    mapping_hook = mapping["webhook"]["id"]
+    report_hook = await db_pool.fetchval(
+        "SELECT webhook_endpoint_id FROM report_jobs WHERE id = $1", report["jobId"]
+    )
+    await org.call("POST", f"{MAPPING_JOBS}/{mapping['jobId']}/complete", 200, json={})
+    error = {"error": {"code": "source_unreachable", "message": "no"}}
+    await org.call("POST", f"{REPORT_JOBS}/{report['jobId']}/fail", 200, json=error)
+    for hook in (mapping_hook, report_hook):
+        await eventually(lambda h=hook: statuses_of(db_pool, h), lambda s: s == ["DEAD"], 30)
+    [mapping_event] = {r.json()["eventId"] for r in receiver.on("/job")}
+    [report_event] = {r.json()["id"] for r in receiver.on("/report")}
+
+    recover = f"{MAPPING_JOBS}/{mapping['jobId']}/webhook/recover"
+    body = {"since": since.isoformat()}
+    assert await org.call("POST", recover, 202, json=body) == {"deliveries": 1}
+    assert await org.call("POST", recover, 202, json=body) == {"deliveries": 0}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(HOOKPOST_BIN), "recover", report["jobId"], "--since", since.isoformat()],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"deliveries": 1}
+
+    for hook in (mapping_hook, report_hook):
+        await eventually(lambda h=hook: statuses_of(db_pool, h), lambda s: s == ["SUCCEEDED"], 30)
+    # SUCCEEDED: nothing more can come. Five failures, then each event once more, the same.
+    assert [r.json()["eventId"] for r in receiver.on("/job")] == [mapping_event] * 6
+    assert [r.json()["id"] for r in receiver.on("/report")] == [report_event] * 6
