@@ -48,10 +48,12 @@ log = logging.getLogger("hookpost.dispatcher")
 @dataclass(frozen=True)
 class Submitted:
     """One message's event, and its context: the message's span parents the event's
-    publishes, and its log context the lines about it, whichever task runs the batch."""
+    publishes, and its log context the lines about it, whichever task runs the batch.
+    `message` stands for the message: the events of one share its first-attempt room."""
 
     event: EventMessage
     context: contextvars.Context
+    message: object
 
 
 @dataclass(frozen=True)
@@ -158,14 +160,14 @@ class BatchDispatcher:
         room = {
             i: len(each.endpoint_ids)
             for i, each in zip(indexes, planned, strict=True)
-            if not each.endpoint_ids or self._reserve(len(each.endpoint_ids))
+            if not each.endpoint_ids or self._reserve(len(each.endpoint_ids), batch[i])
         }
         try:
             pending = await locks.insert_deliveries(
                 planned, finished=[batch[i].event.id for i in room]
             )
         except BaseException:
-            self._release(room.values())
+            self._release((n, batch[i]) for i, n in room.items())
             raise
         publishing: list[tuple[int, list[DeliveryTask]]] = []
         here: dict[int, list[DeliveryTask]] = {}  # first attempts POSTed by this replica
@@ -175,7 +177,7 @@ class BatchDispatcher:
             reserved = room.get(i, 0)
             if reserved and (deliveries is None or len(deliveries) != reserved):
                 # The statement found other deliveries than planned (an earlier run's).
-                self._release([reserved])
+                self._release([(reserved, batch[i])])
                 reserved = 0
             if deliveries is None:
                 results[i] = DUPLICATE  # dispatched meanwhile (the stale snapshot's case)
@@ -185,7 +187,7 @@ class BatchDispatcher:
             if not deliveries:
                 continue
             tasks = delivery_tasks(batch[i].event, deliveries, self.payload_cap_bytes)
-            if reserved or self._reserve(len(deliveries)):
+            if reserved or self._reserve(len(deliveries), batch[i]):
                 here[i] = tasks
             else:
                 publishing.append((i, tasks))
@@ -198,7 +200,7 @@ class BatchDispatcher:
                 # message stays unacknowledged until they are settled).
                 await locks.finish([batch[i].event.id for i in to_finish])
         except BaseException:
-            self._release(len(tasks) for tasks in here.values())
+            self._release((len(tasks), batch[i]) for i, tasks in here.items())
             raise
         for i in indexes:
             if results[i] is None:
@@ -209,9 +211,11 @@ class BatchDispatcher:
                     first_attempts=tuple(here.get(i, ())),
                 )
 
-    def _reserve(self, deliveries: int) -> bool:
+    def _reserve(self, deliveries: int, submitted: Submitted) -> bool:
         """Room here for an event's `deliveries` first attempts (taken if there is)."""
-        return self.first_attempts is not None and self.first_attempts.reserve(deliveries)
+        return self.first_attempts is not None and self.first_attempts.reserve(
+            deliveries, submitted.message
+        )
 
     async def _publish(
         self,
@@ -242,12 +246,12 @@ class BatchDispatcher:
                 unconfirmed.add(i)
         return unconfirmed
 
-    def _release(self, reserved: Iterable[int]) -> None:
+    def _release(self, reserved: Iterable[tuple[int, Submitted]]) -> None:
         """Give back the room of events' first attempts that will not run here."""
-        for deliveries in reserved:
+        for deliveries, submitted in reserved:
             if deliveries:  # nothing was reserved for an event with nothing to deliver
                 assert self.first_attempts is not None  # nothing is reserved without it
-                self.first_attempts.release(deliveries)
+                self.first_attempts.release(deliveries, submitted.message)
 
 
 def delivery_tasks(

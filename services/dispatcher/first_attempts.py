@@ -11,10 +11,14 @@ its first attempts is settled (recorded, and its next step confirmed), so a disp
 dies meanwhile has the event redelivered, and the redelivered copy republishes the step of
 every delivery still PENDING to the sender queue (handler.py, `Outcome.RECOVERED`).
 
-Isolation from slow endpoints: at most `max_attempts` POSTs, for at most `max_events`
-events, run here at once (`reserve`). Beyond that an event's tasks go through the sender
-queue as before, so a slow endpoint ties up a bounded share of the dispatcher and never
-stops it from dispatching. And an endpoint whose attempts take long (the engine's moving
+Isolation from slow endpoints: at most `max_attempts` POSTs, for the events of at most
+`max_messages` messages, run here at once (`reserve`). Beyond that an event's tasks go
+through the sender queue as before, so a slow endpoint ties up a bounded share of the
+dispatcher and never stops it from dispatching. Messages, not events, are counted: a message
+waiting on its first attempts holds one of the consumer's prefetch slots however many events
+it carries, and at most half the prefetch may wait, so that new messages keep flowing
+(counted by event, a batch message's first 128 events filled the room, and the rest went
+the long way). And an endpoint whose attempts take long (the engine's moving
 average, libs/delivery/limits.py `takes_long`) has its first attempts published to the
 sender queue at once: were they made here, each of its events would hold its message and
 its room for seconds, and the room would fill, sending every other endpoint's first
@@ -56,34 +60,38 @@ class FirstAttempts:
         publisher: StepPublisher,
         *,
         max_attempts: int,
-        max_events: int,
+        max_messages: int,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._max_attempts = max_attempts
-        self._max_events = max_events
+        self._max_messages = max_messages
         self._running_attempts = 0
-        self._running_events = 0
+        # events holding room, per message (a message's token: see `reserve`)
+        self._holding: dict[object, int] = {}
 
-    def reserve(self, deliveries: int) -> bool:
+    def reserve(self, deliveries: int, message: object) -> bool:
         """Room for one event's `deliveries` first attempts here? If so it is taken, and
-        `run` gives it back."""
-        if (
-            self._running_events >= self._max_events
-            or self._running_attempts + deliveries > self._max_attempts
-        ):
+        `run` gives it back. `message` is any object standing for the event's message: the
+        events of one message share its slot."""
+        if self._running_attempts + deliveries > self._max_attempts:
             return False
-        self._running_events += 1
+        holding = self._holding.get(message, 0)
+        if not holding and len(self._holding) >= self._max_messages:
+            return False
+        self._holding[message] = holding + 1
         self._running_attempts += deliveries
         return True
 
-    def release(self, deliveries: int) -> None:
+    def release(self, deliveries: int, message: object) -> None:
         """Give back one event's room (`run` does; its caller, when `run` never comes)."""
-        self._running_events -= 1
         self._running_attempts -= deliveries
+        holding = self._holding.pop(message) - 1
+        if holding:
+            self._holding[message] = holding
 
-    async def run(self, tasks: Sequence[DeliveryTask]) -> bool:
-        """POST each task's first attempt (reserved with `reserve(len(tasks))`); True when
+    async def run(self, tasks: Sequence[DeliveryTask], message: object) -> bool:
+        """POST each task's first attempt (reserved with `reserve(len(tasks), message)`); True when
         every one is settled, False when one could be neither settled here nor handed to the
         sender queue (the event must then be redelivered, and recovered)."""
         here: list[DeliveryTask] = []
@@ -94,7 +102,7 @@ class FirstAttempts:
             handed_over, settled = await asyncio.gather(self._hand_over(long), self._here(here))
             return handed_over and settled
         finally:
-            self.release(len(tasks))
+            self.release(len(tasks), message)
 
     async def _here(self, tasks: Sequence[DeliveryTask]) -> bool:
         if not tasks:

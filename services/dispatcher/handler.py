@@ -99,7 +99,7 @@ class Dispatcher:
             event = EventMessage.model_validate_json(body)
         except ValidationError as exc:
             return _malformed(exc)
-        return await self._handle_event(event, redelivered)
+        return await self._handle_event(event, redelivered, message=object())
 
     async def _handle_batch(self, body: bytes, redelivered: bool) -> Verdict:
         """Many events in one message: each handled as a message of its own would be. The
@@ -120,8 +120,9 @@ class Dispatcher:
                 # Counted once, when its message of its own is rejected.
                 log.warning("malformed event in a batch", extra={"error": str(exc)[:500]})
                 bad.append(item)
+        message = object()  # its events share one slot of the first-attempt room
         verdicts = await asyncio.gather(
-            *(self._handle_event(event, redelivered) for _, event in events)
+            *(self._handle_event(event, redelivered, message) for _, event in events)
         )
         if Verdict.REQUEUE in verdicts:
             return Verdict.REQUEUE
@@ -136,10 +137,12 @@ class Dispatcher:
                 return Verdict.REQUEUE
         return Verdict.ACK
 
-    async def _handle_event(self, event: EventMessage, redelivered: bool) -> Verdict:
+    async def _handle_event(
+        self, event: EventMessage, redelivered: bool, message: object
+    ) -> Verdict:
         ids = {"event_id": event.id, "organization_id": event.organization_id}
         telemetry.annotate(**ids)
-        submitted = Submitted(event, contextvars.copy_context())
+        submitted = Submitted(event, contextvars.copy_context(), message)
         try:
             result = await self._batches.submit(submitted)
             if result.outcome is Outcome.BUSY:
@@ -148,14 +151,14 @@ class Dispatcher:
             if result.outcome is Outcome.DUPLICATE and redelivered:
                 result = await self._recover(event)
             elif result.first_attempts:
-                result = await self._attempt_here(result)
+                result = await self._attempt_here(result, message)
         except Exception as exc:
             result = Result(Outcome.REQUEUED, error=exc)
         return self._report(result, ids)
 
-    async def _attempt_here(self, result: Result) -> Result:
+    async def _attempt_here(self, result: Result, message: object) -> Result:
         assert self._first_attempts is not None
-        if await self._first_attempts.run(result.first_attempts):
+        if await self._first_attempts.run(result.first_attempts, message):
             return result
         return Result(Outcome.REQUEUED, error=FirstAttemptsUnsettled(result.first_attempts))
 

@@ -165,8 +165,8 @@ async def open_first_attempts(
         running.engine,
         publisher,
         max_attempts=settings.dispatcher_first_attempts,
-        # Half the prefetch at most waits on POSTs, so new events always keep flowing.
-        max_events=max(1, settings.dispatcher_prefetch // 2),
+        # Half the prefetch at most waits on POSTs, so new messages always keep flowing.
+        max_messages=max(1, settings.dispatcher_prefetch // 2),
     )
 
     async def close() -> None:

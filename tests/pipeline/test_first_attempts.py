@@ -15,6 +15,8 @@ import pytest
 from harness.metrics import metric_value
 from harness.receiver import Receiver
 from harness.waiting import eventually
+from libs.infra.broker.messages import batch_body
+from tests.pipeline.test_poison import publish_raw
 from tests.support.factories import (
     attempts_of,
     deliveries_of,
@@ -85,6 +87,27 @@ async def test_a_burst_of_fanned_out_events_is_posted_by_the_dispatcher_itself(
     assert (here, queued) == (events * fanout, 0)
     assert await dispatcher_alone.queue_depth(dispatcher_alone.topology.sender_queue.name) == 0
     assert len(await receiver.wait_for("/burst", events * fanout)) == events * fanout
+
+
+async def test_a_batch_messages_events_share_one_slot_of_the_room(
+    test_env: dict[str, str], make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """The room counts messages, as the prefetch does: with room for one message (prefetch
+    2), all ten events of one batch message get their first attempts here, in flight together
+    (counted by event, the first would have filled the room and nine gone the long way)."""
+    events = 10
+    org = await make_org()
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/batch", [200], delay_s=0.5))
+    async with Pipeline(test_env, "firstbatch") as pipe:
+        dispatcher = await pipe.stack.add_dispatcher(HOOKPOST_DISPATCHER_PREFETCH="2")
+        batch = [event_message(org.organizationId) for _ in range(events)]
+        await publish_raw(pipe, pipe.topology.events_exchange.name, "any", batch_body(batch))
+        assert len(await receiver.wait_for("/batch", events)) == events
+        for event in batch:
+            await deliveries_when(db_pool, event.id, succeeded)
+        assert metric_value(dispatcher, "hookpost_dispatcher_first_attempts_total") == events
+        assert metric_value(dispatcher, "hookpost_dispatcher_deliveries_published_total") == 0
+        assert await pipe.queue_depth(pipe.topology.sender_queue.name) == 0
 
 
 async def test_an_endpoint_that_takes_long_gets_its_first_attempts_from_the_senders(

@@ -31,19 +31,21 @@ class FakeFirstAttempts:
     settles: bool = True
     reserved: int = 0
     ran: list[list[str]] = field(default_factory=list)  # endpoint ids per run
+    messages: list[object] = field(default_factory=list)  # the message of each reservation
 
-    def reserve(self, deliveries: int) -> bool:
+    def reserve(self, deliveries: int, message: object) -> bool:
         fits = self.room_for is None or self.reserved + deliveries <= self.room_for
         if self.room and fits:
             self.reserved += deliveries
+            self.messages.append(message)
         return self.room and fits
 
-    def release(self, deliveries: int) -> None:
+    def release(self, deliveries: int, message: object) -> None:
         self.reserved -= deliveries
 
-    async def run(self, tasks: Sequence[DeliveryTask]) -> bool:
+    async def run(self, tasks: Sequence[DeliveryTask], message: object) -> bool:
         self.ran.append([task.endpoint_id for task in tasks])
-        self.release(len(tasks))
+        self.release(len(tasks), message)
         return self.settles
 
 
@@ -125,6 +127,16 @@ async def test_a_failed_mark_gives_back_the_room_of_the_batch_and_posts_nothing(
     assert here.ran == [] and here.reserved == 0 and repo.marked == ["evt_1"]
 
 
+async def test_a_batch_messages_events_reserve_room_as_one_message() -> None:
+    repo, here = FakeDispatchRepo(TWO_ENDPOINTS), FakeFirstAttempts()
+    d = dispatcher(repo, FakePublisher(), here)
+    batch = b"[" + event(event_id="evt_1") + b"," + event(event_id="evt_2") + b"]"
+    assert await d.handle(batch) is Verdict.ACK
+    assert await d.handle(event(event_id="evt_3")) is Verdict.ACK
+    first, second, single = here.messages
+    assert first is second and single is not first
+
+
 async def test_a_redelivered_copy_of_a_dispatched_event_republishes_each_pending_step() -> None:
     repo = FakeDispatchRepo(
         context(dispatched_at=NOW),
@@ -179,58 +191,75 @@ def task(delivery_id: str = "del_1", endpoint_id: str = "dest_1") -> DeliveryTas
 
 
 def first_attempts(engine: FakeEngine, publisher: FakePublisher | None = None) -> FirstAttempts:
-    return FirstAttempts(engine, publisher or FakePublisher(), max_attempts=3, max_events=2)
+    return FirstAttempts(engine, publisher or FakePublisher(), max_attempts=3, max_messages=2)
 
 
-def test_room_is_bounded_by_attempts_and_by_events() -> None:
+M1, M2, M3 = object(), object(), object()  # three messages
+
+
+def test_room_is_bounded_by_attempts_and_by_messages() -> None:
     here = first_attempts(FakeEngine(Outcome.SETTLED))
-    assert here.reserve(2)
-    assert not here.reserve(2)  # 4 attempts > 3
-    assert here.reserve(1)
-    assert not here.reserve(0)  # a third event > 2
-    here.release(2)
-    assert here.reserve(2)
+    assert here.reserve(2, M1)
+    assert not here.reserve(2, M2)  # 4 attempts > 3
+    assert here.reserve(1, M2)
+    assert not here.reserve(0, M3)  # a third message > 2
+    here.release(2, M1)
+    assert here.reserve(2, M3)
+
+
+def test_the_events_of_one_message_share_its_slot() -> None:
+    # A batch message's events hold one of the consumer's prefetch slots between them: the
+    # room counts messages, or a message of 100 events would take the room of 100.
+    here = FirstAttempts(FakeEngine(Outcome.SETTLED), FakePublisher(), max_attempts=10,
+                         max_messages=1)  # fmt: skip
+    assert here.reserve(1, M1) and here.reserve(1, M1) and here.reserve(1, M1)
+    assert not here.reserve(1, M2)  # a second message > 1
+    here.release(1, M1)
+    here.release(1, M1)
+    assert not here.reserve(1, M2)  # M1 still holds its slot (one event left)
+    here.release(1, M1)
+    assert here.reserve(1, M2)
 
 
 async def test_settled_first_attempts_publish_nothing_and_give_the_room_back() -> None:
     engine, publisher = FakeEngine(Outcome.SETTLED), FakePublisher()
     here = first_attempts(engine, publisher)
-    assert here.reserve(2)
-    assert await here.run([task("del_1"), task("del_2")])
+    assert here.reserve(2, M1)
+    assert await here.run([task("del_1"), task("del_2")], M1)
     assert engine.attempted == [[task("del_1"), task("del_2")]] and publisher.steps == []
     assert engine.buried == []
-    assert here.reserve(3)  # the room came back
+    assert here.reserve(3, M1)  # the room came back
 
 
 async def test_an_endpoint_that_takes_long_gets_its_first_attempt_from_a_sender() -> None:
     engine, publisher = FakeEngine(Outcome.SETTLED, long={"dest_slow"}), FakePublisher()
     here = first_attempts(engine, publisher)
     slow, quick = task("del_1", "dest_slow"), task("del_2", "dest_1")
-    assert here.reserve(2) and await here.run([slow, quick])
+    assert here.reserve(2, M1) and await here.run([slow, quick], M1)
     assert engine.attempted == [[quick]] and publisher.steps == [DeliveryStep(slow)]
-    assert here.reserve(3)  # the room came back
+    assert here.reserve(3, M1)  # the room came back
 
 
 async def test_a_long_endpoints_first_attempt_not_handed_over_is_reported() -> None:
     engine = FakeEngine(Outcome.SETTLED, long={"dest_slow"})
     here = first_attempts(engine, FakePublisher(fail=True))
-    assert here.reserve(2)
-    assert not await here.run([task("del_1", "dest_slow"), task("del_2", "dest_1")])
+    assert here.reserve(2, M1)
+    assert not await here.run([task("del_1", "dest_slow"), task("del_2", "dest_1")], M1)
     assert engine.attempted == [[task("del_2", "dest_1")]]  # the quick one still went
-    assert here.reserve(3)
+    assert here.reserve(3, M1)
 
 
 async def test_no_attempt_left_after_the_first_buries_the_delivery() -> None:
     engine = FakeEngine(Outcome.DEAD_LETTER)
     here = first_attempts(engine)
-    assert here.reserve(1) and await here.run([task()])
+    assert here.reserve(1, M1) and await here.run([task()], M1)
     assert engine.buried == [task()]
 
 
 async def test_an_attempt_that_failed_mid_way_is_handed_to_the_sender_queue() -> None:
     publisher = FakePublisher()
     here = first_attempts(FakeEngine(Outcome.UNSETTLED), publisher)
-    assert here.reserve(1) and await here.run([task()])
+    assert here.reserve(1, M1) and await here.run([task()], M1)
     assert publisher.steps == [DeliveryStep(task())]
 
 
@@ -238,12 +267,12 @@ async def test_a_burial_that_failed_is_handed_to_the_sender_queue() -> None:
     publisher = FakePublisher()
     engine = FakeEngine(Outcome.DEAD_LETTER, bury_outcome=Outcome.UNSETTLED)
     here = first_attempts(engine, publisher)
-    assert here.reserve(1) and await here.run([task()])
+    assert here.reserve(1, M1) and await here.run([task()], M1)
     assert engine.buried == [task()] and publisher.steps == [DeliveryStep(task())]
 
 
 async def test_an_attempt_neither_settled_nor_handed_over_is_reported() -> None:
     here = first_attempts(FakeEngine(Outcome.UNSETTLED), FakePublisher(fail=True))
-    assert here.reserve(1)
-    assert not await here.run([task()])
-    assert here.reserve(3)
+    assert here.reserve(1, M1)
+    assert not await here.run([task()], M1)
+    assert here.reserve(3, M1)
