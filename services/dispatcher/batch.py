@@ -113,9 +113,9 @@ class BatchDispatcher:
         if not keys or self.releases is None:
             return
         try:
-            tasks = await self.releases.release_keys(keys)
-            if tasks:
-                await self.publisher.publish_steps([DeliveryStep(task) for task in tasks])
+            steps = await self.releases.release_keys(keys)
+            if steps:
+                await self.publisher.publish_steps(steps)
         except Exception:
             log.exception("could not release ordered deliveries; the reconciler will")
 
