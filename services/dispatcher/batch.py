@@ -59,7 +59,7 @@ class BatchDispatcher:
     repository: Repository
     publisher: Publisher
     first_attempts: FirstAttemptsHere | None  # None: every task goes to the sender queue
-    pending_limit: int  # PENDING deliveries per org above which its events are dropped
+    pending_limit: int  # PENDING + HELD deliveries per org above which its events are dropped
     payload_cap_bytes: int
     now: Callable[[], datetime]
     releases: LineReleases | None = None  # None: no ordered delivery (unit tests)
