@@ -95,7 +95,7 @@ class StepPublisher(Protocol):
 class LineReleases(Protocol):
     """The next delivery of ordered lines (ordering.py LineReleases)."""
 
-    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryTask]: ...
+    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryStep]: ...
 
 
 class Limits(Protocol):
@@ -394,7 +394,7 @@ class DeliveryEngine:
         if ordering_key is None or self.lines is None:
             return
         for promoted in await self.lines.release([(endpoint_id, ordering_key)]):
-            await self.publisher.publish_now(DeliveryStep(promoted))
+            await self.publisher.publish_now(promoted)
 
     async def _send(self, task: DeliveryTask, row: DeliveryRow, attempt_id: str) -> HttpResult:
         """The attempt's POST, in the endpoint slot `_run` acquired (given back here)."""

@@ -42,5 +42,6 @@ class DeliveryStatus(StrEnum):
     # recover call re-sends it.
     PARKED = "PARKED"
     # An ordered endpoint's delivery waiting for the one before it of its ordering key to
-    # end (libs/delivery/ordering.py): not attempted, not re-driven, not counted as pending.
+    # end (libs/delivery/ordering.py): not attempted, not re-driven; counted with PENDING by
+    # backpressure (services/dispatcher/repository.py), so a stuck line cannot grow unbounded.
     HELD = "HELD"

@@ -9,6 +9,9 @@ accepted (event id order: ids are ULIDs, monotonic within a process, libs/domain
   attempted; its retries run as usual;
 - the next one waits, HELD, until the head is SUCCEEDED, FAILED or DEAD;
 - a line holds back only itself: other keys, and events without a key, go in parallel;
+- a delivery reopened by hand (a manual retry, a recover) rejoins its line: HELD while the
+  line has a head, released in event order when it ends; the head itself when there is none
+  (of several reopened at once, only the earliest);
 - an earlier event of the same key that is accepted but not fanned out yet also holds the
   later ones back (the dispatcher may take events in any order).
 

@@ -31,6 +31,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 PENDING_DELIVERIES = Gauge(
     "hookpost_api_pending_deliveries",
-    "PENDING deliveries of the 20 organizations with the most, and of all others together.",
+    "PENDING and HELD deliveries (what backpressure counts) of the 20 organizations with the"
+    " most, and of all others together.",
     ["organization_id"],  # an organization id (top 20 only) or "_other": at most 21 series
 )

@@ -61,7 +61,7 @@ class BatchDispatcher:
     repository: Repository
     publisher: Publisher
     first_attempts: FirstAttemptsHere | None  # None: every task goes to the sender queue
-    pending_limit: int  # PENDING deliveries per org above which its events are dropped
+    pending_limit: int  # PENDING + HELD deliveries per org above which its events are dropped
     payload_cap_bytes: int
     now: Callable[[], datetime]
     releases: LineReleases | None = None  # None: no ordered delivery (unit tests)
@@ -115,9 +115,9 @@ class BatchDispatcher:
         if not keys or self.releases is None:
             return
         try:
-            tasks = await self.releases.release_keys(keys)
-            if tasks:
-                await self.publisher.publish_steps([DeliveryStep(task) for task in tasks])
+            steps = await self.releases.release_keys(keys)
+            if steps:
+                await self.publisher.publish_steps(steps)
         except Exception:
             log.exception("could not release ordered deliveries; the reconciler will")
 

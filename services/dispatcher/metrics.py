@@ -30,7 +30,7 @@ FIRST_ATTEMPTS_TAKING_LONG = Counter(
 )
 EVENTS_DROPPED_BACKPRESSURE = Counter(
     "hookpost_dispatcher_events_dropped_backpressure_total",
-    "Events dropped because their organization had too many PENDING deliveries"
+    "Events dropped because their organization had too many PENDING and HELD deliveries"
     " (counted once per event, however often its message is redelivered).",
 )
 IN_FLIGHT = Gauge(

@@ -48,7 +48,7 @@ class LineReleases(Protocol):
     """libs/delivery/ordering.py LineReleases: the HELD deliveries a dispatched keyed event
     lets go, per (organization id, ordering key)."""
 
-    async def release_keys(self, keys: Iterable[tuple[str, str]]) -> list[DeliveryTask]: ...
+    async def release_keys(self, keys: Iterable[tuple[str, str]]) -> list[DeliveryStep]: ...
 
 
 class FirstAttemptsHere(Protocol):

@@ -62,7 +62,7 @@ class LineReleases(Protocol):
 
     async def stuck_lines(self, after_s: float, limit: int) -> list[tuple[str, str]]: ...
 
-    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryTask]: ...
+    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryStep]: ...
 
 
 class StepPublisher(Protocol):
@@ -115,13 +115,13 @@ class Reconciler:
         lines = await self._releases.stuck_lines(after_s, BATCH)
         if not lines:
             return 0
-        tasks = await self._releases.release(lines)
-        if tasks:
+        steps = await self._releases.release(lines)
+        if steps:
             # Promoted rows are due now: a publish lost here is re-driven as overdue.
-            await self._steps.publish_steps([DeliveryStep(task) for task in tasks])
-            REDRIVEN.labels("line").inc(len(tasks))
-            log.warning("released ordered lines left without a head", extra={"count": len(tasks)})
-        return len(tasks)
+            await self._steps.publish_steps(steps)
+            REDRIVEN.labels("line").inc(len(steps))
+            log.warning("released ordered lines left without a head", extra={"count": len(steps)})
+        return len(steps)
 
     async def _redrive_events(self) -> int:
         after_s = self._settings.redrive_events_after_s

@@ -53,6 +53,9 @@ SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.
 # event. The snapshot predates a wait for the lock, so `dispatched_at` may be stale then:
 # the deliveries statement, run afterwards under the lock with a fresh snapshot, has the
 # last word. The endpoint matching below is the only copy of the rule (SPEC §4).
+# Backpressure counts deliveries still to be sent: PENDING and HELD (a line whose head keeps
+# failing piles HELD ones up), never PARKED (issue 19, 4); one arm per status through its
+# partial index (deliveries_pending_by_org, deliveries_held), both stopped at limit + 1.
 _PREPARE = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[],
@@ -63,6 +66,9 @@ WITH input AS (
     SELECT o.id, o.plan, (SELECT count(*) FROM (
         SELECT 1 FROM deliveries d
         WHERE d.organization_id = o.id AND d.status = 'PENDING'
+        UNION ALL
+        SELECT 1 FROM deliveries d
+        WHERE d.organization_id = o.id AND d.status = 'HELD'
         LIMIT $8 + 1
     ) AS pending) AS pending
     FROM organizations o

@@ -9,23 +9,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from libs.delivery.engine import DeliveryEngine, Outcome
-from libs.infra.broker.messages import DeliveryStep, DeliveryTask
+from libs.infra.broker.messages import DeliveryStep
 from tests.support import engine_fakes as fakes
 from tests.support.factories import sender_delivery_row as delivery_row
 
 KEYED = fakes.TASK.model_copy(update={"ordering_key": "customer-7"})
 NEXT = KEYED.model_copy(update={"delivery_id": "del_next", "event_id": "evt_next"})
+NEXT_STEP = DeliveryStep(NEXT)  # never attempted: attempt 1 of the first schedule
 
 
 @dataclass
 class FakeLines:
     """LineReleases: what was released, and what each release promotes."""
 
-    promotes: list[DeliveryTask] = field(default_factory=list)
+    promotes: list[DeliveryStep] = field(default_factory=list)
     fail: bool = False
     released: list[tuple[str, str]] = field(default_factory=list)
 
-    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryTask]:
+    async def release(self, lines: Iterable[tuple[str, str]]) -> list[DeliveryStep]:
         if self.fail:
             raise ConnectionError("postgres restarting")
         self.released.extend(lines)
@@ -40,7 +41,7 @@ def ordered(
 
 
 async def test_a_head_that_succeeds_releases_its_line_and_sends_the_next() -> None:
-    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([NEXT])
+    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([NEXT_STEP])
     outcome = await ordered(repo, fakes.Http(fakes.OK), retries, lines).attempt(DeliveryStep(KEYED))
     assert outcome is Outcome.SETTLED
     assert lines.released == [(KEYED.endpoint_id, "customer-7")]
@@ -48,8 +49,17 @@ async def test_a_head_that_succeeds_releases_its_line_and_sends_the_next() -> No
     assert retries.now[0].message().body.count(b'"orderingKey":"customer-7"') == 1
 
 
+async def test_a_promoted_delivery_reopened_by_hand_goes_at_its_own_attempt() -> None:
+    """A retried delivery that waited HELD is released at its next attempt, in the schedule
+    its retry opened: the release's step is published as it is."""
+    reopened = DeliveryStep(NEXT, 5, 5)
+    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([reopened])
+    await ordered(repo, fakes.Http(fakes.OK), retries, lines).attempt(DeliveryStep(KEYED))
+    assert retries.now == [reopened]
+
+
 async def test_a_head_with_a_retry_ahead_releases_nothing() -> None:
-    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([NEXT])
+    repo, retries, lines = fakes.Repo(delivery_row()), fakes.Retries(), FakeLines([NEXT_STEP])
     await ordered(repo, fakes.Http(fakes.FAIL_500), retries, lines).attempt(DeliveryStep(KEYED))
     assert lines.released == [] and retries.now == [] and len(retries.published) == 1
 
@@ -77,7 +87,7 @@ async def test_an_unordered_delivery_never_asks() -> None:
 
 
 async def test_a_buried_head_releases_its_line() -> None:
-    retries, lines = fakes.Retries(), FakeLines([NEXT])
+    retries, lines = fakes.Retries(), FakeLines([NEXT_STEP])
     outcome = await ordered(fakes.Repo(delivery_row()), fakes.Http(fakes.OK), retries, lines).bury(
         KEYED
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from libs.infra.broker.messages import DeliveryTask, EventMessage
+from libs.infra.broker.messages import DeliveryStep, EventMessage
 from libs.worker.consumers import Verdict
 from services.dispatcher.batch import _planned
 from services.dispatcher.handler import Dispatcher
@@ -28,9 +28,9 @@ NEXT = delivery_task(delivery_id="del_next", ordering_key="k")
 class FakeReleases:
     released: list[set[tuple[str, str]]] = field(default_factory=list)
 
-    async def release_keys(self, keys: Iterable[tuple[str, str]]) -> list[DeliveryTask]:
+    async def release_keys(self, keys: Iterable[tuple[str, str]]) -> list[DeliveryStep]:
         self.released.append(set(keys))
-        return [NEXT]
+        return [DeliveryStep(NEXT)]
 
 
 def ordered_context(ordered: frozenset[str] = frozenset({"dest_1"})) -> EventContext:

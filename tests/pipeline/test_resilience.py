@@ -152,6 +152,48 @@ async def test_backpressure_drops_events_and_counts_them_once_per_org_and_hour(
     assert details == {"dropped": 3, "hour": hour}
 
 
+async def test_held_deliveries_count_toward_backpressure_and_parked_ones_do_not(
+    isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, forget_orgs
+) -> None:
+    """An ordered line whose head keeps failing piles HELD deliveries up: they count with the
+    PENDING ones, so the org's next event is dropped once they are over the limit. PARKED
+    ones still do not count (at the limit with them, an org's event is kept)."""
+    crowded, calm = await make_org(), await make_org()
+    forget_orgs(crowded.organizationId)
+    forget_orgs(calm.organizationId)
+    url, ordered = "http://127.0.0.1:9/never-called", {"orderedDelivery": True}
+    endpoints = {}
+    for org in (crowded, calm):
+        made = await factories.make_endpoint(db_pool, org.organizationId, url, config=ordered)
+        endpoints[org.organizationId] = made.id
+
+    async def insert(org_id: str, status: str, count: int) -> None:
+        for _ in range(count):
+            await factories.insert_pending_delivery(
+                db_pool, org_id, endpoints[org_id], status=status, ordering_key="k"
+            )
+
+    await insert(crowded.organizationId, "PENDING", 1)  # the line's head, failing
+    await insert(crowded.organizationId, "HELD", BACKPRESSURE_LIMIT)  # over the limit with it
+    await insert(calm.organizationId, "HELD", BACKPRESSURE_LIMIT)  # at the limit, not over
+    await insert(calm.organizationId, "PARKED", 2)
+
+    dropped = factories.event_message(crowded.organizationId)
+    kept = factories.event_message(calm.organizationId)
+    for event in (dropped, kept):
+        await isolated_pipeline.publish(event)
+    for event in (dropped, kept):
+        await factories.dispatched(db_pool, event.id)
+    assert await factories.deliveries_of(db_pool, dropped.id) == []
+    assert len(await factories.deliveries_of(db_pool, kept.id)) == 1
+    audited = await db_pool.fetchval(
+        "SELECT array_agg(organization_id) FROM audit_log"
+        " WHERE action = 'events.dropped.backpressure' AND organization_id = ANY($1::text[])",
+        [crowded.organizationId, calm.organizationId],
+    )
+    assert audited == [crowded.organizationId]
+
+
 async def test_prod_sender_refuses_loopback_at_send_time_without_connecting(
     isolated_pipeline: Pipeline, make_org, db_pool: asyncpg.Pool, forget_orgs
 ) -> None:

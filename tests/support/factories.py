@@ -130,19 +130,28 @@ async def insert_event(pool: asyncpg.Pool, event: EventMessage) -> None:
 
 
 async def insert_pending_delivery(
-    pool: asyncpg.Pool, organization_id: str, endpoint_id: str
+    pool: asyncpg.Pool,
+    organization_id: str,
+    endpoint_id: str,
+    *,
+    status: str = "PENDING",
+    ordering_key: str | None = None,
 ) -> str:
-    """A PENDING delivery (of a fresh, already dispatched event) that no queue holds."""
+    """A PENDING delivery (of a fresh, already dispatched event) that no queue holds; or,
+    with `status`, one still to be sent that is not PENDING (HELD, with an `ordering_key`)
+    or one that is kept unsent (PARKED)."""
     event = event_message(organization_id)
     await insert_event(pool, event)
     delivery_id = new_id(IdPrefix.DELIVERY)
     await pool.execute(
-        "INSERT INTO deliveries (id, event_id, endpoint_id, organization_id)"
-        " VALUES ($1, $2, $3, $4)",
+        "INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status,"
+        " ordering_key) VALUES ($1, $2, $3, $4, $5, $6)",
         delivery_id,
         event.id,
         endpoint_id,
         organization_id,
+        status,
+        ordering_key,
     )
     return delivery_id
 

@@ -7,17 +7,24 @@ from datetime import datetime
 
 import asyncpg
 
-# Both read partial indexes (events_unpublished, deliveries_pending_by_org): cheap.
+# Both read partial indexes (events_unpublished; deliveries_pending_by_org and
+# deliveries_held): cheap.
 _OUTBOX = """
 SELECT count(*) AS backlog, min(created_at) AS oldest
 FROM events WHERE published_at IS NULL
 """
 
-# The `limit` organizations with the most PENDING deliveries, and the total of all of them.
+# The `limit` organizations with the most deliveries still to be sent, and the total of all
+# of them: what backpressure counts (PENDING and HELD, not PARKED; the dispatcher's _PREPARE
+# in services/dispatcher/repository.py), one arm per status through its partial index.
 _PENDING_BY_ORG = """
 WITH per_org AS (
     SELECT organization_id, count(*) AS pending
-    FROM deliveries WHERE status = 'PENDING'
+    FROM (
+        SELECT organization_id FROM deliveries WHERE status = 'PENDING'
+        UNION ALL
+        SELECT organization_id FROM deliveries WHERE status = 'HELD'
+    ) AS open
     GROUP BY organization_id
 )
 SELECT organization_id, pending, sum(pending) OVER () AS total

@@ -2,11 +2,12 @@
 
 The one implementation behind every door's `POST …/{id}/recover`, the dashboard and
 `hookpost recover`. Each delivery goes back through the pipeline as a manual retry does
-(service.retry_delivery): PENDING again with a fresh retry schedule, its task published to
-the sender queue with confirms, its original eventId kept. A batch's status change commits
-only once every one of its tasks was confirmed, so a task that never left never leaves a
-delivery PENDING; a delivery already PENDING is not picked, so a second recover right after
-the first re-sends nothing twice.
+(service.retry_delivery, through reopening.py): PENDING again with a fresh retry schedule,
+its task published to the sender queue with confirms, its original eventId kept; those of an
+ordered line keep its order (only the first of a line goes, the rest wait HELD). A batch's
+status change commits only once every one of its tasks was confirmed, so a task that never
+left never leaves a delivery PENDING; a delivery already PENDING (or HELD) is not picked, so
+a second recover right after the first re-sends nothing twice.
 
 Only an ACTIVE endpoint is recovered (409 otherwise): its deliveries would only be parked
 again. Re-activate it first (PUT status ACTIVE), then recover, as on Svix.
@@ -14,17 +15,14 @@ again. Re-activate it first (PUT status ACTIVE), then recover, as on Svix.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind, EndpointStatus
-from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from services.api.audit import service as audit
 from services.api.broker import BrokerUnavailable
-from services.api.deliveries import repository
-from services.api.deliveries.publishing import publish_delivery_step
+from services.api.deliveries import reopening, repository
 from services.api.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from services.api.metrics import PUBLISH_FAILURES
 from services.api.state import ApiState
@@ -84,28 +82,22 @@ async def organization_of(pool: asyncpg.Pool, endpoint_id: str) -> str:
 
 
 async def _recover_batch(state: ApiState, org_id: str, endpoint_id: str, since: datetime) -> int:
-    async with state.pool.acquire() as conn, conn.transaction():
-        rows = await repository.claim_recoverable(
-            conn, org_id, endpoint_id, RECOVERABLE, since, BATCH
-        )
-        if not rows:
-            return 0
-        await repository.reopen_many(
-            conn, [row["id"] for row in rows], [row["event_id"] for row in rows]
-        )
-        steps = []
-        for row in rows:
-            attempt = row["attempt_count"] + 1  # a new schedule starts at the next attempt
-            task = DeliveryTask.from_row(row, state.settings.payload_cap_bytes)
-            steps.append(DeliveryStep(task, attempt, attempt))
-        try:
-            await asyncio.gather(
-                *(publish_delivery_step(state.broker, state.topology, step) for step in steps)
+    async with state.pool.acquire() as conn:
+        async with conn.transaction():
+            rows = await repository.claim_recoverable(
+                conn, org_id, endpoint_id, RECOVERABLE, since, BATCH
             )
-        except BrokerUnavailable as exc:
-            PUBLISH_FAILURES.labels(what="delivery").inc()
-            # Raising inside the transaction rolls this batch's status changes back.
-            raise ServiceUnavailableError(
-                "the message broker is unavailable; recover again to re-send the rest"
-            ) from exc
+            if not rows:
+                return 0
+            try:
+                released = await reopening.reopen(
+                    conn, state.broker, state.topology, state.settings.payload_cap_bytes, rows
+                )
+            except BrokerUnavailable as exc:
+                PUBLISH_FAILURES.labels(what="delivery").inc()
+                # Raising inside the transaction rolls this batch's status changes back.
+                raise ServiceUnavailableError(
+                    "the message broker is unavailable; recover again to re-send the rest"
+                ) from exc
+        await reopening.publish_released(state.broker, state.topology, released)
     return len(rows)

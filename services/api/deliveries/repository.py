@@ -15,21 +15,11 @@ async def lock_for_retry(
     """The delivery with its event, locked until the transaction ends."""
     return await conn.fetchrow(
         "SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, d.status, d.attempt_count,"
-        " e.type, e.data, e.created_at AS event_created_at"
+        " d.ordering_key, e.type, e.data, e.created_at AS event_created_at"
         " FROM deliveries d JOIN events e ON e.id = d.event_id"
         " WHERE d.id = $1 AND d.organization_id = $2 FOR UPDATE OF d",
         delivery_id,
         org_id,
-    )
-
-
-async def reopen(conn: asyncpg.Connection, delivery_id: str, schedule_start: int) -> None:
-    """PENDING again, with a new retry schedule starting at attempt `schedule_start`."""
-    await conn.execute(
-        "UPDATE deliveries SET status = 'PENDING', schedule_start = $2, next_attempt_at = now(),"
-        " updated_at = now() WHERE id = $1",
-        delivery_id,
-        schedule_start,
     )
 
 
@@ -197,7 +187,7 @@ async def claim_recoverable(
     skipped: that one re-sends them). Through the deliveries_recoverable index (0009)."""
     return await conn.fetch(
         "SELECT d.id, d.event_id, d.endpoint_id, d.organization_id, d.status, d.attempt_count,"
-        " e.type, e.data, e.created_at AS event_created_at"
+        " d.ordering_key, e.type, e.data, e.created_at AS event_created_at"
         " FROM deliveries d JOIN events e ON e.id = d.event_id"
         " WHERE d.endpoint_id = $1 AND d.organization_id = $2 AND d.status = ANY($3::text[])"
         " AND d.created_at >= $4"
@@ -213,8 +203,8 @@ async def claim_recoverable(
 async def reopen_many(
     conn: asyncpg.Connection, delivery_ids: list[str], event_ids: list[str]
 ) -> None:
-    """PENDING again, each with a new retry schedule from its next attempt (as `reopen`).
-    With each one's event id: the history is partitioned by it (0007)."""
+    """PENDING again, each with a new retry schedule from its next attempt. With each
+    one's event id: the history is partitioned by it (0007)."""
     await conn.execute(
         "UPDATE deliveries SET status = 'PENDING', schedule_start = attempt_count + 1,"
         " next_attempt_at = now(), updated_at = now()"

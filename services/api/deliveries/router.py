@@ -18,6 +18,9 @@ router = APIRouter(prefix="/deliveries", tags=["deliveries"], route_class=ApiRou
 async def retry_delivery(delivery_id: str, state: State, org: Org) -> RetryAccepted:
     """Re-send a DEAD (or FAILED) delivery with the same eventId → 202 `{deliveryId, status}`.
 
+    A delivery of an ordered line waits (HELD) for the delivery its line has in flight, if
+    any, and goes when that one ends (docs/ordering.md).
+
     409 when the delivery is not DEAD/FAILED; 503 when the broker cannot take it right now
     (nothing changes then).
     """

@@ -9,13 +9,11 @@ from datetime import datetime
 import asyncpg
 
 from libs.domain.endpoint_kinds import DeliveryStatus
-from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from services.api.audit import service as audit
 from services.api.broker import BrokerLink, BrokerUnavailable
-from services.api.deliveries import repository
-from services.api.deliveries.publishing import publish_delivery_step
+from services.api.deliveries import reopening, repository
 from services.api.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from services.api.metrics import PUBLISH_FAILURES
 
@@ -42,34 +40,36 @@ async def retry_delivery(
     org_id: str,
     delivery_id: str,
 ) -> None:
-    """Re-send a DEAD/FAILED delivery (same eventId) with a fresh retry schedule.
+    """Re-send a DEAD/FAILED delivery (same eventId) with a fresh retry schedule; one of
+    an ordered line waits for its line's head to end first (reopening.py).
 
     The status change commits only when the broker confirmed the task: a task that never
     left must not leave the delivery PENDING forever.
     """
-    async with pool.acquire() as conn, conn.transaction():
-        row = await repository.lock_for_retry(conn, org_id, delivery_id)
-        if row is None:
-            raise NotFoundError(f"delivery {delivery_id!r} not found")
-        if row["status"] not in RETRYABLE:
-            raise ConflictError(
-                f"only DEAD or FAILED deliveries can be retried; this one is {row['status']}",
-                status=row["status"],
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            row = await repository.lock_for_retry(conn, org_id, delivery_id)
+            if row is None:
+                raise NotFoundError(f"delivery {delivery_id!r} not found")
+            if row["status"] not in RETRYABLE:
+                raise ConflictError(
+                    f"only DEAD or FAILED deliveries can be retried; this one is {row['status']}",
+                    status=row["status"],
+                )
+            await audit.record(
+                conn, org_id, audit.AuditAction.DELIVERY_RETRIED, {"deliveryId": delivery_id}
             )
-        attempt = row["attempt_count"] + 1
-        await repository.reopen(conn, delivery_id, schedule_start=attempt)
-        await audit.record(
-            conn, org_id, audit.AuditAction.DELIVERY_RETRIED, {"deliveryId": delivery_id}
-        )
-        task = DeliveryTask.from_row(row, settings.payload_cap_bytes)
-        try:
-            await publish_delivery_step(broker, topology, DeliveryStep(task, attempt, attempt))
-        except BrokerUnavailable as exc:
-            PUBLISH_FAILURES.labels(what="delivery").inc()
-            # Raising inside the transaction rolls the status change back.
-            raise ServiceUnavailableError(
-                "the message broker is unavailable; the delivery was not retried, try again"
-            ) from exc
+            try:
+                released = await reopening.reopen(
+                    conn, broker, topology, settings.payload_cap_bytes, [row]
+                )
+            except BrokerUnavailable as exc:
+                PUBLISH_FAILURES.labels(what="delivery").inc()
+                # Raising inside the transaction rolls the status change back.
+                raise ServiceUnavailableError(
+                    "the message broker is unavailable; the delivery was not retried, try again"
+                ) from exc
+        await reopening.publish_released(broker, topology, released)
 
 
 @dataclass(frozen=True)
