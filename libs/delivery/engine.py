@@ -101,7 +101,7 @@ class LineReleases(Protocol):
 class Limits(Protocol):
     """How hard the engine may push each endpoint (limits.py EndpointLimits)."""
 
-    def try_acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None: ...
+    async def acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None: ...
 
     def release(self, endpoint_id: str, result: HttpResult) -> None: ...
 
@@ -242,7 +242,7 @@ class DeliveryEngine:
             )
             overdue = row.next_attempt_at is not None and row.next_attempt_at <= self.now()
         else:
-            wait = self.limits.try_acquire(row.endpoint.id, _rate_limit(row.endpoint.config))
+            wait = await self.limits.acquire(row.endpoint.id, _rate_limit(row.endpoint.config))
             if wait is not None:
                 # No room at this endpoint yet: back in a moment, holding no slot meanwhile.
                 await self._defer(DeliveryStep(task, attempt, schedule_start), row, wait)

@@ -13,7 +13,11 @@ limit, and the receiver's Retry-After.
   senders by the dispatcher, so that its events' messages and the dispatcher's room for
   first attempts never wait on it (services/dispatcher/first_attempts.py).
 
-An attempt with no room yet is not made: the engine defers its step to a retry tier, so it
+An attempt with no room that a slot will free within `HOLD_S` (the endpoint's attempts are
+quick, and few steps wait for it) waits here for that slot, first come first served
+(`acquire`): sending it back would cost a trip through the broker and at least a second, and
+a burst (one batch message's events to one endpoint) would churn through a retry tier. Any
+other attempt with no room is not made: the engine defers its step to a retry tier, so it
 never holds one of the queue's prefetch slots that other endpoints' work needs. How long it
 waits follows a queue: the steps already waiting for that endpoint, divided by what the
 endpoint gets through per second (its limit over its attempts' duration, or its rate). So
@@ -34,6 +38,7 @@ endpoint's ceiling went unused with one dispatcher and two senders.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +58,7 @@ MIN_PACE_PER_S = 1.0  # a held endpoint that has taken nothing lately: one step 
 # default prefetch) for long: at 0.5 s per attempt it lasts 256 events/s.
 LONG_S = 0.5
 PROBE_EVERY_S = 10.0  # how often one first attempt of a long endpoint is made here anyway
+HOLD_S = 0.5  # an attempt expected to get a slot within this waits for it (see the top)
 
 
 @dataclass
@@ -71,6 +77,8 @@ class _Endpoint:
     counted: float = 0.0
     taken_per_s: float = 0.0  # a moving average of those per second
     waiting: deque[float] = field(default_factory=deque)  # when each deferred step is due
+    # attempts waiting here for a slot: True hands one over, False sends it back (a hold)
+    holding: deque[asyncio.Future[bool]] = field(default_factory=deque)
 
 
 def overloaded(result: HttpResult) -> bool:
@@ -108,16 +116,70 @@ class EndpointLimits:
         if state.not_before > now:
             pace = max(MIN_PACE_PER_S, state.taken_per_s)
             return self._defer(state, pace, rate, now, at_least=state.not_before - now)
-        slots = max(MINIMUM, min(state.limit, self._ceiling * share))
-        if state.in_flight >= slots or (rate and self._take_token(state, rate, now)):
+        slots = self._slots(state)
+        full = state.in_flight >= slots or bool(state.holding)  # no overtaking those waiting
+        if full or (rate and self._take_token(state, rate, now)):
             return self._defer(state, slots / state.duration_s, rate, now)
         state.in_flight += 1
         return None
 
+    async def acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None:
+        """As `try_acquire`, except that an attempt a slot will free for soon waits here for
+        it (see the top). Endpoints with a rate limit of their own wait for tokens in a retry
+        tier, as before."""
+        wait = self.try_acquire(endpoint_id, rate_per_s)
+        if wait is None or rate_per_s:
+            return wait
+        state = self._endpoints[endpoint_id]
+        now = self._clock()
+        slots = self._slots(state)
+        if state.not_before > now or (len(state.holding) + 1) * state.duration_s / slots > HOLD_S:
+            return wait
+        state.waiting.pop()  # not deferred after all: it waits here
+        if await self._hold(state):
+            return None
+        return self.try_acquire(endpoint_id, rate_per_s)  # sent back, or waited too long
+
+    async def _hold(self, state: _Endpoint) -> bool:
+        """Wait for a slot handed over by `release` (True: it is taken), or until sent back
+        or waiting too long (False)."""
+        handed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        state.holding.append(handed)
+        try:
+            async with asyncio.timeout(2 * HOLD_S):
+                return await handed
+        except TimeoutError:
+            return handed.done() and not handed.cancelled() and handed.result()
+        except BaseException:
+            if handed.done() and not handed.cancelled() and handed.result():
+                self._give_back(state)  # a slot it will never use
+            raise
+        finally:
+            if not handed.done():
+                handed.cancel()
+
     def release(self, endpoint_id: str, result: HttpResult) -> None:
         now = self._clock()
         state = self._state(endpoint_id, now)
+        try:
+            self._release(state, result, now)
+        finally:
+            self._give_back(state)
+
+    def _give_back(self, state: _Endpoint) -> None:
+        """A slot came free: to the first attempt waiting for one, if the endpoint may take
+        it (a Retry-After hold sends every waiting attempt back to be deferred instead)."""
         state.in_flight = max(0, state.in_flight - 1)
+        held = state.not_before > self._clock()
+        while state.holding and (held or state.in_flight < self._slots(state)):
+            handed = state.holding.popleft()
+            if handed.done():
+                continue  # it gave up waiting
+            if not held:
+                state.in_flight += 1
+            handed.set_result(not held)
+
+    def _release(self, state: _Endpoint, result: HttpResult, now: float) -> None:
         if not result.refused:
             state.duration_s = 0.8 * state.duration_s + 0.2 * max(result.duration_ms / 1000, 0.001)
         if result.retry_after_s:
@@ -145,6 +207,10 @@ class EndpointLimits:
             return False
         return True
 
+    def _slots(self, state: _Endpoint) -> float:
+        share = self._long_share() if state.duration_s > LONG_S else self._share()
+        return max(MINIMUM, min(state.limit, self._ceiling * share))
+
     def limit(self, endpoint_id: str) -> float:
         """The endpoint's current concurrency limit here (for metrics and tests)."""
         state = self._endpoints.get(endpoint_id)
@@ -152,7 +218,8 @@ class EndpointLimits:
 
     def _state(self, endpoint_id: str, now: float) -> _Endpoint:
         state = self._endpoints.get(endpoint_id)
-        if state is None or (state.in_flight == 0 and now - state.used > IDLE_FORGET_S):
+        idle = state is not None and state.in_flight == 0 and not state.holding
+        if state is None or (idle and now - state.used > IDLE_FORGET_S):
             if len(self._endpoints) >= MAX_ENDPOINTS:
                 self._forget_idle(now)
             state = self._endpoints[endpoint_id] = _Endpoint(
@@ -200,7 +267,7 @@ class EndpointLimits:
         return (1.0 - state.tokens) / rate_per_s
 
     def _forget_idle(self, now: float) -> None:
-        idle = [k for k, s in self._endpoints.items() if s.in_flight == 0]
+        idle = [k for k, s in self._endpoints.items() if s.in_flight == 0 and not s.holding]
         idle.sort(key=lambda k: self._endpoints[k].used)
         for key in idle[: max(1, len(idle) // 2)]:
             del self._endpoints[key]

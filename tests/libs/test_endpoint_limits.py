@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from libs.delivery.http_client import HttpResult
 from libs.delivery.limits import INITIAL, EndpointLimits
 
@@ -155,3 +157,60 @@ def test_the_senders_alone_share_the_ceiling_of_an_endpoint_that_takes_long() ->
             limits.release(endpoint, HttpResult(True, 200, None, "", duration_ms))
     assert fill(limits, "slow") == 30
     assert fill(limits, "quick") == 20
+
+
+# ------------------------------------------------ waiting here for a slot (`acquire`)
+
+
+async def test_a_quick_endpoints_attempt_with_no_room_waits_for_the_next_slot() -> None:
+    """A burst over the slots of an endpoint that answers in 5 ms waits here, first come
+    first served, instead of going through a retry tier for a second or more."""
+    limits = EndpointLimits(2, clock=Clock())
+    assert await limits.acquire("quick") is None and await limits.acquire("quick") is None
+    first = asyncio.create_task(limits.acquire("quick"))
+    second = asyncio.create_task(limits.acquire("quick"))
+    await asyncio.sleep(0)
+    assert not first.done() and not second.done()
+    assert limits.try_acquire("quick") is not None  # no overtaking those waiting
+    limits.release("quick", OK)
+    assert await first is None and not second.done()
+    limits.release("quick", OK)
+    assert await second is None
+
+
+async def test_a_slow_endpoints_attempt_with_no_room_is_deferred_at_once() -> None:
+    limits = EndpointLimits(2, clock=Clock())
+    for _ in range(10):  # it learns: 2 s per attempt
+        assert await limits.acquire("slow") is None
+        limits.release("slow", HttpResult(True, 200, None, "", 2000))
+    assert await limits.acquire("slow") is None and await limits.acquire("slow") is None
+    wait = await asyncio.wait_for(limits.acquire("slow"), 0.1)
+    assert wait is not None and wait >= 1.0
+
+
+async def test_a_retry_after_sends_the_waiting_attempts_back_to_be_deferred() -> None:
+    limits = EndpointLimits(1, clock=Clock())
+    assert await limits.acquire("busy") is None
+    waiting = [asyncio.create_task(limits.acquire("busy")) for _ in range(3)]
+    await asyncio.sleep(0)
+    limits.release("busy", HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=7))
+    assert [await w for w in waiting] == [7, 7, 7]
+
+
+async def test_an_attempt_waiting_too_long_is_deferred_and_leaves_no_slot_taken() -> None:
+    limits = EndpointLimits(1, clock=Clock())
+    assert await limits.acquire("stuck") is None  # never released
+    assert await limits.acquire("stuck") is not None  # gave up after 2 × HOLD_S
+    limits.release("stuck", OK)
+    assert await limits.acquire("stuck") is None  # the one slot is free again
+
+
+async def test_a_cancelled_wait_gives_a_slot_handed_to_it_to_the_next_one() -> None:
+    limits = EndpointLimits(1, clock=Clock())
+    assert await limits.acquire("e") is None
+    cancelled = asyncio.create_task(limits.acquire("e"))
+    after = asyncio.create_task(limits.acquire("e"))
+    await asyncio.sleep(0)
+    limits.release("e", OK)  # handed to `cancelled`, which is cancelled before it runs
+    cancelled.cancel()
+    assert await after is None
