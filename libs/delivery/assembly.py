@@ -75,7 +75,6 @@ async def open_engine(
         EndpointLimits(
             settings.endpoint_max_concurrency,
             share=membership.share,
-            long_share=membership.senders_share,
         ),
         retry_delay_scale=settings.retry_delay_scale,
         db_backoff=lambda: wait_for_database(pool),

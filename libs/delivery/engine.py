@@ -105,8 +105,6 @@ class Limits(Protocol):
 
     def release(self, endpoint_id: str, result: HttpResult) -> None: ...
 
-    def takes_long(self, endpoint_id: str) -> bool: ...
-
 
 @dataclass
 class DeliveryEngine:
@@ -141,10 +139,6 @@ class DeliveryEngine:
                 *(self._first_attempt(task, row) for task, row in zip(tasks, rows, strict=True))
             )
         )
-
-    def takes_long(self, endpoint_id: str) -> bool:
-        """Whether the endpoint's attempts take long lately (limits.py `takes_long`)."""
-        return self.limits.takes_long(endpoint_id)
 
     async def bury(self, task: DeliveryTask) -> Outcome:
         """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""

@@ -9,9 +9,6 @@ limit, and the receiver's Retry-After.
   one is sent less.
 - **`rateLimitPerSecond`** (an endpoint's own setting) is a token bucket.
 - **A Retry-After** (429 or 503) holds the whole endpoint back until it has passed.
-- **An endpoint whose attempts take long** (`takes_long`) has its first attempts left to the
-  senders by the dispatcher, so that its events' messages and the dispatcher's room for
-  first attempts never wait on it (services/dispatcher/first_attempts.py).
 
 An attempt with no room that a slot will free within `HOLD_S` (the endpoint's attempts are
 quick, and few steps wait for it) waits here for that slot, first come first served
@@ -27,13 +24,13 @@ paces them the same way, by what the endpoint has taken per second lately: other
 step of a throttled endpoint's backlog came back each second, through the queue every other
 endpoint's steps share (BENCHMARKS.md, "Session 10").
 
-Every engine (each sender, each dispatcher making first attempts) keeps its own limits, and
-takes its share of an endpoint's ceiling and rate: `share` is 1 / the number of engines
-running (libs/worker/membership.py). So across replicas an endpoint sees at most its ceiling
-and rate, within one engine's share while replicas come and go. An endpoint that takes long
-is sent to by the senders alone (the dispatchers only check it now and then), so each sender
-takes `long_share` of its ceiling instead (1 / the senders running), or a third of a 2 s
-endpoint's ceiling went unused with one dispatcher and two senders.
+Every engine keeps its own limits, and takes its share of an endpoint's ceiling and rate:
+`share` is 1 / the engines of its own kind running (libs/worker/membership.py). Dispatchers
+make first attempts and senders the rest, so the ceiling bounds each kind apart: an endpoint
+sees at most its ceiling of first attempts and its ceiling of retries in flight, and its rate
+within one engine's share while replicas come and go. Split over every engine, a 2 s
+endpoint's first attempts had a third of its ceiling, and the backlog beyond it went the
+long way, through a retry tier and a sender (BENCHMARKS.md, "Session 11").
 """
 
 from __future__ import annotations
@@ -54,10 +51,6 @@ MAX_ENDPOINTS = 50_000  # beyond it, idle endpoints are forgotten first
 MAX_WAITING = 100_000  # deferred steps remembered per endpoint (the rest wait as the last)
 MIN_WAIT_S = 1.0
 MIN_PACE_PER_S = 1.0  # a held endpoint that has taken nothing lately: one step a second
-# Beyond this, an endpoint's attempts would hold the dispatcher's room (128 events at the
-# default prefetch) for long: at 0.5 s per attempt it lasts 256 events/s.
-LONG_S = 0.5
-PROBE_EVERY_S = 10.0  # how often one first attempt of a long endpoint is made here anyway
 HOLD_S = 0.5  # an attempt expected to get a slot within this waits for it (see the top)
 
 
@@ -72,7 +65,6 @@ class _Endpoint:
     used: float = 0.0
     slow_start: bool = True
     duration_s: float = 0.05  # its attempts' duration, a moving average
-    probed: float = float("-inf")  # when `takes_long` last let one attempt be made here
     taken: int = 0  # attempts it took (answered without an overload) since `counted`
     counted: float = 0.0
     taken_per_s: float = 0.0  # a moving average of those per second
@@ -95,14 +87,12 @@ class EndpointLimits:
         ceiling: int,
         *,
         share: Callable[[], float] = lambda: 1.0,
-        long_share: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`ceiling`: the most attempts in flight to one endpoint (across all engines);
-        `long_share`: this engine's share of an endpoint that takes long (`share` if None)."""
+        """`ceiling`: the most attempts in flight to one endpoint (across the engines of one
+        kind); `share`: this engine's part of it (see the top)."""
         self._ceiling = ceiling
         self._share = share
-        self._long_share = long_share or share
         self._clock = clock
         self._endpoints: dict[str, _Endpoint] = {}
 
@@ -111,8 +101,7 @@ class EndpointLimits:
         is worth trying again."""
         now = self._clock()
         state = self._state(endpoint_id, now)
-        share = self._long_share() if state.duration_s > LONG_S else self._share()
-        rate = rate_per_s * share if rate_per_s else None
+        rate = rate_per_s * self._share() if rate_per_s else None
         if state.not_before > now:
             pace = max(MIN_PACE_PER_S, state.taken_per_s)
             return self._defer(state, pace, rate, now, at_least=state.not_before - now)
@@ -195,21 +184,8 @@ class EndpointLimits:
             grown = state.limit + (1 if state.slow_start else 1 / state.limit)
             state.limit = min(float(self._ceiling), grown)
 
-    def takes_long(self, endpoint_id: str) -> bool:
-        """Do its attempts take long (over LONG_S, lately)? Now and then it answers no
-        anyway, so that one attempt made here finds out whether that is still so."""
-        state = self._endpoints.get(endpoint_id)
-        if state is None or state.duration_s <= LONG_S:
-            return False
-        now = self._clock()
-        if now - state.probed >= PROBE_EVERY_S:
-            state.probed = now
-            return False
-        return True
-
     def _slots(self, state: _Endpoint) -> float:
-        share = self._long_share() if state.duration_s > LONG_S else self._share()
-        return max(MINIMUM, min(state.limit, self._ceiling * share))
+        return max(MINIMUM, min(state.limit, self._ceiling * self._share()))
 
     def limit(self, endpoint_id: str) -> float:
         """The endpoint's current concurrency limit here (for metrics and tests)."""

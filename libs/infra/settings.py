@@ -33,21 +33,22 @@ class Settings(BaseSettings):
     # Work queues behind a consistent-hash exchange on the endpoint id (every service of a
     # deployment must agree); 1: the one `<prefix>.sender` queue. docs/operations.md.
     sender_shards: int = Field(default=1, ge=1, le=64)
-    # Events in flight per dispatcher: being dispatched, or waiting for the first attempts
-    # it makes itself (which may hold half of them).
-    dispatcher_prefetch: int = Field(default=256, ge=1)
+    # Event messages in flight per dispatcher: being dispatched, or waiting for the first
+    # attempts it makes itself (which may hold half of them). Sized for slow endpoints: a
+    # 2 s endpoint at 200 events/s keeps 400 messages waiting (BENCHMARKS.md, "Session 11").
+    dispatcher_prefetch: int = Field(default=1024, ge=1)
     # First attempts a dispatcher replica POSTs itself, at most this many at once (and for at
-    # most half its prefetch of events); the rest, and every retry, go through the sender
-    # queue. 0: every first attempt goes through the sender queue. Sized so that the events
-    # it may hold (128 at the default prefetch) fit at a fan-out of 10: an attempt sent on
-    # through the queue costs about twice the CPU of one made here, so a burst that
-    # overflowed would make the dispatcher slowest exactly when it is busiest (BENCHMARKS.md).
-    # Only attempts that hold the room (slow endpoints) push new events to the senders.
+    # most half its prefetch of messages); the rest, and every retry, go through the sender
+    # queue. 0: every first attempt goes through the sender queue. An attempt sent on through
+    # the queue costs several times the CPU of one made here, so a burst that overflowed
+    # would make the dispatcher slowest exactly when it is busiest (BENCHMARKS.md).
     dispatcher_first_attempts: int = Field(default=1280, ge=0)
 
-    # The most attempts in flight to one endpoint, across every engine (sender and dispatcher
-    # replicas share it); below it each endpoint's limit adapts to its answers (AIMD).
-    endpoint_max_concurrency: int = Field(default=128, ge=1)
+    # The most attempts in flight to one endpoint, across the engines of each kind: first
+    # attempts across the dispatcher replicas, the rest across the senders (each replica takes
+    # its share); below it each endpoint's limit adapts to its answers (AIMD). A healthy 2 s
+    # endpoint at 200 events/s needs 400.
+    endpoint_max_concurrency: int = Field(default=512, ge=1)
     # The longest Retry-After (429, 503) a receiver can make us wait: the longest retry tier.
     retry_after_cap_s: float = Field(default=3600.0, gt=0, le=3600.0)
 

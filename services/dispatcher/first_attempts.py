@@ -13,16 +13,14 @@ every delivery still PENDING to the sender queue (handler.py, `Outcome.RECOVERED
 
 Isolation from slow endpoints: at most `max_attempts` POSTs, for the events of at most
 `max_messages` messages, run here at once (`reserve`). Beyond that an event's tasks go
-through the sender queue as before, so a slow endpoint ties up a bounded share of the
-dispatcher and never stops it from dispatching. Messages, not events, are counted: a message
+through the sender queue as before, so slow endpoints tie up a bounded share of the
+dispatcher and never stop it from dispatching. Messages, not events, are counted: a message
 waiting on its first attempts holds one of the consumer's prefetch slots however many events
 it carries, and at most half the prefetch may wait, so that new messages keep flowing
 (counted by event, a batch message's first 128 events filled the room, and the rest went
-the long way). And an endpoint whose attempts take long (the engine's moving
-average, libs/delivery/limits.py `takes_long`) has its first attempts published to the
-sender queue at once: were they made here, each of its events would hold its message and
-its room for seconds, and the room would fill, sending every other endpoint's first
-attempts the long way round, behind the slow one's (BENCHMARKS.md, "Session 10").
+the long way). The room is sized for slow endpoints too (`HOOKPOST_DISPATCHER_PREFETCH`):
+a 2 s endpoint at 200 events/s keeps 400 messages waiting, and its first attempts made here
+cost a fraction of what the sender queue's round trip does (BENCHMARKS.md, "Session 11").
 """
 
 from __future__ import annotations
@@ -43,8 +41,6 @@ class Engine(Protocol):
     """The delivery engine, as the dispatcher uses it (libs/delivery/engine.py)."""
 
     async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]: ...
-
-    def takes_long(self, endpoint_id: str) -> bool: ...
 
     async def bury(self, task: DeliveryTask) -> Outcome: ...
 
@@ -94,34 +90,18 @@ class FirstAttempts:
         """POST each task's first attempt (reserved with `reserve(len(tasks), message)`); True when
         every one is settled, False when one could be neither settled here nor handed to the
         sender queue (the event must then be redelivered, and recovered)."""
-        here: list[DeliveryTask] = []
-        long: list[DeliveryTask] = []
-        for task in tasks:
-            (long if self._engine.takes_long(task.endpoint_id) else here).append(task)
         try:
-            handed_over, settled = await asyncio.gather(self._hand_over(long), self._here(here))
-            return handed_over and settled
+            metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
+            outcomes = await self._engine.first_attempts(tasks)
+            settled = await asyncio.gather(
+                *(
+                    self._settle(task, outcome)
+                    for task, outcome in zip(tasks, outcomes, strict=True)
+                )
+            )
+            return all(settled)
         finally:
             self.release(len(tasks), message)
-
-    async def _here(self, tasks: Sequence[DeliveryTask]) -> bool:
-        if not tasks:
-            return True
-        metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
-        outcomes = await self._engine.first_attempts(tasks)
-        settled = await asyncio.gather(
-            *(self._settle(task, outcome) for task, outcome in zip(tasks, outcomes, strict=True))
-        )
-        return all(settled)
-
-    async def _hand_over(self, tasks: Sequence[DeliveryTask]) -> bool:
-        """To the sender queue: first attempts to endpoints that take long (see the top)."""
-        if not tasks:
-            return True
-        if not await self._publish(tasks):
-            return False
-        metrics.FIRST_ATTEMPTS_TAKING_LONG.inc(len(tasks))
-        return True
 
     async def _publish(self, tasks: Sequence[DeliveryTask]) -> bool:
         """Whether the sender queue has the tasks' first steps (False: the event must be

@@ -24,10 +24,6 @@ FIRST_ATTEMPTS_HANDED_OVER = Counter(
     "hookpost_dispatcher_first_attempts_handed_over_total",
     "First attempts begun here that failed mid-way and went to the sender queue after all.",
 )
-FIRST_ATTEMPTS_TAKING_LONG = Counter(
-    "hookpost_dispatcher_first_attempts_taking_long_total",
-    "First attempts published to the sender queue at once: their endpoint's attempts take long.",
-)
 EVENTS_DROPPED_BACKPRESSURE = Counter(
     "hookpost_dispatcher_events_dropped_backpressure_total",
     "Events dropped because their organization had too many PENDING and HELD deliveries"

@@ -125,40 +125,6 @@ def test_a_throttled_endpoints_backlog_comes_back_at_the_pace_it_took_not_each_s
     assert limits.try_acquire("bystander") is None
 
 
-def test_an_endpoint_that_takes_long_is_known_and_checked_again_now_and_then() -> None:
-    clock = Clock()
-    limits = EndpointLimits(1000, clock=clock)
-    assert not limits.takes_long("slow")  # nothing known yet
-    for _ in range(10):
-        assert limits.try_acquire("slow") is None
-        limits.release("slow", HttpResult(True, 200, None, "", 2000))
-        assert limits.try_acquire("quick") is None
-        limits.release("quick", OK)
-    assert not limits.takes_long("quick")
-    assert not limits.takes_long("slow")  # the first ask probes it once
-    assert limits.takes_long("slow") and limits.takes_long("slow")
-    clock.now += 10
-    assert not limits.takes_long("slow")  # one attempt here again: still slow?
-    assert limits.takes_long("slow")
-    for _ in range(20):  # it became quick
-        assert limits.try_acquire("slow") is None
-        limits.release("slow", OK)
-    assert not limits.takes_long("slow")
-
-
-def test_the_senders_alone_share_the_ceiling_of_an_endpoint_that_takes_long() -> None:
-    """The dispatchers leave its first attempts to the senders: with 1 dispatcher and 2
-    senders, each sender takes half of a slow endpoint's ceiling, a third of a quick one's."""
-    clock = Clock()
-    limits = EndpointLimits(60, share=lambda: 1 / 3, long_share=lambda: 1 / 2, clock=clock)
-    for endpoint, duration_ms in (("slow", 2000), ("quick", 5)):
-        for _ in range(40):
-            assert limits.try_acquire(endpoint) is None
-            limits.release(endpoint, HttpResult(True, 200, None, "", duration_ms))
-    assert fill(limits, "slow") == 30
-    assert fill(limits, "quick") == 20
-
-
 # ------------------------------------------------ waiting here for a slot (`acquire`)
 
 

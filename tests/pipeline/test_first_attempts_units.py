@@ -170,12 +170,8 @@ class FakeEngine:
 
     outcome: Outcome
     bury_outcome: Outcome = Outcome.SETTLED
-    long: set[str] = field(default_factory=set)  # endpoints whose attempts take long
     attempted: list[list[DeliveryTask]] = field(default_factory=list)
     buried: list[DeliveryTask] = field(default_factory=list)
-
-    def takes_long(self, endpoint_id: str) -> bool:
-        return endpoint_id in self.long
 
     async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]:
         self.attempted.append(list(tasks))
@@ -229,24 +225,6 @@ async def test_settled_first_attempts_publish_nothing_and_give_the_room_back() -
     assert engine.attempted == [[task("del_1"), task("del_2")]] and publisher.steps == []
     assert engine.buried == []
     assert here.reserve(3, M1)  # the room came back
-
-
-async def test_an_endpoint_that_takes_long_gets_its_first_attempt_from_a_sender() -> None:
-    engine, publisher = FakeEngine(Outcome.SETTLED, long={"dest_slow"}), FakePublisher()
-    here = first_attempts(engine, publisher)
-    slow, quick = task("del_1", "dest_slow"), task("del_2", "dest_1")
-    assert here.reserve(2, M1) and await here.run([slow, quick], M1)
-    assert engine.attempted == [[quick]] and publisher.steps == [DeliveryStep(slow)]
-    assert here.reserve(3, M1)  # the room came back
-
-
-async def test_a_long_endpoints_first_attempt_not_handed_over_is_reported() -> None:
-    engine = FakeEngine(Outcome.SETTLED, long={"dest_slow"})
-    here = first_attempts(engine, FakePublisher(fail=True))
-    assert here.reserve(2, M1)
-    assert not await here.run([task("del_1", "dest_slow"), task("del_2", "dest_1")], M1)
-    assert engine.attempted == [[task("del_2", "dest_1")]]  # the quick one still went
-    assert here.reserve(3, M1)
 
 
 async def test_no_attempt_left_after_the_first_buries_the_delivery() -> None:
