@@ -122,7 +122,10 @@ class EndpointLimits:
         state = self._endpoints[endpoint_id]
         now = self._clock()
         slots = self._slots(state)
-        if state.not_before > now or (len(state.holding) + 1) * state.duration_s / slots > HOLD_S:
+        # At most one round of the slots waits here: until its first attempts end, a new
+        # endpoint's duration is a guess, and a slow one would hold a crowd for nothing.
+        waiting = len(state.holding) + 1
+        if state.not_before > now or waiting > slots or waiting * state.duration_s / slots > HOLD_S:
             return wait
         state.waiting.pop()  # not deferred after all: it waits here
         if await self._hold(state):

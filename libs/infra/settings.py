@@ -35,8 +35,9 @@ class Settings(BaseSettings):
     sender_shards: int = Field(default=1, ge=1, le=64)
     # Event messages in flight per dispatcher: being dispatched, or waiting for the first
     # attempts it makes itself (which may hold half of them). Sized for slow endpoints: a
-    # 2 s endpoint at 200 events/s keeps 400 messages waiting (BENCHMARKS.md, "Session 11").
-    dispatcher_prefetch: int = Field(default=1024, ge=1)
+    # 2 s endpoint at 200 events/s keeps 400 messages waiting, beside what is left for the
+    # others (BENCHMARKS.md, "Session 11").
+    dispatcher_prefetch: int = Field(default=2048, ge=1)
     # First attempts a dispatcher replica POSTs itself, at most this many at once (and for at
     # most half its prefetch of messages); the rest, and every retry, go through the sender
     # queue. 0: every first attempt goes through the sender queue. An attempt sent on through

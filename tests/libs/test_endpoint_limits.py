@@ -155,8 +155,9 @@ async def test_a_slow_endpoints_attempt_with_no_room_is_deferred_at_once() -> No
 
 
 async def test_a_retry_after_sends_the_waiting_attempts_back_to_be_deferred() -> None:
-    limits = EndpointLimits(1, clock=Clock())
-    assert await limits.acquire("busy") is None
+    limits = EndpointLimits(3, clock=Clock())
+    for _ in range(3):
+        assert await limits.acquire("busy") is None
     waiting = [asyncio.create_task(limits.acquire("busy")) for _ in range(3)]
     await asyncio.sleep(0)
     limits.release("busy", HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=7))
@@ -172,11 +173,26 @@ async def test_an_attempt_waiting_too_long_is_deferred_and_leaves_no_slot_taken(
 
 
 async def test_a_cancelled_wait_gives_a_slot_handed_to_it_to_the_next_one() -> None:
-    limits = EndpointLimits(1, clock=Clock())
-    assert await limits.acquire("e") is None
+    limits = EndpointLimits(2, clock=Clock())
+    assert await limits.acquire("e") is None and await limits.acquire("e") is None
     cancelled = asyncio.create_task(limits.acquire("e"))
     after = asyncio.create_task(limits.acquire("e"))
     await asyncio.sleep(0)
     limits.release("e", OK)  # handed to `cancelled`, which is cancelled before it runs
     cancelled.cancel()
     assert await after is None
+
+
+async def test_at_most_one_round_of_the_slots_waits_here() -> None:
+    """A new endpoint's duration is a guess until its first attempts end: were it slow, a
+    crowd waiting here would hold its messages for nothing, so beyond one waiter per slot
+    the rest are deferred at once."""
+    limits = EndpointLimits(2, clock=Clock())
+    assert await limits.acquire("new") is None and await limits.acquire("new") is None
+    waiting = [asyncio.create_task(limits.acquire("new")) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiting)
+    assert await asyncio.wait_for(limits.acquire("new"), 0.1) is not None
+    limits.release("new", OK)
+    limits.release("new", OK)
+    assert [await w for w in waiting] == [None, None]
