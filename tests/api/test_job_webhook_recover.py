@@ -174,23 +174,51 @@ async def test_a_bad_since_is_a_400_and_nothing_is_resent(
 
 
 @DOORS
-async def test_an_inactive_webhook_is_a_409(
-    door: JobDoor, client: Client, db_pool: asyncpg.Pool
+@pytest.mark.parametrize("reason", ["ENDPOINT_GONE", "FAILING"])
+async def test_recover_reactivates_a_webhook_disabled_by_its_answers(
+    door: JobDoor, client: Client, db_pool: asyncpg.Pool, reason: str
 ) -> None:
-    """A job's webhook that answered 410 Gone is INACTIVE (its delivery PARKED); it has no
-    PUT to re-activate it, so the 409 stands: it said it is gone."""
+    """A job's webhook that answered 410 Gone (or kept failing) is INACTIVE, its deliveries
+    PARKED; it has no PUT, so its recover is how the customer says it works again: ACTIVE
+    again, audited, and its PARKED delivery re-sent (else parked for good)."""
     job_id, webhook_id = await job_with_webhook(client, db_pool, door)
     _, delivery_id = await insert_delivery(db_pool, client.org_id, webhook_id, status="PARKED")
     await db_pool.execute(
-        "UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = 'ENDPOINT_GONE'"
+        "UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = $2 WHERE id = $1",
+        webhook_id,
+        reason,
+    )
+    response = await client.post(door.recover_path(job_id), json=since())
+    assert response.status_code == 202 and response.json() == {"deliveries": 1}
+    endpoint = await db_pool.fetchrow(
+        "SELECT status, deactivated_reason FROM endpoints WHERE id = $1", webhook_id
+    )
+    assert (endpoint["status"], endpoint["deactivated_reason"]) == ("ACTIVE", None)
+    assert await statuses(db_pool, [delivery_id]) == ["PENDING"]
+    audited = await db_pool.fetchval(
+        "SELECT details FROM audit_log WHERE organization_id = $1"
+        " AND action = 'endpoint.reactivated'",
+        client.org_id,
+    )
+    assert audited == {"endpointId": webhook_id, "deactivatedReason": reason}
+
+
+@DOORS
+async def test_a_webhook_disabled_by_a_plan_downgrade_stays_a_409(
+    door: JobDoor, client: Client, db_pool: asyncpg.Pool
+) -> None:
+    job_id, webhook_id = await job_with_webhook(client, db_pool, door)
+    _, delivery_id = await insert_delivery(db_pool, client.org_id, webhook_id, status="DEAD")
+    await db_pool.execute(
+        "UPDATE endpoints SET status = 'INACTIVE', deactivated_reason = 'PLAN_DOWNGRADE'"
         " WHERE id = $1",
         webhook_id,
     )
     error = assert_error(
         await client.post(door.recover_path(job_id), json=since()), 409, "CONFLICT"
     )
-    assert (error["status"], error["deactivatedReason"]) == ("INACTIVE", "ENDPOINT_GONE")
-    assert await statuses(db_pool, [delivery_id]) == ["PARKED"]
+    assert (error["status"], error["deactivatedReason"]) == ("INACTIVE", "PLAN_DOWNGRADE")
+    assert await statuses(db_pool, [delivery_id]) == ["DEAD"]
 
 
 async def hookpost_recover(name: str, when: str) -> subprocess.CompletedProcess[str]:

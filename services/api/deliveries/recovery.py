@@ -10,7 +10,9 @@ left never leaves a delivery PENDING; a delivery already PENDING (or HELD) is no
 a second recover right after the first re-sends nothing twice.
 
 Only an ACTIVE endpoint is recovered (409 otherwise): its deliveries would only be parked
-again. Re-activate it first (PUT status ACTIVE), then recover, as on Svix.
+again. Re-activate it first (PUT status ACTIVE), then recover, as on Svix. A job's webhook
+has no PUT: its recover re-activates it, or the deliveries it parked after a 410 or a long
+failure could never be sent; one disabled by a plan downgrade stays a 409.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from datetime import datetime
 
 import asyncpg
 
-from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind, EndpointStatus
+from libs.domain.endpoint_health import DeactivatedReason
+from libs.domain.endpoint_kinds import (
+    JOB_WEBHOOK_KINDS,
+    DeliveryStatus,
+    EndpointKind,
+    EndpointStatus,
+)
 from services.api.audit import service as audit
 from services.api.broker import BrokerUnavailable
 from services.api.deliveries import reopening, repository
@@ -28,8 +36,10 @@ from services.api.metrics import PUBLISH_FAILURES
 from services.api.state import ApiState
 
 RECOVERABLE = [s.value for s in (DeliveryStatus.PARKED, DeliveryStatus.FAILED, DeliveryStatus.DEAD)]
+REACTIVATED_BY_RECOVER = (DeactivatedReason.ENDPOINT_GONE.value, DeactivatedReason.FAILING.value)
 BATCH = 500  # deliveries per transaction: their row locks last as long as their publishes
 RECOVERED_ACTION = "endpoint.recovered"
+REACTIVATED_ACTION = "endpoint.reactivated"
 
 
 async def recover_endpoint(
@@ -42,6 +52,7 @@ async def recover_endpoint(
 ) -> int:
     """Re-send the endpoint's PARKED, FAILED and DEAD deliveries created since `since`; how
     many. `kind`: the door asking (another door's endpoint is a 404); None for operators.
+    A job's webhook INACTIVE for a 410 or a long failure is made ACTIVE first (see the top).
 
     404 for an unknown endpoint, 409 while it is INACTIVE, 503 when the broker does not
     confirm (what was confirmed before stays recovered: recover again for the rest)."""
@@ -51,7 +62,18 @@ async def recover_endpoint(
     )
     if target is None:
         raise NotFoundError(f"endpoint {endpoint_id!r} not found")
-    if target["status"] != EndpointStatus.ACTIVE.value:
+    if (
+        target["kind"] in JOB_WEBHOOK_KINDS
+        and target["deactivated_reason"] in REACTIVATED_BY_RECOVER
+    ):
+        await repository.reactivate(pool, endpoint_id)
+        await audit.record(
+            pool,
+            org_id,
+            REACTIVATED_ACTION,
+            {"endpointId": endpoint_id, "deactivatedReason": target["deactivated_reason"]},
+        )
+    elif target["status"] != EndpointStatus.ACTIVE.value:
         raise ConflictError(
             "the endpoint is INACTIVE: re-activate it (status ACTIVE) before recovering,"
             " or its deliveries would only be parked again",

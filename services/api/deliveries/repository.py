@@ -167,6 +167,15 @@ async def recover_target(
     )
 
 
+async def reactivate(conn: Executor, endpoint_id: str) -> None:
+    """ACTIVE again (the engines hear of it through the config-change trigger)."""
+    await conn.execute(
+        "UPDATE endpoints SET status = 'ACTIVE', deactivated_reason = NULL, updated_at = now()"
+        " WHERE id = $1 AND status = 'INACTIVE'",
+        endpoint_id,
+    )
+
+
 async def endpoint_organization(conn: Executor, endpoint_id: str) -> str | None:
     org_id: str | None = await conn.fetchval(
         "SELECT organization_id FROM endpoints WHERE id = $1", endpoint_id
