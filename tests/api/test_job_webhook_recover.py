@@ -20,6 +20,7 @@ from harness.process import HOOKPOST_BIN
 from libs.infra.broker.topology import SEND_ROUTING_KEY
 from tests.api.broker_probe import bind_probe_queue, next_message
 from tests.api.conftest import Client, MakeClient, assert_error, insert_delivery
+from tests.support.factories import REPORT_JOB_REQUEST
 
 HOOK_URL = "http://127.0.0.1:9/webhooks/job"
 
@@ -55,11 +56,7 @@ REPORT = JobDoor(
     "report",
     "/api/v1/reports/jobs",
     202,
-    {
-        "url": "https://example.com/call.mp3",
-        "output": {"template": "sales_playbook"},
-        "target": {"strategy": "dominant"},
-    },
+    REPORT_JOB_REQUEST,
     "SELECT webhook_endpoint_id FROM report_jobs WHERE id = $1",
 )
 DOORS = pytest.mark.parametrize("door", [MAPPING, REPORT], ids=lambda d: d.name)

@@ -10,13 +10,10 @@ import asyncpg
 
 from libs.infra.crypto import decrypt
 from tests.api.conftest import Client, assert_error
+from tests.support.factories import REPORT_JOB_REQUEST
 
 JOBS = "/api/v1/reports/jobs"
-BODY = {
-    "url": "https://example.com/call.mp3",
-    "output": {"template": "sales_playbook"},
-    "target": {"strategy": "dominant"},
-}
+BODY = REPORT_JOB_REQUEST
 
 
 def with_webhook(url: str = "http://127.0.0.1:9/webhooks/mappa") -> dict:

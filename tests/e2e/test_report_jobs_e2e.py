@@ -23,14 +23,11 @@ from libs.domain.retry_policy import JOB_WEBHOOK_POLICY
 from libs.sdk import Mappa
 from libs.sdk.mappa import ReportCompletedData, ReportFailedData, ReportJobFailed
 from tests.e2e.conftest import auth
+from tests.support.factories import REPORT_JOB_REQUEST
 
 JOBS = "/api/v1/reports/jobs"
 SECRET = "/api/v1/organization/webhook-secret"
-JOB = {
-    "url": "https://example.com/call.mp3",
-    "output": {"template": "sales_playbook"},
-    "target": {"strategy": "dominant"},
-}
+JOB = REPORT_JOB_REQUEST
 
 
 async def call(client: httpx.AsyncClient, org: dict, method: str, path: str, body=None) -> dict:

@@ -26,6 +26,7 @@ from harness.process import HOOKPOST_BIN
 from harness.receiver import Receiver
 from harness.receiver.behaviours import Ok
 from harness.waiting import eventually
+from tests.support.factories import REPORT_JOB_REQUEST
 from tests.support.stacks import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -44,11 +45,7 @@ SUBSCRIPTIONS = "/api/v1/webhook-subscriptions"
 DESTINATIONS = "/api/v1/delivery-destinations"
 MAPPING_JOBS = "/api/v1/mapping-jobs"
 REPORT_JOBS = "/api/v1/reports/jobs"
-REPORT_JOB = {
-    "url": "https://example.com/call.mp3",
-    "output": {"template": "sales_playbook"},
-    "target": {"strategy": "dominant"},
-}
+REPORT_JOB = REPORT_JOB_REQUEST
 
 
 @pytest.fixture(scope="module")

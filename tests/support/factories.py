@@ -26,6 +26,13 @@ from libs.domain.secrets import generate_signing_secret, mask_secret
 from libs.infra.broker.messages import DeliveryTask, EventMessage
 from libs.infra.crypto import encrypt, encrypt_optional
 
+# A report job's request as seed 004 writes it (POST /api/v1/reports/jobs), without a webhook.
+REPORT_JOB_REQUEST: dict[str, Any] = {
+    "url": "https://example.com/call.mp3",
+    "output": {"template": "sales_playbook"},
+    "target": {"strategy": "dominant"},
+}
+
 
 @dataclass(frozen=True)
 class EndpointRow:
