@@ -54,6 +54,13 @@ MIN_PACE_PER_S = 1.0  # a held endpoint that has taken nothing lately: one step 
 HOLD_S = 0.5  # an attempt expected to get a slot within this waits for it (see the top)
 
 
+class _Hold:
+    """`_admit`'s answer for an attempt that waits here for a slot."""
+
+
+HOLD = _Hold()
+
+
 @dataclass
 class _Endpoint:
     limit: float
@@ -99,6 +106,26 @@ class EndpointLimits:
     def try_acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None:
         """None: go, a slot is taken (give it back with `release`); else the seconds until it
         is worth trying again."""
+        wait = self._admit(endpoint_id, rate_per_s, may_hold=False)
+        assert not isinstance(wait, _Hold)
+        return wait
+
+    async def acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None:
+        """As `try_acquire`, except that an attempt a slot will free for soon waits here for
+        it (see the top). Endpoints with a rate limit of their own wait for tokens in a retry
+        tier, as before."""
+        wait = self._admit(endpoint_id, rate_per_s, may_hold=not rate_per_s)
+        if not isinstance(wait, _Hold):
+            return wait
+        if await self._hold(self._endpoints[endpoint_id]):
+            return None
+        return self.try_acquire(endpoint_id, rate_per_s)  # sent back, or waited too long
+
+    def _admit(
+        self, endpoint_id: str, rate_per_s: float | None, *, may_hold: bool
+    ) -> float | _Hold | None:
+        """A slot (None), a wait here for one (HOLD, only when `may_hold`), or the seconds
+        until it is worth trying again (the step is counted as deferred)."""
         now = self._clock()
         state = self._state(endpoint_id, now)
         rate = rate_per_s * self._share() if rate_per_s else None
@@ -107,30 +134,15 @@ class EndpointLimits:
             return self._defer(state, pace, rate, now, at_least=state.not_before - now)
         slots = self._slots(state)
         full = state.in_flight >= slots or bool(state.holding)  # no overtaking those waiting
-        if full or (rate and self._take_token(state, rate, now)):
-            return self._defer(state, slots / state.duration_s, rate, now)
-        state.in_flight += 1
-        return None
-
-    async def acquire(self, endpoint_id: str, rate_per_s: float | None = None) -> float | None:
-        """As `try_acquire`, except that an attempt a slot will free for soon waits here for
-        it (see the top). Endpoints with a rate limit of their own wait for tokens in a retry
-        tier, as before."""
-        wait = self.try_acquire(endpoint_id, rate_per_s)
-        if wait is None or rate_per_s:
-            return wait
-        state = self._endpoints[endpoint_id]
-        now = self._clock()
-        slots = self._slots(state)
+        if not full and not (rate and self._take_token(state, rate, now)):
+            state.in_flight += 1
+            return None
         # At most one round of the slots waits here: until its first attempts end, a new
         # endpoint's duration is a guess, and a slow one would hold a crowd for nothing.
         waiting = len(state.holding) + 1
-        if state.not_before > now or waiting > slots or waiting * state.duration_s / slots > HOLD_S:
-            return wait
-        state.waiting.pop()  # not deferred after all: it waits here
-        if await self._hold(state):
-            return None
-        return self.try_acquire(endpoint_id, rate_per_s)  # sent back, or waited too long
+        if may_hold and waiting <= slots and waiting * state.duration_s / slots <= HOLD_S:
+            return HOLD
+        return self._defer(state, slots / state.duration_s, rate, now)
 
     async def _hold(self, state: _Endpoint) -> bool:
         """Wait for a slot handed over by `release` (True: it is taken), or until sent back
