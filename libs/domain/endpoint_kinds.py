@@ -14,10 +14,11 @@ class EndpointKind(StrEnum):
     REPORT_WEBHOOK = "REPORT_WEBHOOK"  # /reports/jobs {webhook {url}} (seed 004, door F)
 
 
-# Endpoints signed with their organization's webhook secret (Team Settings), not their own.
-ORG_SIGNED_KINDS = frozenset({EndpointKind.JOB_WEBHOOK, EndpointKind.REPORT_WEBHOOK})
 # One job's webhook each: no endpoint routes of their own (no PUT to re-activate them).
 JOB_WEBHOOK_KINDS = frozenset({EndpointKind.JOB_WEBHOOK, EndpointKind.REPORT_WEBHOOK})
+# Endpoints signed with their organization's webhook secret (Team Settings), not their own:
+# the job webhooks.
+ORG_SIGNED_KINDS = JOB_WEBHOOK_KINDS
 # Endpoints that subscribe to nothing: they hear only the events addressed to them (a report
 # job's outcome goes to that job's webhook alone).
 TARGETED_KINDS = frozenset({EndpointKind.REPORT_WEBHOOK})

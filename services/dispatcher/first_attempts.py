@@ -103,15 +103,15 @@ class FirstAttempts:
         finally:
             self.release(len(tasks), message)
 
-    async def _publish(self, tasks: Sequence[DeliveryTask]) -> bool:
-        """Whether the sender queue has the tasks' first steps (False: the event must be
+    async def _hand_over(self, task: DeliveryTask) -> bool:
+        """Whether the sender queue has the task's first step (False: the event must be
         redelivered, and recovered)."""
         try:
-            await self._publisher.publish_steps([DeliveryStep(task) for task in tasks])
+            await self._publisher.publish_steps([DeliveryStep(task)])
         except Exception:
             log.warning(
-                "could not hand first attempts to the sender queue",
-                extra={"delivery_id": tasks[0].delivery_id},
+                "could not hand a first attempt to the sender queue",
+                extra={"delivery_id": task.delivery_id},
                 exc_info=True,
             )
             return False
@@ -126,7 +126,7 @@ class FirstAttempts:
             return True
         # Postgres or the broker failed mid-way: the sender queue takes the step over. A
         # sender that finds the attempt recorded does not POST it again.
-        if not await self._publish([task]):
+        if not await self._hand_over(task):
             return False
         metrics.FIRST_ATTEMPTS_HANDED_OVER.inc()
         return True

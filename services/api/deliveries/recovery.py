@@ -21,7 +21,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs.domain.endpoint_health import DeactivatedReason
+from libs.domain import endpoint_health
 from libs.domain.endpoint_kinds import (
     JOB_WEBHOOK_KINDS,
     DeliveryStatus,
@@ -36,7 +36,6 @@ from services.api.metrics import PUBLISH_FAILURES
 from services.api.state import ApiState
 
 RECOVERABLE = [s.value for s in (DeliveryStatus.PARKED, DeliveryStatus.FAILED, DeliveryStatus.DEAD)]
-REACTIVATED_BY_RECOVER = (DeactivatedReason.ENDPOINT_GONE.value, DeactivatedReason.FAILING.value)
 BATCH = 500  # deliveries per transaction: their row locks last as long as their publishes
 RECOVERED_ACTION = "endpoint.recovered"
 REACTIVATED_ACTION = "endpoint.reactivated"
@@ -62,9 +61,8 @@ async def recover_endpoint(
     )
     if target is None:
         raise NotFoundError(f"endpoint {endpoint_id!r} not found")
-    if (
-        target["kind"] in JOB_WEBHOOK_KINDS
-        and target["deactivated_reason"] in REACTIVATED_BY_RECOVER
+    if target["kind"] in JOB_WEBHOOK_KINDS and endpoint_health.parks(
+        target["status"], target["deactivated_reason"]
     ):
         await repository.reactivate(pool, endpoint_id)
         await audit.record(
