@@ -35,6 +35,7 @@ from libs.domain.endpoint_health import DeactivatedReason, HealthPolicy
 from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, DeliveryStatus
 from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
+from libs.domain.ordering import RELEASES_LINE
 from libs.domain.retry_policy import (
     Decision,
     Next,
@@ -50,8 +51,6 @@ from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 log = logging.getLogger("hookpost.delivery")
 
 FIRST_ATTEMPT_SPAN = "first attempt"
-# A delivery in one of these has ended: the next of its ordered line may go.
-ENDED = frozenset({DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.DEAD})
 
 
 class Outcome(StrEnum):
@@ -209,7 +208,7 @@ class DeliveryEngine:
         ordering_key = task.ordering_key or row.ordering_key
         if row.status != DeliveryStatus.PENDING:
             log.info("delivery already %s, skipping", row.status)
-            if row.status in ENDED:  # its line's release may not have run (a crash)
+            if row.status in RELEASES_LINE:  # its line's release may not have run (a crash)
                 await self._release_line(task.endpoint_id, ordering_key)
             return Outcome.SETTLED
         if row.attempt_count > attempt:
@@ -219,6 +218,8 @@ class DeliveryEngine:
             if await self.repository.park(task):
                 self.metrics.finished(DeliveryStatus.PARKED)
                 log.info("endpoint inactive: delivery PARKED")
+            # Even when another copy parked it first: releasing twice changes nothing.
+            await self._release_line(task.endpoint_id, ordering_key)
             return Outcome.SETTLED
         policy = policy_for_endpoint(row.endpoint.kind, row.endpoint.config)
 
@@ -382,9 +383,9 @@ class DeliveryEngine:
         return Outcome.SETTLED
 
     async def _release_line(self, endpoint_id: str, ordering_key: str | None) -> None:
-        """A line's head has ended: the next of its line goes (libs/delivery/ordering.py).
-        Raises when the release or its publish fails: the step is then not acknowledged,
-        and its redelivery, finding the delivery ended, releases again."""
+        """A line's head is in RELEASES_LINE: the next of its line goes (libs/delivery/
+        ordering.py). Raises when the release or its publish fails: the step is then not
+        acknowledged, and its redelivery, finding the delivery so, releases again."""
         if ordering_key is None or self.lines is None:
             return
         for promoted in await self.lines.release([(endpoint_id, ordering_key)]):

@@ -7,7 +7,8 @@ transaction of its own that first takes the line's advisory lock and only then l
 - the dispatcher inserts an ordered endpoint's deliveries HELD, commits, then releases
   their lines (and, for each keyed event it marked dispatched, every line of that key in the
   organization that has a HELD delivery: an earlier event may have been holding it);
-- the engine, when a line's head ends (SUCCEEDED, FAILED or DEAD), releases its line;
+- the engine, when a line's head ends (SUCCEEDED, FAILED or DEAD) or is PARKED (its
+  endpoint INACTIVE: libs/domain/ordering.py RELEASES_LINE), releases its line;
 - the api, reopening deliveries of a line by hand (a retry, a recover), puts them back HELD
   and releases their lines in the same transaction (`rejoin`): a reopened delivery goes at
   once only when its line has no head, else it waits its turn like any other.

@@ -7,7 +7,9 @@ accepted (event id order: ids are ULIDs, monotonic within a process, libs/domain
 
 - the head of a (endpoint, key) line, its earliest unfinished delivery, is the only one
   attempted; its retries run as usual;
-- the next one waits, HELD, until the head is SUCCEEDED, FAILED or DEAD;
+- the next one waits, HELD, until the head is SUCCEEDED, FAILED or DEAD, or PARKED (its
+  endpoint went INACTIVE: the ones behind it are then parked in turn, each kept for a
+  recover, which sends them again in line order);
 - a line holds back only itself: other keys, and events without a key, go in parallel;
 - a delivery reopened by hand (a manual retry, a recover) rejoins its line: HELD while the
   line has a head, released in event order when it ends; the head itself when there is none
@@ -24,8 +26,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from libs.domain.endpoint_kinds import DeliveryStatus
+
 ORDERED_DELIVERY = "orderedDelivery"  # the endpoint config's switch
 MAX_ORDERING_KEY_LENGTH = 128
+
+# A head in one of these no longer holds its line: the next delivery goes. PARKED is one: a
+# head kept unsent while its endpoint is INACTIVE would otherwise hold HELD deliveries that
+# can only be parked too; a recover puts them all back in their line (libs/delivery/
+# ordering.py `rejoin`), in event order. Backpressure still counts only HELD and PENDING.
+RELEASES_LINE = frozenset(
+    {DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.DEAD, DeliveryStatus.PARKED}
+)
 
 
 def is_ordered(config: Mapping[str, Any]) -> bool:

@@ -1,12 +1,14 @@
 """The engine's part in ordered delivery, with fakes in place of Postgres, the broker and
 HTTP (unit tests; the SQL is tested in tests/pipeline/test_ordering_lines.py): when a
-line's head ends, its line is released and the next delivery's step published at once;
-nothing else ever asks for a release."""
+line's head ends or is parked, its line is released and the next delivery's step published
+at once; nothing else ever asks for a release."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+
+import pytest
 
 from libs.delivery.engine import DeliveryEngine, Outcome
 from libs.infra.broker.messages import DeliveryStep
@@ -94,11 +96,30 @@ async def test_a_buried_head_releases_its_line() -> None:
     assert outcome is Outcome.SETTLED and [s.task for s in retries.now] == [NEXT]
 
 
-async def test_a_redelivered_step_of_an_ended_head_releases_again() -> None:
-    """A crash between the record and the release: the redelivered step finds the delivery
-    ended, sends nothing, and releases (a release that already ran changes nothing)."""
+async def test_a_head_parked_at_send_time_releases_its_line() -> None:
+    """Its endpoint went INACTIVE while it waited: it is kept unsent, and the next of its
+    line goes now (to be parked in turn while the endpoint stays INACTIVE), not only when
+    the reconciler finds the line stuck."""
+    row = delivery_row(endpoint_status="INACTIVE", deactivated_reason=None)
+    repo, http, retries, lines = (
+        fakes.Repo(row),
+        fakes.Http(fakes.OK),
+        fakes.Retries(),
+        FakeLines([NEXT_STEP]),
+    )
+    outcome = await ordered(repo, http, retries, lines).attempt(DeliveryStep(KEYED, 2, 1))
+    assert outcome is Outcome.SETTLED and repo.parked == [KEYED.delivery_id]
+    assert http.calls == [] and repo.recorded == []
+    assert lines.released == [(KEYED.endpoint_id, "customer-7")] and retries.now == [NEXT_STEP]
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "DEAD", "PARKED"])
+async def test_a_redelivered_step_of_an_ended_head_releases_again(status: str) -> None:
+    """A crash between the record (or the park) and the release: the redelivered step finds
+    the delivery ended, sends nothing, and releases (a release that already ran changes
+    nothing)."""
     repo, http, lines = (
-        fakes.Repo(delivery_row(status="SUCCEEDED")),
+        fakes.Repo(delivery_row(status=status)),
         fakes.Http(fakes.OK),
         FakeLines(),
     )
