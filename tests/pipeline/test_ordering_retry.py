@@ -9,6 +9,11 @@ reopening.py. Retry tiers are scaled by 0.01 (1m → 0.6 s, 5m → 3 s, 30m → 
 
 A delivery that went DEAD is written straight into the database (with its four attempts
 counted): its own schedule at this scale takes some 22 s, and is not what is tested here.
+
+A line whose head is parked at send time (its endpoint went INACTIVE while the head waited
+for a retry) is released by the engine that parked it: the rest of the line is parked in
+turn at once. The reconciler, which also releases lines it finds stuck, looks here only
+once an hour, for lines stuck for an hour: it rescues nothing within these tests.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from tests.support.stacks import Pipeline
 pytestmark = pytest.mark.e2e
 
 KEY = "customer-7"
+# The reconciler rescues no line within a test (see the top): what moves a line is the engine.
+NO_RESCUE = {"HOOKPOST_RECONCILE_INTERVAL_S": "3600", "HOOKPOST_REDRIVE_DELIVERIES_AFTER_S": "3600"}
+PROMPTLY_S = 15.0  # the head's retries here: 0.6 s, then 3 s
 
 
 @pytest.fixture(scope="module")
 async def platform(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:
-    async with Pipeline(test_env, "ordretry") as pipe:
+    async with Pipeline(test_env, "ordretry", **NO_RESCUE) as pipe:
         await pipe.stack.start(api=True, dispatchers=1, senders=1)
         yield pipe
 
@@ -63,6 +71,15 @@ class Line:
             KEY,
         )
         return event, delivery_id
+
+    async def switch(self, status: str) -> None:
+        """The endpoint ACTIVE or INACTIVE, as its user leaves it (no deactivated reason);
+        the engines' endpoint caches hear of it when it commits."""
+        await self.pool.execute(
+            "UPDATE endpoints SET status = $2, deactivated_reason = NULL WHERE id = $1",
+            self.endpoint_id,
+            status,
+        )
 
 
 @pytest.fixture
@@ -149,6 +166,53 @@ async def test_a_recover_sends_a_lines_deliveries_one_at_a_time_in_order(
     )
     assert_in_line(receiver.records, [event.id for event in events])
     assert arrivals(receiver, first.id) == 2  # failed once, then succeeded
+
+
+async def test_a_head_parked_at_send_time_parks_its_line_and_a_recover_resends_it_in_order(
+    platform: Pipeline, line: Line, receiver: Receiver
+) -> None:
+    since = datetime.now(UTC)
+    events = [await accept(line.pool, line.org_id, KEY) for _ in range(4)]
+    head, later = events[0], events[1:]
+    line.behaviour.always.add(head.id)  # the head fails, and waits in a retry tier
+    for event in events:
+        await platform.publish(event)
+    await eventually(
+        lambda: statuses(line.pool, events),
+        lambda found: (
+            found == ["PENDING", "HELD", "HELD", "HELD"] and arrivals(receiver, head.id) > 0
+        ),
+    )
+
+    # Its user switches the endpoint off before the head's retry is sent.
+    await line.switch("INACTIVE")
+    # The head is parked when its retry comes up, and the HELD ones behind it in turn, each
+    # kept unsent: within seconds, not when the reconciler would find the line stuck.
+    await eventually(
+        lambda: statuses(line.pool, events),
+        lambda found: found == ["PARKED"] * 4,
+        timeout=PROMPTLY_S,
+    )
+    assert [arrivals(receiver, event.id) for event in later] == [0, 0, 0]
+    head_arrivals = arrivals(receiver, head.id)
+
+    line.behaviour.always.clear()
+    await line.switch("ACTIVE")
+    response = await line.api.post(
+        f"/api/v1/delivery-destinations/{line.endpoint_id}/recover",
+        json={"since": since.isoformat()},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json() == {"deliveries": 4}
+    await eventually(
+        lambda: statuses(line.pool, events),
+        lambda found: found == ["SUCCEEDED"] * 4,
+        timeout=60,
+    )
+    # Re-sent through the line: one at a time, in event order, each once.
+    assert_in_line(receiver.records, [event.id for event in events])
+    assert arrivals(receiver, head.id) == head_arrivals + 1
+    assert [arrivals(receiver, event.id) for event in later] == [1, 1, 1]
 
 
 def arrivals(receiver: Receiver, event_id: str) -> int:
