@@ -12,7 +12,8 @@ from playwright.async_api import Page, expect
 
 from harness.receiver import Receiver
 from harness.stack import Stack
-from tests.dashboard.conftest import api_agent, api_destination, api_sink, fire, sign_in
+from tests.dashboard.conftest import api_agent, api_destination, api_sink, auth, fire, sign_in
+from tests.support.factories import REPORT_JOB_REQUEST
 
 AXE_OPTIONS = {
     "resultTypes": ["violations"],
@@ -27,6 +28,14 @@ async def test_every_page_passes_axe(
     dest = await api_destination(api, org, receiver.url("/a11y"), "a11y")
     agent = await api_agent(api, org, "a11y agent")
     sink = await api_sink(api, org, agent, "a11y sink", receiver.url("/a11y-sink"))
+    # Jobs with webhooks: the Jobs page shows each one's status and "Recover since" form.
+    hook = {"webhook": {"url": receiver.url("/a11y-job")}}
+    for path, body in (
+        ("/api/v1/mapping-jobs", hook),
+        ("/api/v1/reports/jobs", {**REPORT_JOB_REQUEST, **hook}),
+    ):
+        made = await api.post(path, headers=auth(org), json=body)
+        assert made.status_code in (201, 202), made.text
     await fire(api, org)
     await receiver.wait_for("/a11y", 1)
     axe = Axe()

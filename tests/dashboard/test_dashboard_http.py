@@ -21,6 +21,7 @@ from libs.domain.ids import IdPrefix, new_id
 from services.api.dashboard import router as dashboard
 from services.api.dashboard.web import set_session_cookie
 from tests.dashboard.conftest import api_agent, api_sink, auth, fire
+from tests.support.factories import REPORT_JOB_REQUEST
 
 PERF_DELIVERIES = 10_000
 PERF_BUDGET_S = 0.300
@@ -77,6 +78,13 @@ async def owner_ids(api: httpx.AsyncClient, owner: dict, db_pool: asyncpg.Pool) 
             "secret": {"value": "owner-secret"},
         },
     )
+    job = await made("/api/v1/mapping-jobs", {"webhook": {"url": UNREACHABLE}})
+    report_job = await api.post(
+        "/api/v1/reports/jobs",
+        headers=auth(owner),
+        json={**REPORT_JOB_REQUEST, "webhook": {"url": UNREACHABLE}},
+    )
+    assert report_job.status_code == 202, report_job.text
     event = await api.post(
         "/api/v1/events", headers=auth(owner), json={"type": "mapping.failed", "data": {}}
     )
@@ -97,6 +105,8 @@ async def owner_ids(api: httpx.AsyncClient, owner: dict, db_pool: asyncpg.Pool) 
         "link_id": link["id"],
         "agent_id": agent["id"],
         "ds_id": sink["id"],
+        "job_id": job["jobId"],
+        "report_job_id": report_job.json()["jobId"],
     }
 
 
@@ -140,6 +150,8 @@ async def test_another_orgs_session_sees_and_touches_nothing_on_any_page_or_acti
                 path.replace("{slug}", slug).replace("{endpoint_id}", ids[slug])
                 for slug in ("destinations", "webhooks", "export-webhooks")
             ]
+        elif "{job_id}" in path:  # the Jobs page's routes take either kind of job
+            urls = [path.format(job_id=ids[kind]) for kind in ("job_id", "report_job_id")]
         else:
             urls = [path.format(**ids)]
         for url in urls:

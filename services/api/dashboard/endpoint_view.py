@@ -1,6 +1,6 @@
 """What an endpoint's page shows and does whatever its door (the webhook doors' pages and
 the agent sinks' pages): its chart, its latest deliveries, the notices of the action just
-done, and "recover failed deliveries since T"."""
+done, and "recover failed deliveries since T" (whose form the Jobs page shares)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ async def endpoint_context(
     latest = await deliveries.log_page(
         state.pool, org_id, LogFilter(endpoint_id=endpoint_id), limit=LATEST
     )
-    q = request.query_params
     return {
         "endpoint": endpoint,
         "ordered": is_ordered(endpoint.config),
@@ -45,11 +44,28 @@ async def endpoint_context(
         "latest": latest,
         "latest_limit": LATEST,
         "endpoint_pages": ENDPOINT_PAGES,
-        "tested": q.get("tested"),
+        "tested": request.query_params.get("tested"),
+        **recover_context(request, now),
+    }
+
+
+def recover_context(request: Request, now: datetime) -> dict[str, Any]:
+    """What a page with "Recover since T" forms shows: their default T (a day ago) and the
+    notice the redirect after a recover left (the endpoint pages and the Jobs page)."""
+    q = request.query_params
+    return {
         "recovered": q.get("count"),
         "recover_from": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
         "notice": q.get("notice"),
     }
+
+
+def since_of(form: dict[str, Any]) -> datetime:
+    """The T a "Recover since" form asks for (datetime-local, UTC); a 400 without one."""
+    since = parse_utc(form.get("since"), "since")
+    if since is None:
+        raise BadRequestError("since: give the date and time to recover from")
+    return since
 
 
 async def recover_since(
@@ -57,10 +73,7 @@ async def recover_since(
 ) -> int:
     """Re-send the endpoint's PARKED, FAILED and DEAD deliveries since the form's T (the
     service every door's POST …/recover runs); the caller has found the endpoint first."""
-    since = parse_utc(form.get("since"), "since")
-    if since is None:
-        raise BadRequestError("since: give the date and time to recover from")
-    return await recover_endpoint(state, org_id, endpoint_id, since, kind=kind)
+    return await recover_endpoint(state, org_id, endpoint_id, since_of(form), kind=kind)
 
 
 def status_change(form: dict[str, Any]) -> tuple[EndpointStatus, str]:

@@ -1,15 +1,29 @@
 """Team Settings (plan, the org webhook secret: reveal on purpose, rotate; portal links) and
-Jobs (mapping and report jobs, each with its webhook and that webhook's deliveries).
+Jobs (mapping and report jobs, each with its webhook, that webhook's status and deliveries,
+and "recover since T" for it).
 Team Settings is the org's own: a portal session never reaches it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from types import ModuleType
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from libs.domain.ids import IdPrefix
 from libs.domain.secrets import mask_secret
-from services.api.dashboard.web import APP, DashboardRoute, Form, OrgSession, Session, render
-from services.api.errors import BadRequestError
+from services.api.dashboard.endpoint_view import recover_context, since_of
+from services.api.dashboard.web import (
+    APP,
+    DashboardRoute,
+    Form,
+    OrgSession,
+    Session,
+    redirect,
+    render,
+)
+from services.api.errors import BadRequestError, NotFoundError
 from services.api.mapping_jobs import service as mapping_jobs
 from services.api.organizations import service as organizations
 from services.api.portal_links import service as portal_links
@@ -86,4 +100,25 @@ async def jobs(request: Request, state: State, session: Session) -> Response:
     org_id = session.organization_id
     found = await mapping_jobs.recent_jobs(state.pool, org_id)
     reports = await report_jobs.recent_jobs(state.pool, org_id)
-    return render(request, "jobs.html", session, jobs=found, reports=reports)
+    shown = recover_context(request, datetime.now(UTC))
+    return render(request, "jobs.html", session, jobs=found, reports=reports, **shown)
+
+
+# A job's id names its kind, and so the service its API's …/webhook/recover calls.
+JOB_SERVICES: dict[str, ModuleType] = {
+    IdPrefix.MAPPING_JOB.value: mapping_jobs,
+    IdPrefix.REPORT_JOB.value: report_jobs,
+}
+
+
+@router.post("/jobs/{job_id}/recover")
+async def recover_job_webhook(job_id: str, state: State, session: Session, form: Form) -> Response:
+    """Re-send the job webhook's PARKED, FAILED and DEAD deliveries since T through the job
+    recover the API runs (it re-activates a webhook a 410 or long failure disabled)."""
+    jobs_service = JOB_SERVICES.get(job_id.partition("_")[0])
+    if jobs_service is None:
+        raise NotFoundError(f"job {job_id!r} not found")
+    org_id = session.organization_id
+    await jobs_service.get_job(state.pool, org_id, job_id)  # 404 before 400
+    count = await jobs_service.recover_webhook(state, org_id, job_id, since_of(form))
+    return redirect(f"{APP}/jobs?notice=recovered&count={count}", session)

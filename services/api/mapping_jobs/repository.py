@@ -13,9 +13,11 @@ _COLUMNS = (
     "j.id, j.organization_id, j.agent_id, j.status, j.stats, j.error, j.completed_at,"
     " j.failed_at, j.created_at, j.updated_at"
 )
-# The job's own webhook (at most one), as responses may show it.
+# The job's own webhook (at most one), as responses may show it; its status and why it is
+# INACTIVE for the dashboard's Jobs page.
 _WITH_WEBHOOK = (
-    f"SELECT {_COLUMNS}, w.id AS webhook_id, w.url_masked AS webhook_url_masked"
+    f"SELECT {_COLUMNS}, w.id AS webhook_id, w.url_masked AS webhook_url_masked,"
+    " w.status AS webhook_status, w.deactivated_reason AS webhook_deactivated_reason"
     " FROM mapping_jobs j LEFT JOIN endpoints w"
     " ON w.mapping_job_id = j.id AND w.kind = 'JOB_WEBHOOK'"
 )

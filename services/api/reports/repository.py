@@ -36,9 +36,15 @@ async def insert_job(
 
 
 async def recent_jobs(conn: Executor, org_id: str, limit: int) -> list[asyncpg.Record]:
-    """The org's newest report jobs (the dashboard's Jobs page)."""
+    """The org's newest report jobs, each with its webhook's masked URL, status and why it is
+    INACTIVE (the dashboard's Jobs page)."""
     return await conn.fetch(
-        f"{_JOB} WHERE organization_id = $1 ORDER BY created_at DESC LIMIT $2", org_id, limit
+        "SELECT r.*, w.url_masked AS webhook_url_masked, w.status AS webhook_status,"
+        " w.deactivated_reason AS webhook_deactivated_reason"
+        f" FROM ({_JOB} WHERE organization_id = $1 ORDER BY created_at DESC LIMIT $2) r"
+        " LEFT JOIN endpoints w ON w.id = r.webhook_endpoint_id ORDER BY r.created_at DESC",
+        org_id,
+        limit,
     )
 
 
