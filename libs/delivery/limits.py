@@ -3,7 +3,12 @@ limit, and the receiver's Retry-After.
 
 - **Concurrency adapts to what the endpoint answers** (AIMD, as TCP does): until its first
   overload answer each success adds 1 to its limit (slow start: it doubles per round), then
-  1/limit; each overload answer (429, 5xx, a timeout, a refused connection) halves it, at
+  1/limit. A round is as long as the endpoint's answers take, so slow start also goes by
+  the clock: an endpoint that has answered well and never been overloaded, found full,
+  doubles its limit at most once per `GROW_EVERY_S`. Otherwise a healthy 2 s endpoint took
+  4 rounds, 8 s, to reach the 400 in flight that 200 events/s need, and the excess went
+  through a retry tier and a sender meanwhile (BENCHMARKS.md, "Session 12"). Each
+  overload answer (429, 5xx, a timeout, a refused connection) halves it, at
   most once per `DECREASE_EVERY_S` so that one overload's burst of failures halves it once.
   A slow endpoint therefore holds a bounded share of the engine's slots, and a struggling
   one is sent less.
@@ -13,7 +18,12 @@ limit, and the receiver's Retry-After.
 An attempt with no room that a slot will free within `HOLD_S` (the endpoint's attempts are
 quick, and few steps wait for it) waits here for that slot, first come first served
 (`acquire`): sending it back would cost a trip through the broker and at least a second, and
-a burst (one batch message's events to one endpoint) would churn through a retry tier. Any
+a burst (one batch message's events to one endpoint) would churn through a retry tier. So
+does one while a new endpoint's first round is out (`FIRST_ROUND_S`, up to its ceiling):
+whether it is quick, slow or dead, its first answers tell, and a slow but healthy one then
+grows by the clock and takes the crowd at once. Sent back instead, the crowd went through a
+retry tier to senders that knew nothing of the endpoint either, and back again, and that
+churn was what a fast endpoint beside it paid for (BENCHMARKS.md, "Session 12"). Any
 other attempt with no room is not made: the engine defers its step to a retry tier, so it
 never holds one of the queue's prefetch slots that other endpoints' work needs. How long it
 waits follows a queue: the steps already waiting for that endpoint, divided by what the
@@ -52,6 +62,8 @@ MAX_WAITING = 100_000  # deferred steps remembered per endpoint (the rest wait a
 MIN_WAIT_S = 1.0
 MIN_PACE_PER_S = 1.0  # a held endpoint that has taken nothing lately: one step a second
 HOLD_S = 0.5  # an attempt expected to get a slot within this waits for it (see the top)
+FIRST_ROUND_S = 3.0  # how long a new endpoint's first answers are waited for (see the top)
+GROW_EVERY_S = 0.25  # slow start by the clock: a proven endpoint's limit doubles at most this often
 
 
 class _Hold:
@@ -71,6 +83,10 @@ class _Endpoint:
     decreased: float = float("-inf")
     used: float = 0.0
     slow_start: bool = True
+    proven: bool = False  # it has answered with a success
+    answered: bool = False  # it has answered at all (or been found unreachable)
+    first_sent: float | None = None  # when its first attempt went
+    grown: float = float("-inf")  # when slow start last doubled the limit by the clock
     duration_s: float = 0.05  # its attempts' duration, a moving average
     taken: int = 0  # attempts it took (answered without an overload) since `counted`
     counted: float = 0.0
@@ -117,7 +133,8 @@ class EndpointLimits:
         wait = self._admit(endpoint_id, rate_per_s, may_hold=not rate_per_s)
         if not isinstance(wait, _Hold):
             return wait
-        if await self._hold(self._endpoints[endpoint_id]):
+        state = self._endpoints[endpoint_id]
+        if await self._hold(state, self._hold_for(state)):
             return None
         return self.try_acquire(endpoint_id, rate_per_s)  # sent back, or waited too long
 
@@ -132,25 +149,58 @@ class EndpointLimits:
         if state.not_before > now:
             pace = max(MIN_PACE_PER_S, state.taken_per_s)
             return self._defer(state, pace, rate, now, at_least=state.not_before - now)
+        if state.in_flight >= self._slots(state):
+            self._let_in(state, now)
         slots = self._slots(state)
         full = state.in_flight >= slots or bool(state.holding)  # no overtaking those waiting
         if not full and not (rate and self._take_token(state, rate, now)):
             state.in_flight += 1
+            if state.first_sent is None:
+                state.first_sent = now
             return None
-        # At most one round of the slots waits here: until its first attempts end, a new
-        # endpoint's duration is a guess, and a slow one would hold a crowd for nothing.
-        waiting = len(state.holding) + 1
-        if may_hold and waiting <= slots and waiting * state.duration_s / slots <= HOLD_S:
+        if may_hold and self._may_hold(state, len(state.holding) + 1, slots, now):
             return HOLD
         return self._defer(state, slots / state.duration_s, rate, now)
 
-    async def _hold(self, state: _Endpoint) -> bool:
+    def _may_hold(self, state: _Endpoint, waiting: int, slots: float, now: float) -> bool:
+        """Whether the `waiting`th attempt with no room waits here (see the top)."""
+        if self._first_round(state, now):
+            return waiting <= self._ceiling * self._share()
+        # Otherwise at most one round of the slots: a crowd waiting on a slow endpoint's
+        # slots would hold its messages for nothing.
+        return waiting <= slots and waiting * state.duration_s / slots <= HOLD_S
+
+    @staticmethod
+    def _first_round(state: _Endpoint, now: float) -> bool:
+        return (
+            not state.answered
+            and state.first_sent is not None
+            and now - state.first_sent < FIRST_ROUND_S
+        )
+
+    def _hold_for(self, state: _Endpoint) -> float:
+        """How long an attempt waits here at most: a first round's crowd until its end."""
+        now = self._clock()
+        if self._first_round(state, now):
+            assert state.first_sent is not None
+            return state.first_sent + FIRST_ROUND_S - now + HOLD_S
+        return 2 * HOLD_S
+
+    def _grow(self, state: _Endpoint, now: float) -> bool:
+        """Slow start by the clock (see the top): whether the limit was doubled."""
+        if not (state.slow_start and state.proven) or now - state.grown < GROW_EVERY_S:
+            return False
+        state.limit = min(float(self._ceiling), state.limit * 2)
+        state.grown = now
+        return True
+
+    async def _hold(self, state: _Endpoint, timeout_s: float) -> bool:
         """Wait for a slot handed over by `release` (True: it is taken), or until sent back
-        or waiting too long (False)."""
+        or waiting `timeout_s` (False)."""
         handed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         state.holding.append(handed)
         try:
-            async with asyncio.timeout(2 * HOLD_S):
+            async with asyncio.timeout(timeout_s):
                 return await handed
         except TimeoutError:
             return handed.done() and not handed.cancelled() and handed.result()
@@ -174,7 +224,14 @@ class EndpointLimits:
         """A slot came free: to the first attempt waiting for one, if the endpoint may take
         it (a Retry-After hold sends every waiting attempt back to be deferred instead)."""
         state.in_flight = max(0, state.in_flight - 1)
-        held = state.not_before > self._clock()
+        self._let_in(state, self._clock())
+
+    def _let_in(self, state: _Endpoint, now: float) -> None:
+        """Hand the free slots to the attempts waiting for one, first come first served,
+        growing a proven endpoint's limit by the clock first (see the top)."""
+        held = state.not_before > now
+        if not held and (state.holding or state.in_flight >= self._slots(state)):
+            self._grow(state, now)
         while state.holding and (held or state.in_flight < self._slots(state)):
             handed = state.holding.popleft()
             if handed.done():
@@ -184,6 +241,7 @@ class EndpointLimits:
             handed.set_result(not held)
 
     def _release(self, state: _Endpoint, result: HttpResult, now: float) -> None:
+        state.answered = True
         if not result.refused:
             state.duration_s = 0.8 * state.duration_s + 0.2 * max(result.duration_ms / 1000, 0.001)
         if result.retry_after_s:
@@ -196,6 +254,7 @@ class EndpointLimits:
         elif not result.refused:
             self._count_taken(state, now)
         if result.succeeded:
+            state.proven = True
             grown = state.limit + (1 if state.slow_start else 1 / state.limit)
             state.limit = min(float(self._ceiling), grown)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -291,8 +291,11 @@ class DeliveryRepository:
 
     async def new_rows(self, tasks: Sequence[DeliveryTask]) -> list[DeliveryRow | None]:
         """The rows of deliveries their caller created a moment ago and holds the tasks of,
-        without reading them: PENDING, no attempt yet, the schedule from attempt 1. The
-        endpoint comes from the cache as for `load`; None where it no longer exists."""
+        without reading them: PENDING, no attempt yet, the schedule from attempt 1, due when
+        inserted (a moment ago: a step deferred for less than half the re-drive bound then
+        needs no statement to move its due time, engine.py `_defer`). The endpoint comes
+        from the cache as for `load`; None where it no longer exists."""
+        inserted = datetime.now(UTC)
         rows = [
             (
                 position,
@@ -304,7 +307,7 @@ class DeliveryRepository:
                     "event_id": task.event_id,
                     "recorded_succeeded": None,
                     "recorded_http_status": None,
-                    "next_attempt_at": None,
+                    "next_attempt_at": inserted,
                     "throttled": 0,
                 },
             )

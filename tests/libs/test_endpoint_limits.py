@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from libs.delivery.http_client import HttpResult
-from libs.delivery.limits import INITIAL, EndpointLimits
+from libs.delivery.limits import FIRST_ROUND_S, GROW_EVERY_S, INITIAL, EndpointLimits
 
 OK = HttpResult(True, 200, None, "", 5)
 FAILED = HttpResult(False, 500, "HTTP 500", "", 5)
@@ -40,6 +40,39 @@ def test_concurrency_doubles_per_round_until_an_overload_then_grows_slowly() -> 
     for _ in range(100):
         limits.release("e", OK)
     assert 34 < limits.limit("e") < 36  # about sqrt(2 * 100 + 32²)
+
+
+def test_slow_start_also_goes_by_the_clock_once_the_endpoint_has_answered_well() -> None:
+    """A 2 s endpoint's round is 2 s: found full after its first success, its limit doubles
+    at most once per GROW_EVERY_S, up to the ceiling, instead of once per round."""
+    clock = Clock()
+    limits = EndpointLimits(512, clock=clock)
+    fill(limits, "slow")
+    clock.now += 2.0
+    limits.release("slow", HttpResult(True, 200, None, "", 2000))
+    fill(limits, "slow")
+    assert limits.limit("slow") == (INITIAL + 1) * 2  # the success's 1, then one doubling
+    assert limits.try_acquire("slow") is not None  # not again within GROW_EVERY_S
+    for _ in range(3):
+        clock.now += GROW_EVERY_S
+        fill(limits, "slow")
+    assert limits.limit("slow") == 512  # 66 → 528 in three steps, capped at the ceiling
+
+
+def test_slow_start_does_not_grow_by_the_clock_before_a_success_or_after_an_overload() -> None:
+    """An endpoint that has not answered yet may be dead: it keeps its first slots until an
+    answer says more; one that was overloaded grows by its successes only."""
+    clock = Clock()
+    limits = EndpointLimits(512, clock=clock)
+    assert fill(limits, "silent") == INITIAL
+    clock.now += 10.0
+    assert fill(limits, "silent") == 0
+    fill(limits, "strained")
+    limits.release("strained", OK)
+    limits.release("strained", FAILED)  # halved: 33 → 16.5
+    clock.now += 10.0
+    assert limits.try_acquire("strained") is not None
+    assert limits.limit("strained") == 16.5
 
 
 def test_overload_halves_it_once_per_second_and_not_below_one() -> None:
@@ -166,6 +199,8 @@ async def test_a_retry_after_sends_the_waiting_attempts_back_to_be_deferred() ->
 
 async def test_an_attempt_waiting_too_long_is_deferred_and_leaves_no_slot_taken() -> None:
     limits = EndpointLimits(1, clock=Clock())
+    assert await limits.acquire("stuck") is None
+    limits.release("stuck", OK)  # its first round is over: it answers
     assert await limits.acquire("stuck") is None  # never released
     assert await limits.acquire("stuck") is not None  # gave up after 2 × HOLD_S
     limits.release("stuck", OK)
@@ -183,16 +218,54 @@ async def test_a_cancelled_wait_gives_a_slot_handed_to_it_to_the_next_one() -> N
     assert await after is None
 
 
-async def test_at_most_one_round_of_the_slots_waits_here() -> None:
-    """A new endpoint's duration is a guess until its first attempts end: were it slow, a
-    crowd waiting here would hold its messages for nothing, so beyond one waiter per slot
-    the rest are deferred at once."""
+async def test_once_it_has_answered_at_most_one_round_of_the_slots_waits_here() -> None:
+    """Beyond one waiter per slot, a crowd waiting on an endpoint that has answered would
+    hold its messages for nothing were it slow: the rest are deferred at once."""
     limits = EndpointLimits(2, clock=Clock())
-    assert await limits.acquire("new") is None and await limits.acquire("new") is None
-    waiting = [asyncio.create_task(limits.acquire("new")) for _ in range(2)]
+    assert await limits.acquire("e") is None
+    limits.release("e", OK)
+    assert await limits.acquire("e") is None and await limits.acquire("e") is None
+    waiting = [asyncio.create_task(limits.acquire("e")) for _ in range(2)]
     await asyncio.sleep(0)
     assert not any(w.done() for w in waiting)
-    assert await asyncio.wait_for(limits.acquire("new"), 0.1) is not None
-    limits.release("new", OK)
-    limits.release("new", OK)
+    assert await asyncio.wait_for(limits.acquire("e"), 0.1) is not None
+    limits.release("e", OK)
+    limits.release("e", OK)
     assert [await w for w in waiting] == [None, None]
+
+
+async def test_a_new_endpoints_crowd_waits_for_its_first_answers_then_goes_by_the_clock() -> None:
+    """Until its first answers a new endpoint's crowd (up to its ceiling) waits here; a 2 s
+    but healthy endpoint then doubles its limit per GROW_EVERY_S and lets it in."""
+    clock = Clock()
+    limits = EndpointLimits(256, clock=clock)
+    for _ in range(int(INITIAL)):
+        assert await limits.acquire("slow") is None
+    crowd = [asyncio.create_task(limits.acquire("slow")) for _ in range(200)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in crowd)
+    clock.now += 2.0
+    for _ in range(4):
+        limits.release("slow", HttpResult(True, 200, None, "", 2000))
+        clock.now += GROW_EVERY_S
+    await asyncio.sleep(0)
+    assert [await w for w in crowd] == [None] * 200  # 33 → 66 → 132 → 256 in flight
+    assert limits.limit("slow") == 256
+
+
+async def test_the_first_rounds_crowd_is_bounded_by_the_ceiling_and_by_time() -> None:
+    """More than the ceiling's worth, or after FIRST_ROUND_S without an answer (a dead
+    endpoint), an attempt with no room is deferred at once."""
+    clock = Clock()
+    limits = EndpointLimits(40, clock=clock)
+    for _ in range(int(INITIAL)):
+        assert await limits.acquire("dead") is None
+    crowd = [asyncio.create_task(limits.acquire("dead")) for _ in range(40)]
+    await asyncio.sleep(0)
+    assert sum(w.done() for w in crowd) == 0
+    assert await asyncio.wait_for(limits.acquire("dead"), 0.1) is not None  # the 41st
+    clock.now += FIRST_ROUND_S
+    assert await asyncio.wait_for(limits.acquire("other-dead"), 0.1) is None
+    assert await asyncio.wait_for(limits.acquire("dead"), 0.1) is not None  # round over
+    for waiting in crowd:
+        waiting.cancel()

@@ -157,10 +157,15 @@ async def test_a_just_created_row_is_what_loading_it_would_read(
     created = await repository.new_rows(tasks)
     loaded = [await repository.load(task, 1) for task in tasks]
 
-    # A new row's due time only matters once an attempt is recorded (the engine reads it to
-    # resume a recorded attempt): the created rows leave it out.
-    assert created == [row and replace(row, next_attempt_at=None) for row in loaded]
-    assert all(row is not None and row.next_attempt_at is not None for row in loaded)
+    # A new row is due when inserted: the created rows carry a moment at or just after it,
+    # so that an attempt deferred briefly (engine.py `_defer`) needs no statement to move it.
+    assert [row and replace(row, next_attempt_at=None) for row in created] == [
+        row and replace(row, next_attempt_at=None) for row in loaded
+    ]
+    for made, read in zip(created, loaded, strict=True):
+        assert made is not None and read is not None and read.next_attempt_at is not None
+        assert made.next_attempt_at is not None
+        assert timedelta(0) <= made.next_attempt_at - read.next_attempt_at < timedelta(seconds=5)
     assert created[1] is not None and created[1].job_id == job_id  # the sink's job came along
 
 

@@ -137,6 +137,25 @@ async def test_a_slow_endpoints_first_attempts_are_made_here_too(
     assert len(receiver.on("/long")) == len(receiver.on("/quick")) == 24
 
 
+async def test_a_new_slow_endpoints_crowd_waits_for_its_first_answers_and_goes_from_here(
+    dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """More events at once than a new endpoint's first slots (libs/delivery/limits.py
+    INITIAL), to an endpoint answering after 1 s: the rest wait in the dispatcher for its
+    first answers, then go by the clock's slow start, none of it deferred through a retry
+    tier (with no sender running here, a deferred step would never arrive)."""
+    events = 100
+    org = await make_org()
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/new", [200], delay_s=1.0))
+    batch = [event_message(org.organizationId) for _ in range(events)]
+    await asyncio.gather(*(dispatcher_alone.publish(e) for e in batch))
+
+    assert len(await receiver.wait_for("/new", events, timeout=20)) == events
+    [dispatcher] = dispatcher_alone.stack.dispatchers
+    assert metric_value(dispatcher, "hookpost_delivery_deferred_total", 'service="dispatcher"') == 0
+    assert metric_value(dispatcher, "hookpost_dispatcher_first_attempts_total") == events
+
+
 async def test_a_failed_first_attempt_is_retried_by_a_sender(
     dispatcher_alone: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
