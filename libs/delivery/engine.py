@@ -129,15 +129,21 @@ class DeliveryEngine:
         self._annotate(step.task)
         return await self._guarded(step, None)
 
-    async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]:
+    async def first_attempts(
+        self, tasks: Sequence[DeliveryTask], ended: Callable[[], None] = lambda: None
+    ) -> list[Outcome]:
         """Attempt 1 of deliveries the caller has just created: their rows are known (PENDING,
-        nothing attempted), so they are not read; only their endpoints, from the cache."""
+        nothing attempted), so they are not read; only their endpoints, from the cache.
+        `ended` is called as each one's attempt is over."""
         rows = await self.repository.new_rows(tasks)
-        return list(
-            await asyncio.gather(
-                *(self._first_attempt(task, row) for task, row in zip(tasks, rows, strict=True))
-            )
-        )
+
+        async def attempt(task: DeliveryTask, row: DeliveryRow | None) -> Outcome:
+            try:
+                return await self._first_attempt(task, row)
+            finally:
+                ended()
+
+        return list(await asyncio.gather(*map(attempt, tasks, rows)))
 
     async def bury(self, task: DeliveryTask) -> Outcome:
         """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from libs.delivery.engine import Outcome
@@ -40,7 +40,9 @@ log = logging.getLogger("hookpost.dispatcher.first_attempts")
 class Engine(Protocol):
     """The delivery engine, as the dispatcher uses it (libs/delivery/engine.py)."""
 
-    async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]: ...
+    async def first_attempts(
+        self, tasks: Sequence[DeliveryTask], ended: Callable[[], None]
+    ) -> list[Outcome]: ...
 
     async def bury(self, task: DeliveryTask) -> Outcome: ...
 
@@ -68,8 +70,9 @@ class FirstAttempts:
 
     def reserve(self, deliveries: int, message: object) -> bool:
         """Room for one event's `deliveries` first attempts here? If so it is taken, and
-        `run` gives it back. `message` is any object standing for the event's message: the
-        events of one message share its slot."""
+        `run` gives it back: each attempt's as it ends, the message's once every one has.
+        `message` is any object standing for the event's message: the events of one message
+        share its slot."""
         if self._running_attempts + deliveries > self._max_attempts:
             return False
         holding = self._holding.get(message, 0)
@@ -90,9 +93,16 @@ class FirstAttempts:
         """POST each task's first attempt (reserved with `reserve(len(tasks), message)`); True when
         every one is settled, False when one could be neither settled here nor handed to the
         sender queue (the event must then be redelivered, and recovered)."""
+        running = len(tasks)
+
+        def ended() -> None:  # a quick attempt's room is not kept for its slow sibling
+            nonlocal running
+            running -= 1
+            self._running_attempts -= 1
+
         try:
             metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
-            outcomes = await self._engine.first_attempts(tasks)
+            outcomes = await self._engine.first_attempts(tasks, ended)
             settled = await asyncio.gather(
                 *(
                     self._settle(task, outcome)
@@ -101,7 +111,7 @@ class FirstAttempts:
             )
             return all(settled)
         finally:
-            self.release(len(tasks), message)
+            self.release(running, message)
 
     async def _hand_over(self, task: DeliveryTask) -> bool:
         """Whether the sender queue has the task's first step (False: the event must be

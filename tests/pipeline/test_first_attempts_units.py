@@ -5,7 +5,7 @@ deliveries (the real pipeline: test_first_attempts.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from libs.delivery.engine import Outcome
@@ -173,9 +173,21 @@ class FakeEngine:
     attempted: list[list[DeliveryTask]] = field(default_factory=list)
     buried: list[DeliveryTask] = field(default_factory=list)
 
-    async def first_attempts(self, tasks: Sequence[DeliveryTask]) -> list[Outcome]:
+    # each task's attempt ends once this is set (None: at once)
+    slow: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def first_attempts(
+        self, tasks: Sequence[DeliveryTask], ended: Callable[[], None]
+    ) -> list[Outcome]:
         self.attempted.append(list(tasks))
-        return [self.outcome] * len(tasks)
+
+        async def attempt(task: DeliveryTask) -> Outcome:
+            if task.delivery_id in self.slow:
+                await self.slow[task.delivery_id].wait()
+            ended()
+            return self.outcome
+
+        return list(await asyncio.gather(*map(attempt, tasks)))
 
     async def bury(self, task: DeliveryTask) -> Outcome:
         self.buried.append(task)
@@ -254,3 +266,18 @@ async def test_an_attempt_neither_settled_nor_handed_over_is_reported() -> None:
     assert here.reserve(1, M1)
     assert not await here.run([task()], M1)
     assert here.reserve(3, M1)
+
+
+async def test_an_ended_attempts_room_comes_back_while_its_slow_sibling_runs() -> None:
+    """The room counts attempts running: an event's quick delivery gives its part back when
+    its attempt ends, not when its slow sibling's does (the message's slot stays taken)."""
+    engine = FakeEngine(Outcome.SETTLED, slow={"del_slow": asyncio.Event()})
+    here = first_attempts(engine)
+    assert here.reserve(2, M1)
+    running = asyncio.create_task(here.run([task("del_quick"), task("del_slow")], M1))
+    await asyncio.sleep(0.01)
+    assert here.reserve(2, M2)  # the quick one's attempt ended: 1 + 2 ≤ 3
+    engine.slow["del_slow"].set()
+    assert await running
+    here.release(2, M2)
+    assert here.reserve(3, M3)  # all of it back
