@@ -43,7 +43,6 @@ from libs.domain.retry_policy import (
     decide,
     policy_for_endpoint,
     scaled_ms,
-    tier_at_least,
 )
 from libs.infra import telemetry
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
@@ -86,7 +85,7 @@ class Http(Protocol):
 class StepPublisher(Protocol):
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None: ...
 
-    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None: ...
+    async def publish_deferred(self, step: DeliveryStep, wait_s: float) -> None: ...
 
     async def publish_now(self, step: DeliveryStep) -> None: ...
 
@@ -270,12 +269,11 @@ class DeliveryEngine:
         """Send the step back for later. A wait that takes it well past its due time moves
         that time first (one statement, at most once per half bound): the reconciler judges
         lateness by it, and would re-drive a step that is only waiting its turn."""
-        delay_s = tier_at_least(wait_s)
-        due = self.now() + timedelta(seconds=delay_s)
+        due = self.now() + timedelta(seconds=wait_s)
         slack = timedelta(seconds=self.redrive_after_s / 2)
         if row.next_attempt_at is None or due > row.next_attempt_at + slack:
             await self.repository.postpone(step.task, due)
-        await self.publisher.publish_deferred(step, delay_s)
+        await self.publisher.publish_deferred(step, wait_s)
 
     async def _current(self, step: DeliveryStep) -> DeliveryRow | None:
         """The delivery as it stands, once any manual retry reopening it has committed."""

@@ -60,7 +60,7 @@ IDLE_FORGET_S = 600.0  # an endpoint idle this long starts afresh
 MAX_ENDPOINTS = 50_000  # beyond it, idle endpoints are forgotten first
 MAX_WAITING = 100_000  # deferred steps remembered per endpoint (the rest wait as the last)
 MIN_WAIT_S = 1.0
-MIN_PACE_PER_S = 1.0  # a held endpoint that has taken nothing lately: one step a second
+MIN_PACE_PER_S = 10.0  # a held endpoint this engine has no pace for (see `_admit`)
 HOLD_S = 0.5  # an attempt expected to get a slot within this waits for it (see the top)
 FIRST_ROUND_S = 3.0  # how long a new endpoint's first answers are waited for (see the top)
 GROW_EVERY_S = 0.25  # slow start by the clock: a proven endpoint's limit doubles at most this often
@@ -147,6 +147,10 @@ class EndpointLimits:
         state = self._state(endpoint_id, now)
         rate = rate_per_s * self._share() if rate_per_s else None
         if state.not_before > now:
+            # What it took lately, or, where this engine has no measure of that (a sender
+            # given another engine's deferred steps), a floor: at one a second, a sender's
+            # share of a throttled backlog came back over minutes while the endpoint took
+            # about 40/s (BENCHMARKS.md, "Session 12"); any 429 among them holds it again.
             pace = max(MIN_PACE_PER_S, state.taken_per_s)
             return self._defer(state, pace, rate, now, at_least=state.not_before - now)
         if state.in_flight >= self._slots(state):

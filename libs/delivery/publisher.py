@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker, RabbitExchange
 
 from libs.delivery.metrics import EngineMetrics
+from libs.domain.retry_policy import scaled_ms, tier_at_least
 from libs.infra import telemetry
 from libs.infra.broker.messages import DeliveryStep
 from libs.infra.broker.topology import SEND_ROUTING_KEY, Topology
@@ -44,17 +45,37 @@ class StepPublisher:
         await self._publish_to_tier(step, delay_s)
         self._metrics.retry_published(delay_s)
 
-    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None:
-        """A step whose endpoint has no room yet, to the tier of `delay_s` (no attempt made)."""
-        await self._publish_to_tier(step, delay_s)
+    async def publish_deferred(self, step: DeliveryStep, wait_s: float) -> None:
+        """A step whose endpoint has no room yet (no attempt made), back after `wait_s`: in
+        the shortest tier at least that long, expiring after `wait_s` itself. Paced steps
+        (libs/delivery/limits.py) then come back spread as they were given, not together
+        when their tier's TTL ends (a throttled endpoint's backlog came back in waves, each
+        throttled again, with nothing between); behind a longer one at the tier's head a
+        step waits for it, so never past the tier's own TTL."""
+        tier_s = tier_at_least(wait_s)
+        expiration_s = scaled_ms(wait_s, self._topology.retry_delay_scale) / 1000
+        await self._publish_to_tier(step, tier_s, expiration_s)
         self._metrics.deferred()
 
-    async def _publish_to_tier(self, step: DeliveryStep, delay_s: int) -> None:
+    async def _publish_to_tier(
+        self, step: DeliveryStep, delay_s: int, expiration_s: float | None = None
+    ) -> None:
         routing_key = self._topology.retry_routing_key(delay_s)
-        await self._publish(self._topology.retry_exchange, routing_key, step, retry_tier_s=delay_s)
+        await self._publish(
+            self._topology.retry_exchange,
+            routing_key,
+            step,
+            expiration_s=expiration_s,
+            retry_tier_s=delay_s,
+        )
 
     async def _publish(
-        self, exchange: RabbitExchange, routing_key: str, step: DeliveryStep, **attributes: int
+        self,
+        exchange: RabbitExchange,
+        routing_key: str,
+        step: DeliveryStep,
+        expiration_s: float | None = None,
+        **attributes: int,
     ) -> None:
         target = await self._declared(exchange)
         with telemetry.producer_span(
@@ -66,7 +87,9 @@ class StepPublisher:
             next_attempt=step.attempt,
             **attributes,
         ) as trace_headers:
-            await target.publish(step.message(trace_headers), routing_key, mandatory=True)
+            message = step.message(trace_headers)
+            message.expiration = expiration_s
+            await target.publish(message, routing_key, mandatory=True)
 
     async def _declared(self, exchange: RabbitExchange) -> AbstractExchange:
         # A robust exchange on the broker's default channel: it survives reconnects.

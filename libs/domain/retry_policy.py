@@ -75,7 +75,7 @@ def policy_for(kind: EndpointKind, retry_failed_push: int = 2) -> RetryPolicy:
             return WEBHOOK_POLICY
 
 
-def scaled_ms(delay_s: int, scale: float) -> int:
+def scaled_ms(delay_s: float, scale: float) -> int:
     """The TTL of a tier after HOOKPOST_RETRY_DELAY_SCALE (at least 1 ms)."""
     return max(1, round(delay_s * 1000 * scale))
 

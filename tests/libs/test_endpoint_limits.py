@@ -158,6 +158,18 @@ def test_a_throttled_endpoints_backlog_comes_back_at_the_pace_it_took_not_each_s
     assert limits.try_acquire("bystander") is None
 
 
+def test_a_held_endpoint_this_engine_took_nothing_from_is_paced_at_a_floor() -> None:
+    """A sender given another engine's deferred steps of a throttled endpoint has no pace
+    of its own for it: they come back at MIN_PACE_PER_S, not one a second."""
+    clock = Clock()
+    limits = EndpointLimits(1000, clock=clock)
+    assert limits.try_acquire("throttled") is None
+    limits.release("throttled", HttpResult(False, 429, "HTTP 429", "", 5, retry_after_s=1))
+    waits = [limits.try_acquire("throttled") for _ in range(100)]
+    assert all(w is not None for w in waits) and waits == sorted(waits)
+    assert 9 <= waits[-1] <= 11  # 100 steps at 10 a second
+
+
 # ------------------------------------------------ waiting here for a slot (`acquire`)
 
 

@@ -101,7 +101,7 @@ class Retries:
     published: list[DeliveryStep] = field(default_factory=list)
     delays: list[int] = field(default_factory=list)
     now: list[DeliveryStep] = field(default_factory=list)
-    deferred: list[tuple[DeliveryStep, int]] = field(default_factory=list)
+    deferred: list[tuple[DeliveryStep, float]] = field(default_factory=list)
 
     async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
         if self.fail:
@@ -114,10 +114,10 @@ class Retries:
             raise ConnectionError("broker gone")
         self.now.append(step)
 
-    async def publish_deferred(self, step: DeliveryStep, delay_s: int) -> None:
+    async def publish_deferred(self, step: DeliveryStep, wait_s: float) -> None:
         if self.fail:
             raise ConnectionError("broker gone")
-        self.deferred.append((step, delay_s))
+        self.deferred.append((step, wait_s))
 
     @property
     def scheduled(self) -> list[tuple[int, int | None, int | None]]:

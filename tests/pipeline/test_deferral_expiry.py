@@ -1,0 +1,69 @@
+"""A deferred step comes back after its own wait, not after its retry tier's TTL
+(libs/delivery/publisher.py `publish_deferred`), on the real broker: paced steps put in one
+tier return spread as they were given."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from faststream.rabbit import RabbitBroker
+
+from harness.broker import delete_broker_objects
+from libs.delivery.metrics import EngineMetrics
+from libs.delivery.publisher import StepPublisher
+from libs.infra.broker.messages import DeliveryStep, DeliveryTask
+from libs.infra.broker.topology import Topology, declare_topology
+from libs.infra.settings import get_settings
+from libs.worker.runtime import build_broker
+from tests.support.factories import delivery_task
+
+SCALE = 0.1  # the 30 s tier is 3 s here; waits of 6, 12 and 18 s are 0.6, 1.2 and 1.8 s
+
+
+@pytest.fixture
+async def tiers(test_env: dict[str, str]) -> AsyncIterator[tuple[RabbitBroker, Topology]]:
+    prefix = f"{test_env['HOOKPOST_BROKER_PREFIX']}_defer_{uuid.uuid4().hex[:6]}"
+    topology = Topology(prefix, SCALE)
+    settings = get_settings()
+    broker = build_broker(settings, settings.dispatcher_prefetch)
+    await broker.connect()
+    await declare_topology(broker, topology)
+    yield broker, topology
+    await delete_broker_objects(test_env["HOOKPOST_AMQP_URL"], prefix, [SCALE])
+    await broker.stop()
+
+
+async def test_deferred_steps_in_one_tier_come_back_after_their_own_waits(
+    test_env: dict[str, str], tiers: tuple[RabbitBroker, Topology]
+) -> None:
+    broker, topology = tiers
+    publisher = StepPublisher(broker, topology, EngineMetrics("sender"))
+    waits = {"del_a": 6.0, "del_b": 12.0, "del_c": 18.0}  # all three in the 30 s tier
+    started = time.monotonic()
+    for delivery_id, wait_s in waits.items():
+        await publisher.publish_deferred(
+            DeliveryStep(delivery_task(delivery_id=delivery_id)), wait_s
+        )
+
+    back: dict[str, float] = {}
+    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
+    async with connection:
+        queue = await (await connection.channel()).get_queue(topology.sender_queue.name)
+        async with asyncio.timeout(10):
+            while len(back) < len(waits):
+                message = await queue.get(no_ack=True, fail=False)
+                if message is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                task = DeliveryTask.model_validate_json(message.body)
+                back[task.delivery_id] = time.monotonic() - started
+                assert message.expiration is None  # it does not expire again in the work queue
+
+    for delivery_id, wait_s in waits.items():
+        assert wait_s * SCALE - 0.05 <= back[delivery_id] < wait_s * SCALE + 0.5, back
+    assert back["del_c"] < 30 * SCALE - 0.5  # well before the tier's own TTL
