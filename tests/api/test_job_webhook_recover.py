@@ -215,6 +215,8 @@ async def test_a_webhook_disabled_by_a_plan_downgrade_stays_a_409(
         await client.post(door.recover_path(job_id), json=since()), 409, "CONFLICT"
     )
     assert (error["status"], error["deactivatedReason"]) == ("INACTIVE", "PLAN_DOWNGRADE")
+    # it has no PUT: the message names the plan, not a re-activation it cannot make
+    assert "plan downgrade" in error["message"] and "status ACTIVE" not in error["message"]
     assert await statuses(db_pool, [delivery_id]) == ["DEAD"]
 
 

@@ -73,8 +73,7 @@ async def recover_endpoint(
         )
     elif target["status"] != EndpointStatus.ACTIVE.value:
         raise ConflictError(
-            "the endpoint is INACTIVE: re-activate it (status ACTIVE) before recovering,"
-            " or its deliveries would only be parked again",
+            _why_not(target["kind"]),
             status=target["status"],
             deactivatedReason=target["deactivated_reason"],
         )
@@ -91,6 +90,19 @@ async def recover_endpoint(
         {"endpointId": endpoint_id, "since": since.isoformat(), "deliveries": recovered},
     )
     return recovered
+
+
+def _why_not(kind: str) -> str:
+    """The 409's message: what the caller can do about an INACTIVE endpoint."""
+    if kind in JOB_WEBHOOK_KINDS:  # only a plan downgrade leaves one INACTIVE here
+        return (
+            "the job's webhook is INACTIVE since a plan downgrade: the organization's plan"
+            " no longer allows it, so its deliveries would only be parked again"
+        )
+    return (
+        "the endpoint is INACTIVE: re-activate it (status ACTIVE) before recovering,"
+        " or its deliveries would only be parked again"
+    )
 
 
 async def organization_of(pool: asyncpg.Pool, endpoint_id: str) -> str:
