@@ -54,13 +54,17 @@ async def test_every_row_survives_and_the_app_works_on_the_partitioned_tables(
             " 'fp1')",
             keyed,
         )
-        pending = ulid_at("del", datetime.now(UTC))
+        # Newer than today's rows (made at noon) whatever the hour, so the listing (newest
+        # first) puts it first; before noon, made now, it came after them.
+        pending_at = noon(today) + timedelta(hours=1)
+        pending = ulid_at("del", pending_at)
         await conn.execute(
-            "INSERT INTO deliveries (id, event_id, endpoint_id, organization_id,"
-            " next_attempt_at) VALUES ($1, $2, $3, 'org_a', now() - interval '1 hour')",
+            "INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, created_at,"
+            " next_attempt_at) VALUES ($1, $2, $3, 'org_a', $4, now() - interval '1 hour')",
             pending,
             keyed,
             endpoint,
+            pending_at,
         )
         await conn.execute(
             "INSERT INTO audit_log (organization_id, action, details, dedup_key)"
