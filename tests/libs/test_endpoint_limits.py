@@ -246,16 +246,24 @@ async def test_once_it_has_answered_at_most_one_round_of_the_slots_waits_here() 
     assert [await w for w in waiting] == [None, None]
 
 
+async def first_round_crowd(
+    limits: EndpointLimits, endpoint: str, size: int
+) -> list[asyncio.Task[float | None]]:
+    """A new endpoint's first slots taken, and `size` attempts more waiting for a slot."""
+    for _ in range(int(INITIAL)):
+        assert await limits.acquire(endpoint) is None
+    crowd = [asyncio.create_task(limits.acquire(endpoint)) for _ in range(size)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in crowd)
+    return crowd
+
+
 async def test_a_new_endpoints_crowd_waits_for_its_first_answers_then_goes_by_the_clock() -> None:
     """Until its first answers a new endpoint's crowd (up to its ceiling) waits here; a 2 s
     but healthy endpoint then doubles its limit per GROW_EVERY_S and lets it in."""
     clock = Clock()
     limits = EndpointLimits(256, clock=clock)
-    for _ in range(int(INITIAL)):
-        assert await limits.acquire("slow") is None
-    crowd = [asyncio.create_task(limits.acquire("slow")) for _ in range(200)]
-    await asyncio.sleep(0)
-    assert not any(w.done() for w in crowd)
+    crowd = await first_round_crowd(limits, "slow", 200)
     clock.now += 2.0
     for _ in range(4):
         limits.release("slow", HttpResult(True, 200, None, "", 2000))
@@ -270,11 +278,7 @@ async def test_the_first_rounds_crowd_is_bounded_by_the_ceiling_and_by_time() ->
     endpoint), an attempt with no room is deferred at once."""
     clock = Clock()
     limits = EndpointLimits(40, clock=clock)
-    for _ in range(int(INITIAL)):
-        assert await limits.acquire("dead") is None
-    crowd = [asyncio.create_task(limits.acquire("dead")) for _ in range(40)]
-    await asyncio.sleep(0)
-    assert sum(w.done() for w in crowd) == 0
+    crowd = await first_round_crowd(limits, "dead", 40)
     assert await asyncio.wait_for(limits.acquire("dead"), 0.1) is not None  # the 41st
     clock.now += FIRST_ROUND_S
     assert await asyncio.wait_for(limits.acquire("other-dead"), 0.1) is None
