@@ -155,7 +155,7 @@ async def test_bad_job_recovers_are_pages_with_their_reason_never_a_500(
         assert "deactivated: PLAN_DOWNGRADE" in page.text
         response = await client.post(recover, data={"csrf": csrf, "since": "2026-01-01T00:00"})
         assert response.status_code == 409 and 'role="alert"' in response.text
-        assert "the endpoint is INACTIVE" in response.text
+        assert "INACTIVE since a plan downgrade" in response.text
         status = await db_pool.fetchval("SELECT status FROM deliveries WHERE id = $1", delivery_id)
         assert status == "DEAD"  # nothing was re-sent by any of them
     finally:
