@@ -190,13 +190,11 @@ class EndpointLimits:
             return state.first_sent + FIRST_ROUND_S - now + HOLD_S
         return 2 * HOLD_S
 
-    def _grow(self, state: _Endpoint, now: float) -> bool:
-        """Slow start by the clock (see the top): whether the limit was doubled."""
-        if not (state.slow_start and state.proven) or now - state.grown < GROW_EVERY_S:
-            return False
-        state.limit = min(float(self._ceiling), state.limit * 2)
-        state.grown = now
-        return True
+    def _grow(self, state: _Endpoint, now: float) -> None:
+        """Slow start by the clock (see the top)."""
+        if state.slow_start and state.proven and now - state.grown >= GROW_EVERY_S:
+            state.limit = min(float(self._ceiling), state.limit * 2)
+            state.grown = now
 
     async def _hold(self, state: _Endpoint, timeout_s: float) -> bool:
         """Wait for a slot handed over by `release` (True: it is taken), or until sent back
