@@ -17,10 +17,8 @@ on this machine.
                     (phases 4 and 5: the dispatcher makes first attempts itself, the default)
     6. batch        POST /api/v1/events/batch, then AMQP messages of many events, 1 endpoint
                     per event: deliveries/s (benchmarks/phases/batch.py)
-    7. fairness     a fast endpoint's p99 beside a 2 s one, against alone; an endpoint that
-                    rate-limits with 429 + Retry-After: what it gets, and a bystander's p99
-                    (benchmarks/phases/fairness.py); then the sender work queue unsharded and
-                    in 4 shards, the same fan-out traffic (benchmarks/phases/sharded.py)
+    7. sharded      the sender work queue unsharded and in 4 shards, the same fan-out
+                    traffic (benchmarks/phases/sharded.py)
     8. concurrency  the dispatcher is replaced by one that hands every first attempt to the
                     sender queue (HOOKPOST_DISPATCHER_FIRST_ATTEMPTS=0): these phases measure
                     sender replicas.
@@ -32,6 +30,10 @@ on this machine.
                     endpoint's adaptive limit and the replica's CPU)
     9. retries      the second pair runs with HOOKPOST_RETRY_DELAY_SCALE = 1/60 (60 s → 1 s);
                     an endpoint answers 500 then 200: lateness of attempt 2 vs its schedule
+   10. fairness     on a stack of its own (fresh database, receiver, services), once the
+                    machine is quiet: a fast endpoint's p99 beside a 2 s one, against alone;
+                    an endpoint that rate-limits with 429 + Retry-After: what it gets, and a
+                    bystander's p99 (benchmarks/phases/fairness.py)
 
 Each phase is a module of benchmarks/phases/ returning its typed result
 (benchmarks/results.py); this module runs them in order on one Rig and Pipeline
@@ -166,7 +168,6 @@ async def bench() -> BenchResults:
         log(f"  p50 {e2e['p50']:.1f} ms, p95 {e2e['p95']:.1f} ms, p99 {e2e['p99']:.1f} ms")
 
         batched = await batch.measure(pipe)
-        fair = await fairness.measure(pipe)
         log(f"sharded sender queues: 1 then {sharded.SHARDS}, fan-out traffic")
         shards = await sharded.measure(pipe)
         default, big, slow_endpoint, retried = await sender_phases(pipe)
@@ -174,6 +175,8 @@ async def bench() -> BenchResults:
         log("teardown")
         exit_codes = await pipe.close() if pipe is not None else {}
         exit_codes |= await rig.close()
+    log("fairness and throttling, on a stack of their own")
+    fair = await fairness.on_own_stack()
     return BenchResults(
         run=run.run_id, started=started_at, machine=host, versions=found, ceilings=ceiling,
         throughput_1=tput, throughput_fanout=fan, throughput_amqp=direct,

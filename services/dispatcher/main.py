@@ -47,9 +47,11 @@ DB_POOL_SIZE = CONCURRENT_BATCHES + CONCURRENT_WAITS + 2
 # arrays to primary keys, a shape whose generic plan stays a nested loop of index scans
 # (`= ANY ($1)` became a bitmap scan).
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
-# The first attempts' own pool, with PostgreSQL's default plans (the sender's statements were
-# measured that way): records are batched across attempts in flight (their rows are not
-# loaded: they were just created; only an agent sink's job is read).
+# The first attempts' own pool: records are batched across attempts in flight (their rows are
+# not loaded: they were just created; only an agent sink's job is read). Generic plans too:
+# with PostgreSQL's default, the record statement was planned afresh on every call, 0.83 ms
+# of planning against 0.96 ms of execution; generic, 0.05 ms and 0.81-0.84 ms
+# (pg_stat_statements, BENCHMARKS.md "Session 13").
 FIRST_ATTEMPTS_POOL_SIZE = 6
 
 
@@ -152,7 +154,9 @@ async def open_first_attempts(
     `dispatcher_first_attempts` is 0."""
     if settings.dispatcher_first_attempts == 0:
         return None, _nothing_to_close
-    pool = await connect_database(settings.database_url, max_size=FIRST_ATTEMPTS_POOL_SIZE)
+    pool = await connect_database(
+        settings.database_url, max_size=FIRST_ATTEMPTS_POOL_SIZE, server_settings=GENERIC_PLANS
+    )
     running = await open_engine(
         settings,
         pool,

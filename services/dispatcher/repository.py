@@ -39,6 +39,10 @@ BACKPRESSURE_ACTION = "events.dropped.backpressure"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
 SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
+# Marking an event dispatched also marks it published (it reached a dispatcher, so it was):
+# the api's published mark, still waiting out its batch's delay (publishing.py) when the
+# dispatch is quick, then finds nothing to write, instead of a second row version of every
+# event and its index entries (BENCHMARKS.md, "Session 13").
 # events and deliveries are partitioned by the event id's day (migration 0007): a join on an
 # event id also says `= ANY (the batch's ids)`, so only the batch's days are read (the
 # generic plans prune when they start); libs/delivery/repository.py says why.
@@ -173,7 +177,7 @@ WITH open_event AS (
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING event_id, id, endpoint_id, status
 ), marked AS (
-    UPDATE events e SET dispatched_at = now()
+    UPDATE events e SET dispatched_at = now(), published_at = COALESCE(e.published_at, now())
     FROM open_event
     WHERE e.id = open_event.id AND open_event.id = ANY ($5::text[]) AND e.id = ANY ($5::text[])
     RETURNING e.id
@@ -206,7 +210,7 @@ SELECT NULL, NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM unlocked) AS done
 # evaluated, so the UPDATE and the transaction locks are done before the unlock.
 _FINISH = """
 WITH marked AS (
-    UPDATE events e SET dispatched_at = now()
+    UPDATE events e SET dispatched_at = now(), published_at = COALESCE(e.published_at, now())
     FROM unnest($1::text[]) AS done (id)
     WHERE e.id = done.id AND e.dispatched_at IS NULL AND e.id = ANY ($1::text[])
     RETURNING e.id
@@ -225,7 +229,7 @@ FROM (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM held_until_commit
 # between batches. Per event this run marked: the hour's total after this statement.
 _DROP = """
 WITH marked AS (
-    UPDATE events SET dispatched_at = now()
+    UPDATE events SET dispatched_at = now(), published_at = COALESCE(published_at, now())
     WHERE id = ANY ($1::text[]) AND dispatched_at IS NULL
     RETURNING id, organization_id
 ), counted AS (

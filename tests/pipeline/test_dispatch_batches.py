@@ -357,6 +357,41 @@ async def twelve_events_for_two_endpoints(
     return [event_message(org.organizationId, "export.ready", {"n": n}) for n in range(12)]
 
 
+async def test_dispatching_an_event_the_api_has_not_marked_yet_marks_it_published(
+    replicas: list[Replica], tasks: Tasks, db_pool: asyncpg.Pool, make_org
+) -> None:
+    """The api marks a confirmed event published after a short delay (publishing.py); an
+    event dispatched first is marked published by the dispatch itself, on each of its three
+    paths (tasks confirmed first, nothing to deliver, dropped), so the api's mark has no row
+    left to write."""
+    [replica, _] = replicas
+    dispatcher = replica.dispatcher()
+    url = "http://127.0.0.1:9/x"
+    org, quiet, crowded = await make_org(), await make_org(), await make_org()
+    await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+    crowded_hook = await make_endpoint(db_pool, crowded.organizationId, url, ["mapping.completed"])
+    for _ in range(PENDING_LIMIT + 1):
+        await insert_pending_delivery(db_pool, crowded.organizationId, crowded_hook.id)
+    delivered = event_message(org.organizationId)
+    nothing_to_deliver = event_message(quiet.organizationId)
+    dropped = event_message(crowded.organizationId)
+    batch = [delivered, nothing_to_deliver, dropped]
+    for event in batch:
+        await insert_event(db_pool, event)
+    ids = [event.id for event in batch]
+    await db_pool.execute("UPDATE events SET published_at = NULL WHERE id = ANY($1)", ids)
+
+    assert await handle_together(dispatcher, batch) == [Verdict.ACK] * 3
+
+    rows = await db_pool.fetch(
+        "SELECT id, dispatched_at, published_at FROM events WHERE id = ANY($1)", ids
+    )
+    assert {row["id"] for row in rows} == set(ids)
+    assert all(row["dispatched_at"] is not None for row in rows)
+    assert [row["id"] for row in rows if row["published_at"] is None] == []
+    assert [task.event_id for task in await tasks.take_all()] == [delivered.id]
+
+
 async def test_twin_copies_in_one_prefetch_window_publish_one_set_of_tasks(
     replicas: list[Replica], tasks: Tasks, db_pool: asyncpg.Pool, make_org
 ) -> None:
