@@ -303,6 +303,8 @@ class Machine:
     kernel: str
     python: str
     loadavg_at_start: tuple[float, float, float]
+    python_loop_ms: float  # 1M integer additions in a Python loop, best of 3
+    wakeup_send_us: float  # one loopback TCP send to a process asleep reading it
 
 
 @dataclass
