@@ -15,7 +15,9 @@ the event's message only once every one is settled; otherwise it publishes them 
 sender queue, confirmed before the event is marked dispatched. So a copy of a dispatched
 event that the broker *redelivers* (its holder died or gave it back) may be all that is
 left of attempts that never finished: it republishes the current step of each of the
-event's PENDING deliveries (RECOVERED). A copy delivered for the first time (a producer's
+event's PENDING deliveries (RECOVERED), or, when the broker refuses them, acks and leaves
+them to the reconciler, which re-drives PENDING deliveries from PostgreSQL
+(LEFT_TO_RECONCILER). A copy delivered for the first time (a producer's
 or the relay's duplicate) only acks.
 """
 
@@ -166,12 +168,25 @@ class Dispatcher:
         """Republish the step of each PENDING delivery of a dispatched event (see the top)."""
         pending = await self._repo.pending_steps(event.id)
         tasks = delivery_tasks(event, pending, self._payload_cap)
-        await self._publisher.publish_steps(
-            [
-                DeliveryStep(task, max(step.attempt_count, 1), step.schedule_start)
-                for task, step in zip(tasks, pending, strict=True)
-            ]
-        )
+        try:
+            await self._publisher.publish_steps(
+                [
+                    DeliveryStep(task, max(step.attempt_count, 1), step.schedule_start)
+                    for task, step in zip(tasks, pending, strict=True)
+                ]
+            )
+        except Exception as exc:
+            # The deliveries are PENDING in PostgreSQL, and the reconciler re-drives them once
+            # overdue (reconciler.py). Requeued instead, the copy came straight back to the
+            # same refusal while the sender queue had no leader, used up its delivery limit
+            # within seconds and ended among the poison messages (make chaos, session 13).
+            return Result(
+                Outcome.LEFT_TO_RECONCILER,
+                "redelivered event: its pending deliveries could not be republished;"
+                " the reconciler re-drives them",
+                deliveries=len(pending),
+                error=exc,
+            )
         if event.ordering_key is not None:
             # Its dispatch may have ended before it released the event's key (ordering.py).
             await self._batch.release_keys({(event.organization_id, event.ordering_key)})
@@ -194,6 +209,8 @@ class Dispatcher:
             log.error("dispatch failed, requeueing", extra=ids, exc_info=result.error)
         elif outcome is Outcome.REJECTED:
             log.warning(result.message, extra=ids)
+        elif outcome is Outcome.LEFT_TO_RECONCILER:
+            log.warning(result.message, extra=ids, exc_info=result.error)
         elif outcome is Outcome.DROPPED:
             if result.dropped_this_hour is not None:
                 metrics.EVENTS_DROPPED_BACKPRESSURE.inc()

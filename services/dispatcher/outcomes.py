@@ -16,6 +16,7 @@ class Outcome(StrEnum):
     DISPATCHED = "dispatched"
     DUPLICATE = "duplicate"
     RECOVERED = "recovered"
+    LEFT_TO_RECONCILER = "left_to_reconciler"  # a recovery the broker refused (handler.py)
     DROPPED = "dropped"
     REJECTED = "rejected"
     REQUEUED = "requeued"
@@ -26,6 +27,7 @@ VERDICTS = {
     Outcome.DISPATCHED: Verdict.ACK,
     Outcome.DUPLICATE: Verdict.ACK,
     Outcome.RECOVERED: Verdict.ACK,
+    Outcome.LEFT_TO_RECONCILER: Verdict.ACK,
     Outcome.DROPPED: Verdict.ACK,
     Outcome.REJECTED: Verdict.REJECT,
     Outcome.REQUEUED: Verdict.REQUEUE,

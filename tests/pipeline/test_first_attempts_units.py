@@ -281,3 +281,17 @@ async def test_an_ended_attempts_room_comes_back_while_its_slow_sibling_runs() -
     assert await running
     here.release(2, M2)
     assert here.reserve(3, M3)  # all of it back
+
+
+async def test_a_redelivered_copy_whose_republish_is_refused_is_left_to_the_reconciler() -> None:
+    # A broker failover: the sender queue has no leader and nacks every publish. Requeued,
+    # the copy came back at once to the same nack until its delivery limit made it poison;
+    # its deliveries are PENDING in PostgreSQL, which the reconciler re-drives.
+    repo = FakeDispatchRepo(
+        context(dispatched_at=NOW), pending=[PendingStep("del_a", "dest_1", 0, 1)]
+    )
+    publisher = FakePublisher(fail=True)
+    verdict = await dispatcher(repo, publisher, FakeFirstAttempts()).handle(
+        event(), redelivered=True
+    )
+    assert verdict is Verdict.ACK
