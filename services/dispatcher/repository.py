@@ -39,10 +39,8 @@ BACKPRESSURE_ACTION = "events.dropped.backpressure"
 # The plans whose agent sinks still hear completions (libs/domain/plan_gate.py decides).
 SINK_PLANS = [plan.value for plan in plan_gate.plans_allowing_kind(EndpointKind.AGENT_SINK)]
 
-# Marking an event dispatched also marks it published (it reached a dispatcher, so it was):
-# the api's published mark, still waiting out its batch's delay (publishing.py) when the
-# dispatch is quick, then finds nothing to write, instead of a second row version of every
-# event and its index entries (BENCHMARKS.md, "Session 13").
+# Marking an event dispatched also marks it published (a dispatcher has it, so it was): the
+# api's mark, 50 ms later, then has no row version to write (BENCHMARKS.md, "Session 13").
 # events and deliveries are partitioned by the event id's day (migration 0007): a join on an
 # event id also says `= ANY (the batch's ids)`, so only the batch's days are read (the
 # generic plans prune when they start); libs/delivery/repository.py says why.
