@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# Marks, in the one array of endpoint ids of repository.py's _PREPARE, an INACTIVE endpoint
+# Marks, in the one array of endpoint ids of sql.py's PREPARE, an INACTIVE endpoint
 # whose delivery is PARKED (ids never hold a space).
 PARKED_SUFFIX = " parked"
 
