@@ -83,7 +83,9 @@ class Http(Protocol):
 
 
 class StepPublisher(Protocol):
-    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None: ...
+    async def publish_retry(
+        self, step: DeliveryStep, delay_s: int, exact_wait_s: float | None = None
+    ) -> None: ...
 
     async def publish_deferred(self, step: DeliveryStep, wait_s: float) -> None: ...
 
@@ -353,9 +355,9 @@ class DeliveryEngine:
         """When the delivery's next step is due (what the reconciler goes by): its retry, or
         its dead letter at once; None once it has ended."""
         if decision.next is Next.RETRY:
-            assert decision.delay_s is not None
+            assert decision.wait_s is not None
             return self.now() + timedelta(
-                milliseconds=scaled_ms(decision.delay_s, self.retry_delay_scale)
+                milliseconds=scaled_ms(decision.wait_s, self.retry_delay_scale)
             )
         if decision.next is Next.EXHAUSTED:
             return self.now()
@@ -377,7 +379,9 @@ class DeliveryEngine:
             if overdue:
                 await self.publisher.publish_now(next_step)
             else:
-                await self.publisher.publish_retry(next_step, decision.delay_s)
+                await self.publisher.publish_retry(
+                    next_step, decision.delay_s, exact_wait_s=decision.exact_wait_s
+                )
             return Outcome.SETTLED
         if decision.next is Next.EXHAUSTED:
             log.info("no attempts left, dead-lettering")

@@ -24,7 +24,7 @@ whether it is quick, slow or dead, its first answers tell, and a slow but health
 grows by the clock and takes the crowd at once. Sent back instead, the crowd went through a
 retry tier to senders that knew nothing of the endpoint either, and back again, and that
 churn was what a fast endpoint beside it paid for (BENCHMARKS.md, "Session 12"). Any
-other attempt with no room is not made: the engine defers its step to a retry tier, so it
+other attempt with no room is not made: the engine defers its step to the delay ladder, so it
 never holds one of the queue's prefetch slots that other endpoints' work needs. How long it
 waits follows a queue: the steps already waiting for that endpoint, divided by what the
 endpoint gets through per second (its limit over its attempts' duration, or its rate). So

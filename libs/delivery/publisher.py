@@ -1,5 +1,6 @@
-"""Publishes delivery steps: to the sender queue (`<prefix>.deliveries`), or to a retry tier
-(`<prefix>.retry`, whose TTL hands the step to the sender queue when it is due). Persistent,
+"""Publishes delivery steps: to the sender queue (`<prefix>.deliveries`), to a retry tier
+(`<prefix>.retry`, whose TTL hands the step to the sender queue when it is due), or, for a
+step deferred by its endpoint's limits, to the delay ladder (`<prefix>.defer.*`). Persistent,
 mandatory and confirmed: every publish returns only once the broker has the message.
 
 Straight on the broker's aio-pika exchanges (its channel has publisher confirms and raises
@@ -18,8 +19,8 @@ from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker, RabbitExchange
 
 from libs.delivery.metrics import EngineMetrics
-from libs.domain.retry_policy import scaled_ms, tier_at_least
 from libs.infra import telemetry
+from libs.infra.broker import delay_ladder
 from libs.infra.broker.messages import DeliveryStep
 from libs.infra.broker.topology import SEND_ROUTING_KEY, Topology
 
@@ -40,42 +41,42 @@ class StepPublisher:
     async def publish_now(self, step: DeliveryStep) -> None:
         await self.publish_steps([step])
 
-    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
-        """To the tier of `delay_s` (scaled by HOOKPOST_RETRY_DELAY_SCALE)."""
-        await self._publish_to_tier(step, delay_s)
+    async def publish_retry(
+        self, step: DeliveryStep, delay_s: int, exact_wait_s: float | None = None
+    ) -> None:
+        """To the tier of `delay_s` (scaled by HOOKPOST_RETRY_DELAY_SCALE); with a receiver's
+        own wait (`exact_wait_s`, a Retry-After), to the delay ladder for that long instead.
+        Counted by `delay_s` either way."""
+        if exact_wait_s is None:
+            await self._publish_to_tier(step, delay_s)
+        else:
+            await self._publish_to_ladder(step, exact_wait_s, retry_tier_s=delay_s)
         self._metrics.retry_published(delay_s)
 
     async def publish_deferred(self, step: DeliveryStep, wait_s: float) -> None:
-        """A step whose endpoint has no room yet (no attempt made), back after `wait_s`: in
-        the shortest tier at least that long, expiring after `wait_s` itself. Paced steps
-        (libs/delivery/limits.py) then come back spread as they were given, not together
-        when their tier's TTL ends (a throttled endpoint's backlog came back in waves, each
-        throttled again, with nothing between); behind a longer one at the tier's head a
-        step waits for it, so never past the tier's own TTL."""
-        tier_s = tier_at_least(wait_s)
-        expiration_s = scaled_ms(wait_s, self._topology.retry_delay_scale) / 1000
-        await self._publish_to_tier(step, tier_s, expiration_s)
+        """A step whose endpoint has no room yet (no attempt made), back after `wait_s`
+        (within the delay ladder's resolution): paced steps (libs/delivery/limits.py) come
+        back spread as they were given, and none waits behind a longer one."""
+        await self._publish_to_ladder(step, wait_s)
         self._metrics.deferred()
 
-    async def _publish_to_tier(
-        self, step: DeliveryStep, delay_s: int, expiration_s: float | None = None
+    async def _publish_to_ladder(
+        self, step: DeliveryStep, wait_s: float, **attributes: int
     ) -> None:
+        routing_key = delay_ladder.routing_key(wait_s)
+        exchange = self._topology.defer_entry
+        await self._publish(exchange, routing_key, step, wait_s=round(wait_s, 3), **attributes)
+
+    async def _publish_to_tier(self, step: DeliveryStep, delay_s: int) -> None:
         routing_key = self._topology.retry_routing_key(delay_s)
-        await self._publish(
-            self._topology.retry_exchange,
-            routing_key,
-            step,
-            expiration_s=expiration_s,
-            retry_tier_s=delay_s,
-        )
+        await self._publish(self._topology.retry_exchange, routing_key, step, retry_tier_s=delay_s)
 
     async def _publish(
         self,
         exchange: RabbitExchange,
         routing_key: str,
         step: DeliveryStep,
-        expiration_s: float | None = None,
-        **attributes: int,
+        **attributes: float,
     ) -> None:
         target = await self._declared(exchange)
         with telemetry.producer_span(
@@ -87,9 +88,7 @@ class StepPublisher:
             next_attempt=step.attempt,
             **attributes,
         ) as trace_headers:
-            message = step.message(trace_headers)
-            message.expiration = expiration_s
-            await target.publish(message, routing_key, mandatory=True)
+            await target.publish(step.message(trace_headers), routing_key, mandatory=True)
 
     async def _declared(self, exchange: RabbitExchange) -> AbstractExchange:
         # A robust exchange on the broker's default channel: it survives reconnects.

@@ -10,8 +10,9 @@ from typing import Any
 
 from libs.domain.endpoint_kinds import DeliveryStatus, EndpointKind
 
-# The only delays any wait may use: one TTL queue per tier (SPEC §1). 1 s holds steps an
-# endpoint has no room for yet; 3600 s is the longest Retry-After honoured.
+# The only delays a retry may use: one TTL queue per tier (SPEC §1). 1 s and 3600 s are for
+# Retry-After (the longest honoured); a step its endpoint has no room for waits in the delay
+# ladder instead (libs/infra/broker/delay_ladder.py).
 RETRY_TIERS_S: tuple[int, ...] = (1, 5, 30, 60, 300, 1800, 3600)
 # 429s per delivery (per retry schedule) that do not use up one of its door's attempts.
 MAX_THROTTLED = 10
@@ -110,6 +111,14 @@ class Decision:
     next: Next
     delay_s: int | None = None  # the retry tier, for RETRY
     throttled: bool = False  # a 429 that did not use up an attempt
+    # a receiver's Retry-After that sets the wait: kept as it is (the delay ladder), not
+    # rounded up to a tier (a Retry-After of 7 s waited 30)
+    exact_wait_s: float | None = None
+
+    @property
+    def wait_s(self) -> float | None:
+        """How long the retry waits (unscaled)."""
+        return self.exact_wait_s if self.exact_wait_s is not None else self.delay_s
 
     @property
     def status(self) -> DeliveryStatus:
@@ -143,13 +152,21 @@ def decide(
         return Decision(Next.SUCCEEDED)
     position = attempt - schedule_start + 1 - throttled_before
     if http_status == 429 and throttled_before < MAX_THROTTLED:
-        wait = retry_after_s if retry_after_s is not None else policy.backoff_at(position)
-        return Decision(Next.RETRY, tier_at_least(wait), throttled=True)
+        if retry_after_s is None:
+            return Decision(Next.RETRY, policy.backoff_at(position), throttled=True)
+        return _waiting(retry_after_s, throttled=True)
     if not policy.retries(http_status):
         return Decision(Next.FAILED)
     delay = policy.delay_after(position)
     if delay is None:
         return Decision(Next.EXHAUSTED)
     if retry_after_s is not None and retry_after_s > delay:
-        delay = tier_at_least(retry_after_s)
+        return _waiting(retry_after_s)
     return Decision(Next.RETRY, delay)
+
+
+def _waiting(retry_after_s: float, *, throttled: bool = False) -> Decision:
+    """A retry after the receiver's Retry-After, at least the shortest tier (a Retry-After
+    of 0 would be asked again at once)."""
+    wait = max(retry_after_s, RETRY_TIERS_S[0])
+    return Decision(Next.RETRY, tier_at_least(wait), throttled=throttled, exact_wait_s=wait)

@@ -66,7 +66,12 @@ def test_a_429_uses_up_no_attempt_and_waits_its_retry_after_or_the_schedule() ->
     # webhook schedule: 4 attempts, 1m, 5m, 30m; attempt 2 gets a 429 after one failure
     throttled = decide(WEBHOOK_POLICY, False, 429, 2, 1)
     assert throttled == Decision(Next.RETRY, 300, throttled=True)  # the schedule's own wait
-    assert decide(WEBHOOK_POLICY, False, 429, 2, 1, retry_after_s=7).delay_s == 30  # ≥ 7 s
+    # its Retry-After, as said: 7 s (counted in the 30 s tier), not the 30 s tier's wait
+    assert decide(WEBHOOK_POLICY, False, 429, 2, 1, retry_after_s=7) == Decision(
+        Next.RETRY, 30, throttled=True, exact_wait_s=7
+    )
+    # a Retry-After of 0 would be asked again at once: the shortest tier's second
+    assert decide(WEBHOOK_POLICY, False, 429, 2, 1, retry_after_s=0).wait_s == 1
     # the failure after it is still the schedule's second: 5m, not 30m
     assert decide(WEBHOOK_POLICY, False, 500, 3, 1, throttled_before=1).delay_s == 300
     # with two 429s in between, attempt 6 is only the schedule's fourth: exhausted
@@ -87,8 +92,9 @@ def test_past_ten_429s_a_429_counts_as_a_failure() -> None:
 
 
 def test_a_503_waits_at_least_its_retry_after() -> None:
-    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=100).delay_s == 300
-    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=10).delay_s == 60
+    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=100).wait_s == 100
+    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=10).wait_s == 60  # the tier's
+    assert decide(WEBHOOK_POLICY, False, 503, 1, 1, retry_after_s=10).exact_wait_s is None
     assert decide(WEBHOOK_POLICY, False, 503, 4, 1, retry_after_s=10).next is Next.EXHAUSTED
 
 
@@ -446,6 +452,8 @@ async def test_a_retry_after_holds_the_whole_endpoint_back() -> None:
     repo, retries = fakes.Repo(delivery_row()), fakes.Retries()
     await fakes.engine(repo, fakes.Http(throttled), retries, limits).attempt(fakes.step(1))
     assert retries.published == [DeliveryStep(fakes.TASK, 2, 1)] and retries.delays == [30]
+    assert retries.exact_waits == [30]  # the receiver's wait, kept as said
+    assert repo.recorded[0].next_attempt_at == fakes.NOW + timedelta(seconds=30 * 0.01)  # scaled
     other = fakes.Repo(delivery_row())  # another delivery to the same endpoint, meanwhile
     await fakes.engine(other, fakes.Http(fakes.OK), retries, limits).attempt(fakes.step(1))
     assert other.recorded == [] and retries.deferred == [(DeliveryStep(fakes.TASK, 1, 1), 30)]

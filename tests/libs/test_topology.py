@@ -7,10 +7,12 @@ import re
 import time
 
 import aio_pika
+import pytest
 from faststream.rabbit import ExchangeType, RabbitBroker
 
 from harness.broker import delete_broker_objects
 from libs.domain.retry_policy import RETRY_TIERS_S
+from libs.infra.broker import delay_ladder
 from libs.infra.broker.messages import ENDPOINT_HEADER
 from libs.infra.broker.topology import SEND_ROUTING_KEY, Topology, declare_topology
 
@@ -151,3 +153,50 @@ def _step(endpoint: str) -> aio_pika.Message:
     return aio_pika.Message(
         b"task", headers={ENDPOINT_HEADER: endpoint}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
     )
+
+
+def _matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching, for the ladder's patterns (`*` and literal words)."""
+    words, keys = pattern.split("."), key.split(".")
+    return len(words) == len(keys) and all(w in ("*", k) for w, k in zip(words, keys, strict=True))
+
+
+def _ladder_route(topology: Topology, key: str) -> list[str]:
+    """The queues a step published to the ladder's entry waits in, following the declared
+    bindings: exactly one of each exchange's bindings takes it."""
+    visited, exchange = [], topology.defer_entry.name
+    while exchange != topology.deliveries_exchange.name:
+        [queue] = [
+            q for q, e in topology.bindings() if e.name == exchange and _matches(q.routing(), key)
+        ]
+        visited.append(queue.name)
+        exchange = queue.arguments["x-dead-letter-exchange"]
+        if exchange == topology.deliveries_exchange.name:
+            assert queue.arguments["x-dead-letter-routing-key"] == SEND_ROUTING_KEY
+        else:
+            assert "x-dead-letter-routing-key" not in queue.arguments  # it keeps the bits
+    return visited
+
+
+@pytest.mark.parametrize("wait_s", [0.01, 0.125, 0.126, 1.0, 1.3, 13.7, 300.0, 3600.0, 9999.0])
+def test_a_deferred_step_waits_its_own_time_in_the_ladder_to_within_its_resolution(
+    wait_s: float,
+) -> None:
+    topology = Topology("px")
+    key = delay_ladder.routing_key(wait_s)
+    visited = _ladder_route(topology, key)
+    waited_s = sum(int(name.split(".")[-1].removesuffix("ms")) for name in visited) / 1000
+    expected = min(wait_s, delay_ladder.LONGEST_S)
+    assert expected <= waited_s < expected + delay_ladder.UNIT_S, visited
+    assert visited[-1] == "px.defer.0.125ms"  # the last hop hands it to the work queue
+    assert len(visited) == key.count("1") + 1
+
+
+def test_every_ladder_queue_has_one_ttl_for_all_its_steps_and_is_a_quorum_queue() -> None:
+    topology = Topology("px", retry_delay_scale=0.01)
+    queues = topology.defer_queues()
+    assert len({q.name for q, _ in topology.bindings()} & {q.name for q in queues}) == len(queues)
+    assert [q.name for q in queues][-3:] == ["px.defer.2.2ms", "px.defer.1.1ms", "px.defer.0.1ms"]
+    for queue in queues:
+        assert queue.arguments["x-queue-type"] == "quorum"
+        assert queue.arguments["x-dead-letter-strategy"] == "at-least-once"

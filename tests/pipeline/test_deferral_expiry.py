@@ -1,6 +1,7 @@
-"""A deferred step comes back after its own wait, not after its retry tier's TTL
-(libs/delivery/publisher.py `publish_deferred`), on the real broker: paced steps put in one
-tier return spread as they were given."""
+"""A deferred step comes back after its own wait (libs/delivery/publisher.py
+`publish_deferred`, libs/infra/broker/delay_ladder.py), on the real broker: paced steps return
+spread as they were given, and none waits behind a longer wait or a retry published before it
+(a TTL queue expires only at its head)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from libs.infra.settings import get_settings
 from libs.worker.runtime import build_broker
 from tests.support.factories import delivery_task
 
-SCALE = 0.1  # the 30 s tier is 3 s here; waits of 6, 12 and 18 s are 0.6, 1.2 and 1.8 s
+SCALE = 0.1  # the 30 s retry tier is 3 s here; waits of 6, 12 and 18 s are 0.6, 1.2 and 1.8 s
 
 
 @pytest.fixture
@@ -38,13 +39,16 @@ async def tiers(test_env: dict[str, str]) -> AsyncIterator[tuple[RabbitBroker, T
     await broker.stop()
 
 
-async def test_deferred_steps_in_one_tier_come_back_after_their_own_waits(
+async def test_deferred_steps_come_back_after_their_own_waits_whatever_went_before(
     test_env: dict[str, str], tiers: tuple[RabbitBroker, Topology]
 ) -> None:
     broker, topology = tiers
     publisher = StepPublisher(broker, topology, EngineMetrics("sender"))
-    waits = {"del_a": 6.0, "del_b": 12.0, "del_c": 18.0}  # all three in the 30 s tier
     started = time.monotonic()
+    # First a retry of 30 s, then the longest deferral: a per-message TTL in a shared queue
+    # would hold every shorter wait behind them.
+    await publisher.publish_retry(DeliveryStep(delivery_task(delivery_id="del_r")), 30)
+    waits = {"del_c": 18.0, "del_a": 6.0, "del_b": 12.0}
     for delivery_id, wait_s in waits.items():
         await publisher.publish_deferred(
             DeliveryStep(delivery_task(delivery_id=delivery_id)), wait_s
@@ -55,7 +59,7 @@ async def test_deferred_steps_in_one_tier_come_back_after_their_own_waits(
     async with connection:
         queue = await (await connection.channel()).get_queue(topology.sender_queue.name)
         async with asyncio.timeout(10):
-            while len(back) < len(waits):
+            while len(back) < len(waits) + 1:
                 message = await queue.get(no_ack=True, fail=False)
                 if message is None:
                     await asyncio.sleep(0.02)
@@ -64,6 +68,6 @@ async def test_deferred_steps_in_one_tier_come_back_after_their_own_waits(
                 back[task.delivery_id] = time.monotonic() - started
                 assert message.expiration is None  # it does not expire again in the work queue
 
-    for delivery_id, wait_s in waits.items():
+    for delivery_id, wait_s in {**waits, "del_r": 30.0}.items():
         assert wait_s * SCALE - 0.05 <= back[delivery_id] < wait_s * SCALE + 0.5, back
-    assert back["del_c"] < 30 * SCALE - 0.5  # well before the tier's own TTL
+    assert sorted(back, key=back.__getitem__) == ["del_a", "del_b", "del_c", "del_r"]

@@ -61,10 +61,12 @@ def taken(pipe: Pipeline) -> Counter[str]:
 
 
 async def quiet(pipe: Pipeline) -> None:
-    """Once nothing is queued, waiting in a retry tier or in flight: what a test counts from
-    here is its own (a step of an earlier test requeued or deferred would count too)."""
+    """Once nothing is queued, waiting (a retry tier, the delay ladder) or in flight: what a
+    test counts from here is its own (a step of an earlier test requeued or deferred would
+    count too)."""
     topology = pipe.topology
-    queues = [q.name for q in topology.sender_queues + topology.retry_queues()]
+    waiting = topology.retry_queues() + topology.defer_queues()
+    queues = [q.name for q in topology.sender_queues + waiting]
 
     async def left() -> float:
         depth = sum([await pipe.queue_depth(name) for name in queues])

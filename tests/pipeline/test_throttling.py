@@ -1,7 +1,7 @@
 """A receiver that asks for less: a 429's Retry-After (seconds, or an HTTP date) is waited
 out, and a 429 uses up none of the door's attempts (libs/domain/retry_policy.py decide).
 
-Real tiers (scale 1): a Retry-After of 1 s waits in the real 1 s tier.
+Real waits (scale 1): a Retry-After waits in the real delay ladder, as long as it says.
 """
 
 from __future__ import annotations
@@ -45,6 +45,22 @@ async def test_429s_wait_their_retry_after_and_use_up_no_attempt(
     assert [a["http_status"] for a in attempts] == [429] * 5 + [200]
     gaps = [b.received_at - a.received_at for a, b in pairwise(requests)]
     assert min(gaps) >= 0.95, gaps  # none before its Retry-After had passed
+
+
+async def test_a_retry_after_between_tiers_is_waited_as_said_not_up_to_the_next_tier(
+    real_tiers: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """2 s lies between the 1 s and 5 s tiers: the retry comes 2 s later, not 5."""
+    org = await make_org()
+    url = receiver.behave("/busy-2s", RetryAfter(seconds=2, times=1))
+    await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+    event = event_message(org.organizationId)
+    await real_tiers.publish(event)
+
+    first, second = await receiver.wait_for("/busy-2s", 2, timeout=30)
+    assert 2.0 <= second.received_at - first.received_at < 3.0
+    [delivery] = await delivered(db_pool, event.id)
+    assert delivery["status"] == "SUCCEEDED"
 
 
 async def test_a_retry_after_date_is_waited_out(

@@ -100,14 +100,18 @@ class Retries:
     fail: bool = False
     published: list[DeliveryStep] = field(default_factory=list)
     delays: list[int] = field(default_factory=list)
+    exact_waits: list[float | None] = field(default_factory=list)
     now: list[DeliveryStep] = field(default_factory=list)
     deferred: list[tuple[DeliveryStep, float]] = field(default_factory=list)
 
-    async def publish_retry(self, step: DeliveryStep, delay_s: int) -> None:
+    async def publish_retry(
+        self, step: DeliveryStep, delay_s: int, exact_wait_s: float | None = None
+    ) -> None:
         if self.fail:
             raise ConnectionError("broker gone")
         self.published.append(step)
         self.delays.append(delay_s)
+        self.exact_waits.append(exact_wait_s)
 
     async def publish_now(self, step: DeliveryStep) -> None:
         if self.fail:

@@ -3,6 +3,12 @@
     events (topic) ──#──► <p>.dispatcher (quorum)
     deliveries (direct) ──send──► <p>.sender (quorum) ──reject──► dead ──delivery──► <p>.dead
     retry (direct) ──tier.<ms>──► <p>.retry.<ms>ms (quorum, TTL) ──expire──► deliveries/send
+    defer (topic) ──first set bit j──► <p>.defer.<j>.<ms>ms (quorum, TTL) ──► defer.after.<j>
+    defer.after.<j> ──next set bit i──► <p>.defer.<i>.<ms>ms … ──► <p>.defer.0.<ms>ms
+    <p>.defer.0.<ms>ms (quorum, TTL) ──expire──► deliveries/send
+
+A deferred step (its endpoint had no room) waits in the delay ladder (delay_ladder.py): one
+TTL per queue, so none waits behind a longer one; a failed attempt waits in its retry tier.
 
 With HOOKPOST_SENDER_SHARDS=N > 1 the work queue is N quorum queues (N Raft leaders, spread
 over the cluster's nodes), behind a consistent-hash exchange on the endpoint header:
@@ -28,6 +34,7 @@ from typing import Any
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from libs.domain.retry_policy import RETRY_TIERS_S, scaled_ms
+from libs.infra.broker import delay_ladder
 from libs.infra.broker.messages import ENDPOINT_HEADER
 from libs.infra.settings import Settings
 
@@ -40,11 +47,13 @@ POISON_DELIVERY_LIMIT = 20
 SHARD_WEIGHT = "1"
 
 
-def _dead_lettered_to(exchange: str, routing_key: str) -> dict[str, Any]:
+def _dead_lettered_to(exchange: str, routing_key: str | None = None) -> dict[str, Any]:
+    """Without `routing_key` a message keeps its own (the delay ladder's bits)."""
     # at-least-once dead-lettering needs reject-publish overflow on quorum queues.
+    keyed = {"x-dead-letter-routing-key": routing_key} if routing_key else {}
     return {
         "x-dead-letter-exchange": exchange,
-        "x-dead-letter-routing-key": routing_key,
+        **keyed,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
@@ -172,6 +181,40 @@ class Topology:
     def retry_queues(self) -> list[RabbitQueue]:
         return [self.retry_queue(delay) for delay in RETRY_TIERS_S]
 
+    # the delay ladder (delay_ladder.py)
+    def defer_exchange(self, after: int) -> RabbitExchange:
+        """Where a step goes after level `after`'s queue; `after` = LEVELS + 1: the entry."""
+        name = "defer" if after > delay_ladder.LEVELS else f"defer.after.{after}"
+        return self._exchange(name, ExchangeType.TOPIC)
+
+    @property
+    def defer_entry(self) -> RabbitExchange:
+        """Where a deferred step is published, keyed by `delay_ladder.routing_key`."""
+        return self.defer_exchange(delay_ladder.LEVELS + 1)
+
+    def defer_queue(self, level: int, after: int | None = None) -> RabbitQueue:
+        """Level `level`'s queue, bound (`after` given) to the exchange after level `after`."""
+        ttl_ms = scaled_ms(delay_ladder.level_wait_s(level), self.retry_delay_scale)
+        if level == 0:
+            expired = _dead_lettered_to(self.deliveries_exchange.name, SEND_ROUTING_KEY)
+        else:
+            expired = _dead_lettered_to(self.defer_exchange(level).name)
+        pattern = delay_ladder.binding(after, level) if after is not None else ""
+        return self._queue(
+            f"defer.{level}.{ttl_ms}ms", pattern, {**expired, "x-message-ttl": ttl_ms}
+        )
+
+    def defer_queues(self) -> list[RabbitQueue]:
+        return [self.defer_queue(level) for level in range(delay_ladder.LEVELS, -1, -1)]
+
+    def _defer_bindings(self) -> list[tuple[RabbitQueue, RabbitExchange]]:
+        top = delay_ladder.LEVELS + 1
+        return [
+            (self.defer_queue(level, after), self.defer_exchange(after))
+            for after in range(top, 0, -1)
+            for level in range(after - 1, -1, -1)
+        ]
+
     def bindings(self) -> list[tuple[RabbitQueue, RabbitExchange]]:
         """Every queue with the exchange it is bound to (routing key on the queue)."""
         return [
@@ -180,6 +223,7 @@ class Topology:
             (self.dead_deliveries_queue, self.dead_exchange),
             (self.dead_events_queue, self.dead_exchange),
             *[(queue, self.retry_exchange) for queue in self.retry_queues()],
+            *self._defer_bindings(),
         ]
 
 
