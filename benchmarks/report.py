@@ -200,6 +200,11 @@ def print_fairness(fair: Fairness) -> None:
         f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"
         f" {fair.bystander_ms['p99']:.1f} ms: {fair.bystander_ratio} × the fast one alone"
     )
+    drained = fair.throttled_drained_s
+    print(
+        "             its backlog drained "
+        + (f"{drained:.1f} s after the load" if drained is not None else "not within the bound")
+    )
 
 
 def print_peer(peer: Peer) -> None:

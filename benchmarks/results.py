@@ -257,6 +257,8 @@ class Fairness:
     throttled_requests_per_s: float  # target ≈ throttled_limit_per_s
     bystander_ms: dict[str, float]
     bystander_ratio: float | None
+    # from the throttled load's end until each of its events had a 200 (None: not in the bound)
+    throttled_drained_s: float | None = None
 
 
 @dataclass

@@ -63,7 +63,7 @@ async def measure(pipe: Pipeline) -> Fairness:
     offered = await throttled_task
     rate = await _requests_per_s(pipe, "throttled", offered["window"])
     log(f"  throttled endpoint got {rate:.1f} requests/s; bystander p99 {bystander['p99']:.1f}")
-    await _drained(pipe, "throttled")
+    drained_s = await _drained(pipe, "throttled", since=offered["ended"])
     return Fairness(
         rate_per_s=FAIR_RATE,
         fast_alone_ms=alone,
@@ -73,6 +73,7 @@ async def measure(pipe: Pipeline) -> Fairness:
         throttled_requests_per_s=round(rate, 1),
         bystander_ms=bystander,
         bystander_ratio=round(bystander["p99"] / alone["p99"], 2) if alone["p99"] else None,
+        throttled_drained_s=drained_s,
     )
 
 
@@ -94,7 +95,7 @@ async def _run(
     )  # fmt: skip
     window = asyncio.get_running_loop().time() - started
     if measured is None:
-        return {"window": window}
+        return {"window": window, "ended": started + window}
     await rig.wait_arrivals(measured, len(sent.events), timeout=60)
     first: dict[str | None, float] = {}
     for record in await rig.records(measured):
@@ -113,11 +114,13 @@ async def _requests_per_s(pipe: Pipeline, group: str, window_s: float) -> float:
     return sum(1 for r in records if r.arrived - start <= window_s) / window_s
 
 
-async def _drained(pipe: Pipeline, group: str) -> None:
-    """Wait (bounded) until every event sent to the group was answered 200 once."""
+async def _drained(pipe: Pipeline, group: str, since: float | None = None) -> float | None:
+    """Wait (bounded) until every event sent to the group was answered 200 once: the seconds
+    from `since` (the loop's clock; default now) until then, or None past the bound."""
     rig = pipe.rig
-    deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S
-    while asyncio.get_running_loop().time() < deadline:
+    started = asyncio.get_running_loop().time()
+    since = started if since is None else since
+    while asyncio.get_running_loop().time() < started + DRAIN_TIMEOUT_S:
         records = await rig.records(group)
         ok = {r.event_id for r in records if r.status == 200}
         sent = await pipe.pool.fetchval(
@@ -126,9 +129,10 @@ async def _drained(pipe: Pipeline, group: str) -> None:
             f"%/{group}/%",
         )
         if len(ok) >= sent:
-            return
-        await asyncio.sleep(2.0)
+            return round(asyncio.get_running_loop().time() - since, 1)
+        await asyncio.sleep(0.5)
     log(f"  {group}: backlog not drained within {DRAIN_TIMEOUT_S:g} s")
+    return None
 
 
 async def _quiet() -> None:

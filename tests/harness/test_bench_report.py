@@ -3,6 +3,7 @@ not in the report failed `make bench` only at its very end, after 15 minutes of 
 
 from benchmarks import report
 from benchmarks.phases.batch import BatchDoor, BatchResult
+from benchmarks.results import Fairness
 
 
 def _door(dps: float, errors: dict[str, int]) -> BatchDoor:
@@ -34,3 +35,24 @@ def test_the_batch_line_names_each_door_and_its_errors(capsys) -> None:
     assert "POST /events/batch 426 deliveries/s" in line
     assert "AMQP 382" in line
     assert "{'timeout': 2}" in line
+
+
+def test_the_throttling_lines_say_how_long_the_throttled_backlog_took_to_drain(capsys) -> None:
+    def fairness(drained_s: float | None) -> Fairness:
+        latency = {"p50": 10.0, "p99": 20.0, "arrived": 100.0, "window": 30.0}
+        return Fairness(
+            rate_per_s=200.0,
+            fast_alone_ms=latency,
+            fast_beside_slow_ms=latency,
+            fast_ratio=1.0,
+            throttled_limit_per_s=50,
+            throttled_requests_per_s=41.5,
+            bystander_ms=latency,
+            bystander_ratio=1.0,
+            throttled_drained_s=drained_s,
+        )
+
+    report.print_fairness(fairness(12.5))
+    assert "its backlog drained 12.5 s after the load" in capsys.readouterr().out
+    report.print_fairness(fairness(None))
+    assert "its backlog drained not within the bound" in capsys.readouterr().out
