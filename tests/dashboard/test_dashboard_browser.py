@@ -159,7 +159,10 @@ async def test_keyboard_only_creation_of_a_subscription(
 ) -> None:
     org = stack.create_org(plan="FREE")
     await page.goto("/app/sign-in")
-    await page.keyboard.type(org["apiToken"])  # the token field has the focus on arrival
+    # The token field has the focus on arrival (`autofocus`, which the browser may apply just
+    # after the load event: keys typed before it went nowhere and the test flaked).
+    await expect(page.locator("#token")).to_be_focused()
+    await page.keyboard.type(org["apiToken"])
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/app/destinations")
     await focus(page, "Webhooks")
