@@ -35,6 +35,7 @@ RECEIVER_ROUTES = {
     "flaky": "first-fails",
     "fairslow": f"slow:{SLOW_S['slower']}",
     "throttled": "rate-limit:50",
+    "throttledhalf": "rate-limit:50",
 }
 
 # One org per scenario, each with its subscriptions (`<receiver>/<scenario>/<n>`).

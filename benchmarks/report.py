@@ -200,11 +200,19 @@ def print_fairness(fair: Fairness) -> None:
         f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"
         f" {fair.bystander_ms['p99']:.1f} ms: {fair.bystander_ratio} × the fast one alone"
     )
-    drained = fair.throttled_drained_s
-    print(
-        "             its backlog drained "
-        + (f"{drained:.1f} s after the load" if drained is not None else "not within the bound")
-    )
+    print(f"             its backlog drained {_drained(fair.throttled_drained_s)}")
+    within = fair.within_capacity
+    if within is not None:
+        print(
+            f"  within capacity, {within.rate_per_s:g} events/s each: it got"
+            f" {within.requests_per_s} requests/s; the bystander's p99"
+            f" {within.bystander_ms['p99']:.1f} ms: {within.bystander_ratio} × the fast one"
+            f" alone at the same total; its backlog drained {_drained(within.drained_s)}"
+        )
+
+
+def _drained(seconds: float | None) -> str:
+    return f"{seconds:.1f} s after the load" if seconds is not None else "not within the bound"
 
 
 def print_peer(peer: Peer) -> None:

@@ -246,6 +246,17 @@ class SlowRoom:
 
 
 @dataclass
+class Throttling:
+    """A throttled endpoint beside a bystander org, each at `rate_per_s` events/s."""
+
+    rate_per_s: float
+    requests_per_s: float  # what the throttled endpoint got (target ≈ its limit)
+    bystander_ms: dict[str, float]
+    drained_s: float | None  # from its load's end until each throttled event had a 200
+    bystander_ratio: float | None = None  # its p99 ÷ the fast endpoint's alone
+
+
+@dataclass
 class Fairness:
     """benchmarks/phases/fairness.py: latencies in ms ({"p50", "p99", "arrived", "window"})."""
 
@@ -259,6 +270,7 @@ class Fairness:
     bystander_ratio: float | None
     # from the throttled load's end until each of its events had a 200 (None: not in the bound)
     throttled_drained_s: float | None = None
+    within_capacity: Throttling | None = None  # the same at half the rate each
 
 
 @dataclass

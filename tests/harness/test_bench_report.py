@@ -3,7 +3,7 @@ not in the report failed `make bench` only at its very end, after 15 minutes of 
 
 from benchmarks import report
 from benchmarks.phases.batch import BatchDoor, BatchResult
-from benchmarks.results import Fairness
+from benchmarks.results import Fairness, Throttling
 
 
 def _door(dps: float, errors: dict[str, int]) -> BatchDoor:
@@ -50,9 +50,13 @@ def test_the_throttling_lines_say_how_long_the_throttled_backlog_took_to_drain(c
             bystander_ms=latency,
             bystander_ratio=1.0,
             throttled_drained_s=drained_s,
+            within_capacity=Throttling(100.0, 49.0, latency, 3.5, bystander_ratio=1.1),
         )
 
     report.print_fairness(fairness(12.5))
-    assert "its backlog drained 12.5 s after the load" in capsys.readouterr().out
+    lines = capsys.readouterr().out
+    assert "its backlog drained 12.5 s after the load" in lines
+    assert "within capacity, 100 events/s each: it got 49.0 requests/s" in lines
+    assert "1.1 × the fast one alone at the same total; its backlog drained 3.5 s" in lines
     report.print_fairness(fairness(None))
     assert "its backlog drained not within the bound" in capsys.readouterr().out
