@@ -14,6 +14,7 @@ import asyncpg
 import uvloop
 from aiohttp import web
 
+from benchmarks.common import ack_all
 from libs.domain.ids import IdPrefix, new_id
 
 PAYLOAD_1KB = b"x" * 1024
@@ -72,17 +73,7 @@ def _consume_in_own_process(amqp_url: str, name: str, messages: int, report: Con
             queue = await channel.declare_queue(
                 name, durable=True, arguments={"x-queue-type": "quorum"}
             )
-            received = 0
-            done = asyncio.Event()
-
-            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-                nonlocal received
-                await message.ack()
-                received += 1
-                if received == messages:
-                    done.set()
-
-            await queue.consume(on_message)
+            done = await ack_all(queue, messages)
             report.send("consuming")
             await done.wait()
             report.send(time.time())

@@ -1,6 +1,6 @@
-"""Small helpers every phase uses: the progress log, percentiles, sleeping until a time; and
-for the *_cost benchmarks, a scratch database, what an EXPLAIN ANALYZE says a statement cost,
-and their command line."""
+"""Small helpers every phase uses: the progress log, percentiles, sleeping until a time, a
+consumer that acks and counts; and for the *_cost benchmarks, a scratch database, what an
+EXPLAIN ANALYZE says a statement cost, and their command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
+import aio_pika
 import asyncpg
 import numpy as np
 
@@ -29,6 +30,22 @@ def pct(values: Sequence[float] | np.ndarray, q: float) -> float:
 def percentiles(values: Sequence[float], *qs: str) -> dict[str, float]:
     """{"p50": …, "p99": …} for qs ("p50", "p99")."""
     return {q: pct(values, float(q[1:])) for q in qs}
+
+
+async def ack_all(queue: aio_pika.abc.AbstractQueue, messages: int) -> asyncio.Event:
+    """Consume `queue`, acking each message; the event is set once `messages` were."""
+    received = 0
+    done = asyncio.Event()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal received
+        await message.ack()
+        received += 1
+        if received == messages:
+            done.set()
+
+    await queue.consume(on_message)
+    return done
 
 
 async def sleep_until(t: float) -> None:

@@ -20,6 +20,7 @@ import aio_pika
 import psutil
 from faststream.rabbit import RabbitBroker
 
+from benchmarks.common import ack_all
 from harness.broker import delete_broker_objects
 from libs.infra.broker import delay_ladder
 from libs.infra.broker.topology import Topology, declare_topology
@@ -67,19 +68,8 @@ async def _round(url: str, variant: Variant, steps: int) -> float:
         else:  # as deferrals went before the ladder: the 5 s tier, a per-message TTL
             exchange = await channel.get_exchange(topology.retry_exchange.name)
             key, expiration = topology.retry_routing_key(5), variant.wait_s
-        back = 0
-        all_back = asyncio.Event()
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal back
-            await message.ack()
-            back += 1
-            if back == steps:
-                all_back.set()
-
         await channel.set_qos(prefetch_count=500)
-        queue = await channel.get_queue(topology.sender_queue.name)
-        await queue.consume(on_message)
+        all_back = await ack_all(await channel.get_queue(topology.sender_queue.name), steps)
         before = _broker_cpu_s()
         for _ in range(0, steps, WAVE):
             message = aio_pika.Message(BODY, delivery_mode=2, expiration=expiration)

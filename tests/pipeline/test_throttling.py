@@ -15,6 +15,7 @@ import pytest
 
 from harness.receiver import Receiver
 from harness.receiver.behaviours import RetryAfter
+from libs.infra.broker.messages import EventMessage
 from tests.pipeline.conftest import one_of_each
 from tests.support.factories import attempts_of, delivered, event_message, make_endpoint
 from tests.support.stacks import Pipeline
@@ -28,15 +29,22 @@ async def real_tiers(test_env: dict[str, str], db_pool: asyncpg.Pool) -> AsyncIt
         yield pipe
 
 
+async def _one_event_to(pipe: Pipeline, make_org, db_pool: asyncpg.Pool, url: str) -> EventMessage:
+    """A new org with one endpoint at `url`, and one event published to it."""
+    org = await make_org()
+    await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
+    event = event_message(org.organizationId)
+    await pipe.publish(event)
+    return event
+
+
 async def test_429s_wait_their_retry_after_and_use_up_no_attempt(
     real_tiers: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     """Five 429s, then 200: past a webhook's four attempts, and it still arrives."""
-    org = await make_org()
-    url = receiver.behave("/busy", RetryAfter(seconds=1, times=5))
-    await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
-    event = event_message(org.organizationId)
-    await real_tiers.publish(event)
+    event = await _one_event_to(
+        real_tiers, make_org, db_pool, receiver.behave("/busy", RetryAfter(seconds=1, times=5))
+    )
 
     requests = await receiver.wait_for("/busy", 6, timeout=30)
     [delivery] = await delivered(db_pool, event.id)
@@ -51,11 +59,9 @@ async def test_a_retry_after_between_tiers_is_waited_as_said_not_up_to_the_next_
     real_tiers: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
     """2 s lies between the 1 s and 5 s tiers: the retry comes 2 s later, not 5."""
-    org = await make_org()
-    url = receiver.behave("/busy-2s", RetryAfter(seconds=2, times=1))
-    await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
-    event = event_message(org.organizationId)
-    await real_tiers.publish(event)
+    event = await _one_event_to(
+        real_tiers, make_org, db_pool, receiver.behave("/busy-2s", RetryAfter(seconds=2, times=1))
+    )
 
     first, second = await receiver.wait_for("/busy-2s", 2, timeout=30)
     assert 2.0 <= second.received_at - first.received_at < 3.0
@@ -66,11 +72,12 @@ async def test_a_retry_after_between_tiers_is_waited_as_said_not_up_to_the_next_
 async def test_a_retry_after_date_is_waited_out(
     real_tiers: Pipeline, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
-    org = await make_org()
-    url = receiver.behave("/busy-until", RetryAfter(seconds=1, http_date=True))
-    await make_endpoint(db_pool, org.organizationId, url, ["mapping.completed"])
-    event = event_message(org.organizationId)
-    await real_tiers.publish(event)
+    event = await _one_event_to(
+        real_tiers,
+        make_org,
+        db_pool,
+        receiver.behave("/busy-until", RetryAfter(seconds=1, http_date=True)),
+    )
 
     first, second = await receiver.wait_for("/busy-until", 2, timeout=30)
     # The receiver said: not before this second (an HTTP date has whole seconds).
