@@ -51,8 +51,9 @@ class EventPublisher:
         message = persistent_message(body, message_id)
         await self._exchange.publish(message, routing_key=routing_key, mandatory=True)
 
-    async def queue_depth(self, queue_name: str) -> int:
-        """Messages ready in a queue (its passive declare's count)."""
+    async def queue_depth(self, queue_name: str, *, missing_ok: bool = False) -> int:
+        """Messages ready in a queue (its passive declare's count); 0 for a queue not
+        declared (yet) when `missing_ok`."""
         if self._connection is None:
             await self.start()
         assert self._connection is not None
@@ -60,8 +61,13 @@ class EventPublisher:
         try:
             queue = await channel.declare_queue(queue_name, passive=True)
             return queue.declaration_result.message_count or 0
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            if missing_ok:
+                return 0
+            raise
         finally:
-            await channel.close()
+            if not channel.is_closed:
+                await channel.close()
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -86,7 +92,7 @@ async def delete_broker_objects(
         seen: set[tuple[str, str]] = set()
         for scale in scales:
             topologies = {Topology(prefix, scale), Topology(prefix, scale, shards)}
-            bindings = [b for topology in topologies for b in topology.bindings()]
+            bindings = [b for topology in topologies for b in topology.every_binding()]
             for queue, exchange in bindings:
                 for kind, name in (("q", queue.name), ("x", exchange.name)):
                     if (kind, name) in seen:

@@ -22,7 +22,7 @@ from libs.delivery.metrics import EngineMetrics
 from libs.infra import telemetry
 from libs.infra.broker import delay_ladder
 from libs.infra.broker.messages import DeliveryStep
-from libs.infra.broker.topology import SEND_ROUTING_KEY, Topology
+from libs.infra.broker.topology import SEND_ROUTING_KEY, Topology, declare_ladder
 
 
 class StepPublisher:
@@ -31,6 +31,8 @@ class StepPublisher:
         self._topology = topology
         self._metrics = metrics
         self._exchanges: dict[str, AbstractExchange] = {}
+        self._ladder_lock = asyncio.Lock()
+        self._ladder_ready = False
 
     async def publish_steps(self, steps: Sequence[DeliveryStep]) -> None:
         """To the sender queue; all of them sent back to back, their confirms awaited
@@ -63,6 +65,7 @@ class StepPublisher:
     async def _publish_to_ladder(
         self, step: DeliveryStep, wait_s: float, **attributes: int
     ) -> None:
+        await self._ladder_declared()
         routing_key = delay_ladder.routing_key(wait_s)
         exchange = self._topology.defer_entry
         await self._publish(exchange, routing_key, step, wait_s=round(wait_s, 3), **attributes)
@@ -89,6 +92,16 @@ class StepPublisher:
             **attributes,
         ) as trace_headers:
             await target.publish(step.message(trace_headers), routing_key, mandatory=True)
+
+    async def _ladder_declared(self) -> None:
+        """The delay ladder, declared at this publisher's first step for it (topology.py
+        `declare_ladder`: why not at startup)."""
+        if self._ladder_ready:
+            return
+        async with self._ladder_lock:
+            if not self._ladder_ready:
+                await declare_ladder(self._broker, self._topology)
+                self._ladder_ready = True
 
     async def _declared(self, exchange: RabbitExchange) -> AbstractExchange:
         # A robust exchange on the broker's default channel: it survives reconnects.

@@ -55,7 +55,8 @@ async def test_retry_tier_returns_the_message_to_the_sender_queue_after_its_ttl(
 
 def test_every_name_carries_the_prefix_and_tiers_carry_their_scaled_ttl() -> None:
     topology = Topology("px", retry_delay_scale=0.01)
-    names = [q.name for q, _ in topology.bindings()] + [e.name for _, e in topology.bindings()]
+    every = topology.every_binding()
+    names = [q.name for q, _ in every] + [e.name for _, e in every]
     assert all(name.startswith("px.") for name in names)
     assert [q.name for q in topology.retry_queues()] == [
         "px.retry.10ms",
@@ -167,7 +168,9 @@ def _ladder_route(topology: Topology, key: str) -> list[str]:
     visited, exchange = [], topology.defer_entry.name
     while exchange != topology.deliveries_exchange.name:
         [queue] = [
-            q for q, e in topology.bindings() if e.name == exchange and _matches(q.routing(), key)
+            q
+            for q, e in topology.ladder_bindings()
+            if e.name == exchange and _matches(q.routing(), key)
         ]
         visited.append(queue.name)
         exchange = queue.arguments["x-dead-letter-exchange"]
@@ -195,7 +198,8 @@ def test_a_deferred_step_waits_its_own_time_in_the_ladder_to_within_its_resoluti
 def test_every_ladder_queue_has_one_ttl_for_all_its_steps_and_is_a_quorum_queue() -> None:
     topology = Topology("px", retry_delay_scale=0.01)
     queues = topology.defer_queues()
-    assert len({q.name for q, _ in topology.bindings()} & {q.name for q in queues}) == len(queues)
+    assert {q.name for q, _ in topology.ladder_bindings()} == {q.name for q in queues}
+    assert not {q.name for q, _ in topology.bindings()} & {q.name for q in queues}  # declared apart
     assert [q.name for q in queues][-3:] == ["px.defer.2.2ms", "px.defer.1.1ms", "px.defer.0.1ms"]
     for queue in queues:
         assert queue.arguments["x-queue-type"] == "quorum"

@@ -65,11 +65,12 @@ async def quiet(pipe: Pipeline) -> None:
     test counts from here is its own (a step of an earlier test requeued or deferred would
     count too)."""
     topology = pipe.topology
-    waiting = topology.retry_queues() + topology.defer_queues()
-    queues = [q.name for q in topology.sender_queues + waiting]
+    queues = [q.name for q in topology.sender_queues + topology.retry_queues()]
+    ladder = [q.name for q in topology.defer_queues()]  # declared at the first deferral
 
     async def left() -> float:
         depth = sum([await pipe.queue_depth(name) for name in queues])
+        depth += sum([await pipe.queue_depth(name, missing_ok=True) for name in ladder])
         texts = [scrape(sender) for sender in pipe.stack.senders]
         return depth + sum(sample(text, "hookpost_sender_in_flight") for text in texts)
 

@@ -95,8 +95,8 @@ class Pipeline:
         """As an AMQP producer does: persistent, mandatory, with publisher confirms."""
         await self._publisher.publish(event)
 
-    async def queue_depth(self, queue_name: str) -> int:
-        return await self._publisher.queue_depth(queue_name)
+    async def queue_depth(self, queue_name: str, *, missing_ok: bool = False) -> int:
+        return await self._publisher.queue_depth(queue_name, missing_ok=missing_ok)
 
     async def close(self) -> None:
         await self.stack.stop_all()

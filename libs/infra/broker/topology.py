@@ -207,7 +207,9 @@ class Topology:
     def defer_queues(self) -> list[RabbitQueue]:
         return [self.defer_queue(level) for level in range(delay_ladder.LEVELS, -1, -1)]
 
-    def _defer_bindings(self) -> list[tuple[RabbitQueue, RabbitExchange]]:
+    def ladder_bindings(self) -> list[tuple[RabbitQueue, RabbitExchange]]:
+        """The delay ladder's queues and bindings: declared by `declare_ladder` when a
+        service first defers a step, not with the rest (see `declare_ladder`)."""
         top = delay_ladder.LEVELS + 1
         return [
             (self.defer_queue(level, after), self.defer_exchange(after))
@@ -216,15 +218,19 @@ class Topology:
         ]
 
     def bindings(self) -> list[tuple[RabbitQueue, RabbitExchange]]:
-        """Every queue with the exchange it is bound to (routing key on the queue)."""
+        """Every queue with the exchange it is bound to (routing key on the queue), but the
+        delay ladder's (`ladder_bindings`)."""
         return [
             (self.dispatcher_queue, self.events_exchange),
             *[(queue, self.work_exchange) for queue in self.sender_queues],
             (self.dead_deliveries_queue, self.dead_exchange),
             (self.dead_events_queue, self.dead_exchange),
             *[(queue, self.retry_exchange) for queue in self.retry_queues()],
-            *self._defer_bindings(),
         ]
+
+    def every_binding(self) -> list[tuple[RabbitQueue, RabbitExchange]]:
+        """`bindings` and the ladder's: everything a deployment may have declared."""
+        return self.bindings() + self.ladder_bindings()
 
 
 async def declare_topology(broker: Any, topology: Topology) -> None:
@@ -240,3 +246,14 @@ async def declare_topology(broker: Any, topology: Topology) -> None:
         legacy = await broker.declare_queue(topology.sender_queue)
         deliveries = await broker.declare_exchange(topology.deliveries_exchange)
         await legacy.unbind(deliveries, routing_key=SEND_ROUTING_KEY)
+
+
+async def declare_ladder(broker: Any, topology: Topology) -> None:
+    """Declare the delay ladder (idempotent). Only a service that defers a step needs it, and
+    its 16 quorum queues hold about 3 of RabbitMQ's file handles each (of 927 on a broker
+    left at 1,024 file descriptors): declared with the rest, a test suite's stacks used up
+    the broker's handles, and it stopped accepting connections."""
+    for queue, exchange in topology.ladder_bindings():
+        declared_exchange = await broker.declare_exchange(exchange)
+        declared_queue = await broker.declare_queue(queue)
+        await declared_queue.bind(declared_exchange, routing_key=queue.routing())
