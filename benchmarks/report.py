@@ -195,6 +195,12 @@ def print_fairness(fair: Fairness) -> None:
         f" alone, {beside['p99']:.1f} ms beside a 2 s endpoint: {fair.fast_ratio} ×"
         " (target ≤ 1.5)"
     )
+    control = fair.fast_beside_fast_ms
+    if control is not None:
+        print(
+            f"             the control, beside a second fast endpoint: {control['p99']:.1f} ms"
+            f" ({round(control['p99'] / fast['p99'], 2) if fast['p99'] else None} × alone)"
+        )
     print(
         f"throttling   a receiver allowing {fair.throttled_limit_per_s}/s got"
         f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"

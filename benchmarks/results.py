@@ -271,6 +271,8 @@ class Fairness:
     # from the throttled load's end until each of its events had a 200 (None: not in the bound)
     throttled_drained_s: float | None = None
     within_capacity: Throttling | None = None  # the same at half the rate each
+    # the control: the fast endpoint beside a second fast one (the same load, nothing slow)
+    fast_beside_fast_ms: dict[str, float] | None = None
 
 
 @dataclass

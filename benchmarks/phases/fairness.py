@@ -58,8 +58,13 @@ async def measure(pipe: Pipeline) -> Fairness:
     log(f"  p99 {alone['p99']:.1f} ms; then beside a 2 s endpoint")
     await _quiet()
     beside_slow = await _run(pipe, "fair", ["fairslow", "fairfast"], "fairfast")
-    log(f"  p99 {beside_slow['p99']:.1f} ms")
+    log(f"  p99 {beside_slow['p99']:.1f} ms; then beside a second fast endpoint (the control)")
     await _drained(pipe, "fairslow")
+    await _quiet()
+    # The same deliveries as beside the slow one, none of them slow: what the second
+    # endpoint's load costs the fast one, apart from its slowness.
+    beside_fast = await _run(pipe, "fairctl", ["fairctl", "fairctlfast"], "fairctlfast")
+    log(f"  p99 {beside_fast['p99']:.1f} ms")
     await _quiet()
     log(f"throttling: {FAIR_RATE:g} events/s to a receiver allowing {THROTTLED_PER_S}/s")
     over = await _throttling(pipe, "", FAIR_RATE)
@@ -76,6 +81,7 @@ async def measure(pipe: Pipeline) -> Fairness:
         fast_alone_ms=alone,
         fast_beside_slow_ms=beside_slow,
         fast_ratio=ratio(beside_slow),
+        fast_beside_fast_ms=beside_fast,
         throttled_limit_per_s=THROTTLED_PER_S,
         throttled_requests_per_s=over.requests_per_s,
         bystander_ms=over.bystander_ms,

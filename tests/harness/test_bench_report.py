@@ -51,11 +51,13 @@ def test_the_throttling_lines_say_how_long_the_throttled_backlog_took_to_drain(c
             bystander_ratio=1.0,
             throttled_drained_s=drained_s,
             within_capacity=Throttling(100.0, 49.0, latency, 3.5, bystander_ratio=1.1),
+            fast_beside_fast_ms={**latency, "p99": 30.0},
         )
 
     report.print_fairness(fairness(12.5))
     lines = capsys.readouterr().out
     assert "its backlog drained 12.5 s after the load" in lines
+    assert "the control, beside a second fast endpoint: 30.0 ms (1.5 × alone)" in lines
     assert "within capacity, 100 events/s each: it got 49.0 requests/s" in lines
     assert "1.1 × the fast one alone at the same total; its backlog drained 3.5 s" in lines
     report.print_fairness(fairness(None))
