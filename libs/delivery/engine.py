@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from libs.delivery.disabling import Disablement
 from libs.delivery.http_client import HttpResult
@@ -32,7 +32,7 @@ from libs.delivery.repository import AttemptRecord, DeadMark, DeliveryRow
 from libs.delivery.request import Unsendable, signed_request
 from libs.domain import endpoint_health
 from libs.domain.endpoint_health import DeactivatedReason, HealthPolicy
-from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, DeliveryStatus
+from libs.domain.endpoint_kinds import DeliveryStatus, rate_limit_of
 from libs.domain.event_types import EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.ordering import RELEASES_LINE
@@ -244,7 +244,7 @@ class DeliveryEngine:
             )
             overdue = row.next_attempt_at is not None and row.next_attempt_at <= self.now()
         else:
-            wait = await self.limits.acquire(row.endpoint.id, _rate_limit(row.endpoint.config))
+            wait = await self.limits.acquire(row.endpoint.id, rate_limit_of(row.endpoint.config))
             if wait is not None:
                 # No room at this endpoint yet: back in a moment, holding no slot meanwhile.
                 await self._defer(DeliveryStep(task, attempt, schedule_start), row, wait)
@@ -444,9 +444,3 @@ class DeliveryEngine:
             log.debug("attempt succeeded", extra=extra)
         else:
             log.info("attempt failed: %s", result.error, extra=extra)
-
-
-def _rate_limit(config: Mapping[str, Any]) -> float | None:
-    """The endpoint's own `rateLimitPerSecond` (attempts per second), when it has one."""
-    value = config.get(RATE_LIMIT_KEY)
-    return float(value) if isinstance(value, int | float) and value > 0 else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class EndpointKind(StrEnum):
@@ -29,6 +31,12 @@ TARGETED_KINDS = frozenset({EndpointKind.REPORT_WEBHOOK})
 # every engine to it.
 RATE_LIMIT_KEY = "rateLimitPerSecond"
 MAX_RATE_LIMIT_PER_S = 1000.0
+
+
+def rate_limit_of(config: Mapping[str, Any]) -> float | None:
+    """An endpoint's own `rateLimitPerSecond` (attempts per second), when it has one."""
+    value = config.get(RATE_LIMIT_KEY)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 class EndpointStatus(StrEnum):

@@ -19,7 +19,13 @@ import asyncpg
 
 from libs.domain import plan_gate
 from libs.domain.endpoint_health import DeactivatedReason
-from libs.domain.endpoint_kinds import RATE_LIMIT_KEY, TARGETED_KINDS, EndpointKind, EndpointStatus
+from libs.domain.endpoint_kinds import (
+    RATE_LIMIT_KEY,
+    TARGETED_KINDS,
+    EndpointKind,
+    EndpointStatus,
+    rate_limit_of,
+)
 from libs.domain.event_types import CATALOGUE, EventType
 from libs.domain.ids import IdPrefix, new_id
 from libs.domain.plans import Plan
@@ -108,8 +114,7 @@ class Endpoint:
 
     @property
     def rate_limit_per_second(self) -> float | None:
-        value = self.config.get(RATE_LIMIT_KEY)
-        return float(value) if isinstance(value, int | float) else None
+        return rate_limit_of(self.config)
 
 
 @dataclass(frozen=True)
