@@ -34,6 +34,7 @@ TEST_ENV = {
 # Settings are read from the environment: set it before any hookpost module reads them.
 os.environ.update(TEST_ENV)
 
+from harness import stale_runs  # noqa: E402
 from harness.receiver import Receiver  # noqa: E402
 from libs.domain.plans import Plan  # noqa: E402
 from libs.infra.db.migrate import migrate  # noqa: E402
@@ -49,6 +50,25 @@ from tests.support.tcp_proxy import TcpProxy, proxy_to  # noqa: E402
 @pytest.fixture(scope="session")
 def test_env() -> dict[str, str]:
     return dict(TEST_ENV)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def this_run() -> AsyncIterator[None]:
+    """Say this run is in progress for its whole length, and first remove what killed runs
+    left on the shared servers (harness/stale_runs.py): their queues use up the broker's
+    file handles."""
+    if "HOOKPOST_TEST_DATABASE_URL" in os.environ:
+        yield  # a database of the caller's: not ours to sweep around
+        return
+    admin_dsn = TEST_ENV["HOOKPOST_DATABASE_URL"].rpartition("/")[0] + "/postgres"
+    presence = await stale_runs.presence(admin_dsn, RUN_ID)
+    try:
+        swept = await stale_runs.sweep(TEST_ENV["HOOKPOST_AMQP_URL"], admin_dsn, RUN_ID)
+        if swept:
+            print(f"\nswept what killed test runs left: {', '.join(swept)}")
+        yield
+    finally:
+        await presence.close()
 
 
 @pytest.fixture(scope="session")
