@@ -7,8 +7,9 @@
     defer.after.<j> ──next set bit i──► <p>.defer.<i>.<ms>ms … ──► <p>.defer.0.<ms>ms
     <p>.defer.0.<ms>ms (quorum, TTL) ──expire──► deliveries/send
 
-A deferred step (its endpoint had no room) waits in the delay ladder (delay_ladder.py): one
-TTL per queue, so none waits behind a longer one; a failed attempt waits in its retry tier.
+A deferred step (its endpoint had no room) or a receiver's Retry-After waits in the delay
+ladder (delay_ladder.py): one TTL per queue, so none waits behind a longer one; declared at a
+service's first deferral (`declare_ladder`). A failed attempt waits in its retry tier.
 
 With HOOKPOST_SENDER_SHARDS=N > 1 the work queue is N quorum queues (N Raft leaders, spread
 over the cluster's nodes), behind a consistent-hash exchange on the endpoint header:
