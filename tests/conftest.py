@@ -114,10 +114,13 @@ async def db_proxy() -> AsyncIterator[TcpProxy]:
 def _delete_broker_objects_after_run() -> Iterator[None]:
     yield
     from harness.broker import delete_broker_objects
+    from tests.support.stacks import E2E_RETRY_SCALE
 
-    scale = float(TEST_ENV["HOOKPOST_RETRY_DELAY_SCALE"])
+    # The run's own prefix, at each scale its stacks ran with (the tiers' names carry it):
+    # the e2e stacks' 0.002 was left behind by every run, 19 queues each.
+    scales = [float(TEST_ENV["HOOKPOST_RETRY_DELAY_SCALE"]), float(E2E_RETRY_SCALE)]
     asyncio.run(
         delete_broker_objects(
-            TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"], [scale]
+            TEST_ENV["HOOKPOST_AMQP_URL"], TEST_ENV["HOOKPOST_BROKER_PREFIX"], scales
         )
     )
