@@ -75,6 +75,21 @@ class EventPublisher:
             self._connection = self._exchange = None
 
 
+async def exists(amqp_url: str, kind: str, name: str) -> bool:
+    """Whether the queue (`kind` "queue") or exchange of that name is declared."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        try:
+            if kind == "queue":
+                await channel.declare_queue(name, passive=True)
+            else:
+                await channel.declare_exchange(name, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+
 async def delete_queue(amqp_url: str, name: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:

@@ -9,25 +9,14 @@ import aio_pika
 import asyncpg
 
 from harness import stale_runs
+from harness.broker import exists
 from tests.conftest import RUN_ID
-
-
-async def _exists(connection: aio_pika.abc.AbstractConnection, kind: str, name: str) -> bool:
-    channel = await connection.channel()
-    try:
-        if kind == "queue":
-            await channel.declare_queue(name, passive=True)
-        else:
-            await channel.declare_exchange(name, passive=True)
-    except aio_pika.exceptions.ChannelNotFoundEntity:
-        return False
-    await channel.close()
-    return True
 
 
 async def test_a_killed_runs_queues_exchanges_and_database_go_and_a_live_runs_stay(
     test_env: dict[str, str],
 ) -> None:
+    url = test_env["HOOKPOST_AMQP_URL"]
     admin_dsn = test_env["HOOKPOST_DATABASE_URL"].rpartition("/")[0] + "/postgres"
     stale, live = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
     admin = await asyncpg.connect(admin_dsn)
@@ -43,12 +32,12 @@ async def test_a_killed_runs_queues_exchanges_and_database_go_and_a_live_runs_st
         swept = await stale_runs.sweep(test_env["HOOKPOST_AMQP_URL"], admin_dsn, RUN_ID)
 
         assert stale in swept and live not in swept and RUN_ID not in swept
-        assert not await _exists(connection, "queue", f"hookpost_test_{stale}_pipe.sender")
-        assert not await _exists(connection, "exchange", f"hookpost_test_{stale}.events")
+        assert not await exists(url, "queue", f"hookpost_test_{stale}_pipe.sender")
+        assert not await exists(url, "exchange", f"hookpost_test_{stale}.events")
         databases = await admin.fetch("SELECT datname FROM pg_database")
         assert f"hookpost_test_{stale}" not in {row["datname"] for row in databases}
-        assert await _exists(connection, "queue", f"hookpost_test_{live}_pipe.sender")
-        assert await _exists(connection, "exchange", f"hookpost_test_{live}.events")
+        assert await exists(url, "queue", f"hookpost_test_{live}_pipe.sender")
+        assert await exists(url, "exchange", f"hookpost_test_{live}.events")
     finally:
         channel = await connection.channel()
         await channel.queue_delete(f"hookpost_test_{live}_pipe.sender")

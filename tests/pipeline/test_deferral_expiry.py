@@ -14,7 +14,7 @@ import aio_pika
 import pytest
 from faststream.rabbit import RabbitBroker
 
-from harness.broker import delete_broker_objects
+from harness.broker import delete_broker_objects, exists
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.publisher import StepPublisher
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
@@ -44,7 +44,8 @@ async def test_deferred_steps_come_back_after_their_own_waits_whatever_went_befo
 ) -> None:
     broker, topology = tiers
     publisher = StepPublisher(broker, topology, EngineMetrics("sender"))
-    assert not await _exists(test_env, topology.defer_entry.name)  # not with the rest
+    amqp_url = test_env["HOOKPOST_AMQP_URL"]
+    assert not await exists(amqp_url, "exchange", topology.defer_entry.name)  # not with the rest
     started = time.monotonic()
     # First a retry of 30 s, then the longest deferral: a per-message TTL in a shared queue
     # would hold every shorter wait behind them.
@@ -72,13 +73,3 @@ async def test_deferred_steps_come_back_after_their_own_waits_whatever_went_befo
     for delivery_id, wait_s in {**waits, "del_r": 30.0}.items():
         assert wait_s * SCALE - 0.05 <= back[delivery_id] < wait_s * SCALE + 0.5, back
     assert sorted(back, key=back.__getitem__) == ["del_a", "del_b", "del_c", "del_r"]
-
-
-async def _exists(test_env: dict[str, str], exchange: str) -> bool:
-    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
-    async with connection:
-        try:
-            await (await connection.channel()).get_exchange(exchange, ensure=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return False
-        return True

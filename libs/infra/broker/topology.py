@@ -238,11 +238,7 @@ async def declare_topology(broker: Any, topology: Topology) -> None:
     """Declare every exchange, queue and binding (idempotent) on a connected RabbitBroker.
     Sharded, `<p>.sender` is unbound: what it holds is drained, nothing new reaches it (it
     is declared first, so that the unbind has a queue to act on)."""
-    for queue, exchange in topology.bindings():
-        # FastStream binds an exchange to its `bind_to` when it declares it (the shards').
-        declared_exchange = await broker.declare_exchange(exchange)
-        declared_queue = await broker.declare_queue(queue)
-        await declared_queue.bind(declared_exchange, routing_key=queue.routing())
+    await _declare(broker, topology.bindings())
     if topology.sharded:
         legacy = await broker.declare_queue(topology.sender_queue)
         deliveries = await broker.declare_exchange(topology.deliveries_exchange)
@@ -254,7 +250,13 @@ async def declare_ladder(broker: Any, topology: Topology) -> None:
     its 16 quorum queues hold about 3 of RabbitMQ's file handles each (of 927 on a broker
     left at 1,024 file descriptors): declared with the rest, a test suite's stacks used up
     the broker's handles, and it stopped accepting connections."""
-    for queue, exchange in topology.ladder_bindings():
+    await _declare(broker, topology.ladder_bindings())
+
+
+async def _declare(broker: Any, bindings: list[tuple[RabbitQueue, RabbitExchange]]) -> None:
+    """Each exchange and queue, and the queue bound to the exchange by its routing key."""
+    for queue, exchange in bindings:
+        # FastStream binds an exchange to its `bind_to` when it declares it (the shards').
         declared_exchange = await broker.declare_exchange(exchange)
         declared_queue = await broker.declare_queue(queue)
         await declared_queue.bind(declared_exchange, routing_key=queue.routing())
