@@ -23,7 +23,7 @@ from faststream.rabbit import Channel, RabbitBroker
 
 from libs.infra import telemetry
 from libs.infra.db.pool import create_pool
-from libs.infra.heap import configure_garbage_collector
+from libs.infra.heap import ClockedCollector, configure_garbage_collector
 from libs.infra.logs import configure_logging
 from libs.infra.settings import Settings, get_settings
 from libs.worker.consumers import ConsumerPause, stop_consuming
@@ -188,9 +188,19 @@ def run_worker(name: str, serve: Callable[[Settings], Awaitable[None]]) -> None:
 
     On uvloop, as uvicorn already runs the api: the workers' hot loop is socket I/O
     (aio-pika, asyncpg, aiohttp), where the default loop's Python overhead showed in py-spy.
+    Its garbage is collected on the loop's clock (libs/infra/heap.py says why).
     """
     settings = get_settings()
     configure_logging(name)
     telemetry.configure_tracing(name)
     configure_garbage_collector()
-    uvloop.run(serve(settings))
+    uvloop.run(_collecting_on_the_clock(serve(settings)))
+
+
+async def _collecting_on_the_clock(serving: Awaitable[None]) -> None:
+    collector = ClockedCollector()
+    collector.start()
+    try:
+        await serving
+    finally:
+        collector.stop()
