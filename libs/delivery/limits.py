@@ -64,6 +64,7 @@ MIN_PACE_PER_S = 10.0  # a held endpoint this engine has no pace for (see `_admi
 HOLD_S = 0.5  # an attempt expected to get a slot within this waits for it (see the top)
 FIRST_ROUND_S = 3.0  # how long a new endpoint's first answers are waited for (see the top)
 GROW_EVERY_S = 0.25  # slow start by the clock: a proven endpoint's limit doubles at most this often
+HAND_OVER_PER_TURN = 16  # waiting attempts let in per event loop turn (see `_let_in`)
 
 
 class _Hold:
@@ -94,6 +95,8 @@ class _Endpoint:
     waiting: deque[float] = field(default_factory=deque)  # when each deferred step is due
     # attempts waiting here for a slot: True hands one over, False sends it back (a hold)
     holding: deque[asyncio.Future[bool]] = field(default_factory=deque)
+    let_in_this_turn: int = 0  # of them, in this turn of the event loop (see `_let_in`)
+    next_turn: bool = False  # the next turn is to start that count again
 
 
 def overloaded(result: HttpResult) -> bool:
@@ -230,17 +233,42 @@ class EndpointLimits:
 
     def _let_in(self, state: _Endpoint, now: float) -> None:
         """Hand the free slots to the attempts waiting for one, first come first served,
-        growing a proven endpoint's limit by the clock first (see the top)."""
+        growing a proven endpoint's limit by the clock first (see the top).
+
+        At most HAND_OVER_PER_TURN per turn of the event loop, the rest on the next turns:
+        each one let in runs its POST's start on the next turn, and a slow endpoint's first
+        crowd (hundreds, let in as its limit doubles) took the loop for 100-400 ms at once,
+        which every other endpoint's attempts and events waited through (BENCHMARKS.md,
+        "Session 15"). A turn also serves the loop's I/O in between."""
         held = state.not_before > now
         if not held and (state.holding or state.in_flight >= self._slots(state)):
             self._grow(state, now)
         while state.holding and (held or state.in_flight < self._slots(state)):
-            handed = state.holding.popleft()
+            handed = state.holding[0]
             if handed.done():
-                continue  # it gave up waiting
+                state.holding.popleft()  # it gave up waiting
+                continue
+            self._on_next_turn(state, handed.get_loop())
+            if state.let_in_this_turn == HAND_OVER_PER_TURN:
+                return  # the next turn lets in more
+            state.holding.popleft()
             if not held:
                 state.in_flight += 1
             handed.set_result(not held)
+            state.let_in_this_turn += 1
+
+    def _on_next_turn(self, state: _Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the turn's count again on the next turn, and let in whoever still waits."""
+        if state.next_turn:
+            return
+        state.next_turn = True
+
+        def next_turn() -> None:
+            state.next_turn = False
+            state.let_in_this_turn = 0
+            self._let_in(state, self._clock())
+
+        loop.call_soon(next_turn)
 
     def _release(self, state: _Endpoint, result: HttpResult, now: float) -> None:
         state.answered = True

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from libs.delivery.http_client import HttpResult
-from libs.delivery.limits import FIRST_ROUND_S, GROW_EVERY_S, INITIAL, EndpointLimits
+from libs.delivery.limits import (
+    FIRST_ROUND_S,
+    GROW_EVERY_S,
+    HAND_OVER_PER_TURN,
+    INITIAL,
+    EndpointLimits,
+)
 
 OK = HttpResult(True, 200, None, "", 5)
 FAILED = HttpResult(False, 500, "HTTP 500", "", 5)
@@ -271,6 +277,26 @@ async def test_a_new_endpoints_crowd_waits_for_its_first_answers_then_goes_by_th
     await asyncio.sleep(0)
     assert [await w for w in crowd] == [None] * 200  # 33 → 66 → 132 → 256 in flight
     assert limits.limit("slow") == 256
+
+
+async def test_a_crowd_is_let_in_a_few_per_loop_turn_not_all_at_once() -> None:
+    """Each attempt let in starts its POST on the next turn of the loop: a 2 s endpoint's
+    first crowd let in at once held the loop for 100-400 ms, which every other endpoint
+    waited through. However many slots free up in a turn, at most HAND_OVER_PER_TURN go."""
+    clock = Clock()
+    limits = EndpointLimits(256, clock=clock)
+    crowd = await first_round_crowd(limits, "slow", 200)
+    clock.now += 2.0
+    for _ in range(4):  # 33 → 66 → 132 → 256 slots: room for the whole crowd
+        limits.release("slow", HttpResult(True, 200, None, "", 2000))
+        clock.now += GROW_EVERY_S
+    let_in = []
+    while len(let_in) < 2 or let_in[-1] > let_in[-2]:
+        await asyncio.sleep(0)
+        let_in.append(sum(w.done() for w in crowd))
+    steps = [b - a for a, b in zip([0, *let_in], let_in, strict=False)]
+    assert let_in[-1] == 200
+    assert max(steps) == HAND_OVER_PER_TURN
 
 
 async def test_the_first_rounds_crowd_is_bounded_by_the_ceiling_and_by_time() -> None:
