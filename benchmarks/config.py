@@ -43,6 +43,9 @@ ORGS = ["tput", "fanout", "amqp", "floor", "lat", "slow", "slower", "flaky", "wi
 # The fairness phase's own orgs and endpoints (benchmarks/phases/fairness.py).
 FAIR_RATE = 200.0  # events/s
 FAIR_S = float(os.environ.get("BENCH_FAIR_S", 20))
+# Unmeasured load before each fairness window: past a new 2 s endpoint's ramp (its first
+# answers at 2 s, then its limit doubling to the 400 in flight it needs), with a margin.
+FAIR_WARM_S = float(os.environ.get("BENCH_FAIR_WARM_S", 10))
 THROTTLED_PER_S = 50
 SUBSCRIPTIONS = (
     ("tput", 1), ("fanout", FANOUT), ("amqp", 1), ("floor", 1), ("lat", 1),

@@ -193,8 +193,14 @@ def print_fairness(fair: Fairness) -> None:
     print(
         f"fairness     {fair.rate_per_s:g} events/s: a fast endpoint's p99 {fast['p99']:.1f} ms"
         f" alone, {beside['p99']:.1f} ms beside a 2 s endpoint: {fair.fast_ratio} ×"
-        " (target ≤ 1.5)"
+        f" (target ≤ 1.5), after {fair.warm_s:g} s of the same load"
     )
+    cold, new_slow = fair.fast_alone_cold_ms, fair.fast_beside_new_slow_ms
+    if cold is not None and new_slow is not None:
+        print(
+            f"             from cold (those {fair.warm_s:g} s): {cold['p99']:.1f} ms alone,"
+            f" {new_slow['p99']:.1f} ms beside the new 2 s endpoint: {fair.fast_ratio_from_cold} ×"
+        )
     control = fair.fast_beside_fast_ms
     if control is not None:
         print(
@@ -205,6 +211,7 @@ def print_fairness(fair: Fairness) -> None:
         f"throttling   a receiver allowing {fair.throttled_limit_per_s}/s got"
         f" {fair.throttled_requests_per_s} requests/s; a bystander's p99"
         f" {fair.bystander_ms['p99']:.1f} ms: {fair.bystander_ratio} × the fast one alone"
+        " from cold"
     )
     print(f"             its backlog drained {_drained(fair.throttled_drained_s)}")
     within = fair.within_capacity

@@ -273,6 +273,12 @@ class Fairness:
     within_capacity: Throttling | None = None  # the same at half the rate each
     # the control: the fast endpoint beside a second fast one (the same load, nothing slow)
     fast_beside_fast_ms: dict[str, float] | None = None
+    # The windows above follow `warm_s` of the same load, unmeasured; the warm-up windows
+    # themselves: the fast endpoint from cold, alone and beside a new 2 s endpoint.
+    warm_s: float = 0.0
+    fast_alone_cold_ms: dict[str, float] | None = None
+    fast_beside_new_slow_ms: dict[str, float] | None = None
+    fast_ratio_from_cold: float | None = None
 
 
 @dataclass
