@@ -52,12 +52,21 @@ def test_the_throttling_lines_say_how_long_the_throttled_backlog_took_to_drain(c
             throttled_drained_s=drained_s,
             within_capacity=Throttling(100.0, 49.0, latency, 3.5, bystander_ratio=1.1),
             fast_beside_fast_ms={**latency, "p99": 30.0},
+            warm_s=10.0,
+            fast_alone_cold_ms={**latency, "p99": 100.0},
+            fast_beside_new_slow_ms={**latency, "p99": 250.0},
+            fast_ratio_from_cold=2.5,
         )
 
     report.print_fairness(fairness(12.5))
     lines = capsys.readouterr().out
     assert "its backlog drained 12.5 s after the load" in lines
     assert "the control, beside a second fast endpoint: 30.0 ms (1.5 × alone)" in lines
+    assert "1.0 × (target ≤ 1.5), after 10 s of the same load" in lines
+    assert (
+        "from cold (those 10 s): 100.0 ms alone, 250.0 ms beside the new 2 s endpoint: 2.5 ×"
+        in lines
+    )
     assert "within capacity, 100 events/s each: it got 49.0 requests/s" in lines
     assert "1.1 × the fast one alone at the same total; its backlog drained 3.5 s" in lines
     report.print_fairness(fairness(None))
