@@ -27,8 +27,7 @@ measures another's.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import psutil
 
@@ -61,10 +60,10 @@ async def measure(pipe: Pipeline) -> Fairness:
     await _quiet()
     log(f"fairness: {FAIR_RATE:g} events/s to a fast endpoint alone, {FAIR_S:g} s")
     alone = await _run(pipe, "fairalone", ["fairalone"], "fairalone", warm_s=FAIR_WARM_S)
-    log(f"  p99 {alone['p99']:.1f} ms; then beside a 2 s endpoint")
+    log(f"  p99 {alone.measured['p99']:.1f} ms; then beside a 2 s endpoint")
     await _quiet()
     beside_slow = await _run(pipe, "fair", ["fairslow", "fairfast"], "fairfast", warm_s=FAIR_WARM_S)
-    log(f"  p99 {beside_slow['p99']:.1f} ms; then beside a second fast endpoint (the control)")
+    log(f"  p99 {beside_slow.measured['p99']:.1f} ms; then beside a second fast endpoint")
     await _drained(pipe, "fairslow")
     await _quiet()
     # The same deliveries as beside the slow one, none of them slow: what the second
@@ -72,7 +71,7 @@ async def measure(pipe: Pipeline) -> Fairness:
     beside_fast = await _run(
         pipe, "fairctl", ["fairctl", "fairctlfast"], "fairctlfast", warm_s=FAIR_WARM_S
     )
-    log(f"  p99 {beside_fast['p99']:.1f} ms")
+    log(f"  p99 {beside_fast.measured['p99']:.1f} ms")
     await _quiet()
     log(f"throttling: {FAIR_RATE:g} events/s to a receiver allowing {THROTTLED_PER_S}/s")
     over = await _throttling(pipe, "", FAIR_RATE)
@@ -81,8 +80,7 @@ async def measure(pipe: Pipeline) -> Fairness:
     log(f"throttling within capacity: {half:g} events/s to each, {FAIR_RATE:g} in all")
     within = await _throttling(pipe, "half", half)
 
-    alone_cold, beside_cold = alone.pop("cold"), beside_slow.pop("cold")
-    beside_fast.pop("cold")
+    alone_cold, beside_cold = alone.warm_up, beside_slow.warm_up
 
     def ratio(measured: dict[str, float], baseline: dict[str, float]) -> float | None:
         return round(measured["p99"] / baseline["p99"], 2) if baseline["p99"] else None
@@ -91,18 +89,16 @@ async def measure(pipe: Pipeline) -> Fairness:
     # fast endpoint's own cold start.
     return Fairness(
         rate_per_s=FAIR_RATE,
-        fast_alone_ms=alone,
-        fast_beside_slow_ms=beside_slow,
-        fast_ratio=ratio(beside_slow, alone),
-        fast_beside_fast_ms=beside_fast,
+        fast_alone_ms=alone.measured,
+        fast_beside_slow_ms=beside_slow.measured,
+        fast_ratio=ratio(beside_slow.measured, alone.measured),
+        fast_beside_fast_ms=beside_fast.measured,
         throttled_limit_per_s=THROTTLED_PER_S,
         throttled_requests_per_s=over.requests_per_s,
         bystander_ms=over.bystander_ms,
         bystander_ratio=ratio(over.bystander_ms, alone_cold),
         throttled_drained_s=over.drained_s,
-        within_capacity=dataclasses.replace(
-            within, bystander_ratio=ratio(within.bystander_ms, alone_cold)
-        ),
+        within_capacity=replace(within, bystander_ratio=ratio(within.bystander_ms, alone_cold)),
         warm_s=FAIR_WARM_S,
         fast_alone_cold_ms=alone_cold,
         fast_beside_new_slow_ms=beside_cold,
@@ -114,8 +110,8 @@ async def _throttling(pipe: Pipeline, suffix: str, rate: float) -> Throttling:
     """The throttled endpoint and the bystander org, each at `rate` events/s at once."""
     throttled, bystander = f"throttled{suffix}", f"bystander{suffix}"
     throttled_task = asyncio.create_task(_run(pipe, throttled, [throttled], None, rate))
-    bystander_ms = await _run(pipe, bystander, [bystander], bystander, rate)
-    offered = await throttled_task
+    bystander_ms = (await _run(pipe, bystander, [bystander], bystander, rate)).measured
+    offered = (await throttled_task).measured
     requests_per_s = await _requests_per_s(pipe, throttled, offered["window"])
     log(f"  throttled got {requests_per_s:.1f} requests/s; bystander p99 {bystander_ms['p99']:.1f}")
     return Throttling(
@@ -126,6 +122,14 @@ async def _throttling(pipe: Pipeline, suffix: str, rate: float) -> Throttling:
     )
 
 
+@dataclass(frozen=True)
+class _Windows:
+    """One `_run`'s figures: the measured window's, and its warm-up's (empty without one)."""
+
+    measured: dict[str, float]
+    warm_up: dict[str, float] = field(default_factory=dict)
+
+
 async def _run(
     pipe: Pipeline,
     org: str,
@@ -133,10 +137,10 @@ async def _run(
     measured: str | None,
     rate: float = FAIR_RATE,
     warm_s: float = 0.0,
-) -> dict[str, Any]:
+) -> _Windows:
     """A fresh org with one subscription per receiver group; `warm_s` then FAIR_S at `rate`
     events/s, one open loop after the other; the latency percentiles of the `measured`
-    group over FAIR_S, and over the warm-up as "cold" (or the window, when None)."""
+    group over FAIR_S, and over the warm-up (or the window's span, when None)."""
     rig = pipe.rig
     made = await asyncio.to_thread(create_org, pipe.stack.env, org, "PRO")
     token = made["apiToken"]
@@ -155,18 +159,17 @@ async def _run(
     )  # fmt: skip
     window = asyncio.get_running_loop().time() - started
     if measured is None:
-        return {"window": window, "ended": started + window}
+        return _Windows({"window": window, "ended": started + window})
     await rig.wait_arrivals(measured, len(warm.events) + len(sent.events), timeout=60)
     first: dict[str | None, float] = {}
     for record in await rig.records(measured):
         if record.status == 200:
             first.setdefault(record.event_id, record.arrived)
-    steady = _latencies(sent, first)
-    found = {**percentiles(steady, "p50", "p99"), "arrived": len(steady), "window": window}
-    if warm_s:
-        cold = _latencies(warm, first)
-        found["cold"] = {**percentiles(cold, "p50", "p99"), "arrived": len(cold)}
-    return found
+    steady, cold = _latencies(sent, first), _latencies(warm, first)
+    return _Windows(
+        {**percentiles(steady, "p50", "p99"), "arrived": len(steady), "window": window},
+        {**percentiles(cold, "p50", "p99"), "arrived": len(cold)} if warm_s else {},
+    )
 
 
 def _latencies(sent: load.Sent, first: dict[str | None, float]) -> list[float]:
