@@ -19,6 +19,7 @@ import asyncpg
 from benchmarks import load
 from benchmarks.common import log
 from benchmarks.config import DISPATCHERS, ORGS, OUT, RECEIVER_ROUTES, SUBSCRIPTIONS
+from harness import stale_runs
 from harness.env import FreshEnv
 from harness.orgs import create_orgs
 from harness.process import Process
@@ -43,7 +44,7 @@ class Run:
         # what the pipeline takes.
         # No ingest rate limit; room for the "wide" scenario's 100 subscriptions in one org.
         overrides = {"HOOKPOST_EVENTS_RATE_PER_S": "0", "HOOKPOST_ACTIVE_ENDPOINT_QUOTA": "100"}
-        env = FreshEnv(f"hookpost_bench_{run_id}", overrides=overrides)
+        env = FreshEnv(stale_runs.run_name("bench", run_id), overrides=overrides)
         logs = OUT / f"logs-{run_id}"
         (logs / "profiles").mkdir(parents=True, exist_ok=True)
         return cls(run_id, env, logs)
@@ -55,22 +56,33 @@ class Rig:
     receiver: Process
     session: aiohttp.ClientSession
     arrivals: load.ArrivalCounter
+    presence: asyncpg.Connection  # says the run is in progress (harness/stale_runs.py)
 
     @classmethod
     async def start(cls, run: Run) -> Rig:
-        """The database, the receiver process, and a session polling its counts."""
-        await run.env.create_database()
-        receiver = spawn(run.logs, RECEIVER_ROUTES)
+        """What killed runs left swept; then the database, the receiver process, and a
+        session polling its counts."""
+        admin_dsn = f"{run.env.server}/postgres"
+        presence = await stale_runs.presence(admin_dsn, run.env.name)
         try:
-            receiver.start(ready_path="/stats")
+            swept = await stale_runs.sweep(run.env.amqp_url, admin_dsn, run.env.name)
+            if swept:
+                log(f"swept what killed runs left: {', '.join(swept)}")
+            await run.env.create_database()
+            receiver = spawn(run.logs, RECEIVER_ROUTES)
+            try:
+                receiver.start(ready_path="/stats")
+            except BaseException:
+                await _cleanup(run.env)
+                raise
         except BaseException:
-            await _cleanup(run.env)
+            await presence.close()
             raise
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=300), timeout=aiohttp.ClientTimeout(total=60)
         )
         client = ReceiverClient(session, receiver.url())
-        return cls(run, receiver, session, load.ArrivalCounter(client).start())
+        return cls(run, receiver, session, load.ArrivalCounter(client).start(), presence)
 
     @property
     def env(self) -> FreshEnv:
@@ -98,6 +110,7 @@ class Rig:
         await self.session.close()
         code = self.receiver.stop()
         await _cleanup(self.env)
+        await self.presence.close()
         return {self.receiver.name: code}
 
 

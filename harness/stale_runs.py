@@ -1,7 +1,8 @@
-"""What killed test runs left on the shared servers, swept before a new run starts.
+"""What killed test and bench runs left on the shared servers, swept before a new run starts.
 
-A test run names its database and broker prefix `hookpost_test_<run id>` and removes both as
-it ends; a run that is killed leaves them. Each of its quorum queues keeps about 3 of
+A run names its database and broker prefix after itself, `hookpost_test_<run id>` (make
+test) or `hookpost_bench_<run id>` (each stack of make bench and the probe), and removes both
+as it ends; a run that is killed leaves them. Each of its quorum queues keeps about 3 of
 RabbitMQ's file handles (a node at 1,024 descriptors has 927, sockets included), so leaks
 add up across runs until the broker accepts no connection (BENCHMARKS.md, "Session 14").
 
@@ -20,23 +21,31 @@ import subprocess
 import aio_pika
 import asyncpg
 
-PREFIX = "hookpost_test_"
-TEST_RUN = re.compile(r"^hookpost_test_([0-9a-f]{8})(?:[._]|$)")
+RUN = re.compile(r"^(hookpost_(?:test|bench)_[0-9a-f]{8})(?:[._]|$)")
+
+
+def run_name(kind: str, run_id: str) -> str:
+    """What a run of `kind` ("test" or "bench") names its database and broker prefix."""
+    name = f"hookpost_{kind}_{run_id}"
+    if run_of(name) != name:
+        raise ValueError(f"not a run name the sweep knows: {name!r}")
+    return name
 
 
 def run_of(name: str) -> str | None:
-    """The run id a database, queue, exchange or connection name belongs to, if any."""
-    found = TEST_RUN.match(name)
+    """The run a database, queue, exchange or connection name belongs to, if any."""
+    found = RUN.match(name)
     return found.group(1) if found else None
 
 
 async def presence(admin_dsn: str, run: str) -> asyncpg.Connection:
-    """The connection that says `run` is in progress: hold it open until the run ends."""
-    return await asyncpg.connect(admin_dsn, server_settings={"application_name": PREFIX + run})
+    """The connection that says `run` (a `run_name`) is in progress: hold it open until the
+    run ends."""
+    return await asyncpg.connect(admin_dsn, server_settings={"application_name": run})
 
 
 def _broker_names(kind: str) -> list[str]:
-    """`rabbitmqctl list_<kind> name`: the local node's names of test runs."""
+    """`rabbitmqctl list_<kind> name`: the local node's names of runs."""
     if shutil.which("rabbitmqctl") is None:
         return []
     listed = subprocess.run(
@@ -50,14 +59,15 @@ def _broker_names(kind: str) -> list[str]:
 
 
 async def sweep(amqp_url: str, admin_dsn: str, own_run: str) -> list[str]:
-    """Remove the stale runs' queues, exchanges and databases; the run ids removed."""
+    """Remove the stale runs' queues, exchanges and databases; the runs removed."""
     admin = await asyncpg.connect(admin_dsn)
     try:
         databases = [
             row["datname"]
             for row in await admin.fetch(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", PREFIX
+                "SELECT datname FROM pg_database WHERE datname ~ '^hookpost_(test|bench)_'"
             )
+            if run_of(row["datname"])
         ]
         live = {
             run_of(row["name"] or "")

@@ -61,11 +61,12 @@ async def this_run() -> AsyncIterator[None]:
         yield  # a database of the caller's: not ours to sweep around
         return
     admin_dsn = TEST_ENV["HOOKPOST_DATABASE_URL"].rpartition("/")[0] + "/postgres"
-    presence = await stale_runs.presence(admin_dsn, RUN_ID)
+    run = stale_runs.run_name("test", RUN_ID)
+    presence = await stale_runs.presence(admin_dsn, run)
     try:
-        swept = await stale_runs.sweep(TEST_ENV["HOOKPOST_AMQP_URL"], admin_dsn, RUN_ID)
+        swept = await stale_runs.sweep(TEST_ENV["HOOKPOST_AMQP_URL"], admin_dsn, run)
         if swept:
-            print(f"\nswept what killed test runs left: {', '.join(swept)}")
+            print(f"\nswept what killed runs left: {', '.join(swept)}")
         yield
     finally:
         await presence.close()
