@@ -98,6 +98,12 @@ def make_client(http: httpx.AsyncClient, make_org: Callable) -> MakeClient:
 
 
 @pytest.fixture
+async def max_client(make_client: MakeClient) -> Client:
+    """A client of a PRO_MAX organization (agents, sinks)."""
+    return await make_client(Plan.PRO_MAX)
+
+
+@pytest.fixture
 async def client(make_client: MakeClient) -> Client:
     return await make_client(Plan.FREE)
 
