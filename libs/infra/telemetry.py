@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from libs.infra.logs import bind_log_context
@@ -244,6 +244,34 @@ def internal_span(name: str, **ids: Any) -> Iterator[Span]:
         name, kind=SpanKind.INTERNAL, attributes=_attributes(ids)
     ) as span:
         yield span
+
+
+@contextmanager
+def carried_span(name: str, carrier: Mapping[str, Any] | None, **ids: Any) -> Iterator[None]:
+    """One item of a message whose own trace travelled apart from the message's headers (an
+    event the api grouped with other requests' events): handled in that trace, in a span
+    linked to the message's. When nothing records, its context itself becomes current, so its
+    log lines and later publishes carry its trace. Without a valid carrier, nothing changes."""
+    carried = extract_context(carrier)
+    if not trace.get_current_span(carried).get_span_context().is_valid:
+        yield
+        return
+    if not _recording:
+        token = otel_context.attach(carried)
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+        return
+    message = trace.get_current_span().get_span_context()
+    with tracer().start_as_current_span(
+        name,
+        context=carried,
+        kind=SpanKind.INTERNAL,
+        links=[Link(message)] if message.is_valid else None,
+        attributes=_attributes(ids),
+    ):
+        yield
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,16 +94,25 @@ class Dispatcher:
         )
         self._waits = asyncio.Semaphore(CONCURRENT_WAITS)
 
-    async def handle(self, body: bytes, *, redelivered: bool = False) -> Verdict:
+    async def handle(
+        self,
+        body: bytes,
+        *,
+        redelivered: bool = False,
+        event_traces: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Verdict:
+        """`event_traces`: a batch's events' own trace contexts, by id (EVENT_TRACES_HEADER)."""
         if is_batch(body):
-            return await self._handle_batch(body, redelivered)
+            return await self._handle_batch(body, redelivered, event_traces or {})
         try:
             event = EventMessage.model_validate_json(body)
         except ValidationError as exc:
             return _malformed(exc)
         return await self._handle_event(event, redelivered, message=object())
 
-    async def _handle_batch(self, body: bytes, redelivered: bool) -> Verdict:
+    async def _handle_batch(
+        self, body: bytes, redelivered: bool, traces: Mapping[str, Mapping[str, str]]
+    ) -> Verdict:
         """Many events in one message: each handled as a message of its own would be. The
         message is acked once every good one is settled; a bad one (malformed, or rejected
         as a message of its own would be) is first published alone, to be dead-lettered as
@@ -124,7 +133,10 @@ class Dispatcher:
                 bad.append(item)
         message = object()  # its events share one slot of the first-attempt room
         verdicts = await asyncio.gather(
-            *(self._handle_event(event, redelivered, message) for _, event in events)
+            *(
+                self._handle_in_trace(event, redelivered, message, traces.get(event.id))
+                for _, event in events
+            )
         )
         if Verdict.REQUEUE in verdicts:
             return Verdict.REQUEUE
@@ -138,6 +150,18 @@ class Dispatcher:
                 log.exception("could not set a batch's bad events aside; requeueing it")
                 return Verdict.REQUEUE
         return Verdict.ACK
+
+    async def _handle_in_trace(
+        self,
+        event: EventMessage,
+        redelivered: bool,
+        message: object,
+        carrier: Mapping[str, str] | None,
+    ) -> Verdict:
+        """A batch's event, in the trace of the request that accepted it when it carries one
+        (each gathered event runs in a task of its own: its context is its own)."""
+        with telemetry.carried_span("event dispatch", carrier, event_id=event.id):
+            return await self._handle_event(event, redelivered, message)
 
     async def _handle_event(
         self, event: EventMessage, redelivered: bool, message: object

@@ -16,6 +16,7 @@ from libs.delivery.assembly import open_engine
 from libs.delivery.metrics import EngineMetrics
 from libs.delivery.ordering import LineReleases
 from libs.delivery.publisher import StepPublisher
+from libs.infra.broker.messages import event_traces_of
 from libs.infra.broker.topology import Topology, declare_topology
 from libs.infra.db.partitions import PartitionMaintenance
 from libs.infra.settings import Settings
@@ -94,7 +95,9 @@ async def serve(settings: Settings) -> None:
 
     async def on_event(message: RabbitMessage) -> Verdict:
         redelivered = bool(message.raw_message.redelivered)
-        return await dispatcher.handle(message.body, redelivered=redelivered)
+        return await dispatcher.handle(
+            message.body, redelivered=redelivered, event_traces=event_traces_of(message.headers)
+        )
 
     consume(
         broker,

@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 import aio_pika
+import orjson
+
+from libs.infra.broker.messages import batch_items, is_batch
 
 
 async def bind_probe_queue(
@@ -32,3 +35,23 @@ async def next_message(
         if match(message):
             return message
     raise AssertionError(f"no matching message on {queue.name} within {timeout}s")
+
+
+def event_ids_of(message: aio_pika.abc.AbstractIncomingMessage) -> list[str]:
+    """The events a message of the events exchange carries: one, or a batch's (the api
+    publishes the events of requests stored together as one message)."""
+    body = message.body
+    return [item["id"] for item in (batch_items(body) if is_batch(body) else [orjson.loads(body)])]
+
+
+async def messages_for(queue: aio_pika.abc.AbstractQueue, seconds: float) -> list[list[str]]:
+    """Every message on the queue for `seconds`: the event ids of each."""
+    messages: list[list[str]] = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False, no_ack=True)
+        if message is None:
+            await asyncio.sleep(0.05)
+        else:
+            messages.append(event_ids_of(message))
+    return messages

@@ -15,7 +15,7 @@ import pytest
 from libs.infra.broker.topology import Topology
 from libs.infra.settings import Settings
 from services.api.events import publishing, repository
-from tests.api.broker_probe import bind_probe_queue
+from tests.api.broker_probe import bind_probe_queue, messages_for
 from tests.api.conftest import Client, running_api, wait_until
 
 EVENTS = "/api/v1/events"
@@ -50,16 +50,9 @@ def all_marked(pool: asyncpg.Pool, event_ids: list[str]) -> Callable[[], Awaitab
     return check
 
 
-async def message_ids(queue: aio_pika.abc.AbstractQueue, seconds: float) -> list[str]:
-    ids: list[str] = []
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False, no_ack=True)
-        if message is None:
-            await asyncio.sleep(0.05)
-        else:
-            ids.append(str(message.message_id))
-    return ids
+async def event_ids(queue: aio_pika.abc.AbstractQueue, seconds: float) -> list[str]:
+    """Every event published to the queue for `seconds`, once per message carrying it."""
+    return [event_id for events in await messages_for(queue, seconds) for event_id in events]
 
 
 async def test_the_answer_does_not_wait_for_the_mark(
@@ -104,11 +97,11 @@ async def test_the_relay_leaves_marked_events_alone(
     amqp: aio_pika.abc.AbstractChannel,
     topology: Topology,
 ) -> None:
-    probe = await bind_probe_queue(amqp, topology.events_exchange.name, "mapping.completed")
+    probe = await bind_probe_queue(amqp, topology.events_exchange.name, "#")
     responses = await asyncio.gather(*(client.post(EVENTS, json=EVENT) for _ in range(10)))
     ids = {r.json()["eventId"] for r in responses}
     # Past the grace period and a few relay rounds: only the inline publish of each event.
-    seen = await message_ids(
+    seen = await event_ids(
         probe, settings.outbox_relay_grace_s + 3 * settings.outbox_relay_interval_s
     )
     assert collections.Counter(seen) == collections.Counter(ids)
@@ -132,14 +125,14 @@ async def test_an_event_whose_mark_failed_is_republished_by_the_relay(
 
     monkeypatch.setattr(repository, "mark_published", failing_once)
     org = await make_org()
-    probe = await bind_probe_queue(amqp, topology.events_exchange.name, "mapping.completed")
+    probe = await bind_probe_queue(amqp, topology.events_exchange.name, "#")
     async with running_api(settings) as http:
         response = await http.post(
             EVENTS, json=EVENT, headers={"Authorization": f"Bearer {org.apiToken}"}
         )
         event_id = response.json()["eventId"]
         await wait_until(all_marked(db_pool, [event_id]), timeout=15)
-        seen = await message_ids(probe, 0.5)
+        seen = await event_ids(probe, 0.5)
     assert seen == [event_id, event_id]  # inline, then the relay's
 
 

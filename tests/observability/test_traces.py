@@ -16,6 +16,7 @@ import pytest
 from harness.receiver import Receiver
 from harness.waiting import eventually
 from libs.domain.ids import IdPrefix, new_id
+from libs.infra.broker.messages import BATCH_ROUTING_KEY, event_traces_header
 from tests.observability.conftest import ObservedStack
 from tests.support.factories import deliveries_of, make_endpoint
 from tests.support.otlp_receiver import ReceivedSpan
@@ -235,3 +236,66 @@ async def test_an_event_the_outbox_relay_publishes_continues_its_stored_trace(
     assert relay_publish.service == "hookpost-api"
     child_of(one(spans, name=f"{prefix}.dispatcher process"), relay_publish)
     child_of(one(spans, name="POST"), one(spans, name="first attempt"))
+
+
+async def test_events_grouped_in_one_message_each_continue_their_own_trace(
+    stack: ObservedStack, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """A batch message as the api publishes the events of requests stored together: its
+    headers continue the first request's trace, EVENT_TRACES_HEADER carries each event's."""
+    prefix = stack.pipe.prefix
+    org = await make_org()
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/grouped", [200, 200]))
+    message_trace, message_span = secrets.token_hex(16), secrets.token_hex(8)
+    traces = [(secrets.token_hex(16), secrets.token_hex(8)) for _ in range(2)]
+    events = [
+        {
+            "id": new_id(IdPrefix.EVENT),
+            "organizationId": org.organizationId,
+            "type": "mapping.completed",
+            "data": {"mappingJobId": f"job_grouped_{n}", "rowCount": n},
+            "createdAt": datetime.now(UTC).isoformat(),
+        }
+        for n in range(2)
+    ]
+    carried = {
+        event["id"]: {"traceparent": f"00-{trace_id}-{span_id}-01"}
+        for event, (trace_id, span_id) in zip(events, traces, strict=True)
+    }
+    connection = await aio_pika.connect(stack.pipe.env["HOOKPOST_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(f"{prefix}.events")
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps(events).encode(),
+                message_id=events[0]["id"],
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={
+                    "traceparent": f"00-{message_trace}-{message_span}-01",
+                    **event_traces_header(carried),
+                },
+            ),
+            routing_key=BATCH_ROUTING_KEY,
+            mandatory=True,
+        )
+
+    requests = await receiver.wait_for("/grouped", 2, timeout=30)
+    assert {r.json()["eventId"] for r in requests} == set(carried)
+    chain = Counter(["event dispatch", "first attempt", "POST"])
+    for event, (trace_id, span_id) in zip(events, traces, strict=True):
+        await stack.otlp.wait_for(spans_arrived(chain, trace_id))
+        spans = stack.otlp.in_trace(trace_id)
+        dispatched = one(spans, name="event dispatch")
+        assert dispatched.parent_span_id == span_id  # the event's own request, not the first's
+        assert dispatched.attr("hookpost.event_id") == event["id"]
+        assert dispatched.service == "hookpost-dispatcher"
+        attempt = one(spans, name="first attempt")
+        child_of(attempt, dispatched)
+        child_of(one(spans, name="POST"), attempt)
+    # The message itself was handled in the trace its own headers continue.
+    processed = f"{prefix}.dispatcher process"
+    await stack.otlp.wait_for(spans_arrived(Counter([processed]), message_trace))
+    message = one(stack.otlp.in_trace(message_trace), name=processed)
+    assert message.parent_span_id == message_span

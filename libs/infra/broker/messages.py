@@ -99,6 +99,38 @@ def batch_body(events: Sequence[EventMessage]) -> bytes:
     return b"[" + b",".join(event.to_bytes() for event in events) + b"]"
 
 
+# On a batch message of the api's (several requests' events): each event's own trace context
+# (`traceparent`, `tracestate`), by event id, as JSON. The message's own trace headers can
+# continue one request's trace only; with these, the dispatcher handles each event in its own.
+EVENT_TRACES_HEADER = "x-hookpost-event-traces"
+
+
+def event_traces_header(traces: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """The header carrying these events' trace contexts (none when there are none)."""
+    return {EVENT_TRACES_HEADER: orjson.dumps(traces).decode()} if traces else {}
+
+
+def event_traces_of(headers: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
+    """The events' trace contexts a message carries; {} when it carries none, or a header that
+    does not parse (a trace is never a reason to refuse an event)."""
+    raw = (headers or {}).get(EVENT_TRACES_HEADER)
+    if isinstance(raw, bytes):
+        raw = raw.decode(errors="replace")
+    if not isinstance(raw, str):
+        return {}
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {
+        str(event_id): {str(k): str(v) for k, v in carrier.items()}
+        for event_id, carrier in parsed.items()
+        if isinstance(carrier, dict)
+    }
+
+
 class DeliveryTask(WireModel):
     """Published to `<prefix>.deliveries` (and the retry tiers) for one (event, endpoint).
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
 from libs.infra import telemetry
 from libs.infra.batching import Batcher
-from libs.infra.broker.messages import BATCH_ROUTING_KEY, EventMessage, batch_body
+from libs.infra.broker.messages import (
+    BATCH_ROUTING_KEY,
+    EventMessage,
+    batch_body,
+    event_traces_header,
+)
 from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink, BrokerUnavailable
 from services.api.events import repository
@@ -19,6 +24,9 @@ log = logging.getLogger("hookpost.api.outbox")
 
 MARK_DELAY_S = 0.05  # the longest a confirmed event waits before its mark is sent
 MARK_BATCH_MAX = 1000
+# The events of requests stored together go out as one message (EventPublishes).
+PUBLISH_BATCH_MAX = 200  # events per message, within the dispatcher's MAX_BATCH_EVENTS
+MAX_CONCURRENT_PUBLISHES = 2
 
 
 def to_message(record: asyncpg.Record) -> EventMessage:
@@ -45,8 +53,11 @@ async def _publish(
     topology: Topology,
     messages: Sequence[EventMessage],
     trace_context: dict[str, str] | None,
+    event_traces: Mapping[str, dict[str, str]] | None = None,
 ) -> None:
-    """One event as itself, several as one batch message (one confirm for all of them)."""
+    """One event as itself, several as one batch message (one confirm for all of them).
+    `event_traces`: the batch's events' own trace contexts, by id, when they are not all
+    `trace_context` (events of several requests)."""
     exchange = topology.events_exchange
     first = messages[0]
     alone = len(messages) == 1
@@ -59,12 +70,15 @@ async def _publish(
         event_id=first.id,
         organization_id=first.organization_id,
     ) as trace_headers:
+        headers = trace_headers
+        if not alone:
+            headers = {**trace_headers, **event_traces_header(event_traces or {})}
         await broker.publish(
             first.to_bytes() if alone else batch_body(messages),
             exchange=exchange,
             routing_key=routing_key,
             message_id=first.id,
-            headers=trace_headers,
+            headers=headers,
         )
 
 
@@ -106,19 +120,62 @@ class PublishedMarks:
         await self._batcher.close()
 
 
+class EventPublishes:
+    """The confirmed publishes of just-stored events from concurrent requests, grouped as
+    their inserts are (repository.EventInserts): a publish goes out on the next loop turn,
+    or, while both publish slots await their confirms, waits and keeps collecting, so the
+    events of requests that arrive together travel as one batch message with one confirm
+    (an idle api still publishes each event at once, as itself). The broker then carries,
+    and the dispatcher consumes, one message per group instead of one per event.
+
+    A lone event's message continues its request's trace in its headers; a group's continues
+    the first one's, and carries every event's own (EVENT_TRACES_HEADER) for the dispatcher.
+    """
+
+    def __init__(self, broker: BrokerLink, topology: Topology, marks: PublishedMarks) -> None:
+        self._broker = broker
+        self._topology = topology
+        self._marks = marks
+        self._batcher: Batcher[tuple[EventMessage, dict[str, str] | None], bool] = Batcher(
+            self._publish_many,
+            max_items=PUBLISH_BATCH_MAX,
+            max_delay_s=0.0,
+            max_concurrent_writes=MAX_CONCURRENT_PUBLISHES,
+        )
+
+    async def publish(self, message: EventMessage, trace_context: dict[str, str] | None) -> bool:
+        """As `publish_now` for this one event: False when it was left for the relay."""
+        return await self._batcher.submit((message, trace_context))
+
+    async def _publish_many(
+        self, group: list[tuple[EventMessage, dict[str, str] | None]]
+    ) -> list[bool]:
+        messages = [message for message, _ in group]
+        traces = {message.id: context for message, context in group if context}
+        published = await publish_now(
+            self._broker, self._topology, self._marks, messages, group[0][1], traces
+        )
+        return [published] * len(group)
+
+    async def close(self) -> None:
+        """Publish what is still collected (at shutdown, after the last request)."""
+        await self._batcher.close()
+
+
 async def publish_now(
     broker: BrokerLink,
     topology: Topology,
     marks: PublishedMarks,
     messages: Sequence[EventMessage],
     trace_context: dict[str, str] | None,
+    event_traces: Mapping[str, dict[str, str]] | None = None,
 ) -> bool:
     """Try to publish just-stored events (several: as one batch message); on failure the
     relay will, each on its own (the rows are safe)."""
     if not messages:
         return True
     try:
-        await _publish(broker, topology, messages, trace_context)
+        await _publish(broker, topology, messages, trace_context, event_traces)
     except BrokerUnavailable as exc:
         PUBLISH_FAILURES.labels(what="event").inc(len(messages))
         log.warning(

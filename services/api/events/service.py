@@ -26,7 +26,12 @@ from libs.infra.broker.topology import Topology
 from services.api.broker import BrokerLink
 from services.api.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from services.api.events import repository
-from services.api.events.publishing import PublishedMarks, publish_now, to_message
+from services.api.events.publishing import (
+    EventPublishes,
+    PublishedMarks,
+    publish_now,
+    to_message,
+)
 from services.api.metrics import EVENTS_ACCEPTED
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -47,14 +52,17 @@ class EventOutbox:
     hold_key: str | None = None  # chaos runs only: see Settings.chaos_hold_publish_key
     inserts: repository.EventInserts = field(init=False)
     marks: PublishedMarks = field(init=False)
+    publishes: EventPublishes = field(init=False)
 
     def __post_init__(self) -> None:
         self.inserts = repository.EventInserts(self.pool)
         self.marks = PublishedMarks(self.pool, self.relay_grace_s)
+        self.publishes = EventPublishes(self.broker, self.topology, self.marks)
 
     async def close(self) -> None:
         """Finish what is collected (after the last request, before the pool closes)."""
         await self.inserts.close()
+        await self.publishes.close()  # before the marks: a confirmed publish adds marks
         await self.marks.close()
 
 
@@ -184,8 +192,7 @@ async def record_and_publish(outbox: EventOutbox, event: CheckedEvent) -> str:
     _accepted(row)
     if row.idempotency_key is not None and row.idempotency_key == outbox.hold_key:
         await _hold_before_publish(row.id)
-    message = event.message(created_at)
-    await publish_now(outbox.broker, outbox.topology, outbox.marks, [message], row.trace_context)
+    await outbox.publishes.publish(event.message(created_at), row.trace_context)
     return row.id
 
 
