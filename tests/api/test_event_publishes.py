@@ -57,6 +57,11 @@ def traceparent(n: int) -> dict[str, str]:
     return {"traceparent": f"00-{n:032x}-{n:016x}-01"}
 
 
+def request_context(n: int) -> dict[str, str]:
+    """What a request stores: its traceparent, and a tracestate (a group carries no tracestate)."""
+    return {**traceparent(n), "tracestate": f"vendor=v{n}"}
+
+
 def publishes() -> tuple[EventPublishes, HeldBroker, Marks]:
     broker, marks = HeldBroker(), Marks()
     grouped = EventPublishes(broker, Topology("hookpost_unit"), marks)  # type: ignore[arg-type]
@@ -86,7 +91,7 @@ async def test_events_waiting_for_a_publish_slot_go_as_one_message_carrying_each
         await asyncio.wait_for(broker.started.get(), timeout=5)
     later = [event_message(f"org_{n}") for n in range(5)]
     waiting = [
-        asyncio.create_task(grouped.publish(e, traceparent(10 + n) if n != 2 else None))
+        asyncio.create_task(grouped.publish(e, request_context(10 + n) if n != 2 else None))
         for n, e in enumerate(later)
     ]
 

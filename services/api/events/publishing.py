@@ -129,7 +129,8 @@ class EventPublishes:
     and the dispatcher consumes, one message per group instead of one per event.
 
     A lone event's message continues its request's trace in its headers; a group's continues
-    the first one's, and carries every event's own (EVENT_TRACES_HEADER) for the dispatcher.
+    the first one's, and carries every event's own `traceparent` (EVENT_TRACES_HEADER) for
+    the dispatcher.
     """
 
     def __init__(self, broker: BrokerLink, topology: Topology, marks: PublishedMarks) -> None:
@@ -151,7 +152,13 @@ class EventPublishes:
         self, group: list[tuple[EventMessage, dict[str, str] | None]]
     ) -> list[bool]:
         messages = [message for message, _ in group]
-        traces = {message.id: context for message, context in group if context}
+        # `traceparent` only: a `tracestate` may be 512 bytes, and 200 of them would not fit
+        # in one AMQP header frame.
+        traces = {
+            message.id: {"traceparent": context["traceparent"]}
+            for message, context in group
+            if context and "traceparent" in context
+        }
         published = await publish_now(
             self._broker, self._topology, self._marks, messages, group[0][1], traces
         )
