@@ -55,6 +55,32 @@ def spans_arrived(required: Counter[str], trace_id: str | None = None):
     return done
 
 
+async def publish_as_a_producer(
+    stack: ObservedStack,
+    body: object,
+    *,
+    message_id: str,
+    routing_key: str,
+    headers: dict[str, str],
+) -> None:
+    """Publish straight to the events exchange with aio-pika, as an AMQP producer does."""
+    connection = await aio_pika.connect(stack.pipe.env["HOOKPOST_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(f"{stack.pipe.prefix}.events")
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps(body).encode(),
+                message_id=message_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=headers,
+            ),
+            routing_key=routing_key,
+            mandatory=True,
+        )
+
+
 async def test_one_event_is_one_trace_through_a_retried_attempt(
     stack: ObservedStack, make_org, db_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
@@ -176,21 +202,13 @@ async def test_an_amqp_producers_traceparent_is_continued(
         "data": {"mappingJobId": "job_amqp", "rowCount": 2},
         "createdAt": datetime.now(UTC).isoformat(),
     }
-    connection = await aio_pika.connect(stack.pipe.env["HOOKPOST_AMQP_URL"])
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await channel.get_exchange(f"{prefix}.events")
-        await exchange.publish(
-            aio_pika.Message(
-                json.dumps(body).encode(),
-                message_id=event_id,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"traceparent": f"00-{producer_trace}-{producer_span}-01"},
-            ),
-            routing_key="mapping.completed",
-            mandatory=True,
-        )
+    await publish_as_a_producer(
+        stack,
+        body,
+        message_id=event_id,
+        routing_key="mapping.completed",
+        headers={"traceparent": f"00-{producer_trace}-{producer_span}-01"},
+    )
 
     [request] = await receiver.wait_for("/amqp-traced", 1, timeout=30)
     assert request.json()["eventId"] == event_id
@@ -262,24 +280,16 @@ async def test_events_grouped_in_one_message_each_continue_their_own_trace(
         event["id"]: {"traceparent": f"00-{trace_id}-{span_id}-01"}
         for event, (trace_id, span_id) in zip(events, traces, strict=True)
     }
-    connection = await aio_pika.connect(stack.pipe.env["HOOKPOST_AMQP_URL"])
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await channel.get_exchange(f"{prefix}.events")
-        await exchange.publish(
-            aio_pika.Message(
-                json.dumps(events).encode(),
-                message_id=events[0]["id"],
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={
-                    "traceparent": f"00-{message_trace}-{message_span}-01",
-                    **event_traces_header(carried),
-                },
-            ),
-            routing_key=BATCH_ROUTING_KEY,
-            mandatory=True,
-        )
+    await publish_as_a_producer(
+        stack,
+        events,
+        message_id=events[0]["id"],
+        routing_key=BATCH_ROUTING_KEY,
+        headers={
+            "traceparent": f"00-{message_trace}-{message_span}-01",
+            **event_traces_header(carried),
+        },
+    )
 
     requests = await receiver.wait_for("/grouped", 2, timeout=30)
     assert {r.json()["eventId"] for r in requests} == set(carried)
