@@ -24,6 +24,10 @@ from libs.worker.runtime import build_broker
 from tests.support.factories import delivery_task
 
 SCALE = 0.1  # the 30 s retry tier is 3 s here; waits of 6, 12 and 18 s are 0.6, 1.2 and 1.8 s
+# How late a step may come back on a busy machine (2.32 s for 1.8 s was seen under a loaded
+# make test): every wait plus this stays below the 3 s retry that a shared queue would hold
+# them all behind, so the failure this test is for still fails it.
+LATE_S = 0.9
 
 
 @pytest.fixture
@@ -71,5 +75,5 @@ async def test_deferred_steps_come_back_after_their_own_waits_whatever_went_befo
                 assert message.expiration is None  # it does not expire again in the work queue
 
     for delivery_id, wait_s in {**waits, "del_r": 30.0}.items():
-        assert wait_s * SCALE - 0.05 <= back[delivery_id] < wait_s * SCALE + 0.5, back
+        assert wait_s * SCALE - 0.05 <= back[delivery_id] < wait_s * SCALE + LATE_S, back
     assert sorted(back, key=back.__getitem__) == ["del_a", "del_b", "del_c", "del_r"]
