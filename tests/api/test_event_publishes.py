@@ -14,6 +14,7 @@ from faststream.rabbit import RabbitExchange
 
 from libs.infra.broker.messages import (
     BATCH_ROUTING_KEY,
+    EVENT_TRACES_HEADER,
     EventMessage,
     batch_items,
     event_traces_of,
@@ -112,7 +113,7 @@ async def test_events_waiting_for_a_publish_slot_go_as_one_message_carrying_each
 
 
 def test_a_header_that_does_not_parse_carries_no_traces() -> None:
-    header = "x-hookpost-event-traces"
+    header = EVENT_TRACES_HEADER
     assert event_traces_of({header: "not json"}) == {}
     assert event_traces_of({header: orjson.dumps(["a"]).decode()}) == {}
     assert event_traces_of({header: b'{"evt_1": {"traceparent": "x"}}'}) == {
