@@ -3,6 +3,7 @@ included, exported over OTLP/HTTP and decoded by a receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections import Counter
@@ -309,3 +310,58 @@ async def test_events_grouped_in_one_message_each_continue_their_own_trace(
     await stack.otlp.wait_for(spans_arrived(Counter([processed]), message_trace))
     message = one(stack.otlp.in_trace(message_trace), name=processed)
     assert message.parent_span_id == message_span
+
+
+async def test_each_event_the_api_groups_has_its_own_publish_span(
+    stack: ObservedStack, make_org, db_pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """Concurrent requests, whose events the api groups into batch messages: every request's
+    trace still has its own publish span, and the dispatcher continues the event from it."""
+    prefix = stack.pipe.prefix
+    publish = f"{prefix}.events publish"
+    org = await make_org()
+    await make_endpoint(db_pool, org.organizationId, receiver.script("/grouped-api", [200]))
+    requests = 40
+
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+
+        async def post(n: int) -> str:
+            response = await client.post(
+                "/api/v1/events",
+                json={"type": "mapping.completed", "data": {"mappingJobId": f"job_g{n}"}},
+                headers={"Authorization": f"Bearer {org.apiToken}"},
+            )
+            assert response.status_code == 202, response.text
+            return response.json()["eventId"]
+
+        event_ids = await asyncio.gather(*(post(n) for n in range(requests)))
+    await receiver.wait_for("/grouped-api", requests, timeout=60)
+
+    def server_spans(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
+        return {s.attr("hookpost.event_id"): s for s in spans if s.name == "POST /api/v1/events"}
+
+    await stack.otlp.wait_for(lambda spans: set(event_ids) <= set(server_spans(spans)))
+    servers = server_spans(stack.otlp.spans)
+    grouped = 0
+    for event_id in event_ids:
+        server = servers[event_id]
+        chain = Counter([publish, "first attempt", "POST"])
+        await stack.otlp.wait_for(spans_arrived(chain, server.trace_id))
+        spans = stack.otlp.in_trace(server.trace_id)
+        published = one(spans, name=publish)  # its own, whether alone or grouped
+        child_of(published, server)
+        assert published.kind == "PRODUCER"
+        assert published.attr("hookpost.event_id") == event_id
+        if published.attr("messaging.rabbitmq.destination.routing_key") == BATCH_ROUTING_KEY:
+            grouped += 1
+            await stack.otlp.wait_for(spans_arrived(Counter(["event dispatch"]), server.trace_id))
+            dispatched = one(stack.otlp.in_trace(server.trace_id), name="event dispatch")
+        else:
+            processed = f"{prefix}.dispatcher process"
+            await stack.otlp.wait_for(spans_arrived(Counter([processed]), server.trace_id))
+            dispatched = one(stack.otlp.in_trace(server.trace_id), name=processed)
+        child_of(dispatched, published)
+        child_of(one(stack.otlp.in_trace(server.trace_id), name="first attempt"), dispatched)
+    # The api did group: a group's events beyond its first had no publish span of their own
+    # before each got one.
+    assert grouped >= 2, f"{grouped} of {requests} events went in batch messages"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 
 import asyncpg
 
@@ -27,6 +28,8 @@ MARK_BATCH_MAX = 1000
 # The events of requests stored together go out as one message (EventPublishes).
 PUBLISH_BATCH_MAX = 200  # events per message, within the dispatcher's MAX_BATCH_EVENTS
 MAX_CONCURRENT_PUBLISHES = 2
+
+_Span = AbstractContextManager[dict[str, str]]  # a publish span, yielding its headers
 
 
 def to_message(record: asyncpg.Record) -> EventMessage:
@@ -53,26 +56,45 @@ async def _publish(
     topology: Topology,
     messages: Sequence[EventMessage],
     trace_context: dict[str, str] | None,
-    event_traces: Mapping[str, dict[str, str]] | None = None,
+    event_contexts: Mapping[str, dict[str, str]] | None = None,
 ) -> None:
     """One event as itself, several as one batch message (one confirm for all of them).
-    `event_traces`: the batch's events' own trace contexts, by id, when they are not all
-    `trace_context` (events of several requests)."""
+
+    `event_contexts`: the batch's events' own stored trace contexts, by id, when they are not
+    all `trace_context` (events of several requests). The message then carries each one's
+    `traceparent` (EVENT_TRACES_HEADER); when spans are recorded, every event's publish is a
+    span in its own trace, as a lone event's is, and its `traceparent` is that span's."""
     exchange = topology.events_exchange
     first = messages[0]
     alone = len(messages) == 1
     routing_key = first.type if alone else BATCH_ROUTING_KEY
-    with telemetry.producer_span(
-        f"{exchange.name} publish",
-        exchange.name,
-        routing_key,
-        parent=trace_context,
-        event_id=first.id,
-        organization_id=first.organization_id,
-    ) as trace_headers:
-        headers = trace_headers
+
+    def publish_span(message: EventMessage, parent: dict[str, str] | None) -> _Span:
+        return telemetry.producer_span(
+            f"{exchange.name} publish",
+            exchange.name,
+            routing_key,
+            parent=parent,
+            event_id=message.id,
+            organization_id=message.organization_id,
+        )
+
+    with ExitStack() as spans:
+        headers = spans.enter_context(publish_span(first, trace_context))
         if not alone:
-            headers = {**trace_headers, **event_traces_header(event_traces or {})}
+            traces: dict[str, dict[str, str]] = {}
+            for message in messages:
+                carrier = (event_contexts or {}).get(message.id)
+                if carrier is not None and telemetry.recording():
+                    if message is first:  # its publish span is the message's own
+                        carrier = headers
+                    else:
+                        carrier = spans.enter_context(publish_span(message, carrier))
+                # `traceparent` only: a `tracestate` may be 512 bytes, and 200 of them would
+                # not fit in one AMQP header frame.
+                if carrier and "traceparent" in carrier:
+                    traces[message.id] = {"traceparent": carrier["traceparent"]}
+            headers = {**headers, **event_traces_header(traces)}
         await broker.publish(
             first.to_bytes() if alone else batch_body(messages),
             exchange=exchange,
@@ -130,7 +152,7 @@ class EventPublishes:
 
     A lone event's message continues its request's trace in its headers; a group's continues
     the first one's, and carries every event's own `traceparent` (EVENT_TRACES_HEADER) for
-    the dispatcher.
+    the dispatcher: with spans recorded, that of the event's own publish span (`_publish`).
     """
 
     def __init__(self, broker: BrokerLink, topology: Topology, marks: PublishedMarks) -> None:
@@ -152,15 +174,9 @@ class EventPublishes:
         self, group: list[tuple[EventMessage, dict[str, str] | None]]
     ) -> list[bool]:
         messages = [message for message, _ in group]
-        # `traceparent` only: a `tracestate` may be 512 bytes, and 200 of them would not fit
-        # in one AMQP header frame.
-        traces = {
-            message.id: {"traceparent": context["traceparent"]}
-            for message, context in group
-            if context and "traceparent" in context
-        }
+        contexts = {message.id: context for message, context in group if context}
         published = await publish_now(
-            self._broker, self._topology, self._marks, messages, group[0][1], traces
+            self._broker, self._topology, self._marks, messages, group[0][1], contexts
         )
         return [published] * len(group)
 
@@ -175,14 +191,14 @@ async def publish_now(
     marks: PublishedMarks,
     messages: Sequence[EventMessage],
     trace_context: dict[str, str] | None,
-    event_traces: Mapping[str, dict[str, str]] | None = None,
+    event_contexts: Mapping[str, dict[str, str]] | None = None,
 ) -> bool:
     """Try to publish just-stored events (several: as one batch message); on failure the
     relay will, each on its own (the rows are safe)."""
     if not messages:
         return True
     try:
-        await _publish(broker, topology, messages, trace_context, event_traces)
+        await _publish(broker, topology, messages, trace_context, event_contexts)
     except BrokerUnavailable as exc:
         PUBLISH_FAILURES.labels(what="event").inc(len(messages))
         log.warning(
