@@ -342,10 +342,10 @@ async def test_each_event_the_api_groups_has_its_own_publish_span(
 
     await stack.otlp.wait_for(lambda spans: set(event_ids) <= set(server_spans(spans)))
     servers = server_spans(stack.otlp.spans)
+    chain = Counter([publish, "first attempt", "POST"])
     grouped = 0
     for event_id in event_ids:
         server = servers[event_id]
-        chain = Counter([publish, "first attempt", "POST"])
         await stack.otlp.wait_for(spans_arrived(chain, server.trace_id))
         spans = stack.otlp.in_trace(server.trace_id)
         published = one(spans, name=publish)  # its own, whether alone or grouped

@@ -29,8 +29,6 @@ MARK_BATCH_MAX = 1000
 PUBLISH_BATCH_MAX = 200  # events per message, within the dispatcher's MAX_BATCH_EVENTS
 MAX_CONCURRENT_PUBLISHES = 2
 
-_Span = AbstractContextManager[dict[str, str]]  # a publish span, yielding its headers
-
 
 def to_message(record: asyncpg.Record) -> EventMessage:
     """A stored event row as its message (the row's columns are the message's fields)."""
@@ -69,7 +67,9 @@ async def _publish(
     alone = len(messages) == 1
     routing_key = first.type if alone else BATCH_ROUTING_KEY
 
-    def publish_span(message: EventMessage, parent: dict[str, str] | None) -> _Span:
+    def publish_span(
+        message: EventMessage, parent: dict[str, str] | None
+    ) -> AbstractContextManager[dict[str, str]]:  # yields the span's trace headers
         return telemetry.producer_span(
             f"{exchange.name} publish",
             exchange.name,
@@ -82,10 +82,11 @@ async def _publish(
     with ExitStack() as spans:
         headers = spans.enter_context(publish_span(first, trace_context))
         if not alone:
+            contexts, recording = event_contexts or {}, telemetry.recording()
             traces: dict[str, dict[str, str]] = {}
             for message in messages:
-                carrier = (event_contexts or {}).get(message.id)
-                if carrier is not None and telemetry.recording():
+                carrier = contexts.get(message.id)
+                if carrier is not None and recording:
                     if message is first:  # its publish span is the message's own
                         carrier = headers
                     else:
