@@ -15,6 +15,7 @@ never stops it. A path's first segment is its group: `--route flaky=flaky:0.3` m
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import sys
@@ -68,6 +69,18 @@ def spawn(
     return Process(name, argv, env=dict(os.environ), port=port, log_path=log_dir / f"{name}.log")
 
 
+def _never_collect() -> None:
+    """The receiver is what the bench and chaos measure with: it records when each request
+    arrived. CPython's collections walked every request in flight (a 2 s route keeps
+    hundreds), stopping its loop for up to 87 ms and delaying the arrival times of every
+    other route, which the bench then charged to hookpost. It makes no cyclic garbage worth
+    collecting (none found in any 30 s window measured) and lives for one run, so it never
+    collects (BENCHMARKS.md, "Session 18")."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -85,8 +98,10 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    app = build_app(recorder)
+    _never_collect()
     web.run_app(
-        build_app(recorder),
+        app,
         host="127.0.0.1",
         port=args.port,
         access_log=None,
