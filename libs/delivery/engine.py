@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import repeat
 from typing import Protocol
 
 from libs.delivery.disabling import Disablement
@@ -137,14 +138,11 @@ class DeliveryEngine:
         nothing attempted), so they are not read; only their endpoints, from the cache.
         `ended` is called as each one's attempt is over."""
         rows = await self.repository.new_rows(tasks)
-
-        async def attempt(task: DeliveryTask, row: DeliveryRow | None) -> Outcome:
-            try:
-                return await self._first_attempt(task, row)
-            finally:
-                ended()
-
-        return list(await asyncio.gather(*map(attempt, tasks, rows)))
+        if len(tasks) == 1:
+            # Most events: awaited here, without a task and a gather of their own (the ids it
+            # binds then stay on its event's later log lines: they are its only delivery's).
+            return [await self._first_attempt(tasks[0], rows[0], ended)]
+        return list(await asyncio.gather(*map(self._first_attempt, tasks, rows, repeat(ended))))
 
     async def bury(self, task: DeliveryTask) -> Outcome:
         """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""
@@ -179,13 +177,18 @@ class DeliveryEngine:
             reason = disablement.reason.value
             log.warning("endpoint disabled: %s", reason, extra={"reason": reason})
 
-    async def _first_attempt(self, task: DeliveryTask, row: DeliveryRow | None) -> Outcome:
+    async def _first_attempt(
+        self, task: DeliveryTask, row: DeliveryRow | None, ended: Callable[[], None]
+    ) -> Outcome:
         # Its own span (the sender's "process" span for attempt 1): the ids put on the
         # current span must not land on the caller's, shared by a whole fan-out.
-        with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
-            self._annotate(task)
-            # a None row: the endpoint is gone from the cache; read it, and find it gone
-            return await self._guarded(DeliveryStep(task), row)
+        try:
+            with telemetry.internal_span(FIRST_ATTEMPT_SPAN):
+                self._annotate(task)
+                # a None row: the endpoint is gone from the cache; read it, and find it gone
+                return await self._guarded(DeliveryStep(task), row)
+        finally:
+            ended()
 
     @staticmethod
     def _annotate(task: DeliveryTask) -> None:

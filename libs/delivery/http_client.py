@@ -167,71 +167,75 @@ class HttpClient:
         self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
     ) -> HttpResult:
         """One attempt's POST, in a CLIENT span that records only the masked URL."""
+        # One coroutine and no closures: an attempt's objects live as long as its POST, and
+        # the collector walks each of them (BENCHMARKS.md, "Session 18").
+        assert self._session is not None, "start() the client first"
         with telemetry.client_span("POST", url_masked) as span:
             sent = telemetry.strip_trace_headers(headers)
             if self._propagate_trace:
                 sent.update(telemetry.trace_headers())
-            result = await self._post(url, body, sent, url_masked)
+            started = time.monotonic()
+            try:
+                self.preflight(url)
+                async with self._session.post(
+                    url, data=body, headers=sent, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    excerpt = _clean_text(await read_excerpt(response.content))
+                    waits = (
+                        retry_after(response.headers.get("Retry-After"), self._retry_after_cap_s)
+                        if status in _RETRY_AFTER_STATUSES
+                        else None
+                    )
+            except Exception as exc:
+                result = self._failure(exc, url, url_masked, _elapsed_ms(started))
+            else:
+                result = _answered(status, excerpt, waits, _elapsed_ms(started))
             telemetry.record_http_outcome(span, result.http_status, result.error)
             return result
 
-    async def _post(
-        self, url: str, body: bytes, headers: Mapping[str, str], url_masked: str
-    ) -> HttpResult:
-        assert self._session is not None, "start() the client first"
-        started = time.monotonic()
-
-        def elapsed_ms() -> int:
-            return int((time.monotonic() - started) * 1000)
-
-        def failure(error: str, refused: bool = False, timed_out: bool = False) -> HttpResult:
-            return HttpResult(
-                succeeded=False,
-                http_status=None,
-                error=error.replace(url, url_masked)[:1000],
-                response_excerpt=None,
-                duration_ms=elapsed_ms(),
-                refused=refused,
-                timed_out=timed_out,
-            )
-
-        try:
-            self.preflight(url)
-            async with self._session.post(
-                url, data=body, headers=dict(headers), allow_redirects=False
-            ) as response:
-                status = response.status
-                excerpt = _clean_text(await read_excerpt(response.content))
-                waits = (
-                    retry_after(response.headers.get("Retry-After"), self._retry_after_cap_s)
-                    if status in _RETRY_AFTER_STATUSES
-                    else None
-                )
-        except UnsafeURLError as exc:
-            return failure(f"refused: {exc}", refused=True)
-        except TimeoutError:
-            return failure(
-                f"timeout: no complete answer within {self._timeout_s:g}s", timed_out=True
-            )
-        except aiohttp.ClientConnectorError as exc:
-            return failure(f"connection failed: {exc.os_error or exc}")
-        except aiohttp.ClientError as exc:
-            return failure(f"request failed: {type(exc).__name__}: {exc}")
-        except (OSError, ValueError) as exc:
-            return failure(f"request failed: {type(exc).__name__}: {exc}")
-
-        succeeded = 200 <= status < 300
-        if succeeded:
-            error = None
-        elif 300 <= status < 400:
-            error = f"HTTP {status}: redirects are not followed"
+    def _failure(self, exc: Exception, url: str, url_masked: str, elapsed_ms: int) -> HttpResult:
+        """A POST that got no answer; re-raises what is not a failure to send."""
+        refused = timed_out = False
+        if isinstance(exc, UnsafeURLError):
+            error, refused = f"refused: {exc}", True
+        elif isinstance(exc, TimeoutError):
+            error = f"timeout: no complete answer within {self._timeout_s:g}s"
+            timed_out = True
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            error = f"connection failed: {exc.os_error or exc}"
+        elif isinstance(exc, aiohttp.ClientError | OSError | ValueError):
+            error = f"request failed: {type(exc).__name__}: {exc}"
         else:
-            error = f"HTTP {status}"
+            raise exc
         return HttpResult(
-            succeeded=succeeded,
-            http_status=status,
-            error=error,
-            response_excerpt=excerpt,
-            duration_ms=elapsed_ms(),
-            retry_after_s=waits,
+            succeeded=False,
+            http_status=None,
+            error=error.replace(url, url_masked)[:1000],
+            response_excerpt=None,
+            duration_ms=elapsed_ms,
+            refused=refused,
+            timed_out=timed_out,
         )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _answered(status: int, excerpt: str, waits: float | None, elapsed_ms: int) -> HttpResult:
+    succeeded = 200 <= status < 300
+    if succeeded:
+        error = None
+    elif 300 <= status < 400:
+        error = f"HTTP {status}: redirects are not followed"
+    else:
+        error = f"HTTP {status}"
+    return HttpResult(
+        succeeded=succeeded,
+        http_status=status,
+        error=error,
+        response_excerpt=excerpt,
+        duration_ms=elapsed_ms,
+        retry_after_s=waits,
+    )

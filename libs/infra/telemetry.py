@@ -24,7 +24,7 @@ import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -191,6 +191,21 @@ def strip_trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
 # ---- spans -------------------------------------------------------------------------------
 
 
+class _CurrentSpan(AbstractContextManager[Span]):
+    """What a span helper returns when nothing records: the current span goes on. One shared
+    object, not a generator per use: an attempt's objects live as long as its POST, and the
+    collector walks each of them (BENCHMARKS.md, "Session 18")."""
+
+    def __enter__(self) -> Span:
+        return trace.get_current_span()
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_CURRENT_SPAN = _CurrentSpan()
+
+
 def _attributes(ids: Mapping[str, Any]) -> dict[str, Any]:
     return {(k if "." in k else ATTRIBUTE_PREFIX + k): v for k, v in ids.items() if v is not None}
 
@@ -233,17 +248,12 @@ def consumer_span(
         yield span
 
 
-@contextmanager
-def internal_span(name: str, **ids: Any) -> Iterator[Span]:
+def internal_span(name: str, **ids: Any) -> AbstractContextManager[Span]:
     """A step inside one process that gets its own ids (one of several concurrent ones); when
     nothing records, the current span goes on (ids would be set on no span anyway)."""
     if not _recording:
-        yield trace.get_current_span()
-        return
-    with tracer().start_as_current_span(
-        name, kind=SpanKind.INTERNAL, attributes=_attributes(ids)
-    ) as span:
-        yield span
+        return _CURRENT_SPAN
+    return tracer().start_as_current_span(name, kind=SpanKind.INTERNAL, attributes=_attributes(ids))
 
 
 @contextmanager
@@ -304,19 +314,16 @@ def producer_span(
         yield trace_headers(trace.set_span_in_context(span))
 
 
-@contextmanager
-def client_span(name: str, url_masked: str, method: str = "POST") -> Iterator[Span]:
+def client_span(name: str, url_masked: str, method: str = "POST") -> AbstractContextManager[Span]:
     """An outbound HTTP call; only the masked URL is recorded (never tokens or credentials).
     When nothing records, the current span goes on."""
     if not _recording:
-        yield trace.get_current_span()
-        return
-    with tracer().start_as_current_span(
+        return _CURRENT_SPAN
+    return tracer().start_as_current_span(
         name,
         kind=SpanKind.CLIENT,
         attributes={"http.request.method": method, "url.full": url_masked},
-    ) as span:
-        yield span
+    )
 
 
 def record_http_outcome(span: Span, http_status: int | None, error: str | None) -> None:

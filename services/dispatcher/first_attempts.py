@@ -103,12 +103,9 @@ class FirstAttempts:
         try:
             metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
             outcomes = await self._engine.first_attempts(tasks, ended)
-            settled = await asyncio.gather(
-                *(
-                    self._settle(task, outcome)
-                    for task, outcome in zip(tasks, outcomes, strict=True)
-                )
-            )
+            if len(tasks) == 1:  # most events: no gather, no task of its own
+                return await self._settle(tasks[0], outcomes[0])
+            settled = await asyncio.gather(*map(self._settle, tasks, outcomes))
             return all(settled)
         finally:
             self.release(running, message)

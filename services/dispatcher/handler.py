@@ -177,16 +177,14 @@ class Dispatcher:
             if result.outcome is Outcome.DUPLICATE and redelivered:
                 result = await self._recover(event)
             elif result.first_attempts:
-                result = await self._attempt_here(result, message)
+                assert self._first_attempts is not None
+                if not await self._first_attempts.run(result.first_attempts, message):
+                    result = Result(
+                        Outcome.REQUEUED, error=FirstAttemptsUnsettled(result.first_attempts)
+                    )
         except Exception as exc:
             result = Result(Outcome.REQUEUED, error=exc)
         return self._report(result, ids)
-
-    async def _attempt_here(self, result: Result, message: object) -> Result:
-        assert self._first_attempts is not None
-        if await self._first_attempts.run(result.first_attempts, message):
-            return result
-        return Result(Outcome.REQUEUED, error=FirstAttemptsUnsettled(result.first_attempts))
 
     async def _recover(self, event: EventMessage) -> Result:
         """Republish the step of each PENDING delivery of a dispatched event (see the top)."""
