@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -33,15 +32,6 @@ def ack_frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
 
     monkeypatch.setattr(aiormq.Channel, "basic_ack", counted)
     return sent
-
-
-@pytest.fixture
-async def queue_name(test_env: dict[str, str]) -> AsyncIterator[str]:
-    name = test_env["HOOKPOST_BROKER_PREFIX"] + ".acks"
-    yield name
-    connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
-    async with connection:
-        await (await connection.channel()).queue_delete(name)
 
 
 async def test_settled_acks_go_as_one_frame_and_spare_the_message_in_flight(
