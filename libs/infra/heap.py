@@ -13,10 +13,13 @@ import gc
 YOUNG_GENERATION_THRESHOLD = 10_000
 
 # A worker's collections go by the clock (`ClockedCollector`): the young generation every
-# YOUNG_EVERY_S, the middle one every MIDDLE_EVERY young collections (a minute), everything
-# every OLD_EVERY middle ones (ten minutes).
+# YOUNG_EVERY_S; everything every OLD_EVERY × MIDDLE_EVERY young periods (ten minutes); the
+# middle one every MIDDLE_EVERY young periods (a minute) once a collection has found garbage
+# (more than MIDDLE_WORTH objects), twice as rarely after each that finds less, up to the
+# full collection's period.
 YOUNG_EVERY_S = 0.1
 MIDDLE_EVERY = 600
+MIDDLE_WORTH = 1_000
 OLD_EVERY = 10
 
 
@@ -46,7 +49,11 @@ class ClockedCollector:
     allocated (a few ms to walk). Objects that survive it move up and mostly die there by
     reference counting. The older generations hold every request in flight, so walking them
     costs as long as the young one used to: they are collected rarely, for the cycles among
-    them (a minute's cyclic garbage is a few MB).
+    them. Beside a 2 s endpoint a middle collection stopped the dispatcher for 167 ms, and
+    the fast endpoint's slowest deliveries were the ones it held up; under a steady load it
+    found no garbage. So it is paced by what it finds: once a collection finds garbage it
+    comes every minute, and while it finds next to none, each comes twice as late as the
+    last, up to the full collection's period (BENCHMARKS.md, "Session 18").
     """
 
     def __init__(
@@ -54,11 +61,18 @@ class ClockedCollector:
         young_every_s: float = YOUNG_EVERY_S,
         middle_every: int = MIDDLE_EVERY,
         old_every: int = OLD_EVERY,
+        middle_worth: int = MIDDLE_WORTH,
     ) -> None:
         self._every_s = young_every_s
-        self._middle_every = middle_every
+        self._middle_least = middle_every
+        # Started as if they had found nothing: the worst case is the same (garbage kept up
+        # to the full collection's period, as after any quiet spell), and a new process does
+        # not stop for a walk that finds nothing a minute in.
+        self._middle_every = middle_every * old_every
+        self._middle_worth = middle_worth
         self._old_every = middle_every * old_every
         self._ticks = 0
+        self._since_middle = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -77,12 +91,21 @@ class ClockedCollector:
 
     def _tick(self) -> None:
         self._ticks += 1
-        generation = 0
-        if self._ticks % self._old_every == 0:
-            generation = 2
-        elif self._ticks % self._middle_every == 0:
-            generation = 1
+        self._since_middle += 1
         try:
-            gc.collect(generation)
+            if self._ticks % self._old_every == 0:
+                self._pace_middle(gc.collect(2))
+            elif self._since_middle >= self._middle_every:
+                self._pace_middle(gc.collect(1))
+            else:
+                gc.collect(0)
         finally:
             self._schedule()
+
+    def _pace_middle(self, found: int) -> None:
+        """After a collection of the middle generation (or of all): when the next one is due."""
+        self._since_middle = 0
+        if found > self._middle_worth:
+            self._middle_every = self._middle_least
+        else:
+            self._middle_every = min(self._middle_every * 2, self._old_every)
