@@ -72,7 +72,7 @@ def spawn(
 def _never_collect() -> None:
     """The receiver is what the bench and chaos measure with: it records when each request
     arrived. CPython's collections walked every request in flight (a 2 s route keeps
-    hundreds), stopping its loop for up to 87 ms and delaying the arrival times of every
+    hundreds), stopping its loop for up to 166 ms and delaying the arrival times of every
     other route, which the bench then charged to hookpost. It makes no cyclic garbage worth
     collecting (none found in any 30 s window measured) and lives for one run, so it never
     collects (BENCHMARKS.md, "Session 18")."""

@@ -64,13 +64,13 @@ class ClockedCollector:
         middle_worth: int = MIDDLE_WORTH,
     ) -> None:
         self._every_s = young_every_s
+        self._old_every = middle_every * old_every
         self._middle_least = middle_every
         # Started as if they had found nothing: the worst case is the same (garbage kept up
         # to the full collection's period, as after any quiet spell), and a new process does
         # not stop for a walk that finds nothing a minute in.
-        self._middle_every = middle_every * old_every
+        self._middle_every = self._old_every
         self._middle_worth = middle_worth
-        self._old_every = middle_every * old_every
         self._ticks = 0
         self._since_middle = 0
         self._timer: asyncio.TimerHandle | None = None
