@@ -10,11 +10,12 @@ from typing import Any
 import aio_pika
 import aiormq
 import pytest
-from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from harness.waiting import eventually
-from libs.worker.consumers import AckRuns, ConsumerPause, Verdict, consume
+from libs.worker.consumers import AckRuns, Verdict
+from tests.support.queues import consuming, publish
 
 COUNT = 20
 HELD, REJECTED = 4, 9  # message numbers: one never settled, one dead-lettered (dropped)
@@ -51,25 +52,18 @@ async def test_settled_acks_go_as_one_frame_and_spare_the_message_in_flight(
         return Verdict.REJECT if number == REJECTED else Verdict.ACK
 
     broker = RabbitBroker(test_env["HOOKPOST_AMQP_URL"], graceful_timeout=0.5)
-    queue = RabbitQueue(queue_name, durable=True)
-    consume(broker, queue, RabbitExchange(""), handle, ConsumerPause(broker, None))  # type: ignore[arg-type]
-    await broker.start()
+    await consuming(broker, queue_name, handle)
     try:
-        connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            for n in range(COUNT):
-                await channel.default_exchange.publish(
-                    aio_pika.Message(str(n).encode()), queue_name
-                )
-            # Tags follow the publish order here (one consumer): HELD's tag is HELD + 1.
-            # Below it one multiple ack; above it, where it is still open, one frame each.
-            alone = [(n + 1, False) for n in range(HELD + 1, COUNT) if n != REJECTED]
+        messages = (aio_pika.Message(str(n).encode()) for n in range(COUNT))
+        await publish(test_env["HOOKPOST_AMQP_URL"], queue_name, messages)
+        # Tags follow the publish order here (one consumer): HELD's tag is HELD + 1.
+        # Below it one multiple ack; above it, where it is still open, one frame each.
+        alone = [(n + 1, False) for n in range(HELD + 1, COUNT) if n != REJECTED]
 
-            async def frames() -> int:
-                return len(ack_frames)
+        async def frames() -> int:
+            return len(ack_frames)
 
-            await eventually(frames, lambda sent: sent >= 1 + len(alone), timeout=10)
+        await eventually(frames, lambda sent: sent >= 1 + len(alone), timeout=10)
     finally:
         await broker.stop()  # HELD was never settled: it goes back to the queue
     assert ack_frames[0] == (HELD, True)

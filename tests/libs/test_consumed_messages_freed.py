@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import aio_pika
 import pytest
-from faststream.rabbit import RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 
 from harness.waiting import eventually
 from libs.infra.settings import get_settings
-from libs.worker.consumers import ConsumerPause, Verdict, consume
+from libs.worker.consumers import Verdict
 from libs.worker.runtime import build_broker
+from tests.support.queues import consuming, publish
 
 COUNT = 5
 
@@ -43,29 +43,20 @@ async def test_a_settled_message_is_freed_without_a_collection(
         return Verdict.ACK
 
     broker = build_broker(get_settings(), prefetch=COUNT)  # the services' own
-    queue = RabbitQueue(queue_name, durable=True)
-    consume(broker, queue, RabbitExchange(""), handle, ConsumerPause(broker, None))  # type: ignore[arg-type]
-    await broker.start()
+    await consuming(broker, queue_name, handle)
     try:
-        connection = await aio_pika.connect(test_env["HOOKPOST_AMQP_URL"])
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            for n in range(COUNT):
-                await channel.default_exchange.publish(
-                    aio_pika.Message(
-                        json.dumps({"n": n}).encode(), content_type="application/json"
-                    ),
-                    queue_name,
-                )
-            await eventually(
-                lambda: asyncio.sleep(0, len(handled)), lambda n: n == COUNT, timeout=10
-            )
-            # Settled messages still alive (a cycle would keep them until a collection). The
-            # latest one's context lives on in a task its handling started, until the next.
-            await eventually(
-                lambda: asyncio.sleep(0, sum(ref() is not None for ref in handled[:-1])),
-                lambda alive: alive == 0,
-                timeout=5,
-            )
+        messages = (
+            aio_pika.Message(json.dumps({"n": n}).encode(), content_type="application/json")
+            for n in range(COUNT)
+        )
+        await publish(test_env["HOOKPOST_AMQP_URL"], queue_name, messages)
+        await eventually(lambda: asyncio.sleep(0, len(handled)), lambda n: n == COUNT, timeout=10)
+        # Settled messages still alive (a cycle would keep them until a collection). The
+        # latest one's context lives on in a task its handling started, until the next.
+        await eventually(
+            lambda: asyncio.sleep(0, sum(ref() is not None for ref in handled[:-1])),
+            lambda alive: alive == 0,
+            timeout=5,
+        )
     finally:
         await broker.stop()
