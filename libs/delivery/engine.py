@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from itertools import repeat
 from typing import Protocol
 
 from libs.delivery.disabling import Disablement
@@ -45,7 +44,7 @@ from libs.domain.retry_policy import (
     policy_for_endpoint,
     scaled_ms,
 )
-from libs.infra import telemetry
+from libs.infra import gathering, telemetry
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 
 log = logging.getLogger("hookpost.delivery")
@@ -138,11 +137,11 @@ class DeliveryEngine:
         nothing attempted), so they are not read; only their endpoints, from the cache.
         `ended` is called as each one's attempt is over."""
         rows = await self.repository.new_rows(tasks)
-        if len(tasks) == 1:
-            # Most events: awaited here, without a task and a gather of their own (the ids it
-            # binds then stay on its event's later log lines: they are its only delivery's).
-            return [await self._first_attempt(tasks[0], rows[0], ended)]
-        return list(await asyncio.gather(*map(self._first_attempt, tasks, rows, repeat(ended))))
+        # A lone delivery's attempt runs in its event's task: the ids it binds stay on that
+        # event's later log lines, which are its only delivery's.
+        return await gathering.gather(
+            [self._first_attempt(task, row, ended) for task, row in zip(tasks, rows, strict=True)]
+        )
 
     async def bury(self, task: DeliveryTask) -> Outcome:
         """A dead-lettered delivery becomes DEAD (once, however often it is buried)."""

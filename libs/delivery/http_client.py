@@ -71,6 +71,10 @@ class HttpResult:
     retry_after_s: float | None = None  # a 429's or 503's Retry-After, capped
 
 
+# What a POST may raise that is a failed attempt, not a bug (UnsafeURLError is a ValueError;
+# TimeoutError and aiohttp's connection errors are OSErrors).
+_SEND_FAILURES = (aiohttp.ClientError, OSError, ValueError)
+
 # Answers whose Retry-After is honoured (RFC 9110 §10.2.3; 429: RFC 6585).
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -187,7 +191,7 @@ class HttpClient:
                         if status in _RETRY_AFTER_STATUSES
                         else None
                     )
-            except Exception as exc:
+            except _SEND_FAILURES as exc:
                 result = self._failure(exc, url, url_masked, _elapsed_ms(started))
             else:
                 result = _answered(status, excerpt, waits, _elapsed_ms(started))
@@ -195,7 +199,7 @@ class HttpClient:
             return result
 
     def _failure(self, exc: Exception, url: str, url_masked: str, elapsed_ms: int) -> HttpResult:
-        """A POST that got no answer; re-raises what is not a failure to send."""
+        """A POST that got no answer (one of _SEND_FAILURES)."""
         refused = timed_out = False
         if isinstance(exc, UnsafeURLError):
             error, refused = f"refused: {exc}", True
@@ -204,10 +208,8 @@ class HttpClient:
             timed_out = True
         elif isinstance(exc, aiohttp.ClientConnectorError):
             error = f"connection failed: {exc.os_error or exc}"
-        elif isinstance(exc, aiohttp.ClientError | OSError | ValueError):
-            error = f"request failed: {type(exc).__name__}: {exc}"
         else:
-            raise exc
+            error = f"request failed: {type(exc).__name__}: {exc}"
         return HttpResult(
             succeeded=False,
             http_status=None,

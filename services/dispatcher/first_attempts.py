@@ -25,12 +25,12 @@ cost a fraction of what the sender queue's round trip does (BENCHMARKS.md, "Sess
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from libs.delivery.engine import Outcome
+from libs.infra import gathering
 from libs.infra.broker.messages import DeliveryStep, DeliveryTask
 from services.dispatcher import metrics
 
@@ -103,9 +103,7 @@ class FirstAttempts:
         try:
             metrics.FIRST_ATTEMPTS_HERE.inc(len(tasks))
             outcomes = await self._engine.first_attempts(tasks, ended)
-            if len(tasks) == 1:  # most events: no gather, no task of its own
-                return await self._settle(tasks[0], outcomes[0])
-            settled = await asyncio.gather(*map(self._settle, tasks, outcomes))
+            settled = await gathering.gather(list(map(self._settle, tasks, outcomes)))
             return all(settled)
         finally:
             self.release(running, message)
