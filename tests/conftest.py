@@ -88,6 +88,22 @@ async def db_pool() -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
+async def fresh_dsn() -> AsyncIterator[str]:
+    """A database of its own, empty, dropped after the test: for what the session's shared
+    database must not see (partitions created and dropped, an old schema) or must not
+    disturb (a query plan that depends on the table statistics the test sets up)."""
+    server = get_settings().database_url.rpartition("/")[0]
+    name = f"hookpost_fresh_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"{server}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
 async def make_org(db_pool: asyncpg.Pool) -> Callable:
     async def make(plan: Plan = Plan.FREE, name: str | None = None) -> CreatedOrganization:
         return await create_organization(db_pool, name or f"org-{uuid.uuid4().hex[:6]}", plan)

@@ -127,11 +127,17 @@ ORDER BY i.ord
 # (the subquery with OFFSET 0 is evaluated row by row before the unlock above it). The last
 # part only makes the unlocks run (a CTE no part reads is never evaluated): its one row has
 # a NULL event id.
+# Events and deliveries are read by their keys, the state filtered after (OFFSET 0: the
+# filter is not pushed into the scan). Given `dispatched_at IS NULL` or `status = 'PENDING'`
+# in the scan, PostgreSQL's generic plan also read the partial index built on that state,
+# and each event of each batch walked all of it, dead entries too, until vacuum: after a
+# busy minute, more than a core (BENCHMARKS.md, "Session 19").
 INSERT_DELIVERIES = """
 WITH open_event AS (
     SELECT e.id, e.organization_id
-    FROM unnest($1::text[]) AS wanted (id) JOIN events e ON e.id = wanted.id
-    WHERE e.dispatched_at IS NULL AND e.id = ANY ($1::text[])
+    FROM (SELECT id, organization_id, dispatched_at FROM events WHERE id = ANY ($1::text[])
+          OFFSET 0) AS e
+    WHERE e.dispatched_at IS NULL
 ), inserted AS (
     INSERT INTO deliveries (id, event_id, endpoint_id, organization_id, status,
                             next_attempt_at, ordering_key)
@@ -163,8 +169,13 @@ SELECT event_id, id, endpoint_id, NULL AS ordering_key, true AS open FROM insert
 WHERE status = 'PENDING'
 UNION ALL
 SELECT d.event_id, d.id, d.endpoint_id, d.ordering_key, true
-FROM open_event JOIN deliveries d ON d.event_id = open_event.id
-WHERE d.status = 'PENDING' AND d.attempt_count = 0 AND d.event_id = ANY ($1::text[])
+FROM open_event CROSS JOIN LATERAL (
+    SELECT d.event_id, d.id, d.endpoint_id, d.ordering_key, d.status, d.attempt_count
+    FROM deliveries d
+    WHERE d.event_id = open_event.id AND d.event_id = ANY ($1::text[])
+    OFFSET 0
+) AS d
+WHERE d.status = 'PENDING' AND d.attempt_count = 0
 UNION ALL
 SELECT wanted.id, NULL, NULL, NULL, false FROM unnest($1::text[]) AS wanted (id)
 WHERE wanted.id NOT IN (SELECT id FROM open_event)
