@@ -81,25 +81,31 @@ async def db_pool() -> AsyncIterator[asyncpg.Pool]:
     yield pool
     await pool.close()
     if "HOOKPOST_TEST_DATABASE_URL" not in os.environ:
-        base, _, name = dsn.rpartition("/")
-        admin = await asyncpg.connect(f"{base}/postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await _on_server(dsn, 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def fresh_dsn() -> AsyncIterator[str]:
     """A database of its own, empty, dropped after the test: for what the session's shared
     database must not see (partitions created and dropped, an old schema) or must not
-    disturb (a query plan that depends on the table statistics the test sets up)."""
-    server = get_settings().database_url.rpartition("/")[0]
-    name = f"hookpost_fresh_{uuid.uuid4().hex[:8]}"
+    disturb (a query plan that depends on the table statistics the test sets up). Named
+    after this run, so that a killed run's is swept with the rest (harness/stale_runs.py)."""
+    dsn = f"{get_settings().database_url}_fresh_{uuid.uuid4().hex[:8]}"
+    await _on_server(dsn, 'CREATE DATABASE "{}"')
+    try:
+        yield dsn
+    finally:
+        await _on_server(dsn, 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)')
+
+
+async def _on_server(dsn: str, statement: str) -> None:
+    """`statement`, with the database's name for {}, on its server's maintenance database
+    (CREATE and DROP DATABASE run outside the database itself)."""
+    server, _, name = dsn.rpartition("/")
     admin = await asyncpg.connect(f"{server}/postgres")
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"{server}/{name}"
+        await admin.execute(statement.format(name))
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
